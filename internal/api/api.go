@@ -1,0 +1,206 @@
+// Package api is the control plane's HTTP API as seen from outside: the
+// request and response types, and a Client used by sidecars and the CLI.
+// The server side lives in package control.
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/weftmesh/weft/internal/config"
+	"github.com/weftmesh/weft/internal/registry"
+)
+
+// RegisterRequest is the body of PUT /v1/instances/{service}/{id}.
+type RegisterRequest struct {
+	Instance registry.Instance `json:"instance"`
+	// Lease to reuse, from an earlier registration; 0 for a new one.
+	Lease      int64 `json:"lease,omitempty"`
+	TTLSeconds int   `json:"ttlSeconds,omitempty"`
+}
+
+// RegisterResponse says which lease keeps the instance alive.
+type RegisterResponse struct {
+	Lease      int64 `json:"lease"`
+	TTLSeconds int   `json:"ttlSeconds"`
+}
+
+// Service summarises one service for `weft get services`.
+type Service struct {
+	Name      string `json:"name"`
+	Kind      string `json:"kind"` // "mesh" (registered by sidecars) or "external"
+	Instances int    `json:"instances"`
+	Ready     int    `json:"ready"`
+}
+
+// ServiceDetail is `weft describe service`.
+type ServiceDetail struct {
+	Service
+	Instances []registry.Instance `json:"instanceList"`
+	External  []config.Endpoint   `json:"externalEndpoints,omitempty"`
+}
+
+// ApplyResult is one line of `weft apply`.
+type ApplyResult struct {
+	Ref     string `json:"ref"`
+	Outcome string `json:"outcome"`
+}
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+}
+
+// Version is GET /v1/version.
+type Version struct {
+	Version string `json:"version"`
+	Store   string `json:"store"` // "embedded" or "external"
+}
+
+// ErrNotFound is returned for a 404.
+var ErrNotFound = errors.New("not found")
+
+// Client talks to one control plane.
+type Client struct {
+	Base string // http://host:port
+	HTTP *http.Client
+}
+
+// NewClient accepts host:port or a URL.
+func NewClient(addr string) *Client {
+	base := addr
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	return &Client{Base: strings.TrimRight(base, "/"), HTTP: &http.Client{Transport: Transport, Timeout: 10 * time.Second}}
+}
+
+// Transport reaches the control plane directly: HTTP_PROXY in the
+// environment is for the app, never for Weft's own calls.
+var Transport = &http.Transport{
+	Proxy:               nil,
+	DialContext:         (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+	MaxIdleConnsPerHost: 4,
+	IdleConnTimeout:     90 * time.Second,
+}
+
+// Do sends a request and decodes a JSON answer into out (when not nil).
+func (c *Client) Do(ctx context.Context, method, path string, body io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, body)
+	if err != nil {
+		return err
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("control plane at %s: %w", c.Base, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("control plane at %s: read answer: %w", c.Base, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e Error
+		if json.Unmarshal(b, &e) != nil || e.Error == "" {
+			e.Error = strings.TrimSpace(string(b))
+		}
+		if resp.StatusCode == http.StatusNotFound {
+			return fmt.Errorf("%w: %s", ErrNotFound, e.Error)
+		}
+		return errors.New(e.Error)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("control plane at %s: bad answer to %s %s: %w", c.Base, method, path, err)
+	}
+	return nil
+}
+
+func jsonBody(v any) io.Reader {
+	b, _ := json.Marshal(v)
+	return bytes.NewReader(b)
+}
+
+// Register writes an instance and returns its lease.
+func (c *Client) Register(ctx context.Context, r RegisterRequest) (RegisterResponse, error) {
+	var out RegisterResponse
+	p := "/v1/instances/" + url.PathEscape(r.Instance.Service) + "/" + url.PathEscape(r.Instance.ID)
+	err := c.Do(ctx, http.MethodPut, p, jsonBody(r), &out)
+	return out, err
+}
+
+// KeepAlive renews a lease; ErrNotFound means register again.
+func (c *Client) KeepAlive(ctx context.Context, lease int64) error {
+	return c.Do(ctx, http.MethodPost, fmt.Sprintf("/v1/leases/%d/keepalive", lease), nil, nil)
+}
+
+// Deregister removes an instance.
+func (c *Client) Deregister(ctx context.Context, service, id string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/instances/"+url.PathEscape(service)+"/"+url.PathEscape(id), nil, nil)
+}
+
+// Instances lists instances of service, or of all when "".
+func (c *Client) Instances(ctx context.Context, service string) ([]registry.Instance, error) {
+	var out []registry.Instance
+	err := c.Do(ctx, http.MethodGet, "/v1/instances?service="+url.QueryEscape(service), nil, &out)
+	return out, err
+}
+
+// Services lists every service.
+func (c *Client) Services(ctx context.Context) ([]Service, error) {
+	var out []Service
+	err := c.Do(ctx, http.MethodGet, "/v1/services", nil, &out)
+	return out, err
+}
+
+// Service describes one service.
+func (c *Client) Service(ctx context.Context, name string) (ServiceDetail, error) {
+	var out ServiceDetail
+	err := c.Do(ctx, http.MethodGet, "/v1/services/"+url.PathEscape(name), nil, &out)
+	return out, err
+}
+
+// Apply sends YAML or JSON resources.
+func (c *Client) Apply(ctx context.Context, doc []byte) ([]ApplyResult, error) {
+	var out []ApplyResult
+	err := c.Do(ctx, http.MethodPost, "/v1/resources", bytes.NewReader(doc), &out)
+	return out, err
+}
+
+// Resources lists resources of a kind.
+func (c *Client) Resources(ctx context.Context, kind string) ([]config.Resource, error) {
+	var out []config.Resource
+	err := c.Do(ctx, http.MethodGet, "/v1/resources/"+url.PathEscape(kind), nil, &out)
+	return out, err
+}
+
+// Resource gets one resource.
+func (c *Client) Resource(ctx context.Context, kind, name string) (config.Resource, error) {
+	var out config.Resource
+	err := c.Do(ctx, http.MethodGet, "/v1/resources/"+url.PathEscape(kind)+"/"+url.PathEscape(name), nil, &out)
+	return out, err
+}
+
+// Delete removes a resource.
+func (c *Client) Delete(ctx context.Context, kind, name string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/resources/"+url.PathEscape(kind)+"/"+url.PathEscape(name), nil, nil)
+}
+
+// Version asks the control plane what it runs.
+func (c *Client) Version(ctx context.Context) (Version, error) {
+	var out Version
+	err := c.Do(ctx, http.MethodGet, "/v1/version", nil, &out)
+	return out, err
+}

@@ -1,0 +1,168 @@
+// Package cli implements the weft command line: one file per verb. Every
+// verb returns an error; only main turns it into an exit code.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/weftmesh/weft/internal/telemetry"
+)
+
+// env carries what every verb needs.
+type env struct {
+	stdout, stderr io.Writer
+}
+
+type verb struct {
+	summary string
+	run     func(ctx context.Context, e *env, args []string) error
+}
+
+var verbs map[string]verb
+
+func init() {
+	verbs = map[string]verb{
+		"control":  {"run the control plane", runControl},
+		"sidecar":  {"run the proxy beside one app instance", runSidecar},
+		"run":      {"run an app and its sidecar as one unit: weft run --service NAME --app-port P -- CMD ARGS", runRun},
+		"demo":     {"run a control plane, sample services with sidecars, and light load", runDemo},
+		"get":      {"list services, instances or resources: weft get services|instances [SERVICE]|KIND [NAME]", runGet},
+		"describe": {"show one service in detail: weft describe service NAME", runDescribe},
+		"apply":    {"create or update resources: weft apply -f FILE (- for stdin)", runApply},
+		"delete":   {"delete resources: weft delete KIND NAME, or weft delete -f FILE", runDelete},
+		"register": {"add an endpoint of an external service: weft register SERVICE HOST:PORT [--label k=v]", runRegister},
+		"version":  {"print the version of this binary and of the control plane", runVersion},
+	}
+}
+
+// usageError marks a mistake in how weft was called (exit code 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
+
+// ExitCode maps an error to the process exit code: 2 for usage, the app's
+// status for `weft run`, 1 otherwise.
+func ExitCode(err error) int {
+	var u usageError
+	if errors.As(err, &u) {
+		return 2
+	}
+	var st exitStatus
+	if errors.As(err, &st) {
+		return int(st)
+	}
+	return 1
+}
+
+// Run runs one weft command line.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	e := &env{stdout: stdout, stderr: stderr}
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(stdout)
+		return nil
+	}
+	v, ok := verbs[args[0]]
+	if !ok {
+		return usagef("unknown command %q (see weft help)", args[0])
+	}
+	err := v.run(ctx, e, args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "weft: a service mesh. Usage: weft COMMAND [flags]   (weft COMMAND -h for its flags)")
+	fmt.Fprintln(w)
+	names := make([]string, 0, len(verbs))
+	for n := range verbs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-9s %s\n", n, verbs[n].summary)
+	}
+}
+
+// newFlags returns a flag set whose errors come back as usage errors.
+func newFlags(e *env, name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("weft "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	return fs
+}
+
+// parse parses flags, allowing them before and after positional arguments.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError{err.Error()}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// labels is a repeatable --label k=v flag.
+type labels map[string]string
+
+func (l labels) String() string {
+	parts := make([]string, 0, len(l))
+	for k, v := range l {
+		parts = append(parts, k+"="+v)
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+func (l labels) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("%q: want key=value", s)
+	}
+	l[k] = v
+	return nil
+}
+
+// logLevelFlag is a --log-level flag, info by default.
+func logLevelFlag(fs *flag.FlagSet) *slog.Level { return logLevelFlagDefault(fs, slog.LevelInfo) }
+
+func logLevelFlagDefault(fs *flag.FlagSet, def slog.Level) *slog.Level {
+	lvl := new(slog.Level)
+	fs.TextVar(lvl, "log-level", def, "log level: debug, info, warn, error")
+	return lvl
+}
+
+func newLogger(e *env, lvl *slog.Level) *slog.Logger {
+	return telemetry.NewLogger(e.stderr, *lvl)
+}
+
+// controlAddr is the --control flag with its WEFT_CONTROL default.
+func controlFlag(fs *flag.FlagSet) *string {
+	def := os.Getenv("WEFT_CONTROL")
+	if def == "" {
+		def = "127.0.0.1:15010"
+	}
+	return fs.String("control", def, "control plane address (env WEFT_CONTROL)")
+}

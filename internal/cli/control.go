@@ -1,0 +1,37 @@
+package cli
+
+import (
+	"context"
+	"strings"
+
+	"github.com/weftmesh/weft/internal/control"
+)
+
+func runControl(ctx context.Context, e *env, args []string) error {
+	cfg := control.Default()
+	fs := newFlags(e, "control")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address for sidecar streams, the API and /metrics")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory of the embedded etcd")
+	endpoints := fs.String("etcd-endpoints", "", "comma-separated URLs of an external etcd cluster (instead of the embedded one)")
+	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", cfg.LeaseTTL, "how long an instance outlives its sidecar's last heartbeat")
+	lvl := logLevelFlag(fs)
+	rest, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usagef("control: unexpected argument %q", rest[0])
+	}
+	if *endpoints != "" {
+		cfg.EtcdEndpoints = strings.Split(*endpoints, ",")
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageError{err.Error()}
+	}
+	deps, reg := depsFor(e, lvl)
+	c, err := control.New(ctx, cfg, control.Deps{Logger: deps, Registry: reg})
+	if err != nil {
+		return err
+	}
+	return c.Run(ctx)
+}

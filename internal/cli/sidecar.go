@@ -1,0 +1,65 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weftmesh/weft/internal/sidecar"
+	"github.com/weftmesh/weft/internal/telemetry"
+)
+
+// sidecarFlags declares the flags shared by `weft sidecar` and `weft run`.
+func sidecarFlags(fs *flag.FlagSet, cfg *sidecar.Config) {
+	fs.StringVar(&cfg.Service, "service", "", "name of this app's service (required)")
+	fs.StringVar(&cfg.ID, "id", "", "instance id (default SERVICE-<random>)")
+	fs.IntVar(&cfg.AppPort, "app-port", 0, "port of the local app; 0 for a consumer-only sidecar")
+	fs.StringVar(&cfg.AppHost, "app-host", cfg.AppHost, "host of the local app")
+	fs.Var(labels(cfg.Labels), "label", "instance label k=v (repeatable), e.g. version=v2")
+	fs.StringVar(&cfg.Outbound, "outbound", cfg.Outbound, "listener for the app's outgoing calls (HTTP_PROXY)")
+	fs.StringVar(&cfg.Inbound, "inbound", cfg.Inbound, "listener for calls to the app from peers and plain clients")
+	fs.StringVar(&cfg.Admin, "admin", cfg.Admin, "admin listener: /healthz /readyz /metrics /config pprof")
+	fs.StringVar(&cfg.Advertise, "advertise", "", "host:port peers dial (default: the inbound address, wildcard host replaced by this host's address)")
+	fs.StringVar(&cfg.HealthPath, "health-path", "", "check the app with HTTP GET of this path instead of a TCP connect")
+	fs.DurationVar(&cfg.HealthInterval, "health-interval", cfg.HealthInterval, "how often to check the app")
+	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "longest wait for an upstream's response headers")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "longest wait for in-flight requests on stop")
+	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", cfg.LeaseTTL, "how long the instance outlives this sidecar's last heartbeat")
+}
+
+func newSidecarConfig() sidecar.Config {
+	cfg := sidecar.Default()
+	cfg.Labels = map[string]string{}
+	return cfg
+}
+
+func runSidecar(ctx context.Context, e *env, args []string) error {
+	cfg := newSidecarConfig()
+	fs := newFlags(e, "sidecar")
+	sidecarFlags(fs, &cfg)
+	control := controlFlag(fs)
+	lvl := logLevelFlag(fs)
+	rest, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usagef("sidecar: unexpected argument %q", rest[0])
+	}
+	cfg.Control = *control
+	if err := cfg.Validate(); err != nil {
+		return usageError{err.Error()}
+	}
+	log, reg := depsFor(e, lvl)
+	s, err := sidecar.New(cfg, sidecar.Deps{Logger: log, Registry: reg})
+	if err != nil {
+		return err
+	}
+	return s.Run(ctx)
+}
+
+func depsFor(e *env, lvl *slog.Level) (*slog.Logger, *prometheus.Registry) {
+	return newLogger(e, lvl), telemetry.NewRegistry()
+}

@@ -1,0 +1,280 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/weftmesh/weft/internal/api"
+	"github.com/weftmesh/weft/internal/config"
+	"github.com/weftmesh/weft/internal/push"
+	"github.com/weftmesh/weft/internal/registry"
+	"github.com/weftmesh/weft/internal/telemetry"
+	"github.com/weftmesh/weft/internal/version"
+)
+
+func (c *Control) routes(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	pushed := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "weft_control_push_messages_total",
+		Help: "Messages written to sidecar streams, pings included.",
+	})
+	reg.MustRegister(pushed)
+	mux.Handle("GET /v1/stream", &push.Handler{Hub: c.hub, Streams: &c.streams, OnSend: func(n int) { pushed.Add(float64(n)) }})
+	mux.HandleFunc("PUT /v1/instances/{service}/{id}", c.putInstance)
+	mux.HandleFunc("DELETE /v1/instances/{service}/{id}", c.deleteInstance)
+	mux.HandleFunc("GET /v1/instances", c.listInstances)
+	mux.HandleFunc("POST /v1/leases/{lease}/keepalive", c.keepAlive)
+	mux.HandleFunc("GET /v1/services", c.listServices)
+	mux.HandleFunc("GET /v1/services/{name}", c.getService)
+	mux.HandleFunc("POST /v1/resources", c.applyResources)
+	mux.HandleFunc("GET /v1/resources/{kind}", c.listResources)
+	mux.HandleFunc("GET /v1/resources/{kind}/{name}", c.getResource)
+	mux.HandleFunc("DELETE /v1/resources/{kind}/{name}", c.deleteResource)
+	mux.HandleFunc("GET /v1/version", func(w http.ResponseWriter, r *http.Request) {
+		telemetry.WriteJSON(w, http.StatusOK, api.Version{Version: version.Version, Store: c.storeKind()})
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", c.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+func fail(w http.ResponseWriter, code int, err error) {
+	e := api.Error{Error: err.Error()}
+	var fe *config.FieldError
+	if errors.As(err, &fe) {
+		e.Field = fe.Field
+	}
+	telemetry.WriteJSON(w, code, e)
+}
+
+func (c *Control) readyz(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-c.hub.Ready():
+	default:
+		fail(w, http.StatusServiceUnavailable, errors.New("not ready: loading state from etcd"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := c.st.Client.Get(ctx, "/weft/readyz"); err != nil {
+		fail(w, http.StatusServiceUnavailable, errors.New("not ready: etcd: "+err.Error()))
+		return
+	}
+	w.Write([]byte("ok\n"))
+}
+
+func (c *Control) putInstance(w http.ResponseWriter, r *http.Request) {
+	var req api.RegisterRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+		fail(w, http.StatusBadRequest, errors.New("body: "+err.Error()))
+		return
+	}
+	if req.Instance.Service != r.PathValue("service") || req.Instance.ID != r.PathValue("id") {
+		fail(w, http.StatusBadRequest, errors.New("instance.service and instance.id must match the path"))
+		return
+	}
+	if err := req.Instance.Validate(); err != nil {
+		fail(w, http.StatusUnprocessableEntity, err)
+		return
+	}
+	ttl := c.cfg.LeaseTTL
+	if req.TTLSeconds > 0 {
+		ttl = time.Duration(req.TTLSeconds) * time.Second
+	}
+	lease, err := c.instances.Put(r.Context(), req.Instance, req.Lease, ttl)
+	if err != nil {
+		fail(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	telemetry.WriteJSON(w, http.StatusOK, api.RegisterResponse{Lease: lease, TTLSeconds: int(ttl / time.Second)})
+}
+
+func (c *Control) deleteInstance(w http.ResponseWriter, r *http.Request) {
+	if err := c.instances.Delete(r.Context(), r.PathValue("service"), r.PathValue("id")); err != nil {
+		fail(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (c *Control) keepAlive(w http.ResponseWriter, r *http.Request) {
+	lease, err := strconv.ParseInt(r.PathValue("lease"), 10, 64)
+	if err != nil {
+		fail(w, http.StatusBadRequest, errors.New("lease: not a number"))
+		return
+	}
+	err = c.instances.KeepAlive(r.Context(), lease)
+	switch {
+	case errors.Is(err, registry.ErrLeaseNotFound):
+		fail(w, http.StatusNotFound, err)
+	case err != nil:
+		fail(w, http.StatusServiceUnavailable, err)
+	default:
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func (c *Control) listInstances(w http.ResponseWriter, r *http.Request) {
+	list, err := c.instances.List(r.Context(), r.URL.Query().Get("service"))
+	if err != nil {
+		fail(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	telemetry.WriteJSON(w, http.StatusOK, list)
+}
+
+// services joins registered instances and external services into one view.
+func (c *Control) services(r *http.Request) (map[string]*api.ServiceDetail, error) {
+	insts, err := c.instances.List(r.Context(), "")
+	if err != nil {
+		return nil, err
+	}
+	ext, err := c.resources.List(r.Context(), "ExternalService")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*api.ServiceDetail{}
+	for _, in := range insts {
+		d := out[in.Service]
+		if d == nil {
+			d = &api.ServiceDetail{Service: api.Service{Name: in.Service, Kind: "mesh"}}
+			out[in.Service] = d
+		}
+		d.Instances = append(d.Instances, in)
+		d.Service.Instances++
+		if in.Ready {
+			d.Ready++
+		}
+	}
+	for i := range ext {
+		spec, err := config.DecodeExternalService(&ext[i])
+		if err != nil {
+			continue
+		}
+		name := ext[i].Metadata.Name
+		d := out[name]
+		if d == nil {
+			d = &api.ServiceDetail{Service: api.Service{Name: name, Kind: "external"}}
+			out[name] = d
+		}
+		d.External = spec.Endpoints
+		d.Service.Instances += len(spec.Endpoints)
+		d.Ready += len(spec.Endpoints)
+	}
+	return out, nil
+}
+
+func (c *Control) listServices(w http.ResponseWriter, r *http.Request) {
+	all, err := c.services(r)
+	if err != nil {
+		fail(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	list := make([]api.Service, 0, len(all))
+	for _, d := range all {
+		list = append(list, d.Service)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+	telemetry.WriteJSON(w, http.StatusOK, list)
+}
+
+func (c *Control) getService(w http.ResponseWriter, r *http.Request) {
+	all, err := c.services(r)
+	if err != nil {
+		fail(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	d, ok := all[r.PathValue("name")]
+	if !ok {
+		fail(w, http.StatusNotFound, errors.New("service "+r.PathValue("name")+" has no instances and no ExternalService"))
+		return
+	}
+	telemetry.WriteJSON(w, http.StatusOK, d)
+}
+
+func (c *Control) applyResources(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
+	if err != nil {
+		fail(w, http.StatusBadRequest, err)
+		return
+	}
+	// Validate everything before writing anything: a bad file changes nothing.
+	list, err := config.Parse(body)
+	if err != nil {
+		fail(w, http.StatusUnprocessableEntity, err)
+		return
+	}
+	out := make([]api.ApplyResult, 0, len(list))
+	for _, res := range list {
+		outcome, err := c.resources.Apply(r.Context(), res)
+		if err != nil {
+			fail(w, http.StatusServiceUnavailable, err)
+			return
+		}
+		out = append(out, api.ApplyResult{Ref: res.Ref(), Outcome: outcome})
+	}
+	telemetry.WriteJSON(w, http.StatusOK, out)
+}
+
+func kindOf(w http.ResponseWriter, r *http.Request) (string, bool) {
+	k, ok := config.KindFor(r.PathValue("kind"))
+	if !ok {
+		fail(w, http.StatusNotFound, errors.New("unknown kind "+strconv.Quote(r.PathValue("kind"))))
+	}
+	return k, ok
+}
+
+func (c *Control) listResources(w http.ResponseWriter, r *http.Request) {
+	kind, ok := kindOf(w, r)
+	if !ok {
+		return
+	}
+	list, err := c.resources.List(r.Context(), kind)
+	if err != nil {
+		fail(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	telemetry.WriteJSON(w, http.StatusOK, list)
+}
+
+func (c *Control) getResource(w http.ResponseWriter, r *http.Request) {
+	kind, ok := kindOf(w, r)
+	if !ok {
+		return
+	}
+	res, found, err := c.resources.Get(r.Context(), kind, r.PathValue("name"))
+	switch {
+	case err != nil:
+		fail(w, http.StatusServiceUnavailable, err)
+	case !found:
+		fail(w, http.StatusNotFound, errors.New(kind+"/"+r.PathValue("name")+" not found"))
+	default:
+		telemetry.WriteJSON(w, http.StatusOK, res)
+	}
+}
+
+func (c *Control) deleteResource(w http.ResponseWriter, r *http.Request) {
+	kind, ok := kindOf(w, r)
+	if !ok {
+		return
+	}
+	deleted, err := c.resources.Delete(r.Context(), kind, r.PathValue("name"))
+	switch {
+	case err != nil:
+		fail(w, http.StatusServiceUnavailable, err)
+	case !deleted:
+		fail(w, http.StatusNotFound, errors.New(kind+"/"+r.PathValue("name")+" not found"))
+	default:
+		w.WriteHeader(http.StatusNoContent)
+	}
+}

@@ -1,0 +1,155 @@
+// Package control is the control plane's composition root: it opens the
+// store (embedded or external etcd), builds the registry, the config store
+// and the push hub over it, and serves everything on one address:
+//
+//	/v1/stream            push stream to sidecars (package push)
+//	/v1/instances, /v1/leases, /v1/services, /v1/resources, /v1/version
+//	                      the API used by sidecars and the CLI (package api)
+//	/readyz, /healthz, /metrics
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weftmesh/weft/internal/config"
+	"github.com/weftmesh/weft/internal/push"
+	"github.com/weftmesh/weft/internal/registry"
+	"github.com/weftmesh/weft/internal/store"
+)
+
+// Config is what `weft control` is told.
+type Config struct {
+	Listen        string   // default 127.0.0.1:15010
+	DataDir       string   // default ./weft-data
+	EtcdEndpoints []string // external etcd; empty for embedded
+	LeaseTTL      time.Duration
+}
+
+// Default returns the documented defaults.
+func Default() Config {
+	return Config{Listen: "127.0.0.1:15010", DataDir: "./weft-data", LeaseTTL: registry.DefaultTTL}
+}
+
+// Validate checks a Config.
+func (c Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("--listen %q: want host:port", c.Listen)
+	}
+	if len(c.EtcdEndpoints) == 0 && c.DataDir == "" {
+		return errors.New("--data-dir: must not be empty without --etcd-endpoints")
+	}
+	if c.LeaseTTL < time.Second {
+		return fmt.Errorf("lease TTL %s: must be at least 1s", c.LeaseTTL)
+	}
+	return nil
+}
+
+// Deps are injected.
+type Deps struct {
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+}
+
+// Control is a running control plane.
+type Control struct {
+	cfg       Config
+	log       *slog.Logger
+	ln        net.Listener
+	st        *store.Store
+	instances *registry.Store
+	resources *config.Store
+	hub       *push.Hub
+	srv       *http.Server
+	streams   atomic.Int64
+}
+
+// New binds the listen address and opens the store. Call Run to serve.
+func New(ctx context.Context, cfg Config, deps Deps) (*Control, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Logger == nil || deps.Registry == nil {
+		return nil, errors.New("control: Logger and Registry are required")
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w (is another control plane running? choose another address with --listen)", cfg.Listen, err)
+	}
+	st, err := store.Open(ctx, store.Options{DataDir: cfg.DataDir, Endpoints: cfg.EtcdEndpoints, Logger: deps.Logger})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	c := &Control{
+		cfg:       cfg,
+		log:       deps.Logger.With("component", "control"),
+		ln:        ln,
+		st:        st,
+		instances: registry.New(st.Client),
+		resources: config.NewStore(st.Client),
+	}
+	c.hub = push.NewHub(st.Client, c.log)
+	c.registerMetrics(deps.Registry)
+	c.srv = &http.Server{Handler: c.routes(deps.Registry), ReadHeaderTimeout: 10 * time.Second}
+	return c, nil
+}
+
+// Addr is the address the control plane serves on.
+func (c *Control) Addr() string { return c.ln.Addr().String() }
+
+// Run serves until ctx ends, then closes everything it opened.
+func (c *Control) Run(ctx context.Context) error {
+	defer c.st.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = c.hub.Run(ctx)
+	}()
+	// Request contexts derive from ctx, so open streams end with it.
+	c.srv.BaseContext = func(net.Listener) context.Context { return ctx }
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- c.srv.Serve(c.ln) }()
+	c.log.Info("control plane serving", "addr", c.Addr(), "store", c.storeKind())
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		err = fmt.Errorf("serve %s: %w", c.Addr(), err)
+	}
+	// Streams never finish on their own: cancel them by closing the server.
+	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_ = c.srv.Shutdown(sctx)
+	scancel()
+	c.srv.Close()
+	cancel()
+	wg.Wait()
+	return err
+}
+
+func (c *Control) storeKind() string {
+	if c.st.Embedded {
+		return "embedded"
+	}
+	return "external"
+}
+
+func (c *Control) registerMetrics(reg *prometheus.Registry) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "weft_control_streams",
+		Help: "Sidecar push streams open now.",
+	}, func() float64 { return float64(c.streams.Load()) }))
+}

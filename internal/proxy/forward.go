@@ -1,0 +1,233 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// NewTransport returns the pooled HTTP/1.1 client side of a hop.
+// headerTimeout bounds the wait for response headers (0: none).
+func NewTransport(headerTimeout time.Duration) *http.Transport {
+	d := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                  nil, // a sidecar never follows HTTP_PROXY itself
+		DialContext:            d.DialContext,
+		MaxIdleConns:           0,
+		MaxIdleConnsPerHost:    1024,
+		IdleConnTimeout:        90 * time.Second,
+		ResponseHeaderTimeout:  headerTimeout,
+		ExpectContinueTimeout:  time.Second,
+		DisableCompression:     true, // bytes pass through as the app sent them
+		MaxResponseHeaderBytes: 1 << 20,
+		WriteBufferSize:        32 << 10,
+		ReadBufferSize:         32 << 10,
+	}
+}
+
+// hopHeaders are the RFC 9110 §7.6.1 connection-specific fields, in
+// canonical form so deleting them costs no allocation.
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// removeHopHeaders deletes hop-by-hop fields, including those that
+// Connection names.
+func removeHopHeaders(h http.Header) {
+	for _, f := range h["Connection"] {
+		for _, name := range strings.Split(f, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		delete(h, k)
+	}
+}
+
+// upgradeType returns the protocol a request or response asks to switch to.
+func upgradeType(h http.Header) string {
+	if !httpguts.HeaderValuesContainsToken(h["Connection"], "Upgrade") {
+		return ""
+	}
+	return h.Get("Upgrade")
+}
+
+// prepare turns the server's request into a client request, in place (the
+// handler owns r and nothing else reads it afterwards). The target host is
+// set per attempt in r.URL.Host.
+func prepare(r *http.Request) {
+	up := upgradeType(r.Header)
+	keepTE := httpguts.HeaderValuesContainsToken(r.Header["Te"], "trailers")
+	removeHopHeaders(r.Header)
+	if up != "" {
+		r.Header["Connection"] = []string{"Upgrade"}
+		r.Header["Upgrade"] = []string{up}
+	}
+	if keepTE {
+		r.Header["Te"] = []string{"trailers"}
+	}
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 {
+			ip = strings.Join(prior, ", ") + ", " + ip
+		}
+		r.Header["X-Forwarded-For"] = []string{ip}
+	}
+	r.URL.Scheme = "http"
+	r.RequestURI = ""
+	r.Close = false
+}
+
+// replayBody wraps a request body so that a failed attempt cannot close it
+// and a retry can tell whether any of it was sent.
+type replayBody struct {
+	io.ReadCloser
+	read bool
+}
+
+func (b *replayBody) Read(p []byte) (int, error) {
+	b.read = true
+	return b.ReadCloser.Read(p)
+}
+
+func (b *replayBody) Close() error { return nil }
+
+// failure classifies an error from a round trip.
+type failure struct {
+	reason  string
+	status  int
+	connect bool // nothing reached the upstream: safe to try another
+}
+
+func classify(err error) failure {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return failure{ReasonConnectFailed, http.StatusBadGateway, true}
+	}
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return failure{ReasonUpstreamTimeout, http.StatusGatewayTimeout, false}
+	}
+	return failure{ReasonUpstreamReset, http.StatusBadGateway, false}
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// writeResponse copies an upstream response to the client: headers less
+// hop-by-hop ones, body streamed (flushed as it comes when its length is
+// unknown), then trailers. It returns the status sent.
+func writeResponse(w http.ResponseWriter, r *http.Request, resp *http.Response) int {
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return switchProtocols(w, r, resp)
+	}
+	defer resp.Body.Close()
+	removeHopHeaders(resp.Header)
+	dst := w.Header()
+	for k, v := range resp.Header {
+		dst[k] = v
+	}
+	if len(resp.Trailer) > 0 {
+		names := make([]string, 0, len(resp.Trailer))
+		for k := range resp.Trailer {
+			names = append(names, k)
+		}
+		dst["Trailer"] = []string{strings.Join(names, ", ")}
+	}
+	w.WriteHeader(resp.StatusCode)
+
+	flush := resp.ContentLength < 0
+	bp := bufPool.Get().(*[]byte)
+	copyBody(w, resp.Body, *bp, flush)
+	bufPool.Put(bp)
+
+	for k, vv := range resp.Trailer {
+		dst[http.TrailerPrefix+k] = vv
+	}
+	return resp.StatusCode
+}
+
+// copyBody streams src to w. An error on either side ends the copy: the
+// server then closes the client connection, which is all that can be said
+// once the status line is out.
+func copyBody(w http.ResponseWriter, src io.Reader, buf []byte, flush bool) {
+	var fl http.Flusher
+	if flush {
+		fl, _ = w.(http.Flusher)
+	}
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			if fl != nil {
+				fl.Flush()
+			}
+		}
+		if rerr != nil {
+			if rerr != io.EOF {
+				panic(http.ErrAbortHandler) // cut the client off: the body is incomplete
+			}
+			return
+		}
+	}
+}
+
+// switchProtocols completes an Upgrade (WebSocket and the like): the
+// client's connection is taken over and bytes flow both ways untouched.
+func switchProtocols(w http.ResponseWriter, r *http.Request, resp *http.Response) int {
+	back, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok || upgradeType(resp.Header) == "" {
+		resp.Body.Close()
+		http.Error(w, "upstream switched protocols without an upgradable body", http.StatusBadGateway)
+		return http.StatusBadGateway
+	}
+	defer back.Close()
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		http.Error(w, "cannot take over the connection for an upgrade", http.StatusInternalServerError)
+		return http.StatusInternalServerError
+	}
+	defer conn.Close()
+	resp.Body = nil
+	if err := resp.Write(brw); err != nil {
+		return http.StatusSwitchingProtocols
+	}
+	if err := brw.Flush(); err != nil {
+		return http.StatusSwitchingProtocols
+	}
+	pipe(conn, brw.Reader, back)
+	return http.StatusSwitchingProtocols
+}
+
+// pipe copies both ways until both directions end. clientR holds bytes the
+// server had already buffered from the client.
+func pipe(client net.Conn, clientR io.Reader, upstream io.ReadWriteCloser) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		io.Copy(upstream, clientR)
+		closeWrite(upstream)
+	}()
+	io.Copy(client, upstream)
+	closeWrite(client)
+	<-done
+}
+
+// closeWrite half-closes when the connection supports it, else closes.
+func closeWrite(c io.Closer) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		return
+	}
+	c.Close()
+}

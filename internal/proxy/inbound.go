@@ -1,0 +1,56 @@
+package proxy
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Inbound is the handler on the sidecar's inbound listener: it takes
+// requests from peer sidecars and plain clients and forwards them to the
+// local app.
+type Inbound struct {
+	Service   string
+	Instance  string
+	App       string // host:port of the local app
+	Transport http.RoundTripper
+	metrics   *serviceMetrics
+}
+
+// NewInbound wires an Inbound.
+func NewInbound(service, instance, app string, transport http.RoundTripper, m *Metrics) *Inbound {
+	in := &Inbound{Service: service, Instance: instance, App: app, Transport: transport}
+	if m != nil {
+		in.metrics = m.forService("inbound", service)
+	}
+	return in
+}
+
+func (in *Inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	if r.Method == http.MethodConnect {
+		in.fail(w, &MeshError{Status: http.StatusMethodNotAllowed, Reason: ReasonBadRequest, Service: in.Service,
+			Instance: in.Instance, Message: "CONNECT is not accepted on the inbound listener"}, start)
+		return
+	}
+	prepare(r)
+	r.URL.Host = in.App
+	resp, err := in.Transport.RoundTrip(r)
+	if err != nil {
+		if r.Context().Err() != nil {
+			in.metrics.done(499, start)
+			return
+		}
+		f := classify(err)
+		in.fail(w, &MeshError{Status: f.status, Reason: f.reason, Service: in.Service, Instance: in.Instance,
+			Message: fmt.Sprintf("app of %s at %s: %v", in.Instance, in.App, err)}, start)
+		return
+	}
+	in.metrics.done(writeResponse(w, r, resp), start)
+}
+
+func (in *Inbound) fail(w http.ResponseWriter, e *MeshError, start time.Time) {
+	in.metrics.meshError(e.Reason)
+	in.metrics.done(e.Status, start)
+	e.write(w)
+}

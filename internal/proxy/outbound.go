@@ -1,0 +1,183 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// maxAttempts bounds how many instances one request may try when
+// connections fail.
+const maxAttempts = 3
+
+// Outbound is the handler on the sidecar's outbound listener, where the
+// local app sends its calls. Read it top to bottom:
+//
+//	CONNECT            -> tunnel (egress)
+//	destination        -> proxy form (http://svc/...) or reverse form (Host: svc)
+//	not a mesh service -> egress in proxy form, unknown-service otherwise
+//	pick instance      -> round robin over ready, non-ejected instances
+//	send               -> pooled connection to the peer's inbound
+//	connect failed     -> eject the instance, try another (body not yet sent)
+//	respond            -> stream the answer back, record metrics
+type Outbound struct {
+	Table     *Table
+	Transport http.RoundTripper
+	// Egress sends requests for hosts outside the mesh.
+	Egress  http.RoundTripper
+	Metrics *Metrics
+	Log     *slog.Logger
+
+	egressMetrics *serviceMetrics
+}
+
+// NewOutbound wires an Outbound.
+func NewOutbound(t *Table, transport, egress http.RoundTripper, m *Metrics, log *slog.Logger) *Outbound {
+	o := &Outbound{Table: t, Transport: transport, Egress: egress, Metrics: m, Log: log}
+	if m != nil {
+		o.egressMetrics = m.forService("egress", "egress")
+	}
+	return o
+}
+
+func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	if r.Method == http.MethodConnect {
+		tunnel(w, r, o.Metrics, o.Log)
+		return
+	}
+	host, proxyForm := destination(r)
+	cluster := o.Table.Lookup(serviceName(host))
+	if cluster == nil {
+		if proxyForm {
+			o.egress(w, r, host, start)
+			return
+		}
+		o.fail(w, nil, &MeshError{
+			Status: http.StatusNotFound, Reason: ReasonUnknownService, Service: serviceName(host),
+			Message: fmt.Sprintf("no mesh service named %q; call http://<service>/ through this proxy, or set Host: <service>", serviceName(host)),
+		}, start)
+		return
+	}
+	o.route(w, r, cluster, start)
+}
+
+// route sends r to an instance of cluster, moving to another instance when
+// a connection cannot be made.
+func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *Cluster, start time.Time) {
+	body := wrapBody(r)
+	prepare(r)
+	var triedBuf [maxAttempts]*Endpoint
+	tried := triedBuf[:0]
+	var last *MeshError
+	for len(tried) < maxAttempts {
+		ep := c.Pick(tried)
+		if ep == nil {
+			break
+		}
+		tried = append(tried, ep)
+		if len(tried) > 1 {
+			c.metrics.retried()
+		}
+		r.URL.Host = ep.Address
+		resp, err := o.Transport.RoundTrip(r)
+		if err != nil {
+			if r.Context().Err() != nil {
+				c.metrics.done(499, start) // the client went away; nobody to answer
+				return
+			}
+			f := classify(err)
+			last = &MeshError{Status: f.status, Reason: f.reason, Service: c.Service, Instance: ep.Instance,
+				Message: fmt.Sprintf("%s at %s: %v", ep.Instance, ep.Address, err)}
+			if f.connect {
+				ep.connectFailed()
+				if body == nil || !body.read {
+					continue
+				}
+			}
+			break
+		}
+		ep.connected()
+		if peerCouldNotConnect(resp) && (body == nil || !body.read) && len(tried) < len(c.Endpoints) {
+			// The peer sidecar could not reach its app: the app never saw
+			// this request, so another instance may take it.
+			resp.Body.Close()
+			ep.connectFailed()
+			continue
+		}
+		c.metrics.done(writeResponse(w, r, resp), start)
+		return
+	}
+	if last == nil {
+		last = &MeshError{Status: http.StatusServiceUnavailable, Reason: ReasonNoReadyInstance, Service: c.Service,
+			Message: fmt.Sprintf("service %q has no ready instance", c.Service)}
+	}
+	o.fail(w, c.metrics, last, start)
+}
+
+// egress passes a request for a host outside the mesh straight through.
+func (o *Outbound) egress(w http.ResponseWriter, r *http.Request, host string, start time.Time) {
+	prepare(r)
+	r.URL.Host = host
+	resp, err := o.Egress.RoundTrip(r)
+	if err != nil {
+		if r.Context().Err() != nil {
+			return
+		}
+		f := classify(err)
+		o.fail(w, o.egressMetrics, &MeshError{Status: f.status, Reason: f.reason, Service: host,
+			Message: fmt.Sprintf("egress to %s: %v", host, err)}, start)
+		return
+	}
+	o.egressMetrics.done(writeResponse(w, r, resp), start)
+}
+
+func (o *Outbound) fail(w http.ResponseWriter, m *serviceMetrics, e *MeshError, start time.Time) {
+	m.meshError(e.Reason)
+	m.done(e.Status, start)
+	if o.Log.Enabled(context.Background(), slog.LevelDebug) {
+		o.Log.Debug("mesh error", "reason", e.Reason, "service", e.Service, "instance", e.Instance, "msg", e.Message)
+	}
+	e.write(w)
+}
+
+// wrapBody guards the request body for retries; nil when there is none.
+func wrapBody(r *http.Request) *replayBody {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	b := &replayBody{ReadCloser: r.Body}
+	r.Body = b
+	return b
+}
+
+func peerCouldNotConnect(resp *http.Response) bool {
+	return resp.StatusCode == http.StatusBadGateway && resp.Header.Get(HeaderError) == ReasonConnectFailed
+}
+
+// destination returns the host the app asked for and whether it used the
+// proxy form (absolute URL, as with HTTP_PROXY) rather than the reverse form.
+func destination(r *http.Request) (host string, proxyForm bool) {
+	if r.URL.Host != "" {
+		return r.URL.Host, true
+	}
+	return r.Host, false
+}
+
+// serviceName maps a host (catalog, catalog:8080, Catalog.) to a service name.
+func serviceName(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(host, ".")
+	for i := 0; i < len(host); i++ {
+		if c := host[i]; 'A' <= c && c <= 'Z' {
+			return strings.ToLower(host)
+		}
+	}
+	return host
+}

@@ -1,0 +1,156 @@
+package proxy
+
+import (
+	"maps"
+	"sort"
+	"sync/atomic"
+	"time"
+)
+
+// Endpoint is one address a service can be reached at: a peer sidecar's
+// inbound listener, or an external service's own address. Its counters and
+// ejection state are atomic and survive table updates.
+type Endpoint struct {
+	Service  string
+	Instance string // instance id, or "external:<address>"
+	Address  string // host:port
+	Labels   map[string]string
+
+	ejectedUntil atomic.Int64 // unix nanoseconds; 0 when in rotation
+	failures     atomic.Int32 // consecutive connect failures
+}
+
+// Ejected reports whether the endpoint is out of rotation at now.
+func (e *Endpoint) Ejected(now int64) bool { return e.ejectedUntil.Load() > now }
+
+// ejectBase is the first ejection after a connect failure; each further
+// consecutive failure doubles it, up to ejectMax.
+const (
+	ejectBase = 2 * time.Second
+	ejectMax  = 30 * time.Second
+)
+
+// connectFailed takes the endpoint out of rotation for a backoff.
+func (e *Endpoint) connectFailed() {
+	n := e.failures.Add(1)
+	d := ejectBase << min(n-1, 4)
+	e.ejectedUntil.Store(time.Now().Add(min(d, ejectMax)).UnixNano())
+}
+
+// connected puts the endpoint back in good standing.
+func (e *Endpoint) connected() {
+	if e.failures.Load() != 0 {
+		e.failures.Store(0)
+		e.ejectedUntil.Store(0)
+	}
+}
+
+// Cluster is the set of endpoints of one service.
+type Cluster struct {
+	Service   string
+	Endpoints []*Endpoint
+	next      atomic.Uint32
+	metrics   *serviceMetrics
+}
+
+// Pick returns the next endpoint in round robin that is not ejected and not
+// in tried. When every untried endpoint is ejected it returns one of them
+// anyway (better a likely failure than a certain one); nil when none is left.
+func (c *Cluster) Pick(tried []*Endpoint) *Endpoint {
+	n := len(c.Endpoints)
+	if n == 0 {
+		return nil
+	}
+	now := time.Now().UnixNano()
+	start := int(c.next.Add(1))
+	var fallback *Endpoint
+	for i := 0; i < n; i++ {
+		e := c.Endpoints[(start+i)%n]
+		if contains(tried, e) {
+			continue
+		}
+		if !e.Ejected(now) {
+			return e
+		}
+		if fallback == nil {
+			fallback = e
+		}
+	}
+	return fallback
+}
+
+func contains(list []*Endpoint, e *Endpoint) bool {
+	for _, x := range list {
+		if x == e {
+			return true
+		}
+	}
+	return false
+}
+
+// EndpointSpec is what the sidecar knows of an endpoint from the control plane.
+type EndpointSpec struct {
+	Instance string
+	Address  string
+	Labels   map[string]string
+}
+
+// Table maps service names to clusters. Reads are one atomic load; Update
+// builds a whole new map and swaps it in.
+type Table struct {
+	m       atomic.Pointer[map[string]*Cluster]
+	metrics *Metrics
+}
+
+// NewTable returns an empty table reporting into m (may be nil).
+func NewTable(m *Metrics) *Table {
+	t := &Table{metrics: m}
+	empty := map[string]*Cluster{}
+	t.m.Store(&empty)
+	return t
+}
+
+// Lookup returns the cluster of a service, or nil if the mesh has no such service.
+func (t *Table) Lookup(service string) *Cluster { return (*t.m.Load())[service] }
+
+// Services lists the service names known, sorted.
+func (t *Table) Services() []string {
+	m := *t.m.Load()
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Update replaces the table. Endpoints that keep their service and address
+// keep their state; a service present with no endpoints stays known (its
+// callers get no-ready-instance, not unknown-service).
+func (t *Table) Update(services map[string][]EndpointSpec) {
+	old := *t.m.Load()
+	next := make(map[string]*Cluster, len(services))
+	for name, specs := range services {
+		c := &Cluster{Service: name, Endpoints: make([]*Endpoint, 0, len(specs))}
+		var prev map[string]*Endpoint
+		if oc := old[name]; oc != nil {
+			c.metrics = oc.metrics
+			prev = make(map[string]*Endpoint, len(oc.Endpoints))
+			for _, e := range oc.Endpoints {
+				prev[e.Address] = e
+			}
+		} else if t.metrics != nil {
+			c.metrics = t.metrics.service(name)
+		}
+		sort.Slice(specs, func(i, j int) bool { return specs[i].Address < specs[j].Address })
+		for _, s := range specs {
+			e := prev[s.Address]
+			if e == nil || e.Instance != s.Instance || !maps.Equal(e.Labels, s.Labels) {
+				e = &Endpoint{Service: name, Instance: s.Instance, Address: s.Address, Labels: s.Labels}
+			}
+			c.Endpoints = append(c.Endpoints, e)
+		}
+		next[name] = c
+	}
+	t.m.Store(&next)
+}

@@ -1,0 +1,88 @@
+package push
+
+import (
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// PingInterval is how often an idle stream carries a ping, so that both
+// ends notice a dead peer; a client gives up after three missed pings.
+const PingInterval = 5 * time.Second
+
+// Handler serves GET /v1/stream?since=REV: first what the caller lacks,
+// then every change as it happens, until the caller goes away.
+type Handler struct {
+	Hub *Hub
+	// Streams counts open streams; may be nil.
+	Streams *atomic.Int64
+	// OnSend is called with the number of lines written; may be nil.
+	OnSend func(lines int)
+}
+
+func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	since, err := strconv.ParseInt(r.URL.Query().Get("since"), 10, 64)
+	if r.URL.Query().Get("since") == "" {
+		since, err = 0, nil
+	}
+	if err != nil || since < 0 {
+		http.Error(w, "since: must be a non-negative revision", http.StatusBadRequest)
+		return
+	}
+	select {
+	case <-s.Hub.Ready():
+	case <-r.Context().Done():
+		return
+	}
+	if s.Streams != nil {
+		s.Streams.Add(1)
+		defer s.Streams.Add(-1)
+	}
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+
+	ping := time.NewTicker(PingInterval)
+	defer ping.Stop()
+	first := true
+	for {
+		line, rev, changed := s.Hub.Since(since)
+		if line == nil && first {
+			// Already current: say so, so the client knows it is in sync.
+			line = encode(Message{Type: TypeUpdate, Revision: rev})
+		}
+		first = false
+		if line != nil {
+			if !s.write(w, rc, line) {
+				return
+			}
+			since = rev
+			ping.Reset(PingInterval)
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-changed:
+		case <-ping.C:
+			if !s.write(w, rc, PingLine) {
+				return
+			}
+		}
+	}
+}
+
+func (s *Handler) write(w http.ResponseWriter, rc *http.ResponseController, line []byte) bool {
+	_ = rc.SetWriteDeadline(time.Now().Add(2 * PingInterval))
+	if _, err := w.Write(line); err != nil {
+		return false
+	}
+	if err := rc.Flush(); err != nil {
+		return false
+	}
+	if s.OnSend != nil {
+		s.OnSend(1)
+	}
+	return true
+}

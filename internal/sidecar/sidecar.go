@@ -1,0 +1,313 @@
+// Package sidecar is the composition root of the proxy that runs beside one
+// app instance. It owns every goroutine of the sidecar:
+//
+//	push.Client  --state--> table (proxy.Table) <--reads-- outbound listener
+//	registration: register, heartbeat, re-register, deregister on stop
+//	health: checks the local app, flips the instance's readiness
+//	inbound listener --> local app
+//	admin listener: /healthz /readyz /metrics /config pprof
+//
+// A sidecar without an app port is a consumer only: it routes the local
+// app's calls but registers nothing and opens no inbound listener.
+package sidecar
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weftmesh/weft/internal/api"
+	"github.com/weftmesh/weft/internal/proxy"
+	"github.com/weftmesh/weft/internal/push"
+	"github.com/weftmesh/weft/internal/registry"
+)
+
+// Config is what `weft sidecar` is told.
+type Config struct {
+	Service   string
+	ID        string // instance id; generated when empty
+	AppPort   int    // 0: consumer only
+	AppHost   string // default 127.0.0.1
+	Labels    map[string]string
+	Control   string // control plane host:port
+	Outbound  string
+	Inbound   string
+	Admin     string
+	Advertise string // host:port peers dial; default the inbound address
+	// HealthPath, when set, checks the app with HTTP GET instead of a TCP connect.
+	HealthPath     string
+	HealthInterval time.Duration
+	Timeout        time.Duration // wait for response headers from an upstream
+	DrainTimeout   time.Duration // longest wait for in-flight requests on stop
+	LeaseTTL       time.Duration
+}
+
+// Default returns the documented defaults.
+func Default() Config {
+	return Config{
+		AppHost:        "127.0.0.1",
+		Control:        "127.0.0.1:15010",
+		Outbound:       "127.0.0.1:15001",
+		Inbound:        "0.0.0.0:15006",
+		Admin:          "127.0.0.1:15000",
+		HealthInterval: time.Second,
+		Timeout:        15 * time.Second,
+		DrainTimeout:   10 * time.Second,
+		LeaseTTL:       registry.DefaultTTL,
+	}
+}
+
+// Validate checks a Config and names the flag that is wrong.
+func (c Config) Validate() error {
+	if err := registry.ValidName(c.Service); err != nil {
+		return fmt.Errorf("--service: %w", err)
+	}
+	if c.AppPort < 0 || c.AppPort > 65535 {
+		return fmt.Errorf("--app-port %d: must be from 1 to 65535 (or 0 for a consumer-only sidecar)", c.AppPort)
+	}
+	for flag, addr := range map[string]string{"--control": c.Control, "--outbound": c.Outbound, "--inbound": c.Inbound, "--admin": c.Admin} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%s %q: want host:port", flag, addr)
+		}
+	}
+	if c.Advertise != "" {
+		if _, _, err := net.SplitHostPort(c.Advertise); err != nil {
+			return fmt.Errorf("--advertise %q: want host:port", c.Advertise)
+		}
+	}
+	if c.HealthPath != "" && !strings.HasPrefix(c.HealthPath, "/") {
+		return fmt.Errorf("--health-path %q: must start with /", c.HealthPath)
+	}
+	if c.HealthInterval <= 0 || c.Timeout < 0 || c.DrainTimeout < 0 || c.LeaseTTL < time.Second {
+		return errors.New("intervals and timeouts must be positive, and the lease TTL at least 1s")
+	}
+	return nil
+}
+
+// Deps are injected.
+type Deps struct {
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+	// BeforeStop, if set, runs during shutdown after the instance is
+	// deregistered and inbound traffic drained, before the outbound
+	// listener closes: `weft run` stops the app there, while the app can
+	// still call out.
+	BeforeStop func(ctx context.Context)
+}
+
+// Sidecar is a running sidecar.
+type Sidecar struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+
+	outLn, inLn, adminLn net.Listener
+	outSrv, inSrv        *http.Server
+	adminSrv             *http.Server
+	table                *proxy.Table
+	api                  *api.Client
+	push                 *push.Client
+	reg                  *registration
+	health               *health
+}
+
+// New checks cfg, binds the listeners and wires the parts. Nothing runs
+// until Run.
+func New(cfg Config, deps Deps) (*Sidecar, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Logger == nil || deps.Registry == nil {
+		return nil, errors.New("sidecar: Logger and Registry are required")
+	}
+	if cfg.ID == "" {
+		cfg.ID = cfg.Service + "-" + randomHex(4)
+	}
+	s := &Sidecar{cfg: cfg, deps: deps, log: deps.Logger.With("component", "sidecar", "service", cfg.Service, "instance", cfg.ID)}
+	var err error
+	if s.outLn, err = listen("--outbound", cfg.Outbound); err != nil {
+		return nil, err
+	}
+	if cfg.AppPort != 0 {
+		if s.inLn, err = listen("--inbound", cfg.Inbound); err != nil {
+			s.closeListeners()
+			return nil, err
+		}
+	}
+	if s.adminLn, err = listen("--admin", cfg.Admin); err != nil {
+		s.closeListeners()
+		return nil, err
+	}
+
+	metrics := proxy.NewMetrics(deps.Registry)
+	s.table = proxy.NewTable(metrics)
+	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
+	out := proxy.NewOutbound(s.table, proxy.NewTransport(cfg.Timeout), proxy.NewTransport(cfg.Timeout), metrics, s.log)
+	s.outSrv = &http.Server{Handler: out, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute, ErrorLog: errLog}
+
+	s.api = api.NewClient(cfg.Control)
+	s.push = &push.Client{
+		Base:    s.api.Base,
+		HTTP:    &http.Client{Transport: api.Transport}, // no overall timeout: the stream is long-lived
+		Log:     s.log,
+		OnState: s.applyState,
+	}
+	if cfg.AppPort != 0 {
+		app := net.JoinHostPort(cfg.AppHost, strconv.Itoa(cfg.AppPort))
+		in := proxy.NewInbound(cfg.Service, cfg.ID, app, proxy.NewTransport(0), metrics)
+		s.inSrv = &http.Server{Handler: in, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute, ErrorLog: errLog}
+		s.health = newHealth(app, cfg.HealthPath, cfg.HealthInterval, s.log)
+		s.reg = newRegistration(s.api, s.instance(), cfg.LeaseTTL, s.log)
+	}
+	s.adminSrv = &http.Server{Handler: s.adminMux(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	return s, nil
+}
+
+// Addrs reports the bound addresses (useful when configured with port 0).
+func (s *Sidecar) Addrs() (outbound, inbound, admin string) {
+	outbound, admin = s.outLn.Addr().String(), s.adminLn.Addr().String()
+	if s.inLn != nil {
+		inbound = s.inLn.Addr().String()
+	}
+	return
+}
+
+// ID is the instance id.
+func (s *Sidecar) ID() string { return s.cfg.ID }
+
+func (s *Sidecar) instance() registry.Instance {
+	host, _ := os.Hostname()
+	return registry.Instance{
+		Service: s.cfg.Service,
+		ID:      s.cfg.ID,
+		Address: s.advertise(),
+		Labels:  s.cfg.Labels,
+		Node:    host,
+		Since:   time.Now().UTC().Truncate(time.Second),
+	}
+}
+
+// advertise is the address peers dial: --advertise, or the inbound
+// listener's address with a wildcard host replaced by this host's address.
+func (s *Sidecar) advertise() string {
+	if s.cfg.Advertise != "" {
+		return s.cfg.Advertise
+	}
+	host, port, _ := net.SplitHostPort(s.inLn.Addr().String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = hostIP()
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// Run serves until ctx ends, then stops in order: deregister, drain
+// inbound, BeforeStop, drain outbound, close admin.
+func (s *Sidecar) Run(ctx context.Context) error {
+	bg, stopBg := context.WithCancel(context.Background())
+	defer stopBg()
+	done := make(chan struct{})
+	var workers int
+	spawn := func(f func(context.Context)) {
+		workers++
+		go func() { f(bg); done <- struct{}{} }()
+	}
+	serveErr := make(chan error, 3)
+	serve := func(srv *http.Server, ln net.Listener, name string) {
+		spawn(func(context.Context) {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- fmt.Errorf("%s listener: %w", name, err)
+			}
+		})
+	}
+	serve(s.outSrv, s.outLn, "outbound")
+	serve(s.adminSrv, s.adminLn, "admin")
+	spawn(func(c context.Context) { _ = s.push.Run(c) })
+
+	regCtx, stopReg := context.WithCancel(bg)
+	regDone := make(chan struct{})
+	if s.reg != nil {
+		serve(s.inSrv, s.inLn, "inbound")
+		spawn(func(c context.Context) { s.health.run(c, s.reg.setReady) })
+		go func() { defer close(regDone); s.reg.run(regCtx) }()
+	} else {
+		close(regDone)
+	}
+	out, in, admin := s.Addrs()
+	s.log.Info("sidecar started", "outbound", out, "inbound", in, "admin", admin, "control", s.cfg.Control)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-serveErr:
+	}
+	s.log.Info("sidecar stopping: deregistering and draining")
+	drain, cancelDrain := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+	defer cancelDrain()
+	stopReg()
+	<-regDone
+	if s.reg != nil {
+		s.reg.deregister(drain)
+		_ = s.inSrv.Shutdown(drain)
+	}
+	if s.deps.BeforeStop != nil {
+		s.deps.BeforeStop(drain)
+	}
+	_ = s.outSrv.Shutdown(drain)
+	s.outSrv.Close()
+	s.adminSrv.Close()
+	if s.inSrv != nil {
+		s.inSrv.Close()
+	}
+	stopBg()
+	for ; workers > 0; workers-- {
+		<-done
+	}
+	s.log.Info("sidecar stopped")
+	return runErr
+}
+
+func (s *Sidecar) closeListeners() {
+	for _, ln := range []net.Listener{s.outLn, s.inLn, s.adminLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
+func listen(flag, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w (is another sidecar using it? choose another with %s)", flag, addr, err, flag)
+	}
+	return ln, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// hostIP is this host's first non-loopback IPv4 address, or 127.0.0.1.
+func hostIP() string {
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+				return n.IP.String()
+			}
+		}
+	}
+	return "127.0.0.1"
+}
