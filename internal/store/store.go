@@ -97,7 +97,8 @@ func openEmbedded(ctx context.Context, o Options) (*Store, error) {
 	// etcd logs errors of its own at Close ("server closed"); the level
 	// is raised past them before closing.
 	level := zap.NewAtomicLevelAt(zap.ErrorLevel)
-	zl := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.Lock(os.Stderr), level))
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.Lock(os.Stderr), level)
+	zl := zap.New(quietCore{core})
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zl)
 
 	e, err := embed.StartEtcd(cfg)
@@ -147,3 +148,21 @@ func (s *Store) Close() error {
 // quietZap keeps the etcd client's own retry chatter out of Weft's logs;
 // failures still surface as errors from the calls that hit them.
 func quietZap() *zap.Logger { return zap.NewNop() }
+
+// harmless are etcd messages logged at error level that are not errors for
+// a single embedded node (a fresh data directory has no storage version yet).
+var harmless = map[string]bool{
+	"failed to update storage version": true,
+}
+
+// quietCore drops the harmless messages and passes everything else on.
+type quietCore struct{ zapcore.Core }
+
+func (c quietCore) With(f []zapcore.Field) zapcore.Core { return quietCore{c.Core.With(f)} }
+
+func (c quietCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if harmless[e.Message] {
+		return ce
+	}
+	return c.Core.Check(e, ce)
+}

@@ -1,0 +1,161 @@
+// Command testapp is the app end-to-end tests put behind sidecars. It
+// answers as --name and offers endpoints that exercise the data path:
+//
+//	/            "instance=<name>"
+//	/echo        the request body back
+//	/headers     the request headers as JSON
+//	/env         HTTP_PROXY, WEFT_SERVICE and WEFT_INSTANCE as JSON
+//	/bytes?n=N   N bytes of a repeating pattern (streamed, no length when chunked=1)
+//	/count       reads the body and answers with its length
+//	/stream      a chunk, then waits for /release, then another chunk
+//	/slow?d=1s   answers after d
+//	/status?code=N
+//	/call?url=U  GETs U through HTTP_PROXY and answers with what came back
+//	/trailers    a body with a trailer X-Checksum
+//	/upgrade     switches to protocol "echo": echoes bytes until EOF
+//	/exit?code=N exits the process with code N
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+func main() {
+	name := flag.String("name", os.Getenv("WEFT_INSTANCE"), "instance name to answer with")
+	listen := flag.String("listen", "127.0.0.1:0", "address to serve on")
+	tcpEcho := flag.Bool("tcp-echo", false, "serve raw TCP echo instead of HTTP")
+	flag.Parse()
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testapp:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("testapp listening on %s\n", ln.Addr())
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
+	go func() {
+		<-sig
+		fmt.Println("testapp got SIGTERM, exiting")
+		os.Exit(0)
+	}()
+	if *tcpEcho {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}
+	release := make(chan struct{}, 16)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "instance=%s", *name) })
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) { io.Copy(w, r.Body) })
+	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Clone()
+		h.Set("Host", r.Host)
+		json.NewEncoder(w).Encode(h)
+	})
+	mux.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]string{"HTTP_PROXY": os.Getenv("HTTP_PROXY"),
+			"WEFT_SERVICE": os.Getenv("WEFT_SERVICE"), "WEFT_INSTANCE": os.Getenv("WEFT_INSTANCE")})
+	})
+	mux.HandleFunc("/bytes", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
+		if r.URL.Query().Get("chunked") == "" {
+			w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+		}
+		buf := make([]byte, 64<<10)
+		for i := range buf {
+			buf[i] = byte('a' + i%26)
+		}
+		for n > 0 {
+			k := min(n, int64(len(buf)))
+			if _, err := w.Write(buf[:k]); err != nil {
+				return
+			}
+			n -= k
+		}
+	})
+	mux.HandleFunc("/count", func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintf(w, "%d", n)
+	})
+	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("first;"))
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		w.Write([]byte("second"))
+	})
+	mux.HandleFunc("/release", func(w http.ResponseWriter, r *http.Request) { release <- struct{}{} })
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		d, _ := time.ParseDuration(r.URL.Query().Get("d"))
+		select {
+		case <-time.After(d):
+			fmt.Fprintf(w, "slow instance=%s", *name)
+		case <-r.Context().Done():
+		}
+	})
+	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
+		code, _ := strconv.Atoi(r.URL.Query().Get("code"))
+		w.WriteHeader(code)
+	})
+	mux.HandleFunc("/call", func(w http.ResponseWriter, r *http.Request) {
+		resp, err := http.Get(r.URL.Query().Get("url")) // honours HTTP_PROXY
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	})
+	mux.HandleFunc("/trailers", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Checksum")
+		w.Write([]byte("body"))
+		w.Header().Set("X-Checksum", "abc123")
+	})
+	mux.HandleFunc("/upgrade", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "echo" {
+			http.Error(w, "want Upgrade: echo", http.StatusBadRequest)
+			return
+		}
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		brw.Flush()
+		rd := bufio.NewReader(io.MultiReader(brw.Reader, conn))
+		io.Copy(conn, rd)
+	})
+	mux.HandleFunc("/exit", func(w http.ResponseWriter, r *http.Request) {
+		code, _ := strconv.Atoi(r.URL.Query().Get("code"))
+		w.Write([]byte("bye"))
+		w.(http.Flusher).Flush()
+		go func() { time.Sleep(50 * time.Millisecond); os.Exit(code) }()
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv.Serve(ln)
+}
