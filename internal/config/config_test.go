@@ -122,7 +122,6 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		ref     string
 		field   string // exact FieldError.Field
 		msgHas  string // substring of FieldError.Msg
-		errHas  string // substring of Error()
 		fieldFn func(string) bool
 	}{
 		{name: "wrong apiVersion", in: doc("weftmesh.io/v1", "ExternalService", "pay", okSpec),

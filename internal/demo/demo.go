@@ -76,7 +76,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}()
 	}
 
-
 	var webAdmin string
 	for _, in := range instances {
 		sc, err := startInstance(ctx, in, cfg, cp.Addr(), log, goRun)

@@ -28,6 +28,7 @@ func NewInbound(service, instance, app string, transport http.RoundTripper, m *M
 
 func (in *Inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	in.metrics.begin()
 	if r.Method == http.MethodConnect {
 		in.fail(w, &MeshError{Status: http.StatusMethodNotAllowed, Reason: ReasonBadRequest, Service: in.Service,
 			Instance: in.Instance, Message: "CONNECT is not accepted on the inbound listener"}, start)

@@ -15,6 +15,7 @@ type Metrics struct {
 	duration *prometheus.HistogramVec
 	errors   *prometheus.CounterVec
 	retries  *prometheus.CounterVec
+	inflight *prometheus.GaugeVec
 	tunnels  prometheus.Counter
 }
 
@@ -38,12 +39,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "weft_retries_total",
 			Help: "Requests sent again to another instance after a connect failure.",
 		}, []string{"service"}),
+		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "weft_requests_in_flight",
+			Help: "Requests accepted and not yet answered, by direction and destination service.",
+		}, []string{"direction", "service"}),
 		tunnels: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "weft_connect_tunnels_total",
 			Help: "CONNECT tunnels opened for egress.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.errors, m.retries, m.tunnels)
+	reg.MustRegister(m.requests, m.duration, m.errors, m.retries, m.inflight, m.tunnels)
 	return m
 }
 
@@ -53,6 +58,7 @@ type serviceMetrics struct {
 	m                  *Metrics
 	duration           prometheus.Observer
 	retries            prometheus.Counter
+	inflight           prometheus.Gauge
 	codes              sync.Map // int -> prometheus.Counter
 }
 
@@ -63,14 +69,24 @@ func (m *Metrics) forService(direction, name string) *serviceMetrics {
 		direction: direction, service: name, m: m,
 		duration: m.duration.WithLabelValues(direction, name),
 		retries:  m.retries.WithLabelValues(name),
+		inflight: m.inflight.WithLabelValues(direction, name),
 	}
 }
 
-// done records one finished request; nil-safe.
+// begin counts a request in flight; every begin is matched by one done.
+// Both are nil-safe.
+func (s *serviceMetrics) begin() {
+	if s != nil {
+		s.inflight.Inc()
+	}
+}
+
+// done records one finished request.
 func (s *serviceMetrics) done(code int, start time.Time) {
 	if s == nil {
 		return
 	}
+	s.inflight.Dec()
 	s.duration.Observe(time.Since(start).Seconds())
 	c, ok := s.codes.Load(code)
 	if !ok {

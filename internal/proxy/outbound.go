@@ -23,6 +23,7 @@ const maxAttempts = 3
 //	pick instance      -> round robin over ready, non-ejected instances
 //	send               -> pooled connection to the peer's inbound
 //	connect failed     -> eject the instance, try another (body not yet sent)
+//	connection broken  -> for GET/HEAD/OPTIONS without a body, try another
 //	respond            -> stream the answer back, record metrics
 type Outbound struct {
 	Table     *Table
@@ -54,6 +55,7 @@ func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cluster := o.Table.Lookup(serviceName(host))
 	if cluster == nil {
 		if proxyForm {
+			o.egressMetrics.begin()
 			o.egress(w, r, host, start)
 			return
 		}
@@ -63,6 +65,7 @@ func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}, start)
 		return
 	}
+	cluster.metrics.begin()
 	o.route(w, r, cluster, start)
 }
 
@@ -95,9 +98,9 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *Cluster, sta
 				Message: fmt.Sprintf("%s at %s: %v", ep.Instance, ep.Address, err)}
 			if f.connect {
 				ep.connectFailed()
-				if body == nil || !body.read {
-					continue
-				}
+			}
+			if f.connect && (body == nil || !body.read) || f.reason == ReasonUpstreamReset && replayable(r, body) {
+				continue
 			}
 			break
 		}
@@ -153,6 +156,19 @@ func wrapBody(r *http.Request) *replayBody {
 	b := &replayBody{ReadCloser: r.Body}
 	r.Body = b
 	return b
+}
+
+// replayable reports whether a request whose connection broke mid-way can
+// safely go to another instance: a safe method and no body.
+func replayable(r *http.Request, body *replayBody) bool {
+	if body != nil {
+		return false
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return true
+	}
+	return false
 }
 
 func peerCouldNotConnect(resp *http.Response) bool {

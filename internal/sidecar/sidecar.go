@@ -237,6 +237,8 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	regCtx, stopReg := context.WithCancel(bg)
 	regDone := make(chan struct{})
 	if s.reg != nil {
+		// Register with the app's real state, not a guess.
+		s.reg.setReady(s.health.check(ctx))
 		serve(s.inSrv, s.inLn, "inbound")
 		spawn(func(c context.Context) { s.health.run(c, s.reg.setReady) })
 		go func() { defer close(regDone); s.reg.run(regCtx) }()
