@@ -95,29 +95,43 @@ func usage(w io.Writer) {
 	}
 }
 
-// newFlags returns a flag set whose errors come back as usage errors.
+// newFlags returns a flag set whose errors come back as one-line usage
+// errors; -h prints the flags to the env's stderr.
 func newFlags(e *env, name string) *flag.FlagSet {
 	fs := flag.NewFlagSet("weft "+name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	helpOut[fs] = e.stderr
 	return fs
 }
 
+// helpOut is where each flag set prints its help on -h.
+var helpOut = map[*flag.FlagSet]io.Writer{}
+
 // parse parses flags, allowing them before and after positional arguments.
+// Everything after a "--" is positional, untouched.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var tail []string
+	for i, a := range args {
+		if a == "--" {
+			args, tail = args[:i], args[i+1:]
+			break
+		}
+	}
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprintf(helpOut[fs], "Usage of %s:\n", fs.Name())
+				fs.SetOutput(helpOut[fs])
+				fs.PrintDefaults()
 				return nil, err
 			}
 			return nil, usageError{err.Error()}
 		}
 		args = fs.Args()
 		if len(args) == 0 {
-			return pos, nil
-		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
+			return append(pos, tail...), nil
 		}
 		pos = append(pos, args[0])
 		args = args[1:]

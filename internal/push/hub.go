@@ -164,6 +164,9 @@ func (h *Hub) apply(rev int64, events []*clientv3.Event) {
 		}
 		h.changes = append(h.changes, logged{rev: ev.Kv.ModRevision, ch: c})
 	}
+	if n := len(events); n > 0 { // a catching-up watch's header is ahead of its events
+		rev = events[n-1].Kv.ModRevision
+	}
 	if rev > h.rev {
 		h.rev = rev
 	}
