@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -371,4 +374,23 @@ func TestStoreKeys(t *testing.T) {
 	if got, want := Key("ExternalService", "pay"), "/weft/config/ExternalService/pay"; got != want {
 		t.Errorf("Key: got %q, want %q", got, want)
 	}
+}
+
+// TestMain fails the package when goroutines started by its tests (etcd,
+// watches, streams, clients) outlive them.
+func TestMain(m *testing.M) {
+	before := runtime.NumGoroutine()
+	code := m.Run()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		<-time.After(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<20)
+		fmt.Fprintf(os.Stderr, "goroutines: got %d after the tests, want at most %d as before them:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
 }

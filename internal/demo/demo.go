@@ -76,7 +76,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}()
 	}
 
-	var webAdmin string
+	var webAdmin, webOut string
 	for _, in := range instances {
 		sc, err := startInstance(ctx, in, cfg, cp.Addr(), log, goRun)
 		if err != nil {
@@ -84,15 +84,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 		if in.service == "web" {
-			_, _, webAdmin = sc.Addrs()
+			webOut, _, webAdmin = sc.Addrs()
 		}
 	}
 	if err := waitReady(ctx, webAdmin); err != nil {
 		return err
 	}
 	if cfg.Interval > 0 {
-		goRun(func(ctx context.Context) error { load(ctx, cfg.Outbound, cfg.Interval); return nil })
+		goRun(func(ctx context.Context) error { load(ctx, webOut, cfg.Interval); return nil })
 	}
+	// Print the addresses actually bound (the flags may say port 0).
+	cfg.Control, cfg.Outbound, cfg.Admin = cp.Addr(), webOut, webAdmin
 	printTry(cfg)
 	<-ctx.Done()
 	select {
@@ -188,9 +190,9 @@ Try (from another terminal):
   curl -H 'Host: catalog' http://%[2]s/items         # reverse mode
   curl -x http://%[2]s http://web/
   curl -i -x http://%[2]s http://nosuch.invalid/     # egress that fails: see x-weft-error
-  go run ./cmd/weft get services
-  go run ./cmd/weft get instances catalog
-  go run ./cmd/weft describe service catalog -o yaml
+  go run ./cmd/weft get services --control %[1]s
+  go run ./cmd/weft get instances catalog --control %[1]s
+  go run ./cmd/weft describe service catalog -o yaml --control %[1]s
   curl http://%[3]s/config                             # what web's sidecar routes with
   curl http://%[3]s/metrics | grep weft_               # its metrics
   curl http://%[1]s/metrics | grep weft_               # the control plane's

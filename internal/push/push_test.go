@@ -11,6 +11,8 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -637,4 +639,23 @@ func TestHubRevisionCoversOnlyAppliedEvents(t *testing.T) {
 		t.Errorf("after %d watch responses: receiver at rev %d has %d keys, want %d (hub rev %d)",
 			responses, recvRev, len(recv), n, hubRev(h))
 	}
+}
+
+// TestMain fails the package when goroutines started by its tests (etcd,
+// watches, streams, clients) outlive them.
+func TestMain(m *testing.M) {
+	before := runtime.NumGoroutine()
+	code := m.Run()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		<-time.After(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<20)
+		fmt.Fprintf(os.Stderr, "goroutines: got %d after the tests, want at most %d as before them:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
 }

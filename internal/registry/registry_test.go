@@ -3,7 +3,10 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -356,4 +359,23 @@ func TestInstanceExpiresWithoutKeepAlive(t *testing.T) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// TestMain fails the package when goroutines started by its tests (etcd,
+// watches, streams, clients) outlive them.
+func TestMain(m *testing.M) {
+	before := runtime.NumGoroutine()
+	code := m.Run()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		<-time.After(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<20)
+		fmt.Fprintf(os.Stderr, "goroutines: got %d after the tests, want at most %d as before them:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
 }

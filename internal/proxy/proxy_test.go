@@ -1,0 +1,865 @@
+package proxy
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+var discard = slog.New(slog.DiscardHandler)
+
+// checkGoroutines fails the test if goroutines started during it are still
+// running a few seconds after its other cleanups. Call it first.
+func checkGoroutines(t *testing.T) {
+	t.Helper()
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			n := runtime.NumGoroutine()
+			if n <= before {
+				return
+			}
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				buf = buf[:runtime.Stack(buf, true)]
+				t.Errorf("goroutines: got %d after the test, want at most %d as before it:\n%s", n, before, buf)
+				return
+			}
+			<-time.After(10 * time.Millisecond)
+		}
+	})
+}
+
+// server runs h on a real 127.0.0.1 socket until the end of the test.
+func server(t *testing.T, h http.Handler) *httptest.Server {
+	t.Helper()
+	s := httptest.NewServer(h)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func addrOf(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+
+// closedAddr is a 127.0.0.1 address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// transport is a proxy Transport closed at the end of the test.
+func transport(t *testing.T, headerTimeout time.Duration) *http.Transport {
+	tr := NewTransport(headerTimeout)
+	t.Cleanup(tr.CloseIdleConnections)
+	return tr
+}
+
+// client returns a keep-alive client; with proxy set it sends every request
+// through it in proxy form.
+func client(t *testing.T, proxy string) *http.Client {
+	t.Helper()
+	tr := &http.Transport{}
+	if proxy != "" {
+		u, err := url.Parse(proxy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.Proxy = http.ProxyURL(u)
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+type meshSetup struct {
+	table    *Table
+	metrics  *Metrics
+	outbound *httptest.Server
+}
+
+// newMesh serves an Outbound over table on a real socket.
+func newMesh(t *testing.T, services map[string][]EndpointSpec, headerTimeout time.Duration) *meshSetup {
+	t.Helper()
+	m := NewMetrics(prometheus.NewRegistry())
+	table := NewTable(m)
+	table.Update(services)
+	tr := transport(t, headerTimeout)
+	o := NewOutbound(table, tr, tr, m, discard)
+	return &meshSetup{table: table, metrics: m, outbound: server(t, o)}
+}
+
+// get sends GET path to the outbound listener in reverse form with Host: host.
+func (ms *meshSetup) get(t *testing.T, c *http.Client, host, path string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, ms.outbound.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	return do(t, c, req)
+}
+
+func do(t *testing.T, c *http.Client, req *http.Request) (*http.Response, string) {
+	t.Helper()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s (Host %s): %v", req.Method, req.URL, req.Host, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading body: %v", req.Method, req.URL, err)
+	}
+	return resp, string(b)
+}
+
+func counter(c prometheus.Counter) float64 {
+	var m dto.Metric
+	c.Write(&m)
+	return m.GetCounter().GetValue()
+}
+
+// seen is what a backend observed of the last request.
+type seen struct {
+	mu     sync.Mutex
+	reqs   int
+	host   string
+	uri    string
+	header http.Header
+	body   string
+}
+
+func (s *seen) get() seen {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return seen{reqs: s.reqs, host: s.host, uri: s.uri, header: s.header.Clone(), body: s.body}
+}
+
+// backend answers "<name> <path>" and records what it saw.
+func backend(t *testing.T, name string) (*httptest.Server, *seen) {
+	t.Helper()
+	sn := &seen{}
+	s := server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		sn.mu.Lock()
+		sn.reqs++
+		sn.host, sn.uri, sn.header, sn.body = r.Host, r.RequestURI, r.Header.Clone(), string(b)
+		sn.mu.Unlock()
+		w.Header().Set("X-Backend", name)
+		fmt.Fprintf(w, "%s %s", name, r.URL.Path)
+	}))
+	return s, sn
+}
+
+func TestServiceName(t *testing.T) {
+	tests := []struct{ host, want string }{
+		{"catalog", "catalog"},
+		{"catalog:8080", "catalog"},
+		{"Catalog.", "catalog"},
+		{"CATALOG:80", "catalog"},
+		{"catalog.:80", "catalog"},
+		{"my-svc", "my-svc"},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.host, func(t *testing.T) {
+			if got := serviceName(tt.host); got != tt.want {
+				t.Errorf("serviceName(%q): got %q, want %q", tt.host, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRemoveHopHeaders(t *testing.T) {
+	endToEnd := http.Header{
+		"Content-Type":  {"text/plain"},
+		"Authorization": {"Bearer x"},
+		"X-Request-Id":  {"42"},
+		"Cache-Control": {"no-cache"},
+	}
+	tests := []struct {
+		name string
+		hop  http.Header // removed, added to the end-to-end ones
+	}{
+		{"standard hop-by-hop", http.Header{
+			"Connection": {"keep-alive"}, "Proxy-Connection": {"keep-alive"}, "Keep-Alive": {"timeout=5"},
+			"Proxy-Authenticate": {"Basic"}, "Proxy-Authorization": {"Basic eA=="}, "Te": {"trailers"},
+			"Trailer": {"X-Sum"}, "Transfer-Encoding": {"chunked"}, "Upgrade": {"websocket"},
+		}},
+		{"named by Connection", http.Header{"Connection": {"X-Secret, x-lower"}, "X-Secret": {"1"}, "X-Lower": {"2"}}},
+		{"named by several Connection lines", http.Header{"Connection": {"X-A", " X-B ,", "close"}, "X-A": {"1"}, "X-B": {"2"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := endToEnd.Clone()
+			for k, v := range tt.hop {
+				h[k] = v
+			}
+			removeHopHeaders(h)
+			var got, want []string
+			for k := range h {
+				got = append(got, k)
+			}
+			for k := range endToEnd {
+				want = append(want, k)
+			}
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("headers left: got %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+func TestPrepare(t *testing.T) {
+	tests := []struct {
+		name       string
+		remote     string
+		in         http.Header
+		wantXFF    string
+		wantTE     string
+		wantUpg    string
+		wantAbsent []string
+	}{
+		{name: "first hop", remote: "10.1.2.3:5555", in: http.Header{}, wantXFF: "10.1.2.3"},
+		{name: "appends", remote: "10.1.2.3:5555", in: http.Header{"X-Forwarded-For": {"203.0.113.9", "198.51.100.1"}},
+			wantXFF: "203.0.113.9, 198.51.100.1, 10.1.2.3"},
+		{name: "keeps TE trailers only", remote: "10.1.2.3:1", in: http.Header{"Te": {"trailers, deflate"}}, wantXFF: "10.1.2.3", wantTE: "trailers"},
+		{name: "drops other TE", remote: "10.1.2.3:1", in: http.Header{"Te": {"deflate"}}, wantXFF: "10.1.2.3", wantAbsent: []string{"Te"}},
+		{name: "keeps upgrade", remote: "10.1.2.3:1", in: http.Header{"Connection": {"keep-alive, Upgrade"}, "Upgrade": {"websocket"}, "Keep-Alive": {"1"}},
+			wantXFF: "10.1.2.3", wantUpg: "websocket", wantAbsent: []string{"Keep-Alive"}},
+		{name: "bad remote addr adds nothing", remote: "pipe", in: http.Header{}, wantAbsent: []string{"X-Forwarded-For"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "/x", nil)
+			r.RemoteAddr = tt.remote
+			r.Header = tt.in
+			prepare(r)
+			if got := r.Header.Get("X-Forwarded-For"); got != tt.wantXFF {
+				t.Errorf("X-Forwarded-For: got %q, want %q", got, tt.wantXFF)
+			}
+			if got := r.Header.Get("Te"); tt.wantTE != "" && got != tt.wantTE {
+				t.Errorf("Te: got %q, want %q", got, tt.wantTE)
+			}
+			if tt.wantUpg != "" && (r.Header.Get("Upgrade") != tt.wantUpg || r.Header.Get("Connection") != "Upgrade") {
+				t.Errorf("upgrade: got Connection %q Upgrade %q, want Upgrade %q", r.Header.Get("Connection"), r.Header.Get("Upgrade"), tt.wantUpg)
+			}
+			for _, k := range tt.wantAbsent {
+				if v, ok := r.Header[k]; ok {
+					t.Errorf("%s: got %q, want absent", k, v)
+				}
+			}
+			if r.RequestURI != "" || r.URL.Scheme != "http" {
+				t.Errorf("request: got RequestURI %q scheme %q, want \"\" and http", r.RequestURI, r.URL.Scheme)
+			}
+		})
+	}
+}
+
+func specs(pairs ...string) []EndpointSpec {
+	var out []EndpointSpec
+	for i := 0; i+1 < len(pairs); i += 2 {
+		out = append(out, EndpointSpec{Instance: pairs[i], Address: pairs[i+1]})
+	}
+	return out
+}
+
+func endpointByAddr(t *testing.T, c *Cluster, addr string) *Endpoint {
+	t.Helper()
+	for _, e := range c.Endpoints {
+		if e.Address == addr {
+			return e
+		}
+	}
+	t.Fatalf("cluster %s: no endpoint at %s", c.Service, addr)
+	return nil
+}
+
+func TestTableUpdate(t *testing.T) {
+	labels := map[string]string{"zone": "a"}
+	base := []EndpointSpec{
+		{Instance: "i2", Address: "10.0.0.2:80"},
+		{Instance: "i1", Address: "10.0.0.1:80", Labels: labels},
+		{Instance: "i3", Address: "10.0.0.3:80"},
+	}
+	tests := []struct {
+		name     string
+		next     []EndpointSpec // for the address 10.0.0.1:80
+		wantSame bool
+	}{
+		{"same instance, address and labels", []EndpointSpec{{Instance: "i1", Address: "10.0.0.1:80", Labels: map[string]string{"zone": "a"}}}, true},
+		{"other instance at the address", []EndpointSpec{{Instance: "i9", Address: "10.0.0.1:80", Labels: labels}}, false},
+		{"changed labels", []EndpointSpec{{Instance: "i1", Address: "10.0.0.1:80", Labels: map[string]string{"zone": "b"}}}, false},
+		{"labels dropped", []EndpointSpec{{Instance: "i1", Address: "10.0.0.1:80"}}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			table := NewTable(nil)
+			table.Update(map[string][]EndpointSpec{"catalog": slices.Clone(base), "orders": nil})
+			c := table.Lookup("catalog")
+			if c == nil {
+				t.Fatalf("Lookup(catalog): got nil, want a cluster")
+			}
+			var addrs []string
+			for _, e := range c.Endpoints {
+				addrs = append(addrs, e.Address)
+			}
+			if want := []string{"10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"}; !slices.Equal(addrs, want) {
+				t.Fatalf("endpoints: got %v, want sorted %v", addrs, want)
+			}
+			e1, e2 := endpointByAddr(t, c, "10.0.0.1:80"), endpointByAddr(t, c, "10.0.0.2:80")
+			e1.connectFailed()
+			e2.connectFailed()
+
+			next := append(slices.Clone(tt.next), EndpointSpec{Instance: "i2", Address: "10.0.0.2:80"})
+			table.Update(map[string][]EndpointSpec{"catalog": next, "orders": nil})
+			c2 := table.Lookup("catalog")
+			n1 := endpointByAddr(t, c2, "10.0.0.1:80")
+			if same := n1 == e1; same != tt.wantSame {
+				t.Errorf("endpoint 10.0.0.1:80 kept: got %v, want %v", same, tt.wantSame)
+			}
+			now := time.Now().UnixNano()
+			if got := n1.Ejected(now); got != tt.wantSame {
+				t.Errorf("endpoint 10.0.0.1:80 ejected after update: got %v, want %v", got, tt.wantSame)
+			}
+			if n2 := endpointByAddr(t, c2, "10.0.0.2:80"); n2 != e2 || !n2.Ejected(now) {
+				t.Errorf("unchanged endpoint 10.0.0.2:80: got same pointer %v ejected %v, want true true", n2 == e2, n2.Ejected(now))
+			}
+			if len(c2.Endpoints) != 2 {
+				t.Errorf("endpoints after update: got %d, want 2 (10.0.0.3 dropped)", len(c2.Endpoints))
+			}
+		})
+	}
+
+	t.Run("known services", func(t *testing.T) {
+		table := NewTable(nil)
+		table.Update(map[string][]EndpointSpec{"orders": nil, "catalog": specs("i1", "h:1")})
+		if got, want := table.Services(), []string{"catalog", "orders"}; !slices.Equal(got, want) {
+			t.Errorf("Services: got %v, want %v", got, want)
+		}
+		if c := table.Lookup("orders"); c == nil || len(c.Endpoints) != 0 {
+			t.Errorf("Lookup(orders) with no endpoints: got %v, want an empty cluster", c)
+		}
+		table.Update(map[string][]EndpointSpec{"catalog": specs("i1", "h:1")})
+		if c := table.Lookup("orders"); c != nil {
+			t.Errorf("Lookup(orders) after removal: got %+v, want nil", c)
+		}
+	})
+	t.Run("removed then re-added address is fresh", func(t *testing.T) {
+		table := NewTable(nil)
+		table.Update(map[string][]EndpointSpec{"catalog": specs("i1", "h:1")})
+		e := table.Lookup("catalog").Endpoints[0]
+		e.connectFailed()
+		table.Update(map[string][]EndpointSpec{"catalog": nil})
+		table.Update(map[string][]EndpointSpec{"catalog": specs("i1", "h:1")})
+		if n := table.Lookup("catalog").Endpoints[0]; n == e || n.Ejected(time.Now().UnixNano()) {
+			t.Errorf("re-added endpoint: got same pointer %v ejected %v, want a fresh one", n == e, n.Ejected(time.Now().UnixNano()))
+		}
+	})
+}
+
+func newCluster(n int) *Cluster {
+	c := &Cluster{Service: "catalog"}
+	for i := range n {
+		c.Endpoints = append(c.Endpoints, &Endpoint{Service: "catalog", Instance: fmt.Sprint("i", i), Address: fmt.Sprintf("10.0.0.%d:80", i)})
+	}
+	return c
+}
+
+func TestClusterPick(t *testing.T) {
+	count := func(c *Cluster, picks int, tried []*Endpoint) map[string]int {
+		got := map[string]int{}
+		for range picks {
+			if e := c.Pick(tried); e != nil {
+				got[e.Instance]++
+			} else {
+				got["nil"]++
+			}
+		}
+		return got
+	}
+	tests := []struct {
+		name    string
+		eject   []int // endpoints ejected before picking
+		tried   []int
+		picks   int
+		want    map[string]int
+		wantAny []string // when set: every pick is one of these, each picked (instead of want)
+	}{
+		{name: "round robin is even", picks: 300, want: map[string]int{"i0": 100, "i1": 100, "i2": 100}},
+		// The successor of a skipped endpoint takes its turns (i0:100 i2:200
+		// here): Pick promises the next usable one, not an even spread.
+		{name: "skips ejected", eject: []int{1}, picks: 300, wantAny: []string{"i0", "i2"}},
+		{name: "skips tried", tried: []int{0}, picks: 300, wantAny: []string{"i1", "i2"}},
+		{name: "healthy untried beats ejected", eject: []int{1, 2}, picks: 30, want: map[string]int{"i0": 30}},
+		{name: "ejected only when all untried are ejected", eject: []int{1, 2}, tried: []int{0}, picks: 30, wantAny: []string{"i1", "i2"}},
+		{name: "all ejected still answers", eject: []int{0, 1, 2}, picks: 30, wantAny: []string{"i0", "i1", "i2"}},
+		{name: "nil when all tried", tried: []int{0, 1, 2}, picks: 5, want: map[string]int{"nil": 5}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCluster(3)
+			for _, i := range tt.eject {
+				c.Endpoints[i].connectFailed()
+			}
+			var tried []*Endpoint
+			for _, i := range tt.tried {
+				tried = append(tried, c.Endpoints[i])
+			}
+			got := count(c, tt.picks, tried)
+			if tt.wantAny != nil {
+				for k := range got {
+					if !slices.Contains(tt.wantAny, k) {
+						t.Errorf("picks: got %v, want only %v", got, tt.wantAny)
+					}
+				}
+				for _, k := range tt.wantAny {
+					if got[k] == 0 {
+						t.Errorf("picks: got %v, want each of %v at least once", got, tt.wantAny)
+					}
+				}
+				return
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("picks: got %v, want %v", got, tt.want)
+			}
+		})
+	}
+	t.Run("empty cluster", func(t *testing.T) {
+		if e := newCluster(0).Pick(nil); e != nil {
+			t.Errorf("Pick on empty cluster: got %+v, want nil", e)
+		}
+	})
+	t.Run("connected puts back in rotation", func(t *testing.T) {
+		c := newCluster(3)
+		c.Endpoints[1].connectFailed()
+		c.Endpoints[1].connected()
+		if got := count(c, 300, nil); got["i1"] != 100 {
+			t.Errorf("picks after recovery: got %v, want 100 each", got)
+		}
+	})
+}
+
+func TestEjectionBackoff(t *testing.T) {
+	e := &Endpoint{}
+	want := []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second}
+	for i, w := range want {
+		before := time.Now()
+		e.connectFailed()
+		got := time.Duration(e.ejectedUntil.Load() - before.UnixNano())
+		if got < w || got > w+time.Second {
+			t.Errorf("failure %d: got ejected for %v, want %v", i+1, got, w)
+		}
+	}
+}
+
+// meshErrorBody decodes the JSON body of a mesh error.
+func meshErrorBody(t *testing.T, body string) MeshError {
+	t.Helper()
+	var e MeshError
+	if err := json.Unmarshal([]byte(body), &e); err != nil {
+		t.Fatalf("mesh error body %q: %v", body, err)
+	}
+	return e
+}
+
+func TestOutboundRoutes(t *testing.T) {
+	checkGoroutines(t)
+	be, sn := backend(t, "b1")
+	ms := newMesh(t, map[string][]EndpointSpec{"catalog": specs("c1", addrOf(be))}, 5*time.Second)
+	direct := client(t, "")
+	viaProxy := client(t, ms.outbound.URL)
+
+	tests := []struct {
+		name string
+		send func() (*http.Response, string)
+		uri  string
+	}{
+		{"proxy form", func() (*http.Response, string) {
+			req, _ := http.NewRequest(http.MethodGet, "http://catalog/items?x=1", nil)
+			return do(t, viaProxy, req)
+		}, "/items?x=1"},
+		{"proxy form with port", func() (*http.Response, string) {
+			req, _ := http.NewRequest(http.MethodGet, "http://Catalog:8080/items", nil)
+			return do(t, viaProxy, req)
+		}, "/items"},
+		{"reverse form", func() (*http.Response, string) { return ms.get(t, direct, "catalog", "/items?y=2") }, "/items?y=2"},
+		{"reverse form upper case with port", func() (*http.Response, string) { return ms.get(t, direct, "CATALOG:80", "/items") }, "/items"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := tt.send()
+			if resp.StatusCode != 200 || body != "b1 /items" || resp.Header.Get("X-Backend") != "b1" {
+				t.Fatalf("response: got %d %q (X-Backend %q), want 200 \"b1 /items\"", resp.StatusCode, body, resp.Header.Get("X-Backend"))
+			}
+			if got := sn.get().uri; got != tt.uri {
+				t.Errorf("backend request URI: got %q, want %q", got, tt.uri)
+			}
+		})
+	}
+	if got := counter(ms.metrics.requests.WithLabelValues("outbound", "catalog", "200")); got != 4 {
+		t.Errorf("weft_requests_total{catalog,200}: got %v, want 4", got)
+	}
+}
+
+func TestOutboundHeaders(t *testing.T) {
+	checkGoroutines(t)
+	be, sn := backend(t, "b1")
+	ms := newMesh(t, map[string][]EndpointSpec{"catalog": specs("c1", addrOf(be))}, 5*time.Second)
+	c := client(t, "")
+
+	req, _ := http.NewRequest(http.MethodGet, ms.outbound.URL+"/h", nil)
+	req.Host = "catalog"
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	req.Header.Set("Connection", "X-Secret")
+	req.Header.Set("X-Secret", "hop")
+	req.Header.Set("X-Request-Id", "42")
+	resp, _ := do(t, c, req)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status: got %d, want 200", resp.StatusCode)
+	}
+	got := sn.get()
+	if xff := got.header.Get("X-Forwarded-For"); xff != "203.0.113.9, 127.0.0.1" {
+		t.Errorf("X-Forwarded-For at backend: got %q, want %q", xff, "203.0.113.9, 127.0.0.1")
+	}
+	if v := got.header.Get("X-Secret"); v != "" {
+		t.Errorf("X-Secret (named by Connection) at backend: got %q, want absent", v)
+	}
+	if v := got.header.Get("X-Request-Id"); v != "42" {
+		t.Errorf("X-Request-Id at backend: got %q, want 42", v)
+	}
+	if got.host != "catalog" {
+		t.Errorf("Host at backend: got %q, want catalog", got.host)
+	}
+}
+
+func TestOutboundMeshErrors(t *testing.T) {
+	checkGoroutines(t)
+	dead := closedAddr(t)
+	slowRelease := make(chan struct{})
+	slow := server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-slowRelease:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(func() { close(slowRelease) }) // runs before slow.Close
+	ms := newMesh(t, map[string][]EndpointSpec{
+		"empty": nil,
+		"dead":  specs("dead-1", dead),
+		"slow":  specs("slow-1", addrOf(slow)),
+	}, 300*time.Millisecond)
+	c := client(t, "")
+
+	tests := []struct {
+		host     string
+		status   int
+		reason   string
+		service  string
+		instance string
+		msgHas   string
+	}{
+		{"nosuch", 404, ReasonUnknownService, "nosuch", "", `"nosuch"`},
+		{"NoSuch:80", 404, ReasonUnknownService, "nosuch", "", `"nosuch"`},
+		{"empty", 503, ReasonNoReadyInstance, "empty", "", "no ready instance"},
+		{"dead", 502, ReasonConnectFailed, "dead", "dead-1", dead},
+		{"slow", 504, ReasonUpstreamTimeout, "slow", "slow-1", "timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.host, func(t *testing.T) {
+			resp, body := ms.get(t, c, tt.host, "/x")
+			if resp.StatusCode != tt.status || resp.Header.Get(HeaderError) != tt.reason {
+				t.Fatalf("response: got %d %s=%q, want %d %q (body %s)", resp.StatusCode, HeaderError, resp.Header.Get(HeaderError), tt.status, tt.reason, body)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type: got %q, want application/json", ct)
+			}
+			e := meshErrorBody(t, body)
+			if e.Reason != tt.reason || e.Service != tt.service || e.Instance != tt.instance || !strings.Contains(e.Message, tt.msgHas) {
+				t.Errorf("body: got %+v, want error %q service %q instance %q message containing %q", e, tt.reason, tt.service, tt.instance, tt.msgHas)
+			}
+			if got := counter(ms.metrics.errors.WithLabelValues("outbound", tt.service, tt.reason)); tt.reason != ReasonUnknownService && got != 1 {
+				t.Errorf("weft_mesh_errors_total{%s,%s}: got %v, want 1", tt.service, tt.reason, got)
+			}
+		})
+	}
+	if e := ms.table.Lookup("dead").Endpoints[0]; !e.Ejected(time.Now().UnixNano()) {
+		t.Errorf("dead endpoint: got in rotation, want ejected")
+	}
+}
+
+func TestOutboundConnectFailover(t *testing.T) {
+	checkGoroutines(t)
+	be, sn := backend(t, "live")
+	dead := closedAddr(t)
+	ms := newMesh(t, map[string][]EndpointSpec{"catalog": {
+		{Instance: "dead-1", Address: dead},
+		{Instance: "live-1", Address: addrOf(be)},
+	}}, 5*time.Second)
+	c := client(t, "")
+
+	// Round robin starts at one or the other: two requests certainly try
+	// the dead endpoint once. Bodies are sent whole to the live one.
+	for i := range 2 {
+		req, _ := http.NewRequest(http.MethodPost, ms.outbound.URL+"/items", strings.NewReader(fmt.Sprint("body-", i)))
+		req.Host = "catalog"
+		resp, body := do(t, c, req)
+		if resp.StatusCode != 200 || body != "live /items" {
+			t.Fatalf("request %d: got %d %q (%s), want 200 from live", i, resp.StatusCode, body, resp.Header.Get(HeaderError))
+		}
+		if got := sn.get().body; got != fmt.Sprint("body-", i) {
+			t.Errorf("request %d body at backend: got %q, want %q", i, got, fmt.Sprint("body-", i))
+		}
+	}
+	cl := ms.table.Lookup("catalog")
+	now := time.Now().UnixNano()
+	if d := endpointByAddr(t, cl, dead); !d.Ejected(now) {
+		t.Errorf("dead endpoint: got in rotation, want ejected")
+	}
+	if l := endpointByAddr(t, cl, addrOf(be)); l.Ejected(now) {
+		t.Errorf("live endpoint: got ejected, want in rotation")
+	}
+	if got := counter(ms.metrics.retries.WithLabelValues("catalog")); got != 1 {
+		t.Errorf("weft_retries_total{catalog}: got %v, want 1", got)
+	}
+	// With the dead one ejected, further requests all go to the live one
+	// without a retry.
+	for range 3 {
+		if resp, body := ms.get(t, c, "catalog", "/again"); resp.StatusCode != 200 {
+			t.Fatalf("after ejection: got %d %q, want 200", resp.StatusCode, body)
+		}
+	}
+	if got := counter(ms.metrics.retries.WithLabelValues("catalog")); got != 1 {
+		t.Errorf("weft_retries_total{catalog} after ejection: got %v, want still 1", got)
+	}
+}
+
+func TestOutboundStreamsChunks(t *testing.T) {
+	checkGoroutines(t)
+	proceed := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(proceed) }) }
+	be := server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "first\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-proceed:
+		case <-r.Context().Done():
+			return
+		}
+		io.WriteString(w, "second\n")
+	}))
+	t.Cleanup(release) // runs before be.Close
+	ms := newMesh(t, map[string][]EndpointSpec{"stream": specs("s1", addrOf(be))}, 5*time.Second)
+	c := client(t, "")
+
+	req, _ := http.NewRequest(http.MethodGet, ms.outbound.URL+"/", nil)
+	req.Host = "stream"
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.ContentLength != -1 || !slices.Contains(resp.TransferEncoding, "chunked") {
+		t.Errorf("framing: got Content-Length %d Transfer-Encoding %v, want -1 and chunked", resp.ContentLength, resp.TransferEncoding)
+	}
+	br := bufio.NewReader(resp.Body)
+	type line struct {
+		s   string
+		err error
+	}
+	first := make(chan line, 1)
+	go func() {
+		s, err := br.ReadString('\n')
+		first <- line{s, err}
+	}()
+	select {
+	case l := <-first:
+		if l.s != "first\n" || l.err != nil {
+			t.Fatalf("first chunk: got (%q, %v), want \"first\\n\"", l.s, l.err)
+		}
+	case <-time.After(5 * time.Second):
+		release() // unblock the reader before failing
+		<-first
+		t.Fatalf("first chunk: not received within 5s while the backend held the second; the proxy did not flush")
+	}
+	release()
+	rest, err := io.ReadAll(br)
+	if string(rest) != "second\n" || err != nil {
+		t.Errorf("rest: got (%q, %v), want \"second\\n\"", rest, err)
+	}
+}
+
+func TestOutboundTrailers(t *testing.T) {
+	checkGoroutines(t)
+	be := server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Checksum")
+		io.WriteString(w, "payload")
+		w.Header().Set("X-Checksum", "abc123")
+		w.Header().Set(http.TrailerPrefix+"X-Late", "undeclared")
+	}))
+	ms := newMesh(t, map[string][]EndpointSpec{"catalog": specs("c1", addrOf(be))}, 5*time.Second)
+	c := client(t, "")
+	req, _ := http.NewRequest(http.MethodGet, ms.outbound.URL+"/", nil)
+	req.Host = "catalog"
+	req.Header.Set("TE", "trailers")
+	resp, body := do(t, c, req)
+	if resp.StatusCode != 200 || body != "payload" {
+		t.Fatalf("response: got %d %q, want 200 payload", resp.StatusCode, body)
+	}
+	for k, want := range map[string]string{"X-Checksum": "abc123", "X-Late": "undeclared"} {
+		if got := resp.Trailer.Get(k); got != want {
+			t.Errorf("trailer %s: got %q, want %q (all trailers %v)", k, got, want, resp.Trailer)
+		}
+	}
+}
+
+func TestOutboundUpstreamReset(t *testing.T) {
+	checkGoroutines(t)
+	be := server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close() // no response at all
+		}
+	}))
+	ms := newMesh(t, map[string][]EndpointSpec{"catalog": specs("c1", addrOf(be))}, 5*time.Second)
+	resp, body := ms.get(t, client(t, ""), "catalog", "/")
+	if resp.StatusCode != 502 || resp.Header.Get(HeaderError) != ReasonUpstreamReset {
+		t.Errorf("response: got %d %q, want 502 %q (body %s)", resp.StatusCode, resp.Header.Get(HeaderError), ReasonUpstreamReset, body)
+	}
+	if e := ms.table.Lookup("catalog").Endpoints[0]; e.Ejected(time.Now().UnixNano()) {
+		t.Errorf("endpoint that accepted the connection: got ejected, want in rotation")
+	}
+}
+
+func newInbound(t *testing.T, app string) *httptest.Server {
+	t.Helper()
+	return server(t, NewInbound("catalog", "catalog-1", app, transport(t, 0), NewMetrics(prometheus.NewRegistry())))
+}
+
+func TestInbound(t *testing.T) {
+	checkGoroutines(t)
+	app, sn := backend(t, "app")
+	c := client(t, "")
+	tests := []struct {
+		name   string
+		app    string
+		method string
+		status int
+		reason string
+		body   string
+	}{
+		{"forwards to the app", addrOf(app), http.MethodGet, 200, "", "app /orders"},
+		{"app down", closedAddr(t), http.MethodGet, 502, ReasonConnectFailed, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := newInbound(t, tt.app)
+			req, _ := http.NewRequest(tt.method, in.URL+"/orders", nil)
+			req.Host = "catalog"
+			req.Header.Set("X-Forwarded-For", "10.9.9.9")
+			resp, body := do(t, c, req)
+			if resp.StatusCode != tt.status || resp.Header.Get(HeaderError) != tt.reason {
+				t.Fatalf("response: got %d %q, want %d %q (body %s)", resp.StatusCode, resp.Header.Get(HeaderError), tt.status, tt.reason, body)
+			}
+			if tt.reason == "" {
+				if body != tt.body {
+					t.Errorf("body: got %q, want %q", body, tt.body)
+				}
+				if xff := sn.get().header.Get("X-Forwarded-For"); xff != "10.9.9.9, 127.0.0.1" {
+					t.Errorf("X-Forwarded-For at app: got %q, want %q", xff, "10.9.9.9, 127.0.0.1")
+				}
+				return
+			}
+			e := meshErrorBody(t, body)
+			if e.Service != "catalog" || e.Instance != "catalog-1" || !strings.Contains(e.Message, tt.app) {
+				t.Errorf("body: got %+v, want service catalog instance catalog-1 message naming %s", e, tt.app)
+			}
+		})
+	}
+}
+
+// An inbound whose app is down answers 502 upstream-connect-failed; the
+// outbound in front of it takes that as a connect failure and tries the
+// other instance.
+func TestOutboundFailsOverPastPeerWithoutApp(t *testing.T) {
+	checkGoroutines(t)
+	app, _ := backend(t, "app")
+	inDown := newInbound(t, closedAddr(t))
+	inUp := newInbound(t, addrOf(app))
+	ms := newMesh(t, map[string][]EndpointSpec{"catalog": specs("down", addrOf(inDown), "up", addrOf(inUp))}, 5*time.Second)
+	c := client(t, "")
+	for i := range 2 {
+		resp, body := ms.get(t, c, "catalog", "/p")
+		if resp.StatusCode != 200 || body != "app /p" {
+			t.Fatalf("request %d: got %d %q, want 200 from the app behind the live peer", i, resp.StatusCode, body)
+		}
+	}
+	if e := endpointByAddr(t, ms.table.Lookup("catalog"), addrOf(inDown)); !e.Ejected(time.Now().UnixNano()) {
+		t.Errorf("peer without app: got in rotation, want ejected")
+	}
+}
+
+func BenchmarkOutboundRoundTrip(b *testing.B) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "ok")
+	}))
+	defer app.Close()
+	inTr := NewTransport(0)
+	defer inTr.CloseIdleConnections()
+	in := httptest.NewServer(NewInbound("catalog", "catalog-1", addrOf(app), inTr, NewMetrics(prometheus.NewRegistry())))
+	defer in.Close()
+	m := NewMetrics(prometheus.NewRegistry())
+	table := NewTable(m)
+	table.Update(map[string][]EndpointSpec{"catalog": {{Instance: "catalog-1", Address: addrOf(in)}}})
+	outTr := NewTransport(5 * time.Second)
+	defer outTr.CloseIdleConnections()
+	out := httptest.NewServer(NewOutbound(table, outTr, outTr, m, discard))
+	defer out.Close()
+	ctr := &http.Transport{MaxIdleConnsPerHost: 16}
+	defer ctr.CloseIdleConnections()
+	c := &http.Client{Transport: ctr}
+
+	req, err := http.NewRequest(http.MethodGet, out.URL+"/bench", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req.Host = "catalog"
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := c.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatalf("status: got %d, want 200", resp.StatusCode)
+		}
+	}
+}
