@@ -277,4 +277,3 @@ func procField(pid int, field string) int64 {
 
 func rss(pid int) int64 { return procField(pid, "VmRSS") }
 func hwm(pid int) int64 { return procField(pid, "VmHWM") }
-
