@@ -99,6 +99,10 @@ func TestControlPlaneRestartUnderTraffic(t *testing.T) {
 	load := startLoad(consumer.Outbound, "catalog")
 	load.passed(t, 50)
 
+	ext := writeFile(t, "ext.yaml", "apiVersion: weftmesh.io/v1alpha1\nkind: ExternalService\nmetadata: {name: kept}\nspec: {endpoints: [{address: 127.0.0.1:9}]}\n")
+	if _, errOut, code := m.Weft("apply", "-f", ext, "--control", cp.Addr); code != 0 {
+		t.Fatalf("apply: %s", errOut)
+	}
 	cp.Signal(syscall.SIGKILL)
 	<-cp.Done()
 	// Sidecars keep routing with what they last knew.
@@ -113,6 +117,9 @@ func TestControlPlaneRestartUnderTraffic(t *testing.T) {
 	out, _, _ := m.Weft("get", "instances", "catalog", "--control", cp2.Addr)
 	if !strings.Contains(out, "catalog-v1") || !strings.Contains(out, "catalog-v2") {
 		t.Errorf("instances after restart:\n%s", out)
+	}
+	if out, _, _ := m.Weft("get", "externalservices", "--control", cp2.Addr); !strings.Contains(out, "kept") {
+		t.Errorf("config after restart: got\n%s\nwant ExternalService kept", out)
 	}
 	app := m.App("catalog-v3")
 	m.Sidecar(cp2, "--service", "catalog", "--id", "catalog-v3", "--app-port", app.Port)
@@ -226,3 +233,23 @@ func inflight(admin string) int {
 }
 
 func regexpMust(s string) *regexp.Regexp { return regexp.MustCompile(s) }
+
+func TestHTTPHealthCheckWithdrawsAndRestoresTheInstance(t *testing.T) {
+	m := meshtest.New(t)
+	cp := m.Control()
+	app := m.App("moody-1")
+	m.Sidecar(cp, "--service", "moody", "--app-port", app.Port, "--health-path", "/health", "--health-interval", "100ms")
+	consumer := m.Sidecar(cp, "--service", "web")
+	waitInstances(t, consumer, "moody", 1)
+
+	meshtest.Get("http://" + app.Addr + "/sick")
+	m.Eventually(10*time.Second, func() (bool, string) {
+		resp, body, err := meshtest.Via(consumer.Outbound, "moody", "/")
+		if err != nil {
+			return false, err.Error()
+		}
+		return resp.StatusCode == 503 && resp.Header.Get("X-Weft-Error") == "no-ready-instance", body
+	})
+	meshtest.Get("http://" + app.Addr + "/well")
+	waitInstances(t, consumer, "moody", 1)
+}

@@ -14,6 +14,7 @@
 //	/trailers    a body with a trailer X-Checksum
 //	/upgrade     switches to protocol "echo": echoes bytes until EOF
 //	/exit?code=N exits the process with code N
+//	/health      200, or 503 after /sick until /well
 package main
 
 import (
@@ -27,6 +28,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -60,6 +62,7 @@ func main() {
 		}
 	}
 	release := make(chan struct{}, 16)
+	var sick atomic.Bool
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "instance=%s", *name) })
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) { io.Copy(w, r.Body) })
@@ -156,6 +159,13 @@ func main() {
 		w.(http.Flusher).Flush()
 		go func() { time.Sleep(50 * time.Millisecond); os.Exit(code) }()
 	})
+	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
+		if sick.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	mux.HandleFunc("/sick", func(w http.ResponseWriter, r *http.Request) { sick.Store(true) })
+	mux.HandleFunc("/well", func(w http.ResponseWriter, r *http.Request) { sick.Store(false) })
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	srv.Serve(ln)
 }
