@@ -29,29 +29,32 @@ func NewInbound(service, instance, app string, transport http.RoundTripper, m *M
 func (in *Inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	in.metrics.begin()
+	status := statusAborted
+	defer func() { in.metrics.done(status, start) }()
+	status = in.forward(w, r)
+}
+
+func (in *Inbound) forward(w http.ResponseWriter, r *http.Request) int {
 	if r.Method == http.MethodConnect {
-		in.fail(w, &MeshError{Status: http.StatusMethodNotAllowed, Reason: ReasonBadRequest, Service: in.Service,
-			Instance: in.Instance, Message: "CONNECT is not accepted on the inbound listener"}, start)
-		return
+		return in.fail(w, &MeshError{Status: http.StatusMethodNotAllowed, Reason: ReasonBadRequest, Service: in.Service,
+			Instance: in.Instance, Message: "CONNECT is not accepted on the inbound listener"})
 	}
 	prepare(r)
 	r.URL.Host = in.App
 	resp, err := in.Transport.RoundTrip(r)
 	if err != nil {
 		if r.Context().Err() != nil {
-			in.metrics.done(499, start)
-			return
+			return statusClientGone
 		}
 		f := classify(err)
-		in.fail(w, &MeshError{Status: f.status, Reason: f.reason, Service: in.Service, Instance: in.Instance,
-			Message: fmt.Sprintf("app of %s at %s: %v", in.Instance, in.App, err)}, start)
-		return
+		return in.fail(w, &MeshError{Status: f.status, Reason: f.reason, Service: in.Service, Instance: in.Instance,
+			Message: fmt.Sprintf("app of %s at %s: %v", in.Instance, in.App, err)})
 	}
-	in.metrics.done(writeResponse(w, r, resp), start)
+	return writeResponse(w, r, resp)
 }
 
-func (in *Inbound) fail(w http.ResponseWriter, e *MeshError, start time.Time) {
+func (in *Inbound) fail(w http.ResponseWriter, e *MeshError) int {
 	in.metrics.meshError(e.Reason)
-	in.metrics.done(e.Status, start)
 	e.write(w)
+	return e.Status
 }

@@ -46,32 +46,47 @@ func NewOutbound(t *Table, transport, egress http.RoundTripper, m *Metrics, log 
 }
 
 func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
 	if r.Method == http.MethodConnect {
 		tunnel(w, r, o.Metrics, o.Log)
 		return
 	}
 	host, proxyForm := destination(r)
-	cluster := o.Table.Lookup(serviceName(host))
-	if cluster == nil {
-		if proxyForm {
-			o.egressMetrics.begin()
-			o.egress(w, r, host, start)
-			return
-		}
+	name := serviceName(host)
+	cluster := o.Table.Lookup(name)
+	if cluster == nil && !proxyForm {
 		o.fail(w, nil, &MeshError{
-			Status: http.StatusNotFound, Reason: ReasonUnknownService, Service: serviceName(host),
-			Message: fmt.Sprintf("no mesh service named %q; call http://<service>/ through this proxy, or set Host: <service>", serviceName(host)),
-		}, start)
+			Status: http.StatusNotFound, Reason: ReasonUnknownService, Service: name,
+			Message: fmt.Sprintf("no mesh service named %q; call http://<service>/ through this proxy, or set Host: <service>", name),
+		})
 		return
 	}
-	cluster.metrics.begin()
-	o.route(w, r, cluster, start)
+	m := o.egressMetrics
+	if cluster != nil {
+		m = cluster.metrics
+	}
+	start := time.Now()
+	m.begin()
+	// statusAborted stays only if the response is cut off mid-body (a panic
+	// with http.ErrAbortHandler); the deferred record still runs.
+	status := statusAborted
+	defer func() { m.done(status, start) }()
+	if cluster == nil {
+		status = o.egress(w, r, host)
+		return
+	}
+	status = o.route(w, r, cluster)
 }
 
+// statusAborted records a response whose body the upstream cut off;
+// statusClientGone a request whose client went away first (nginx's 499).
+const (
+	statusAborted    = 502
+	statusClientGone = 499
+)
+
 // route sends r to an instance of cluster, moving to another instance when
-// a connection cannot be made.
-func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *Cluster, start time.Time) {
+// a connection cannot be made. It returns the status sent.
+func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *Cluster) int {
 	body := wrapBody(r)
 	prepare(r)
 	var triedBuf [maxAttempts]*Endpoint
@@ -90,8 +105,7 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *Cluster, sta
 		resp, err := o.Transport.RoundTrip(r)
 		if err != nil {
 			if r.Context().Err() != nil {
-				c.metrics.done(499, start) // the client went away; nobody to answer
-				return
+				return statusClientGone // nobody to answer
 			}
 			f := classify(err)
 			last = &MeshError{Status: f.status, Reason: f.reason, Service: c.Service, Instance: ep.Instance,
@@ -112,40 +126,39 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *Cluster, sta
 			ep.connectFailed()
 			continue
 		}
-		c.metrics.done(writeResponse(w, r, resp), start)
-		return
+		return writeResponse(w, r, resp)
 	}
 	if last == nil {
 		last = &MeshError{Status: http.StatusServiceUnavailable, Reason: ReasonNoReadyInstance, Service: c.Service,
 			Message: fmt.Sprintf("service %q has no ready instance", c.Service)}
 	}
-	o.fail(w, c.metrics, last, start)
+	return o.fail(w, c.metrics, last)
 }
 
 // egress passes a request for a host outside the mesh straight through.
-func (o *Outbound) egress(w http.ResponseWriter, r *http.Request, host string, start time.Time) {
+func (o *Outbound) egress(w http.ResponseWriter, r *http.Request, host string) int {
 	prepare(r)
 	r.URL.Host = host
 	resp, err := o.Egress.RoundTrip(r)
 	if err != nil {
 		if r.Context().Err() != nil {
-			return
+			return statusClientGone
 		}
 		f := classify(err)
-		o.fail(w, o.egressMetrics, &MeshError{Status: f.status, Reason: f.reason, Service: host,
-			Message: fmt.Sprintf("egress to %s: %v", host, err)}, start)
-		return
+		return o.fail(w, o.egressMetrics, &MeshError{Status: f.status, Reason: f.reason, Service: host,
+			Message: fmt.Sprintf("egress to %s: %v", host, err)})
 	}
-	o.egressMetrics.done(writeResponse(w, r, resp), start)
+	return writeResponse(w, r, resp)
 }
 
-func (o *Outbound) fail(w http.ResponseWriter, m *serviceMetrics, e *MeshError, start time.Time) {
+// fail answers with a mesh error and returns its status.
+func (o *Outbound) fail(w http.ResponseWriter, m *serviceMetrics, e *MeshError) int {
 	m.meshError(e.Reason)
-	m.done(e.Status, start)
 	if o.Log.Enabled(context.Background(), slog.LevelDebug) {
 		o.Log.Debug("mesh error", "reason", e.Reason, "service", e.Service, "instance", e.Instance, "msg", e.Message)
 	}
 	e.write(w)
+	return e.Status
 }
 
 // wrapBody guards the request body for retries; nil when there is none.

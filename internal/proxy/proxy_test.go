@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -861,5 +862,163 @@ func BenchmarkOutboundRoundTrip(b *testing.B) {
 		if resp.StatusCode != 200 {
 			b.Fatalf("status: got %d, want 200", resp.StatusCode)
 		}
+	}
+}
+
+// resetBackend accepts each request and closes the connection without answering.
+func resetBackend(t *testing.T) (*httptest.Server, *seen) {
+	t.Helper()
+	sn := &seen{}
+	s := server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		sn.mu.Lock()
+		sn.reqs++
+		sn.mu.Unlock()
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			conn.Close()
+		}
+	}))
+	return s, sn
+}
+
+func TestOutboundBrokenConnectionRetry(t *testing.T) {
+	checkGoroutines(t)
+	rst, rsn := resetBackend(t)
+	live, lsn := backend(t, "live")
+	tests := []struct {
+		method     string
+		body       string
+		wantStatus []int // of two consecutive requests, sorted
+		wantLive   int   // requests the live backend sees
+		wantReset  int   // requests the resetting backend sees; 0: at least one
+	}{
+		// A safe request without a body goes to the other instance.
+		{http.MethodGet, "", []int{200, 200}, 2, 0},
+		{http.MethodHead, "", []int{200, 200}, 2, 0},
+		// One with a body, or unsafe, is answered with the failure.
+		{http.MethodPost, "x", []int{200, 502}, 1, 1},
+		{http.MethodPut, "", []int{200, 502}, 1, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method, func(t *testing.T) {
+			ms := newMesh(t, map[string][]EndpointSpec{"catalog": specs("reset", addrOf(rst), "live", addrOf(live))}, 5*time.Second)
+			c := client(t, "")
+			r0, l0 := rsn.get().reqs, lsn.get().reqs
+			var got []int
+			for range 2 {
+				var body io.Reader
+				if tt.body != "" {
+					body = strings.NewReader(tt.body)
+				}
+				req, _ := http.NewRequest(tt.method, ms.outbound.URL+"/", body)
+				req.Host = "catalog"
+				resp, b := do(t, c, req)
+				got = append(got, resp.StatusCode)
+				if resp.StatusCode == 502 && resp.Header.Get(HeaderError) != ReasonUpstreamReset {
+					t.Errorf("502: got %s %q (%s), want %q", HeaderError, resp.Header.Get(HeaderError), b, ReasonUpstreamReset)
+				}
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tt.wantStatus) {
+				t.Errorf("statuses: got %v, want %v", got, tt.wantStatus)
+			}
+			// (A retry advances the round robin too, so a retried GET can
+			// meet the resetting backend on both requests.)
+			r, l := rsn.get().reqs-r0, lsn.get().reqs-l0
+			if r < 1 || (tt.wantReset != 0 && r != tt.wantReset) || l != tt.wantLive {
+				t.Errorf("requests seen: got reset %d live %d, want reset %d (0: at least 1) live %d", r, l, tt.wantReset, tt.wantLive)
+			}
+			if e := endpointByAddr(t, ms.table.Lookup("catalog"), addrOf(rst)); e.Ejected(time.Now().UnixNano()) {
+				t.Errorf("endpoint that accepted the connection: got ejected, want in rotation")
+			}
+		})
+	}
+}
+
+func gauge(g prometheus.Gauge) float64 {
+	var m dto.Metric
+	g.Write(&m)
+	return m.GetGauge().GetValue()
+}
+
+// Every request counted in flight is counted out, however it ends.
+func TestInFlightReturnsToZero(t *testing.T) {
+	checkGoroutines(t)
+	arrived := make(chan struct{}, 1)
+	hold := server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-r.Context().Done()
+	}))
+	cut := server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		io.WriteString(w, "only ten..") // then the server closes: the body is short
+	}))
+	ok, _ := backend(t, "ok")
+
+	tests := []struct {
+		name      string
+		service   string // "" for egress
+		target    string // host:port for egress
+		cancel    bool   // the client goes away once the request reached the backend
+		direction string
+	}{
+		{name: "answered", service: "ok", direction: "outbound"},
+		{name: "no ready instance", service: "empty", direction: "outbound"},
+		{name: "client gone", service: "hold", cancel: true, direction: "outbound"},
+		{name: "upstream body cut", service: "cut", direction: "outbound"},
+		{name: "egress answered", target: addrOf(ok), direction: "egress"},
+		{name: "egress client gone", target: addrOf(hold), cancel: true, direction: "egress"},
+		{name: "egress upstream body cut", target: addrOf(cut), direction: "egress"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ms := newMesh(t, map[string][]EndpointSpec{
+				"ok": specs("ok-1", addrOf(ok)), "hold": specs("hold-1", addrOf(hold)), "cut": specs("cut-1", addrOf(cut)), "empty": nil,
+			}, 5*time.Second)
+			label := tt.service
+			if tt.direction == "egress" {
+				label = "egress"
+			}
+			g := ms.metrics.inflight.WithLabelValues(tt.direction, label)
+			c := client(t, ms.outbound.URL)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			host := tt.service
+			if tt.target != "" {
+				host = tt.target
+			}
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+host+"/", nil)
+			done := make(chan error, 1)
+			go func() {
+				resp, err := c.Do(req)
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				done <- err
+			}()
+			if tt.cancel {
+				select {
+				case <-arrived:
+				case <-time.After(5 * time.Second):
+					t.Fatalf("request did not reach the backend in 5s")
+				}
+				cancel()
+			}
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				cancel()
+				<-done
+				t.Fatalf("request did not end in 10s")
+			}
+			deadline := time.Now().Add(time.Second)
+			for gauge(g) != 0 && time.Now().Before(deadline) {
+				<-time.After(5 * time.Millisecond)
+			}
+			if v := gauge(g); v != 0 {
+				t.Errorf("weft_requests_in_flight{%s,%s} 1s after the request ended: got %v, want 0", tt.direction, label, v)
+			}
+		})
 	}
 }

@@ -62,10 +62,10 @@ func (c *Cluster) Pick(tried []*Endpoint) *Endpoint {
 		return nil
 	}
 	now := time.Now().UnixNano()
-	start := int(c.next.Add(1))
+	start := c.next.Add(1) % uint32(n)
 	var fallback *Endpoint
 	for i := 0; i < n; i++ {
-		e := c.Endpoints[(start+i)%n]
+		e := c.Endpoints[(int(start)+i)%n]
 		if contains(tried, e) {
 			continue
 		}

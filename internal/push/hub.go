@@ -152,11 +152,13 @@ func (h *Hub) apply(rev int64, events []*clientv3.Event) {
 	defer h.mu.Unlock()
 	for _, ev := range events {
 		k := string(ev.Kv.Key)
-		if !pushed(k) || (ev.Type == clientv3.EventTypePut && !h.valid(k, ev.Kv.Value)) {
+		if !pushed(k) {
 			continue
 		}
 		c := Change{Key: k}
-		if ev.Type == clientv3.EventTypePut {
+		// A record overwritten with something that is not JSON is gone as
+		// far as sidecars are concerned.
+		if ev.Type == clientv3.EventTypePut && h.valid(k, ev.Kv.Value) {
 			c.Value = ev.Kv.Value
 			h.state[k] = ev.Kv.Value
 		} else {
