@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"github.com/weftmesh/weft/internal/h1"
 	"net/http"
 	"time"
 )
@@ -15,6 +16,7 @@ type Inbound struct {
 	App       string // host:port of the local app
 	Transport http.RoundTripper
 	metrics   *serviceMetrics
+	cluster   *Cluster // the app, as the fast path's only destination
 }
 
 // NewInbound wires an Inbound.
@@ -23,8 +25,13 @@ func NewInbound(service, instance, app string, transport http.RoundTripper, m *M
 	if m != nil {
 		in.metrics = m.forService("inbound", service)
 	}
+	in.cluster = &Cluster{Service: service, Endpoints: []*Endpoint{newEndpoint(service, instance, app, nil)}, metrics: in.metrics}
 	return in
 }
+
+// Resolve is the fast path's routing decision for the inbound listener:
+// always the local app.
+func (in *Inbound) Resolve(*h1.Head, []byte, bool) (*Cluster, *MeshError) { return in.cluster, nil }
 
 func (in *Inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()

@@ -1,12 +1,16 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"github.com/weftmesh/weft/internal/h1"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,7 +37,9 @@ type Outbound struct {
 	Metrics *Metrics
 	Log     *slog.Logger
 
-	egressMetrics *serviceMetrics
+	egressMetrics  *serviceMetrics
+	egressClusters sync.Map // host:port -> *Cluster
+	egressCount    atomic.Int32
 }
 
 // NewOutbound wires an Outbound.
@@ -206,6 +212,55 @@ func serviceName(host string) string {
 	for i := 0; i < len(host); i++ {
 		if c := host[i]; 'A' <= c && c <= 'Z' {
 			return strings.ToLower(host)
+		}
+	}
+	return host
+}
+
+// Resolve is the fast path's routing decision for the outbound listener:
+// the cluster of the mesh service the request names; in proxy form, a host
+// outside the mesh is egress; in reverse form it is unknown-service.
+func (o *Outbound) Resolve(req *h1.Head, host []byte, proxyForm bool) (*Cluster, *MeshError) {
+	name := serviceNameBytes(host)
+	if c := o.Table.lookupBytes(name); c != nil {
+		return c, nil
+	}
+	if !proxyForm {
+		return nil, &MeshError{Status: http.StatusNotFound, Reason: ReasonUnknownService, Service: string(name),
+			Message: fmt.Sprintf("no mesh service named %q; call http://<service>/ through this proxy, or set Host: <service>", name)}
+	}
+	return o.egressCluster(string(host)), nil
+}
+
+// egressCluster returns a one-endpoint cluster for a host outside the
+// mesh, cached so its connections are pooled.
+func (o *Outbound) egressCluster(host string) *Cluster {
+	if _, _, err := net.SplitHostPort(host); err != nil {
+		host = net.JoinHostPort(strings.Trim(host, "[]"), "80")
+	}
+	if c, ok := o.egressClusters.Load(host); ok {
+		return c.(*Cluster)
+	}
+	c := &Cluster{Service: host, Endpoints: []*Endpoint{newEndpoint(host, "egress:"+host, host, nil)}, metrics: o.egressMetrics}
+	if o.egressCount.Add(1) <= maxEgressClusters {
+		o.egressClusters.Store(host, c)
+	}
+	return c
+}
+
+// maxEgressClusters bounds the egress hosts whose connections are pooled.
+const maxEgressClusters = 1024
+
+// serviceNameBytes maps catalog, catalog:8080, Catalog. to catalog,
+// allocating only when it must lower-case.
+func serviceNameBytes(host []byte) []byte {
+	if i := bytes.LastIndexByte(host, ':'); i >= 0 && bytes.IndexByte(host, ']') < i {
+		host = host[:i]
+	}
+	host = bytes.TrimSuffix(host, []byte("."))
+	for _, c := range host {
+		if 'A' <= c && c <= 'Z' {
+			return bytes.ToLower(host)
 		}
 	}
 	return host

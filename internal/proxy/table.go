@@ -18,6 +18,11 @@ type Endpoint struct {
 
 	ejectedUntil atomic.Int64 // unix nanoseconds; 0 when in rotation
 	failures     atomic.Int32 // consecutive connect failures
+	pool         pool         // idle connections to Address
+}
+
+func newEndpoint(service, instance, address string, labels map[string]string) *Endpoint {
+	return &Endpoint{Service: service, Instance: instance, Address: address, Labels: labels, pool: pool{addr: address}}
 }
 
 // Ejected reports whether the endpoint is out of rotation at now.
@@ -113,6 +118,8 @@ func NewTable(m *Metrics) *Table {
 // Lookup returns the cluster of a service, or nil if the mesh has no such service.
 func (t *Table) Lookup(service string) *Cluster { return (*t.m.Load())[service] }
 
+func (t *Table) lookupBytes(service []byte) *Cluster { return (*t.m.Load())[string(service)] }
+
 // Services lists the service names known, sorted.
 func (t *Table) Services() []string {
 	m := *t.m.Load()
@@ -146,11 +153,26 @@ func (t *Table) Update(services map[string][]EndpointSpec) {
 		for _, s := range specs {
 			e := prev[s.Address]
 			if e == nil || e.Instance != s.Instance || !maps.Equal(e.Labels, s.Labels) {
-				e = &Endpoint{Service: name, Instance: s.Instance, Address: s.Address, Labels: s.Labels}
+				e = newEndpoint(name, s.Instance, s.Address, s.Labels)
 			}
 			c.Endpoints = append(c.Endpoints, e)
 		}
 		next[name] = c
 	}
 	t.m.Store(&next)
+	// Endpoints that left the table keep no connections open.
+	for name, oc := range old {
+		for _, e := range oc.Endpoints {
+			if !contains(next[name].endpointsOrNil(), e) {
+				e.pool.closeIdle()
+			}
+		}
+	}
+}
+
+func (c *Cluster) endpointsOrNil() []*Endpoint {
+	if c == nil {
+		return nil
+	}
+	return c.Endpoints
 }

@@ -113,7 +113,7 @@ type Sidecar struct {
 	log  *slog.Logger
 
 	outLn, inLn, adminLn net.Listener
-	outSrv, inSrv        *http.Server
+	outSrv, inSrv        *proxy.Server
 	adminSrv             *http.Server
 	table                *proxy.Table
 	api                  *api.Client
@@ -154,7 +154,7 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 	s.table = proxy.NewTable(metrics)
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
 	out := proxy.NewOutbound(s.table, proxy.NewTransport(cfg.Timeout), proxy.NewTransport(cfg.Timeout), metrics, s.log)
-	s.outSrv = &http.Server{Handler: out, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute, ErrorLog: errLog}
+	s.outSrv = &proxy.Server{Resolve: out.Resolve, Connect: true, H2: out, Timeout: cfg.Timeout, Metrics: metrics, Log: s.log}
 
 	s.api = api.NewClient(cfg.Control)
 	s.push = &push.Client{
@@ -166,7 +166,7 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 	if cfg.AppPort != 0 {
 		app := net.JoinHostPort(cfg.AppHost, strconv.Itoa(cfg.AppPort))
 		in := proxy.NewInbound(cfg.Service, cfg.ID, app, proxy.NewTransport(0), metrics)
-		s.inSrv = &http.Server{Handler: in, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute, ErrorLog: errLog}
+		s.inSrv = &proxy.Server{Resolve: in.Resolve, H2: in, Metrics: metrics, Log: s.log}
 		s.health = newHealth(app, cfg.HealthPath, cfg.HealthInterval, s.log)
 		s.reg = newRegistration(s.api, s.instance(), cfg.LeaseTTL, s.log)
 	}
@@ -223,7 +223,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		go func() { f(bg); done <- struct{}{} }()
 	}
 	serveErr := make(chan error, 3)
-	serve := func(srv *http.Server, ln net.Listener, name string) {
+	serve := func(srv interface{ Serve(net.Listener) error }, ln net.Listener, name string) {
 		spawn(func(context.Context) {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				serveErr <- fmt.Errorf("%s listener: %w", name, err)
@@ -266,11 +266,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		s.deps.BeforeStop(drain)
 	}
 	_ = s.outSrv.Shutdown(drain)
-	s.outSrv.Close()
 	s.adminSrv.Close()
-	if s.inSrv != nil {
-		s.inSrv.Close()
-	}
 	stopBg()
 	for ; workers > 0; workers-- {
 		<-done

@@ -1,0 +1,412 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/weftmesh/weft/internal/h1"
+)
+
+// handle serves one request on the fast path, top to bottom:
+//
+//	CONNECT       -> tunnel
+//	resolve       -> cluster of the destination, or a mesh error
+//	pick, send    -> head and body to a pooled connection to an instance
+//	connect fails -> eject the instance, try another (the body is unsent)
+//	stale reuse   -> the pooled connection was closed by the peer: redial
+//	response      -> 1xx passed on; head and body copied back; 101 pipes
+//
+// It reports whether the client connection can serve another request.
+func (s *Server) handle(cc *clientConn) bool {
+	req := &cc.req
+	if req.IsMethod(http.MethodConnect) {
+		s.tunnel(cc)
+		return false
+	}
+	host, proxyForm := destinationOf(req)
+	c, merr := s.Resolve(req, host, proxyForm)
+	if merr != nil {
+		s.meshError(cc, nil, merr)
+		return !hasBody(req) && !req.Close
+	}
+	m := c.metrics
+	start := time.Now()
+	m.begin()
+	ex := exchange{s: s, cc: cc, c: c}
+	defer func() { m.done(ex.status, start) }()
+	return ex.run()
+}
+
+// exchange is one request's trip through the mesh.
+type exchange struct {
+	s         *Server
+	cc        *clientConn
+	c         *Cluster
+	status    int  // recorded in metrics
+	committed bool // the request may have reached an upstream or its body is spent: no other instance may be tried
+}
+
+func (ex *exchange) run() bool {
+	cc, c, req := ex.cc, ex.c, &ex.cc.req
+	ex.status = statusAborted
+	var triedBuf [maxAttempts]*Endpoint
+	tried := triedBuf[:0]
+	var last *MeshError
+	for len(tried) < maxAttempts {
+		ep := c.Pick(tried)
+		if ep == nil {
+			break
+		}
+		tried = append(tried, ep)
+		if len(tried) > 1 {
+			c.metrics.retried()
+		}
+		keep, done, err := ex.try(ep)
+		if done {
+			return keep
+		}
+		last = err
+		if ex.committed {
+			break // the body is gone: no other instance can have it
+		}
+	}
+	if last == nil {
+		last = &MeshError{Status: http.StatusServiceUnavailable, Reason: ReasonNoReadyInstance, Service: c.Service,
+			Message: fmt.Sprintf("service %q has no ready instance", c.Service)}
+	}
+	ex.status = last.Status
+	ex.s.meshError(cc, c, last)
+	return !ex.committed && !hasBody(req) && !req.Close
+}
+
+// try sends the request to one endpoint. done means a response (or the
+// client's departure) ended the exchange; otherwise err says why this
+// endpoint failed and whether another may be tried (ex.committed).
+func (ex *exchange) try(ep *Endpoint) (keep, done bool, err *MeshError) {
+	for fresh := false; ; fresh = true {
+		uc, derr := ep.pool.get(fresh)
+		if derr != nil {
+			ep.connectFailed()
+			return false, false, ex.upstreamError(ep, ReasonConnectFailed, http.StatusBadGateway, derr)
+		}
+		ep.connected()
+		keep, done, err, stale := ex.send(ep, uc)
+		if stale && !fresh {
+			continue // the pooled connection was dead: one more try on a new one
+		}
+		return keep, done, err
+	}
+}
+
+// send writes the request on uc and relays the response. stale reports a
+// reused connection that failed before anything was sent or received.
+func (ex *exchange) send(ep *Endpoint, uc *upConn) (keep, done bool, merr *MeshError, stale bool) {
+	cc, req, resp := ex.cc, &ex.cc.req, &ex.cc.resp
+	writeRequestHead(uc.bw, req, cc.ip)
+	if !req.ExpectContinue {
+		if err := ex.sendBody(uc); err != nil {
+			return ex.sendFailed(ep, uc, err)
+		}
+	}
+	if err := uc.bw.Flush(); err != nil {
+		return ex.sendFailed(ep, uc, err)
+	}
+	if req.ExpectContinue && !ex.awaitContinue(uc) {
+		// No word from the upstream within a second: send the body anyway,
+		// as clients do (RFC 9110 §10.1.1).
+		req.ExpectContinue = false
+		err := ex.sendBody(uc)
+		if err == nil {
+			err = uc.bw.Flush()
+		}
+		if err != nil {
+			return ex.sendFailed(ep, uc, err)
+		}
+	}
+	if ex.s.Timeout > 0 {
+		uc.SetReadDeadline(time.Now().Add(ex.s.Timeout))
+	}
+	for {
+		err := h1.ReadResponseHead(uc.br, resp)
+		if err != nil {
+			uc.close()
+			if !ex.committed && uc.reused && resp.Status == 0 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isReset(err)) {
+				return false, false, nil, true
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				ex.committed = true
+				return false, false, ex.upstreamError(ep, ReasonUpstreamTimeout, http.StatusGatewayTimeout, err), false
+			}
+			// A safe request without a body may go to another instance.
+			ex.committed = ex.committed || !replayableHead(req)
+			return false, false, ex.upstreamError(ep, ReasonUpstreamReset, http.StatusBadGateway, err), false
+		}
+		if resp.Status >= 200 || resp.Status == http.StatusSwitchingProtocols {
+			break
+		}
+		// 1xx: pass it on. 100 Continue releases the body held back.
+		writeResponseHead(cc.bw, resp, req, false)
+		if err := cc.bw.Flush(); err != nil {
+			uc.close()
+			ex.status = statusClientGone
+			return false, true, nil, false
+		}
+		if resp.Status == http.StatusContinue && req.ExpectContinue {
+			req.ExpectContinue = false
+			err := ex.sendBody(uc)
+			if err == nil {
+				err = uc.bw.Flush()
+			}
+			if err != nil {
+				return ex.sendFailed(ep, uc, err)
+			}
+		}
+	}
+	uc.SetReadDeadline(time.Time{})
+	if peerCouldNotConnectHead(resp) && !ex.committed && !hasBody(req) && len(ex.c.Endpoints) > 1 {
+		// The peer sidecar could not reach its app: the app never saw
+		// this request, so another instance may take it.
+		ep.connectFailed()
+		ex.discardResponse(uc, ep)
+		return false, false, ex.upstreamError(ep, ReasonConnectFailed, http.StatusBadGateway, errors.New("peer sidecar could not reach its app")), false
+	}
+	return ex.relay(uc, ep)
+}
+
+// sendBody copies the request body, if any, to the upstream.
+func (ex *exchange) sendBody(uc *upConn) error {
+	req := &ex.cc.req
+	var err error
+	switch {
+	case req.Chunked:
+		ex.committed = true
+		err = h1.CopyChunked(uc.bw, ex.cc.br)
+	case req.ContentLength > 0:
+		ex.committed = true
+		err = h1.CopyFixed(uc.bw, ex.cc.br, req.ContentLength)
+	}
+	var we *h1.WriteError
+	if err != nil && !errors.As(err, &we) {
+		ex.status = statusClientGone // reading from the client failed
+	}
+	return err
+}
+
+// sendFailed handles an error while sending the request.
+func (ex *exchange) sendFailed(ep *Endpoint, uc *upConn, err error) (bool, bool, *MeshError, bool) {
+	uc.close()
+	if ex.status == statusClientGone {
+		return false, true, nil, false
+	}
+	if !ex.committed && uc.reused {
+		return false, false, nil, true
+	}
+	return false, false, ex.upstreamError(ep, ReasonUpstreamReset, http.StatusBadGateway, err), false
+}
+
+// relay copies the response head and body to the client and returns the
+// upstream connection to its pool when it can serve another request.
+func (ex *exchange) relay(uc *upConn, ep *Endpoint) (keep, done bool, merr *MeshError, stale bool) {
+	cc, req, resp := ex.cc, &ex.cc.req, &ex.cc.resp
+	ex.status = resp.Status
+	if resp.Status == http.StatusSwitchingProtocols {
+		writeResponseHead(cc.bw, resp, req, false)
+		if cc.bw.Flush() == nil {
+			pipe(cc.conn, cc.br, &bufferedConn{Conn: uc.Conn, r: uc.br})
+		}
+		uc.close()
+		return false, true, nil, false
+	}
+	bodyless := req.IsMethod(http.MethodHead) || resp.Status == http.StatusNoContent || resp.Status == http.StatusNotModified
+	untilEOF := !bodyless && !resp.Chunked && resp.ContentLength < 0
+	dechunk := resp.Chunked && req.Minor == 0
+	// The client never got 100 Continue: whether its body follows is unknown.
+	bodyPending := req.ExpectContinue && hasBody(req)
+	keepClient := !req.Close && !untilEOF && !dechunk && !bodyPending
+	writeResponseHead(cc.bw, resp, req, !keepClient)
+
+	var err error
+	switch {
+	case bodyless:
+	case dechunk:
+		err = h1.DechunkTo(cc.bw, uc.br)
+	case resp.Chunked:
+		err = h1.CopyChunked(cc.bw, uc.br)
+	case resp.ContentLength > 0:
+		err = h1.CopyFixed(cc.bw, uc.br, resp.ContentLength)
+	case untilEOF:
+		err = h1.CopyUntilEOF(cc.bw, uc.br)
+	}
+	if err != nil {
+		// The status line is out: closing both sides is all that is left.
+		uc.close()
+		var we *h1.WriteError
+		if errors.As(err, &we) {
+			ex.status = statusClientGone
+		} else {
+			ex.status = statusAborted
+		}
+		return false, true, nil, false
+	}
+	if resp.Close || untilEOF || bodyPending {
+		uc.close()
+	} else {
+		ep.pool.put(uc)
+	}
+	if err := cc.bw.Flush(); err != nil {
+		ex.status = statusClientGone
+		return false, true, nil, false
+	}
+	return keepClient, true, nil, false
+}
+
+// awaitContinue waits up to a second for the upstream to start its answer
+// to a request that expects 100 Continue. It consumes nothing.
+func (ex *exchange) awaitContinue(uc *upConn) bool {
+	uc.SetReadDeadline(time.Now().Add(time.Second))
+	_, err := uc.br.Peek(1)
+	uc.SetReadDeadline(time.Time{})
+	return err == nil
+}
+
+// discardResponse reads a small error response off uc so it can be reused.
+func (ex *exchange) discardResponse(uc *upConn, ep *Endpoint) {
+	resp := &ex.cc.resp
+	if resp.ContentLength >= 0 && resp.ContentLength < 64<<10 && !resp.Close {
+		if _, err := uc.br.Discard(int(resp.ContentLength)); err == nil {
+			ep.pool.put(uc)
+			return
+		}
+	}
+	uc.close()
+}
+
+func (ex *exchange) upstreamError(ep *Endpoint, reason string, status int, err error) *MeshError {
+	return &MeshError{Status: status, Reason: reason, Service: ex.c.Service, Instance: ep.Instance,
+		Message: fmt.Sprintf("%s at %s: %v", ep.Instance, ep.Address, err)}
+}
+
+// tunnel answers CONNECT host:port by piping bytes to the target.
+func (s *Server) tunnel(cc *clientConn) {
+	target := string(cc.req.Target())
+	if !s.Connect {
+		s.meshError(cc, nil, &MeshError{Status: http.StatusMethodNotAllowed, Reason: ReasonBadRequest,
+			Message: "CONNECT is not accepted on this listener"})
+		return
+	}
+	if _, _, err := net.SplitHostPort(target); err != nil {
+		s.meshError(cc, nil, &MeshError{Status: http.StatusBadRequest, Reason: ReasonBadRequest, Service: target,
+			Message: fmt.Sprintf("CONNECT target %q is not host:port", target)})
+		return
+	}
+	up, err := dialer.Dial("tcp", target)
+	if err != nil {
+		s.meshError(cc, nil, &MeshError{Status: http.StatusBadGateway, Reason: ReasonConnectFailed, Service: target,
+			Message: fmt.Sprintf("CONNECT %s: %v", target, err)})
+		return
+	}
+	defer up.Close()
+	if s.Metrics != nil {
+		s.Metrics.tunnels.Inc()
+	}
+	cc.bw.WriteString("HTTP/1.1 200 Connection Established\r\n\r\n")
+	if cc.bw.Flush() == nil {
+		pipe(cc.conn, cc.br, up)
+	}
+}
+
+// meshError answers with an error the mesh made. The connection closes
+// after it when the request body was not read.
+func (s *Server) meshError(cc *clientConn, c *Cluster, e *MeshError) {
+	if c != nil {
+		c.metrics.meshError(e.Reason)
+	}
+	closing := hasBody(&cc.req) || cc.req.Close
+	writeMeshError(cc.bw, e, closing)
+	cc.bw.Flush()
+}
+
+func writeMeshError(bw *bufio.Writer, e *MeshError, closing bool) {
+	body, _ := json.Marshal(e)
+	body = append(body, '\n')
+	bw.WriteString("HTTP/1.1 ")
+	bw.WriteString(strconv.Itoa(e.Status))
+	bw.WriteByte(' ')
+	bw.WriteString(http.StatusText(e.Status))
+	bw.WriteString("\r\nContent-Type: application/json\r\nX-Weft-Error: ")
+	bw.WriteString(e.Reason)
+	bw.WriteString("\r\nContent-Length: ")
+	bw.WriteString(strconv.Itoa(len(body)))
+	if closing {
+		bw.WriteString("\r\nConnection: close")
+	}
+	bw.WriteString("\r\n\r\n")
+	bw.Write(body)
+}
+
+// destinationOf returns the authority the request names and whether it
+// used the absolute (proxy) form.
+func destinationOf(req *h1.Head) (host []byte, proxyForm bool) {
+	t := req.Target()
+	if len(t) > 7 && equalFoldPrefix(t, "http://") {
+		rest := t[7:]
+		if i := bytes.IndexAny(rest, "/?"); i >= 0 {
+			rest = rest[:i]
+		}
+		return rest, true
+	}
+	return req.Host(), false
+}
+
+// originForm is the request target without scheme and authority.
+func originForm(t []byte) []byte {
+	if len(t) > 7 && equalFoldPrefix(t, "http://") {
+		rest := t[7:]
+		i := bytes.IndexAny(rest, "/?")
+		if i < 0 {
+			return []byte("/")
+		}
+		if rest[i] == '?' {
+			return append([]byte("/"), rest[i:]...)
+		}
+		return rest[i:]
+	}
+	return t
+}
+
+func equalFoldPrefix(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && bytes.EqualFold(b[:len(prefix)], []byte(prefix))
+}
+
+func hasBody(req *h1.Head) bool { return req.Chunked || req.ContentLength > 0 }
+
+// replayableHead: a safe method without a body.
+func replayableHead(req *h1.Head) bool {
+	if hasBody(req) {
+		return false
+	}
+	switch string(req.Method()) {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return true
+	}
+	return false
+}
+
+func peerCouldNotConnectHead(resp *h1.Head) bool {
+	return resp.Status == http.StatusBadGateway && bytes.Equal(resp.Get(HeaderError), []byte(ReasonConnectFailed))
+}
+
+// isReset: the connection broke (not a timeout).
+func isReset(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && !oe.Timeout()
+}

@@ -1,0 +1,120 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"strconv"
+
+	"github.com/weftmesh/weft/internal/h1"
+)
+
+// isHopByHop reports RFC 9110 §7.6.1 connection-specific fields.
+func isHopByHop(name []byte) bool {
+	switch len(name) {
+	case 2:
+		return bytes.EqualFold(name, []byte("TE"))
+	case 7:
+		return bytes.EqualFold(name, []byte("Upgrade"))
+	case 10:
+		return bytes.EqualFold(name, []byte("Connection")) || bytes.EqualFold(name, []byte("Keep-Alive"))
+	case 16:
+		return bytes.EqualFold(name, []byte("Proxy-Connection"))
+	case 17:
+		return bytes.EqualFold(name, []byte("Transfer-Encoding"))
+	case 18:
+		return bytes.EqualFold(name, []byte("Proxy-Authenticate"))
+	case 19:
+		return bytes.EqualFold(name, []byte("Proxy-Authorization"))
+	}
+	return false
+}
+
+var xffName = []byte("X-Forwarded-For")
+
+// writeRequestHead writes the head sent upstream: origin-form target,
+// end-to-end fields, X-Forwarded-For with the client's address appended,
+// and the framing and upgrade fields this hop owns.
+func writeRequestHead(bw *bufio.Writer, req *h1.Head, clientIP []byte) {
+	bw.Write(req.Method())
+	bw.WriteByte(' ')
+	bw.Write(originForm(req.Target()))
+	bw.WriteString(" HTTP/1.1\r\n")
+	hasHost := false
+	xff := 0
+	for i := 0; i < req.NumFields(); i++ {
+		name, value := req.FieldAt(i)
+		if isHopByHop(name) || req.NamedByConnection(name) {
+			continue
+		}
+		if bytes.EqualFold(name, xffName) {
+			xff++
+			continue
+		}
+		hasHost = hasHost || bytes.EqualFold(name, []byte("Host"))
+		writeField(bw, name, value)
+	}
+	if !hasHost { // an HTTP/1.0 request in proxy form
+		if host, proxyForm := destinationOf(req); proxyForm {
+			writeField(bw, []byte("Host"), host)
+		}
+	}
+	bw.WriteString("X-Forwarded-For: ")
+	if xff > 0 {
+		for i := 0; i < req.NumFields(); i++ {
+			if name, value := req.FieldAt(i); bytes.EqualFold(name, xffName) {
+				bw.Write(value)
+				bw.WriteString(", ")
+			}
+		}
+	}
+	bw.Write(clientIP)
+	bw.WriteString("\r\n")
+	if req.Chunked {
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	if up := req.Upgrade(); len(up) > 0 && req.NamedByConnection([]byte("Upgrade")) {
+		bw.WriteString("Connection: Upgrade\r\n")
+		writeField(bw, []byte("Upgrade"), up)
+	}
+	if req.TrailersOK {
+		bw.WriteString("TE: trailers\r\n")
+	}
+	bw.WriteString("\r\n")
+}
+
+// writeResponseHead writes the head sent to the client.
+func writeResponseHead(bw *bufio.Writer, resp, req *h1.Head, closing bool) {
+	bw.WriteString("HTTP/1.1 ")
+	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(resp.Status), 10))
+	bw.WriteByte(' ')
+	bw.Write(resp.Reason())
+	bw.WriteString("\r\n")
+	for i := 0; i < resp.NumFields(); i++ {
+		name, value := resp.FieldAt(i)
+		if isHopByHop(name) || resp.NamedByConnection(name) {
+			continue
+		}
+		writeField(bw, name, value)
+	}
+	switch {
+	case resp.Status == 101:
+		bw.WriteString("Connection: Upgrade\r\n")
+		writeField(bw, []byte("Upgrade"), resp.Upgrade())
+	case resp.Status < 200:
+	case closing:
+		bw.WriteString("Connection: close\r\n")
+	case req.Minor == 0:
+		bw.WriteString("Connection: keep-alive\r\n")
+	}
+	if resp.Chunked && req.Minor == 1 {
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	bw.WriteString("\r\n")
+}
+
+func writeField(bw *bufio.Writer, name, value []byte) {
+	bw.Write(name)
+	bw.WriteString(": ")
+	bw.Write(value)
+	bw.WriteString("\r\n")
+}

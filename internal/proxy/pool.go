@@ -1,0 +1,146 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// upConn is one connection to an upstream, with its buffers.
+type upConn struct {
+	net.Conn
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	idleSince time.Time
+	reused    bool // it served a request before this one
+}
+
+// Buffer sizes of the fast path. A head line longer than the read buffer
+// is refused (431), so it is sized for large cookies.
+const (
+	readBufSize  = 16 << 10
+	writeBufSize = 16 << 10
+)
+
+var (
+	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufSize) }}
+	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufSize) }}
+)
+
+func getReader(c net.Conn) *bufio.Reader {
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(c)
+	return br
+}
+
+func getWriter(c net.Conn) *bufio.Writer {
+	bw := writers.Get().(*bufio.Writer)
+	bw.Reset(c)
+	return bw
+}
+
+func putBuffers(br *bufio.Reader, bw *bufio.Writer) {
+	if br != nil {
+		br.Reset(nil)
+		readers.Put(br)
+	}
+	if bw != nil {
+		bw.Reset(nil)
+		writers.Put(bw)
+	}
+}
+
+func (u *upConn) close() {
+	u.Conn.Close()
+	putBuffers(u.br, u.bw)
+	u.br, u.bw = nil, nil
+}
+
+// pool keeps idle keep-alive connections to one address, newest first.
+type pool struct {
+	addr string
+	mu   sync.Mutex
+	idle []*upConn
+}
+
+const (
+	maxIdlePerPool = 512
+	idleTimeout    = 90 * time.Second
+	dialTimeout    = 2 * time.Second
+	// probeAfter: a connection idle longer than this is checked for a
+	// close by the peer before it is used (apps often close idle
+	// keep-alive connections after a few seconds).
+	probeAfter = time.Second
+)
+
+var dialer = &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+
+// get returns an idle connection that still looks open, or dials (always
+// dials when fresh).
+func (p *pool) get(fresh bool) (*upConn, error) {
+	now := time.Now()
+	for !fresh {
+		p.mu.Lock()
+		n := len(p.idle)
+		if n == 0 {
+			p.mu.Unlock()
+			break
+		}
+		c := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		idle := now.Sub(c.idleSince)
+		if idle > idleTimeout || idle > probeAfter && !c.alive() {
+			c.close()
+			continue
+		}
+		c.reused = true
+		return c, nil
+	}
+	conn, err := dialer.Dial("tcp", p.addr)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	return &upConn{Conn: conn, br: getReader(conn), bw: getWriter(conn)}, nil
+}
+
+// alive reports whether the peer has not closed the connection: a read
+// that would block means nothing (no EOF) is waiting.
+func (c *upConn) alive() bool {
+	c.SetReadDeadline(time.Now().Add(-time.Second))
+	_, err := c.br.Peek(1)
+	c.SetReadDeadline(time.Time{})
+	return errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// put returns a connection for reuse.
+func (p *pool) put(c *upConn) {
+	c.idleSince = time.Now()
+	p.mu.Lock()
+	if len(p.idle) < maxIdlePerPool {
+		p.idle = append(p.idle, c)
+		c = nil
+	}
+	p.mu.Unlock()
+	if c != nil {
+		c.close()
+	}
+}
+
+// closeIdle closes every idle connection.
+func (p *pool) closeIdle() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.close()
+	}
+}

@@ -1,0 +1,254 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/weftmesh/weft/internal/h1"
+)
+
+// Server serves a sidecar listener. HTTP/1.1 takes the fast path: one
+// goroutine per client connection reads a request head, forwards head and
+// body to a pooled upstream connection, and copies the response back,
+// without net/http and without a goroutine hand-off per request (see
+// docs/adr/0002-data-path-engine.md). A connection that opens with the
+// HTTP/2 preface is served by x/net/http2 with the net/http handler in H2.
+type Server struct {
+	// Resolve picks the cluster for a request (or answers a mesh error).
+	Resolve func(req *h1.Head, host []byte, proxyForm bool) (*Cluster, *MeshError)
+	// Connect allows CONNECT tunnels (outbound only).
+	Connect bool
+	// H2 serves HTTP/2 connections (prior knowledge); nil refuses them.
+	H2 http.Handler
+	// Timeout bounds the wait for an upstream's response head (0: none).
+	Timeout time.Duration
+	Metrics *Metrics
+	Log     *slog.Logger
+
+	mu       sync.Mutex
+	ln       net.Listener
+	conns    map[*clientConn]struct{}
+	shutdown atomic.Bool
+	wg       sync.WaitGroup
+}
+
+// Client connection states, for a shutdown that closes only idle ones.
+const (
+	stateActive int32 = iota
+	stateIdle
+	stateClosed
+)
+
+const (
+	clientIdleTimeout = 5 * time.Minute
+	headTimeout       = 30 * time.Second
+)
+
+type clientConn struct {
+	conn  net.Conn
+	br    *bufio.Reader
+	bw    *bufio.Writer
+	ip    []byte // the client's address, for X-Forwarded-For
+	state atomic.Int32
+	req   h1.Head
+	resp  h1.Head
+}
+
+// Serve accepts connections until the listener is closed.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	s.ln = ln
+	s.conns = map[*clientConn]struct{}{}
+	s.mu.Unlock()
+	var backoff time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if s.shutdown.Load() {
+				return http.ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff) // accept loop backoff, as net/http does
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		cc := &clientConn{conn: conn}
+		if !s.track(cc, true) {
+			conn.Close()
+			continue
+		}
+		s.wg.Add(1)
+		go s.serveConn(cc)
+	}
+}
+
+func (s *Server) track(cc *clientConn, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.shutdown.Load() {
+			return false
+		}
+		s.conns[cc] = struct{}{}
+	} else {
+		delete(s.conns, cc)
+	}
+	return true
+}
+
+// Shutdown stops accepting, closes idle connections as they become idle,
+// and waits for active ones until ctx ends, then closes the rest.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdown.Store(true)
+	s.mu.Lock()
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	s.mu.Unlock()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		for cc := range s.conns {
+			if cc.state.CompareAndSwap(stateIdle, stateClosed) {
+				cc.conn.Close()
+			}
+		}
+		n := len(s.conns)
+		s.mu.Unlock()
+		if n == 0 {
+			s.wg.Wait()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			s.Close()
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// Close closes the listener and every connection now.
+func (s *Server) Close() {
+	s.shutdown.Store(true)
+	s.mu.Lock()
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	for cc := range s.conns {
+		cc.state.Store(stateClosed)
+		cc.conn.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+func (s *Server) serveConn(cc *clientConn) {
+	defer s.wg.Done()
+	defer s.track(cc, false)
+	defer cc.conn.Close()
+	if tc, ok := cc.conn.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	cc.br, cc.bw = getReader(cc.conn), getWriter(cc.conn)
+	defer func() { putBuffers(cc.br, cc.bw) }()
+	if host, _, err := net.SplitHostPort(cc.conn.RemoteAddr().String()); err == nil {
+		cc.ip = []byte(host)
+	}
+	cc.state.Store(stateIdle)
+	for {
+		cc.conn.SetReadDeadline(time.Now().Add(clientIdleTimeout))
+		if _, err := cc.br.Peek(1); err != nil {
+			return // closed, idle too long, or closed by Shutdown
+		}
+		if !cc.state.CompareAndSwap(stateIdle, stateActive) {
+			return
+		}
+		if s.H2 != nil && isH2Preface(cc.br) {
+			s.serveH2(cc)
+			return
+		}
+		cc.conn.SetReadDeadline(time.Now().Add(headTimeout))
+		if err := h1.ReadRequestHead(cc.br, &cc.req); err != nil {
+			s.badRequest(cc, err)
+			return
+		}
+		cc.conn.SetReadDeadline(time.Time{})
+		keep := s.handle(cc)
+		if !keep || s.shutdown.Load() {
+			cc.bw.Flush()
+			return
+		}
+		cc.state.Store(stateIdle)
+	}
+}
+
+// badRequest answers a head that could not be read, and the connection
+// closes: after a framing error nothing on it can be trusted.
+func (s *Server) badRequest(cc *clientConn, err error) {
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), isNetError(err):
+		return // the client went away or was too slow; nobody to answer
+	case errors.Is(err, h1.ErrHeadTooLarge):
+		writeMeshError(cc.bw, &MeshError{Status: http.StatusRequestHeaderFieldsTooLarge, Reason: ReasonBadRequest,
+			Message: err.Error()}, true)
+	default:
+		writeMeshError(cc.bw, &MeshError{Status: http.StatusBadRequest, Reason: ReasonBadRequest,
+			Message: err.Error()}, true)
+	}
+	cc.bw.Flush()
+}
+
+func isNetError(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne)
+}
+
+// h2Preface starts every HTTP/2 connection with prior knowledge.
+var h2Preface = []byte(http2.ClientPreface)
+
+// isH2Preface reports whether the buffered start of the connection is the
+// HTTP/2 preface. It reads more only while what it has matches, so an
+// HTTP/1 request (which differs by its second byte at the latest) is never
+// delayed.
+func isH2Preface(br *bufio.Reader) bool {
+	for n := 1; n <= len(h2Preface); n++ {
+		b, err := br.Peek(n)
+		if err != nil || !bytes.Equal(b, h2Preface[:n]) {
+			return false
+		}
+	}
+	return true
+}
+
+// serveH2 hands the connection to x/net/http2, which reads the preface
+// from the buffered reader first.
+func (s *Server) serveH2(cc *clientConn) {
+	cc.conn.SetReadDeadline(time.Time{})
+	h2 := &http2.Server{IdleTimeout: clientIdleTimeout}
+	h2.ServeConn(&bufferedConn{Conn: cc.conn, r: cc.br}, &http2.ServeConnOpts{Handler: s.H2, BaseConfig: &http.Server{}})
+}
+
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
