@@ -194,8 +194,7 @@ func (ex *exchange) sendBody(uc *upConn) error {
 		ex.committed = true
 		err = h1.CopyFixed(uc.bw, ex.cc.br, req.ContentLength)
 	}
-	var we *h1.WriteError
-	if err != nil && !errors.As(err, &we) {
+	if err != nil && !isWriteError(err) {
 		ex.status = statusClientGone // reading from the client failed
 	}
 	return err
@@ -249,8 +248,7 @@ func (ex *exchange) relay(uc *upConn, ep *Endpoint) (keep, done bool, merr *Mesh
 	if err != nil {
 		// The status line is out: closing both sides is all that is left.
 		uc.close()
-		var we *h1.WriteError
-		if errors.As(err, &we) {
+		if isWriteError(err) {
 			ex.status = statusClientGone
 		} else {
 			ex.status = statusAborted
@@ -409,4 +407,9 @@ func peerCouldNotConnectHead(resp *h1.Head) bool {
 func isReset(err error) bool {
 	var oe *net.OpError
 	return errors.As(err, &oe) && !oe.Timeout()
+}
+
+func isWriteError(err error) bool {
+	var we *h1.WriteError
+	return errors.As(err, &we)
 }
