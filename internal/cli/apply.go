@@ -28,7 +28,7 @@ func runApply(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "apply")
 	control := controlFlag(fs)
 	file := fs.String("f", "", "file with resources in YAML or JSON; - for standard input")
-	rest, err := parse(fs, args)
+	rest, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
@@ -58,7 +58,7 @@ func runDelete(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "delete")
 	control := controlFlag(fs)
 	file := fs.String("f", "", "delete the resources named in this file")
-	rest, err := parse(fs, args)
+	rest, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
@@ -103,7 +103,7 @@ func runRegister(ctx context.Context, e *env, args []string) error {
 	control := controlFlag(fs)
 	lbls := labels{}
 	fs.Var(lbls, "label", "endpoint label k=v (repeatable)")
-	rest, err := parse(fs, args)
+	rest, err := fs.parse(args)
 	if err != nil {
 		return err
 	}

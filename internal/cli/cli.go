@@ -95,22 +95,24 @@ func usage(w io.Writer) {
 	}
 }
 
+// flags is a verb's flag set; -h prints its flags to help.
+type flags struct {
+	*flag.FlagSet
+	help io.Writer
+}
+
 // newFlags returns a flag set whose errors come back as one-line usage
-// errors; -h prints the flags to the env's stderr.
-func newFlags(e *env, name string) *flag.FlagSet {
+// errors.
+func newFlags(e *env, name string) *flags {
 	fs := flag.NewFlagSet("weft "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	helpOut[fs] = e.stderr
-	return fs
+	return &flags{FlagSet: fs, help: e.stderr}
 }
-
-// helpOut is where each flag set prints its help on -h.
-var helpOut = map[*flag.FlagSet]io.Writer{}
 
 // parse parses flags, allowing them before and after positional arguments.
 // Everything after a "--" is positional, untouched.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+func (fs *flags) parse(args []string) ([]string, error) {
 	var tail []string
 	for i, a := range args {
 		if a == "--" {
@@ -122,8 +124,8 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				fmt.Fprintf(helpOut[fs], "Usage of %s:\n", fs.Name())
-				fs.SetOutput(helpOut[fs])
+				fmt.Fprintf(fs.help, "Usage of %s:\n", fs.Name())
+				fs.SetOutput(fs.help)
 				fs.PrintDefaults()
 				return nil, err
 			}
@@ -160,9 +162,9 @@ func (l labels) Set(s string) error {
 }
 
 // logLevelFlag is a --log-level flag, info by default.
-func logLevelFlag(fs *flag.FlagSet) *slog.Level { return logLevelFlagDefault(fs, slog.LevelInfo) }
+func logLevelFlag(fs *flags) *slog.Level { return logLevelFlagDefault(fs, slog.LevelInfo) }
 
-func logLevelFlagDefault(fs *flag.FlagSet, def slog.Level) *slog.Level {
+func logLevelFlagDefault(fs *flags, def slog.Level) *slog.Level {
 	lvl := new(slog.Level)
 	fs.TextVar(lvl, "log-level", def, "log level: debug, info, warn, error")
 	return lvl
@@ -173,7 +175,7 @@ func newLogger(e *env, lvl *slog.Level) *slog.Logger {
 }
 
 // controlAddr is the --control flag with its WEFT_CONTROL default.
-func controlFlag(fs *flag.FlagSet) *string {
+func controlFlag(fs *flags) *string {
 	def := os.Getenv("WEFT_CONTROL")
 	if def == "" {
 		def = "127.0.0.1:15010"

@@ -15,7 +15,7 @@ func runControl(ctx context.Context, e *env, args []string) error {
 	endpoints := fs.String("etcd-endpoints", "", "comma-separated URLs of an external etcd cluster (instead of the embedded one)")
 	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", cfg.LeaseTTL, "how long an instance outlives its sidecar's last heartbeat")
 	lvl := logLevelFlag(fs)
-	rest, err := parse(fs, args)
+	rest, err := fs.parse(args)
 	if err != nil {
 		return err
 	}

@@ -16,7 +16,7 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&cfg.Admin, "admin", cfg.Admin, "admin listener of web's sidecar")
 	fs.DurationVar(&cfg.Interval, "load-interval", 200*time.Millisecond, "time between load requests to web; 0 for none")
 	lvl := logLevelFlagDefault(fs, slog.LevelWarn)
-	rest, err := parse(fs, args)
+	rest, err := fs.parse(args)
 	if err != nil {
 		return err
 	}

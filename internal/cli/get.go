@@ -16,7 +16,7 @@ func runGet(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "get")
 	control := controlFlag(fs)
 	out := outputFlag(fs)
-	rest, err := parse(fs, args)
+	rest, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
@@ -135,7 +135,7 @@ func runDescribe(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "describe")
 	control := controlFlag(fs)
 	out := outputFlag(fs)
-	rest, err := parse(fs, args)
+	rest, err := fs.parse(args)
 	if err != nil {
 		return err
 	}

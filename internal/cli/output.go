@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -15,7 +14,7 @@ import (
 // output is the -o flag: table, json or yaml.
 type output struct{ format string }
 
-func outputFlag(fs *flag.FlagSet) *output {
+func outputFlag(fs *flags) *output {
 	o := &output{}
 	fs.StringVar(&o.format, "o", "table", "output format: table, json or yaml")
 	return o

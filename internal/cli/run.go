@@ -27,11 +27,11 @@ func (e exitStatus) Error() string { return fmt.Sprintf("app exited with status 
 func runRun(ctx context.Context, e *env, args []string) error {
 	cfg := newSidecarConfig()
 	fs := newFlags(e, "run")
-	sidecarFlags(fs, &cfg)
+	sidecarFlags(fs.FlagSet, &cfg)
 	control := controlFlag(fs)
 	restart := fs.String("restart", "no", "restart the app: no, on-failure")
 	lvl := logLevelFlag(fs)
-	cmdline, err := parse(fs, args)
+	cmdline, err := fs.parse(args)
 	if err != nil {
 		return err
 	}

@@ -38,10 +38,10 @@ func newSidecarConfig() sidecar.Config {
 func runSidecar(ctx context.Context, e *env, args []string) error {
 	cfg := newSidecarConfig()
 	fs := newFlags(e, "sidecar")
-	sidecarFlags(fs, &cfg)
+	sidecarFlags(fs.FlagSet, &cfg)
 	control := controlFlag(fs)
 	lvl := logLevelFlag(fs)
-	rest, err := parse(fs, args)
+	rest, err := fs.parse(args)
 	if err != nil {
 		return err
 	}

@@ -16,7 +16,7 @@ func runVersion(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "version")
 	control := controlFlag(fs)
 	out := outputFlag(fs)
-	if _, err := parse(fs, args); err != nil {
+	if _, err := fs.parse(args); err != nil {
 		return err
 	}
 	if err := out.check(); err != nil {

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 
 	"github.com/weftmesh/weft/internal/meshtest"
 )
@@ -284,5 +288,27 @@ func TestLargeBodiesStreamWithoutBuffering(t *testing.T) {
 		if hwm := vmHWM(t, s.Cmd.Process.Pid); hwm > 120<<20 {
 			t.Errorf("%s peak RSS %d MB after 200 MB bodies, want well under 200 MB", s.Name, hwm>>20)
 		}
+	}
+}
+
+func TestH2CPriorKnowledgeIsAccepted(t *testing.T) {
+	_, _, consumer, _, _ := pair(t)
+	tr := &http2.Transport{
+		AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+consumer.Outbound+"/", nil)
+	req.Host = "echo"
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.ProtoMajor != 2 || resp.StatusCode != 200 || string(b) != "instance=echo-1" {
+		t.Errorf("h2c through the mesh: got %s %d %q, want HTTP/2 200 instance=echo-1", resp.Proto, resp.StatusCode, b)
 	}
 }
