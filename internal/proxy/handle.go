@@ -171,7 +171,9 @@ func (ex *exchange) send(ep *Endpoint, uc *upConn) (keep, done bool, merr *MeshE
 			}
 		}
 	}
-	uc.SetReadDeadline(time.Time{})
+	if ex.s.Timeout > 0 && !bodyBuffered(resp, req, uc.br) {
+		uc.SetReadDeadline(time.Time{}) // the body may stream for longer than the timeout
+	}
 	if peerCouldNotConnectHead(resp) && !ex.committed && !hasBody(req) && len(ex.c.Endpoints) > 1 {
 		// The peer sidecar could not reach its app: the app never saw
 		// this request, so another instance may take it.
@@ -412,4 +414,13 @@ func isReset(err error) bool {
 func isWriteError(err error) bool {
 	var we *h1.WriteError
 	return errors.As(err, &we)
+}
+
+// bodyBuffered reports whether the response body is already in the
+// buffer, so no read can block on it (and a stale deadline cannot fire).
+func bodyBuffered(resp, req *h1.Head, br *bufio.Reader) bool {
+	if req.IsMethod(http.MethodHead) || resp.Status == http.StatusNoContent || resp.Status == http.StatusNotModified {
+		return true
+	}
+	return !resp.Chunked && resp.ContentLength >= 0 && int64(br.Buffered()) >= resp.ContentLength
 }

@@ -185,12 +185,17 @@ func (s *Server) serveConn(cc *clientConn) {
 			s.serveH2(cc)
 			return
 		}
-		cc.conn.SetReadDeadline(time.Now().Add(headTimeout))
+		// Deadlines cost timer updates: set them only where a read can block.
+		if !headBuffered(cc.br) {
+			cc.conn.SetReadDeadline(time.Now().Add(headTimeout))
+		}
 		if err := h1.ReadRequestHead(cc.br, &cc.req); err != nil {
 			s.badRequest(cc, err)
 			return
 		}
-		cc.conn.SetReadDeadline(time.Time{})
+		if hasBody(&cc.req) || len(cc.req.Upgrade()) > 0 || cc.req.IsMethod(http.MethodConnect) {
+			cc.conn.SetReadDeadline(time.Time{}) // the body or tunnel may take its time
+		}
 		keep := s.handle(cc)
 		if !keep || s.shutdown.Load() {
 			cc.bw.Flush()
@@ -252,3 +257,9 @@ type bufferedConn struct {
 }
 
 func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// headBuffered reports whether a whole request head is already buffered.
+func headBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, []byte("\r\n\r\n"))
+}
