@@ -11,7 +11,7 @@ REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
 
 # Settings (environment variables). Record the ones the caller set, so the
 # report can show the exact command.
-SETTINGS="RUNS DURATION LAT_DURATION RATE LAT_CONNS CONNS PATHS WARMUP WEFT_WAIT QUIET_WAIT FOREIGN_MAX RETRIES RESULTS_DIR KEEP_TMP SKIP_INSTALL"
+SETTINGS="WEFT_SIDECAR RUNS DURATION LAT_DURATION RATE LAT_CONNS CONNS PATHS WARMUP WEFT_WAIT QUIET_WAIT FOREIGN_MAX RETRIES RESULTS_DIR KEEP_TMP SKIP_INSTALL"
 CMDLINE=""
 for v in $SETTINGS; do
   if [ -n "${!v+x}" ]; then CMDLINE+="$v=$(printf '%q' "${!v}") "; fi
@@ -33,6 +33,7 @@ RETRIES="${RETRIES:-2}"           # at most this many repeats of a disturbed run
 RESULTS_DIR="${RESULTS_DIR:-$BENCH_DIR/results}"
 KEEP_TMP="${KEEP_TMP:-0}"         # 1: keep the temp dir (configs, logs)
 SKIP_INSTALL="${SKIP_INSTALL:-0}" # 1: never call apt-get
+WEFT_SIDECAR="${WEFT_SIDECAR:-slim}" # sidecars from the slim build (-tags sidecaronly) or the full weft binary
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -82,6 +83,14 @@ case " $PATHS " in
       WEFT_SKIP="weft does not build yet (go build ./cmd/weft): $(head -c 400 "$TMP/weft-build.log" | tr '\n' ' ')"
       log "SKIPPING the weft path: $WEFT_SKIP"
     fi
+    cp "$TMP/bin/weft" "$TMP/bin/weft-sidecar"
+    case "$WEFT_SIDECAR" in
+      slim)
+        log "building the slim sidecar (go build -tags sidecaronly -o <tmp>/weft-sidecar ./cmd/weft)"
+        go build -tags sidecaronly -o "$TMP/bin/weft-sidecar" ./cmd/weft ;;
+      full) ;;
+      *) die "WEFT_SIDECAR=$WEFT_SIDECAR: want slim or full" ;;
+    esac
     ;;
 esac
 
@@ -99,7 +108,7 @@ HARNESS=("$TMP/bin/harness"
   -bench-dir "$BENCH_DIR" -repo-dir "$REPO_DIR" -bin-dir "$TMP/bin" -work-dir "$TMP/work"
   -results-dir "$RESULTS_DIR" -runs "$RUNS" -duration "${DURATION}s" -lat-duration "${LAT_DURATION}s"
   -warmup "${WARMUP}s" -rate "$RATE" -lat-conns "$LAT_CONNS" -conns "$CONNS" -paths "$PATHS"
-  -lg-cpu "$LG_CPU" -srv-cpu "$SRV_CPU" -weft-wait "${WEFT_WAIT}s" -weft-skip "$WEFT_SKIP"
+  -weft-sidecar "$WEFT_SIDECAR" -lg-cpu "$LG_CPU" -srv-cpu "$SRV_CPU" -weft-wait "${WEFT_WAIT}s" -weft-skip "$WEFT_SKIP"
   -quiet-wait "${QUIET_WAIT}s" -foreign-max "$FOREIGN_MAX" -retries "$RETRIES"
   -command "$CMDLINE")
 if [ -n "$LG_CPU" ]; then

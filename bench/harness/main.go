@@ -36,27 +36,28 @@ import (
 // ---------------------------------------------------------------- config
 
 type config struct {
-	benchDir   string
-	repoDir    string
-	binDir     string
-	workDir    string
-	resultsDir string
-	runs       int
-	dur        time.Duration
-	latDur     time.Duration
-	warm       time.Duration
-	rate       float64
-	latConns   int
-	conns      []int
-	paths      []string
-	lgCPU      string
-	srvCPU     string
-	command    string
-	weftSkip   string
-	weftWait   time.Duration
-	foreignMax float64
-	quietWait  time.Duration
-	retries    int
+	benchDir    string
+	repoDir     string
+	binDir      string
+	workDir     string
+	resultsDir  string
+	runs        int
+	dur         time.Duration
+	latDur      time.Duration
+	warm        time.Duration
+	rate        float64
+	latConns    int
+	conns       []int
+	paths       []string
+	lgCPU       string
+	srvCPU      string
+	command     string
+	weftSkip    string
+	weftSidecar string // "slim" (weft-sidecar, built with -tags sidecaronly) or "full"
+	weftWait    time.Duration
+	foreignMax  float64
+	quietWait   time.Duration
+	retries     int
 }
 
 // ---------------------------------------------------------------- processes
@@ -559,6 +560,9 @@ func (c *config) setupPair(kind string, backendAddr string) (*bpath, error) {
 func (c *config) setupWeft(backendPort int) (*bpath, error) {
 	bp := &bpath{Name: "weft"}
 	weft := filepath.Join(c.binDir, "weft")
+	// The sidecars run from weft-sidecar: the slim build by default, a copy
+	// of the full binary with WEFT_SIDECAR=full.
+	sidecar := filepath.Join(c.binDir, "weft-sidecar")
 	ports := make([]int, 6)
 	for i := range ports {
 		p, err := freePort()
@@ -578,13 +582,13 @@ func (c *config) setupWeft(backendPort int) (*bpath, error) {
 	if err := waitOK(addr(cport), "", "/readyz", -1, 30*time.Second, ctl); err != nil {
 		return bp, fmt.Errorf("control plane not ready: %w", err)
 	}
-	prov, err := c.start("weft-provider", weft, "sidecar", "--service", "backend",
+	prov, err := c.start("weft-provider", sidecar, "sidecar", "--service", "backend",
 		"--app-port", strconv.Itoa(backendPort), "--control", addr(cport),
 		"--outbound", addr(pOut), "--inbound", addr(pIn), "--admin", addr(pAdm))
 	if err != nil {
 		return bp, err
 	}
-	cons, err := c.start("weft-consumer", weft, "sidecar", "--service", "bench-client",
+	cons, err := c.start("weft-consumer", sidecar, "sidecar", "--service", "bench-client",
 		"--control", addr(cport), "--outbound", addr(cOut), "--admin", addr(cAdm))
 	if err != nil {
 		return bp, err
@@ -899,6 +903,7 @@ func main() {
 	flag.StringVar(&c.lgCPU, "lg-cpu", "0", "CPU for the load generators (empty: no pinning)")
 	flag.StringVar(&c.srvCPU, "srv-cpu", "1", "CPU for backend and proxies (empty: no pinning)")
 	flag.StringVar(&c.command, "command", "bench/run.sh", "command line shown in the report")
+	flag.StringVar(&c.weftSidecar, "weft-sidecar", "full", "which build the sidecars run from: slim or full (recorded in the report)")
 	flag.StringVar(&c.weftSkip, "weft-skip", "", "if set, skip the weft path with this reason")
 	flag.DurationVar(&c.weftWait, "weft-wait", 15*time.Second, "how long to wait for the consumer sidecar to route")
 	flag.Float64Var(&c.foreignMax, "foreign-max", 10, "repeat a run once when other processes used more than this % of the server CPU")
@@ -1182,6 +1187,7 @@ type envInfo struct {
 	HAProxy      string    `json:"haproxy_version"`
 	Wrk          string    `json:"wrk_version"`
 	WeftCommit   string    `json:"weft_commit"`
+	WeftSidecar  string    `json:"weft_sidecar_build"`
 	LoadAvg      string    `json:"loadavg_at_start"`
 	ClkTck       float64   `json:"clk_tck"`
 	LgCPU        string    `json:"loadgen_cpu"`
@@ -1254,6 +1260,10 @@ func collectEnv(c *config) envInfo {
 		} else {
 			e.WeftCommit = "no commit yet (working tree)"
 		}
+	}
+	e.WeftSidecar = "full weft binary"
+	if c.weftSidecar == "slim" {
+		e.WeftSidecar = "slim build (go build -tags sidecaronly ./cmd/weft)"
 	}
 	e.Settings = fmt.Sprintf("runs=%d, wrk %s per run at %v connections (1 thread, %s warm-up), fixed rate %.0f req/s for %s (+1 s warm-up) over %d connections",
 		c.runs, c.dur, c.conns, c.warm, c.rate, c.latDur, c.latConns)

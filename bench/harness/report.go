@@ -147,8 +147,8 @@ func writeResults(c *config, env envInfo, all []*bpath) error {
 	w("Settings: %s. Medians of %d runs. Load generators pinned to CPU %s, backend and proxies to CPU %s.\n\n",
 		env.Settings, c.runs, dash(env.LgCPU), dash(env.SrvCPU))
 	w("| machine | |\n|---|---|\n")
-	w("| nproc | %d |\n| CPU | %s |\n| kernel | %s |\n| Go | %s |\n| nginx | %s |\n| HAProxy | %s |\n| wrk | %s |\n| weft commit | %s |\n| load average at start | %s |\n\n",
-		env.NProc, env.CPUModel, env.Kernel, env.GoVersion, env.Nginx, env.HAProxy, env.Wrk, env.WeftCommit, env.LoadAvg)
+	w("| nproc | %d |\n| CPU | %s |\n| kernel | %s |\n| Go | %s |\n| nginx | %s |\n| HAProxy | %s |\n| wrk | %s |\n| weft commit | %s |\n| weft sidecars run from | %s |\n| load average at start | %s |\n\n",
+		env.NProc, env.CPUModel, env.Kernel, env.GoVersion, env.Nginx, env.HAProxy, env.Wrk, env.WeftCommit, env.WeftSidecar, env.LoadAvg)
 
 	// Skipped paths first, so nobody misses them.
 	for _, s := range sums {
