@@ -26,21 +26,28 @@ type verb struct {
 	run     func(ctx context.Context, e *env, args []string) error
 }
 
-var verbs map[string]verb
+// verbs holds every verb of this build. The verbs every build has are added
+// here; control and demo are added by control.go and demo.go, or, in a
+// build with -tags sidecaronly, by sidecaronly.go as stubs that say so.
+var verbs = map[string]verb{}
 
 func init() {
-	verbs = map[string]verb{
-		"control":  {"run the control plane", runControl},
-		"sidecar":  {"run the proxy beside one app instance", runSidecar},
-		"run":      {"run an app and its sidecar as one unit: weft run --service NAME --app-port P -- CMD ARGS", runRun},
-		"demo":     {"run a control plane, sample services with sidecars, and light load", runDemo},
-		"get":      {"list services, instances or resources: weft get services|instances [SERVICE]|KIND [NAME]", runGet},
-		"describe": {"show one service in detail: weft describe service NAME", runDescribe},
-		"apply":    {"create or update resources: weft apply -f FILE (- for stdin)", runApply},
-		"delete":   {"delete resources: weft delete KIND NAME, or weft delete -f FILE", runDelete},
-		"register": {"add an endpoint of an external service: weft register SERVICE HOST:PORT [--label k=v]", runRegister},
-		"version":  {"print the version of this binary and of the control plane", runVersion},
+	addVerb("sidecar", "run the proxy beside one app instance", runSidecar)
+	addVerb("run", "run an app and its sidecar as one unit: weft run --service NAME --app-port P -- CMD ARGS", runRun)
+	addVerb("get", "list services, instances or resources: weft get services|instances [SERVICE]|KIND [NAME]", runGet)
+	addVerb("describe", "show one service in detail: weft describe service NAME", runDescribe)
+	addVerb("apply", "create or update resources: weft apply -f FILE (- for stdin)", runApply)
+	addVerb("delete", "delete resources: weft delete KIND NAME, or weft delete -f FILE", runDelete)
+	addVerb("register", "add an endpoint of an external service: weft register SERVICE HOST:PORT [--label k=v]", runRegister)
+	addVerb("version", "print the version of this binary and of the control plane", runVersion)
+}
+
+// addVerb registers a verb; it is called from init functions only.
+func addVerb(name, summary string, run func(ctx context.Context, e *env, args []string) error) {
+	if _, dup := verbs[name]; dup {
+		panic("cli: verb " + name + " registered twice")
 	}
+	verbs[name] = verb{summary, run}
 }
 
 // usageError marks a mistake in how weft was called (exit code 2).

@@ -1,3 +1,5 @@
+//go:build !sidecaronly
+
 package cli
 
 import (
@@ -6,6 +8,8 @@ import (
 
 	"github.com/weftmesh/weft/internal/control"
 )
+
+func init() { addVerb("control", "run the control plane", runControl) }
 
 func runControl(ctx context.Context, e *env, args []string) error {
 	cfg := control.Default()

@@ -1,3 +1,5 @@
+//go:build !sidecaronly
+
 package cli
 
 import (
@@ -7,6 +9,10 @@ import (
 
 	"github.com/weftmesh/weft/internal/demo"
 )
+
+func init() {
+	addVerb("demo", "run a control plane, sample services with sidecars, and light load", runDemo)
+}
 
 func runDemo(ctx context.Context, e *env, args []string) error {
 	cfg := demo.Config{Control: "127.0.0.1:15010", Outbound: "127.0.0.1:15001", Admin: "127.0.0.1:15000", Out: e.stdout}

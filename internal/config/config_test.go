@@ -1,39 +1,11 @@
 package config
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"os"
 	"reflect"
-	"runtime"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/weftmesh/weft/internal/store"
 )
-
-// openStore starts an embedded etcd for one test and closes it at the end.
-func openStore(t *testing.T) *store.Store {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("store.Open: got error %v, want nil", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-func testCtx(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 const paymentsYAML = `apiVersion: weftmesh.io/v1alpha1
 kind: ExternalService
@@ -250,147 +222,8 @@ func TestKindFor(t *testing.T) {
 	}
 }
 
-func mustParseOne(t *testing.T, s string) Resource {
-	t.Helper()
-	rs, err := Parse([]byte(s))
-	if err != nil {
-		t.Fatalf("Parse: got error %v, want nil", err)
-	}
-	if len(rs) != 1 {
-		t.Fatalf("Parse: got %d resources, want 1", len(rs))
-	}
-	return rs[0]
-}
-
-func TestStoreApplyListGetDelete(t *testing.T) {
-	s := openStore(t)
-	cs := NewStore(s.Client)
-	ctx := testCtx(t)
-
-	pay := mustParseOne(t, paymentsYAML)
-	ledger := mustParseOne(t, strings.Replace(paymentsYAML, "name: payments", "name: ledger", 1))
-	changed := mustParseOne(t, strings.Replace(paymentsYAML, "10.0.0.7:8443", "10.0.0.8:8443", 1))
-
-	steps := []struct {
-		name string
-		r    Resource
-		want string
-	}{
-		{"first apply creates", pay, Created},
-		{"same again is unchanged", pay, Unchanged},
-		{"other name creates", ledger, Created},
-		{"changed spec is configured", changed, Configured},
-		{"changed again is unchanged", changed, Unchanged},
-	}
-	for _, st := range steps {
-		got, err := cs.Apply(ctx, st.r)
-		if err != nil {
-			t.Fatalf("%s: Apply: got error %v, want nil", st.name, err)
-		}
-		if got != st.want {
-			t.Errorf("%s: Apply: got %q, want %q", st.name, got, st.want)
-		}
-	}
-
-	got, found, err := cs.Get(ctx, "ExternalService", "payments")
-	if err != nil || !found {
-		t.Fatalf("Get payments: got (found %v, err %v), want (true, nil)", found, err)
-	}
-	if got.Metadata.Revision == 0 {
-		t.Errorf("Get payments: got revision 0, want the etcd revision")
-	}
-	es, err := DecodeExternalService(&got)
-	if err != nil {
-		t.Fatalf("DecodeExternalService: %v", err)
-	}
-	if es.Endpoints[1].Address != "10.0.0.8:8443" {
-		t.Errorf("stored endpoint: got %q, want %q", es.Endpoints[1].Address, "10.0.0.8:8443")
-	}
-	// A resource read back carries its revision; applying it again must
-	// not count the revision as a change.
-	if out, err := cs.Apply(ctx, got); err != nil || out != Unchanged {
-		t.Errorf("re-apply of Get result: got (%q, %v), want (%q, nil)", out, err, Unchanged)
-	}
-
-	if _, found, err := cs.Get(ctx, "ExternalService", "nope"); err != nil || found {
-		t.Errorf("Get nope: got (found %v, err %v), want (false, nil)", found, err)
-	}
-
-	for _, kind := range []string{"", "ExternalService"} {
-		list, err := cs.List(ctx, kind)
-		if err != nil {
-			t.Fatalf("List(%q): got error %v, want nil", kind, err)
-		}
-		var names []string
-		for _, r := range list {
-			names = append(names, r.Metadata.Name)
-			if r.Metadata.Revision == 0 {
-				t.Errorf("List(%q): %s has revision 0, want the etcd revision", kind, r.Metadata.Name)
-			}
-		}
-		if want := []string{"ledger", "payments"}; !reflect.DeepEqual(names, want) {
-			t.Errorf("List(%q): got %v, want %v", kind, names, want)
-		}
-	}
-	if list, err := cs.List(ctx, "Other"); err != nil || len(list) != 0 {
-		t.Errorf("List(Other): got (%d resources, %v), want (0, nil)", len(list), err)
-	}
-
-	deleted, err := cs.Delete(ctx, "ExternalService", "payments")
-	if err != nil || !deleted {
-		t.Errorf("Delete payments: got (%v, %v), want (true, nil)", deleted, err)
-	}
-	deleted, err = cs.Delete(ctx, "ExternalService", "payments")
-	if err != nil || deleted {
-		t.Errorf("Delete payments again: got (%v, %v), want (false, nil)", deleted, err)
-	}
-	if _, found, _ := cs.Get(ctx, "ExternalService", "payments"); found {
-		t.Errorf("Get after Delete: got found, want not found")
-	}
-	if out, err := cs.Apply(ctx, pay); err != nil || out != Created {
-		t.Errorf("Apply after Delete: got (%q, %v), want (%q, nil)", out, err, Created)
-	}
-}
-
-func TestStoreApplyRejectsInvalid(t *testing.T) {
-	s := openStore(t)
-	cs := NewStore(s.Client)
-	ctx := testCtx(t)
-
-	bad := Resource{APIVersion: APIVersion, Kind: "ExternalService", Metadata: Metadata{Name: "pay"},
-		Spec: json.RawMessage(`{"endpoints":[{"address":"nope"}]}`)}
-	out, err := cs.Apply(ctx, bad)
-	var fe *FieldError
-	if !errors.As(err, &fe) || fe.Field != "spec.endpoints[0].address" {
-		t.Fatalf("Apply invalid: got (%q, %v), want a FieldError on spec.endpoints[0].address", out, err)
-	}
-	list, err := cs.List(ctx, "")
-	if err != nil || len(list) != 0 {
-		t.Errorf("List after rejected Apply: got (%d resources, %v), want (0, nil)", len(list), err)
-	}
-}
-
-func TestStoreKeys(t *testing.T) {
+func TestKey(t *testing.T) {
 	if got, want := Key("ExternalService", "pay"), "/weft/config/ExternalService/pay"; got != want {
 		t.Errorf("Key: got %q, want %q", got, want)
 	}
-}
-
-// TestMain fails the package when goroutines started by its tests (etcd,
-// watches, streams, clients) outlive them.
-func TestMain(m *testing.M) {
-	before := runtime.NumGoroutine()
-	code := m.Run()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		<-time.After(10 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<20)
-		fmt.Fprintf(os.Stderr, "goroutines: got %d after the tests, want at most %d as before them:\n%s", n, before, buf[:runtime.Stack(buf, true)])
-		if code == 0 {
-			code = 1
-		}
-	}
-	os.Exit(code)
 }

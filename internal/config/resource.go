@@ -1,10 +1,14 @@
 // Package config holds Weft's declarative resources: their types, parsing
 // from YAML or JSON, validation with errors that name the field, and their
-// store in etcd under /weft/config/<Kind>/<name>.
+// keys in etcd, /weft/config/<Kind>/<name>.
 //
 // Every resource has the Kubernetes shape apiVersion/kind/metadata/spec.
 // Each kind registers a spec type and a validator in kinds; adding a kind is
 // adding one entry and one file.
+//
+// This package does not link etcd, so that sidecars and the CLI can use the
+// types; the etcd-backed store, used only by the control plane, is package
+// config/configstore.
 package config
 
 import (

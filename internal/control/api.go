@@ -15,7 +15,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/api"
 	"github.com/weftmesh/weft/internal/config"
-	"github.com/weftmesh/weft/internal/push"
+	"github.com/weftmesh/weft/internal/push/hub"
 	"github.com/weftmesh/weft/internal/registry"
 	"github.com/weftmesh/weft/internal/telemetry"
 	"github.com/weftmesh/weft/internal/version"
@@ -28,7 +28,7 @@ func (c *Control) routes(reg *prometheus.Registry) http.Handler {
 		Help: "Messages written to sidecar streams, pings included.",
 	})
 	reg.MustRegister(pushed)
-	mux.Handle("GET /v1/stream", &push.Handler{Hub: c.hub, Streams: &c.streams, OnSend: func(n int) { pushed.Add(float64(n)) }})
+	mux.Handle("GET /v1/stream", &hub.Handler{Hub: c.hub, Streams: &c.streams, OnSend: func(n int) { pushed.Add(float64(n)) }})
 	mux.HandleFunc("PUT /v1/instances/{service}/{id}", c.putInstance)
 	mux.HandleFunc("DELETE /v1/instances/{service}/{id}", c.deleteInstance)
 	mux.HandleFunc("GET /v1/instances", c.listInstances)

@@ -2,7 +2,7 @@
 // store (embedded or external etcd), builds the registry, the config store
 // and the push hub over it, and serves everything on one address:
 //
-//	/v1/stream            push stream to sidecars (package push)
+//	/v1/stream            push stream to sidecars (packages push, push/hub)
 //	/v1/instances, /v1/leases, /v1/services, /v1/resources, /v1/version
 //	                      the API used by sidecars and the CLI (package api)
 //	/readyz, /healthz, /metrics
@@ -21,9 +21,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/weftmesh/weft/internal/config"
-	"github.com/weftmesh/weft/internal/push"
+	"github.com/weftmesh/weft/internal/config/configstore"
+	"github.com/weftmesh/weft/internal/push/hub"
 	"github.com/weftmesh/weft/internal/registry"
+	"github.com/weftmesh/weft/internal/registry/regstore"
 	"github.com/weftmesh/weft/internal/store"
 )
 
@@ -66,9 +67,9 @@ type Control struct {
 	log       *slog.Logger
 	ln        net.Listener
 	st        *store.Store
-	instances *registry.Store
-	resources *config.Store
-	hub       *push.Hub
+	instances *regstore.Store
+	resources *configstore.Store
+	hub       *hub.Hub
 	srv       *http.Server
 	streams   atomic.Int64
 }
@@ -95,10 +96,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Control, error) {
 		log:       deps.Logger.With("component", "control"),
 		ln:        ln,
 		st:        st,
-		instances: registry.New(st.Client),
-		resources: config.NewStore(st.Client),
+		instances: regstore.New(st.Client),
+		resources: configstore.New(st.Client),
 	}
-	c.hub = push.NewHub(st.Client, c.log)
+	c.hub = hub.New(st.Client, c.log)
 	c.registerMetrics(deps.Registry)
 	c.srv = &http.Server{Handler: c.routes(deps.Registry), ReadHeaderTimeout: 10 * time.Second}
 	return c, nil

@@ -19,10 +19,12 @@ import (
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/weftmesh/weft/internal/keyspace"
 )
 
 // Prefix is the root of every key Weft writes.
-const Prefix = "/weft/"
+const Prefix = keyspace.Prefix
 
 // Options chooses where state lives.
 type Options struct {

@@ -1,20 +1,17 @@
-// Package push carries state from etcd to sidecars as versioned,
-// incremental updates over one long-lived stream per sidecar.
+// Package hub is the control plane's side of the push stream (see package
+// push for the whole picture):
 //
 //	etcd watch (/weft/...) --> Hub: state at revision R + log of recent changes
 //	                              |  (one broadcast channel, closed on change)
 //	                              v
-//	   stream handler per sidecar: Since(lastRev) -> snapshot or changes
-//	                              |  newline-delimited JSON over HTTP
-//	                              v
-//	   Client in the sidecar: applies changes, keeps lastRev, reconnects
-//	   with ?since=lastRev and gets only what it missed.
+//	   Handler per sidecar (GET /v1/stream?since=REV): Since(lastRev) ->
+//	   snapshot or changes, written as push.Message lines to push.Client
 //
-// The version is etcd's revision, which is global to the cluster: a sidecar
-// can resume against any control plane that shares the etcd. The Hub never
-// blocks on a slow stream: each stream pulls what it has not seen when it is
-// ready to write, and falls back to a full snapshot if the log has moved on.
-package push
+// The Hub mirrors the pushed part of etcd (instances and config) in memory
+// and never blocks on a slow stream: each stream pulls what it has not seen
+// when it is ready to write, and falls back to a full snapshot if the log
+// has moved on. It links the etcd client, so sidecars do not import it.
+package hub
 
 import (
 	"context"
@@ -28,29 +25,10 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftmesh/weft/internal/config"
+	"github.com/weftmesh/weft/internal/keyspace"
+	"github.com/weftmesh/weft/internal/push"
 	"github.com/weftmesh/weft/internal/registry"
-	"github.com/weftmesh/weft/internal/store"
 )
-
-// Message types on the stream.
-const (
-	TypeSnapshot = "snapshot" // replaces the receiver's whole state
-	TypeUpdate   = "update"   // changes after the receiver's last revision
-	TypePing     = "ping"     // keeps the stream alive; carries nothing
-)
-
-// Message is one line on the stream.
-type Message struct {
-	Type     string   `json:"type"`
-	Revision int64    `json:"revision,omitempty"`
-	Changes  []Change `json:"changes,omitempty"`
-}
-
-// Change sets Key to Value, or deletes Key when Value is empty.
-type Change struct {
-	Key   string          `json:"key"`
-	Value json.RawMessage `json:"value,omitempty"`
-}
 
 // maxLog bounds the change log; older changes are served as a snapshot.
 const maxLog = 8192
@@ -62,7 +40,7 @@ func pushed(key string) bool {
 
 type logged struct {
 	rev int64
-	ch  Change
+	ch  push.Change
 }
 
 // Hub mirrors the pushed part of etcd in memory.
@@ -83,8 +61,8 @@ type Hub struct {
 	ready chan struct{}
 }
 
-// NewHub returns a Hub; Run fills it.
-func NewHub(c *clientv3.Client, log *slog.Logger) *Hub {
+// New returns a Hub; Run fills it.
+func New(c *clientv3.Client, log *slog.Logger) *Hub {
 	return &Hub{c: c, log: log, state: map[string][]byte{}, changed: make(chan struct{}), ready: make(chan struct{})}
 }
 
@@ -115,9 +93,9 @@ func (h *Hub) Run(ctx context.Context) error {
 }
 
 func (h *Hub) load(ctx context.Context) (int64, error) {
-	resp, err := h.c.Get(ctx, store.Prefix, clientv3.WithPrefix())
+	resp, err := h.c.Get(ctx, keyspace.Prefix, clientv3.WithPrefix())
 	if err != nil {
-		return 0, fmt.Errorf("read %s: %w", store.Prefix, err)
+		return 0, fmt.Errorf("read %s: %w", keyspace.Prefix, err)
 	}
 	state := make(map[string][]byte, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
@@ -138,7 +116,7 @@ func (h *Hub) load(ctx context.Context) (int64, error) {
 func (h *Hub) follow(ctx context.Context, rev int64) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	for resp := range h.c.Watch(wctx, store.Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
+	for resp := range h.c.Watch(wctx, keyspace.Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
 		if err := resp.Err(); err != nil {
 			h.log.Warn("push: etcd watch ended, reloading", "err", err)
 			return
@@ -155,7 +133,7 @@ func (h *Hub) apply(rev int64, events []*clientv3.Event) {
 		if !pushed(k) {
 			continue
 		}
-		c := Change{Key: k}
+		c := push.Change{Key: k}
 		// A record overwritten with something that is not JSON is gone as
 		// far as sidecars are concerned.
 		if ev.Type == clientv3.EventTypePut && h.valid(k, ev.Kv.Value) {
@@ -208,32 +186,21 @@ func (h *Hub) Since(since int64) (line []byte, rev int64, changed <-chan struct{
 	if h.cache.line != nil && h.cache.since == since && h.cache.rev == h.rev {
 		return h.cache.line, h.rev, changed
 	}
-	var msg Message
+	var msg push.Message
 	if since == 0 || since < h.logRev || since > h.rev {
-		msg = Message{Type: TypeSnapshot, Revision: h.rev, Changes: make([]Change, 0, len(h.state))}
+		msg = push.Message{Type: push.TypeSnapshot, Revision: h.rev, Changes: make([]push.Change, 0, len(h.state))}
 		for k, v := range h.state {
-			msg.Changes = append(msg.Changes, Change{Key: k, Value: v})
+			msg.Changes = append(msg.Changes, push.Change{Key: k, Value: v})
 		}
 	} else {
-		msg = Message{Type: TypeUpdate, Revision: h.rev}
+		msg = push.Message{Type: push.TypeUpdate, Revision: h.rev}
 		for _, l := range h.changes {
 			if l.rev > since {
 				msg.Changes = append(msg.Changes, l.ch)
 			}
 		}
 	}
-	line = encode(msg)
+	line = push.Encode(msg)
 	h.cache.since, h.cache.rev, h.cache.line = since, h.rev, line
 	return line, h.rev, changed
 }
-
-func encode(m Message) []byte {
-	b, err := json.Marshal(m)
-	if err != nil { // only plain types and valid stored JSON go in
-		panic(fmt.Sprintf("push: encode message: %v", err))
-	}
-	return append(b, '\n')
-}
-
-// PingLine is the encoded ping message.
-var PingLine = encode(Message{Type: TypePing})

@@ -1,4 +1,4 @@
-package push
+package hub
 
 import (
 	"bufio"
@@ -25,7 +25,11 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftmesh/weft/internal/config"
+	"github.com/weftmesh/weft/internal/config/configstore"
+	"github.com/weftmesh/weft/internal/keyspace"
+	"github.com/weftmesh/weft/internal/push"
 	"github.com/weftmesh/weft/internal/registry"
+	"github.com/weftmesh/weft/internal/registry/regstore"
 	"github.com/weftmesh/weft/internal/store"
 )
 
@@ -54,7 +58,7 @@ func testCtx(t *testing.T) context.Context {
 // startHub runs a Hub until the end of the test and waits for its first load.
 func startHub(t *testing.T, c *clientv3.Client) *Hub {
 	t.Helper()
-	h := NewHub(c, discard)
+	h := New(c, discard)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -112,7 +116,7 @@ type streamLog struct {
 
 type streamRec struct {
 	since string
-	msgs  []Message
+	msgs  []push.Message
 	buf   []byte
 }
 
@@ -160,11 +164,11 @@ func (b *recordingBody) Read(p []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		var m Message
+		var m push.Message
 		if json.Unmarshal(b.rec.buf[:i], &m) == nil {
 			b.rec.msgs = append(b.rec.msgs, m)
 		} else {
-			b.rec.msgs = append(b.rec.msgs, Message{Type: "UNDECODABLE: " + string(b.rec.buf[:i])})
+			b.rec.msgs = append(b.rec.msgs, push.Message{Type: "UNDECODABLE: " + string(b.rec.buf[:i])})
 		}
 		b.rec.buf = b.rec.buf[i+1:]
 	}
@@ -179,7 +183,7 @@ type stateRec struct {
 	calls int
 }
 
-func (s *stateRec) on(st State, rev int64) {
+func (s *stateRec) on(st push.State, rev int64) {
 	cp := make(map[string]string, len(st))
 	for k, v := range st {
 		cp[k] = string(v)
@@ -201,13 +205,13 @@ func (s *stateRec) keys() []string {
 	return slices.Sorted(maps.Keys(st))
 }
 
-// startClient runs a push Client against base until the end of the test.
-func startClient(t *testing.T, base string) (*Client, *stateRec, *streamLog) {
+// startClient runs a push.Client against base until the end of the test.
+func startClient(t *testing.T, base string) (*push.Client, *stateRec, *streamLog) {
 	t.Helper()
 	tr := &http.Transport{}
 	sl := &streamLog{}
 	rec := &stateRec{}
-	c := &Client{Base: base, HTTP: &http.Client{Transport: &recordingTransport{base: tr, log: sl}}, Log: discard, OnState: rec.on}
+	c := &push.Client{Base: base, HTTP: &http.Client{Transport: &recordingTransport{base: tr, log: sl}}, Log: discard, OnState: rec.on}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -226,7 +230,7 @@ func startClient(t *testing.T, base string) (*Client, *stateRec, *streamLog) {
 	return c, rec, sl
 }
 
-func putInstance(t *testing.T, reg *registry.Store, service, id string) string {
+func putInstance(t *testing.T, reg *regstore.Store, service, id string) string {
 	t.Helper()
 	in := registry.Instance{Service: service, ID: id, Address: "127.0.0.1:9000", Ready: true}
 	if _, err := reg.Put(testCtx(t), in, 0, time.Minute); err != nil {
@@ -238,16 +242,16 @@ func putInstance(t *testing.T, reg *registry.Store, service, id string) string {
 func TestStreamEndToEnd(t *testing.T) {
 	st := openStore(t)
 	ctx := testCtx(t)
-	reg := registry.New(st.Client)
+	reg := regstore.New(st.Client)
 	c1 := putInstance(t, reg, "catalog", "c1")
 	res := config.Resource{APIVersion: config.APIVersion, Kind: "ExternalService", Metadata: config.Metadata{Name: "pay"},
 		Spec: json.RawMessage(`{"endpoints":[{"address":"pay.example:443"}]}`)}
-	if _, err := config.NewStore(st.Client).Apply(ctx, res); err != nil {
+	if _, err := configstore.New(st.Client).Apply(ctx, res); err != nil {
 		t.Fatalf("config Apply: %v", err)
 	}
 	cfgKey := config.Key("ExternalService", "pay")
 	// Neither of these is pushed.
-	if _, err := st.Client.Put(ctx, store.Prefix+"other/x", `{}`); err != nil {
+	if _, err := st.Client.Put(ctx, keyspace.Prefix+"other/x", `{}`); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.Client.Put(ctx, "/elsewhere", `{}`); err != nil {
@@ -263,7 +267,7 @@ func TestStreamEndToEnd(t *testing.T) {
 		got := rec.keys()
 		return client.Synced() && slices.Equal(got, []string{cfgKey, c1}), fmt.Sprintf("synced %v keys %v", client.Synced(), got)
 	})
-	if s := sl.get(); len(s) != 1 || s[0].since != "0" || len(s[0].msgs) == 0 || s[0].msgs[0].Type != TypeSnapshot {
+	if s := sl.get(); len(s) != 1 || s[0].since != "0" || len(s[0].msgs) == 0 || s[0].msgs[0].Type != push.TypeSnapshot {
 		t.Fatalf("first stream: got %+v, want one stream since=0 opening with a snapshot", s)
 	}
 	if st, _ := rec.get(); !strings.Contains(st[c1], `"id":"c1"`) {
@@ -307,7 +311,7 @@ func TestStreamEndToEnd(t *testing.T) {
 	if second.since != strconv.FormatInt(rev, 10) {
 		t.Errorf("reconnect since: got %q, want %d", second.since, rev)
 	}
-	if m := second.msgs[0]; m.Type != TypeUpdate || m.Revision != rev || len(m.Changes) != 0 {
+	if m := second.msgs[0]; m.Type != push.TypeUpdate || m.Revision != rev || len(m.Changes) != 0 {
 		t.Errorf("first message after reconnect: got %+v, want an empty update at revision %d", m, rev)
 	}
 	if !client.Synced() {
@@ -322,7 +326,7 @@ func TestStreamEndToEnd(t *testing.T) {
 }
 
 // rawFirst opens a stream with ?since=since and returns its first message.
-func rawFirst(t *testing.T, hc *http.Client, base, since string) (int, Message) {
+func rawFirst(t *testing.T, hc *http.Client, base, since string) (int, push.Message) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -333,7 +337,7 @@ func rawFirst(t *testing.T, hc *http.Client, base, since string) (int, Message) 
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return resp.StatusCode, Message{}
+		return resp.StatusCode, push.Message{}
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != "application/x-ndjson" {
 		t.Errorf("Content-Type: got %q, want application/x-ndjson", ct)
@@ -342,14 +346,14 @@ func rawFirst(t *testing.T, hc *http.Client, base, since string) (int, Message) 
 	if err != nil {
 		t.Fatalf("since=%s: reading first line: %v", since, err)
 	}
-	var m Message
+	var m push.Message
 	if err := json.Unmarshal(line, &m); err != nil {
 		t.Fatalf("since=%s: first line %q: %v", since, line, err)
 	}
 	return resp.StatusCode, m
 }
 
-func changeKeys(m Message) []string {
+func changeKeys(m push.Message) []string {
 	var out []string
 	for _, c := range m.Changes {
 		out = append(out, c.Key)
@@ -393,11 +397,11 @@ func TestStreamSince(t *testing.T) {
 		changes  []string
 		revision int64
 	}{
-		{"since 0 is a snapshot", "0", 200, TypeSnapshot, keys, r0},
-		{"no since is a snapshot", "", 200, TypeSnapshot, keys, r0},
-		{"since before the log is a snapshot", "1", 200, TypeSnapshot, keys, r0},
-		{"since the current revision is an empty update", fmt.Sprint(r0), 200, TypeUpdate, nil, r0},
-		{"since ahead of the hub is a snapshot", fmt.Sprint(r0 + 100), 200, TypeSnapshot, keys, r0},
+		{"since 0 is a snapshot", "0", 200, push.TypeSnapshot, keys, r0},
+		{"no since is a snapshot", "", 200, push.TypeSnapshot, keys, r0},
+		{"since before the log is a snapshot", "1", 200, push.TypeSnapshot, keys, r0},
+		{"since the current revision is an empty update", fmt.Sprint(r0), 200, push.TypeUpdate, nil, r0},
+		{"since ahead of the hub is a snapshot", fmt.Sprint(r0 + 100), 200, push.TypeSnapshot, keys, r0},
 		{"since not a number", "abc", 400, "", nil, 0},
 		{"since negative", "-1", 400, "", nil, 0},
 	}
@@ -425,7 +429,7 @@ func TestStreamSince(t *testing.T) {
 		return hubRev(hub) > r0, fmt.Sprintf("hub rev %d", hubRev(hub))
 	})
 	_, m := rawFirst(t, hc, srv.URL, fmt.Sprint(r0))
-	if m.Type != TypeUpdate || len(m.Changes) != 1 || m.Changes[0].Key != keys[1] || string(m.Changes[0].Value) != `{"n":3}` {
+	if m.Type != push.TypeUpdate || len(m.Changes) != 1 || m.Changes[0].Key != keys[1] || string(m.Changes[0].Value) != `{"n":3}` {
 		t.Errorf("since=%d after a put: got %+v, want an update with only %s={\"n\":3}", r0, m, keys[1])
 	}
 }
@@ -483,9 +487,9 @@ func putEvent(key, value string, rev int64) *clientv3.Event {
 	return &clientv3.Event{Type: clientv3.EventTypePut, Kv: &mvccpb.KeyValue{Key: []byte(key), Value: []byte(value), ModRevision: rev}}
 }
 
-func decodeLine(t *testing.T, line []byte) Message {
+func decodeLine(t *testing.T, line []byte) push.Message {
 	t.Helper()
-	var m Message
+	var m push.Message
 	if err := json.Unmarshal(line, &m); err != nil {
 		t.Fatalf("decode %q: %v", line, err)
 	}
@@ -493,7 +497,7 @@ func decodeLine(t *testing.T, line []byte) Message {
 }
 
 func TestHubTrimmedLogServesSnapshot(t *testing.T) {
-	h := NewHub(nil, discard)
+	h := New(nil, discard)
 	const n = maxLog + 100
 	for rev := int64(2); rev < 2+n; rev++ {
 		h.apply(rev, []*clientv3.Event{putEvent(registry.Key("svc", fmt.Sprint("i", rev%50)), fmt.Sprintf(`{"rev":%d}`, rev), rev)})
@@ -510,10 +514,10 @@ func TestHubTrimmedLogServesSnapshot(t *testing.T) {
 		typ     string
 		changes int
 	}{
-		{1, TypeSnapshot, 50},
-		{logRev - 1, TypeSnapshot, 50},
-		{logRev, TypeUpdate, int(last - logRev)},
-		{last - 3, TypeUpdate, 3},
+		{1, push.TypeSnapshot, 50},
+		{logRev - 1, push.TypeSnapshot, 50},
+		{logRev, push.TypeUpdate, int(last - logRev)},
+		{last - 3, push.TypeUpdate, 3},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprint("since=", tt.since), func(t *testing.T) {
@@ -530,7 +534,7 @@ func TestHubTrimmedLogServesSnapshot(t *testing.T) {
 // The producer (the watch loop) never waits for streams: with nobody
 // reading, apply keeps going, and the change channel is closed, not sent on.
 func TestHubProducerNeverBlocks(t *testing.T) {
-	h := NewHub(nil, discard)
+	h := New(nil, discard)
 	_, _, changed := h.Since(0) // a reader that never reads
 	done := make(chan struct{})
 	go func() {
@@ -590,7 +594,7 @@ func TestHubFollowsEtcdWithoutReaders(t *testing.T) {
 func TestHubRevisionCoversOnlyAppliedEvents(t *testing.T) {
 	st := openStore(t)
 	ctx := testCtx(t)
-	h := NewHub(st.Client, discard)
+	h := New(st.Client, discard)
 	rev0, err := h.load(ctx)
 	if err != nil {
 		t.Fatalf("load: %v", err)
@@ -603,7 +607,7 @@ func TestHubRevisionCoversOnlyAppliedEvents(t *testing.T) {
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	wch := st.Client.Watch(wctx, store.Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev0+1))
+	wch := st.Client.Watch(wctx, keyspace.Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev0+1))
 
 	// A receiver takes a snapshot after the first response and follows
 	// the hub from there.
@@ -628,7 +632,7 @@ func TestHubRevisionCoversOnlyAppliedEvents(t *testing.T) {
 			continue
 		}
 		m := decodeLine(t, line)
-		if m.Type == TypeSnapshot {
+		if m.Type == push.TypeSnapshot {
 			clear(recv)
 		}
 		for _, c := range m.Changes {

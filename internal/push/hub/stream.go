@@ -1,15 +1,13 @@
-package push
+package hub
 
 import (
 	"net/http"
 	"strconv"
 	"sync/atomic"
 	"time"
-)
 
-// PingInterval is how often an idle stream carries a ping, so that both
-// ends notice a dead peer; a client gives up after three missed pings.
-const PingInterval = 5 * time.Second
+	"github.com/weftmesh/weft/internal/push"
+)
 
 // Handler serves GET /v1/stream?since=REV: first what the caller lacks,
 // then every change as it happens, until the caller goes away.
@@ -44,14 +42,14 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 
-	ping := time.NewTicker(PingInterval)
+	ping := time.NewTicker(push.PingInterval)
 	defer ping.Stop()
 	first := true
 	for {
 		line, rev, changed := s.Hub.Since(since)
 		if line == nil && first {
 			// Already current: say so, so the client knows it is in sync.
-			line = encode(Message{Type: TypeUpdate, Revision: rev})
+			line = push.Encode(push.Message{Type: push.TypeUpdate, Revision: rev})
 		}
 		first = false
 		if line != nil {
@@ -59,14 +57,14 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			since = rev
-			ping.Reset(PingInterval)
+			ping.Reset(push.PingInterval)
 		}
 		select {
 		case <-r.Context().Done():
 			return
 		case <-changed:
 		case <-ping.C:
-			if !s.write(w, rc, PingLine) {
+			if !s.write(w, rc, push.PingLine) {
 				return
 			}
 		}
@@ -74,7 +72,7 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Handler) write(w http.ResponseWriter, rc *http.ResponseController, line []byte) bool {
-	_ = rc.SetWriteDeadline(time.Now().Add(2 * PingInterval))
+	_ = rc.SetWriteDeadline(time.Now().Add(2 * push.PingInterval))
 	if _, err := w.Write(line); err != nil {
 		return false
 	}

@@ -1,0 +1,10 @@
+// Package keyspace names the root of Weft's keys in etcd. It imports
+// nothing, so that packages which only describe records (registry, config)
+// can build their keys without linking etcd:
+//
+//	/weft/instances/<service>/<id>   registry.Key
+//	/weft/config/<Kind>/<name>       config.Key
+package keyspace
+
+// Prefix is the root of every key Weft writes.
+const Prefix = "/weft/"
