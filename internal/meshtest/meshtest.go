@@ -50,7 +50,7 @@ func Build() (Bins, error) {
 		if buildErr != nil {
 			return
 		}
-		root, err := moduleRoot()
+		root, err := ModuleRoot()
 		if err != nil {
 			buildErr = err
 			return
@@ -79,7 +79,8 @@ func Cleanup() {
 	}
 }
 
-func moduleRoot() (string, error) {
+// ModuleRoot is the directory holding go.mod.
+func ModuleRoot() (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
 		return "", fmt.Errorf("go env GOMOD: %w", err)
