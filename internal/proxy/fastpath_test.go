@@ -134,3 +134,34 @@ func BenchmarkFastPathPair(b *testing.B) {
 		}
 	}
 }
+
+// TestFastPathAllocationBudget holds the fast path to its budget: no
+// allocation per request through two warm hops (see BenchmarkFastPathPair).
+func TestFastPathAllocationBudget(t *testing.T) {
+	outAddr := fastPair(t, rawBackend(t))
+	c, err := net.Dial("tcp", outAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req := []byte("GET / HTTP/1.1\r\nHost: svc\r\nUser-Agent: budget\r\n\r\n")
+	br := bufio.NewReader(c)
+	var resp h1.Head
+	roundTrip := func() {
+		if _, err := c.Write(req); err != nil {
+			t.Fatal(err)
+		}
+		if err := h1.ReadResponseHead(br, &resp); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := br.Discard(int(resp.ContentLength)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 10; i++ {
+		roundTrip() // warm connections, pools and metric label handles
+	}
+	if got := testing.AllocsPerRun(200, roundTrip); got > 0.5 {
+		t.Errorf("allocations per request through two hops: got %.2f, want 0", got)
+	}
+}
