@@ -5,7 +5,7 @@
 // plane's memory. It also measures one real sidecar: start-up time to a
 // ready /readyz, and its memory at rest.
 //
-//	go run ./bench/cpscale -weft /path/to/weft -streams 1000 -changes 50
+//	go run ./bench/cpscale -weft /path/to/weft -streams 1000 -changes 50 -out bench/results/cpscale-latest.md
 package main
 
 import (
@@ -15,10 +15,13 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,20 +33,54 @@ func main() {
 	weft := flag.String("weft", "", "path to the weft binary (required)")
 	streams := flag.Int("streams", 1000, "simulated sidecar streams")
 	changes := flag.Int("changes", 50, "endpoint changes to time")
+	sidecarBin := flag.String("sidecar", "", "binary for the sidecar measured at the end (default: -weft), e.g. a -tags sidecaronly build")
+	outFile := flag.String("out", "", "also write the report as markdown to this file")
 	flag.Parse()
 	if *weft == "" {
 		fmt.Fprintln(os.Stderr, "cpscale: -weft is required")
 		os.Exit(2)
 	}
-	if err := run(*weft, *streams, *changes); err != nil {
+	var report strings.Builder
+	out = io.MultiWriter(os.Stdout, &report)
+	if *sidecarBin == "" {
+		*sidecarBin = *weft
+	}
+	if err := run(*weft, *sidecarBin, *streams, *changes); err != nil {
 		fmt.Fprintln(os.Stderr, "cpscale:", err)
 		os.Exit(1)
 	}
+	if *outFile != "" {
+		md := fmt.Sprintf("# Control plane scale\n\nRun on %s.\n\nCommand (from the repository root):\n\n```\ngo run ./bench/cpscale %s\n```\n\n%s\n```\n%s```\n",
+			time.Now().UTC().Format("2006-01-02 15:04 MST"), strings.Join(os.Args[1:], " "), machine(), report.String())
+		if err := os.WriteFile(*outFile, []byte(md), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "cpscale:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+// out receives the report lines.
+var out io.Writer = os.Stdout
+
+// machine describes where the run happened.
+func machine() string {
+	cpu := "unknown"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				cpu = strings.TrimSpace(l[strings.Index(l, ":")+1:])
+				break
+			}
+		}
+	}
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return fmt.Sprintf("Machine: %d CPUs (%s), kernel %s, %s; control plane and streams on the same machine, unpinned.\n",
+		runtime.NumCPU(), cpu, strings.TrimSpace(string(kernel)), runtime.Version())
 }
 
 var client = &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4}}
 
-func run(weft string, nStreams, nChanges int) error {
+func run(weft, sidecarBin string, nStreams, nChanges int) error {
 	dir, err := os.MkdirTemp("", "cpscale-")
 	if err != nil {
 		return err
@@ -126,11 +163,11 @@ func run(weft string, nStreams, nChanges int) error {
 
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 	sort.Slice(perChangeMax, func(i, j int) bool { return perChangeMax[i] < perChangeMax[j] })
-	fmt.Printf("streams: %d, changes: %d (each a register and a deregister)\n", nStreams, 2*nChanges)
-	fmt.Printf("delivery to one stream: p50 %s, p99 %s, max %s\n", pct(all, 50), pct(all, 99), all[len(all)-1])
-	fmt.Printf("delivery to all streams (per change): p50 %s, p99 %s, max %s\n", pct(perChangeMax, 50), pct(perChangeMax, 99), perChangeMax[len(perChangeMax)-1])
-	fmt.Printf("control plane RSS: idle %d MB, with streams %d MB, peak %d MB\n", rssIdle>>20, rssStreams>>20, rssPeak>>20)
-	return sidecarFigures(weft, addr)
+	fmt.Fprintf(out, "streams: %d, changes: %d (each a register and a deregister)\n", nStreams, 2*nChanges)
+	fmt.Fprintf(out, "delivery to one stream: p50 %s, p99 %s, max %s\n", pct(all, 50), pct(all, 99), all[len(all)-1])
+	fmt.Fprintf(out, "delivery to all streams (per change): p50 %s, p99 %s, max %s\n", pct(perChangeMax, 50), pct(perChangeMax, 99), perChangeMax[len(perChangeMax)-1])
+	fmt.Fprintf(out, "control plane RSS: idle %d MB, with streams %d MB, peak %d MB\n", rssIdle>>20, rssStreams>>20, rssPeak>>20)
+	return sidecarFigures(sidecarBin, addr)
 }
 
 // sidecarFigures starts one real sidecar (consumer only) and reports its
@@ -152,8 +189,9 @@ func sidecarFigures(weft, controlAddr string) error {
 		time.Sleep(time.Second)
 		samples = append(samples, rss(sc.Process.Pid))
 	}
-	fmt.Printf("sidecar: start-up to ready %s (process start to /readyz 200), RSS at rest %d MB\n",
-		startup.Round(time.Millisecond), samples[len(samples)-1]>>20)
+	pid := sc.Process.Pid
+	fmt.Fprintf(out, "sidecar (%s): start-up to ready %s (process start to /readyz 200), at rest RSS %d MB (anonymous %d MB, mapped from the binary %d MB)\n",
+		filepath.Base(weft), startup.Round(time.Millisecond), samples[len(samples)-1]>>20, procField(pid, "RssAnon")>>20, procField(pid, "RssFile")>>20)
 	return nil
 }
 
