@@ -69,7 +69,24 @@ func next(dst *bufio.Writer, src *bufio.Reader, max int64) ([]byte, error) {
 
 // CopyChunked copies a chunked body as it is: chunk-size lines, data, the
 // last chunk and the trailer section. It checks the framing as it goes.
-func CopyChunked(dst *bufio.Writer, src *bufio.Reader) error {
+func CopyChunked(dst *bufio.Writer, src *bufio.Reader) error { return copyChunks(dst, src, true) }
+
+// DechunkTo copies a chunked body's data only, for a receiver that cannot
+// take chunked framing (an HTTP/1.0 client). Trailers are dropped.
+func DechunkTo(dst *bufio.Writer, src *bufio.Reader) error { return copyChunks(dst, src, false) }
+
+// copyChunks copies the data of each chunk, and with framing also the
+// chunk lines and the trailer section.
+func copyChunks(dst *bufio.Writer, src *bufio.Reader, framing bool) error {
+	frame := func(b []byte) error {
+		if !framing {
+			return nil
+		}
+		if _, err := dst.Write(b); err != nil {
+			return &WriteError{err}
+		}
+		return nil
+	}
 	for {
 		line, err := readChunkLine(dst, src)
 		if err != nil {
@@ -79,11 +96,15 @@ func CopyChunked(dst *bufio.Writer, src *bufio.Reader) error {
 		if !ok {
 			return malformed("bad chunk size line")
 		}
-		if _, err := dst.Write(line); err != nil {
-			return &WriteError{err}
+		if err := frame(line); err != nil {
+			return err
 		}
 		if size == 0 {
-			return copyTrailers(dst, src)
+			trailers := dst
+			if !framing {
+				trailers = bufio.NewWriterSize(io.Discard, 16)
+			}
+			return copyTrailers(trailers, src)
 		}
 		if err := CopyFixed(dst, src, size); err != nil {
 			return err
@@ -95,34 +116,8 @@ func CopyChunked(dst *bufio.Writer, src *bufio.Reader) error {
 		if len(trimEOL(crlf)) != 0 {
 			return malformed("chunk data longer than its size")
 		}
-		if _, err := dst.Write(crlf); err != nil {
-			return &WriteError{err}
-		}
-	}
-}
-
-// DechunkTo copies a chunked body's data only, for a receiver that cannot
-// take chunked framing (an HTTP/1.0 client). Trailers are dropped.
-func DechunkTo(dst *bufio.Writer, src *bufio.Reader) error {
-	for {
-		line, err := readChunkLine(dst, src)
-		if err != nil {
+		if err := frame(crlf); err != nil {
 			return err
-		}
-		size, ok := chunkSize(line)
-		if !ok {
-			return malformed("bad chunk size line")
-		}
-		if size == 0 {
-			return copyTrailers(bufio.NewWriterSize(io.Discard, 16), src)
-		}
-		if err := CopyFixed(dst, src, size); err != nil {
-			return err
-		}
-		if crlf, err := readChunkLine(dst, src); err != nil {
-			return err
-		} else if len(trimEOL(crlf)) != 0 {
-			return malformed("chunk data longer than its size")
 		}
 	}
 }

@@ -1,40 +1,15 @@
 package configstore
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"os"
 	"reflect"
-	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/weftmesh/weft/internal/config"
-	"github.com/weftmesh/weft/internal/store"
+	"github.com/weftmesh/weft/internal/store/storetest"
 )
-
-// openStore starts an embedded etcd for one test and closes it at the end.
-func openStore(t *testing.T) *store.Store {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("store.Open: got error %v, want nil", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-func testCtx(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 const paymentsYAML = `apiVersion: weftmesh.io/v1alpha1
 kind: ExternalService
@@ -63,9 +38,9 @@ func mustParseOne(t *testing.T, s string) config.Resource {
 }
 
 func TestStoreApplyListGetDelete(t *testing.T) {
-	s := openStore(t)
+	s := storetest.Open(t)
 	cs := New(s.Client)
-	ctx := testCtx(t)
+	ctx := storetest.Ctx(t)
 
 	pay := mustParseOne(t, paymentsYAML)
 	ledger := mustParseOne(t, strings.Replace(paymentsYAML, "name: payments", "name: ledger", 1))
@@ -153,9 +128,9 @@ func TestStoreApplyListGetDelete(t *testing.T) {
 }
 
 func TestStoreApplyRejectsInvalid(t *testing.T) {
-	s := openStore(t)
+	s := storetest.Open(t)
 	cs := New(s.Client)
-	ctx := testCtx(t)
+	ctx := storetest.Ctx(t)
 
 	bad := config.Resource{APIVersion: config.APIVersion, Kind: "ExternalService", Metadata: config.Metadata{Name: "pay"},
 		Spec: json.RawMessage(`{"endpoints":[{"address":"nope"}]}`)}
@@ -172,19 +147,4 @@ func TestStoreApplyRejectsInvalid(t *testing.T) {
 
 // TestMain fails the package when goroutines started by its tests (etcd,
 // watches, streams, clients) outlive them.
-func TestMain(m *testing.M) {
-	before := runtime.NumGoroutine()
-	code := m.Run()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		<-time.After(10 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<20)
-		fmt.Fprintf(os.Stderr, "goroutines: got %d after the tests, want at most %d as before them:\n%s", n, before, buf[:runtime.Stack(buf, true)])
-		if code == 0 {
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { storetest.Main(m) }

@@ -11,8 +11,6 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,30 +28,10 @@ import (
 	"github.com/weftmesh/weft/internal/push"
 	"github.com/weftmesh/weft/internal/registry"
 	"github.com/weftmesh/weft/internal/registry/regstore"
-	"github.com/weftmesh/weft/internal/store"
+	"github.com/weftmesh/weft/internal/store/storetest"
 )
 
 var discard = slog.New(slog.DiscardHandler)
-
-// openStore starts an embedded etcd for one test and closes it at the end.
-func openStore(t *testing.T) *store.Store {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("store.Open: got error %v, want nil", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-func testCtx(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 // startHub runs a Hub until the end of the test and waits for its first load.
 func startHub(t *testing.T, c *clientv3.Client) *Hub {
@@ -233,15 +211,15 @@ func startClient(t *testing.T, base string) (*push.Client, *stateRec, *streamLog
 func putInstance(t *testing.T, reg *regstore.Store, service, id string) string {
 	t.Helper()
 	in := registry.Instance{Service: service, ID: id, Address: "127.0.0.1:9000", Ready: true}
-	if _, err := reg.Put(testCtx(t), in, 0, time.Minute); err != nil {
+	if _, err := reg.Put(storetest.Ctx(t), in, 0, time.Minute); err != nil {
 		t.Fatalf("registry Put %s/%s: %v", service, id, err)
 	}
 	return registry.Key(service, id)
 }
 
 func TestStreamEndToEnd(t *testing.T) {
-	st := openStore(t)
-	ctx := testCtx(t)
+	st := storetest.Open(t)
+	ctx := storetest.Ctx(t)
 	reg := regstore.New(st.Client)
 	c1 := putInstance(t, reg, "catalog", "c1")
 	res := config.Resource{APIVersion: config.APIVersion, Kind: "ExternalService", Metadata: config.Metadata{Name: "pay"},
@@ -363,8 +341,8 @@ func changeKeys(m push.Message) []string {
 }
 
 func TestStreamSince(t *testing.T) {
-	st := openStore(t)
-	ctx := testCtx(t)
+	st := storetest.Open(t)
+	ctx := storetest.Ctx(t)
 	var keys []string
 	for i := range 4 {
 		k := registry.Key("svc", fmt.Sprint("i", i))
@@ -435,8 +413,8 @@ func TestStreamSince(t *testing.T) {
 }
 
 func TestStreamSkipsNonJSONRecord(t *testing.T) {
-	st := openStore(t)
-	ctx := testCtx(t)
+	st := storetest.Open(t)
+	ctx := storetest.Ctx(t)
 	bad1 := registry.Key("bad", "one")
 	if _, err := st.Client.Put(ctx, bad1, "not json"); err != nil {
 		t.Fatal(err)
@@ -567,8 +545,8 @@ func TestHubProducerNeverBlocks(t *testing.T) {
 }
 
 func TestHubFollowsEtcdWithoutReaders(t *testing.T) {
-	st := openStore(t)
-	ctx := testCtx(t)
+	st := storetest.Open(t)
+	ctx := storetest.Ctx(t)
 	hub := startHub(t, st.Client)
 	var lastRev int64
 	for i := range 300 {
@@ -592,8 +570,8 @@ func TestHubFollowsEtcdWithoutReaders(t *testing.T) {
 // header. A stream served between two such responses must not be told it
 // is at a revision whose changes it has not been sent.
 func TestHubRevisionCoversOnlyAppliedEvents(t *testing.T) {
-	st := openStore(t)
-	ctx := testCtx(t)
+	st := storetest.Open(t)
+	ctx := storetest.Ctx(t)
 	h := New(st.Client, discard)
 	rev0, err := h.load(ctx)
 	if err != nil {
@@ -648,19 +626,4 @@ func TestHubRevisionCoversOnlyAppliedEvents(t *testing.T) {
 
 // TestMain fails the package when goroutines started by its tests (etcd,
 // watches, streams, clients) outlive them.
-func TestMain(m *testing.M) {
-	before := runtime.NumGoroutine()
-	code := m.Run()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		<-time.After(10 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<20)
-		fmt.Fprintf(os.Stderr, "goroutines: got %d after the tests, want at most %d as before them:\n%s", n, before, buf[:runtime.Stack(buf, true)])
-		if code == 0 {
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { storetest.Main(m) }

@@ -1,12 +1,8 @@
 package regstore
 
 import (
-	"context"
 	"errors"
-	"fmt"
-	"os"
 	"reflect"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -14,28 +10,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftmesh/weft/internal/registry"
-	"github.com/weftmesh/weft/internal/store"
+	"github.com/weftmesh/weft/internal/store/storetest"
 )
-
-// openStore starts an embedded etcd for one test and closes it at the end.
-func openStore(t *testing.T) *store.Store {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := store.Open(ctx, store.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("store.Open: got error %v, want nil", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-func testCtx(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 func inst(service, id, addr string) registry.Instance {
 	return registry.Instance{Service: service, ID: id, Address: addr, Ready: true, Labels: map[string]string{"v": "1"}}
@@ -44,7 +20,7 @@ func inst(service, id, addr string) registry.Instance {
 // leaseOf returns the lease the stored record of service/id is attached to.
 func leaseOf(t *testing.T, c *clientv3.Client, service, id string) int64 {
 	t.Helper()
-	resp, err := c.Get(testCtx(t), registry.Key(service, id))
+	resp, err := c.Get(storetest.Ctx(t), registry.Key(service, id))
 	if err != nil {
 		t.Fatalf("get %s/%s: %v", service, id, err)
 	}
@@ -56,7 +32,7 @@ func leaseOf(t *testing.T, c *clientv3.Client, service, id string) int64 {
 
 func ttlOf(t *testing.T, c *clientv3.Client, lease int64) int64 {
 	t.Helper()
-	resp, err := c.TimeToLive(testCtx(t), clientv3.LeaseID(lease))
+	resp, err := c.TimeToLive(storetest.Ctx(t), clientv3.LeaseID(lease))
 	if err != nil {
 		t.Fatalf("TimeToLive %x: %v", lease, err)
 	}
@@ -64,9 +40,9 @@ func ttlOf(t *testing.T, c *clientv3.Client, lease int64) int64 {
 }
 
 func TestPutGrantsLease(t *testing.T) {
-	s := openStore(t)
+	s := storetest.Open(t)
 	reg := New(s.Client)
-	ctx := testCtx(t)
+	ctx := storetest.Ctx(t)
 
 	lease, err := reg.Put(ctx, inst("catalog", "c1", "127.0.0.1:9001"), 0, 30*time.Second)
 	if err != nil {
@@ -102,9 +78,9 @@ func TestPutGrantsLease(t *testing.T) {
 }
 
 func TestPutReusesLiveLease(t *testing.T) {
-	s := openStore(t)
+	s := storetest.Open(t)
 	reg := New(s.Client)
-	ctx := testCtx(t)
+	ctx := storetest.Ctx(t)
 
 	lease, err := reg.Put(ctx, inst("catalog", "c1", "127.0.0.1:9001"), 0, 30*time.Second)
 	if err != nil {
@@ -129,9 +105,9 @@ func TestPutReusesLiveLease(t *testing.T) {
 }
 
 func TestPutReplacesLostLease(t *testing.T) {
-	s := openStore(t)
+	s := storetest.Open(t)
 	reg := New(s.Client)
-	ctx := testCtx(t)
+	ctx := storetest.Ctx(t)
 
 	g, err := s.Client.Grant(ctx, 30)
 	if err != nil {
@@ -167,9 +143,9 @@ func TestPutReplacesLostLease(t *testing.T) {
 }
 
 func TestKeepAlive(t *testing.T) {
-	s := openStore(t)
+	s := storetest.Open(t)
 	reg := New(s.Client)
-	ctx := testCtx(t)
+	ctx := storetest.Ctx(t)
 
 	lease, err := reg.Put(ctx, inst("catalog", "c1", "127.0.0.1:9001"), 0, 30*time.Second)
 	if err != nil {
@@ -194,9 +170,9 @@ func TestKeepAlive(t *testing.T) {
 }
 
 func TestDelete(t *testing.T) {
-	s := openStore(t)
+	s := storetest.Open(t)
 	reg := New(s.Client)
-	ctx := testCtx(t)
+	ctx := storetest.Ctx(t)
 
 	lease, err := reg.Put(ctx, inst("catalog", "c1", "127.0.0.1:9001"), 0, 30*time.Second)
 	if err != nil {
@@ -224,9 +200,9 @@ func TestDelete(t *testing.T) {
 }
 
 func TestPutRejectsInvalid(t *testing.T) {
-	s := openStore(t)
+	s := storetest.Open(t)
 	reg := New(s.Client)
-	ctx := testCtx(t)
+	ctx := storetest.Ctx(t)
 	lease, err := reg.Put(ctx, inst("Catalog", "c1", "127.0.0.1:9001"), 0, 30*time.Second)
 	if err == nil || !strings.HasPrefix(err.Error(), "service:") {
 		t.Errorf("Put invalid: got (%x, %v), want a service: error", lease, err)
@@ -242,9 +218,9 @@ func TestPutRejectsInvalid(t *testing.T) {
 }
 
 func TestListSortsAndFilters(t *testing.T) {
-	s := openStore(t)
+	s := storetest.Open(t)
 	reg := New(s.Client)
-	ctx := testCtx(t)
+	ctx := storetest.Ctx(t)
 	for _, in := range []registry.Instance{
 		inst("catalog", "c2", "h:2"), inst("cat", "x1", "h:3"), inst("catalog", "c1", "h:1"), inst("orders", "o1", "h:4"),
 	} {
@@ -286,9 +262,9 @@ func TestListSortsAndFilters(t *testing.T) {
 }
 
 func TestInstanceExpiresWithoutKeepAlive(t *testing.T) {
-	s := openStore(t)
+	s := storetest.Open(t)
 	reg := New(s.Client)
-	ctx := testCtx(t)
+	ctx := storetest.Ctx(t)
 
 	if _, err := reg.Put(ctx, inst("catalog", "short", "127.0.0.1:9001"), 0, time.Second); err != nil {
 		t.Fatalf("Put: %v", err)
@@ -323,19 +299,4 @@ func TestInstanceExpiresWithoutKeepAlive(t *testing.T) {
 
 // TestMain fails the package when goroutines started by its tests (etcd,
 // watches, streams, clients) outlive them.
-func TestMain(m *testing.M) {
-	before := runtime.NumGoroutine()
-	code := m.Run()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		<-time.After(10 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<20)
-		fmt.Fprintf(os.Stderr, "goroutines: got %d after the tests, want at most %d as before them:\n%s", n, before, buf[:runtime.Stack(buf, true)])
-		if code == 0 {
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { storetest.Main(m) }
