@@ -39,10 +39,9 @@ func (s *Server) handle(cc *clientConn) bool {
 		return !hasBody(req) && !req.Close
 	}
 	m := c.metrics
-	start := time.Now()
 	m.begin()
 	ex := exchange{s: s, cc: cc, c: c}
-	defer func() { m.done(ex.status, start) }()
+	defer func() { m.done(ex.status, cc.start) }()
 	return ex.run()
 }
 
@@ -93,7 +92,7 @@ func (ex *exchange) run() bool {
 // endpoint failed and whether another may be tried (ex.committed).
 func (ex *exchange) try(ep *Endpoint) (keep, done bool, err *MeshError) {
 	for fresh := false; ; fresh = true {
-		uc, derr := ep.pool.get(fresh)
+		uc, derr := ep.pool.get(fresh, ex.cc.start)
 		if derr != nil {
 			ep.connectFailed()
 			return false, false, ex.upstreamError(ep, ReasonConnectFailed, http.StatusBadGateway, derr)
@@ -133,7 +132,7 @@ func (ex *exchange) send(ep *Endpoint, uc *upConn) (keep, done bool, merr *MeshE
 		}
 	}
 	if ex.s.Timeout > 0 {
-		uc.SetReadDeadline(time.Now().Add(ex.s.Timeout))
+		uc.dl.set(uc.Conn, cc.start, ex.s.Timeout, ex.s.Timeout/16)
 	}
 	for {
 		err := h1.ReadResponseHead(uc.br, resp)
@@ -172,7 +171,7 @@ func (ex *exchange) send(ep *Endpoint, uc *upConn) (keep, done bool, merr *MeshE
 		}
 	}
 	if ex.s.Timeout > 0 && !bodyBuffered(resp, req, uc.br) {
-		uc.SetReadDeadline(time.Time{}) // the body may stream for longer than the timeout
+		uc.dl.clear(uc.Conn) // the body may stream for longer than the timeout
 	}
 	if peerCouldNotConnectHead(resp) && !ex.committed && !hasBody(req) && len(ex.c.Endpoints) > 1 {
 		// The peer sidecar could not reach its app: the app never saw
@@ -260,7 +259,7 @@ func (ex *exchange) relay(uc *upConn, ep *Endpoint) (keep, done bool, merr *Mesh
 	if resp.Close || untilEOF || bodyPending {
 		uc.close()
 	} else {
-		ep.pool.put(uc)
+		ep.pool.put(uc, ex.cc.start)
 	}
 	if err := cc.bw.Flush(); err != nil {
 		ex.status = statusClientGone
@@ -272,9 +271,9 @@ func (ex *exchange) relay(uc *upConn, ep *Endpoint) (keep, done bool, merr *Mesh
 // awaitContinue waits up to a second for the upstream to start its answer
 // to a request that expects 100 Continue. It consumes nothing.
 func (ex *exchange) awaitContinue(uc *upConn) bool {
-	uc.SetReadDeadline(time.Now().Add(time.Second))
+	uc.dl.set(uc.Conn, time.Now(), time.Second, 0)
 	_, err := uc.br.Peek(1)
-	uc.SetReadDeadline(time.Time{})
+	uc.dl.clear(uc.Conn)
 	return err == nil
 }
 
@@ -283,7 +282,7 @@ func (ex *exchange) discardResponse(uc *upConn, ep *Endpoint) {
 	resp := &ex.cc.resp
 	if resp.ContentLength >= 0 && resp.ContentLength < 64<<10 && !resp.Close {
 		if _, err := uc.br.Discard(int(resp.ContentLength)); err == nil {
-			ep.pool.put(uc)
+			ep.pool.put(uc, ex.cc.start)
 			return
 		}
 	}

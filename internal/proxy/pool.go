@@ -16,6 +16,7 @@ type upConn struct {
 	bw        *bufio.Writer
 	idleSince time.Time
 	reused    bool // it served a request before this one
+	dl        lazyDeadline
 }
 
 // Buffer sizes of the fast path. A head line longer than the read buffer
@@ -79,9 +80,8 @@ const (
 var dialer = &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
 
 // get returns an idle connection that still looks open, or dials (always
-// dials when fresh).
-func (p *pool) get(fresh bool) (*upConn, error) {
-	now := time.Now()
+// dials when fresh). now is the request's start: close enough, and free.
+func (p *pool) get(fresh bool, now time.Time) (*upConn, error) {
 	for !fresh {
 		p.mu.Lock()
 		n := len(p.idle)
@@ -114,15 +114,16 @@ func (p *pool) get(fresh bool) (*upConn, error) {
 // alive reports whether the peer has not closed the connection: a read
 // that would block means nothing (no EOF) is waiting.
 func (c *upConn) alive() bool {
-	c.SetReadDeadline(time.Now().Add(-time.Second))
+	c.dl.set(c.Conn, time.Now(), -time.Second, 0)
 	_, err := c.br.Peek(1)
-	c.SetReadDeadline(time.Time{})
+	c.dl.clear(c.Conn)
 	return errors.Is(err, os.ErrDeadlineExceeded)
 }
 
-// put returns a connection for reuse.
-func (p *pool) put(c *upConn) {
-	c.idleSince = time.Now()
+// put returns a connection for reuse; now is the request's start (idle
+// times come out a little long, which only makes probing more careful).
+func (p *pool) put(c *upConn, now time.Time) {
+	c.idleSince = now
 	p.mu.Lock()
 	if len(p.idle) < maxIdlePerPool {
 		p.idle = append(p.idle, c)

@@ -64,6 +64,30 @@ type clientConn struct {
 	state atomic.Int32
 	req   h1.Head
 	resp  h1.Head
+	start time.Time // when the current request began
+	dl    lazyDeadline
+}
+
+// lazyDeadline sets a connection's read deadline only when the one in
+// force is not close enough to what is asked: a timer update per request
+// is a measurable share of the fast path's CPU.
+type lazyDeadline struct{ at time.Time } // zero: none in force
+
+// set asks for a deadline at now+after, accepting one up to slack earlier.
+func (d *lazyDeadline) set(c net.Conn, now time.Time, after, slack time.Duration) {
+	want := now.Add(after)
+	if d.at.IsZero() || d.at.After(want) || d.at.Before(want.Add(-slack)) {
+		d.at = want
+		c.SetReadDeadline(want)
+	}
+}
+
+// clear removes the deadline.
+func (d *lazyDeadline) clear(c net.Conn) {
+	if !d.at.IsZero() {
+		d.at = time.Time{}
+		c.SetReadDeadline(time.Time{})
+	}
 }
 
 // Serve accepts connections until the listener is closed.
@@ -174,10 +198,11 @@ func (s *Server) serveConn(cc *clientConn) {
 	}
 	cc.state.Store(stateIdle)
 	for {
-		cc.conn.SetReadDeadline(time.Now().Add(clientIdleTimeout))
+		cc.dl.set(cc.conn, time.Now(), clientIdleTimeout, time.Minute)
 		if _, err := cc.br.Peek(1); err != nil {
 			return // closed, idle too long, or closed by Shutdown
 		}
+		cc.start = time.Now()
 		if !cc.state.CompareAndSwap(stateIdle, stateActive) {
 			return
 		}
@@ -187,14 +212,14 @@ func (s *Server) serveConn(cc *clientConn) {
 		}
 		// Deadlines cost timer updates: set them only where a read can block.
 		if !headBuffered(cc.br) {
-			cc.conn.SetReadDeadline(time.Now().Add(headTimeout))
+			cc.dl.set(cc.conn, cc.start, headTimeout, time.Second)
 		}
 		if err := h1.ReadRequestHead(cc.br, &cc.req); err != nil {
 			s.badRequest(cc, err)
 			return
 		}
 		if hasBody(&cc.req) || len(cc.req.Upgrade()) > 0 || cc.req.IsMethod(http.MethodConnect) {
-			cc.conn.SetReadDeadline(time.Time{}) // the body or tunnel may take its time
+			cc.dl.clear(cc.conn) // the body or tunnel may take its time
 		}
 		keep := s.handle(cc)
 		if !keep || s.shutdown.Load() {
@@ -246,7 +271,7 @@ func isH2Preface(br *bufio.Reader) bool {
 // serveH2 hands the connection to x/net/http2, which reads the preface
 // from the buffered reader first.
 func (s *Server) serveH2(cc *clientConn) {
-	cc.conn.SetReadDeadline(time.Time{})
+	cc.dl.clear(cc.conn)
 	h2 := &http2.Server{IdleTimeout: clientIdleTimeout}
 	h2.ServeConn(&bufferedConn{Conn: cc.conn, r: cc.br}, &http2.ServeConnOpts{Handler: s.H2, BaseConfig: &http.Server{}})
 }
