@@ -17,6 +17,7 @@ func sidecarFlags(fs *flag.FlagSet, cfg *sidecar.Config) {
 	fs.StringVar(&cfg.ID, "id", "", "instance id (default SERVICE-<random>)")
 	fs.IntVar(&cfg.AppPort, "app-port", 0, "port of the local app; 0 for a consumer-only sidecar")
 	fs.StringVar(&cfg.AppHost, "app-host", cfg.AppHost, "host of the local app")
+	fs.StringVar(&cfg.AppProtocol, "app-protocol", cfg.AppProtocol, "what the app speaks: http (HTTP/1.1) or h2c (HTTP/2 cleartext, e.g. a gRPC server)")
 	fs.Var(labels(cfg.Labels), "label", "instance label k=v (repeatable), e.g. version=v2")
 	fs.StringVar(&cfg.Outbound, "outbound", cfg.Outbound, "listener for the app's outgoing calls (HTTP_PROXY)")
 	fs.StringVar(&cfg.Inbound, "inbound", cfg.Inbound, "listener for calls to the app from peers and plain clients")

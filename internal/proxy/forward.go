@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"golang.org/x/net/http2"
 	"io"
 	"net"
 	"net/http"
@@ -30,6 +32,31 @@ func NewTransport(headerTimeout time.Duration) *http.Transport {
 		WriteBufferSize:        32 << 10,
 		ReadBufferSize:         32 << 10,
 	}
+}
+
+// NewH2CTransport returns the HTTP/2 client side of a hop, over cleartext
+// with prior knowledge: a request that arrived as HTTP/2 (gRPC among them)
+// leaves as HTTP/2, so trailers, streaming in both directions and
+// cancellation carry through.
+func NewH2CTransport() *http2.Transport {
+	d := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
+	return &http2.Transport{
+		AllowHTTP:          true,
+		DisableCompression: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		},
+		ReadIdleTimeout: 30 * time.Second,
+		PingTimeout:     15 * time.Second,
+	}
+}
+
+// transportFor keeps the protocol of the request: HTTP/2 in, HTTP/2 out.
+func transportFor(r *http.Request, h1, h2 http.RoundTripper) http.RoundTripper {
+	if r.ProtoMajor == 2 && h2 != nil {
+		return h2
+	}
+	return h1
 }
 
 // hopHeaders are the RFC 9110 §7.6.1 connection-specific fields, in

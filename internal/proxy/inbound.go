@@ -15,8 +15,10 @@ type Inbound struct {
 	Instance  string
 	App       string // host:port of the local app
 	Transport http.RoundTripper
-	metrics   *serviceMetrics
-	cluster   *Cluster // the app, as the fast path's only destination
+	// H2 carries requests that arrived as HTTP/2 to the app (nil: HTTP/1.1).
+	H2      http.RoundTripper
+	metrics *serviceMetrics
+	cluster *Cluster // the app, as the fast path's only destination
 }
 
 // NewInbound wires an Inbound.
@@ -48,7 +50,7 @@ func (in *Inbound) forward(w http.ResponseWriter, r *http.Request) int {
 	}
 	prepare(r)
 	r.URL.Host = in.App
-	resp, err := in.Transport.RoundTrip(r)
+	resp, err := transportFor(r, in.Transport, in.H2).RoundTrip(r)
 	if err != nil {
 		if r.Context().Err() != nil {
 			return statusClientGone
@@ -57,7 +59,9 @@ func (in *Inbound) forward(w http.ResponseWriter, r *http.Request) int {
 		return in.fail(w, &MeshError{Status: f.status, Reason: f.reason, Service: in.Service, Instance: in.Instance,
 			Message: fmt.Sprintf("app of %s at %s: %v", in.Instance, in.App, err)})
 	}
-	return writeResponse(w, r, resp)
+	status := writeResponse(w, r, resp)
+	in.metrics.grpcDone(resp)
+	return status
 }
 
 func (in *Inbound) fail(w http.ResponseWriter, e *MeshError) int {

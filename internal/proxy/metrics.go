@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +18,7 @@ type Metrics struct {
 	errors   *prometheus.CounterVec
 	retries  *prometheus.CounterVec
 	inflight *prometheus.GaugeVec
+	grpc     *prometheus.CounterVec
 	tunnels  prometheus.Counter
 }
 
@@ -43,12 +46,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "weft_requests_in_flight",
 			Help: "Requests accepted and not yet answered, by direction and destination service.",
 		}, []string{"direction", "service"}),
+		grpc: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_grpc_responses_total",
+			Help: "gRPC responses, by direction, destination service and grpc-status.",
+		}, []string{"direction", "service", "grpc_status"}),
 		tunnels: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "weft_connect_tunnels_total",
 			Help: "CONNECT tunnels opened for egress.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.errors, m.retries, m.inflight, m.tunnels)
+	reg.MustRegister(m.requests, m.duration, m.errors, m.retries, m.inflight, m.grpc, m.tunnels)
 	return m
 }
 
@@ -60,6 +67,7 @@ type serviceMetrics struct {
 	retries            prometheus.Counter
 	inflight           prometheus.Gauge
 	codes              sync.Map // int -> prometheus.Counter
+	grpcCodes          sync.Map // string -> prometheus.Counter
 }
 
 func (m *Metrics) service(name string) *serviceMetrics { return m.forService("outbound", name) }
@@ -105,4 +113,25 @@ func (s *serviceMetrics) retried() {
 	if s != nil {
 		s.retries.Inc()
 	}
+}
+
+// grpcDone records the gRPC status of a finished gRPC response (from its
+// trailers, or its headers for a trailers-only answer); other responses
+// are ignored.
+func (s *serviceMetrics) grpcDone(resp *http.Response) {
+	if s == nil || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/grpc") {
+		return
+	}
+	code := resp.Trailer.Get("Grpc-Status")
+	if code == "" {
+		code = resp.Header.Get("Grpc-Status")
+	}
+	if code == "" {
+		code = "missing"
+	}
+	c, ok := s.grpcCodes.Load(code)
+	if !ok {
+		c, _ = s.grpcCodes.LoadOrStore(code, s.m.grpc.WithLabelValues(s.direction, s.service, code))
+	}
+	c.(prometheus.Counter).Inc()
 }

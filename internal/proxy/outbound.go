@@ -32,6 +32,8 @@ const maxAttempts = 3
 type Outbound struct {
 	Table     *Table
 	Transport http.RoundTripper
+	// H2 carries requests that arrived as HTTP/2 (nil: they go as HTTP/1.1).
+	H2 http.RoundTripper
 	// Egress sends requests for hosts outside the mesh.
 	Egress  http.RoundTripper
 	Metrics *Metrics
@@ -108,7 +110,7 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *Cluster) int
 			c.metrics.retried()
 		}
 		r.URL.Host = ep.Address
-		resp, err := o.Transport.RoundTrip(r)
+		resp, err := transportFor(r, o.Transport, o.H2).RoundTrip(r)
 		if err != nil {
 			if r.Context().Err() != nil {
 				return statusClientGone // nobody to answer
@@ -132,7 +134,9 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *Cluster) int
 			ep.connectFailed()
 			continue
 		}
-		return writeResponse(w, r, resp)
+		status := writeResponse(w, r, resp)
+		c.metrics.grpcDone(resp)
+		return status
 	}
 	if last == nil {
 		last = &MeshError{Status: http.StatusServiceUnavailable, Reason: ReasonNoReadyInstance, Service: c.Service,

@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
 
 	"github.com/weftmesh/weft/internal/api"
 	"github.com/weftmesh/weft/internal/proxy"
@@ -35,16 +37,20 @@ import (
 
 // Config is what `weft sidecar` is told.
 type Config struct {
-	Service   string
-	ID        string // instance id; generated when empty
-	AppPort   int    // 0: consumer only
-	AppHost   string // default 127.0.0.1
-	Labels    map[string]string
-	Control   string // control plane host:port
-	Outbound  string
-	Inbound   string
-	Admin     string
-	Advertise string // host:port peers dial; default the inbound address
+	Service string
+	ID      string // instance id; generated when empty
+	AppPort int    // 0: consumer only
+	AppHost string // default 127.0.0.1
+	// AppProtocol is what the app speaks: "http" (HTTP/1.1, and HTTP/2
+	// requests are sent to it as HTTP/1.1) or "h2c" (HTTP/2 cleartext with
+	// prior knowledge, as gRPC servers do; every request reaches it as HTTP/2).
+	AppProtocol string
+	Labels      map[string]string
+	Control     string // control plane host:port
+	Outbound    string
+	Inbound     string
+	Admin       string
+	Advertise   string // host:port peers dial; default the inbound address
 	// HealthPath, when set, checks the app with HTTP GET instead of a TCP connect.
 	HealthPath     string
 	HealthInterval time.Duration
@@ -57,6 +63,7 @@ type Config struct {
 func Default() Config {
 	return Config{
 		AppHost:        "127.0.0.1",
+		AppProtocol:    "http",
 		Control:        "127.0.0.1:15010",
 		Outbound:       "127.0.0.1:15001",
 		Inbound:        "0.0.0.0:15006",
@@ -86,6 +93,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("--advertise %q: want host:port", c.Advertise)
 		}
 	}
+	if c.AppProtocol != "http" && c.AppProtocol != "h2c" {
+		return fmt.Errorf("--app-protocol %q: want http or h2c", c.AppProtocol)
+	}
 	if c.HealthPath != "" && !strings.HasPrefix(c.HealthPath, "/") {
 		return fmt.Errorf("--health-path %q: must start with /", c.HealthPath)
 	}
@@ -106,6 +116,13 @@ type Deps struct {
 	BeforeStop func(ctx context.Context)
 }
 
+// server is a listener's server: the fast-path proxy.Server, or net/http
+// for an h2c app's inbound.
+type server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+}
+
 // Sidecar is a running sidecar.
 type Sidecar struct {
 	cfg  Config
@@ -113,7 +130,8 @@ type Sidecar struct {
 	log  *slog.Logger
 
 	outLn, inLn, adminLn net.Listener
-	outSrv, inSrv        *proxy.Server
+	outSrv               *proxy.Server
+	inSrv                server
 	adminSrv             *http.Server
 	table                *proxy.Table
 	api                  *api.Client
@@ -154,6 +172,7 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 	s.table = proxy.NewTable(metrics)
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
 	out := proxy.NewOutbound(s.table, proxy.NewTransport(cfg.Timeout), proxy.NewTransport(cfg.Timeout), metrics, s.log)
+	out.H2 = proxy.NewH2CTransport()
 	s.outSrv = &proxy.Server{Resolve: out.Resolve, Connect: true, H2: out, Timeout: cfg.Timeout, Metrics: metrics, Log: s.log}
 
 	s.api = api.NewClient(cfg.Control)
@@ -167,6 +186,13 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 		app := net.JoinHostPort(cfg.AppHost, strconv.Itoa(cfg.AppPort))
 		in := proxy.NewInbound(cfg.Service, cfg.ID, app, proxy.NewTransport(0), metrics)
 		s.inSrv = &proxy.Server{Resolve: in.Resolve, H2: in, Metrics: metrics, Log: s.log}
+		if cfg.AppProtocol == "h2c" {
+			// Every request reaches the app as HTTP/2, whatever the caller
+			// spoke: net/http with h2c takes both on the inbound listener.
+			h2 := proxy.NewH2CTransport()
+			in.Transport, in.H2 = h2, h2
+			s.inSrv = &http.Server{Handler: h2c.NewHandler(in, &http2.Server{}), ReadHeaderTimeout: 30 * time.Second, ErrorLog: errLog}
+		}
 		s.health = newHealth(app, cfg.HealthPath, cfg.HealthInterval, s.log)
 		s.reg = newRegistration(s.api, s.instance(), cfg.LeaseTTL, s.log)
 	}

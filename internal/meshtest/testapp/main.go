@@ -2,6 +2,7 @@
 // answers as --name and offers endpoints that exercise the data path:
 //
 //	/            "instance=<name>"
+//	/proto       the protocol the request arrived with (HTTP/1.1, HTTP/2.0)
 //	/echo        the request body back
 //	/headers     the request headers as JSON
 //	/env         HTTP_PROXY, WEFT_SERVICE and WEFT_INSTANCE as JSON
@@ -15,6 +16,8 @@
 //	/upgrade     switches to protocol "echo": echoes bytes until EOF
 //	/exit?code=N exits the process with code N
 //	/health      200, or 503 after /sick until /well
+//
+// With --grpc it serves gRPC's interop TestService instead.
 package main
 
 import (
@@ -31,12 +34,20 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/interop"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 )
 
 func main() {
 	name := flag.String("name", os.Getenv("WEFT_INSTANCE"), "instance name to answer with")
 	listen := flag.String("listen", "127.0.0.1:0", "address to serve on")
 	tcpEcho := flag.Bool("tcp-echo", false, "serve raw TCP echo instead of HTTP")
+	h2cMode := flag.Bool("h2c", false, "also accept HTTP/2 cleartext (prior knowledge)")
+	grpcTest := flag.Bool("grpc", false, "serve the gRPC interop TestService (HTTP/2 cleartext) instead of HTTP/1.1")
 	flag.Parse()
 
 	ln, err := net.Listen("tcp", *listen)
@@ -52,6 +63,12 @@ func main() {
 		fmt.Println("testapp got SIGTERM, exiting")
 		os.Exit(0)
 	}()
+	if *grpcTest {
+		srv := grpc.NewServer()
+		testgrpc.RegisterTestServiceServer(srv, interop.NewTestServer())
+		srv.Serve(ln)
+		return
+	}
 	if *tcpEcho {
 		for {
 			c, err := ln.Accept()
@@ -65,6 +82,7 @@ func main() {
 	var sick atomic.Bool
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "instance=%s", *name) })
+	mux.HandleFunc("/proto", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, r.Proto) })
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) { io.Copy(w, r.Body) })
 	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
 		h := r.Header.Clone()
@@ -166,6 +184,10 @@ func main() {
 	})
 	mux.HandleFunc("/sick", func(w http.ResponseWriter, r *http.Request) { sick.Store(true) })
 	mux.HandleFunc("/well", func(w http.ResponseWriter, r *http.Request) { sick.Store(false) })
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	var h http.Handler = mux
+	if *h2cMode {
+		h = h2c.NewHandler(mux, &http2.Server{})
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	srv.Serve(ln)
 }

@@ -1,0 +1,119 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/interop"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+
+	"github.com/weftmesh/weft/internal/meshtest"
+)
+
+// TestGRPCInteropThroughTwoSidecars runs gRPC's own interop cases from a
+// grpc-go client through a consumer sidecar and a provider sidecar to a
+// grpc-go interop server. The client names the service in :authority
+// (reverse mode); HTTP/2 stays HTTP/2 across both hops.
+func TestGRPCInteropThroughTwoSidecars(t *testing.T) {
+	m := meshtest.New(t)
+	cp := m.Control()
+	app := m.App("interop-1", "--grpc")
+	m.Sidecar(cp, "--service", "interop", "--id", "interop-1", "--app-port", app.Port, "--app-protocol", "h2c")
+	consumer := m.Sidecar(cp, "--service", "client")
+
+	conn, err := grpc.NewClient("passthrough:///"+consumer.Outbound,
+		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("interop"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tc := testgrpc.NewTestServiceClient(conn)
+	m.Eventually(10*time.Second, func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := tc.EmptyCall(ctx, &testgrpc.Empty{})
+		return err == nil, fmt.Sprint(err)
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// Each case fails the test binary with its own message if the mesh
+	// breaks it (the interop package's way).
+	cases := []struct {
+		name string
+		run  func()
+	}{
+		{"empty_unary", func() { interop.DoEmptyUnaryCall(ctx, tc) }},
+		{"large_unary", func() { interop.DoLargeUnaryCall(ctx, tc) }},
+		{"client_streaming", func() { interop.DoClientStreaming(ctx, tc) }},
+		{"server_streaming", func() { interop.DoServerStreaming(ctx, tc) }},
+		{"ping_pong", func() { interop.DoPingPong(ctx, tc) }},
+		{"empty_stream", func() { interop.DoEmptyStream(ctx, tc) }},
+		{"cancel_after_begin", func() { interop.DoCancelAfterBegin(ctx, tc) }},
+		{"cancel_after_first_response", func() { interop.DoCancelAfterFirstResponse(ctx, tc) }},
+		{"timeout_on_sleeping_server", func() { interop.DoTimeoutOnSleepingServer(ctx, tc) }},
+		{"custom_metadata", func() { interop.DoCustomMetadata(ctx, tc) }},
+		{"status_code_and_message", func() { interop.DoStatusCodeAndMessage(ctx, tc) }},
+		{"special_status_message", func() { interop.DoSpecialStatusMessage(ctx, tc) }},
+		{"unimplemented_method", func() { interop.DoUnimplementedMethod(ctx, conn) }},
+		{"unimplemented_service", func() { interop.DoUnimplementedService(ctx, testgrpc.NewUnimplementedServiceClient(conn)) }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { c.run() })
+	}
+
+	// The sidecars record gRPC status codes, not only HTTP ones.
+	_, metrics := meshtest.Get("http://" + consumer.Admin + "/metrics")
+	for _, code := range []string{"0", "2", "12"} { // OK, UNKNOWN (status_code_and_message), UNIMPLEMENTED
+		want := fmt.Sprintf(`weft_grpc_responses_total{direction="outbound",grpc_status="%s",service="interop"}`, code)
+		if !strings.Contains(metrics, want) {
+			t.Errorf("consumer metrics lack %s", want)
+		}
+	}
+}
+
+// HTTP/1.1 callers reach an HTTP/2-only app, and HTTP/2 callers an
+// HTTP/1.1 app: each hop speaks what its peer needs.
+func TestProtocolsMeetAcrossTheMesh(t *testing.T) {
+	m := meshtest.New(t)
+	cp := m.Control()
+	h2app := m.App("h2-1", "--h2c")
+	m.Sidecar(cp, "--service", "h2only", "--app-port", h2app.Port, "--app-protocol", "h2c")
+	h1app := m.App("h1-1")
+	m.Sidecar(cp, "--service", "h1only", "--app-port", h1app.Port)
+	consumer := m.Sidecar(cp, "--service", "client")
+	waitInstances(t, consumer, "h1only", 1)
+	m.Eventually(10*time.Second, func() (bool, string) {
+		resp, body, err := meshtest.Via(consumer.Outbound, "h2only", "/proto")
+		if err != nil {
+			return false, err.Error()
+		}
+		return resp.StatusCode == 200 && body == "HTTP/2.0", fmt.Sprintf("%d %q", resp.StatusCode, body)
+	})
+
+	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+consumer.Outbound+"/proto", nil)
+	req.Host = "h1only"
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.ProtoMajor != 2 || string(b) != "HTTP/1.1" {
+		t.Errorf("HTTP/2 caller to an HTTP/1.1 app: got %s %q, want an HTTP/2 answer saying HTTP/1.1", resp.Proto, b)
+	}
+}
