@@ -169,7 +169,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// Close closes the listener and every connection now.
+// Close closes the listener and every client connection now. It does not
+// wait: a tunnel whose upstream never closes must not hold a shutdown.
 func (s *Server) Close() {
 	s.shutdown.Store(true)
 	s.mu.Lock()
@@ -181,7 +182,6 @@ func (s *Server) Close() {
 		cc.conn.Close()
 	}
 	s.mu.Unlock()
-	s.wg.Wait()
 }
 
 func (s *Server) serveConn(cc *clientConn) {
