@@ -3,10 +3,12 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -115,5 +117,24 @@ func TestProtocolsMeetAcrossTheMesh(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	if resp.ProtoMajor != 2 || string(b) != "HTTP/1.1" {
 		t.Errorf("HTTP/2 caller to an HTTP/1.1 app: got %s %q, want an HTTP/2 answer saying HTTP/1.1", resp.Proto, b)
+	}
+
+	// grpc-timeout is honoured and shortened by the time spent in the mesh.
+	req, _ = http.NewRequest(http.MethodGet, "http://"+consumer.Outbound+"/headers", nil)
+	req.Host = "h1only"
+	req.Header.Set("Grpc-Timeout", "10S")
+	resp, err = tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var seen http.Header
+	if err := json.NewDecoder(resp.Body).Decode(&seen); err != nil {
+		t.Fatal(err)
+	}
+	got := seen.Get("Grpc-Timeout")
+	micros, err := strconv.ParseInt(strings.TrimSuffix(got, "u"), 10, 64)
+	if err != nil || !strings.HasSuffix(got, "u") || micros >= 10_000_000 || micros < 5_000_000 {
+		t.Errorf("grpc-timeout at the app: got %q, want a little less than 10 s, in microseconds", got)
 	}
 }

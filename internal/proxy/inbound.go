@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"github.com/weftmesh/weft/internal/h1"
 	"net/http"
@@ -49,10 +50,18 @@ func (in *Inbound) forward(w http.ResponseWriter, r *http.Request) int {
 			Instance: in.Instance, Message: "CONNECT is not accepted on the inbound listener"})
 	}
 	prepare(r)
+	r, cancel := withGRPCDeadline(r)
+	defer cancel()
+	setGRPCTimeout(r)
 	r.URL.Host = in.App
 	resp, err := transportFor(r, in.Transport, in.H2).RoundTrip(r)
 	if err != nil {
 		if r.Context().Err() != nil {
+			if isGRPC(r) && r.Context().Err() == context.DeadlineExceeded {
+				in.metrics.meshError(ReasonUpstreamTimeout)
+				return writeGRPCDeadlineExceeded(w, &MeshError{Reason: ReasonUpstreamTimeout,
+					Message: fmt.Sprintf("grpc-timeout ran out waiting for the app of %s at %s", in.Instance, in.App)})
+			}
 			return statusClientGone
 		}
 		f := classify(err)

@@ -97,6 +97,8 @@ const (
 func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *Cluster) int {
 	body := wrapBody(r)
 	prepare(r)
+	r, cancel := withGRPCDeadline(r)
+	defer cancel()
 	var triedBuf [maxAttempts]*Endpoint
 	tried := triedBuf[:0]
 	var last *MeshError
@@ -110,10 +112,11 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *Cluster) int
 			c.metrics.retried()
 		}
 		r.URL.Host = ep.Address
+		setGRPCTimeout(r)
 		resp, err := transportFor(r, o.Transport, o.H2).RoundTrip(r)
 		if err != nil {
 			if r.Context().Err() != nil {
-				return statusClientGone // nobody to answer
+				return o.deadlineOrGone(w, r, c, ep)
 			}
 			f := classify(err)
 			last = &MeshError{Status: f.status, Reason: f.reason, Service: c.Service, Instance: ep.Instance,
@@ -268,4 +271,15 @@ func serviceNameBytes(host []byte) []byte {
 		}
 	}
 	return host
+}
+
+// deadlineOrGone ends a request whose context ended: its grpc-timeout ran
+// out here (the caller still waits for a gRPC status), or its client left.
+func (o *Outbound) deadlineOrGone(w http.ResponseWriter, r *http.Request, c *Cluster, ep *Endpoint) int {
+	if isGRPC(r) && r.Context().Err() == context.DeadlineExceeded {
+		c.metrics.meshError(ReasonUpstreamTimeout)
+		return writeGRPCDeadlineExceeded(w, &MeshError{Reason: ReasonUpstreamTimeout,
+			Message: fmt.Sprintf("grpc-timeout ran out waiting for %s at %s", ep.Instance, ep.Address)})
+	}
+	return statusClientGone
 }

@@ -1,0 +1,77 @@
+package proxy
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// withGRPCDeadline applies a request's grpc-timeout: the request's context
+// ends when it runs out, and setGRPCTimeout rewrites the header to what is
+// left, so each hop shortens the deadline by the time it took.
+func withGRPCDeadline(r *http.Request) (*http.Request, context.CancelFunc) {
+	d, ok := parseGRPCTimeout(r.Header.Get("Grpc-Timeout"))
+	if !ok {
+		return r, func() {}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), d)
+	return r.WithContext(ctx), cancel
+}
+
+// setGRPCTimeout sets grpc-timeout to the time left on r's deadline.
+func setGRPCTimeout(r *http.Request) {
+	dl, ok := r.Context().Deadline()
+	if !ok || r.Header.Get("Grpc-Timeout") == "" {
+		return
+	}
+	r.Header.Set("Grpc-Timeout", formatGRPCTimeout(max(time.Until(dl), 0)))
+}
+
+// parseGRPCTimeout reads "100m", "5S", ... (gRPC over HTTP/2: at most 8
+// digits and a unit of H, M, S, m, u or n).
+func parseGRPCTimeout(v string) (time.Duration, bool) {
+	if len(v) < 2 || len(v) > 9 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v[:len(v)-1], 10, 64)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	unit := map[byte]time.Duration{'H': time.Hour, 'M': time.Minute, 'S': time.Second,
+		'm': time.Millisecond, 'u': time.Microsecond, 'n': time.Nanosecond}[v[len(v)-1]]
+	if unit == 0 {
+		return 0, false
+	}
+	return time.Duration(n) * unit, true
+}
+
+// formatGRPCTimeout writes d in the finest unit that fits in 8 digits.
+func formatGRPCTimeout(d time.Duration) string {
+	for _, u := range []struct {
+		unit time.Duration
+		name string
+	}{{time.Microsecond, "u"}, {time.Millisecond, "m"}, {time.Second, "S"}, {time.Minute, "M"}} {
+		if n := d / u.unit; n < 1e8 {
+			return strconv.FormatInt(int64(n), 10) + u.name
+		}
+	}
+	return strconv.FormatInt(int64(min(d/time.Hour, 1e8-1)), 10) + "H"
+}
+
+func isGRPC(r *http.Request) bool {
+	return strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
+}
+
+// writeGRPCDeadlineExceeded answers a gRPC call whose deadline ran out in
+// the mesh, as gRPC clients expect: HTTP 200, trailers-only, status 4.
+func writeGRPCDeadlineExceeded(w http.ResponseWriter, e *MeshError) int {
+	h := w.Header()
+	h.Set("Content-Type", "application/grpc")
+	h.Set("Grpc-Status", "4")
+	h.Set("Grpc-Message", e.Reason+": "+e.Message)
+	h.Set(HeaderError, e.Reason)
+	w.WriteHeader(http.StatusOK)
+	return http.StatusOK
+}
