@@ -2,24 +2,22 @@ package e2e
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/interop"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 
 	"github.com/weftmesh/weft/internal/meshtest"
+	"github.com/weftmesh/weft/internal/proxy"
 )
 
 // TestGRPCInteropThroughTwoSidecars runs gRPC's own interop cases from a
@@ -103,9 +101,7 @@ func TestProtocolsMeetAcrossTheMesh(t *testing.T) {
 		return resp.StatusCode == 200 && body == "HTTP/2.0", fmt.Sprintf("%d %q", resp.StatusCode, body)
 	})
 
-	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, network, addr)
-	}}
+	tr := proxy.NewH2CTransport() // an h2c client, as the sidecars use
 	defer tr.CloseIdleConnections()
 	req, _ := http.NewRequest(http.MethodGet, "http://"+consumer.Outbound+"/proto", nil)
 	req.Host = "h1only"

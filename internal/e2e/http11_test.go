@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
-
 	"github.com/weftmesh/weft/internal/meshtest"
+	"github.com/weftmesh/weft/internal/proxy"
 )
 
 // pair is one consumer sidecar and one provider sidecar in front of an app.
@@ -293,12 +290,7 @@ func TestLargeBodiesStreamWithoutBuffering(t *testing.T) {
 
 func TestH2CPriorKnowledgeIsAccepted(t *testing.T) {
 	_, _, consumer, _, _ := pair(t)
-	tr := &http2.Transport{
-		AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, addr)
-		},
-	}
+	tr := proxy.NewH2CTransport() // an h2c client, as the sidecars use
 	defer tr.CloseIdleConnections()
 	req, _ := http.NewRequest(http.MethodGet, "http://"+consumer.Outbound+"/", nil)
 	req.Host = "echo"

@@ -59,13 +59,9 @@ func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	host, proxyForm := destination(r)
-	name := serviceName(host)
-	cluster := o.Table.Lookup(name)
-	if cluster == nil && !proxyForm {
-		o.fail(w, nil, &MeshError{
-			Status: http.StatusNotFound, Reason: ReasonUnknownService, Service: name,
-			Message: fmt.Sprintf("no mesh service named %q; call http://<service>/ through this proxy, or set Host: <service>", name),
-		})
+	cluster, merr := o.lookup([]byte(host), proxyForm)
+	if merr != nil {
+		o.fail(w, nil, merr)
 		return
 	}
 	m := o.egressMetrics
@@ -210,33 +206,33 @@ func destination(r *http.Request) (host string, proxyForm bool) {
 	return r.Host, false
 }
 
-// serviceName maps a host (catalog, catalog:8080, Catalog.) to a service name.
-func serviceName(host string) string {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.TrimSuffix(host, ".")
-	for i := 0; i < len(host); i++ {
-		if c := host[i]; 'A' <= c && c <= 'Z' {
-			return strings.ToLower(host)
-		}
-	}
-	return host
-}
+// serviceName is serviceNameBytes for a string.
+func serviceName(host string) string { return string(serviceNameBytes([]byte(host))) }
 
 // Resolve is the fast path's routing decision for the outbound listener:
 // the cluster of the mesh service the request names; in proxy form, a host
 // outside the mesh is egress; in reverse form it is unknown-service.
 func (o *Outbound) Resolve(req *h1.Head, host []byte, proxyForm bool) (*Cluster, *MeshError) {
+	c, merr := o.lookup(host, proxyForm)
+	if c == nil && merr == nil {
+		c = o.egressCluster(string(host))
+	}
+	return c, merr
+}
+
+// lookup finds the mesh service a host names. Neither a cluster nor an
+// error means egress (proxy form only); in reverse form an unknown name is
+// unknown-service.
+func (o *Outbound) lookup(host []byte, proxyForm bool) (*Cluster, *MeshError) {
 	name := serviceNameBytes(host)
 	if c := o.Table.lookupBytes(name); c != nil {
 		return c, nil
 	}
-	if !proxyForm {
-		return nil, &MeshError{Status: http.StatusNotFound, Reason: ReasonUnknownService, Service: string(name),
-			Message: fmt.Sprintf("no mesh service named %q; call http://<service>/ through this proxy, or set Host: <service>", name)}
+	if proxyForm {
+		return nil, nil
 	}
-	return o.egressCluster(string(host)), nil
+	return nil, &MeshError{Status: http.StatusNotFound, Reason: ReasonUnknownService, Service: string(name),
+		Message: fmt.Sprintf("no mesh service named %q; call http://<service>/ through this proxy, or set Host: <service>", name)}
 }
 
 // egressCluster returns a one-endpoint cluster for a host outside the
