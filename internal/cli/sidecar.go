@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"log/slog"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -17,7 +18,10 @@ func sidecarFlags(fs *flag.FlagSet, cfg *sidecar.Config) {
 	fs.StringVar(&cfg.ID, "id", "", "instance id (default SERVICE-<random>)")
 	fs.IntVar(&cfg.AppPort, "app-port", 0, "port of the local app; 0 for a consumer-only sidecar")
 	fs.StringVar(&cfg.AppHost, "app-host", cfg.AppHost, "host of the local app")
-	fs.StringVar(&cfg.AppProtocol, "app-protocol", cfg.AppProtocol, "what the app speaks: http (HTTP/1.1) or h2c (HTTP/2 cleartext, e.g. a gRPC server)")
+	fs.StringVar(&cfg.AppProtocol, "app-protocol", cfg.AppProtocol, "what the app speaks: http (HTTP/1.1), h2c (HTTP/2 cleartext, e.g. a gRPC server) or tcp (bytes, no protocol detection)")
+	fs.Var(upstreams{&cfg.Upstreams}, "upstream", "local listener bound to a service, SERVICE=[HOST:]PORT[/tcp] (repeatable); /tcp skips protocol detection")
+	fs.DurationVar(&cfg.DetectTimeout, "detect-timeout", cfg.DetectTimeout, "wait this long for a connection's first bytes before taking it for TCP (inbound and upstream listeners)")
+	fs.DurationVar(&cfg.TCPIdleTimeout, "tcp-idle-timeout", cfg.TCPIdleTimeout, "close a TCP connection after no byte moved either way for this long (0: never)")
 	fs.Var(labels(cfg.Labels), "label", "instance label k=v (repeatable), e.g. version=v2")
 	fs.StringVar(&cfg.Outbound, "outbound", cfg.Outbound, "listener for the app's outgoing calls (HTTP_PROXY)")
 	fs.StringVar(&cfg.Inbound, "inbound", cfg.Inbound, "listener for calls to the app from peers and plain clients")
@@ -63,4 +67,27 @@ func runSidecar(ctx context.Context, e *env, args []string) error {
 
 func depsFor(e *env, lvl *slog.Level) (*slog.Logger, *prometheus.Registry) {
 	return newLogger(e, lvl), telemetry.NewRegistry()
+}
+
+// upstreams is the repeatable --upstream flag.
+type upstreams struct{ list *[]sidecar.Upstream }
+
+func (u upstreams) String() string {
+	if u.list == nil {
+		return ""
+	}
+	parts := make([]string, len(*u.list))
+	for i, x := range *u.list {
+		parts[i] = x.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+func (u upstreams) Set(v string) error {
+	x, err := sidecar.ParseUpstream(v)
+	if err != nil {
+		return err
+	}
+	*u.list = append(*u.list, x)
+	return nil
 }

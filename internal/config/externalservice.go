@@ -10,6 +10,9 @@ import (
 // ExternalService declares a service that has no sidecar: the mesh routes
 // to the endpoints listed here instead of to registered instances.
 type ExternalService struct {
+	// Protocol is what the endpoints speak: http (the default) or tcp. A
+	// TCP service is forwarded as bytes, without protocol detection.
+	Protocol  string     `json:"protocol,omitempty"`
 	Endpoints []Endpoint `json:"endpoints"`
 }
 
@@ -30,6 +33,9 @@ func validateExternalService(spec json.RawMessage) (string, string) {
 	var s ExternalService
 	if f, m := decodeSpec(spec, &s); m != "" {
 		return f, m
+	}
+	if s.Protocol != "" && s.Protocol != "http" && s.Protocol != "tcp" {
+		return "spec.protocol", fmt.Sprintf("%q must be http or tcp", s.Protocol)
 	}
 	if len(s.Endpoints) == 0 {
 		return "spec.endpoints", "needs at least one endpoint"

@@ -372,3 +372,27 @@ func ProxyClient(outbound string) *http.Client {
 	u := &url.URL{Scheme: "http", Host: outbound}
 	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(u), MaxIdleConnsPerHost: 16}}
 }
+
+// Upstream waits for the sidecar's upstream listener bound to service
+// (--upstream SERVICE=...) and returns its address.
+func (s *Sidecar) Upstream(t testing.TB, service string) string {
+	t.Helper()
+	re := regexp.MustCompile(`msg="upstream listener" .*upstream_service=` + regexp.QuoteMeta(service) + ` address=(\S+)`)
+	return s.WaitLog(t, re, 10*time.Second)[1]
+}
+
+// Metric returns the value of one series of the sidecar's /metrics, named
+// with its labels as Prometheus prints them (labels sorted), e.g.
+// `weft_tcp_connections_total{direction="outbound",service="echo"}`; -1
+// when the sidecar does not have it.
+func (s *Sidecar) Metric(series string) float64 {
+	_, body := Get("http://" + s.Admin + "/metrics")
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			var f float64
+			fmt.Sscanf(v, "%g", &f)
+			return f
+		}
+	}
+	return -1
+}

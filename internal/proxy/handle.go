@@ -294,23 +294,33 @@ func (ex *exchange) upstreamError(ep *Endpoint, reason string, status int, err e
 		Message: fmt.Sprintf("%s at %s: %v", ep.Instance, ep.Address, err)}
 }
 
-// tunnel answers CONNECT host:port by piping bytes to the target.
+// tunnel answers CONNECT host:port: to an instance of the mesh service
+// the host names (connection-level balancing, as TCP services get), or to
+// the host itself for egress. Bytes are then piped both ways.
 func (s *Server) tunnel(cc *clientConn) {
-	target := string(cc.req.Target())
-	if !s.Connect {
+	target := cc.req.Target()
+	if !s.Connect || s.TCP == nil {
 		s.meshError(cc, nil, &MeshError{Status: http.StatusMethodNotAllowed, Reason: ReasonBadRequest,
 			Message: "CONNECT is not accepted on this listener"})
 		return
 	}
-	if _, _, err := net.SplitHostPort(target); err != nil {
-		s.meshError(cc, nil, &MeshError{Status: http.StatusBadRequest, Reason: ReasonBadRequest, Service: target,
+	if _, _, err := net.SplitHostPort(string(target)); err != nil {
+		s.meshError(cc, nil, &MeshError{Status: http.StatusBadRequest, Reason: ReasonBadRequest, Service: string(target),
 			Message: fmt.Sprintf("CONNECT target %q is not host:port", target)})
 		return
 	}
-	up, err := dialer.Dial("tcp", target)
-	if err != nil {
-		s.meshError(cc, nil, &MeshError{Status: http.StatusBadGateway, Reason: ReasonConnectFailed, Service: target,
-			Message: fmt.Sprintf("CONNECT %s: %v", target, err)})
+	c, merr := s.Resolve(&cc.req, target, true)
+	if merr != nil {
+		s.meshError(cc, nil, merr)
+		return
+	}
+	up, _, merr := s.TCP.dial(c)
+	if merr != nil {
+		merr.Status = http.StatusBadGateway
+		if merr.Reason == ReasonNoReadyInstance {
+			merr.Status = http.StatusServiceUnavailable
+		}
+		s.meshError(cc, c, merr)
 		return
 	}
 	defer up.Close()
@@ -318,8 +328,15 @@ func (s *Server) tunnel(cc *clientConn) {
 		s.Metrics.tunnels.Inc()
 	}
 	cc.bw.WriteString("HTTP/1.1 200 Connection Established\r\n\r\n")
-	if cc.bw.Flush() == nil {
-		pipe(cc.conn, cc.br, up)
+	if cc.bw.Flush() != nil {
+		return
+	}
+	m := c.metrics.tcpMetrics()
+	m.opened()
+	defer m.closed()
+	buffered, _ := cc.br.Peek(cc.br.Buffered())
+	if s.TCP.pipe(cc.conn, buffered, up, m) {
+		m.idleTimeout()
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,10 @@ type Metrics struct {
 	inflight *prometheus.GaugeVec
 	grpc     *prometheus.CounterVec
 	tunnels  prometheus.Counter
+
+	tcpConns, tcpReceived, tcpSent, tcpIdle *prometheus.CounterVec
+	tcpActive                               *prometheus.GaugeVec
+	detections                              *prometheus.CounterVec
 }
 
 // NewMetrics registers the data path metrics in reg.
@@ -54,8 +59,33 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "weft_connect_tunnels_total",
 			Help: "CONNECT tunnels opened for egress.",
 		}),
+		tcpConns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_tcp_connections_total",
+			Help: "TCP connections forwarded as bytes, by direction and destination service.",
+		}, []string{"direction", "service"}),
+		tcpActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "weft_tcp_connections_active",
+			Help: "TCP connections being forwarded now.",
+		}, []string{"direction", "service"}),
+		tcpReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_tcp_received_bytes_total",
+			Help: "Bytes received from the connecting side of forwarded TCP connections.",
+		}, []string{"direction", "service"}),
+		tcpSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_tcp_sent_bytes_total",
+			Help: "Bytes sent back to the connecting side of forwarded TCP connections.",
+		}, []string{"direction", "service"}),
+		tcpIdle: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_tcp_idle_timeouts_total",
+			Help: "TCP connections closed because no byte moved for the idle timeout.",
+		}, []string{"direction", "service"}),
+		detections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_protocol_detections_total",
+			Help: "Connections accepted, by listener, the protocol they were taken for (http1, h2, tls, tcp) and how: sniffed from the first bytes, timeout (nothing sent in time), or declared (detection skipped).",
+		}, []string{"listener", "protocol", "how"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.errors, m.retries, m.inflight, m.grpc, m.tunnels)
+	reg.MustRegister(m.requests, m.duration, m.errors, m.retries, m.inflight, m.grpc, m.tunnels,
+		m.tcpConns, m.tcpActive, m.tcpReceived, m.tcpSent, m.tcpIdle, m.detections)
 	return m
 }
 
@@ -68,6 +98,70 @@ type serviceMetrics struct {
 	inflight           prometheus.Gauge
 	codes              sync.Map // int -> prometheus.Counter
 	grpcCodes          sync.Map // string -> prometheus.Counter
+	tcp                atomic.Pointer[tcpMetrics]
+}
+
+// tcpMetrics are the label handles of TCP forwarding for one direction
+// and service. Its methods are nil-safe.
+type tcpMetrics struct {
+	conns, rx, tx, idle prometheus.Counter
+	active                      prometheus.Gauge
+}
+
+// tcpMetrics resolves the TCP handles on first use.
+func (s *serviceMetrics) tcpMetrics() *tcpMetrics {
+	if s == nil {
+		return nil
+	}
+	if t := s.tcp.Load(); t != nil {
+		return t
+	}
+	l := []string{s.direction, s.service}
+	t := &tcpMetrics{
+		conns: s.m.tcpConns.WithLabelValues(l...), rx: s.m.tcpReceived.WithLabelValues(l...),
+		tx: s.m.tcpSent.WithLabelValues(l...), idle: s.m.tcpIdle.WithLabelValues(l...),
+		active: s.m.tcpActive.WithLabelValues(l...),
+	}
+	s.tcp.CompareAndSwap(nil, t)
+	return s.tcp.Load()
+}
+
+func (t *tcpMetrics) opened() {
+	if t != nil {
+		t.conns.Inc()
+		t.active.Inc()
+	}
+}
+
+func (t *tcpMetrics) closed() {
+	if t != nil {
+		t.active.Dec()
+	}
+}
+
+func (t *tcpMetrics) received(n int) {
+	if t != nil {
+		t.rx.Add(float64(n))
+	}
+}
+
+func (t *tcpMetrics) sent(n int) {
+	if t != nil {
+		t.tx.Add(float64(n))
+	}
+}
+
+func (t *tcpMetrics) idleTimeout() {
+	if t != nil {
+		t.idle.Inc()
+	}
+}
+
+// detected counts one protocol detection outcome (nil-safe).
+func (m *Metrics) detected(listener, protocol, how string) {
+	if m != nil {
+		m.detections.WithLabelValues(listener, protocol, how).Inc()
+	}
 }
 
 func (m *Metrics) service(name string) *serviceMetrics { return m.forService("outbound", name) }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
 
 	"github.com/weftmesh/weft/internal/h1"
 )
@@ -25,18 +26,37 @@ import (
 // without net/http and without a goroutine hand-off per request (see
 // docs/adr/0002-data-path-engine.md). A connection that opens with the
 // HTTP/2 preface is served by x/net/http2 with the net/http handler in H2.
+//
+// Before any of that, detect (detect.go) decides what the connection
+// speaks: where Opaque is set, connections that are not HTTP, or that stay
+// silent for DetectTimeout, are forwarded as bytes by TCP.
 type Server struct {
+	// Name labels the listener in metrics: outbound, inbound, upstream/<service>.
+	Name string
 	// Resolve picks the cluster for a request (or answers a mesh error).
 	Resolve func(req *h1.Head, host []byte, proxyForm bool) (*Cluster, *MeshError)
 	// Connect allows CONNECT tunnels (outbound only).
 	Connect bool
 	// H2 serves HTTP/2 connections (prior knowledge); nil refuses them.
 	H2 http.Handler
+	// H1, when set, serves HTTP/1 connections through net/http instead of
+	// the fast path (an h2c app's inbound translates them to HTTP/2).
+	H1 http.Handler
+	// Opaque, when set, is where connections that are not HTTP go as bytes:
+	// it returns the destination (nil: none, the connection closes) and
+	// whether the destination is declared TCP, which skips detection.
+	Opaque func() (dest *Cluster, declared bool)
+	TCP    *TCPProxy
+	// DetectTimeout is how long a listener with Opaque waits for a new
+	// connection's first bytes before forwarding it as TCP (0: no limit).
+	DetectTimeout time.Duration
 	// Timeout bounds the wait for an upstream's response head (0: none).
 	Timeout time.Duration
 	Metrics *Metrics
 	Log     *slog.Logger
 
+	std      *http.Server // net/http, for connections handed off (H1, h2c upgrade)
+	stdQueue *connQueue
 	mu       sync.Mutex
 	ln       net.Listener
 	conns    map[*clientConn]struct{}
@@ -66,6 +86,8 @@ type clientConn struct {
 	resp  h1.Head
 	start time.Time // when the current request began
 	dl    lazyDeadline
+	// handedOff: net/http owns the connection now.
+	handedOff bool
 }
 
 // lazyDeadline sets a connection's read deadline only when the one in
@@ -92,9 +114,24 @@ func (d *lazyDeadline) clear(c net.Conn) {
 
 // Serve accepts connections until the listener is closed.
 func (s *Server) Serve(ln net.Listener) error {
+	if s.Log == nil {
+		s.Log = slog.New(slog.DiscardHandler)
+	}
 	s.mu.Lock()
 	s.ln = ln
 	s.conns = map[*clientConn]struct{}{}
+	s.stdQueue = newConnQueue(ln.Addr())
+	h := s.H1
+	if h == nil {
+		h = s.H2
+	}
+	if h != nil {
+		s.std = &http.Server{Handler: h2c.NewHandler(h, &http2.Server{IdleTimeout: clientIdleTimeout}),
+			ReadHeaderTimeout: headTimeout, IdleTimeout: clientIdleTimeout,
+			ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug)}
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.std.Serve(s.stdQueue) }()
+	}
 	s.mu.Unlock()
 	var backoff time.Duration
 	for {
@@ -157,6 +194,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		n := len(s.conns)
 		s.mu.Unlock()
 		if n == 0 {
+			if s.std != nil {
+				if err := s.std.Shutdown(ctx); err != nil {
+					s.std.Close()
+				}
+			}
 			s.wg.Wait()
 			return nil
 		}
@@ -182,12 +224,19 @@ func (s *Server) Close() {
 		cc.conn.Close()
 	}
 	s.mu.Unlock()
+	if s.std != nil {
+		s.std.Close()
+	}
 }
 
 func (s *Server) serveConn(cc *clientConn) {
 	defer s.wg.Done()
 	defer s.track(cc, false)
-	defer cc.conn.Close()
+	defer func() {
+		if !cc.handedOff {
+			cc.conn.Close()
+		}
+	}()
 	if tc, ok := cc.conn.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
@@ -197,6 +246,13 @@ func (s *Server) serveConn(cc *clientConn) {
 		cc.ip = []byte(host)
 	}
 	cc.state.Store(stateIdle)
+	if !s.detect(cc) {
+		return
+	}
+	if s.H1 != nil && !isH2Preface(cc.br) {
+		s.handOff(cc, nil)
+		return
+	}
 	for {
 		cc.dl.set(cc.conn, time.Now(), clientIdleTimeout, time.Minute)
 		if _, err := cc.br.Peek(1); err != nil {
@@ -216,6 +272,10 @@ func (s *Server) serveConn(cc *clientConn) {
 		}
 		if err := h1.ReadRequestHead(cc.br, &cc.req); err != nil {
 			s.badRequest(cc, err)
+			return
+		}
+		if s.std != nil && isH2CUpgrade(&cc.req) {
+			s.handOff(cc, &cc.req) // net/http's h2c answers 101 and serves HTTP/2
 			return
 		}
 		if hasBody(&cc.req) || len(cc.req.Upgrade()) > 0 || cc.req.IsMethod(http.MethodConnect) {
@@ -278,7 +338,7 @@ func (s *Server) serveH2(cc *clientConn) {
 
 type bufferedConn struct {
 	net.Conn
-	r *bufio.Reader
+	r io.Reader
 }
 
 func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }

@@ -54,8 +54,11 @@ func (e *Endpoint) connected() {
 type Cluster struct {
 	Service   string
 	Endpoints []*Endpoint
-	next      atomic.Uint32
-	metrics   *serviceMetrics
+	// Protocol is what the service's endpoints declare they speak, when
+	// they all agree ("tcp" skips protocol detection); else empty.
+	Protocol string
+	next     atomic.Uint32
+	metrics  *serviceMetrics
 }
 
 // Pick returns the next endpoint in round robin that is not ejected and not
@@ -98,6 +101,7 @@ type EndpointSpec struct {
 	Instance string
 	Address  string
 	Labels   map[string]string
+	Protocol string // what the endpoint declares it speaks: http, h2c, tcp
 }
 
 // Table maps service names to clusters. Reads are one atomic load; Update
@@ -150,6 +154,7 @@ func (t *Table) Update(services map[string][]EndpointSpec) {
 			c.metrics = t.metrics.service(name)
 		}
 		sort.Slice(specs, func(i, j int) bool { return specs[i].Address < specs[j].Address })
+		c.Protocol = commonProtocol(specs)
 		for _, s := range specs {
 			e := prev[s.Address]
 			if e == nil || e.Instance != s.Instance || !maps.Equal(e.Labels, s.Labels) {
@@ -168,6 +173,20 @@ func (t *Table) Update(services map[string][]EndpointSpec) {
 			}
 		}
 	}
+}
+
+// commonProtocol is the protocol every spec declares, or "".
+func commonProtocol(specs []EndpointSpec) string {
+	if len(specs) == 0 {
+		return ""
+	}
+	p := specs[0].Protocol
+	for _, s := range specs[1:] {
+		if s.Protocol != p {
+			return ""
+		}
+	}
+	return p
 }
 
 func (c *Cluster) endpointsOrNil() []*Endpoint {

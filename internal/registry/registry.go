@@ -37,10 +37,12 @@ type Instance struct {
 	ID      string            `json:"id"`
 	Address string            `json:"address"` // host:port that peers dial (the sidecar's inbound)
 	Labels  map[string]string `json:"labels,omitempty"`
-	Ready   bool              `json:"ready"`
-	Node    string            `json:"node,omitempty"` // host name of the machine
-	Since   time.Time         `json:"since"`          // when this sidecar registered
-	Lease   int64             `json:"lease,omitempty"`
+	// Protocol is what the instance's app speaks: http, h2c or tcp (empty: http).
+	Protocol string    `json:"protocol,omitempty"`
+	Ready    bool      `json:"ready"`
+	Node     string    `json:"node,omitempty"` // host name of the machine
+	Since    time.Time `json:"since"`          // when this sidecar registered
+	Lease    int64     `json:"lease,omitempty"`
 }
 
 // Key is the etcd key of an instance.
@@ -67,6 +69,11 @@ func (in *Instance) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(in.Address); err != nil {
 		return fmt.Errorf("address: %q is not host:port: %w", in.Address, err)
+	}
+	switch in.Protocol {
+	case "", "http", "h2c", "tcp":
+	default:
+		return fmt.Errorf("protocol: %q must be http, h2c or tcp", in.Protocol)
 	}
 	return nil
 }

@@ -26,8 +26,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/h2c"
 
 	"github.com/weftmesh/weft/internal/api"
 	"github.com/weftmesh/weft/internal/proxy"
@@ -42,15 +40,27 @@ type Config struct {
 	AppPort int    // 0: consumer only
 	AppHost string // default 127.0.0.1
 	// AppProtocol is what the app speaks: "http" (HTTP/1.1, and HTTP/2
-	// requests are sent to it as HTTP/1.1) or "h2c" (HTTP/2 cleartext with
-	// prior knowledge, as gRPC servers do; every request reaches it as HTTP/2).
+	// requests are sent to it as HTTP/1.1), "h2c" (HTTP/2 cleartext with
+	// prior knowledge, as gRPC servers do; every request reaches it as
+	// HTTP/2) or "tcp" (opaque bytes: the inbound listener forwards every
+	// connection at once, without protocol detection).
 	AppProtocol string
-	Labels      map[string]string
-	Control     string // control plane host:port
-	Outbound    string
-	Inbound     string
-	Admin       string
-	Advertise   string // host:port peers dial; default the inbound address
+	// Upstreams are local listeners bound to one service each, for clients
+	// that cannot use an HTTP proxy: TCP clients (databases, legacy RPC)
+	// and HTTP clients with a fixed address.
+	Upstreams []Upstream
+	// DetectTimeout is how long the inbound and upstream listeners wait
+	// for a connection's first bytes before taking it for TCP.
+	DetectTimeout time.Duration
+	// TCPIdleTimeout closes a TCP connection after no byte moved either
+	// way for this long (0: never).
+	TCPIdleTimeout time.Duration
+	Labels         map[string]string
+	Control        string // control plane host:port
+	Outbound       string
+	Inbound        string
+	Admin          string
+	Advertise      string // host:port peers dial; default the inbound address
 	// HealthPath, when set, checks the app with HTTP GET instead of a TCP connect.
 	HealthPath     string
 	HealthInterval time.Duration
@@ -69,6 +79,8 @@ func Default() Config {
 		Inbound:        "0.0.0.0:15006",
 		Admin:          "127.0.0.1:15000",
 		HealthInterval: time.Second,
+		DetectTimeout:  proxy.DefaultDetectTimeout,
+		TCPIdleTimeout: proxy.DefaultTCPIdleTimeout,
 		Timeout:        15 * time.Second,
 		DrainTimeout:   10 * time.Second,
 		LeaseTTL:       registry.DefaultTTL,
@@ -93,8 +105,21 @@ func (c Config) Validate() error {
 			return fmt.Errorf("--advertise %q: want host:port", c.Advertise)
 		}
 	}
-	if c.AppProtocol != "http" && c.AppProtocol != "h2c" {
-		return fmt.Errorf("--app-protocol %q: want http or h2c", c.AppProtocol)
+	if c.AppProtocol != "http" && c.AppProtocol != "h2c" && c.AppProtocol != "tcp" {
+		return fmt.Errorf("--app-protocol %q: want http, h2c or tcp", c.AppProtocol)
+	}
+	seen := map[string]bool{}
+	for _, u := range c.Upstreams {
+		if err := u.validate(); err != nil {
+			return fmt.Errorf("--upstream %s: %w", u, err)
+		}
+		if seen[u.Listen] {
+			return fmt.Errorf("--upstream %s: address %s is used twice", u, u.Listen)
+		}
+		seen[u.Listen] = true
+	}
+	if c.DetectTimeout < 0 || c.TCPIdleTimeout < 0 {
+		return errors.New("--detect-timeout and --tcp-idle-timeout must not be negative")
 	}
 	if c.HealthPath != "" && !strings.HasPrefix(c.HealthPath, "/") {
 		return fmt.Errorf("--health-path %q: must start with /", c.HealthPath)
@@ -116,13 +141,6 @@ type Deps struct {
 	BeforeStop func(ctx context.Context)
 }
 
-// server is a listener's server: the fast-path proxy.Server, or net/http
-// for an h2c app's inbound.
-type server interface {
-	Serve(net.Listener) error
-	Shutdown(context.Context) error
-}
-
 // Sidecar is a running sidecar.
 type Sidecar struct {
 	cfg  Config
@@ -130,8 +148,10 @@ type Sidecar struct {
 	log  *slog.Logger
 
 	outLn, inLn, adminLn net.Listener
+	upLns                []net.Listener
+	upSrvs               []*proxy.Server
 	outSrv               *proxy.Server
-	inSrv                server
+	inSrv                *proxy.Server
 	adminSrv             *http.Server
 	table                *proxy.Table
 	api                  *api.Client
@@ -167,13 +187,26 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 		s.closeListeners()
 		return nil, err
 	}
+	for _, u := range cfg.Upstreams {
+		ln, err := listen("--upstream "+u.String(), u.Listen)
+		if err != nil {
+			s.closeListeners()
+			return nil, err
+		}
+		s.upLns = append(s.upLns, ln)
+	}
 
 	metrics := proxy.NewMetrics(deps.Registry)
 	s.table = proxy.NewTable(metrics)
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
 	out := proxy.NewOutbound(s.table, proxy.NewTransport(cfg.Timeout), proxy.NewTransport(cfg.Timeout), metrics, s.log)
 	out.H2 = proxy.NewH2CTransport()
-	s.outSrv = &proxy.Server{Resolve: out.Resolve, Connect: true, H2: out, Timeout: cfg.Timeout, Metrics: metrics, Log: s.log}
+	tcp := &proxy.TCPProxy{IdleTimeout: cfg.TCPIdleTimeout, Log: s.log}
+	s.outSrv = &proxy.Server{Name: "outbound", Resolve: out.Resolve, Connect: true, H2: out, TCP: tcp,
+		Timeout: cfg.Timeout, Metrics: metrics, Log: s.log}
+	for _, u := range cfg.Upstreams {
+		s.upSrvs = append(s.upSrvs, s.upstreamServer(u, out, tcp, metrics))
+	}
 
 	s.api = api.NewClient(cfg.Control)
 	s.push = &push.Client{
@@ -185,13 +218,15 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 	if cfg.AppPort != 0 {
 		app := net.JoinHostPort(cfg.AppHost, strconv.Itoa(cfg.AppPort))
 		in := proxy.NewInbound(cfg.Service, cfg.ID, app, proxy.NewTransport(0), metrics)
-		s.inSrv = &proxy.Server{Resolve: in.Resolve, H2: in, Metrics: metrics, Log: s.log}
+		declared := cfg.AppProtocol == "tcp"
+		s.inSrv = &proxy.Server{Name: "inbound", Resolve: in.Resolve, H2: in, Metrics: metrics, Log: s.log,
+			Opaque: func() (*proxy.Cluster, bool) { return in.AppCluster(), declared }, TCP: tcp, DetectTimeout: cfg.DetectTimeout}
 		if cfg.AppProtocol == "h2c" {
 			// Every request reaches the app as HTTP/2, whatever the caller
-			// spoke: net/http with h2c takes both on the inbound listener.
+			// spoke: HTTP/1 goes through net/http, and out as HTTP/2.
 			h2 := proxy.NewH2CTransport()
 			in.Transport, in.H2 = h2, h2
-			s.inSrv = &http.Server{Handler: h2c.NewHandler(in, &http2.Server{}), ReadHeaderTimeout: 30 * time.Second, ErrorLog: errLog}
+			s.inSrv.H1 = in
 		}
 		s.health = newHealth(app, cfg.HealthPath, cfg.HealthInterval, s.log)
 		s.reg = newRegistration(s.api, s.instance(), cfg.LeaseTTL, s.log)
@@ -215,12 +250,13 @@ func (s *Sidecar) ID() string { return s.cfg.ID }
 func (s *Sidecar) instance() registry.Instance {
 	host, _ := os.Hostname()
 	return registry.Instance{
-		Service: s.cfg.Service,
-		ID:      s.cfg.ID,
-		Address: s.advertise(),
-		Labels:  s.cfg.Labels,
-		Node:    host,
-		Since:   time.Now().UTC().Truncate(time.Second),
+		Service:  s.cfg.Service,
+		ID:       s.cfg.ID,
+		Address:  s.advertise(),
+		Labels:   s.cfg.Labels,
+		Protocol: s.cfg.AppProtocol,
+		Node:     host,
+		Since:    time.Now().UTC().Truncate(time.Second),
 	}
 }
 
@@ -248,7 +284,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		workers++
 		go func() { f(bg); done <- struct{}{} }()
 	}
-	serveErr := make(chan error, 3)
+	serveErr := make(chan error, 3+len(s.upSrvs))
 	serve := func(srv interface{ Serve(net.Listener) error }, ln net.Listener, name string) {
 		spawn(func(context.Context) {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -257,6 +293,9 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		})
 	}
 	serve(s.outSrv, s.outLn, "outbound")
+	for i, srv := range s.upSrvs {
+		serve(srv, s.upLns[i], "upstream "+s.cfg.Upstreams[i].String())
+	}
 	serve(s.adminSrv, s.adminLn, "admin")
 	spawn(func(c context.Context) { _ = s.push.Run(c) })
 
@@ -273,6 +312,9 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	}
 	out, in, admin := s.Addrs()
 	s.log.Info("sidecar started", "outbound", out, "inbound", in, "admin", admin, "control", s.cfg.Control)
+	for i, u := range s.cfg.Upstreams {
+		s.log.Info("upstream listener", "upstream_service", u.Service, "address", s.upLns[i].Addr().String(), "tcp", u.TCP)
+	}
 
 	var runErr error
 	select {
@@ -291,6 +333,9 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	if s.deps.BeforeStop != nil {
 		s.deps.BeforeStop(drain)
 	}
+	for _, srv := range s.upSrvs {
+		_ = srv.Shutdown(drain)
+	}
 	_ = s.outSrv.Shutdown(drain)
 	s.adminSrv.Close()
 	stopBg()
@@ -302,7 +347,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 }
 
 func (s *Sidecar) closeListeners() {
-	for _, ln := range []net.Listener{s.outLn, s.inLn, s.adminLn} {
+	for _, ln := range append([]net.Listener{s.outLn, s.inLn, s.adminLn}, s.upLns...) {
 		if ln != nil {
 			ln.Close()
 		}

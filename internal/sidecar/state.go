@@ -28,7 +28,7 @@ func (s *Sidecar) applyState(st push.State, rev int64) {
 			}
 			list := services[in.Service]
 			if in.Ready {
-				list = append(list, proxy.EndpointSpec{Instance: in.ID, Address: in.Address, Labels: in.Labels})
+				list = append(list, proxy.EndpointSpec{Instance: in.ID, Address: in.Address, Labels: in.Labels, Protocol: in.Protocol})
 			}
 			services[in.Service] = list
 		case strings.HasPrefix(key, config.KeyPrefix+"ExternalService/"):
@@ -44,7 +44,7 @@ func (s *Sidecar) applyState(st push.State, rev int64) {
 			}
 			list := services[r.Metadata.Name]
 			for _, e := range spec.Endpoints {
-				list = append(list, proxy.EndpointSpec{Instance: "external:" + e.Address, Address: e.Address, Labels: e.Labels})
+				list = append(list, proxy.EndpointSpec{Instance: "external:" + e.Address, Address: e.Address, Labels: e.Labels, Protocol: spec.Protocol})
 			}
 			services[r.Metadata.Name] = list
 		}

@@ -45,7 +45,8 @@ import (
 func main() {
 	name := flag.String("name", os.Getenv("WEFT_INSTANCE"), "instance name to answer with")
 	listen := flag.String("listen", "127.0.0.1:0", "address to serve on")
-	tcpEcho := flag.Bool("tcp-echo", false, "serve raw TCP echo instead of HTTP")
+	tcpEcho := flag.Bool("tcp-echo", false, "serve raw TCP echo instead of HTTP: bytes come back until the client half-closes, then the server closes")
+	tcpGreet := flag.Bool("tcp-greet", false, "with --tcp-echo, speak first: send \"220 NAME ready\\r\\n\" on accept, as SMTP does")
 	h2cMode := flag.Bool("h2c", false, "also accept HTTP/2 cleartext (prior knowledge)")
 	grpcTest := flag.Bool("grpc", false, "serve the gRPC interop TestService (HTTP/2 cleartext) instead of HTTP/1.1")
 	flag.Parse()
@@ -75,7 +76,13 @@ func main() {
 			if err != nil {
 				return
 			}
-			go func() { io.Copy(c, c); c.Close() }()
+			go func() {
+				defer c.Close()
+				if *tcpGreet {
+					fmt.Fprintf(c, "220 %s ready\r\n", *name)
+				}
+				io.Copy(c, c)
+			}()
 		}
 	}
 	release := make(chan struct{}, 16)

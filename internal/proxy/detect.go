@@ -1,0 +1,204 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/weftmesh/weft/internal/h1"
+)
+
+// Protocols a listener tells apart from a connection's first bytes.
+const (
+	ProtoHTTP1 = "http1"
+	ProtoH2    = "h2"
+	ProtoTLS   = "tls"
+	ProtoTCP   = "tcp"
+)
+
+// DefaultDetectTimeout is how long a listener that can forward opaque bytes
+// waits for a connection's first bytes before taking it for a protocol in
+// which the server speaks first.
+const DefaultDetectTimeout = 100 * time.Millisecond
+
+// detect decides what a new connection speaks and reports whether the
+// HTTP loop should serve it. Connections to a destination declared TCP
+// skip detection: they are forwarded at once, so a protocol in which the
+// server speaks first (MySQL, SMTP) is never delayed.
+//
+//	declared TCP      -> bytes, now
+//	nothing in time   -> bytes (only where Opaque is set)
+//	TLS record        -> bytes (only where Opaque is set)
+//	HTTP/1 method     -> HTTP loop (fast path, or net/http when H1 is set)
+//	HTTP/2 preface    -> HTTP loop, which hands it to x/net/http2
+//	anything else     -> bytes where Opaque is set, else the HTTP loop (400)
+func (s *Server) detect(cc *clientConn) bool {
+	var dest *Cluster
+	if s.Opaque != nil {
+		var declared bool
+		if dest, declared = s.Opaque(); declared {
+			s.Metrics.detected(s.Name, ProtoTCP, "declared")
+			s.forwardTCP(cc, dest)
+			return false
+		}
+	}
+	wait := clientIdleTimeout
+	if s.Opaque != nil && s.DetectTimeout > 0 {
+		wait = s.DetectTimeout
+	}
+	cc.dl.set(cc.conn, time.Now(), wait, 0)
+	proto, err := sniff(cc.br)
+	if err != nil {
+		if s.Opaque != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			s.Metrics.detected(s.Name, ProtoTCP, "timeout")
+			s.forwardTCP(cc, dest)
+		}
+		return false // the client left, or sent nothing for the idle timeout
+	}
+	s.Metrics.detected(s.Name, proto, "sniffed")
+	if proto == ProtoHTTP1 || proto == ProtoH2 || s.Opaque == nil {
+		return true
+	}
+	s.forwardTCP(cc, dest)
+	return false
+}
+
+// sniff classifies the connection by its first bytes without consuming
+// them. It reads more only while what it has could still be an HTTP/1
+// method or the HTTP/2 preface, so a request is never delayed.
+func sniff(br *bufio.Reader) (string, error) {
+	b, err := br.Peek(1)
+	if err != nil {
+		return "", err
+	}
+	if b[0] == 0x16 { // TLS handshake record
+		return ProtoTLS, nil
+	}
+	// An HTTP/1 request starts with a method token, upper case by
+	// convention, then a space; "PRI" may be the HTTP/2 preface.
+	const maxMethod = 20
+	for n := 1; n <= maxMethod; n++ {
+		b, err := br.Peek(n)
+		if err != nil {
+			if len(b) > 0 && errors.Is(err, io.EOF) {
+				return ProtoTCP, nil
+			}
+			return "", err
+		}
+		c := b[n-1]
+		switch {
+		case c == ' ' && n > 1:
+			if string(b) == "PRI " && isH2Preface(br) {
+				return ProtoH2, nil
+			}
+			return ProtoHTTP1, nil
+		case 'A' <= c && c <= 'Z', c == '-' || c == '_':
+			continue
+		default:
+			return ProtoTCP, nil
+		}
+	}
+	return ProtoTCP, nil
+}
+
+// forwardTCP hands the connection to the TCP proxy, with the bytes
+// detection already read. Without a destination it closes.
+func (s *Server) forwardTCP(cc *clientConn, dest *Cluster) {
+	if dest == nil || s.TCP == nil {
+		s.Log.Warn("connection that is not HTTP has no destination on this listener; closed", "listener", s.Name,
+			"client", cc.conn.RemoteAddr().String())
+		return
+	}
+	if !cc.state.CompareAndSwap(stateIdle, stateActive) {
+		return // shutting down
+	}
+	cc.dl.clear(cc.conn)
+	buffered, _ := cc.br.Peek(cc.br.Buffered())
+	s.TCP.Forward(cc.conn, buffered, dest)
+}
+
+// handOff gives the connection to net/http: for HTTP/1 on a listener with
+// an H1 handler, and for requests to upgrade to h2c. head, when not nil,
+// is a request head already read, replayed in front of the rest.
+func (s *Server) handOff(cc *clientConn, head *h1.Head) {
+	var pre bytes.Buffer
+	if head != nil {
+		writeRawHead(&pre, head)
+	}
+	b, _ := cc.br.Peek(cc.br.Buffered())
+	pre.Write(b)
+	cc.dl.clear(cc.conn)
+	conn := &bufferedConn{Conn: cc.conn, r: io.MultiReader(&pre, cc.conn)}
+	if !s.stdQueue.deliver(conn) {
+		return
+	}
+	cc.handedOff = true
+}
+
+// writeRawHead writes a request head as it came.
+func writeRawHead(w *bytes.Buffer, h *h1.Head) {
+	w.Write(h.Method())
+	w.WriteByte(' ')
+	w.Write(h.Target())
+	w.WriteByte(' ')
+	w.Write(h.Proto())
+	w.WriteString("\r\n")
+	for i := 0; i < h.NumFields(); i++ {
+		name, value := h.FieldAt(i)
+		w.Write(name)
+		w.WriteString(": ")
+		w.Write(value)
+		w.WriteString("\r\n")
+	}
+	w.WriteString("\r\n")
+}
+
+// isH2CUpgrade reports whether a request asks to upgrade to HTTP/2
+// cleartext (RFC 7540 §3.2).
+func isH2CUpgrade(h *h1.Head) bool {
+	return bytes.EqualFold(h.Upgrade(), []byte("h2c")) && h.Get("HTTP2-Settings") != nil
+}
+
+// connQueue is a net.Listener fed with connections the Server hands off,
+// so that a net/http server can serve them.
+type connQueue struct {
+	addr net.Addr
+	ch   chan net.Conn
+	once sync.Once
+	done chan struct{}
+}
+
+func newConnQueue(addr net.Addr) *connQueue {
+	return &connQueue{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// deliver passes conn to the net/http server; false once it is closed.
+func (q *connQueue) deliver(conn net.Conn) bool {
+	select {
+	case q.ch <- conn:
+		return true
+	case <-q.done:
+		return false
+	}
+}
+
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case c := <-q.ch:
+		return c, nil
+	case <-q.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (q *connQueue) Close() error {
+	q.once.Do(func() { close(q.done) })
+	return nil
+}
+
+func (q *connQueue) Addr() net.Addr { return q.addr }

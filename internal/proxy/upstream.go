@@ -1,0 +1,43 @@
+package proxy
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/weftmesh/weft/internal/h1"
+)
+
+// AppCluster is the inbound's only destination, the local app, as a cluster:
+// where the inbound listener forwards connections that are not HTTP.
+func (in *Inbound) AppCluster() *Cluster { return in.cluster }
+
+// Fixed routes every request to one service, whatever its Host says: the
+// routing of an upstream listener, a local port bound to one service for
+// clients that cannot use an HTTP proxy (Consul's upstreams).
+type Fixed struct {
+	Service string
+	Table   *Table
+	Out     *Outbound // HTTP/2 requests go through it, with Host set to Service
+}
+
+// Cluster is the service's cluster, or nil while the mesh has no such service.
+func (f *Fixed) Cluster() *Cluster { return f.Table.Lookup(f.Service) }
+
+// Resolve is the fast path's routing decision: always the one service.
+func (f *Fixed) Resolve(*h1.Head, []byte, bool) (*Cluster, *MeshError) {
+	if c := f.Cluster(); c != nil {
+		return c, nil
+	}
+	return nil, f.unknown()
+}
+
+func (f *Fixed) unknown() *MeshError {
+	return &MeshError{Status: http.StatusNotFound, Reason: ReasonUnknownService, Service: f.Service,
+		Message: fmt.Sprintf("this upstream listener is bound to %q, which the mesh does not know (yet)", f.Service)}
+}
+
+// ServeHTTP serves HTTP/2 requests on the upstream listener.
+func (f *Fixed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r.Host, r.URL.Host = f.Service, ""
+	f.Out.ServeHTTP(w, r)
+}
