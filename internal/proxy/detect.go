@@ -6,7 +6,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -202,3 +204,18 @@ func (q *connQueue) Close() error {
 }
 
 func (q *connQueue) Addr() net.Addr { return q.addr }
+
+// upgraded passes requests to h, turning one that was upgraded to h2c
+// (the h2c handler calls h with it once the connection speaks HTTP/2)
+// into the HTTP/2 request it now is, without its upgrade fields.
+func upgraded(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 1 && strings.EqualFold(r.Header.Get("Upgrade"), "h2c") {
+			r.Header.Del("Upgrade")
+			r.Header.Del("Http2-Settings")
+			r.Header.Del("Connection")
+			r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/2.0", 2, 0
+		}
+		h.ServeHTTP(w, r)
+	})
+}

@@ -126,7 +126,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		h = s.H2
 	}
 	if h != nil {
-		s.std = &http.Server{Handler: h2c.NewHandler(h, &http2.Server{IdleTimeout: clientIdleTimeout}),
+		s.std = &http.Server{Handler: h2c.NewHandler(upgraded(h), &http2.Server{IdleTimeout: clientIdleTimeout}),
 			ReadHeaderTimeout: headTimeout, IdleTimeout: clientIdleTimeout,
 			ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug)}
 		s.wg.Add(1)

@@ -113,7 +113,7 @@ func (c Config) Validate() error {
 		if err := u.validate(); err != nil {
 			return fmt.Errorf("--upstream %s: %w", u, err)
 		}
-		if seen[u.Listen] {
+		if seen[u.Listen] && !strings.HasSuffix(u.Listen, ":0") {
 			return fmt.Errorf("--upstream %s: address %s is used twice", u, u.Listen)
 		}
 		seen[u.Listen] = true

@@ -22,10 +22,17 @@ package main
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -48,6 +55,7 @@ func main() {
 	tcpEcho := flag.Bool("tcp-echo", false, "serve raw TCP echo instead of HTTP: bytes come back until the client half-closes, then the server closes")
 	tcpGreet := flag.Bool("tcp-greet", false, "with --tcp-echo, speak first: send \"220 NAME ready\\r\\n\" on accept, as SMTP does")
 	h2cMode := flag.Bool("h2c", false, "also accept HTTP/2 cleartext (prior knowledge)")
+	tlsMode := flag.Bool("tls", false, "serve HTTPS with a self-signed certificate for localhost, HTTP/2 and HTTP/1.1 by ALPN")
 	grpcTest := flag.Bool("grpc", false, "serve the gRPC interop TestService (HTTP/2 cleartext) instead of HTTP/1.1")
 	flag.Parse()
 
@@ -196,5 +204,32 @@ func main() {
 		h = h2c.NewHandler(mux, &http2.Server{})
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	if *tlsMode {
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{selfSigned()}, NextProtos: []string{"h2", "http/1.1"}}
+		srv.ServeTLS(ln, "", "")
+		return
+	}
 	srv.Serve(ln)
+}
+
+// selfSigned makes a certificate for localhost that lives as long as the process.
+func selfSigned() tls.Certificate {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		DNSNames:     []string{"localhost"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		panic(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
