@@ -111,10 +111,10 @@ func TestTCPServiceThroughTwoSidecars(t *testing.T) {
 	// detection (declared) on either side.
 	greeting := len("220 smtp-1 ready\r\n")
 	want := map[string]float64{
-		`weft_tcp_connections_total{direction="outbound",service="smtp"}`:                      5,
-		`weft_tcp_received_bytes_total{direction="outbound",service="smtp"}`:                   float64(len(payload)),
-		`weft_tcp_sent_bytes_total{direction="outbound",service="smtp"}`:                       float64(5*greeting + len(payload)),
-		`weft_tcp_connections_active{direction="outbound",service="smtp"}`:                     0,
+		`weft_tcp_connections_total{direction="outbound",service="smtp"}`:                        5,
+		`weft_tcp_received_bytes_total{direction="outbound",service="smtp"}`:                     float64(len(payload)),
+		`weft_tcp_sent_bytes_total{direction="outbound",service="smtp"}`:                         float64(5*greeting + len(payload)),
+		`weft_tcp_connections_active{direction="outbound",service="smtp"}`:                       0,
 		`weft_protocol_detections_total{how="declared",listener="upstream/smtp",protocol="tcp"}`: 5,
 	}
 	m.Eventually(5*time.Second, func() (bool, string) {

@@ -105,7 +105,7 @@ type serviceMetrics struct {
 // and service. Its methods are nil-safe.
 type tcpMetrics struct {
 	conns, rx, tx, idle prometheus.Counter
-	active                      prometheus.Gauge
+	active              prometheus.Gauge
 }
 
 // tcpMetrics resolves the TCP handles on first use.
