@@ -92,9 +92,13 @@ func filterServices(list []api.Service, name string) []api.Service {
 }
 
 func instanceTable(tw io.Writer, list []registry.Instance) {
-	row(tw, "SERVICE", "ID", "ADDRESS", "READY", "LABELS", "AGE")
+	row(tw, "SERVICE", "ID", "ADDRESS", "PROTOCOL", "READY", "LABELS", "AGE")
 	for _, in := range list {
-		row(tw, in.Service, in.ID, in.Address, in.Ready, labelString(in.Labels), age(in.Since))
+		proto := in.Protocol
+		if proto == "" {
+			proto = "http"
+		}
+		row(tw, in.Service, in.ID, in.Address, proto, in.Ready, labelString(in.Labels), age(in.Since))
 	}
 }
 

@@ -168,6 +168,10 @@ func TestBadInvocationsExitWithOneClearLine(t *testing.T) {
 		{"unwritable data dir", []string{"control", "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(readOnly, "d")}, "--data-dir"},
 		{"bad listen address", []string{"control", "--listen", "nonsense"}, `--listen "nonsense"`},
 		{"run without a command", []string{"run", "--service", "a"}, "weft run --service NAME"},
+		{"upstream without a port", []string{"sidecar", "--service", "a", "--upstream", "mysql"}, `"mysql": want SERVICE=[HOST:]PORT[/tcp]`},
+		{"upstream with an unknown protocol", []string{"sidecar", "--service", "a", "--upstream", "mysql=3306/udp"}, `not "udp"`},
+		{"unknown app protocol", []string{"sidecar", "--service", "a", "--app-port", "1", "--app-protocol", "thrift"}, `--app-protocol "thrift": want http, h2c or tcp`},
+		{"taken upstream port", []string{"sidecar", "--service", "a", "--outbound", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--upstream", "db=" + taken.Addr().String()}, "--upstream db=" + taken.Addr().String()},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

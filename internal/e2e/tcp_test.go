@@ -125,6 +125,9 @@ func TestTCPServiceThroughTwoSidecars(t *testing.T) {
 		}
 		return true, ""
 	})
+	if out, _, _ := m.Weft("get", "instances", "smtp", "--control", cp.Addr); strings.Count(out, " tcp ") != 2 {
+		t.Errorf("get instances smtp: want both instances shown as tcp, got\n%s", out)
+	}
 	var inbound float64
 	for _, p := range providers {
 		inbound += p.Metric(`weft_protocol_detections_total{how="declared",listener="inbound",protocol="tcp"}`)

@@ -121,6 +121,9 @@ func (c Config) Validate() error {
 	if c.DetectTimeout < 0 || c.TCPIdleTimeout < 0 {
 		return errors.New("--detect-timeout and --tcp-idle-timeout must not be negative")
 	}
+	if c.HealthPath != "" && c.AppProtocol == "tcp" {
+		return errors.New("--health-path: a tcp app is checked with a TCP connect; drop --health-path or use --app-protocol http")
+	}
 	if c.HealthPath != "" && !strings.HasPrefix(c.HealthPath, "/") {
 		return fmt.Errorf("--health-path %q: must start with /", c.HealthPath)
 	}
