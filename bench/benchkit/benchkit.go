@@ -1,0 +1,102 @@
+// Package benchkit is what the Go benchmark commands under bench/ share:
+// starting weft and test app processes and reading the address each logs,
+// closed-loop load from concurrent callers, and latency percentiles.
+package benchkit
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Procs are the processes a benchmark started; Stop kills them all.
+type Procs struct{ cmds []*exec.Cmd }
+
+// Start runs bin and waits for a line of its output matching pattern,
+// returning the first submatch (an address, typically), or the whole
+// line when the pattern has no group.
+func (p *Procs) Start(bin, pattern string, args ...string) (string, error) {
+	cmd := exec.Command(bin, args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	p.cmds = append(p.cmds, cmd)
+	re := regexp.MustCompile(pattern)
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case found <- m[len(m)-1]:
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case a := <-found:
+		return a, nil
+	case <-time.After(30 * time.Second):
+		return "", fmt.Errorf("%s %v: no line matching %q within 30s", bin, args, pattern)
+	}
+}
+
+// Stop kills every process started and waits for them.
+func (p *Procs) Stop() {
+	for _, c := range p.cmds {
+		c.Process.Kill()
+		c.Wait()
+	}
+	p.cmds = nil
+}
+
+// Load runs call from conc goroutines for d and returns calls per second
+// and the sorted latencies of the calls that succeeded. Each goroutine
+// gets its index, for per-caller state such as a connection.
+func Load(conc int, d time.Duration, call func(ctx context.Context, caller int) error) (float64, []time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var mu sync.Mutex
+	var all []time.Duration
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < conc; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				if err := call(context.Background(), i); err != nil {
+					continue
+				}
+				mine = append(mine, time.Since(t0))
+			}
+			mu.Lock()
+			all = append(all, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	return float64(len(all)) / time.Since(start).Seconds(), all
+}
+
+// Pct is the p-th percentile of sorted latencies, rounded to the microsecond.
+func Pct(s []time.Duration, p int) string {
+	if len(s) == 0 {
+		return "-"
+	}
+	return s[(len(s)-1)*p/100].Round(time.Microsecond).String()
+}
