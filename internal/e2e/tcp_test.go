@@ -283,3 +283,39 @@ func TestConnectTunnelToMeshTCPService(t *testing.T) {
 		return got == 1, fmt.Sprintf("tcp connections %g, want 1", got)
 	})
 }
+
+// TestTCPServiceRoutesAroundADeadApp: when a TCP app dies behind a live
+// sidecar, its sidecar's health check withdraws the instance and new
+// connections all reach the other one.
+func TestTCPServiceRoutesAroundADeadApp(t *testing.T) {
+	m := meshtest.New(t)
+	cp := m.Control()
+	apps := map[string]*meshtest.App{}
+	for _, id := range []string{"smtp-1", "smtp-2"} {
+		apps[id] = m.App(id, "--tcp-echo", "--tcp-greet")
+		m.Sidecar(cp, "--service", "smtp", "--id", id, "--app-port", apps[id].Port, "--app-protocol", "tcp",
+			"--health-interval", "100ms")
+	}
+	consumer := m.Sidecar(cp, "--service", "client", "--upstream", "smtp=0")
+	addr := consumer.Upstream(t, "smtp")
+	waitEndpoints(t, consumer, "smtp", 2)
+
+	apps["smtp-1"].Signal(9)
+	m.Eventually(10*time.Second, func() (bool, string) {
+		got := map[string]int{}
+		for i := 0; i < 10; i++ {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err != nil {
+				return false, err.Error()
+			}
+			c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			line, err := bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if err != nil {
+				line = "error: " + err.Error()
+			}
+			got[line]++
+		}
+		return got["220 smtp-2 ready\r\n"] == 10, fmt.Sprintf("greetings of 10 connections: %v", got)
+	})
+}
