@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -132,5 +133,37 @@ func TestProtocolsMeetAcrossTheMesh(t *testing.T) {
 	micros, err := strconv.ParseInt(strings.TrimSuffix(got, "u"), 10, 64)
 	if err != nil || !strings.HasSuffix(got, "u") || micros >= 10_000_000 || micros < 5_000_000 {
 		t.Errorf("grpc-timeout at the app: got %q, want a little less than 10 s, in microseconds", got)
+	}
+}
+
+// TestSidecarStopsPromptlyWithHTTP2Clients: HTTP/2 clients keep their
+// connections open between calls. On SIGTERM the sidecar sends GOAWAY and
+// exits once their streams are done, not at the end of --drain-timeout.
+func TestSidecarStopsPromptlyWithHTTP2Clients(t *testing.T) {
+	m := meshtest.New(t)
+	cp := m.Control()
+	app := m.App("interop-1", "--grpc")
+	m.Sidecar(cp, "--service", "interop", "--app-port", app.Port, "--app-protocol", "h2c")
+	consumer := m.Sidecar(cp, "--service", "client", "--drain-timeout", "30s")
+	conn, err := grpc.NewClient("passthrough:///"+consumer.Outbound,
+		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("interop"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tc := testgrpc.NewTestServiceClient(conn)
+	m.Eventually(10*time.Second, func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := tc.EmptyCall(ctx, &testgrpc.Empty{})
+		return err == nil, fmt.Sprint(err)
+	})
+	start := time.Now()
+	consumer.Signal(syscall.SIGTERM)
+	if code := consumer.ExitCode(t, 25*time.Second); code != 0 {
+		t.Fatalf("consumer exit code %d, want 0", code)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("consumer took %s to stop with an idle HTTP/2 client; want well under its 30s drain timeout", took)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -55,7 +56,8 @@ type Server struct {
 	Metrics *Metrics
 	Log     *slog.Logger
 
-	std      *http.Server // net/http, for connections handed off (H1, h2c upgrade)
+	std      *http.Server  // net/http, for connections handed off (H1, h2c upgrade)
+	h2       *http2.Server // for HTTP/2 connections, prior knowledge or upgraded
 	stdQueue *connQueue
 	mu       sync.Mutex
 	ln       net.Listener
@@ -121,17 +123,26 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.ln = ln
 	s.conns = map[*clientConn]struct{}{}
 	s.stdQueue = newConnQueue(ln.Addr())
+	// One net/http server and one HTTP/2 server per listener. The HTTP/2
+	// server is configured on the net/http one, so shutting that down sends
+	// GOAWAY on every HTTP/2 connection, prior knowledge or upgraded.
 	h := s.H1
 	if h == nil {
 		h = s.H2
 	}
+	s.h2 = &http2.Server{IdleTimeout: clientIdleTimeout}
+	s.std = &http.Server{ReadHeaderTimeout: headTimeout, IdleTimeout: clientIdleTimeout,
+		ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug)}
 	if h != nil {
-		s.std = &http.Server{Handler: h2c.NewHandler(upgraded(h), &http2.Server{IdleTimeout: clientIdleTimeout}),
-			ReadHeaderTimeout: headTimeout, IdleTimeout: clientIdleTimeout,
-			ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug)}
-		s.wg.Add(1)
-		go func() { defer s.wg.Done(); s.std.Serve(s.stdQueue) }()
+		s.std.Handler = h2c.NewHandler(upgraded(h), s.h2)
 	}
+	if err := http2.ConfigureServer(s.std, s.h2); err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("configuring HTTP/2: %w", err)
+	}
+	std := s.std
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); std.Serve(s.stdQueue) }()
 	s.mu.Unlock()
 	var backoff time.Duration
 	for {
@@ -181,7 +192,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.ln != nil {
 		s.ln.Close()
 	}
+	std := s.std
 	s.mu.Unlock()
+	// net/http drains what was handed to it, and its shutdown sends GOAWAY
+	// on HTTP/2 connections, so they end once their streams are done.
+	stdDone := make(chan error, 1)
+	if std != nil {
+		go func() { stdDone <- std.Shutdown(ctx) }()
+	} else {
+		stdDone <- nil
+	}
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -194,10 +214,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		n := len(s.conns)
 		s.mu.Unlock()
 		if n == 0 {
-			if s.std != nil {
-				if err := s.std.Shutdown(ctx); err != nil {
-					s.std.Close()
-				}
+			if err := <-stdDone; err != nil {
+				s.Close()
 			}
 			s.wg.Wait()
 			return nil
@@ -205,6 +223,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			s.Close()
+			<-stdDone
 			return ctx.Err()
 		case <-tick.C:
 		}
@@ -223,9 +242,10 @@ func (s *Server) Close() {
 		cc.state.Store(stateClosed)
 		cc.conn.Close()
 	}
+	std := s.std
 	s.mu.Unlock()
-	if s.std != nil {
-		s.std.Close()
+	if std != nil {
+		std.Close()
 	}
 }
 
@@ -274,7 +294,7 @@ func (s *Server) serveConn(cc *clientConn) {
 			s.badRequest(cc, err)
 			return
 		}
-		if s.std != nil && isH2CUpgrade(&cc.req) {
+		if s.std.Handler != nil && isH2CUpgrade(&cc.req) {
 			s.handOff(cc, &cc.req) // net/http's h2c answers 101 and serves HTTP/2
 			return
 		}
@@ -332,8 +352,7 @@ func isH2Preface(br *bufio.Reader) bool {
 // from the buffered reader first.
 func (s *Server) serveH2(cc *clientConn) {
 	cc.dl.clear(cc.conn)
-	h2 := &http2.Server{IdleTimeout: clientIdleTimeout}
-	h2.ServeConn(&bufferedConn{Conn: cc.conn, r: cc.br}, &http2.ServeConnOpts{Handler: s.H2, BaseConfig: &http.Server{}})
+	s.h2.ServeConn(&bufferedConn{Conn: cc.conn, r: cc.br}, &http2.ServeConnOpts{Handler: s.H2, BaseConfig: s.std})
 }
 
 type bufferedConn struct {
