@@ -4,6 +4,16 @@
 // concurrent callers, and reports calls/s and latency percentiles for
 // unary calls and messages/s for a server stream.
 //
+// -cost adds, under each line, the CPU time and the read and write system
+// calls per call (or per message) of every process on the path: client
+// (this process), consumer and provider sidecars, app (Linux /proc).
+// -profile DIR saves CPU, mutex and block profiles of both sidecars taken
+// through their admin listeners during the mesh measurements (mutex and
+// block profiles need a binary built with -tags weftprofile).
+// -sidecar-env K=V runs the sidecars with an environment variable (e.g.
+// GOMAXPROCS=1); -deadline gives every call a deadline (grpc-timeout);
+// -only direct|mesh runs one path.
+//
 //	go build -o /tmp/weft ./cmd/weft && go build -o /tmp/testapp ./internal/meshtest/testapp
 //	go run ./bench/grpcbench -weft /tmp/weft -app /tmp/testapp -duration 5s -out bench/results/grpc-latest.md
 package main
@@ -15,8 +25,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"sort"
@@ -35,6 +47,17 @@ func main() {
 	dur := flag.Duration("duration", 5*time.Second, "length of each measurement")
 	conc := flag.Int("concurrency", 32, "concurrent callers")
 	outFile := flag.String("out", "", "also write the report as markdown here")
+	flag.StringVar(&profileDir, "profile", "", "write CPU, mutex and block profiles of both sidecars under mesh load to this directory")
+	flag.StringVar(&only, "only", "", "run only this path (direct or mesh)")
+	flag.Func("sidecar-env", "set `K=V` in the sidecars' environment (repeatable), e.g. GOMAXPROCS=1", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return fmt.Errorf("want K=V")
+		}
+		sidecarEnv = append(sidecarEnv, v)
+		return nil
+	})
+	flag.DurationVar(&deadline, "deadline", 0, "give each call this deadline (sent as grpc-timeout); 0: none")
+	flag.BoolVar(&showCost, "cost", false, "after each measurement, print the CPU time and system calls per call of each process (Linux /proc)")
 	flag.Parse()
 	if *weft == "" || *app == "" {
 		fmt.Fprintln(os.Stderr, "grpcbench: -weft and -app are required")
@@ -56,7 +79,14 @@ func main() {
 	}
 }
 
-var procs []*exec.Cmd
+var (
+	procs      []*exec.Cmd
+	profileDir string
+	only       string
+	showCost   bool
+	sidecarEnv []string
+	deadline   time.Duration
+)
 
 func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 	defer func() {
@@ -79,18 +109,45 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 		return err
 	}
 	_, port, _ := net.SplitHostPort(appAddr)
-	if _, err := start(weft, `msg="sidecar started".* outbound=(\S+)`, "sidecar", "--service", "interop", "--app-port", port,
-		"--app-protocol", "h2c", "--control", cp, "--outbound", "127.0.0.1:0", "--inbound", "127.0.0.1:0", "--admin", "127.0.0.1:0"); err != nil {
+	provAdmin, err := start(weft, `msg="sidecar started".* admin=(\S+)`, "sidecar", "--service", "interop", "--app-port", port,
+		"--app-protocol", "h2c", "--control", cp, "--outbound", "127.0.0.1:0", "--inbound", "127.0.0.1:0", "--admin", "127.0.0.1:0")
+	if err != nil {
 		return err
 	}
-	out, err := start(weft, `msg="sidecar started".* outbound=(\S+)`, "sidecar", "--service", "client",
+	cons, err := start(weft, `msg="sidecar started".* outbound=(\S+ inbound=\S* admin=\S+)`, "sidecar", "--service", "client",
 		"--control", cp, "--outbound", "127.0.0.1:0", "--admin", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "%d concurrent callers, %s per measurement, 1 connection per client\n\n", conc, dur)
+	out, consAdmin := strings.Fields(cons)[0], strings.TrimPrefix(strings.Fields(cons)[2], "admin=")
+	admins := map[string]string{"consumer": consAdmin, "provider": provAdmin}
+	// procs: app, control plane, provider sidecar, consumer sidecar.
+	costOf := map[string][]process{
+		"direct": {{"client", os.Getpid()}, {"app", procs[0].Process.Pid}},
+		"mesh": {{"client", os.Getpid()}, {"consumer", procs[3].Process.Pid}, {"provider", procs[2].Process.Pid},
+			{"app", procs[0].Process.Pid}},
+	}
+	fmt.Fprintf(w, "%d concurrent callers, %s per measurement, 1 connection per client", conc, dur)
+	if deadline > 0 {
+		fmt.Fprintf(w, ", deadline %s per call", deadline)
+	}
+	if len(sidecarEnv) > 0 {
+		fmt.Fprintf(w, ", sidecars with %s", strings.Join(sidecarEnv, " "))
+	}
+	fmt.Fprint(w, "\n")
+	if showCost {
+		fmt.Fprint(w, "per call/message: CPU time, then read+write system calls, of each process (client: this one)\n")
+	}
+	fmt.Fprint(w, "\n")
 	fmt.Fprintf(w, "%-8s %-16s %12s %10s %10s %10s\n", "path", "call", "per second", "p50", "p99", "max")
 	for _, p := range []struct{ name, target, authority string }{{"direct", appAddr, ""}, {"mesh", out, "interop"}} {
+		if only != "" && p.name != only {
+			continue
+		}
+		var stopProfiles func(string)
+		if p.name == "mesh" && profileDir != "" {
+			stopProfiles = profiles(admins, dur)
+		}
 		opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 		if p.authority != "" {
 			opts = append(opts, grpc.WithAuthority(p.authority))
@@ -105,10 +162,19 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
 		payload := &testgrpc.SimpleRequest{ResponseSize: 1024, Payload: &testgrpc.Payload{Body: make([]byte, 1024)}}
+		before := usage(costOf[p.name])
 		rate, lat := load(conc, dur, func(ctx context.Context) error { _, err := tc.UnaryCall(ctx, payload); return err })
 		fmt.Fprintf(w, "%-8s %-16s %12.0f %10s %10s %10s\n", p.name, "unary 1 KiB", rate, pct(lat, 50), pct(lat, 99), pct(lat, 100))
+		if showCost {
+			fmt.Fprintf(w, "  per call: %s\n", cost(before, usage(costOf[p.name]), float64(len(lat))))
+		}
+		if stopProfiles != nil {
+			stopProfiles("unary")
+			stopProfiles = profiles(admins, dur)
+		}
 		streamReq := &testgrpc.StreamingOutputCallRequest{ResponseParameters: repeat(100, 1024)}
-		srate, _ := load(conc, dur, func(ctx context.Context) error {
+		before = usage(costOf[p.name])
+		srate, streams := load(conc, dur, func(ctx context.Context) error {
 			st, err := tc.StreamingOutputCall(ctx, streamReq)
 			if err != nil {
 				return err
@@ -122,6 +188,12 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 			}
 		})
 		fmt.Fprintf(w, "%-8s %-16s %12.0f %10s %10s %10s\n", p.name, "stream msgs 1 KiB", srate*100, "", "", "")
+		if showCost {
+			fmt.Fprintf(w, "  per message: %s\n", cost(before, usage(costOf[p.name]), float64(len(streams)*100)))
+		}
+		if stopProfiles != nil {
+			stopProfiles("stream")
+		}
 		conn.Close()
 	}
 	return nil
@@ -167,7 +239,7 @@ func load(conc int, d time.Duration, call func(context.Context) error) (float64,
 			var mine []time.Duration
 			for ctx.Err() == nil {
 				t0 := time.Now()
-				if err := call(context.Background()); err != nil {
+				if err := callOnce(call); err != nil {
 					continue
 				}
 				mine = append(mine, time.Since(t0))
@@ -182,6 +254,17 @@ func load(conc int, d time.Duration, call func(context.Context) error) (float64,
 	return float64(len(all)) / time.Since(start).Seconds(), all
 }
 
+// callOnce makes one call, with the -deadline if one is set (gRPC sends it
+// as grpc-timeout, which each sidecar enforces and shortens).
+func callOnce(call func(context.Context) error) error {
+	if deadline <= 0 {
+		return call(context.Background())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	return call(ctx)
+}
+
 func pct(s []time.Duration, p int) string {
 	if len(s) == 0 {
 		return "-"
@@ -191,6 +274,9 @@ func pct(s []time.Duration, p int) string {
 
 func start(bin, pattern string, args ...string) (string, error) {
 	cmd := exec.Command(bin, args...)
+	if len(args) > 0 && args[0] == "sidecar" && len(sidecarEnv) > 0 {
+		cmd.Env = append(os.Environ(), sidecarEnv...)
+	}
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = cmd.Stdout
 	if err := cmd.Start(); err != nil {
@@ -216,4 +302,110 @@ func start(bin, pattern string, args ...string) (string, error) {
 	case <-time.After(30 * time.Second):
 		return "", fmt.Errorf("%s %v: no start-up line", bin, args)
 	}
+}
+
+// profiles starts a CPU profile of each sidecar (through its admin
+// listener's /debug/pprof) for most of one measurement, and the mutex and
+// block profiles over the same time (empty unless the binary records them,
+// e.g. built with -tags weftprofile). The returned function waits for them
+// and writes DIR/<sidecar>-<phase>-<kind>.pprof.
+func profiles(admins map[string]string, d time.Duration) func(phase string) {
+	secs := max(int(d.Seconds())-1, 1)
+	type result struct {
+		name string
+		body []byte
+	}
+	results := make(chan result, 3*len(admins))
+	var wg sync.WaitGroup
+	get := func(name, url string) {
+		defer wg.Done()
+		resp, err := http.Get(url)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "grpcbench: profile:", err)
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			fmt.Fprintf(os.Stderr, "grpcbench: profile %s: %s %s\n", url, resp.Status, b)
+			return
+		}
+		results <- result{name, b}
+	}
+	for who, admin := range admins {
+		wg.Add(3)
+		go get(who+"-%s-cpu", fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, secs))
+		go get(who+"-%s-mutex", fmt.Sprintf("http://%s/debug/pprof/mutex?seconds=%d", admin, secs))
+		go get(who+"-%s-block", fmt.Sprintf("http://%s/debug/pprof/block?seconds=%d", admin, secs))
+	}
+	return func(phase string) {
+		wg.Wait()
+		close(results)
+		os.MkdirAll(profileDir, 0o755)
+		for r := range results {
+			f := filepath.Join(profileDir, fmt.Sprintf(r.name, phase)+".pprof")
+			if err := os.WriteFile(f, r.body, 0o644); err != nil {
+				fmt.Fprintln(os.Stderr, "grpcbench:", err)
+			}
+		}
+	}
+}
+
+type process struct {
+	name string
+	pid  int
+}
+
+// procUsage is a process's CPU time and read and write system calls so far.
+type procUsage struct {
+	name          string
+	cpu           time.Duration
+	reads, writes int64
+}
+
+// usage reads /proc (Linux); elsewhere it returns nothing.
+func usage(ps []process) []procUsage {
+	var out []procUsage
+	for _, p := range ps {
+		u := procUsage{name: p.name}
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid)); err == nil {
+			// Fields after the command name (which may hold spaces): utime
+			// and stime are the 12th and 13th, in clock ticks (100 Hz on Linux).
+			if i := strings.LastIndexByte(string(b), ')'); i > 0 {
+				f := strings.Fields(string(b)[i+1:])
+				if len(f) > 13 {
+					var ut, st int64
+					fmt.Sscan(f[11], &ut)
+					fmt.Sscan(f[12], &st)
+					u.cpu = time.Duration(ut+st) * 10 * time.Millisecond
+				}
+			}
+		}
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", p.pid)); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(line, "syscr: "); ok {
+					fmt.Sscan(v, &u.reads)
+				} else if v, ok := strings.CutPrefix(line, "syscw: "); ok {
+					fmt.Sscan(v, &u.writes)
+				}
+			}
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+// cost formats CPU µs and system calls (reads+writes) per unit between two usages.
+func cost(before, after []procUsage, units float64) string {
+	if units == 0 || len(before) != len(after) {
+		return "-"
+	}
+	var parts []string
+	for i := range after {
+		cpu := float64((after[i].cpu - before[i].cpu).Microseconds()) / units
+		r := float64(after[i].reads-before[i].reads) / units
+		wr := float64(after[i].writes-before[i].writes) / units
+		parts = append(parts, fmt.Sprintf("%s %.0fµs %.1fr+%.1fw", after[i].name, cpu, r, wr))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -37,14 +37,19 @@ func NewTransport(headerTimeout time.Duration) *http.Transport {
 // NewH2CTransport returns the HTTP/2 client side of a hop, over cleartext
 // with prior knowledge: a request that arrived as HTTP/2 (gRPC among them)
 // leaves as HTTP/2, so trailers, streaming in both directions and
-// cancellation carry through.
+// cancellation carry through. All streams to one peer share one
+// connection, whose frames are written in batches (batchConn).
 func NewH2CTransport() *http2.Transport {
 	d := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
 	return &http2.Transport{
 		AllowHTTP:          true,
 		DisableCompression: true,
 		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			return d.DialContext(ctx, network, addr)
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return newBatchConn(c), nil
 		},
 		ReadIdleTimeout: 30 * time.Second,
 		PingTimeout:     15 * time.Second,
@@ -177,7 +182,7 @@ func writeResponse(w http.ResponseWriter, r *http.Request, resp *http.Response) 
 	bufPool.Put(bp)
 
 	for k, vv := range resp.Trailer {
-		dst[http.TrailerPrefix+k] = vv
+		dst[trailerKey(k)] = vv
 	}
 	return resp.StatusCode
 }

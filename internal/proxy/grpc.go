@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -35,14 +36,29 @@ func parseGRPCTimeout(v string) (time.Duration, bool) {
 	if len(v) < 2 || len(v) > 9 {
 		return 0, false
 	}
+	var unit time.Duration
+	switch v[len(v)-1] { // a switch, not a map literal: no allocation per call
+	case 'H':
+		unit = time.Hour
+	case 'M':
+		unit = time.Minute
+	case 'S':
+		unit = time.Second
+	case 'm':
+		unit = time.Millisecond
+	case 'u':
+		unit = time.Microsecond
+	case 'n':
+		unit = time.Nanosecond
+	default:
+		return 0, false
+	}
 	n, err := strconv.ParseInt(v[:len(v)-1], 10, 64)
 	if err != nil || n < 0 {
 		return 0, false
 	}
-	unit := map[byte]time.Duration{'H': time.Hour, 'M': time.Minute, 'S': time.Second,
-		'm': time.Millisecond, 'u': time.Microsecond, 'n': time.Nanosecond}[v[len(v)-1]]
-	if unit == 0 {
-		return 0, false
+	if n > int64(math.MaxInt64/unit) {
+		return math.MaxInt64, true // 99999999H does not fit in a Duration
 	}
 	return time.Duration(n) * unit, true
 }
@@ -74,4 +90,18 @@ func writeGRPCDeadlineExceeded(w http.ResponseWriter, e *MeshError) int {
 	h.Set(HeaderError, e.Reason)
 	w.WriteHeader(http.StatusOK)
 	return http.StatusOK
+}
+
+// trailerKey is http.TrailerPrefix+k, without an allocation for the
+// trailers every gRPC response carries.
+func trailerKey(k string) string {
+	switch k {
+	case "Grpc-Status":
+		return http.TrailerPrefix + "Grpc-Status"
+	case "Grpc-Message":
+		return http.TrailerPrefix + "Grpc-Message"
+	case "Grpc-Status-Details-Bin":
+		return http.TrailerPrefix + "Grpc-Status-Details-Bin"
+	}
+	return http.TrailerPrefix + k
 }
