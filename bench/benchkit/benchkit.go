@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"regexp"
 	"sort"
@@ -21,7 +22,15 @@ type Procs struct{ cmds []*exec.Cmd }
 // returning the first submatch (an address, typically), or the whole
 // line when the pattern has no group.
 func (p *Procs) Start(bin, pattern string, args ...string) (string, error) {
+	return p.StartEnv(nil, bin, pattern, args...)
+}
+
+// StartEnv is Start with variables added to the process's environment.
+func (p *Procs) StartEnv(env []string, bin, pattern string, args ...string) (string, error) {
 	cmd := exec.Command(bin, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return "", err
@@ -51,6 +60,9 @@ func (p *Procs) Start(bin, pattern string, args ...string) (string, error) {
 		return "", fmt.Errorf("%s %v: no line matching %q within 30s", bin, args, pattern)
 	}
 }
+
+// Pid is the process id of the i-th process started (from 0).
+func (p *Procs) Pid(i int) int { return p.cmds[i].Process.Pid }
 
 // Stop kills every process started and waits for them.
 func (p *Procs) Stop() {

@@ -19,7 +19,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -27,11 +26,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -39,6 +35,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+
+	"github.com/weftmesh/weft/bench/benchkit"
 )
 
 func main() {
@@ -80,7 +78,7 @@ func main() {
 }
 
 var (
-	procs      []*exec.Cmd
+	procs      benchkit.Procs
 	profileDir string
 	only       string
 	showCost   bool
@@ -89,12 +87,7 @@ var (
 )
 
 func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
-	defer func() {
-		for _, p := range procs {
-			p.Process.Kill()
-			p.Wait()
-		}
-	}()
+	defer procs.Stop()
 	dir, err := os.MkdirTemp("", "grpcbench-")
 	if err != nil {
 		return err
@@ -123,9 +116,9 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 	admins := map[string]string{"consumer": consAdmin, "provider": provAdmin}
 	// procs: app, control plane, provider sidecar, consumer sidecar.
 	costOf := map[string][]process{
-		"direct": {{"client", os.Getpid()}, {"app", procs[0].Process.Pid}},
-		"mesh": {{"client", os.Getpid()}, {"consumer", procs[3].Process.Pid}, {"provider", procs[2].Process.Pid},
-			{"app", procs[0].Process.Pid}},
+		"direct": {{"client", os.Getpid()}, {"app", procs.Pid(0)}},
+		"mesh": {{"client", os.Getpid()}, {"consumer", procs.Pid(3)}, {"provider", procs.Pid(2)},
+			{"app", procs.Pid(0)}},
 	}
 	fmt.Fprintf(w, "%d concurrent callers, %s per measurement, 1 connection per client", conc, dur)
 	if deadline > 0 {
@@ -164,7 +157,7 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 		payload := &testgrpc.SimpleRequest{ResponseSize: 1024, Payload: &testgrpc.Payload{Body: make([]byte, 1024)}}
 		before := usage(costOf[p.name])
 		rate, lat := load(conc, dur, func(ctx context.Context) error { _, err := tc.UnaryCall(ctx, payload); return err })
-		fmt.Fprintf(w, "%-8s %-16s %12.0f %10s %10s %10s\n", p.name, "unary 1 KiB", rate, pct(lat, 50), pct(lat, 99), pct(lat, 100))
+		fmt.Fprintf(w, "%-8s %-16s %12.0f %10s %10s %10s\n", p.name, "unary 1 KiB", rate, benchkit.Pct(lat, 50), benchkit.Pct(lat, 99), benchkit.Pct(lat, 100))
 		if showCost {
 			fmt.Fprintf(w, "  per call: %s\n", cost(before, usage(costOf[p.name]), float64(len(lat))))
 		}
@@ -223,35 +216,19 @@ func ready(tc testgrpc.TestServiceClient) error {
 	}
 }
 
-// load runs call from conc goroutines for d and returns calls per second
-// and the sorted latencies.
+// load runs call, with the -deadline, from conc goroutines for d and
+// returns calls per second and the sorted latencies.
 func load(conc int, d time.Duration, call func(context.Context) error) (float64, []time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	var mu sync.Mutex
-	var all []time.Duration
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i := 0; i < conc; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var mine []time.Duration
-			for ctx.Err() == nil {
-				t0 := time.Now()
-				if err := callOnce(call); err != nil {
-					continue
-				}
-				mine = append(mine, time.Since(t0))
-			}
-			mu.Lock()
-			all = append(all, mine...)
-			mu.Unlock()
-		}()
+	return benchkit.Load(conc, d, func(context.Context, int) error { return callOnce(call) })
+}
+
+// start starts a process, sidecars with the -sidecar-env variables.
+func start(bin, pattern string, args ...string) (string, error) {
+	var env []string
+	if len(args) > 0 && args[0] == "sidecar" {
+		env = sidecarEnv
 	}
-	wg.Wait()
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	return float64(len(all)) / time.Since(start).Seconds(), all
+	return procs.StartEnv(env, bin, pattern, args...)
 }
 
 // callOnce makes one call, with the -deadline if one is set (gRPC sends it
@@ -263,45 +240,6 @@ func callOnce(call func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 	return call(ctx)
-}
-
-func pct(s []time.Duration, p int) string {
-	if len(s) == 0 {
-		return "-"
-	}
-	return s[(len(s)-1)*p/100].Round(time.Microsecond).String()
-}
-
-func start(bin, pattern string, args ...string) (string, error) {
-	cmd := exec.Command(bin, args...)
-	if len(args) > 0 && args[0] == "sidecar" && len(sidecarEnv) > 0 {
-		cmd.Env = append(os.Environ(), sidecarEnv...)
-	}
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		return "", err
-	}
-	procs = append(procs, cmd)
-	re := regexp.MustCompile(pattern)
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case found <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	select {
-	case a := <-found:
-		return a, nil
-	case <-time.After(30 * time.Second):
-		return "", fmt.Errorf("%s %v: no start-up line", bin, args)
-	}
 }
 
 // profiles starts a CPU profile of each sidecar (through its admin

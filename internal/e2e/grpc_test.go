@@ -32,19 +32,7 @@ func TestGRPCInteropThroughTwoSidecars(t *testing.T) {
 	m.Sidecar(cp, "--service", "interop", "--id", "interop-1", "--app-port", app.Port, "--app-protocol", "h2c")
 	consumer := m.Sidecar(cp, "--service", "client")
 
-	conn, err := grpc.NewClient("passthrough:///"+consumer.Outbound,
-		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("interop"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	tc := testgrpc.NewTestServiceClient(conn)
-	m.Eventually(10*time.Second, func() (bool, string) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_, err := tc.EmptyCall(ctx, &testgrpc.Empty{})
-		return err == nil, fmt.Sprint(err)
-	})
+	conn, tc := interopClient(t, m, consumer.Outbound, "interop")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -145,19 +133,7 @@ func TestSidecarStopsPromptlyWithHTTP2Clients(t *testing.T) {
 	app := m.App("interop-1", "--grpc")
 	m.Sidecar(cp, "--service", "interop", "--app-port", app.Port, "--app-protocol", "h2c")
 	consumer := m.Sidecar(cp, "--service", "client", "--drain-timeout", "30s")
-	conn, err := grpc.NewClient("passthrough:///"+consumer.Outbound,
-		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("interop"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	tc := testgrpc.NewTestServiceClient(conn)
-	m.Eventually(10*time.Second, func() (bool, string) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_, err := tc.EmptyCall(ctx, &testgrpc.Empty{})
-		return err == nil, fmt.Sprint(err)
-	})
+	interopClient(t, m, consumer.Outbound, "interop") // a first call opened the HTTP/2 connection; it stays open
 	start := time.Now()
 	consumer.Signal(syscall.SIGTERM)
 	if code := consumer.ExitCode(t, 25*time.Second); code != 0 {
@@ -166,4 +142,25 @@ func TestSidecarStopsPromptlyWithHTTP2Clients(t *testing.T) {
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("consumer took %s to stop with an idle HTTP/2 client; want well under its 30s drain timeout", took)
 	}
+}
+
+// interopClient is a gRPC interop client calling service through the
+// outbound listener (reverse mode: the service is the :authority), once a
+// first call has gone through.
+func interopClient(t *testing.T, m *meshtest.Mesh, outbound, service string) (*grpc.ClientConn, testgrpc.TestServiceClient) {
+	t.Helper()
+	conn, err := grpc.NewClient("passthrough:///"+outbound,
+		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority(service))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	tc := testgrpc.NewTestServiceClient(conn)
+	m.Eventually(10*time.Second, func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := tc.EmptyCall(ctx, &testgrpc.Empty{})
+		return err == nil, fmt.Sprint(err)
+	})
+	return conn, tc
 }

@@ -57,30 +57,18 @@ type exchange struct {
 func (ex *exchange) run() bool {
 	cc, c, req := ex.cc, ex.c, &ex.cc.req
 	ex.status = statusAborted
-	var triedBuf [maxAttempts]*Endpoint
-	tried := triedBuf[:0]
-	var last *MeshError
-	for len(tried) < maxAttempts {
-		ep := c.Pick(tried)
-		if ep == nil {
-			break
-		}
-		tried = append(tried, ep)
-		if len(tried) > 1 {
-			c.metrics.retried()
-		}
-		keep, done, err := ex.try(ep)
+	var keep bool
+	last := c.tryEndpoints(func(ep *Endpoint, _ int) (*MeshError, bool) {
+		k, done, err := ex.try(ep)
 		if done {
-			return keep
+			keep = k
+			return nil, false
 		}
-		last = err
-		if ex.committed {
-			break // the body is gone: no other instance can have it
-		}
-	}
+		// Once committed, the body is gone: no other instance can have it.
+		return err, !ex.committed
+	})
 	if last == nil {
-		last = &MeshError{Status: http.StatusServiceUnavailable, Reason: ReasonNoReadyInstance, Service: c.Service,
-			Message: fmt.Sprintf("service %q has no ready instance", c.Service)}
+		return keep
 	}
 	ex.status = last.Status
 	ex.s.meshError(cc, c, last)
@@ -316,10 +304,6 @@ func (s *Server) tunnel(cc *clientConn) {
 	}
 	up, _, merr := s.TCP.dial(c)
 	if merr != nil {
-		merr.Status = http.StatusBadGateway
-		if merr.Reason == ReasonNoReadyInstance {
-			merr.Status = http.StatusServiceUnavailable
-		}
 		s.meshError(cc, c, merr)
 		return
 	}

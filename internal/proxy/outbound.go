@@ -95,53 +95,41 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *Cluster) int
 	prepare(r)
 	r, cancel := withGRPCDeadline(r)
 	defer cancel()
-	var triedBuf [maxAttempts]*Endpoint
-	tried := triedBuf[:0]
-	var last *MeshError
-	for len(tried) < maxAttempts {
-		ep := c.Pick(tried)
-		if ep == nil {
-			break
-		}
-		tried = append(tried, ep)
-		if len(tried) > 1 {
-			c.metrics.retried()
-		}
+	status := 0
+	last := c.tryEndpoints(func(ep *Endpoint, attempt int) (*MeshError, bool) {
 		r.URL.Host = ep.Address
 		setGRPCTimeout(r)
 		resp, err := transportFor(r, o.Transport, o.H2).RoundTrip(r)
 		if err != nil {
 			if r.Context().Err() != nil {
-				return o.deadlineOrGone(w, r, c, ep)
+				status = o.deadlineOrGone(w, r, c, ep)
+				return nil, false
 			}
 			f := classify(err)
-			last = &MeshError{Status: f.status, Reason: f.reason, Service: c.Service, Instance: ep.Instance,
-				Message: fmt.Sprintf("%s at %s: %v", ep.Instance, ep.Address, err)}
 			if f.connect {
 				ep.connectFailed()
 			}
-			if f.connect && (body == nil || !body.read) || f.reason == ReasonUpstreamReset && replayable(r, body) {
-				continue
-			}
-			break
+			merr := &MeshError{Status: f.status, Reason: f.reason, Service: c.Service, Instance: ep.Instance,
+				Message: fmt.Sprintf("%s at %s: %v", ep.Instance, ep.Address, err)}
+			return merr, f.connect && (body == nil || !body.read) || f.reason == ReasonUpstreamReset && replayable(r, body)
 		}
 		ep.connected()
-		if peerCouldNotConnect(resp) && (body == nil || !body.read) && len(tried) < len(c.Endpoints) {
+		if peerCouldNotConnect(resp) && (body == nil || !body.read) && attempt < len(c.Endpoints) {
 			// The peer sidecar could not reach its app: the app never saw
 			// this request, so another instance may take it.
 			resp.Body.Close()
 			ep.connectFailed()
-			continue
+			return &MeshError{Status: http.StatusBadGateway, Reason: ReasonConnectFailed, Service: c.Service, Instance: ep.Instance,
+				Message: fmt.Sprintf("%s at %s: its sidecar could not reach the app", ep.Instance, ep.Address)}, true
 		}
-		status := writeResponse(w, r, resp)
+		status = writeResponse(w, r, resp)
 		c.metrics.grpcDone(resp)
-		return status
+		return nil, false
+	})
+	if last != nil {
+		return o.fail(w, c.metrics, last)
 	}
-	if last == nil {
-		last = &MeshError{Status: http.StatusServiceUnavailable, Reason: ReasonNoReadyInstance, Service: c.Service,
-			Message: fmt.Sprintf("service %q has no ready instance", c.Service)}
-	}
-	return o.fail(w, c.metrics, last)
+	return status
 }
 
 // egress passes a request for a host outside the mesh straight through.

@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"fmt"
 	"maps"
+	"net/http"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -85,6 +87,43 @@ func (c *Cluster) Pick(tried []*Endpoint) *Endpoint {
 		}
 	}
 	return fallback
+}
+
+// tryEndpoints offers a request, or a connection, to one endpoint of c
+// after another in Pick order, up to maxAttempts, counting every attempt
+// after the first as a retry. try is told the endpoint and the attempt's
+// number (1, 2, ...) and returns nil when the exchange is over, or why this
+// endpoint failed and whether another may be tried. The result is nil, the
+// last failure, or no-ready-instance when there was no endpoint to try.
+// HTTP/1.1 (exchange.run), HTTP/2 (Outbound.route) and TCP (TCPProxy.dial)
+// all move to another instance through here.
+func (c *Cluster) tryEndpoints(try func(ep *Endpoint, attempt int) (err *MeshError, next bool)) *MeshError {
+	var triedBuf [maxAttempts]*Endpoint
+	tried := triedBuf[:0]
+	var last *MeshError
+	for len(tried) < maxAttempts {
+		ep := c.Pick(tried)
+		if ep == nil {
+			break
+		}
+		tried = append(tried, ep)
+		if len(tried) > 1 {
+			c.metrics.retried()
+		}
+		err, next := try(ep, len(tried))
+		if err == nil {
+			return nil
+		}
+		last = err
+		if !next {
+			break
+		}
+	}
+	if last == nil {
+		last = &MeshError{Status: http.StatusServiceUnavailable, Reason: ReasonNoReadyInstance, Service: c.Service,
+			Message: fmt.Sprintf("service %q has no ready instance", c.Service)}
+	}
+	return last
 }
 
 func contains(list []*Endpoint, e *Endpoint) bool {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -55,35 +56,23 @@ func (p *TCPProxy) Forward(client net.Conn, buffered []byte, c *Cluster) {
 // dial connects to an instance of c, moving to another one when a connect
 // fails, as the HTTP path does.
 func (p *TCPProxy) dial(c *Cluster) (net.Conn, *Endpoint, *MeshError) {
-	var triedBuf [maxAttempts]*Endpoint
-	tried := triedBuf[:0]
-	var last *MeshError
-	for len(tried) < maxAttempts {
-		ep := c.Pick(tried)
-		if ep == nil {
-			break
+	var conn net.Conn
+	var picked *Endpoint
+	merr := c.tryEndpoints(func(ep *Endpoint, _ int) (*MeshError, bool) {
+		var err error
+		if conn, err = dialer.Dial("tcp", ep.Address); err != nil {
+			ep.connectFailed()
+			return &MeshError{Status: http.StatusBadGateway, Reason: ReasonConnectFailed, Service: c.Service, Instance: ep.Instance,
+				Message: fmt.Sprintf("%s at %s: %v", ep.Instance, ep.Address, err)}, true
 		}
-		tried = append(tried, ep)
-		if len(tried) > 1 {
-			c.metrics.retried()
+		ep.connected()
+		if tc, ok := conn.(*net.TCPConn); ok {
+			tc.SetNoDelay(true)
 		}
-		conn, err := dialer.Dial("tcp", ep.Address)
-		if err == nil {
-			ep.connected()
-			if tc, ok := conn.(*net.TCPConn); ok {
-				tc.SetNoDelay(true)
-			}
-			return conn, ep, nil
-		}
-		ep.connectFailed()
-		last = &MeshError{Reason: ReasonConnectFailed, Service: c.Service, Instance: ep.Instance,
-			Message: fmt.Sprintf("%s at %s: %v", ep.Instance, ep.Address, err)}
-	}
-	if last == nil {
-		last = &MeshError{Reason: ReasonNoReadyInstance, Service: c.Service,
-			Message: fmt.Sprintf("service %q has no ready instance", c.Service)}
-	}
-	return nil, nil, last
+		picked = ep
+		return nil, false
+	})
+	return conn, picked, merr
 }
 
 // pipe copies both ways until both directions end, half-closing each
