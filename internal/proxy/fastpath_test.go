@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"net"
 	"strings"
@@ -58,21 +57,7 @@ func rawBackend(tb testing.TB) string {
 func fastPair(tb testing.TB, app string) string {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
-	serve := func(s *Server) string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() { s.Serve(ln); close(done) }()
-		tb.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			s.Shutdown(ctx)
-			<-done
-		})
-		return ln.Addr().String()
-	}
+	serve := func(s *Server) string { return serveProxy(tb, s) }
 	in := NewInbound("svc", "svc-1", app, NewTransport(0), m)
 	inAddr := serve(&Server{Resolve: in.Resolve, Metrics: m, Log: discard})
 	table := NewTable(m)
