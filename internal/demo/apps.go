@@ -2,30 +2,41 @@
 // runs them, each instance under its own sidecar, in one process:
 //
 //	load --> web --> catalog (v1, v2) --> ratings
+//	          \--tcp--> ledger
 //
 // The apps are plain HTTP servers that call each other as http://<service>/
 // through their own sidecar, exactly as an unmodified app would with
-// HTTP_PROXY set.
+// HTTP_PROXY set. ledger is a line-based TCP service in which the server
+// speaks first (as SMTP does); web reaches it through an upstream port of
+// its sidecar, as it would a database.
 package demo
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
+
+	"github.com/weftmesh/weft/internal/sidecar"
 )
 
 // app is one sample service instance.
 type app struct {
 	service, version, instance string
 	client                     *http.Client // goes through this instance's sidecar
+	upstreams                  []string     // its sidecar's upstream listeners (web: ledger)
 }
 
-func newApp(service, version, instance, outbound string) *app {
-	proxy, _ := url.Parse("http://" + outbound)
-	return &app{service: service, version: version, instance: instance, client: &http.Client{
+func newApp(service, version, instance string, sc *sidecar.Sidecar) *app {
+	out, _, _ := sc.Addrs()
+	proxy, _ := url.Parse("http://" + out)
+	return &app{service: service, version: version, instance: instance, upstreams: sc.UpstreamAddrs(), client: &http.Client{
 		Timeout:   5 * time.Second,
 		Transport: &http.Transport{Proxy: http.ProxyURL(proxy), MaxIdleConnsPerHost: 8},
 	}}
@@ -57,9 +68,13 @@ func (a *app) handler() http.Handler {
 				http.Error(w, "catalog unavailable: "+err.Error(), http.StatusBadGateway)
 				return
 			}
+			balance, err := a.ledger("BALANCE loom")
+			if err != nil {
+				balance = "unavailable: " + err.Error()
+			}
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			fmt.Fprintf(w, "web (%s) got the catalog from %v (%v): items %v\n",
-				a.instance, catalog["instance"], catalog["version"], catalog["items"])
+			fmt.Fprintf(w, "web (%s) got the catalog from %v (%v): items %v; ledger says %q\n",
+				a.instance, catalog["instance"], catalog["version"], catalog["items"], balance)
 		})
 	}
 	return mux
@@ -79,6 +94,60 @@ func (a *app) call(u string, into any) error {
 		return fmt.Errorf("%s: %s %s", u, resp.Status, resp.Header.Get("X-Weft-Error"))
 	}
 	return json.Unmarshal(b, into)
+}
+
+// ledger asks the ledger one question over TCP, through the sidecar's
+// upstream port: read its greeting, send the command, read the answer.
+func (a *app) ledger(cmd string) (string, error) {
+	c, err := net.DialTimeout("tcp", a.upstreams[0], 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	if _, err := br.ReadString('\n'); err != nil {
+		return "", fmt.Errorf("no greeting: %w", err)
+	}
+	fmt.Fprintf(c, "%s\r\nQUIT\r\n", cmd)
+	line, err := br.ReadString('\n')
+	return strings.TrimSpace(line), err
+}
+
+// serveLedger is the ledger: it greets, then answers BALANCE <item> and
+// QUIT, one command a line, until ctx ends.
+func serveLedger(ctx context.Context, ln net.Listener, id string) {
+	go func() { <-ctx.Done(); ln.Close() }()
+	balances := map[string]int{"loom": 42, "shuttle": 7, "spindle": 19}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			stop := context.AfterFunc(ctx, func() { c.Close() })
+			defer stop()
+			fmt.Fprintf(c, "220 %s ready\r\n", id)
+			sc := bufio.NewScanner(c)
+			for sc.Scan() {
+				f := strings.Fields(sc.Text())
+				switch {
+				case len(f) == 2 && strings.EqualFold(f[0], "BALANCE"):
+					if n, ok := balances[f[1]]; ok {
+						fmt.Fprintf(c, "OK %s %d\r\n", f[1], n)
+					} else {
+						fmt.Fprintf(c, "404 no item %q\r\n", f[1])
+					}
+				case len(f) == 1 && strings.EqualFold(f[0], "QUIT"):
+					fmt.Fprintf(c, "221 bye\r\n")
+					return
+				default:
+					fmt.Fprintf(c, "500 commands: BALANCE <item>, QUIT\r\n")
+				}
+			}
+		}()
+	}
 }
 
 func (a *app) reply(w http.ResponseWriter, body map[string]any) {

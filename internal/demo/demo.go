@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,13 +31,15 @@ type Config struct {
 // instance is one sample app instance to start.
 type instance struct {
 	service, version, id string
+	protocol             string // --app-protocol: http or tcp
 }
 
 var instances = []instance{
-	{"ratings", "v1", "ratings-1"},
-	{"catalog", "v1", "catalog-v1"},
-	{"catalog", "v2", "catalog-v2"},
-	{"web", "v1", "web-1"},
+	{"ratings", "v1", "ratings-1", "http"},
+	{"catalog", "v1", "catalog-v1", "http"},
+	{"catalog", "v2", "catalog-v2", "http"},
+	{"ledger", "v1", "ledger-1", "tcp"},
+	{"web", "v1", "web-1", "http"},
 }
 
 // Run starts everything, prints what to try, and stops it all when ctx
@@ -76,7 +79,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}()
 	}
 
-	var webAdmin, webOut string
+	var webAdmin, webOut, ledger string
 	for _, in := range instances {
 		sc, err := startInstance(ctx, in, cfg, cp.Addr(), log, goRun)
 		if err != nil {
@@ -85,6 +88,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		if in.service == "web" {
 			webOut, _, webAdmin = sc.Addrs()
+			ledger = sc.UpstreamAddrs()[0]
 		}
 	}
 	if err := waitReady(ctx, webAdmin); err != nil {
@@ -95,7 +99,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	// Print the addresses actually bound (the flags may say port 0).
 	cfg.Control, cfg.Outbound, cfg.Admin = cp.Addr(), webOut, webAdmin
-	printTry(cfg)
+	printTry(cfg, ledger)
 	<-ctx.Done()
 	select {
 	case err := <-errs:
@@ -115,18 +119,27 @@ func startInstance(ctx context.Context, in instance, cfg Config, controlAddr str
 	scfg.Service, scfg.ID, scfg.Control = in.service, in.id, controlAddr
 	scfg.AppPort = ln.Addr().(*net.TCPAddr).Port
 	scfg.Labels = map[string]string{"version": in.version}
+	scfg.AppProtocol = in.protocol
 	scfg.Inbound, scfg.Outbound, scfg.Admin = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	scfg.DrainTimeout = 2 * time.Second
 	if in.service == "web" {
 		scfg.Outbound, scfg.Admin = cfg.Outbound, cfg.Admin
+		// web reaches the TCP service through a local port, as a database
+		// client would.
+		scfg.Upstreams = []sidecar.Upstream{{Service: "ledger", Listen: "127.0.0.1:0"}}
 	}
 	sc, err := sidecar.New(scfg, sidecar.Deps{Logger: log, Registry: telemetry.NewRegistry()})
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
-	out, _, _ := sc.Addrs()
-	srv := &http.Server{Handler: newApp(in.service, in.version, in.id, out).handler(), ReadHeaderTimeout: 10 * time.Second}
+	if in.protocol == "tcp" {
+		goRun(func(ctx context.Context) error { serveLedger(ctx, ln, in.id); return nil })
+		goRun(sc.Run)
+		return sc, nil
+	}
+	a := newApp(in.service, in.version, in.id, sc)
+	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
 	goRun(func(ctx context.Context) error {
 		go func() { <-ctx.Done(); srv.Close() }()
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -179,11 +192,11 @@ func load(ctx context.Context, outbound string, every time.Duration) {
 	}
 }
 
-func printTry(cfg Config) {
+func printTry(cfg Config, ledger string) {
 	w := cfg.Out
 	fmt.Fprintf(w, `
-Weft demo is running: web -> catalog (v1, v2) -> ratings, each instance with its own sidecar,
-a control plane at %[1]s, and light load on web.
+Weft demo is running: web -> catalog (v1, v2) -> ratings over HTTP, and web -> ledger over
+plain TCP, each instance with its own sidecar, a control plane at %[1]s, and light load on web.
 
 Try (from another terminal):
   curl -x http://%[2]s http://catalog/items          # proxy mode, as apps with HTTP_PROXY do
@@ -196,7 +209,9 @@ Try (from another terminal):
   curl http://%[3]s/config                             # what web's sidecar routes with
   curl http://%[3]s/metrics | grep weft_               # its metrics
   curl http://%[1]s/metrics | grep weft_               # the control plane's
+  nc %[4]s        # ledger, a TCP service, through web's sidecar; it speaks first,
+                                   # then answers BALANCE loom (or shuttle, spindle) and QUIT
 
 Ctrl-C stops everything.
-`, cfg.Control, cfg.Outbound, cfg.Admin)
+`, cfg.Control, cfg.Outbound, cfg.Admin, strings.Replace(ledger, ":", " ", 1))
 }

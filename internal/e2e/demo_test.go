@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"net"
 	"os"
 	"regexp"
@@ -34,9 +35,29 @@ func TestDemoRunsAndCleansUp(t *testing.T) {
 		}
 		return len(seen) == 2, body
 	})
-	_, body, _ := meshtest.Via(outbound, "web", "/")
-	if !strings.HasPrefix(body, "web (web-1) got the catalog from catalog-v") {
-		t.Errorf("web: got %q", body)
+	m.Eventually(10*time.Second, func() (bool, string) {
+		_, body, err := meshtest.Via(outbound, "web", "/")
+		if err != nil {
+			return false, err.Error()
+		}
+		return strings.HasPrefix(body, "web (web-1) got the catalog from catalog-v") &&
+			strings.Contains(body, `ledger says "OK loom 42"`), "web: " + body
+	})
+
+	// The TCP service, through web's upstream port as the demo prints it.
+	nc := p.WaitLog(t, regexp.MustCompile(`nc (\S+) (\d+) `), time.Second)
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(nc[1], nc[2]), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	greeting, _ := br.ReadString('\n')
+	c.Write([]byte("BALANCE shuttle\r\n"))
+	answer, _ := br.ReadString('\n')
+	c.Close()
+	if greeting != "220 ledger-1 ready\r\n" || answer != "OK shuttle 7\r\n" {
+		t.Errorf("ledger through web's upstream port: got %q then %q", greeting, answer)
 	}
 	out, _, code := m.Weft("get", "instances", "catalog", "--control", control)
 	if code != 0 || !strings.Contains(out, "catalog-v1") || !strings.Contains(out, "version=v2") {

@@ -247,6 +247,16 @@ func (s *Sidecar) Addrs() (outbound, inbound, admin string) {
 	return
 }
 
+// UpstreamAddrs are the bound addresses of the --upstream listeners, in
+// the order they were given.
+func (s *Sidecar) UpstreamAddrs() []string {
+	out := make([]string, len(s.upLns))
+	for i, ln := range s.upLns {
+		out[i] = ln.Addr().String()
+	}
+	return out
+}
+
 // ID is the instance id.
 func (s *Sidecar) ID() string { return s.cfg.ID }
 
