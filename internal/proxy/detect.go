@@ -98,7 +98,7 @@ func sniff(br *bufio.Reader) (string, error) {
 			if string(b) == "PRI " && isH2Preface(br) {
 				return ProtoH2, nil
 			}
-			return ProtoHTTP1, nil
+			return requestLine(br)
 		case 'A' <= c && c <= 'Z', c == '-' || c == '_':
 			continue
 		default:
@@ -106,6 +106,37 @@ func sniff(br *bufio.Reader) (string, error) {
 		}
 	}
 	return ProtoTCP, nil
+}
+
+// maxSniffLine is how much of a first line sniff reads looking for the
+// HTTP version; a longer line is left to the HTTP parser.
+const maxSniffLine = 4 << 10
+
+// requestLine tells an HTTP/1 request line ("GET /x HTTP/1.1") from a text
+// protocol whose first word merely looks like a method (Redis "SET k v",
+// SMTP "HELO x"): it reads to the end of the first line, which a client
+// sends at once, and looks for the version.
+func requestLine(br *bufio.Reader) (string, error) {
+	for n := br.Buffered(); ; n++ {
+		b, err := br.Peek(max(n, 1))
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line := bytes.TrimSuffix(b[:i], []byte("\r"))
+			if bytes.HasSuffix(line, []byte(" HTTP/1.1")) || bytes.HasSuffix(line, []byte(" HTTP/1.0")) {
+				return ProtoHTTP1, nil
+			}
+			return ProtoTCP, nil
+		}
+		if len(b) >= maxSniffLine {
+			return ProtoHTTP1, nil
+		}
+		if err != nil {
+			if len(b) > 0 && errors.Is(err, io.EOF) {
+				return ProtoTCP, nil
+			}
+			return "", err
+		}
+		n = len(b)
+	}
 }
 
 // forwardTCP hands the connection to the TCP proxy, with the bytes

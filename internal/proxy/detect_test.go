@@ -16,6 +16,10 @@ func TestSniffTellsProtocolsApart(t *testing.T) {
 	}{
 		{"GET", "GET / HTTP/1.1\r\n", ProtoHTTP1},
 		{"extension method", "M-SEARCH * HTTP/1.1\r\n", ProtoHTTP1},
+		{"HTTP/1.0 without CR", "GET /old HTTP/1.0\n", ProtoHTTP1},
+		{"Redis inline command", "SET k v\r\n", ProtoTCP},
+		{"SMTP-like client first", "HELO example.org\r\n", ProtoTCP},
+		{"request line longer than the sniff", "GET /" + strings.Repeat("a", maxSniffLine) + " HTTP/1.1\r\n", ProtoHTTP1},
 		{"h2 preface", http2.ClientPreface, ProtoH2},
 		{"PRI that is not the preface", "PRI / HTTP/1.1\r\n", ProtoHTTP1},
 		{"TLS ClientHello", "\x16\x03\x01\x00\xa5\x01", ProtoTLS},
@@ -25,6 +29,7 @@ func TestSniffTellsProtocolsApart(t *testing.T) {
 		{"space first", " GET /", ProtoTCP},
 		{"too long for a method", strings.Repeat("A", 30) + " /", ProtoTCP},
 		{"short then closed", "EHLO", ProtoTCP},
+		{"method then closed", "GET / HTTP/1.1", ProtoTCP},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := sniff(bufio.NewReader(strings.NewReader(tc.first)))
