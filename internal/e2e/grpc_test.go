@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/interop"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/weftmesh/weft/internal/meshtest"
 	"github.com/weftmesh/weft/internal/proxy"
@@ -163,4 +166,53 @@ func interopClient(t *testing.T, m *meshtest.Mesh, outbound, service string) (*g
 		return err == nil, fmt.Sprint(err)
 	})
 	return conn, tc
+}
+
+// TestGRPCDeadlineRunsOutInTheMesh: a call whose grpc-timeout runs out
+// while the mesh waits for the app gets gRPC's DEADLINE_EXCEEDED from the
+// mesh, as a trailers-only answer that says the mesh made it. The caller
+// here sets grpc-timeout itself and keeps no timer of its own, so only the
+// mesh can end the call early.
+func TestGRPCDeadlineRunsOutInTheMesh(t *testing.T) {
+	m := meshtest.New(t)
+	cp := m.Control()
+	app := m.App("interop-1", "--grpc")
+	m.Sidecar(cp, "--service", "interop", "--app-port", app.Port, "--app-protocol", "h2c")
+	consumer := m.Sidecar(cp, "--service", "client")
+	interopClient(t, m, consumer.Outbound, "interop") // routed end to end
+
+	// A server stream whose first message comes after 2 s.
+	msg, err := proto.Marshal(&testgrpc.StreamingOutputCallRequest{
+		ResponseParameters: []*testgrpc.ResponseParameters{{Size: 10, IntervalUs: 2_000_000}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := append([]byte{0, 0, 0, 0, 0}, msg...)
+	binary.BigEndian.PutUint32(frame[1:5], uint32(len(msg)))
+	req, _ := http.NewRequest(http.MethodPost, "http://"+consumer.Outbound+"/grpc.testing.TestService/StreamingOutputCall", bytes.NewReader(frame))
+	req.Host = "interop"
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("Te", "trailers")
+	req.Header.Set("Grpc-Timeout", "300m")
+	tr := proxy.NewH2CTransport()
+	defer tr.CloseIdleConnections()
+	start := time.Now()
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	took := time.Since(start)
+	if resp.StatusCode != 200 || resp.Header.Get("Grpc-Status") != "4" || resp.Header.Get(proxy.HeaderError) != proxy.ReasonUpstreamTimeout {
+		t.Fatalf("got HTTP %d, grpc-status %q, x-weft-error %q (%q); want 200, 4 (DEADLINE_EXCEEDED), upstream-timeout",
+			resp.StatusCode, resp.Header.Get("Grpc-Status"), resp.Header.Get(proxy.HeaderError), resp.Header.Get("Grpc-Message"))
+	}
+	if took > 1500*time.Millisecond {
+		t.Errorf("the mesh answered after %s; want about the 300ms grpc-timeout, not the app's 2 s", took)
+	}
+	m.Eventually(5*time.Second, func() (bool, string) {
+		got := consumer.Metric(`weft_grpc_responses_total{direction="outbound",grpc_status="4",service="interop"}`)
+		return got == 1, fmt.Sprintf("consumer grpc_status=4 responses: %g, want 1", got)
+	})
 }
