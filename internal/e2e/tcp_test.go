@@ -285,8 +285,9 @@ func TestConnectTunnelToMeshTCPService(t *testing.T) {
 }
 
 // TestTCPServiceRoutesAroundADeadApp: when a TCP app dies behind a live
-// sidecar, its sidecar's health check withdraws the instance and new
-// connections all reach the other one.
+// sidecar, the first connection its sidecar cannot forward triggers a
+// health check at once (the periodic one is an hour away here), the
+// instance is withdrawn, and new connections all reach the other one.
 func TestTCPServiceRoutesAroundADeadApp(t *testing.T) {
 	m := meshtest.New(t)
 	cp := m.Control()
@@ -294,7 +295,7 @@ func TestTCPServiceRoutesAroundADeadApp(t *testing.T) {
 	for _, id := range []string{"smtp-1", "smtp-2"} {
 		apps[id] = m.App(id, "--tcp-echo", "--tcp-greet")
 		m.Sidecar(cp, "--service", "smtp", "--id", id, "--app-port", apps[id].Port, "--app-protocol", "tcp",
-			"--health-interval", "100ms")
+			"--health-interval", "1h")
 	}
 	consumer := m.Sidecar(cp, "--service", "client", "--upstream", "smtp=0")
 	addr := consumer.Upstream(t, "smtp")

@@ -65,6 +65,9 @@ func (in *Inbound) forward(w http.ResponseWriter, r *http.Request) int {
 			return statusClientGone
 		}
 		f := classify(err)
+		if f.connect {
+			in.cluster.Endpoints[0].connectFailed()
+		}
 		return in.fail(w, &MeshError{Status: f.status, Reason: f.reason, Service: in.Service, Instance: in.Instance,
 			Message: fmt.Sprintf("app of %s at %s: %v", in.Instance, in.App, err)})
 	}

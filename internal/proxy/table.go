@@ -21,6 +21,9 @@ type Endpoint struct {
 	ejectedUntil atomic.Int64 // unix nanoseconds; 0 when in rotation
 	failures     atomic.Int32 // consecutive connect failures
 	pool         pool         // idle connections to Address
+	// onConnectFailed, when set (before use), hears of every connect
+	// failure: the inbound's app endpoint tells the health check.
+	onConnectFailed func()
 }
 
 func newEndpoint(service, instance, address string, labels map[string]string) *Endpoint {
@@ -39,6 +42,9 @@ const (
 
 // connectFailed takes the endpoint out of rotation for a backoff.
 func (e *Endpoint) connectFailed() {
+	if e.onConnectFailed != nil {
+		e.onConnectFailed()
+	}
 	n := e.failures.Add(1)
 	d := ejectBase << min(n-1, 4)
 	e.ejectedUntil.Store(time.Now().Add(min(d, ejectMax)).UnixNano())

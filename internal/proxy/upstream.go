@@ -7,6 +7,10 @@ import (
 	"github.com/weftmesh/weft/internal/h1"
 )
 
+// OnAppUnreachable registers f to run whenever a connection to the app
+// cannot be made (HTTP or TCP); call it before serving.
+func (in *Inbound) OnAppUnreachable(f func()) { in.cluster.Endpoints[0].onConnectFailed = f }
+
 // AppCluster is the inbound's only destination, the local app, as a cluster:
 // where the inbound listener forwards connections that are not HTTP.
 func (in *Inbound) AppCluster() *Cluster { return in.cluster }

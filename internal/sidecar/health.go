@@ -19,10 +19,11 @@ type health struct {
 	client   *http.Client
 	ok       atomic.Bool
 	checked  atomic.Bool
+	soon     chan struct{} // a request to check before the next tick
 }
 
 func newHealth(app, path string, interval time.Duration, log *slog.Logger) *health {
-	h := &health{app: app, interval: interval, log: log}
+	h := &health{app: app, interval: interval, log: log, soon: make(chan struct{}, 1)}
 	if path != "" {
 		h.url = "http://" + app + path
 		h.client = &http.Client{Timeout: interval, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
@@ -30,7 +31,17 @@ func newHealth(app, path string, interval time.Duration, log *slog.Logger) *heal
 	return h
 }
 
-// run checks now and then every interval, calling report with each result.
+// checkSoon asks for a check now, not at the next tick: the data path
+// could not connect to the app. It never blocks.
+func (h *health) checkSoon() {
+	select {
+	case h.soon <- struct{}{}:
+	default:
+	}
+}
+
+// run checks now and then every interval, and when asked (checkSoon),
+// calling report with each result.
 func (h *health) run(ctx context.Context, report func(bool)) {
 	t := time.NewTicker(h.interval)
 	defer t.Stop()
@@ -52,6 +63,7 @@ func (h *health) run(ctx context.Context, report func(bool)) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-h.soon:
 		}
 	}
 }

@@ -232,6 +232,9 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 			s.inSrv.H1 = in
 		}
 		s.health = newHealth(app, cfg.HealthPath, cfg.HealthInterval, s.log)
+		// A failed connect to the app withdraws the instance at once, not
+		// at the next check: TCP callers have no error to retry on.
+		in.OnAppUnreachable(s.health.checkSoon)
 		s.reg = newRegistration(s.api, s.instance(), cfg.LeaseTTL, s.log)
 	}
 	s.adminSrv = &http.Server{Handler: s.adminMux(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
