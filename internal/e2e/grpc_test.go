@@ -216,3 +216,62 @@ func TestGRPCDeadlineRunsOutInTheMesh(t *testing.T) {
 		return got == 1, fmt.Sprintf("consumer grpc_status=4 responses: %g, want 1", got)
 	})
 }
+
+// TestHTTP2LargeBodiesAndHeadersEndToEnd: HTTP/2 all the way (client,
+// both sidecars, an h2c app): 16 MiB each way, many times the flow-control
+// windows of every hop, and a 100 KiB header field.
+func TestHTTP2LargeBodiesAndHeadersEndToEnd(t *testing.T) {
+	m := meshtest.New(t)
+	cp := m.Control()
+	app := m.App("h2-1", "--h2c")
+	provider := m.Sidecar(cp, "--service", "h2only", "--app-port", app.Port, "--app-protocol", "h2c")
+	consumer := m.Sidecar(cp, "--service", "client")
+	waitEndpoints(t, consumer, "h2only", 1)
+	tr := proxy.NewH2CTransport()
+	defer tr.CloseIdleConnections()
+	do := func(method, path string, body io.Reader, header http.Header) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+consumer.Outbound+path, body)
+		req.Host = "h2only"
+		for k, v := range header {
+			req.Header[k] = v
+		}
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("%s %s: reading the body: %v", method, path, err)
+		}
+		return resp, b
+	}
+
+	const n = 16 << 20
+	resp, b := do(http.MethodGet, "/bytes?n="+strconv.Itoa(n), nil, nil)
+	if resp.ProtoMajor != 2 || resp.StatusCode != 200 || len(b) != n {
+		t.Errorf("download: got %s %d with %d bytes, want HTTP/2 200 with %d", resp.Proto, resp.StatusCode, len(b), n)
+	}
+	resp, b = do(http.MethodPost, "/count", io.LimitReader(zeros{}, n), nil)
+	if resp.StatusCode != 200 || string(b) != strconv.Itoa(n) {
+		t.Errorf("upload: got %d %q, want 200 and the app counting %d bytes", resp.StatusCode, b, n)
+	}
+
+	big := strings.Repeat("w", 100<<10)
+	resp, b = do(http.MethodGet, "/headers", nil, http.Header{"X-Big": {big}})
+	var seen http.Header
+	if err := json.Unmarshal(b, &seen); err != nil || seen.Get("X-Big") != big {
+		t.Errorf("100 KiB header: status %d, the app saw %d bytes of it, want all", resp.StatusCode, len(seen.Get("X-Big")))
+	}
+	for name, sc := range map[string]*meshtest.Sidecar{"consumer": consumer, "provider": provider} {
+		if rss := vmHWM(t, sc.Cmd.Process.Pid); rss > 150<<20 {
+			t.Errorf("%s sidecar peak RSS %d MiB after 16 MiB each way, want < 150 MiB", name, rss>>20)
+		}
+	}
+}
+
+// zeros is an endless reader of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
