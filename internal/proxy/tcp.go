@@ -109,10 +109,48 @@ type activity struct {
 
 func (a *activity) touch() { a.last.Store(time.Now().UnixNano()) }
 
+// busy reports whether a byte moved, either way, within the idle timeout.
+func (a *activity) busy() bool { return time.Since(time.Unix(0, a.last.Load())) < a.idle }
+
 // abort closes both sides: the other direction's copy ends too.
 func (a *activity) abort(client, up net.Conn) {
 	client.Close()
 	up.Close()
+}
+
+// idleDeadline keeps a read or a write deadline at the pair's last
+// activity plus the idle timeout. It moves the deadline only when it has
+// fallen behind by more than an eighth of the timeout, or has passed: a
+// timer update per read would cost more than the copy.
+type idleDeadline struct {
+	at  time.Time
+	set func(time.Time) error
+}
+
+func (d *idleDeadline) update(a *activity) {
+	if a.idle <= 0 {
+		return
+	}
+	want := time.Unix(0, a.last.Load()).Add(a.idle)
+	if d.at.IsZero() || d.at.Before(want.Add(-a.idle/8)) || !d.at.After(time.Now()) {
+		d.at = want
+		d.set(want)
+	}
+}
+
+// retry reports whether err is an idle deadline that fired while the pair
+// was not idle (the other direction moved bytes meanwhile): the copy goes
+// on with a new deadline. A deadline that fired on an idle pair marks it
+// idled out.
+func (a *activity) retry(err error) bool {
+	if a.idle <= 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	if a.busy() {
+		return true
+	}
+	a.idledOut.Store(true)
+	return false
 }
 
 // tcpBufSize is the copy buffer of one direction.
@@ -121,43 +159,57 @@ const tcpBufSize = 32 << 10
 var tcpBufs = sync.Pool{New: func() any { b := make([]byte, tcpBufSize); return &b }}
 
 // copy moves bytes from src to dst until src ends, then half-closes dst.
-// A read that waits longer than the idle timeout ends the pair unless the
-// other direction moved bytes meanwhile. An error other than the end of
-// stream closes both sides.
+// Reads and writes both have idle deadlines, so a pair ends when no byte
+// moved either way for the idle timeout, even while one side has stopped
+// reading. An error other than the end of stream closes both sides.
 func (a *activity) copy(dst, src net.Conn, count func(int), client, up net.Conn) {
 	bp := tcpBufs.Get().(*[]byte)
 	defer tcpBufs.Put(bp)
 	buf := *bp
-	var dl lazyDeadline
+	rd := idleDeadline{set: src.SetReadDeadline}
+	wd := idleDeadline{set: dst.SetWriteDeadline}
 	for {
-		if a.idle > 0 {
-			dl.set(src, time.Unix(0, a.last.Load()), a.idle, a.idle/8)
-		}
+		rd.update(a)
 		n, err := src.Read(buf)
 		if n > 0 {
 			a.touch()
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+			if werr := a.write(dst, &wd, buf[:n]); werr != nil {
 				a.abort(client, up)
 				return
 			}
 			count(n)
 		}
-		if err == nil {
+		switch {
+		case err == nil:
 			continue
-		}
-		if errors.Is(err, os.ErrDeadlineExceeded) && a.idle > 0 {
-			if time.Since(time.Unix(0, a.last.Load())) < a.idle {
-				continue // the other direction is busy: the pair is not idle
-			}
-			a.idledOut.Store(true)
-			a.abort(client, up)
-			return
-		}
-		if errors.Is(err, io.EOF) {
+		case errors.Is(err, io.EOF):
 			closeWrite(dst)
 			return
 		}
-		a.abort(client, up) // reset, or closed by the other direction
+		if a.retry(err) {
+			continue
+		}
+		a.abort(client, up) // idle, reset, or closed by the other direction
 		return
 	}
+}
+
+// write writes all of p, with an idle deadline: a peer that stops reading
+// ends the pair once nothing has moved either way for the idle timeout.
+func (a *activity) write(dst net.Conn, wd *idleDeadline, p []byte) error {
+	for len(p) > 0 {
+		wd.update(a)
+		n, err := dst.Write(p)
+		if n > 0 {
+			a.touch()
+			p = p[n:]
+		}
+		if err == nil {
+			continue
+		}
+		if !a.retry(err) {
+			return err
+		}
+	}
+	return nil
 }
