@@ -129,8 +129,12 @@ func TestTCPServiceThroughTwoSidecars(t *testing.T) {
 		t.Errorf("get instances smtp: want both instances shown as tcp, got\n%s", out)
 	}
 	var inbound float64
-	for _, p := range providers {
-		inbound += p.Metric(`weft_protocol_detections_total{how="declared",listener="inbound",protocol="tcp"}`)
+	for id, p := range providers {
+		v := p.Metric(`weft_protocol_detections_total{how="declared",listener="inbound",protocol="tcp"}`)
+		if v < 1 {
+			t.Errorf("provider %s counted %g declared TCP connections on inbound, want at least 1 (round robin)", id, v)
+		}
+		inbound += v
 	}
 	if inbound != 5 {
 		t.Errorf("providers counted %g declared TCP connections on inbound, want 5", inbound)

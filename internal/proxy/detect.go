@@ -109,8 +109,9 @@ func sniff(br *bufio.Reader) (string, error) {
 }
 
 // maxSniffLine is how much of a first line sniff reads looking for the
-// HTTP version; a longer line is left to the HTTP parser.
-const maxSniffLine = 4 << 10
+// HTTP version; a longer first line is taken for TCP (it may be an HTTP
+// request with a huge URL, which then still works, as bytes).
+const maxSniffLine = 8 << 10
 
 // requestLine tells an HTTP/1 request line ("GET /x HTTP/1.1") from a text
 // protocol whose first word merely looks like a method (Redis "SET k v",
@@ -126,8 +127,8 @@ func requestLine(br *bufio.Reader) (string, error) {
 			}
 			return ProtoTCP, nil
 		}
-		if len(b) >= maxSniffLine {
-			return ProtoHTTP1, nil
+		if len(b) >= maxSniffLine || errors.Is(err, bufio.ErrBufferFull) {
+			return ProtoTCP, nil
 		}
 		if err != nil {
 			if len(b) > 0 && errors.Is(err, io.EOF) {
@@ -157,8 +158,14 @@ func (s *Server) forwardTCP(cc *clientConn, dest *Cluster) {
 
 // handOff gives the connection to net/http: for HTTP/1 on a listener with
 // an H1 handler, and for requests to upgrade to h2c. head, when not nil,
-// is a request head already read, replayed in front of the rest.
+// is a request head already read, replayed in front of the rest. The
+// connection stays tracked, as active, until net/http closes it, so that
+// Shutdown waits for it (hijacked and upgraded ones included) and Close
+// closes it.
 func (s *Server) handOff(cc *clientConn, head *h1.Head) {
+	if !cc.state.CompareAndSwap(stateIdle, stateActive) && cc.state.Load() != stateActive {
+		return // closed by Shutdown
+	}
 	var pre bytes.Buffer
 	if head != nil {
 		writeRawHead(&pre, head)
@@ -166,11 +173,24 @@ func (s *Server) handOff(cc *clientConn, head *h1.Head) {
 	b, _ := cc.br.Peek(cc.br.Buffered())
 	pre.Write(b)
 	cc.dl.clear(cc.conn)
-	conn := &bufferedConn{Conn: cc.conn, r: io.MultiReader(&pre, cc.conn)}
-	if !s.stdQueue.deliver(conn) {
+	hc := &handedConn{bufferedConn: bufferedConn{Conn: cc.conn, r: io.MultiReader(&pre, cc.conn)}, closed: make(chan struct{})}
+	if !s.stdQueue.deliver(hc) {
 		return
 	}
 	cc.handedOff = true
+	<-hc.closed
+}
+
+// handedConn is a connection net/http owns; Close tells the Server.
+type handedConn struct {
+	bufferedConn
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (c *handedConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return c.bufferedConn.Close()
 }
 
 // writeRawHead writes a request head as it came.
@@ -192,9 +212,24 @@ func writeRawHead(w *bytes.Buffer, h *h1.Head) {
 }
 
 // isH2CUpgrade reports whether a request asks to upgrade to HTTP/2
-// cleartext (RFC 7540 §3.2).
+// cleartext (RFC 7540 §3.2) in a way this listener accepts: without a
+// body, which the upgrade would have to hold in memory (a request with
+// one is served as HTTP/1.1, as the RFC allows).
 func isH2CUpgrade(h *h1.Head) bool {
-	return bytes.EqualFold(h.Upgrade(), []byte("h2c")) && h.Get("HTTP2-Settings") != nil
+	return bytes.EqualFold(h.Upgrade(), []byte("h2c")) && h.Get("HTTP2-Settings") != nil &&
+		h.NamedByConnection([]byte("HTTP2-Settings")) && !hasBody(h)
+}
+
+// noUpgradeWithBody drops an h2c upgrade offered with a request body, so
+// that net/http's h2c handler serves the request as HTTP/1.1 instead of
+// reading the whole body into memory first.
+func noUpgradeWithBody(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 && strings.EqualFold(r.Header.Get("Upgrade"), "h2c") {
+			r.Header.Del("Upgrade")
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // connQueue is a net.Listener fed with connections the Server hands off,

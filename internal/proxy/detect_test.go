@@ -2,12 +2,17 @@ package proxy
 
 import (
 	"bufio"
+	"context"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/weftmesh/weft/internal/h1"
 )
 
 func TestSniffTellsProtocolsApart(t *testing.T) {
@@ -19,7 +24,7 @@ func TestSniffTellsProtocolsApart(t *testing.T) {
 		{"HTTP/1.0 without CR", "GET /old HTTP/1.0\n", ProtoHTTP1},
 		{"Redis inline command", "SET k v\r\n", ProtoTCP},
 		{"SMTP-like client first", "HELO example.org\r\n", ProtoTCP},
-		{"request line longer than the sniff", "GET /" + strings.Repeat("a", maxSniffLine) + " HTTP/1.1\r\n", ProtoHTTP1},
+		{"first line longer than the sniff", "SET k " + strings.Repeat("a", maxSniffLine) + "\r\n", ProtoTCP},
 		{"h2 preface", http2.ClientPreface, ProtoH2},
 		{"PRI that is not the preface", "PRI / HTTP/1.1\r\n", ProtoHTTP1},
 		{"TLS ClientHello", "\x16\x03\x01\x00\xa5\x01", ProtoTLS},
@@ -52,4 +57,76 @@ func TestSniffWaitsForAPartialMethod(t *testing.T) {
 	if got, err := sniff(bufio.NewReader(b)); err == nil {
 		t.Fatalf("sniff of a silent partial method = %q, want a deadline error", got)
 	}
+}
+
+// A connection upgraded to h2c is drained like any other: Shutdown waits
+// for its stream, and the stream's answer still arrives.
+func TestShutdownWaitsForUpgradedConnections(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-release
+		io.WriteString(w, "done")
+	})
+	s := &Server{Name: "test", H2: h, Resolve: func(*h1.Head, []byte, bool) (*Cluster, *MeshError) { return nil, nil }, Log: discard}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() { s.Serve(ln); close(served) }()
+
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n")
+	br := bufio.NewReader(c)
+	if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 101") {
+		t.Fatalf("upgrade: got %q, %v", line, err)
+	}
+	for line := ""; line != "\r\n"; {
+		if line, err = br.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+	}
+	io.WriteString(c, http2.ClientPreface)
+	fr := http2.NewFramer(c, br)
+	fr.WriteSettings()
+	<-started
+
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		stopped <- s.Shutdown(ctx)
+	}()
+	select {
+	case err := <-stopped:
+		t.Fatalf("Shutdown returned (%v) while an upgraded stream was still being answered", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(release)
+	var body strings.Builder
+	for body.String() != "done" {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("reading the answer: %v (body so far %q)", err, body.String())
+		}
+		if d, ok := f.(*http2.DataFrame); ok {
+			body.Write(d.Data())
+		}
+	}
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown did not return after the stream ended")
+	}
+	<-served
 }

@@ -82,7 +82,9 @@ func isGRPC(r *http.Request) bool {
 
 // writeGRPCDeadlineExceeded answers a gRPC call whose deadline ran out in
 // the mesh, as gRPC clients expect: HTTP 200, trailers-only, status 4.
-func writeGRPCDeadlineExceeded(w http.ResponseWriter, e *MeshError) int {
+func writeGRPCDeadlineExceeded(w http.ResponseWriter, m *serviceMetrics, e *MeshError) int {
+	m.meshError(e.Reason)
+	m.grpcStatus("4")
 	h := w.Header()
 	h.Set("Content-Type", "application/grpc")
 	h.Set("Grpc-Status", "4")

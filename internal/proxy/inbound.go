@@ -58,8 +58,7 @@ func (in *Inbound) forward(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		if r.Context().Err() != nil {
 			if isGRPC(r) && r.Context().Err() == context.DeadlineExceeded {
-				in.metrics.meshError(ReasonUpstreamTimeout)
-				return writeGRPCDeadlineExceeded(w, &MeshError{Reason: ReasonUpstreamTimeout,
+				return writeGRPCDeadlineExceeded(w, in.metrics, &MeshError{Reason: ReasonUpstreamTimeout,
 					Message: fmt.Sprintf("grpc-timeout ran out waiting for the app of %s at %s", in.Instance, in.App)})
 			}
 			return statusClientGone

@@ -57,7 +57,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"direction", "service", "grpc_status"}),
 		tunnels: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "weft_connect_tunnels_total",
-			Help: "CONNECT tunnels opened for egress.",
+			Help: "CONNECT tunnels opened, to mesh services and for egress.",
 		}),
 		tcpConns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_tcp_connections_total",
@@ -222,6 +222,15 @@ func (s *serviceMetrics) grpcDone(resp *http.Response) {
 	}
 	if code == "" {
 		code = "missing"
+	}
+	s.grpcStatus(code)
+}
+
+// grpcStatus counts one gRPC response with the given grpc-status,
+// including those the mesh makes itself (nil-safe).
+func (s *serviceMetrics) grpcStatus(code string) {
+	if s == nil {
+		return
 	}
 	c, ok := s.grpcCodes.Load(code)
 	if !ok {

@@ -261,8 +261,7 @@ func serviceNameBytes(host []byte) []byte {
 // out here (the caller still waits for a gRPC status), or its client left.
 func (o *Outbound) deadlineOrGone(w http.ResponseWriter, r *http.Request, c *Cluster, ep *Endpoint) int {
 	if isGRPC(r) && r.Context().Err() == context.DeadlineExceeded {
-		c.metrics.meshError(ReasonUpstreamTimeout)
-		return writeGRPCDeadlineExceeded(w, &MeshError{Reason: ReasonUpstreamTimeout,
+		return writeGRPCDeadlineExceeded(w, c.metrics, &MeshError{Reason: ReasonUpstreamTimeout,
 			Message: fmt.Sprintf("grpc-timeout ran out waiting for %s at %s", ep.Instance, ep.Address)})
 	}
 	return statusClientGone

@@ -47,9 +47,12 @@ type Server struct {
 	// it returns the destination (nil: none, the connection closes) and
 	// whether the destination is declared TCP, which skips detection.
 	Opaque func() (dest *Cluster, declared bool)
-	TCP    *TCPProxy
+	// TCP forwards connections as bytes: those Opaque sends it, and
+	// CONNECT tunnels.
+	TCP *TCPProxy
 	// DetectTimeout is how long a listener with Opaque waits for a new
-	// connection's first bytes before forwarding it as TCP (0: no limit).
+	// connection's first line before forwarding it as TCP (0: as long as
+	// the client idle timeout).
 	DetectTimeout time.Duration
 	// Timeout bounds the wait for an upstream's response head (0: none).
 	Timeout time.Duration
@@ -134,7 +137,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.std = &http.Server{ReadHeaderTimeout: headTimeout, IdleTimeout: clientIdleTimeout,
 		ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug)}
 	if h != nil {
-		s.std.Handler = h2c.NewHandler(upgraded(h), s.h2)
+		s.std.Handler = noUpgradeWithBody(h2c.NewHandler(upgraded(h), s.h2))
 	}
 	if err := http2.ConfigureServer(s.std, s.h2); err != nil {
 		s.mu.Unlock()

@@ -23,7 +23,7 @@ import (
 //	idle     -> no byte either way for IdleTimeout closes both sides
 type TCPProxy struct {
 	IdleTimeout time.Duration // 0: none
-	Log         *slog.Logger
+	Log         *slog.Logger  // connections refused for want of an instance are logged here
 }
 
 // DefaultTCPIdleTimeout is Envoy's tcp_proxy default.

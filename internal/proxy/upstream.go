@@ -19,8 +19,8 @@ func (in *Inbound) AppCluster() *Cluster { return in.cluster }
 // routing of an upstream listener, a local port bound to one service for
 // clients that cannot use an HTTP proxy (Consul's upstreams).
 type Fixed struct {
-	Service string
-	Table   *Table
+	Service string    // the one service every request goes to
+	Table   *Table    // where the service's cluster is looked up
 	Out     *Outbound // HTTP/2 requests go through it, with Host set to Service
 }
 

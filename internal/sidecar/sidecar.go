@@ -4,7 +4,8 @@
 //	push.Client  --state--> table (proxy.Table) <--reads-- outbound listener
 //	registration: register, heartbeat, re-register, deregister on stop
 //	health: checks the local app, flips the instance's readiness
-//	inbound listener --> local app
+//	inbound listener --> local app (HTTP, or bytes for TCP and TLS)
+//	upstream listeners (--upstream SERVICE=PORT) --> one service each
 //	admin listener: /healthz /readyz /metrics /config pprof
 //
 // A sidecar without an app port is a consumer only: it routes the local
@@ -118,8 +119,11 @@ func (c Config) Validate() error {
 		}
 		seen[u.Listen] = true
 	}
-	if c.DetectTimeout < 0 || c.TCPIdleTimeout < 0 {
-		return errors.New("--detect-timeout and --tcp-idle-timeout must not be negative")
+	if c.DetectTimeout < 0 {
+		return fmt.Errorf("--detect-timeout %s: must not be negative", c.DetectTimeout)
+	}
+	if c.TCPIdleTimeout < 0 {
+		return fmt.Errorf("--tcp-idle-timeout %s: must not be negative (0 means never)", c.TCPIdleTimeout)
 	}
 	if c.HealthPath != "" && c.AppProtocol == "tcp" {
 		return errors.New("--health-path: a tcp app is checked with a TCP connect; drop --health-path or use --app-protocol http")

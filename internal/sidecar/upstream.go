@@ -17,9 +17,9 @@ import (
 // their Host; anything else as bytes. /tcp declares the service TCP on this
 // port: no protocol detection, for protocols in which the server speaks first.
 type Upstream struct {
-	Service string
+	Service string // the mesh service connections go to
 	Listen  string // host:port
-	TCP     bool
+	TCP     bool   // declared TCP: no protocol detection
 }
 
 // ParseUpstream reads SERVICE=[HOST:]PORT[/tcp].
@@ -56,6 +56,7 @@ func (u Upstream) validate() error {
 	return nil
 }
 
+// String is the flag form, SERVICE=HOST:PORT[/tcp].
 func (u Upstream) String() string {
 	s := u.Service + "=" + u.Listen
 	if u.TCP {
