@@ -109,6 +109,8 @@ func TestParseErrorsNameTheField(t *testing.T) {
 			ref: "ExternalService/pay", field: "spec", msgHas: "required"},
 		{name: "null spec", in: doc(APIVersion, "ExternalService", "pay", "") + "spec: null\n",
 			ref: "ExternalService/pay", field: "spec", msgHas: "required"},
+		{name: "unknown protocol", in: doc(APIVersion, "ExternalService", "pay", "  protocol: udp\n  endpoints:\n  - address: a.example:80\n"),
+			ref: "ExternalService/pay", field: "spec.protocol", msgHas: `"udp"`},
 		{name: "endpoints empty", in: doc(APIVersion, "ExternalService", "pay", "  endpoints: []\n"),
 			ref: "ExternalService/pay", field: "spec.endpoints", msgHas: "at least one"},
 		{name: "endpoints[1] not host:port", in: doc(APIVersion, "ExternalService", "pay",
