@@ -30,6 +30,8 @@ func TestInstanceValidate(t *testing.T) {
 		{name: "id space", in: inst("cat", "a b", "h:1"), errPref: "id:"},
 		{name: "address without port", in: inst("cat", "x", "10.0.0.1"), errPref: "address:", errHas: `"10.0.0.1"`},
 		{name: "address empty", in: inst("cat", "x", ""), errPref: "address:"},
+		{name: "protocol tcp", in: withProtocol(inst("db", "x", "h:1"), "tcp")},
+		{name: "protocol unknown", in: withProtocol(inst("db", "x", "h:1"), "udp"), errPref: "protocol:", errHas: `"udp"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -55,3 +57,5 @@ func TestKey(t *testing.T) {
 		t.Errorf("Key: got %q, want %q", got, want)
 	}
 }
+
+func withProtocol(in Instance, p string) Instance { in.Protocol = p; return in }
