@@ -212,9 +212,9 @@ func writeRawHead(w *bytes.Buffer, h *h1.Head) {
 }
 
 // isH2CUpgrade reports whether a request asks to upgrade to HTTP/2
-// cleartext (RFC 7540 §3.2) in a way this listener accepts: without a
-// body, which the upgrade would have to hold in memory (a request with
-// one is served as HTTP/1.1, as the RFC allows).
+// cleartext (RFC 7540 §3.2) in a way this listener takes itself: without
+// a body, which the upgrade would have to hold in memory (a request with
+// one is passed on like any other upgrade).
 func isH2CUpgrade(h *h1.Head) bool {
 	return bytes.EqualFold(h.Upgrade(), []byte("h2c")) && h.Get("HTTP2-Settings") != nil &&
 		h.NamedByConnection([]byte("HTTP2-Settings")) && !hasBody(h)
