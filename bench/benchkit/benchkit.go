@@ -1,6 +1,7 @@
 // Package benchkit is what the Go benchmark commands under bench/ share:
 // starting weft and test app processes and reading the address each logs,
-// closed-loop load from concurrent callers, and latency percentiles.
+// closed-loop load from concurrent callers, latency percentiles, and the
+// CPU time and system calls of processes (Linux /proc).
 package benchkit
 
 import (
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strings"
 	"sort"
 	"sync"
 	"time"
@@ -59,6 +61,17 @@ func (p *Procs) StartEnv(env []string, bin, pattern string, args ...string) (str
 	case <-time.After(30 * time.Second):
 		return "", fmt.Errorf("%s %v: no line matching %q within 30s", bin, args, pattern)
 	}
+}
+
+// StartQuiet starts a process that logs nothing worth waiting for (the
+// caller checks it is ready) and returns its pid.
+func (p *Procs) StartQuiet(bin string, args ...string) (int, error) {
+	cmd := exec.Command(bin, args...)
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	p.cmds = append(p.cmds, cmd)
+	return cmd.Process.Pid, nil
 }
 
 // Pid is the process id of the i-th process started (from 0).
@@ -111,4 +124,65 @@ func Pct(s []time.Duration, p int) string {
 		return "-"
 	}
 	return s[(len(s)-1)*p/100].Round(time.Microsecond).String()
+}
+
+// Process is a process whose cost is measured, by name.
+type Process struct {
+	Name string
+	Pid  int
+}
+
+// Usage is what a process has used so far.
+type Usage struct {
+	Name          string
+	CPU           time.Duration
+	Reads, Writes int64 // system calls
+}
+
+// Measure reads each process's CPU time and read/write system calls.
+func Measure(ps []Process) []Usage {
+	var out []Usage
+	for _, p := range ps {
+		u := Usage{Name: p.Name}
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid)); err == nil {
+			// Fields after the command name (which may hold spaces): utime
+			// and stime are the 12th and 13th, in clock ticks (100 Hz on Linux).
+			if i := strings.LastIndexByte(string(b), ')'); i > 0 {
+				f := strings.Fields(string(b)[i+1:])
+				if len(f) > 13 {
+					var ut, st int64
+					fmt.Sscan(f[11], &ut)
+					fmt.Sscan(f[12], &st)
+					u.CPU = time.Duration(ut+st) * 10 * time.Millisecond
+				}
+			}
+		}
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", p.Pid)); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(line, "syscr: "); ok {
+					fmt.Sscan(v, &u.Reads)
+				} else if v, ok := strings.CutPrefix(line, "syscw: "); ok {
+					fmt.Sscan(v, &u.Writes)
+				}
+			}
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+// Cost formats CPU µs and system calls (reads+writes) per unit of work
+// between two measurements of the same processes.
+func Cost(before, after []Usage, units float64) string {
+	if units == 0 || len(before) != len(after) {
+		return "-"
+	}
+	var parts []string
+	for i := range after {
+		cpu := float64((after[i].CPU - before[i].CPU).Microseconds()) / units
+		r := float64(after[i].Reads-before[i].Reads) / units
+		wr := float64(after[i].Writes-before[i].Writes) / units
+		parts = append(parts, fmt.Sprintf("%s %.1fµs %.1fr+%.1fw", after[i].Name, cpu, r, wr))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -115,10 +115,10 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 	out, consAdmin := strings.Fields(cons)[0], strings.TrimPrefix(strings.Fields(cons)[2], "admin=")
 	admins := map[string]string{"consumer": consAdmin, "provider": provAdmin}
 	// procs: app, control plane, provider sidecar, consumer sidecar.
-	costOf := map[string][]process{
-		"direct": {{"client", os.Getpid()}, {"app", procs.Pid(0)}},
-		"mesh": {{"client", os.Getpid()}, {"consumer", procs.Pid(3)}, {"provider", procs.Pid(2)},
-			{"app", procs.Pid(0)}},
+	costOf := map[string][]benchkit.Process{
+		"direct": {{Name: "client", Pid: os.Getpid()}, {Name: "app", Pid: procs.Pid(0)}},
+		"mesh": {{Name: "client", Pid: os.Getpid()}, {Name: "consumer", Pid: procs.Pid(3)}, {Name: "provider", Pid: procs.Pid(2)},
+			{Name: "app", Pid: procs.Pid(0)}},
 	}
 	fmt.Fprintf(w, "%d concurrent callers, %s per measurement, 1 connection per client", conc, dur)
 	if deadline > 0 {
@@ -155,18 +155,18 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
 		payload := &testgrpc.SimpleRequest{ResponseSize: 1024, Payload: &testgrpc.Payload{Body: make([]byte, 1024)}}
-		before := usage(costOf[p.name])
+		before := benchkit.Measure(costOf[p.name])
 		rate, lat := load(conc, dur, func(ctx context.Context) error { _, err := tc.UnaryCall(ctx, payload); return err })
 		fmt.Fprintf(w, "%-8s %-16s %12.0f %10s %10s %10s\n", p.name, "unary 1 KiB", rate, benchkit.Pct(lat, 50), benchkit.Pct(lat, 99), benchkit.Pct(lat, 100))
 		if showCost {
-			fmt.Fprintf(w, "  per call: %s\n", cost(before, usage(costOf[p.name]), float64(len(lat))))
+			fmt.Fprintf(w, "  per call: %s\n", benchkit.Cost(before, benchkit.Measure(costOf[p.name]), float64(len(lat))))
 		}
 		if stopProfiles != nil {
 			stopProfiles("unary")
 			stopProfiles = profiles(admins, dur)
 		}
 		streamReq := &testgrpc.StreamingOutputCallRequest{ResponseParameters: repeat(100, 1024)}
-		before = usage(costOf[p.name])
+		before = benchkit.Measure(costOf[p.name])
 		srate, streams := load(conc, dur, func(ctx context.Context) error {
 			st, err := tc.StreamingOutputCall(ctx, streamReq)
 			if err != nil {
@@ -182,7 +182,7 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 		})
 		fmt.Fprintf(w, "%-8s %-16s %12.0f %10s %10s %10s\n", p.name, "stream msgs 1 KiB", srate*100, "", "", "")
 		if showCost {
-			fmt.Fprintf(w, "  per message: %s\n", cost(before, usage(costOf[p.name]), float64(len(streams)*100)))
+			fmt.Fprintf(w, "  per message: %s\n", benchkit.Cost(before, benchkit.Measure(costOf[p.name]), float64(len(streams)*100)))
 		}
 		if stopProfiles != nil {
 			stopProfiles("stream")
@@ -289,61 +289,3 @@ func profiles(admins map[string]string, d time.Duration) func(phase string) {
 	}
 }
 
-type process struct {
-	name string
-	pid  int
-}
-
-// procUsage is a process's CPU time and read and write system calls so far.
-type procUsage struct {
-	name          string
-	cpu           time.Duration
-	reads, writes int64
-}
-
-// usage reads /proc (Linux); elsewhere it returns nothing.
-func usage(ps []process) []procUsage {
-	var out []procUsage
-	for _, p := range ps {
-		u := procUsage{name: p.name}
-		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid)); err == nil {
-			// Fields after the command name (which may hold spaces): utime
-			// and stime are the 12th and 13th, in clock ticks (100 Hz on Linux).
-			if i := strings.LastIndexByte(string(b), ')'); i > 0 {
-				f := strings.Fields(string(b)[i+1:])
-				if len(f) > 13 {
-					var ut, st int64
-					fmt.Sscan(f[11], &ut)
-					fmt.Sscan(f[12], &st)
-					u.cpu = time.Duration(ut+st) * 10 * time.Millisecond
-				}
-			}
-		}
-		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", p.pid)); err == nil {
-			for _, line := range strings.Split(string(b), "\n") {
-				if v, ok := strings.CutPrefix(line, "syscr: "); ok {
-					fmt.Sscan(v, &u.reads)
-				} else if v, ok := strings.CutPrefix(line, "syscw: "); ok {
-					fmt.Sscan(v, &u.writes)
-				}
-			}
-		}
-		out = append(out, u)
-	}
-	return out
-}
-
-// cost formats CPU µs and system calls (reads+writes) per unit between two usages.
-func cost(before, after []procUsage, units float64) string {
-	if units == 0 || len(before) != len(after) {
-		return "-"
-	}
-	var parts []string
-	for i := range after {
-		cpu := float64((after[i].cpu - before[i].cpu).Microseconds()) / units
-		r := float64(after[i].reads-before[i].reads) / units
-		wr := float64(after[i].writes-before[i].writes) / units
-		parts = append(parts, fmt.Sprintf("%s %.0fµs %.1fr+%.1fw", after[i].name, cpu, r, wr))
-	}
-	return strings.Join(parts, ", ")
-}

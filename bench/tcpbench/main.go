@@ -1,8 +1,10 @@
 // Command tcpbench measures TCP services through the mesh: a TCP echo app
-// reached directly and through a consumer sidecar's upstream listener
-// (declared /tcp) and the provider's sidecar (--app-protocol tcp). It
+// reached directly, through a consumer sidecar's upstream listener
+// (declared /tcp) and the provider's sidecar (--app-protocol tcp), and
+// through an nginx pair (stream module) and a HAProxy pair (mode tcp). It
 // reports bulk throughput on one connection, small round trips on
-// concurrent connections, and new connections per second.
+// concurrent connections, and new connections per second, with the CPU
+// time and system calls of each proxy hop per unit.
 //
 //	go build -o /tmp/weft ./cmd/weft && go build -o /tmp/testapp ./internal/meshtest/testapp
 //	go run ./bench/tcpbench -weft /tmp/weft -app /tmp/testapp -out bench/results/tcp-latest.md
@@ -16,6 +18,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"time"
@@ -30,6 +33,11 @@ func main() {
 	conc := flag.Int("concurrency", 32, "concurrent connections for round trips")
 	bulk := flag.Int64("bulk", 1<<30, "bytes streamed each way for the bulk measurement")
 	outFile := flag.String("out", "", "also write the report as markdown here")
+	flag.Func("sidecar-env", "set `K=V` in the sidecars' environment (repeatable), e.g. GOMAXPROCS=1", func(v string) error {
+		sidecarEnv = append(sidecarEnv, v)
+		return nil
+	})
+	compare := flag.String("compare", "nginx,haproxy", "also measure these TCP proxy pairs, comma-separated (nginx: stream module; haproxy: mode tcp); empty for none")
 	flag.Parse()
 	if *weft == "" || *app == "" {
 		fmt.Fprintln(os.Stderr, "tcpbench: -weft and -app are required")
@@ -37,7 +45,11 @@ func main() {
 	}
 	var report strings.Builder
 	w := io.MultiWriter(os.Stdout, &report)
-	if err := run(w, *weft, *app, *dur, *conc, *bulk); err != nil {
+	var pairs []string
+	if *compare != "" {
+		pairs = strings.Split(*compare, ",")
+	}
+	if err := run(w, *weft, *app, *dur, *conc, *bulk, pairs); err != nil {
 		fmt.Fprintln(os.Stderr, "tcpbench:", err)
 		os.Exit(1)
 	}
@@ -51,7 +63,16 @@ func main() {
 	}
 }
 
-func run(w io.Writer, weft, app string, dur time.Duration, conc int, bulk int64) error {
+// sidecarEnv is added to the sidecars' environment (-sidecar-env).
+var sidecarEnv []string
+
+// path is one way to reach the echo app, with the proxy processes on it.
+type path struct {
+	name, addr string
+	hops       []benchkit.Process
+}
+
+func run(w io.Writer, weft, app string, dur time.Duration, conc int, bulk int64, compare []string) error {
 	var procs benchkit.Procs
 	defer procs.Stop()
 	dir, err := os.MkdirTemp("", "tcpbench-")
@@ -68,27 +89,46 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int, bulk int64)
 		return err
 	}
 	_, port, _ := net.SplitHostPort(appAddr)
-	if _, err := procs.Start(weft, `msg="sidecar started"`, "sidecar", "--service", "echo", "--app-port", port,
+	if _, err := procs.StartEnv(sidecarEnv, weft, `msg="sidecar started"`, "sidecar", "--service", "echo", "--app-port", port,
 		"--app-protocol", "tcp", "--control", cp, "--outbound", "127.0.0.1:0", "--inbound", "127.0.0.1:0", "--admin", "127.0.0.1:0"); err != nil {
 		return err
 	}
-	up, err := procs.Start(weft, `msg="upstream listener".* address=(\S+)`, "sidecar", "--service", "client",
+	up, err := procs.StartEnv(sidecarEnv, weft, `msg="upstream listener".* address=(\S+)`, "sidecar", "--service", "client",
 		"--upstream", "echo=0/tcp", "--control", cp, "--outbound", "127.0.0.1:0", "--admin", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	if err := ready(up); err != nil {
-		return err
+	// procs: app, control plane, provider sidecar, consumer sidecar.
+	paths := []path{
+		{"direct", appAddr, nil},
+		{"weft", up, []benchkit.Process{{Name: "consumer", Pid: procs.Pid(3)}, {Name: "provider", Pid: procs.Pid(2)}}},
 	}
-	fmt.Fprintf(w, "bulk: %d MiB each way on one connection; round trips: 64 B on %d connections for %s; connects: one at a time for %s\n\n",
+	for _, name := range compare {
+		p, err := startPair(&procs, dir, name, appAddr)
+		if err != nil {
+			fmt.Fprintf(w, "(%s pair skipped: %v)\n", name, err)
+			continue
+		}
+		paths = append(paths, p)
+	}
+	for _, p := range paths {
+		if err := ready(p.addr); err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+	}
+	fmt.Fprintf(w, "bulk: %d MiB each way on one connection; round trips: 64 B on %d connections for %s; connects: one at a time for %s\n",
 		bulk>>20, conc, dur, dur)
-	fmt.Fprintf(w, "%-8s %-22s %14s %10s %10s %10s\n", "path", "measure", "value", "p50", "p99", "max")
-	for _, p := range []struct{ name, addr string }{{"direct", appAddr}, {"mesh", up}} {
+	fmt.Fprintf(w, "cost: CPU time and read+write system calls per MiB, round trip or connection, of each proxy hop (front, back);\n")
+	fmt.Fprintf(w, "system calls as /proc/PID/io counts them: read and write only, so nginx's and HAProxy's recv/send show as 0\n\n")
+	fmt.Fprintf(w, "%-8s %-22s %14s %10s %10s %10s  %s\n", "path", "measure", "value", "p50", "p99", "max", "cost per unit")
+	for _, p := range paths {
+		before := benchkit.Measure(p.hops)
 		mibs, err := bulkEcho(p.addr, bulk)
 		if err != nil {
 			return fmt.Errorf("%s bulk: %w", p.name, err)
 		}
-		fmt.Fprintf(w, "%-8s %-22s %9.0f MiB/s\n", p.name, "bulk echo", mibs)
+		fmt.Fprintf(w, "%-8s %-22s %9.0f MiB/s %32s  %s\n", p.name, "bulk echo", mibs, "",
+			benchkit.Cost(before, benchkit.Measure(p.hops), float64(bulk>>20)))
 
 		conns := make([]net.Conn, conc)
 		for i := range conns {
@@ -97,14 +137,18 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int, bulk int64)
 			}
 		}
 		msg, back := make([]byte, 64), make([]byte, conc*64)
+		before = benchkit.Measure(p.hops)
 		rate, lat := benchkit.Load(conc, dur, func(_ context.Context, i int) error {
 			return roundTrip(conns[i], msg, back[i*64:(i+1)*64])
 		})
+		after := benchkit.Measure(p.hops)
 		for _, c := range conns {
 			c.Close()
 		}
-		fmt.Fprintf(w, "%-8s %-22s %11.0f /s %10s %10s %10s\n", p.name, "round trips 64 B", rate, benchkit.Pct(lat, 50), benchkit.Pct(lat, 99), benchkit.Pct(lat, 100))
+		fmt.Fprintf(w, "%-8s %-22s %11.0f /s %10s %10s %10s  %s\n", p.name, "round trips 64 B", rate,
+			benchkit.Pct(lat, 50), benchkit.Pct(lat, 99), benchkit.Pct(lat, 100), benchkit.Cost(before, after, float64(len(lat))))
 
+		before = benchkit.Measure(p.hops)
 		crate, clat := benchkit.Load(1, dur, func(context.Context, int) error {
 			c, err := net.Dial("tcp", p.addr)
 			if err != nil {
@@ -113,9 +157,107 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int, bulk int64)
 			defer c.Close()
 			return roundTrip(c, msg, back[:64])
 		})
-		fmt.Fprintf(w, "%-8s %-22s %11.0f /s %10s %10s %10s\n", p.name, "connect + round trip", crate, benchkit.Pct(clat, 50), benchkit.Pct(clat, 99), benchkit.Pct(clat, 100))
+		after = benchkit.Measure(p.hops)
+		fmt.Fprintf(w, "%-8s %-22s %11.0f /s %10s %10s %10s  %s\n", p.name, "connect + round trip", crate,
+			benchkit.Pct(clat, 50), benchkit.Pct(clat, 99), benchkit.Pct(clat, 100), benchkit.Cost(before, after, float64(len(clat))))
 	}
 	return nil
+}
+
+// startPair starts two hops of nginx (stream module) or HAProxy (mode tcp)
+// in front of the app, configured as plainly as Weft's pair: one worker,
+// no limits that Weft does not have.
+func startPair(procs *benchkit.Procs, dir, name, appAddr string) (path, error) {
+	addrs, err := freeAddrs(2)
+	if err != nil {
+		return path{}, err
+	}
+	front, back := addrs[0], addrs[1]
+	p := path{name: name, addr: front}
+	for i, hop := range []struct{ listen, next, role string }{{back, appAddr, "back"}, {front, back, "front"}} {
+		hopDir := fmt.Sprintf("%s/%s-%d", dir, name, i)
+		if err := os.MkdirAll(hopDir, 0o755); err != nil {
+			return path{}, err
+		}
+		var bin string
+		var args []string
+		switch name {
+		case "nginx":
+			if _, err := os.Stat(nginxStreamModule); err != nil {
+				return path{}, fmt.Errorf("no stream module at %s (apt-get install libnginx-mod-stream)", nginxStreamModule)
+			}
+			conf := fmt.Sprintf(nginxConf, nginxStreamModule, hopDir, hopDir, hop.listen, hop.next)
+			if err := os.WriteFile(hopDir+"/nginx.conf", []byte(conf), 0o644); err != nil {
+				return path{}, err
+			}
+			bin, args = "nginx", []string{"-p", hopDir, "-c", hopDir + "/nginx.conf"}
+		case "haproxy":
+			conf := fmt.Sprintf(haproxyConf, hop.listen, hop.next)
+			if err := os.WriteFile(hopDir+"/haproxy.cfg", []byte(conf), 0o644); err != nil {
+				return path{}, err
+			}
+			bin, args = "haproxy", []string{"-db", "-f", hopDir + "/haproxy.cfg"}
+		default:
+			return path{}, fmt.Errorf("unknown proxy %q (want nginx or haproxy)", name)
+		}
+		if _, err := exec.LookPath(bin); err != nil {
+			return path{}, err
+		}
+		pid, err := procs.StartQuiet(bin, args...)
+		if err != nil {
+			return path{}, err
+		}
+		p.hops = append([]benchkit.Process{{Name: name + "-" + hop.role, Pid: pid}}, p.hops...)
+	}
+	return p, nil
+}
+
+const nginxStreamModule = "/usr/lib/nginx/modules/ngx_stream_module.so"
+
+const nginxConf = `load_module %s;
+daemon off;
+master_process off;
+worker_processes 1;
+pid %s/nginx.pid;
+error_log %s/error.log warn;
+events { worker_connections 8192; }
+stream {
+    server {
+        listen %s;
+        proxy_pass %s;
+        proxy_timeout 1h;
+        proxy_half_close on;
+    }
+}
+`
+
+const haproxyConf = `global
+    nbthread 1
+    maxconn 8192
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+frontend fe
+    bind %s
+    default_backend be
+backend be
+    server next %s
+`
+
+// freeAddrs returns n loopback addresses with ports free right now.
+func freeAddrs(n int) ([]string, error) {
+	var out []string
+	for i := 0; i < n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ln.Addr().String())
+		defer ln.Close()
+	}
+	return out, nil
 }
 
 func roundTrip(c net.Conn, msg, back []byte) error {

@@ -77,7 +77,33 @@ const (
 	probeAfter = time.Second
 )
 
-var dialer = &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+// dialers: TCP keep-alive probes find dead peers across the network; on
+// loopback (the local app) they would only cost four system calls per
+// connection. Go sets TCP_NODELAY on every TCP connection already.
+var (
+	dialer         = &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+	loopbackDialer = &net.Dialer{Timeout: dialTimeout, KeepAlive: -1}
+)
+
+// dial connects to addr with the dialer that suits it.
+func dial(addr string) (net.Conn, error) {
+	if IsLoopback(addr) {
+		return loopbackDialer.Dial("tcp", addr)
+	}
+	return dialer.Dial("tcp", addr)
+}
+
+// IsLoopback reports whether a host:port names this host's loopback.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	return host == "localhost"
+}
 
 // get returns an idle connection that still looks open, or dials (always
 // dials when fresh). now is the request's start: close enough, and free.
@@ -101,12 +127,9 @@ func (p *pool) get(fresh bool, now time.Time) (*upConn, error) {
 		c.reused = true
 		return c, nil
 	}
-	conn, err := dialer.Dial("tcp", p.addr)
+	conn, err := dial(p.addr)
 	if err != nil {
 		return nil, err
-	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		tc.SetNoDelay(true)
 	}
 	return &upConn{Conn: conn, br: getReader(conn), bw: getWriter(conn)}, nil
 }

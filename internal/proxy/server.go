@@ -260,9 +260,6 @@ func (s *Server) serveConn(cc *clientConn) {
 			cc.conn.Close()
 		}
 	}()
-	if tc, ok := cc.conn.(*net.TCPConn); ok {
-		tc.SetNoDelay(true)
-	}
 	cc.br, cc.bw = getReader(cc.conn), getWriter(cc.conn)
 	defer func() { putBuffers(cc.br, cc.bw) }()
 	if host, _, err := net.SplitHostPort(cc.conn.RemoteAddr().String()); err == nil {

@@ -375,7 +375,13 @@ func (s *Sidecar) closeListeners() {
 }
 
 func listen(flag, addr string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
+	// Keep-alive probes are for peers across the network; a loopback
+	// listener (the app's side) skips their per-connection system calls.
+	lc := net.ListenConfig{}
+	if proxy.IsLoopback(addr) {
+		lc.KeepAlive = -1
+	}
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w (is another sidecar using it? choose another with %s)", flag, addr, err, flag)
 	}
