@@ -11,8 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"strings"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )

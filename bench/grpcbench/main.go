@@ -288,4 +288,3 @@ func profiles(admins map[string]string, d time.Duration) func(phase string) {
 		}
 	}
 }
-
