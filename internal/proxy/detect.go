@@ -33,12 +33,12 @@ const DefaultDetectTimeout = 100 * time.Millisecond
 // skip detection: they are forwarded at once, so a protocol in which the
 // server speaks first (MySQL, SMTP) is never delayed.
 //
-//	declared TCP      -> bytes, now
-//	nothing in time   -> bytes (only where Opaque is set)
-//	TLS record        -> bytes (only where Opaque is set)
-//	HTTP/1 method     -> HTTP loop (fast path, or net/http when H1 is set)
-//	HTTP/2 preface    -> HTTP loop, which hands it to x/net/http2
-//	anything else     -> bytes where Opaque is set, else the HTTP loop (400)
+//	declared TCP                  -> bytes, now
+//	no whole first line in time   -> bytes (only where Opaque is set)
+//	TLS record                    -> bytes (only where Opaque is set)
+//	"METHOD target HTTP/1.x" line -> HTTP loop (fast path, or net/http when H1 is set)
+//	HTTP/2 preface                -> HTTP loop, which hands it to x/net/http2
+//	anything else                 -> bytes where Opaque is set, else the HTTP loop (400)
 func (s *Server) detect(cc *clientConn) bool {
 	var dest *Cluster
 	if s.Opaque != nil {
@@ -72,7 +72,8 @@ func (s *Server) detect(cc *clientConn) bool {
 
 // sniff classifies the connection by its first bytes without consuming
 // them. It reads more only while what it has could still be an HTTP/1
-// method or the HTTP/2 preface, so a request is never delayed.
+// request line or the HTTP/2 preface; a client sends either at once, so a
+// request is not delayed.
 func sniff(br *bufio.Reader) (string, error) {
 	b, err := br.Peek(1)
 	if err != nil {
