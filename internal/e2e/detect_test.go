@@ -3,11 +3,20 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -225,4 +234,81 @@ func h2cUpgradeGet(t *testing.T, addr, host, path string) (status, body string) 
 			t.Fatalf("RST_STREAM %v", f.ErrCode)
 		}
 	}
+}
+
+// TestInboundTerminatesTLSWithALPN: with a certificate, the inbound
+// listener terminates TLS, offers h2 and http/1.1 by ALPN, and serves what
+// the client chose, HTTP/2 or HTTP/1.1, to a plain HTTP/1.1 app.
+func TestInboundTerminatesTLSWithALPN(t *testing.T) {
+	m := meshtest.New(t)
+	cp := m.Control()
+	certFile, keyFile, pool := selfSignedFiles(t)
+	app := m.App("web-1")
+	provider := m.Sidecar(cp, "--service", "web", "--app-port", app.Port,
+		"--inbound-tls-cert", certFile, "--inbound-tls-key", keyFile)
+
+	for _, tc := range []struct {
+		alpn      []string
+		wantProto string
+	}{{[]string{"h2", "http/1.1"}, "h2"}, {[]string{"http/1.1"}, "http/1.1"}} {
+		tr := &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "tcp", provider.Inbound)
+			},
+			TLSClientConfig:   &tls.Config{ServerName: "localhost", RootCAs: pool, NextProtos: tc.alpn},
+			ForceAttemptHTTP2: len(tc.alpn) > 1,
+		}
+		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://localhost/proto")
+		if err != nil {
+			t.Fatalf("ALPN %v: %v", tc.alpn, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		tr.CloseIdleConnections()
+		if resp.StatusCode != 200 || resp.TLS == nil || resp.TLS.NegotiatedProtocol != tc.wantProto || string(b) != "HTTP/1.1" {
+			t.Errorf("ALPN %v: got %d, negotiated %q, app saw %q; want 200, %q, and a plain HTTP/1.1 request at the app",
+				tc.alpn, resp.StatusCode, resp.TLS.NegotiatedProtocol, b, tc.wantProto)
+		}
+	}
+	for _, proto := range []string{"h2", "http1"} {
+		series := fmt.Sprintf(`weft_protocol_detections_total{how="sniffed",listener="inbound+tls",protocol=%q}`, proto)
+		if n := provider.Metric(series); n != 1 {
+			t.Errorf("%s = %g, want 1", series, n)
+		}
+	}
+}
+
+// selfSignedFiles writes a certificate for localhost and its key as PEM
+// files, and returns them with a pool that trusts the certificate.
+func selfSignedFiles(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		DNSNames:     []string{"localhost"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
+	return certFile, keyFile, pool
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -63,11 +64,39 @@ func (s *Server) detect(cc *clientConn) bool {
 		return false // the client left, or sent nothing for the idle timeout
 	}
 	s.Metrics.detected(s.Name, proto, "sniffed")
+	if proto == ProtoTLS && s.TLS != nil {
+		if proto, err = s.terminateTLS(cc); err != nil {
+			s.Log.Debug("TLS handshake failed", "listener", s.Name, "client", cc.raw.RemoteAddr().String(), "err", err)
+			return false
+		}
+		s.Metrics.detected(s.Name+"+tls", proto, "sniffed")
+	}
 	if proto == ProtoHTTP1 || proto == ProtoH2 || s.Opaque == nil {
 		return true
 	}
 	s.forwardTCP(cc, dest)
 	return false
+}
+
+// terminateTLS completes the TLS handshake (ALPN offers h2 and http/1.1),
+// makes the TLS connection the one the rest of the path reads and writes,
+// and says what it carries.
+func (s *Server) terminateTLS(cc *clientConn) (string, error) {
+	cc.dl.set(cc.raw, time.Now(), headTimeout, 0)
+	// The reader that holds the first bytes keeps feeding the TLS layer;
+	// the path reads what TLS decrypts through a reader of its own.
+	cc.rawBR = cc.br
+	tc := tls.Server(&bufferedConn{Conn: cc.raw, r: cc.rawBR}, s.TLS)
+	if err := tc.Handshake(); err != nil {
+		return "", err
+	}
+	cc.conn = tc
+	cc.br = getReader(tc)
+	cc.bw.Reset(tc)
+	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		return ProtoH2, nil
+	}
+	return sniff(cc.br)
 }
 
 // sniff classifies the connection by its first bytes without consuming

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -50,6 +51,10 @@ type Server struct {
 	// TCP forwards connections as bytes: those Opaque sends it, and
 	// CONNECT tunnels.
 	TCP *TCPProxy
+	// TLS, when set, terminates TLS on this listener (ALPN h2 and
+	// http/1.1) instead of forwarding it as bytes; what it carries is
+	// detected again.
+	TLS *tls.Config
 	// DetectTimeout is how long a listener with Opaque waits for a new
 	// connection's first line before forwarding it as TCP (0: as long as
 	// the client idle timeout).
@@ -82,7 +87,9 @@ const (
 )
 
 type clientConn struct {
-	conn  net.Conn
+	conn  net.Conn      // what the connection is read and written through (TLS, once terminated)
+	raw   net.Conn      // the accepted connection, which Shutdown and Close close from other goroutines
+	rawBR *bufio.Reader // under TLS: the reader of raw, feeding the TLS layer
 	br    *bufio.Reader
 	bw    *bufio.Writer
 	ip    []byte // the client's address, for X-Forwarded-For
@@ -163,7 +170,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		cc := &clientConn{conn: conn}
+		cc := &clientConn{conn: conn, raw: conn}
 		if !s.track(cc, true) {
 			conn.Close()
 			continue
@@ -211,7 +218,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Lock()
 		for cc := range s.conns {
 			if cc.state.CompareAndSwap(stateIdle, stateClosed) {
-				cc.conn.Close()
+				cc.raw.Close()
 			}
 		}
 		n := len(s.conns)
@@ -243,7 +250,7 @@ func (s *Server) Close() {
 	}
 	for cc := range s.conns {
 		cc.state.Store(stateClosed)
-		cc.conn.Close()
+		cc.raw.Close()
 	}
 	std := s.std
 	s.mu.Unlock()
@@ -261,7 +268,12 @@ func (s *Server) serveConn(cc *clientConn) {
 		}
 	}()
 	cc.br, cc.bw = getReader(cc.conn), getWriter(cc.conn)
-	defer func() { putBuffers(cc.br, cc.bw) }()
+	defer func() {
+		putBuffers(cc.br, cc.bw)
+		if cc.rawBR != nil && cc.rawBR != cc.br {
+			putBuffers(cc.rawBR, nil)
+		}
+	}()
 	if host, _, err := net.SplitHostPort(cc.conn.RemoteAddr().String()); err == nil {
 		cc.ip = []byte(host)
 	}

@@ -15,6 +15,7 @@ package sidecar
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -56,6 +57,10 @@ type Config struct {
 	// TCPIdleTimeout closes a TCP connection after no byte moved either
 	// way for this long (0: never).
 	TCPIdleTimeout time.Duration
+	// InboundTLSCert and InboundTLSKey, when set (PEM files), make the
+	// inbound listener terminate TLS (ALPN h2 and http/1.1) instead of
+	// passing it through to the app.
+	InboundTLSCert, InboundTLSKey string
 	Labels         map[string]string
 	Control        string // control plane host:port
 	Outbound       string
@@ -118,6 +123,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("--upstream %s: address %s is used twice", u, u.Listen)
 		}
 		seen[u.Listen] = true
+	}
+	if (c.InboundTLSCert == "") != (c.InboundTLSKey == "") {
+		return errors.New("--inbound-tls-cert and --inbound-tls-key go together")
 	}
 	if c.DetectTimeout < 0 {
 		return fmt.Errorf("--detect-timeout %s: must not be negative", c.DetectTimeout)
@@ -228,6 +236,14 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 		declared := cfg.AppProtocol == "tcp"
 		s.inSrv = &proxy.Server{Name: "inbound", Resolve: in.Resolve, H2: in, Metrics: metrics, Log: s.log,
 			Opaque: func() (*proxy.Cluster, bool) { return in.AppCluster(), declared }, TCP: tcp, DetectTimeout: cfg.DetectTimeout}
+		if cfg.InboundTLSCert != "" {
+			cert, err := tls.LoadX509KeyPair(cfg.InboundTLSCert, cfg.InboundTLSKey)
+			if err != nil {
+				s.closeListeners()
+				return nil, fmt.Errorf("--inbound-tls-cert %s, --inbound-tls-key %s: %w", cfg.InboundTLSCert, cfg.InboundTLSKey, err)
+			}
+			s.inSrv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}
+		}
 		if cfg.AppProtocol == "h2c" {
 			// Every request reaches the app as HTTP/2, whatever the caller
 			// spoke: HTTP/1 goes through net/http, and out as HTTP/2.
