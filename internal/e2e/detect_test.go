@@ -132,6 +132,34 @@ func TestProtocolDetection(t *testing.T) {
 		}
 	})
 
+	t.Run("TLS to the outbound listener goes where its server name says", func(t *testing.T) {
+		tr := &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "tcp", consumer.Outbound)
+			},
+			// The server name is the mesh service; the app's certificate is
+			// for localhost, and the app terminates TLS itself.
+			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
+			ForceAttemptHTTP2: true,
+		}
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://secure/proto")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.TLS == nil || resp.TLS.NegotiatedProtocol != "h2" || string(b) != "HTTP/2.0" {
+			t.Fatalf("HTTPS to the outbound listener with SNI secure: got %s, ALPN %v, app saw %q; want h2 end to end", resp.Proto, resp.TLS, b)
+		}
+		if n := detections(consumer, "outbound", "tls", "sniffed"); n != 1 {
+			t.Errorf("consumer counted %g tls detections on outbound, want 1", n)
+		}
+		if n := consumer.Metric(`weft_tcp_connections_total{direction="outbound",service="secure"}`); n < 1 {
+			t.Errorf("consumer counted %g TCP connections to secure, want the passed-through one", n)
+		}
+	})
+
 	t.Run("other bytes to the inbound listener reach the app untouched", func(t *testing.T) {
 		c := dialTCP(t, providers["web"].Inbound)
 		c.Write([]byte("\x00\x01 not http\r\n\r\n"))

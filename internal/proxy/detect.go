@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -71,12 +72,81 @@ func (s *Server) detect(cc *clientConn) bool {
 		}
 		s.Metrics.detected(s.Name+"+tls", proto, "sniffed")
 	}
+	if proto == ProtoTLS && s.SNI != nil {
+		s.forwardBySNI(cc)
+		return false
+	}
 	if proto == ProtoHTTP1 || proto == ProtoH2 || s.Opaque == nil {
 		return true
 	}
 	s.forwardTCP(cc, dest)
 	return false
 }
+
+// forwardBySNI passes a TLS connection through, untouched, to where the
+// server name of its ClientHello says (TLS passthrough, as for HTTPS apps
+// that call a mesh service or an outside host without a proxy).
+func (s *Server) forwardBySNI(cc *clientConn) {
+	cc.dl.set(cc.raw, time.Now(), headTimeout, 0)
+	name, err := serverName(cc.br)
+	if err != nil {
+		s.Log.Warn("TLS connection without a usable server name; closed", "listener", s.Name,
+			"client", cc.raw.RemoteAddr().String(), "err", err)
+		return
+	}
+	dest, merr := s.SNI(name)
+	if merr != nil {
+		s.Log.Warn("TLS connection for "+name+" refused: "+merr.Message, "listener", s.Name, "reason", merr.Reason)
+		return
+	}
+	s.forwardTCP(cc, dest)
+}
+
+// errHelloRead stops a handshake once the ClientHello has been read.
+var errHelloRead = errors.New("ClientHello read")
+
+// serverName reads the server name (SNI) of the buffered ClientHello
+// without consuming it: crypto/tls parses a copy, on a connection that
+// only replays those bytes, and the handshake stops right after.
+func serverName(br *bufio.Reader) (string, error) {
+	hdr, err := br.Peek(5)
+	if err != nil {
+		return "", err
+	}
+	n := 5 + (int(hdr[3])<<8 | int(hdr[4]))
+	record, err := br.Peek(n)
+	if err != nil {
+		return "", fmt.Errorf("reading the ClientHello (%d bytes): %w", n, err)
+	}
+	var name string
+	cfg := &tls.Config{GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+		name = h.ServerName
+		return nil, errHelloRead
+	}}
+	err = tls.Server(&replayConn{r: bytes.NewReader(record)}, cfg).Handshake()
+	if name == "" {
+		if errors.Is(err, errHelloRead) {
+			err = errors.New("the ClientHello names no server")
+		}
+		return "", err
+	}
+	return name, nil
+}
+
+// replayConn is a net.Conn that reads a fixed byte slice and discards writes.
+type replayConn struct {
+	net.Conn // nil: only the methods below are used
+	r        *bytes.Reader
+}
+
+func (c *replayConn) Read(p []byte) (int, error)       { return c.r.Read(p) }
+func (c *replayConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (c *replayConn) Close() error                     { return nil }
+func (c *replayConn) SetDeadline(time.Time) error      { return nil }
+func (c *replayConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *replayConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *replayConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (c *replayConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
 
 // terminateTLS completes the TLS handshake (ALPN offers h2 and http/1.1),
 // makes the TLS connection the one the rest of the path reads and writes,

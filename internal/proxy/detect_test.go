@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -129,4 +131,38 @@ func TestShutdownWaitsForUpgradedConnections(t *testing.T) {
 		t.Fatal("Shutdown did not return after the stream ended")
 	}
 	<-served
+}
+
+// clientHello returns the first flight of a crypto/tls client naming name.
+func clientHello(t *testing.T, name string) []byte {
+	t.Helper()
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	go tls.Client(a, &tls.Config{ServerName: name, InsecureSkipVerify: true, NextProtos: []string{"h2"}}).Handshake()
+	b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	hdr := make([]byte, 5)
+	if _, err := io.ReadFull(b, hdr); err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, int(hdr[3])<<8|int(hdr[4]))
+	if _, err := io.ReadFull(b, body); err != nil {
+		t.Fatal(err)
+	}
+	return append(hdr, body...)
+}
+
+func TestServerNameReadsTheClientHelloWithoutConsumingIt(t *testing.T) {
+	hello := clientHello(t, "catalog")
+	br := bufio.NewReaderSize(bytes.NewReader(hello), 16<<10)
+	name, err := serverName(br)
+	if err != nil || name != "catalog" {
+		t.Fatalf("serverName = %q, %v; want catalog", name, err)
+	}
+	if br.Buffered() != len(hello) {
+		t.Errorf("serverName consumed bytes: %d of %d still buffered", br.Buffered(), len(hello))
+	}
+	if _, err := serverName(bufio.NewReader(bytes.NewReader(clientHello(t, "")))); err == nil {
+		t.Error("serverName of a ClientHello without SNI: got no error")
+	}
 }

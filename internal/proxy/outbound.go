@@ -223,6 +223,13 @@ func (o *Outbound) lookup(host []byte, proxyForm bool) (*Cluster, *MeshError) {
 		Message: fmt.Sprintf("no mesh service named %q; call http://<service>/ through this proxy, or set Host: <service>", name)}
 }
 
+// ResolveSNI is the outbound listener's routing for TLS passed through:
+// the mesh service the server name names, or the host itself on port 443.
+func (o *Outbound) ResolveSNI(name string) (*Cluster, *MeshError) {
+	host := []byte(net.JoinHostPort(name, "443"))
+	return o.Resolve(nil, host, true)
+}
+
 // egressCluster returns a one-endpoint cluster for a host outside the
 // mesh, cached so its connections are pooled.
 func (o *Outbound) egressCluster(host string) *Cluster {

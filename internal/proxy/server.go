@@ -51,6 +51,10 @@ type Server struct {
 	// TCP forwards connections as bytes: those Opaque sends it, and
 	// CONNECT tunnels.
 	TCP *TCPProxy
+	// SNI, when set, routes TLS connections by the server name of their
+	// ClientHello and passes them through (the outbound listener, which
+	// has no other destination for them).
+	SNI func(serverName string) (*Cluster, *MeshError)
 	// TLS, when set, terminates TLS on this listener (ALPN h2 and
 	// http/1.1) instead of forwarding it as bytes; what it carries is
 	// detected again.

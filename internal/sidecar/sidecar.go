@@ -217,7 +217,7 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 	out := proxy.NewOutbound(s.table, proxy.NewTransport(cfg.Timeout), proxy.NewTransport(cfg.Timeout), metrics, s.log)
 	out.H2 = proxy.NewH2CTransport()
 	tcp := &proxy.TCPProxy{IdleTimeout: cfg.TCPIdleTimeout, Log: s.log}
-	s.outSrv = &proxy.Server{Name: "outbound", Resolve: out.Resolve, Connect: true, H2: out, TCP: tcp,
+	s.outSrv = &proxy.Server{Name: "outbound", Resolve: out.Resolve, SNI: out.ResolveSNI, Connect: true, H2: out, TCP: tcp,
 		Timeout: cfg.Timeout, Metrics: metrics, Log: s.log}
 	for _, u := range cfg.Upstreams {
 		s.upSrvs = append(s.upSrvs, s.upstreamServer(u, out, tcp, metrics))
