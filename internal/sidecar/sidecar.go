@@ -61,12 +61,13 @@ type Config struct {
 	// inbound listener terminate TLS (ALPN h2 and http/1.1) instead of
 	// passing it through to the app.
 	InboundTLSCert, InboundTLSKey string
-	Labels                        map[string]string
-	Control                       string // control plane host:port
-	Outbound                      string
-	Inbound                       string
-	Admin                         string
-	Advertise                     string // host:port peers dial; default the inbound address
+
+	Labels    map[string]string
+	Control   string // control plane host:port
+	Outbound  string
+	Inbound   string
+	Admin     string
+	Advertise string // host:port peers dial; default the inbound address
 	// HealthPath, when set, checks the app with HTTP GET instead of a TCP connect.
 	HealthPath     string
 	HealthInterval time.Duration
