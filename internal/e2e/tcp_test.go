@@ -213,16 +213,17 @@ func TestTCPIdleTimeout(t *testing.T) {
 	cp := m.Control()
 	app := m.App("echo-1", "--tcp-echo")
 	m.Sidecar(cp, "--service", "echo", "--app-port", app.Port, "--app-protocol", "tcp")
-	consumer := m.Sidecar(cp, "--service", "client", "--upstream", "echo=0/tcp", "--tcp-idle-timeout", "500ms")
+	consumer := m.Sidecar(cp, "--service", "client", "--upstream", "echo=0/tcp", "--tcp-idle-timeout", "1s")
 	addr := consumer.Upstream(t, "echo")
 	waitEndpoints(t, consumer, "echo", 1)
 
-	// Busy: a byte every 100 ms for 1.5 s (three idle timeouts) keeps it open.
+	// Busy: a byte every 100 ms for 2.5 s (over two idle timeouts) keeps it
+	// open; the timeout leaves room for a slow scheduler.
 	busy := dialTCP(t, addr)
 	one := make([]byte, 1)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); <-tick.C {
+	for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); <-tick.C {
 		busy.SetDeadline(time.Now().Add(2 * time.Second))
 		if _, err := busy.Write([]byte("x")); err != nil {
 			t.Fatalf("busy connection closed: %v", err)
@@ -233,7 +234,7 @@ func TestTCPIdleTimeout(t *testing.T) {
 	}
 	busy.Close()
 
-	// Idle: closed by the mesh after about 500 ms.
+	// Idle: closed by the mesh after about 1 s.
 	idle := dialTCP(t, addr)
 	idle.Write([]byte("x"))
 	idle.SetReadDeadline(time.Now().Add(10 * time.Second))

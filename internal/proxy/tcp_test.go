@@ -57,7 +57,7 @@ func cpuTime(t *testing.T) time.Duration {
 
 // Bytes moving one way keep the pair open; once nothing moves, it closes.
 func TestTCPIdleTimeoutCountsBothDirections(t *testing.T) {
-	addr, done := tcpFixture(t, 400*time.Millisecond, func(c net.Conn) { io.Copy(io.Discard, c) })
+	addr, done := tcpFixture(t, time.Second, func(c net.Conn) { io.Copy(io.Discard, c) })
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +65,7 @@ func TestTCPIdleTimeoutCountsBothDirections(t *testing.T) {
 	defer c.Close()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); <-tick.C {
+	for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); <-tick.C {
 		c.SetWriteDeadline(time.Now().Add(time.Second))
 		if _, err := c.Write([]byte("x")); err != nil {
 			t.Fatalf("writing while the pair is busy one way: %v", err)
