@@ -55,7 +55,10 @@ func NewOutbound(t *Table, transport, egress http.RoundTripper, m *Metrics, log 
 
 func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodConnect {
-		tunnel(w, r, o.Metrics, o.Log)
+		// HTTP/1.1 CONNECT is the fast path's (Server.tunnel); a stream of
+		// an HTTP/2 connection cannot be taken over as a byte pipe.
+		o.fail(w, nil, &MeshError{Status: http.StatusMethodNotAllowed, Reason: ReasonBadRequest, Service: r.Host,
+			Message: "CONNECT is served on HTTP/1.1 connections to this listener, not over HTTP/2"})
 		return
 	}
 	host, proxyForm := destination(r)
