@@ -161,6 +161,7 @@ func (s *Server) terminateTLS(cc *clientConn) (string, error) {
 		return "", err
 	}
 	cc.conn = tc
+	cc.sock = nil // the path reads and writes through TLS now
 	cc.br = getReader(tc)
 	cc.bw.Reset(tc)
 	if tc.ConnectionState().NegotiatedProtocol == "h2" {

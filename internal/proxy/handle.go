@@ -97,12 +97,15 @@ func (ex *exchange) try(ep *Endpoint) (keep, done bool, err *MeshError) {
 // send writes the request on uc and relays the response. stale reports a
 // reused connection that failed before anything was sent or received.
 func (ex *exchange) send(ep *Endpoint, uc *upConn) (keep, done bool, merr *MeshError, stale bool) {
-	cc, req, resp := ex.cc, &ex.cc.req, &ex.cc.resp
+	cc, req := ex.cc, &ex.cc.req
 	writeRequestHead(uc.bw, req, cc.ip)
 	if !req.ExpectContinue {
 		if err := ex.sendBody(uc); err != nil {
 			return ex.sendFailed(ep, uc, err)
 		}
+	}
+	if !req.ExpectContinue && uc.sock != nil && uc.br.Buffered() == 0 && ex.s.Timeout > 0 {
+		return ex.awaitResponse(ep, uc)
 	}
 	if err := uc.bw.Flush(); err != nil {
 		return ex.sendFailed(ep, uc, err)
@@ -122,8 +125,34 @@ func (ex *exchange) send(ep *Endpoint, uc *upConn) (keep, done bool, merr *MeshE
 	if ex.s.Timeout > 0 {
 		uc.dl.set(uc.Conn, cc.start, ex.s.Timeout, ex.s.Timeout/16)
 	}
+	return ex.receive(ep, uc, nil)
+}
+
+// awaitResponse flushes the request and waits for the response's first
+// bytes without the read that would fail (sockIO.awaitAfter): the
+// connection is idle, so the upstream has nothing to say before it. (One
+// that half-closed an idle connection and left it open would not wake
+// the wait: the response timeout bounds it, so this path needs one.)
+func (ex *exchange) awaitResponse(ep *Endpoint, uc *upConn) (keep, done bool, merr *MeshError, stale bool) {
+	uc.dl.set(uc.Conn, ex.cc.start, ex.s.Timeout, ex.s.Timeout/16)
+	ex.cc.resp.Reset()
+	sendErr, readErr := uc.sock.awaitAfter(uc.br, uc.bw)
+	if sendErr != nil {
+		return ex.sendFailed(ep, uc, sendErr)
+	}
+	return ex.receive(ep, uc, readErr)
+}
+
+// receive reads the response head (after readErr, the error of a read
+// already made) and relays the response.
+func (ex *exchange) receive(ep *Endpoint, uc *upConn, readErr error) (keep, done bool, merr *MeshError, stale bool) {
+	cc, req, resp := ex.cc, &ex.cc.req, &ex.cc.resp
 	for {
-		err := h1.ReadResponseHead(uc.br, resp)
+		err := readErr
+		readErr = nil
+		if err == nil {
+			err = h1.ReadResponseHead(uc.br, resp)
+		}
 		if err != nil {
 			uc.close()
 			if !ex.committed && uc.reused && resp.Status == 0 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isReset(err)) {
@@ -136,6 +165,14 @@ func (ex *exchange) send(ep *Endpoint, uc *upConn) (keep, done bool, merr *MeshE
 			// A safe request without a body may go to another instance.
 			ex.committed = ex.committed || !replayableHead(req)
 			return false, false, ex.upstreamError(ep, ReasonUpstreamReset, http.StatusBadGateway, err), false
+		}
+		if resp.Status == http.StatusSwitchingProtocols && len(req.Upgrade()) == 0 {
+			// Only an upgrade request can be answered with 101 (RFC 9110
+			// §15.2.2); what follows it is no HTTP response.
+			uc.close()
+			ex.committed = true
+			return false, false, ex.upstreamError(ep, ReasonUpstreamReset, http.StatusBadGateway,
+				errors.New("101 Switching Protocols to a request that asked for no upgrade")), false
 		}
 		if resp.Status >= 200 || resp.Status == http.StatusSwitchingProtocols {
 			break

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -17,6 +18,7 @@ type upConn struct {
 	idleSince time.Time
 	reused    bool // it served a request before this one
 	dl        lazyDeadline
+	sock      *sockIO // the socket's own reads and writes (nil: through Conn)
 }
 
 // Buffer sizes of the fast path. A head line longer than the read buffer
@@ -31,13 +33,13 @@ var (
 	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufSize) }}
 )
 
-func getReader(c net.Conn) *bufio.Reader {
+func getReader(c io.Reader) *bufio.Reader {
 	br := readers.Get().(*bufio.Reader)
 	br.Reset(c)
 	return br
 }
 
-func getWriter(c net.Conn) *bufio.Writer {
+func getWriter(c io.Writer) *bufio.Writer {
 	bw := writers.Get().(*bufio.Writer)
 	bw.Reset(c)
 	return bw
@@ -131,7 +133,13 @@ func (p *pool) get(fresh bool, now time.Time) (*upConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &upConn{Conn: conn, br: getReader(conn), bw: getWriter(conn)}, nil
+	uc := &upConn{Conn: conn}
+	var rw io.ReadWriter = conn
+	if uc.sock = newSockIO(conn); uc.sock != nil {
+		rw = uc.sock
+	}
+	uc.br, uc.bw = getReader(rw), getWriter(rw)
+	return uc, nil
 }
 
 // alive reports whether the peer has not closed the connection: a read

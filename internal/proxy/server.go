@@ -102,6 +102,11 @@ type clientConn struct {
 	resp  h1.Head
 	start time.Time // when the current request began
 	dl    lazyDeadline
+	// sock reads and writes the socket directly (nil under TLS); see
+	// session.go.
+	sock      *sockIO
+	onSession func(uintptr) bool
+	sess      sessionState
 	// handedOff: net/http owns the connection now.
 	handedOff bool
 }
@@ -254,7 +259,7 @@ func (s *Server) Close() {
 	}
 	for cc := range s.conns {
 		cc.state.Store(stateClosed)
-		cc.raw.Close()
+		closeNow(cc.raw)
 	}
 	std := s.std
 	s.mu.Unlock()
@@ -271,7 +276,11 @@ func (s *Server) serveConn(cc *clientConn) {
 			cc.conn.Close()
 		}
 	}()
-	cc.br, cc.bw = getReader(cc.conn), getWriter(cc.conn)
+	var rw io.ReadWriter = cc.conn
+	if cc.sock = newSockIO(cc.conn); cc.sock != nil {
+		rw = cc.sock
+	}
+	cc.br, cc.bw = getReader(rw), getWriter(rw)
 	defer func() {
 		putBuffers(cc.br, cc.bw)
 		if cc.rawBR != nil && cc.rawBR != cc.br {
@@ -290,40 +299,74 @@ func (s *Server) serveConn(cc *clientConn) {
 		return
 	}
 	for {
-		cc.dl.set(cc.conn, time.Now(), clientIdleTimeout, time.Minute)
-		if _, err := cc.br.Peek(1); err != nil {
-			return // closed, idle too long, or closed by Shutdown
+		if cc.sock != nil {
+			// Plain requests are served inside one wait on the socket
+			// (session.go); it returns the others, head read or not.
+			switch s.session(cc) {
+			case sessionClosed:
+				return
+			case sessionHeadRead:
+				if !s.serveRequest(cc) {
+					return
+				}
+				continue
+			}
 		}
-		cc.start = time.Now()
-		if !cc.state.CompareAndSwap(stateIdle, stateActive) {
+		if !s.readRequest(cc) || !s.serveRequest(cc) {
 			return
 		}
-		if s.H2 != nil && isH2Preface(cc.br) {
-			s.serveH2(cc)
-			return
-		}
-		// Deadlines cost timer updates: set them only where a read can block.
-		if !headBuffered(cc.br) {
-			cc.dl.set(cc.conn, cc.start, headTimeout, time.Second)
-		}
-		if err := h1.ReadRequestHead(cc.br, &cc.req); err != nil {
-			s.badRequest(cc, err)
-			return
-		}
-		if s.std.Handler != nil && isH2CUpgrade(&cc.req) {
-			s.handOff(cc, &cc.req) // net/http's h2c answers 101 and serves HTTP/2
-			return
-		}
-		if hasBody(&cc.req) || len(cc.req.Upgrade()) > 0 || cc.req.IsMethod(http.MethodConnect) {
-			cc.dl.clear(cc.conn) // the body or tunnel may take its time
-		}
-		keep := s.handle(cc)
-		if !keep || s.shutdown.Load() {
-			cc.bw.Flush()
-			return
-		}
-		cc.state.Store(stateIdle)
 	}
+}
+
+// readRequest waits for the next request and reads its head. It reports
+// whether there is one to serve (an HTTP/2 preface is served here).
+func (s *Server) readRequest(cc *clientConn) bool {
+	cc.dl.set(cc.conn, time.Now(), clientIdleTimeout, time.Minute)
+	if _, err := cc.br.Peek(1); err != nil {
+		return false // closed, idle too long, or closed by Shutdown
+	}
+	cc.start = time.Now()
+	if !cc.state.CompareAndSwap(stateIdle, stateActive) {
+		return false
+	}
+	if s.H2 != nil && isH2Preface(cc.br) {
+		s.serveH2(cc)
+		return false
+	}
+	// Deadlines cost timer updates: set them only where a read can block.
+	if !headBuffered(cc.br) {
+		cc.dl.set(cc.conn, cc.start, headTimeout, time.Second)
+	}
+	if err := h1.ReadRequestHead(cc.br, &cc.req); err != nil {
+		s.badRequest(cc, err)
+		return false
+	}
+	return true
+}
+
+// serveRequest serves a request whose head has been read. It reports
+// whether the connection may carry another.
+func (s *Server) serveRequest(cc *clientConn) bool {
+	if s.std.Handler != nil && isH2CUpgrade(&cc.req) {
+		s.handOff(cc, &cc.req) // net/http's h2c answers 101 and serves HTTP/2
+		return false
+	}
+	if needsClient(&cc.req) {
+		cc.dl.clear(cc.conn) // the body or tunnel may take its time
+	}
+	keep := s.handle(cc)
+	if !keep || s.shutdown.Load() {
+		cc.bw.Flush()
+		return false
+	}
+	cc.state.Store(stateIdle)
+	return true
+}
+
+// needsClient: serving the request reads more from the client than its
+// head (a body, or the bytes of a tunnel or an upgraded connection).
+func needsClient(req *h1.Head) bool {
+	return hasBody(req) || len(req.Upgrade()) > 0 || req.IsMethod(http.MethodConnect)
 }
 
 // badRequest answers a head that could not be read, and the connection
@@ -378,8 +421,36 @@ type bufferedConn struct {
 
 func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-// headBuffered reports whether a whole request head is already buffered.
+// headBuffered reports whether a whole request head is already buffered,
+// so that reading it cannot block: after up to four empty lines (which
+// the parser skips), a line followed by an empty one, with CRLF or LF
+// line endings.
 func headBuffered(br *bufio.Reader) bool {
 	b, _ := br.Peek(br.Buffered())
-	return bytes.Contains(b, []byte("\r\n\r\n"))
+	for i := 0; i < 4; i++ {
+		if bytes.HasPrefix(b, crlf) {
+			b = b[2:]
+		} else if len(b) > 0 && b[0] == '\n' {
+			b = b[1:]
+		}
+	}
+	return bytes.Contains(b, []byte("\n\r\n")) || bytes.Contains(b, []byte("\n\n"))
+}
+
+var crlf = []byte("\r\n")
+
+// closeNow ends a client connection at once without waiting. Closing a
+// socket waits until nothing uses it, and a session (session.go) uses it
+// for as long as an exchange with an upstream takes. So the connection is
+// shut down both ways first, which the client sees at once and which ends
+// whatever reads or writes it, and the descriptor is released when the
+// session lets go of it.
+func closeNow(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.CloseRead()
+		tc.CloseWrite()
+		go tc.Close()
+		return
+	}
+	c.Close()
 }

@@ -1,0 +1,168 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+// sockIO reads and writes a TCP connection with the socket's own system
+// calls, made inside the poller's callbacks (syscall.RawConn). It saves
+// the fast path two things a net.Conn costs on every request:
+//
+//   - the read that is bound to fail: net.Conn.Read always tries read(2)
+//     before it waits for the poller, and the answer to a request just
+//     sent (or the client's next request, just after the response) is
+//     never there yet: EAGAIN, then the wait, then the read again.
+//     awaitAfter writes and then waits for the poller without that read;
+//   - the runtime's system-call bookkeeping, which on an idle process
+//     wakes the runtime's monitor thread for every request: the reads and
+//     writes here cannot block (the socket is non-blocking), so they are
+//     made as raw system calls.
+//
+// Skipping the first read is only safe when nothing can be waiting in the
+// socket that the poller has already reported: see awaitAfter.
+//
+// Outside a read callback (fd < 0), Read is the connection's own.
+type sockIO struct {
+	conn net.Conn
+	rc   syscall.RawConn
+	fd   int // the socket, while a read callback runs; -1 otherwise
+	// drained: the last read there returned less than it could take, so
+	// the socket had nothing more at that moment.
+	drained bool
+
+	// The callbacks and their state live here, bound once, so that a
+	// request costs no allocation.
+	onWrite, onAwait func(uintptr) bool
+	wbuf             []byte
+	wn               int
+	werr             error
+	br               *bufio.Reader
+	bw               *bufio.Writer
+	sent             bool
+	sendErr, readErr error
+}
+
+// newSockIO returns nil for connections that are not plain TCP (TLS).
+func newSockIO(c net.Conn) *sockIO {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	s := &sockIO{conn: c, rc: rc, fd: -1}
+	s.onWrite, s.onAwait = s.writeSome, s.awaitSome
+	return s
+}
+
+// errWouldBlock: inside a read callback, the socket has nothing more now.
+var errWouldBlock = errors.New("read would block")
+
+func (s *sockIO) Read(p []byte) (int, error) {
+	if s.fd < 0 {
+		return s.conn.Read(p)
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(s.fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e == syscall.EAGAIN:
+			return 0, errWouldBlock
+		case e != 0:
+			return 0, s.opError("read", e)
+		case r == 0:
+			return 0, io.EOF
+		}
+		s.drained = int(r) < len(p)
+		return int(r), nil
+	}
+}
+
+// Write writes all of p. It waits for the poller only when the socket's
+// buffer is full; the write deadline applies.
+func (s *sockIO) Write(p []byte) (int, error) {
+	s.wbuf, s.wn, s.werr = p, 0, nil
+	err := s.rc.Write(s.onWrite)
+	n, werr := s.wn, s.werr
+	s.wbuf, s.werr = nil, nil
+	if werr == nil {
+		werr = err
+	}
+	return n, werr
+}
+
+func (s *sockIO) writeSome(fd uintptr) bool {
+	p := s.wbuf
+	for s.wn < len(p) {
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[s.wn])), uintptr(len(p)-s.wn))
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e == syscall.EAGAIN:
+			return false
+		case e != 0:
+			s.werr = s.opError("write", e)
+			return true
+		}
+		s.wn += int(r)
+	}
+	return true
+}
+
+func (s *sockIO) opError(op string, e syscall.Errno) error {
+	return &net.OpError{Op: op, Net: "tcp", Source: s.conn.LocalAddr(), Addr: s.conn.RemoteAddr(), Err: os.NewSyscallError(op, e)}
+}
+
+// awaitAfter flushes bw (a request, or a response), then waits until br
+// has bytes to read, or the read deadline passes.
+//
+// The poller's readiness is reset when the wait begins, so the first read
+// is skipped only when the flush came after that: whatever the peer sends in
+// answer then arrives after the reset and wakes the wait. What was
+// already in the socket before (bytes the peer sent unasked, or its close)
+// would not wake it; callers use awaitAfter only where the peer has no
+// reason to send first: br is empty and no request or response is
+// outstanding. A peer that closed sees the next write fail, and its reset
+// wakes the wait.
+//
+// sendErr is the flush's error (nothing was waited for); readErr the read's.
+func (s *sockIO) awaitAfter(br *bufio.Reader, bw *bufio.Writer) (sendErr, readErr error) {
+	s.br, s.bw, s.sent, s.sendErr, s.readErr = br, bw, false, nil, nil
+	err := s.rc.Read(s.onAwait)
+	sendErr, readErr = s.sendErr, s.readErr
+	s.br, s.bw, s.sendErr, s.readErr = nil, nil, nil, nil
+	if sendErr == nil && readErr == nil {
+		readErr = err
+	}
+	return sendErr, readErr
+}
+
+func (s *sockIO) awaitSome(fd uintptr) bool {
+	if !s.sent {
+		s.sent = true
+		if s.sendErr = s.bw.Flush(); s.sendErr != nil {
+			return true
+		}
+		return false // nothing can have arrived yet: wait for the poller
+	}
+	s.fd = int(fd)
+	_, s.readErr = s.br.Peek(1)
+	s.fd = -1
+	if s.readErr == errWouldBlock {
+		s.readErr = nil
+		return false
+	}
+	return true
+}

@@ -1,0 +1,126 @@
+package proxy
+
+import (
+	"bytes"
+	"time"
+
+	"github.com/weftmesh/weft/internal/h1"
+)
+
+// A session serves a plain TCP client connection's requests inside one
+// wait on its socket (syscall.RawConn.Read), for as long as each request
+// needs nothing from the client but its head:
+//
+//	head buffered?  no  -> read the socket (skipped when the last read
+//	                       emptied it: wait for the poller instead)
+//	                yes -> serve it: the exchange with the upstream and
+//	                       the response, then back to the top
+//
+// The poller's readiness is reset once, when the session begins, and
+// every read of the socket happens inside it. So after a read that
+// emptied the socket, anything the client sends later is reported by the
+// poller: waiting without reading first loses nothing, and saves the read
+// that would only say EAGAIN (one per request on a keep-alive connection,
+// since the next request is never there the moment the response is out).
+//
+// A request with a body, an upgrade or a tunnel reads more from the
+// client than its head; the session ends with it read (sessionHeadRead)
+// and the ordinary path serves it. So does anything unusual before a
+// head is complete (sessionRead: the HTTP/2 preface, a head larger than
+// the buffer), which readRequest handles with its errors.
+type sessionState struct {
+	result   sessionResult
+	skipRead bool // the last read emptied the socket, within this session
+	begun    bool // the next request's first bytes have arrived
+}
+
+type sessionResult int
+
+const (
+	sessionClosed   sessionResult = iota // the connection is done
+	sessionHeadRead                      // cc.req is read: serveRequest serves it
+	sessionRead                          // readRequest reads the next request
+)
+
+// session runs a session and says how it ended.
+func (s *Server) session(cc *clientConn) sessionResult {
+	if cc.onSession == nil {
+		cc.onSession = func(fd uintptr) bool { return s.sessionStep(cc, fd) }
+	}
+	cc.sess = sessionState{result: sessionClosed}
+	if err := cc.sock.rc.Read(cc.onSession); err != nil {
+		return sessionClosed // closed, idle or slow too long, or closed by Shutdown
+	}
+	return cc.sess.result
+}
+
+// sessionStep is the body of the wait: it returns false to wait for the
+// poller, true when the session ends (with cc.sess.result set).
+func (s *Server) sessionStep(cc *clientConn, fd uintptr) bool {
+	cc.sock.fd = int(fd)
+	defer func() { cc.sock.fd = -1 }()
+	st := &cc.sess
+	for {
+		if !headBuffered(cc.br) {
+			if b, _ := cc.br.Peek(cc.br.Buffered()); len(b) > 0 && (cc.br.Buffered() >= readBufSize || bytes.HasPrefix(h2Preface, b[:min(len(b), 4)])) {
+				st.result = sessionRead // readRequest answers what this is
+				return true
+			}
+			if st.skipRead {
+				st.skipRead = false
+				s.sessionDeadline(cc)
+				return false
+			}
+			_, err := cc.br.Peek(cc.br.Buffered() + 1)
+			if err == errWouldBlock {
+				s.sessionDeadline(cc)
+				return false
+			}
+			if err != nil {
+				st.result = sessionClosed // the client left
+				return true
+			}
+			st.skipRead = cc.sock.drained
+			if !st.begun {
+				st.begun = true
+				cc.start = time.Now()
+			}
+			continue
+		}
+		if b, _ := cc.br.Peek(4); bytes.Equal(b, h2Preface[:4]) {
+			st.result = sessionRead // the HTTP/2 preface
+			return true
+		}
+		if !st.begun { // bytes left over from the last request
+			cc.start = time.Now()
+		}
+		if !cc.state.CompareAndSwap(stateIdle, stateActive) {
+			st.result = sessionClosed // Shutdown closed it
+			return true
+		}
+		if err := h1.ReadRequestHead(cc.br, &cc.req); err != nil {
+			s.badRequest(cc, err)
+			st.result = sessionClosed
+			return true
+		}
+		st.begun = false
+		if needsClient(&cc.req) || s.std.Handler != nil && isH2CUpgrade(&cc.req) {
+			st.result = sessionHeadRead
+			return true
+		}
+		if !s.serveRequest(cc) {
+			st.result = sessionClosed
+			return true
+		}
+	}
+}
+
+// sessionDeadline bounds the wait: the head timeout once a request has
+// begun, the idle timeout between requests.
+func (s *Server) sessionDeadline(cc *clientConn) {
+	if cc.sess.begun {
+		cc.dl.set(cc.conn, cc.start, headTimeout, time.Second)
+	} else {
+		cc.dl.set(cc.conn, time.Now(), clientIdleTimeout, time.Minute)
+	}
+}
