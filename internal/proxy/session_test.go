@@ -1,0 +1,264 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weftmesh/weft/internal/h1"
+)
+
+// scriptedApp runs serve on every connection it accepts, and closes the
+// connection when serve returns, or at the end of the test.
+func scriptedApp(tb testing.TB, serve func(c net.Conn, br *bufio.Reader)) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	conns := make(chan net.Conn, 64)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns <- c
+			go func() {
+				defer c.Close()
+				serve(c, bufio.NewReader(c))
+			}()
+		}
+	}()
+	tb.Cleanup(func() {
+		ln.Close()
+		<-done
+		for len(conns) > 0 {
+			(<-conns).Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+const okResponse = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+// pairServers is fastPair with a response timeout on both hops, and the
+// outbound server itself.
+func pairServers(tb testing.TB, app string, timeout time.Duration) (outAddr string, out *Server) {
+	m := NewMetrics(prometheus.NewRegistry())
+	in := NewInbound("svc", "svc-1", app, NewTransport(0), m)
+	inAddr := serveProxy(tb, &Server{Resolve: in.Resolve, Metrics: m, Log: discard, Timeout: timeout})
+	table := NewTable(m)
+	table.Update(map[string][]EndpointSpec{"svc": {{Instance: "svc-1", Address: inAddr}}})
+	o := NewOutbound(table, NewTransport(0), NewTransport(0), m, discard)
+	out = &Server{Resolve: o.Resolve, Metrics: m, Log: discard, Timeout: timeout}
+	return serveProxy(tb, out), out
+}
+
+func readOK(t *testing.T, c net.Conn, br *bufio.Reader, what string) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var resp h1.Head
+	if err := h1.ReadResponseHead(br, &resp); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	body := make([]byte, resp.ContentLength)
+	if _, err := io.ReadFull(br, body); err != nil {
+		t.Fatalf("%s: body: %v", what, err)
+	}
+	if resp.Status != 200 || string(body) != "ok" {
+		t.Fatalf("%s: got %d %q, want 200 \"ok\"", what, resp.Status, body)
+	}
+}
+
+func dialT(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, bufio.NewReader(c)
+}
+
+// Both hops wait for the next request without reading first once the
+// socket is known empty. A request that arrives while the previous one is
+// still with the app must not be lost to that: the app holds the first
+// response until the second request has reached the outbound's socket.
+func TestSessionRequestArrivingDuringExchange(t *testing.T) {
+	for _, timeout := range []time.Duration{0, 10 * time.Second} {
+		t.Run("timeout="+timeout.String(), func(t *testing.T) {
+			checkGoroutines(t)
+			got := make(chan struct{}, 4)
+			release := make(chan struct{})
+			app := scriptedApp(t, func(c net.Conn, br *bufio.Reader) {
+				var h h1.Head
+				for h1.ReadRequestHead(br, &h) == nil {
+					got <- struct{}{}
+					if string(h.Target()) == "/first" {
+						<-release
+					}
+					io.WriteString(c, okResponse)
+				}
+			})
+			outAddr, _ := pairServers(t, app, timeout)
+			c, br := dialT(t, outAddr)
+			// The first request on a connection is read by detection; the
+			// next ones inside the session, which then knows the socket empty.
+			io.WriteString(c, "GET /warm HTTP/1.1\r\nHost: svc\r\n\r\n")
+			<-got
+			readOK(t, c, br, "warm-up response")
+			io.WriteString(c, "GET /first HTTP/1.1\r\nHost: svc\r\n\r\n")
+			<-got // the first request is with the app
+			io.WriteString(c, "GET /second HTTP/1.1\r\nHost: svc\r\n\r\n")
+			// The outbound cannot be observed reading; give the bytes a
+			// moment to land in its socket before the first response frees it.
+			time.Sleep(50 * time.Millisecond)
+			close(release)
+			readOK(t, c, br, "first response")
+			readOK(t, c, br, "second response")
+		})
+	}
+}
+
+// Heads that arrive in pieces, with LF line endings, or after empty lines
+// are read whole before they are served.
+func TestSessionOddHeads(t *testing.T) {
+	checkGoroutines(t)
+	app := scriptedApp(t, func(c net.Conn, br *bufio.Reader) {
+		var h h1.Head
+		for h1.ReadRequestHead(br, &h) == nil {
+			io.WriteString(c, okResponse)
+		}
+	})
+	outAddr, _ := pairServers(t, app, 10*time.Second)
+	c, br := dialT(t, outAddr)
+	for _, piece := range []string{"GET / HT", "TP/1.1\r\nHo", "st: svc\r\n", "\r\n"} {
+		io.WriteString(c, piece)
+		time.Sleep(20 * time.Millisecond) // each piece arrives on its own
+	}
+	readOK(t, c, br, "head in pieces")
+	io.WriteString(c, "GET / HTTP/1.1\nHost: svc\n\n")
+	readOK(t, c, br, "LF line endings")
+	io.WriteString(c, "\r\n\r\nGET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+	readOK(t, c, br, "after empty lines")
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n\r\n")
+	readOK(t, c, br, "followed by an empty line")
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+	readOK(t, c, br, "after the empty line")
+}
+
+// Close does not wait for an exchange in progress, and the client sees
+// its connection end at once, even while the app has not answered.
+func TestCloseDuringExchange(t *testing.T) {
+	checkGoroutines(t)
+	got := make(chan struct{}, 1)
+	hold := make(chan struct{})
+	app := scriptedApp(t, func(c net.Conn, br *bufio.Reader) {
+		var h h1.Head
+		if h1.ReadRequestHead(br, &h) == nil {
+			got <- struct{}{}
+			<-hold // no answer until the test ends
+		}
+	})
+	outAddr, out := pairServers(t, app, 0)
+	t.Cleanup(func() { close(hold) })
+	c, br := dialT(t, outAddr)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+	<-got
+	closed := make(chan struct{})
+	go func() { out.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close waited for the exchange in progress")
+	}
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("client read after Close: got %d bytes, %v; want EOF", n, err)
+	}
+}
+
+// Shutdown closes a keep-alive connection that waits for its next request.
+func TestShutdownClosesWaitingSession(t *testing.T) {
+	checkGoroutines(t)
+	app := scriptedApp(t, func(c net.Conn, br *bufio.Reader) {
+		var h h1.Head
+		for h1.ReadRequestHead(br, &h) == nil {
+			io.WriteString(c, okResponse)
+		}
+	})
+	outAddr, out := pairServers(t, app, 10*time.Second)
+	c, br := dialT(t, outAddr)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+	readOK(t, c, br, "response")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := out.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := br.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("client read after Shutdown: %v, want EOF", err)
+	}
+}
+
+// An app that closes every connection after its response, without saying
+// so, leaves a dead connection in the pool: the next request finds it
+// dead when its write is refused, and goes out on a new one.
+func TestPooledConnectionClosedByApp(t *testing.T) {
+	checkGoroutines(t)
+	app := scriptedApp(t, func(c net.Conn, br *bufio.Reader) {
+		var h h1.Head
+		if h1.ReadRequestHead(br, &h) == nil {
+			io.WriteString(c, okResponse)
+		}
+	})
+	outAddr, _ := pairServers(t, app, 10*time.Second)
+	c, br := dialT(t, outAddr)
+	for i := 0; i < 5; i++ {
+		start := time.Now()
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+		readOK(t, c, br, "response")
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("request %d took %v: a dead pooled connection was waited on", i, d)
+		}
+	}
+}
+
+// A 101 to a request that asked for no upgrade is the app's error: the
+// client gets a 502 rather than a connection taken over.
+func TestSwitchingProtocolsUnasked(t *testing.T) {
+	checkGoroutines(t)
+	app := scriptedApp(t, func(c net.Conn, br *bufio.Reader) {
+		var h h1.Head
+		if h1.ReadRequestHead(br, &h) == nil {
+			io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n")
+		}
+		io.Copy(io.Discard, br)
+	})
+	outAddr, _ := pairServers(t, app, 10*time.Second)
+	c, br := dialT(t, outAddr)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var resp h1.Head
+	if err := h1.ReadResponseHead(br, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Status != 502 || string(resp.Get(HeaderError)) != ReasonUpstreamReset {
+		t.Fatalf("got %d %s=%q, want 502 %s", resp.Status, HeaderError, resp.Get(HeaderError), ReasonUpstreamReset)
+	}
+	body := make([]byte, resp.ContentLength)
+	io.ReadFull(br, body)
+	if !strings.Contains(string(body), "asked for no upgrade") {
+		t.Errorf("body %q does not say why", body)
+	}
+}
