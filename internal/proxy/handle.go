@@ -104,7 +104,7 @@ func (ex *exchange) send(ep *Endpoint, uc *upConn) (keep, done bool, merr *MeshE
 			return ex.sendFailed(ep, uc, err)
 		}
 	}
-	if !req.ExpectContinue && uc.sock != nil && uc.br.Buffered() == 0 && ex.s.Timeout > 0 {
+	if !req.ExpectContinue && uc.sock != nil && uc.br.Buffered() == 0 {
 		return ex.awaitResponse(ep, uc)
 	}
 	if err := uc.bw.Flush(); err != nil {
@@ -122,23 +122,44 @@ func (ex *exchange) send(ep *Endpoint, uc *upConn) (keep, done bool, merr *MeshE
 			return ex.sendFailed(ep, uc, err)
 		}
 	}
-	if ex.s.Timeout > 0 {
-		uc.dl.set(uc.Conn, cc.start, ex.s.Timeout, ex.s.Timeout/16)
-	}
+	ex.responseDeadline(uc)
 	return ex.receive(ep, uc, nil)
+}
+
+// responseDeadline bounds the wait for the response head by the timeout,
+// if there is one.
+func (ex *exchange) responseDeadline(uc *upConn) {
+	if t := ex.s.Timeout; t > 0 {
+		uc.dl.set(uc.Conn, ex.cc.start, t, t/16)
+	} else {
+		uc.dl.clear(uc.Conn)
+	}
 }
 
 // awaitResponse flushes the request and waits for the response's first
 // bytes without the read that would fail (sockIO.awaitAfter): the
-// connection is idle, so the upstream has nothing to say before it. (One
-// that half-closed an idle connection and left it open would not wake
-// the wait: the response timeout bounds it, so this path needs one.)
+// connection is idle, so the upstream has nothing to say before it.
+//
+// A close the upstream sent while the connection idled in the pool would
+// not wake that wait if the upstream kept its socket open (a half-close),
+// so it lasts at most probeAfter: then ordinary reads take over, which see
+// such a close, for the rest of the response timeout.
 func (ex *exchange) awaitResponse(ep *Endpoint, uc *upConn) (keep, done bool, merr *MeshError, stale bool) {
-	uc.dl.set(uc.Conn, ex.cc.start, ex.s.Timeout, ex.s.Timeout/16)
+	wait := probeAfter
+	if t := ex.s.Timeout; t > 0 && t < wait {
+		wait = t
+	}
+	uc.dl.set(uc.Conn, time.Now(), wait, wait/16) // from now: a retry comes after earlier waits
 	ex.cc.resp.Reset()
 	sendErr, readErr := uc.sock.awaitAfter(uc.br, uc.bw)
 	if sendErr != nil {
 		return ex.sendFailed(ep, uc, sendErr)
+	}
+	if readErr != nil && errors.Is(readErr, os.ErrDeadlineExceeded) && wait != ex.s.Timeout {
+		readErr = nil // no answer yet: read on, the ordinary way
+		ex.responseDeadline(uc)
+	} else if readErr == nil && !headBuffered(uc.br) {
+		ex.responseDeadline(uc) // the rest of the head may take longer than the wait
 	}
 	return ex.receive(ep, uc, readErr)
 }
@@ -195,7 +216,7 @@ func (ex *exchange) receive(ep *Endpoint, uc *upConn, readErr error) (keep, done
 			}
 		}
 	}
-	if ex.s.Timeout > 0 && !bodyBuffered(resp, req, uc.br) {
+	if !bodyBuffered(resp, req, uc.br) {
 		uc.dl.clear(uc.Conn) // the body may stream for longer than the timeout
 	}
 	if peerCouldNotConnectHead(resp) && !ex.committed && !hasBody(req) && len(ex.c.Endpoints) > 1 {

@@ -141,6 +141,12 @@ func (s *sockIO) opError(op string, e syscall.Errno) error {
 func (s *sockIO) awaitAfter(br *bufio.Reader, bw *bufio.Writer) (sendErr, readErr error) {
 	s.br, s.bw, s.sent, s.sendErr, s.readErr = br, bw, false, nil, nil
 	err := s.rc.Read(s.onAwait)
+	if !s.sent && err != nil {
+		// The wait failed before it began (a deadline already past, or a
+		// closed connection): flush the ordinary way, and report the wait's error.
+		s.sendErr = bw.Flush()
+		s.readErr = err
+	}
 	sendErr, readErr = s.sendErr, s.readErr
 	s.br, s.bw, s.sendErr, s.readErr = nil, nil, nil, nil
 	if sendErr == nil && readErr == nil {

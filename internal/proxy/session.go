@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bytes"
+	"errors"
+	"os"
 	"time"
 
 	"github.com/weftmesh/weft/internal/h1"
@@ -18,10 +20,13 @@ import (
 //
 // The poller's readiness is reset once, when the session begins, and
 // every read of the socket happens inside it. So after a read that
-// emptied the socket, anything the client sends later is reported by the
+// emptied the socket, any byte the client sends later is reported by the
 // poller: waiting without reading first loses nothing, and saves the read
 // that would only say EAGAIN (one per request on a keep-alive connection,
 // since the next request is never there the moment the response is out).
+// Only the client's close can hide: when it came with the last request,
+// the poller reported both at once. So a wait without a read lasts at most
+// probeAfter; then a new session starts, with a read.
 //
 // A request with a body, an upgrade or a tunnel reads more from the
 // client than its head; the session ends with it read (sessionHeadRead)
@@ -31,6 +36,7 @@ import (
 type sessionState struct {
 	result   sessionResult
 	skipRead bool // the last read emptied the socket, within this session
+	probing  bool // waiting without a read, for at most probeAfter
 	begun    bool // the next request's first bytes have arrived
 }
 
@@ -47,11 +53,19 @@ func (s *Server) session(cc *clientConn) sessionResult {
 	if cc.onSession == nil {
 		cc.onSession = func(fd uintptr) bool { return s.sessionStep(cc, fd) }
 	}
-	cc.sess = sessionState{result: sessionClosed}
-	if err := cc.sock.rc.Read(cc.onSession); err != nil {
-		return sessionClosed // closed, idle or slow too long, or closed by Shutdown
+	for {
+		cc.sess = sessionState{result: sessionClosed, begun: cc.sess.begun && cc.br.Buffered() > 0}
+		err := cc.sock.rc.Read(cc.onSession)
+		if err == nil {
+			return cc.sess.result
+		}
+		if !cc.sess.probing || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return sessionClosed // closed, idle or slow too long, or closed by Shutdown
+		}
+		// A wait without a read found nothing within probeAfter: a new
+		// session, which starts with a read, sees a close that came
+		// with the last request.
 	}
-	return cc.sess.result
 }
 
 // sessionStep is the body of the wait: it returns false to wait for the
@@ -66,11 +80,13 @@ func (s *Server) sessionStep(cc *clientConn, fd uintptr) bool {
 				st.result = sessionRead // readRequest answers what this is
 				return true
 			}
-			if st.skipRead {
+			if st.skipRead && !st.begun { // (a partial head waits with its head timeout)
 				st.skipRead = false
-				s.sessionDeadline(cc)
+				st.probing = true
+				cc.dl.set(cc.conn, time.Now(), probeAfter, probeAfter/16)
 				return false
 			}
+			st.probing = false
 			_, err := cc.br.Peek(cc.br.Buffered() + 1)
 			if err == errWouldBlock {
 				s.sessionDeadline(cc)

@@ -262,3 +262,58 @@ func TestSwitchingProtocolsUnasked(t *testing.T) {
 		t.Errorf("body %q does not say why", body)
 	}
 }
+
+// An app that half-closes each connection after its response and keeps
+// reading leaves a connection in the pool whose close no new byte will
+// announce. The next request on it must still get its answer, from a new
+// connection, with or without a response timeout.
+func TestPooledConnectionHalfClosedByApp(t *testing.T) {
+	for _, timeout := range []time.Duration{0, 10 * time.Second} {
+		t.Run("timeout="+timeout.String(), func(t *testing.T) {
+			checkGoroutines(t)
+			app := scriptedApp(t, func(c net.Conn, br *bufio.Reader) {
+				var h h1.Head
+				if h1.ReadRequestHead(br, &h) == nil {
+					io.WriteString(c, okResponse)
+					c.(*net.TCPConn).CloseWrite()
+				}
+				io.Copy(io.Discard, br) // open for reading until the proxy closes it
+			})
+			outAddr, _ := pairServers(t, app, timeout)
+			c, br := dialT(t, outAddr)
+			for i := 0; i < 3; i++ {
+				start := time.Now()
+				io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+				readOK(t, c, br, "response")
+				if d := time.Since(start); d > 3*time.Second {
+					t.Fatalf("request %d took %v", i, d)
+				}
+			}
+		})
+	}
+}
+
+// A client that ends its stream right after its request gets the
+// response, and then its connection closes: the close that came with the
+// request is not lost to a wait without a read.
+func TestSessionClientHalfCloseAfterRequest(t *testing.T) {
+	checkGoroutines(t)
+	app := scriptedApp(t, func(c net.Conn, br *bufio.Reader) {
+		var h h1.Head
+		for h1.ReadRequestHead(br, &h) == nil {
+			io.WriteString(c, okResponse)
+		}
+	})
+	outAddr, _ := pairServers(t, app, 10*time.Second)
+	c, br := dialT(t, outAddr)
+	// Warm-up, so that the last request is read inside a session.
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+	readOK(t, c, br, "warm-up response")
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+	c.(*net.TCPConn).CloseWrite()
+	readOK(t, c, br, "response")
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("after the response: got %d bytes, %v; want EOF within 3s", n, err)
+	}
+}

@@ -109,10 +109,12 @@ func (a *activity) touch() { a.last.Store(time.Now().UnixNano()) }
 // busy reports whether a byte moved, either way, within the idle timeout.
 func (a *activity) busy() bool { return time.Since(time.Unix(0, a.last.Load())) < a.idle }
 
-// abort closes both sides: the other direction's copy ends too.
+// abort ends both sides: the other direction's copy ends too. It does
+// not wait for that copy, which may hold a socket inside its session
+// (closeNow).
 func (a *activity) abort(client, up net.Conn) {
-	client.Close()
-	up.Close()
+	closeNow(client)
+	closeNow(up)
 }
 
 // idleDeadline keeps a read or a write deadline at the pair's last
@@ -165,12 +167,20 @@ func (a *activity) copy(dst, src net.Conn, count func(int), client, up net.Conn)
 	buf := *bp
 	rd := idleDeadline{set: src.SetReadDeadline}
 	wd := idleDeadline{set: dst.SetWriteDeadline}
+	var w io.Writer = dst
+	if s := newSockIO(dst); s != nil {
+		w = s
+	}
+	if s := newSockIO(src); s != nil {
+		a.copySession(w, s, buf, &rd, &wd, count, dst, client, up)
+		return
+	}
 	for {
 		rd.update(a)
 		n, err := src.Read(buf)
 		if n > 0 {
 			a.touch()
-			if werr := a.write(dst, &wd, buf[:n]); werr != nil {
+			if werr := a.write(w, &wd, buf[:n]); werr != nil {
 				a.abort(client, up)
 				return
 			}
@@ -193,7 +203,7 @@ func (a *activity) copy(dst, src net.Conn, count func(int), client, up net.Conn)
 
 // write writes all of p, with an idle deadline: a peer that stops reading
 // ends the pair once nothing has moved either way for the idle timeout.
-func (a *activity) write(dst net.Conn, wd *idleDeadline, p []byte) error {
+func (a *activity) write(dst io.Writer, wd *idleDeadline, p []byte) error {
 	for len(p) > 0 {
 		wd.update(a)
 		n, err := dst.Write(p)
@@ -209,4 +219,51 @@ func (a *activity) write(dst net.Conn, wd *idleDeadline, p []byte) error {
 		}
 	}
 	return nil
+}
+
+// copySession is copy for a plain TCP source: its reads are the socket's
+// own system calls, made inside one wait on the socket
+// (syscall.RawConn.Read), so they skip the runtime's system-call
+// bookkeeping (see rawio.go). Unlike the HTTP session it reads again after
+// every read: a short read does not say the peer's end of stream is not
+// waiting, and a half-close must reach the other side at once.
+func (a *activity) copySession(w io.Writer, src *sockIO, buf []byte, rd, wd *idleDeadline, count func(int), dst, client, up net.Conn) {
+	var eof bool
+	var ioErr error
+	step := func(fd uintptr) bool {
+		src.fd = int(fd)
+		defer func() { src.fd = -1 }()
+		for {
+			n, err := src.Read(buf)
+			switch {
+			case err == errWouldBlock:
+				rd.update(a)
+				return false
+			case err == io.EOF:
+				eof = true
+				return true
+			case err != nil:
+				ioErr = err
+				return true
+			}
+			a.touch()
+			if ioErr = a.write(w, wd, buf[:n]); ioErr != nil {
+				return true
+			}
+			count(n)
+		}
+	}
+	for {
+		rd.update(a)
+		err := src.rc.Read(step)
+		switch {
+		case eof:
+			closeWrite(dst)
+			return
+		case ioErr == nil && a.retry(err):
+			continue
+		}
+		a.abort(client, up) // idle, reset, or closed by the other direction
+		return
+	}
 }
