@@ -98,13 +98,20 @@ func (ex *exchange) try(ep *Endpoint) (keep, done bool, err *MeshError) {
 // reused connection that failed before anything was sent or received.
 func (ex *exchange) send(ep *Endpoint, uc *upConn) (keep, done bool, merr *MeshError, stale bool) {
 	cc, req := ex.cc, &ex.cc.req
+	var writes uint64
+	if uc.sock != nil {
+		writes = uc.sock.writes
+	}
 	writeRequestHead(uc.bw, req, cc.ip)
 	if !req.ExpectContinue {
 		if err := ex.sendBody(uc); err != nil {
 			return ex.sendFailed(ep, uc, err)
 		}
 	}
-	if !req.ExpectContinue && uc.sock != nil && uc.br.Buffered() == 0 {
+	// The whole request still in the buffer: the upstream has had nothing
+	// to answer yet (a large body goes out in parts, and may be answered
+	// early).
+	if !req.ExpectContinue && uc.sock != nil && uc.sock.writes == writes && uc.br.Buffered() == 0 {
 		return ex.awaitResponse(ep, uc)
 	}
 	if err := uc.bw.Flush(); err != nil {
@@ -142,12 +149,13 @@ func (ex *exchange) responseDeadline(uc *upConn) {
 //
 // A close the upstream sent while the connection idled in the pool would
 // not wake that wait if the upstream kept its socket open (a half-close),
-// so it lasts at most probeAfter: then ordinary reads take over, which see
-// such a close, for the rest of the response timeout.
+// so it lasts at most probeAfter (or half the response timeout): then a
+// look at the socket finds such a close, and ordinary reads take over for
+// the rest of the timeout.
 func (ex *exchange) awaitResponse(ep *Endpoint, uc *upConn) (keep, done bool, merr *MeshError, stale bool) {
 	wait := probeAfter
-	if t := ex.s.Timeout; t > 0 && t < wait {
-		wait = t
+	if t := ex.s.Timeout; t > 0 && t/2 < wait {
+		wait = t / 2 // half of it is left for the ordinary reads
 	}
 	uc.dl.set(uc.Conn, time.Now(), wait, wait/16) // from now: a retry comes after earlier waits
 	ex.cc.resp.Reset()
@@ -155,9 +163,20 @@ func (ex *exchange) awaitResponse(ep *Endpoint, uc *upConn) (keep, done bool, me
 	if sendErr != nil {
 		return ex.sendFailed(ep, uc, sendErr)
 	}
-	if readErr != nil && errors.Is(readErr, os.ErrDeadlineExceeded) && wait != ex.s.Timeout {
-		readErr = nil // no answer yet: read on, the ordinary way
-		ex.responseDeadline(uc)
+	if readErr != nil && errors.Is(readErr, os.ErrDeadlineExceeded) {
+		// Nothing woke the wait. An end of stream that came before it
+		// would not have: look at the socket now.
+		switch err := uc.sock.peekNow(uc.br); {
+		case err == nil: // bytes, just now
+			readErr = nil
+		case err != errWouldBlock: // the peer's end of stream, or a reset: a stale connection
+			readErr = err
+		default: // no answer yet: read on, the ordinary way
+			readErr = nil
+		}
+		if readErr == nil {
+			ex.responseDeadline(uc)
+		}
 	} else if readErr == nil && !headBuffered(uc.br) {
 		ex.responseDeadline(uc) // the rest of the head may take longer than the wait
 	}
@@ -215,6 +234,7 @@ func (ex *exchange) receive(ep *Endpoint, uc *upConn, readErr error) (keep, done
 				return ex.sendFailed(ep, uc, err)
 			}
 		}
+		ex.responseDeadline(uc) // the final response: the whole timeout, not the first wait's
 	}
 	if !bodyBuffered(resp, req, uc.br) {
 		uc.dl.clear(uc.Conn) // the body may stream for longer than the timeout

@@ -143,9 +143,15 @@ func (p *pool) get(fresh bool, now time.Time) (*upConn, error) {
 }
 
 // alive reports whether the peer has not closed the connection: a read
-// that would block means nothing (no EOF) is waiting.
+// that would block means nothing (no end of stream, no stray bytes) is
+// waiting.
 func (c *upConn) alive() bool {
-	c.dl.set(c.Conn, time.Now(), -time.Second, 0)
+	if c.sock != nil {
+		return c.sock.peekNow(c.br) == errWouldBlock
+	}
+	// (A read deadline already past fails before reading: it would say
+	// nothing.) A moment is enough for what is already in the socket.
+	c.dl.set(c.Conn, time.Now(), time.Millisecond, 0)
 	_, err := c.br.Peek(1)
 	c.dl.clear(c.Conn)
 	return errors.Is(err, os.ErrDeadlineExceeded)

@@ -39,9 +39,13 @@ type sockIO struct {
 	// The callbacks and their state live here, bound once, so that a
 	// request costs no allocation.
 	onWrite, onAwait func(uintptr) bool
+	onPeek           func(uintptr)
 	wbuf             []byte
 	wn               int
 	werr             error
+	writes           uint64 // Write calls so far: tells whether a request went out in parts
+	br0              *bufio.Reader
+	peekErr          error
 	br               *bufio.Reader
 	bw               *bufio.Writer
 	sent             bool
@@ -59,7 +63,7 @@ func newSockIO(c net.Conn) *sockIO {
 		return nil
 	}
 	s := &sockIO{conn: c, rc: rc, fd: -1}
-	s.onWrite, s.onAwait = s.writeSome, s.awaitSome
+	s.onWrite, s.onAwait, s.onPeek = s.writeSome, s.awaitSome, s.peekSome
 	return s
 }
 
@@ -93,6 +97,7 @@ func (s *sockIO) Read(p []byte) (int, error) {
 // Write writes all of p. It waits for the poller only when the socket's
 // buffer is full; the write deadline applies.
 func (s *sockIO) Write(p []byte) (int, error) {
+	s.writes++
 	s.wbuf, s.wn, s.werr = p, 0, nil
 	err := s.rc.Write(s.onWrite)
 	n, werr := s.wn, s.werr
@@ -171,4 +176,29 @@ func (s *sockIO) awaitSome(fd uintptr) bool {
 		return false
 	}
 	return true
+}
+
+// peekNow reads into br, if it is empty, what the socket holds right now,
+// without waiting and whatever the read deadline: nil when br has bytes,
+// errWouldBlock when the socket had none, else the read's error (io.EOF
+// for the peer's end of stream). An idle pooled connection is checked so,
+// and a wait that saw nothing, before its silence is taken for a timeout.
+func (s *sockIO) peekNow(br *bufio.Reader) error {
+	if br.Buffered() > 0 {
+		return nil
+	}
+	s.br0, s.peekErr = br, nil
+	err := s.rc.Control(s.onPeek)
+	perr := s.peekErr
+	s.br0, s.peekErr = nil, nil
+	if err != nil {
+		return err
+	}
+	return perr
+}
+
+func (s *sockIO) peekSome(fd uintptr) {
+	s.fd = int(fd)
+	_, s.peekErr = s.br0.Peek(1)
+	s.fd = -1
 }

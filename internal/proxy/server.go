@@ -439,15 +439,15 @@ func headBuffered(br *bufio.Reader) bool {
 
 var crlf = []byte("\r\n")
 
-// closeNow ends a client connection at once without waiting. Closing a
-// socket waits until nothing uses it, and a session (session.go) uses it
-// for as long as an exchange with an upstream takes. So the connection is
-// shut down both ways first, which the client sees at once and which ends
-// whatever reads or writes it, and the descriptor is released when the
-// session lets go of it.
+// closeNow ends a connection at once without waiting. Closing a socket
+// waits until nothing uses it, and a session (session.go) uses it for as
+// long as an exchange with an upstream takes. So the connection's write
+// half is shut first, which the peer sees at once, and the close runs on
+// its own: it wakes whatever waits on the socket with an error at once,
+// and releases the descriptor when the session lets go of it. (Not a
+// read shutdown: a copy would take that for the peer's end of stream.)
 func closeNow(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {
-		tc.CloseRead()
 		tc.CloseWrite()
 		go tc.Close()
 		return

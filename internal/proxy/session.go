@@ -64,7 +64,9 @@ func (s *Server) session(cc *clientConn) sessionResult {
 		}
 		// A wait without a read found nothing within probeAfter: a new
 		// session, which starts with a read, sees a close that came
-		// with the last request.
+		// with the last request. It waits with the idle timeout (the
+		// probe's deadline has passed, and would fail it at once).
+		s.sessionDeadline(cc)
 	}
 }
 
@@ -79,6 +81,12 @@ func (s *Server) sessionStep(cc *clientConn, fd uintptr) bool {
 			if b, _ := cc.br.Peek(cc.br.Buffered()); len(b) > 0 && (cc.br.Buffered() >= readBufSize || bytes.HasPrefix(h2Preface, b[:min(len(b), 4)])) {
 				st.result = sessionRead // readRequest answers what this is
 				return true
+			}
+			if !st.begun && cc.br.Buffered() > 0 {
+				// A partial head (left over from the last read, or from
+				// detection) has begun: the head timeout runs from now.
+				st.begun = true
+				cc.start = time.Now()
 			}
 			if st.skipRead && !st.begun { // (a partial head waits with its head timeout)
 				st.skipRead = false

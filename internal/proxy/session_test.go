@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -123,8 +124,13 @@ func TestSessionRequestArrivingDuringExchange(t *testing.T) {
 			// moment to land in its socket before the first response frees it.
 			time.Sleep(50 * time.Millisecond)
 			close(release)
+			start := time.Now()
 			readOK(t, c, br, "first response")
 			readOK(t, c, br, "second response")
+			// A lost wake-up would be found by the 1 s probe: not good enough.
+			if d := time.Since(start); d > 900*time.Millisecond {
+				t.Errorf("both responses took %v after the app answered", d)
+			}
 		})
 	}
 }
@@ -228,7 +234,7 @@ func TestPooledConnectionClosedByApp(t *testing.T) {
 		start := time.Now()
 		io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
 		readOK(t, c, br, "response")
-		if d := time.Since(start); d > 2*time.Second {
+		if d := time.Since(start); d > 900*time.Millisecond {
 			t.Fatalf("request %d took %v: a dead pooled connection was waited on", i, d)
 		}
 	}
@@ -268,7 +274,7 @@ func TestSwitchingProtocolsUnasked(t *testing.T) {
 // announce. The next request on it must still get its answer, from a new
 // connection, with or without a response timeout.
 func TestPooledConnectionHalfClosedByApp(t *testing.T) {
-	for _, timeout := range []time.Duration{0, 10 * time.Second} {
+	for _, timeout := range []time.Duration{0, 500 * time.Millisecond, 10 * time.Second} {
 		t.Run("timeout="+timeout.String(), func(t *testing.T) {
 			checkGoroutines(t)
 			app := scriptedApp(t, func(c net.Conn, br *bufio.Reader) {
@@ -315,5 +321,119 @@ func TestSessionClientHalfCloseAfterRequest(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(3 * time.Second))
 	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("after the response: got %d bytes, %v; want EOF within 3s", n, err)
+	}
+}
+
+// A keep-alive connection that idles longer than the probe stays open,
+// and serves its next request.
+func TestSessionKeepAliveAfterIdle(t *testing.T) {
+	checkGoroutines(t)
+	app := scriptedApp(t, func(c net.Conn, br *bufio.Reader) {
+		var h h1.Head
+		for h1.ReadRequestHead(br, &h) == nil {
+			io.WriteString(c, okResponse)
+		}
+	})
+	outAddr, _ := pairServers(t, app, 10*time.Second)
+	c, br := dialT(t, outAddr)
+	for i := 0; i < 3; i++ {
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+		readOK(t, c, br, "response")
+	}
+	time.Sleep(probeAfter + probeAfter/2) // the idle time is what is tested
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+	readOK(t, c, br, "response after idling")
+}
+
+// An interim response followed by a final one that takes longer than the
+// first wait for the upstream: the final one arrives.
+func TestInterimThenSlowFinalResponse(t *testing.T) {
+	for _, timeout := range []time.Duration{0, 10 * time.Second} {
+		t.Run("timeout="+timeout.String(), func(t *testing.T) {
+			checkGoroutines(t)
+			app := scriptedApp(t, func(c net.Conn, br *bufio.Reader) {
+				var h h1.Head
+				if h1.ReadRequestHead(br, &h) == nil {
+					io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+					time.Sleep(probeAfter + probeAfter/2) // the app's slowness is what is tested
+					io.WriteString(c, okResponse)
+				}
+			})
+			outAddr, _ := pairServers(t, app, timeout)
+			c, br := dialT(t, outAddr)
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			var resp h1.Head
+			if err := h1.ReadResponseHead(br, &resp); err != nil || resp.Status != 103 {
+				t.Fatalf("interim response: %d, %v; want 103", resp.Status, err)
+			}
+			readOK(t, c, br, "final response")
+		})
+	}
+}
+
+// An app that answers before it has read a large body (413, 401) is
+// answered to the client at once, not after the first wait's bound.
+func TestEarlyResponseToLargeBody(t *testing.T) {
+	checkGoroutines(t)
+	const size = 1 << 20
+	app := scriptedApp(t, func(c net.Conn, br *bufio.Reader) {
+		var h h1.Head
+		for h1.ReadRequestHead(br, &h) == nil {
+			io.WriteString(c, "HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n")
+			if _, err := io.CopyN(io.Discard, br, h.ContentLength); err != nil {
+				return
+			}
+		}
+	})
+	outAddr, _ := pairServers(t, app, 10*time.Second)
+	c, br := dialT(t, outAddr)
+	body := strings.Repeat("x", size)
+	for i := 0; i < 3; i++ {
+		start := time.Now()
+		io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: svc\r\nContent-Length: "+strconv.Itoa(size)+"\r\n\r\n"+body)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		var resp h1.Head
+		if err := h1.ReadResponseHead(br, &resp); err != nil || resp.Status != 413 {
+			t.Fatalf("request %d: %d, %v; want 413", i, resp.Status, err)
+		}
+		if d := time.Since(start); d > 900*time.Millisecond {
+			t.Errorf("request %d: the early answer took %v", i, d)
+		}
+	}
+}
+
+// Close ends a TCP connection whose app never speaks: the pair does not
+// wait for the app (or the idle timeout) to let go.
+func TestCloseEndsSilentTCPForward(t *testing.T) {
+	checkGoroutines(t)
+	got := make(chan struct{}, 1)
+	hold := make(chan struct{})
+	app := scriptedApp(t, func(c net.Conn, br *bufio.Reader) {
+		got <- struct{}{}
+		<-hold
+	})
+	t.Cleanup(func() { close(hold) })
+	dest := &Cluster{Service: "db", Endpoints: []*Endpoint{newEndpoint("db", "db-1", app, nil)}}
+	srv := &Server{Name: "upstream/db", Log: discard, TCP: &TCPProxy{},
+		Opaque: func() (*Cluster, bool) { return dest, true }}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() { srv.Serve(ln); close(served) }()
+	c, _ := dialT(t, ln.Addr().String())
+	<-got
+	srv.Close()
+	<-served
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("the connection outlived Close: Shutdown: %v", err)
+	}
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("client read after Close: %v, want EOF", err)
 	}
 }
