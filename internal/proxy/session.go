@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
+	"net/http"
 	"os"
 	"time"
 
@@ -28,9 +30,10 @@ import (
 // the poller reported both at once. So a wait without a read lasts at most
 // probeAfter; then a new session starts, with a read.
 //
-// A request with a body, an upgrade or a tunnel reads more from the
-// client than its head; the session ends with it read (sessionHeadRead)
-// and the ordinary path serves it. So does anything unusual before a
+// A request with a body still to come, an upgrade or a tunnel reads more
+// from the client than its head; the session ends with it read
+// (sessionHeadRead) and the ordinary path serves it. A body of a fixed
+// length that arrived with its head is served in the session. So does anything unusual before a
 // head is complete (sessionRead: the HTTP/2 preface, a head larger than
 // the buffer), which readRequest handles with its errors.
 type sessionState struct {
@@ -128,7 +131,7 @@ func (s *Server) sessionStep(cc *clientConn, fd uintptr) bool {
 			return true
 		}
 		st.begun = false
-		if needsClient(&cc.req) || s.std.Handler != nil && isH2CUpgrade(&cc.req) {
+		if needsClient(&cc.req) && !bodyInBuffer(&cc.req, cc.br) || s.std.Handler != nil && isH2CUpgrade(&cc.req) {
 			st.result = sessionHeadRead
 			return true
 		}
@@ -147,4 +150,12 @@ func (s *Server) sessionDeadline(cc *clientConn) {
 	} else {
 		cc.dl.set(cc.conn, time.Now(), clientIdleTimeout, time.Minute)
 	}
+}
+
+// bodyInBuffer: the request's whole body (a fixed length) has arrived with
+// its head, so serving it reads nothing more from the socket. It is not a
+// request whose body waits for 100 Continue, an upgrade or a tunnel.
+func bodyInBuffer(req *h1.Head, br *bufio.Reader) bool {
+	return !req.Chunked && req.ContentLength > 0 && !req.ExpectContinue && len(req.Upgrade()) == 0 &&
+		!req.IsMethod(http.MethodConnect) && int64(br.Buffered()) >= req.ContentLength
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"net"
@@ -436,4 +437,65 @@ func TestCloseEndsSilentTCPForward(t *testing.T) {
 	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("client read after Close: %v, want EOF", err)
 	}
+}
+
+// Bodies: one that arrives with its head is served inside the session;
+// one that follows later, or in chunks, on the ordinary path. Both reach
+// the app whole, in order, on one connection.
+func TestSessionRequestBodies(t *testing.T) {
+	checkGoroutines(t)
+	app := scriptedApp(t, func(c net.Conn, br *bufio.Reader) {
+		var h h1.Head
+		for h1.ReadRequestHead(br, &h) == nil {
+			var body bytes.Buffer
+			var err error
+			if h.Chunked {
+				w := bufio.NewWriter(&body)
+				if err = h1.DechunkTo(w, br); err == nil {
+					err = w.Flush()
+				}
+			} else {
+				_, err = io.CopyN(&body, br, h.ContentLength)
+			}
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+strconv.Itoa(body.Len())+"\r\n\r\n")
+			c.Write(body.Bytes())
+		}
+	})
+	outAddr, _ := pairServers(t, app, 10*time.Second)
+	c, br := dialT(t, outAddr)
+	echo := func(what, want string) {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		var resp h1.Head
+		if err := h1.ReadResponseHead(br, &resp); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		got := make([]byte, resp.ContentLength)
+		if _, err := io.ReadFull(br, got); err != nil || string(got) != want {
+			t.Fatalf("%s: got %d %q, %v; want 200 %q", what, resp.Status, got, err, want)
+		}
+	}
+	post := func(body string) string {
+		return "POST / HTTP/1.1\r\nHost: svc\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	}
+	io.WriteString(c, post("warm-up"))
+	echo("warm-up", "warm-up")
+	io.WriteString(c, post("with its head"))
+	echo("body with its head", "with its head")
+	io.WriteString(c, post("one")+post("two")+"GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+	echo("pipelined 1", "one")
+	echo("pipelined 2", "two")
+	echo("pipelined GET", "")
+	head := "POST / HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\n\r\n"
+	io.WriteString(c, head)
+	time.Sleep(20 * time.Millisecond) // the body arrives on its own
+	io.WriteString(c, "later")
+	echo("body after its head", "later")
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+	echo("chunked", "abc")
+	io.WriteString(c, post("after chunked"))
+	echo("after chunked", "after chunked")
 }
