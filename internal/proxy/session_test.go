@@ -499,3 +499,29 @@ func TestSessionRequestBodies(t *testing.T) {
 	io.WriteString(c, post("after chunked"))
 	echo("after chunked", "after chunked")
 }
+
+// A pooled connection that idled past probeAfter is checked before reuse:
+// one the app half-closed meanwhile is dropped at once, not found out by a
+// wait.
+func TestIdlePooledConnectionChecked(t *testing.T) {
+	checkGoroutines(t)
+	app := scriptedApp(t, func(c net.Conn, br *bufio.Reader) {
+		var h h1.Head
+		if h1.ReadRequestHead(br, &h) == nil {
+			io.WriteString(c, okResponse)
+			c.(*net.TCPConn).CloseWrite()
+		}
+		io.Copy(io.Discard, br)
+	})
+	outAddr, _ := pairServers(t, app, 10*time.Second)
+	c, br := dialT(t, outAddr)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+	readOK(t, c, br, "first response")
+	time.Sleep(probeAfter + probeAfter/5) // the idle time is what is tested
+	start := time.Now()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+	readOK(t, c, br, "response after idling")
+	if d := time.Since(start); d > 900*time.Millisecond {
+		t.Errorf("the request after idling took %v: the half-closed pooled connection was not checked", d)
+	}
+}
