@@ -87,7 +87,7 @@ func (s *Server) detect(cc *clientConn) bool {
 // server name of its ClientHello says (TLS passthrough, as for HTTPS apps
 // that call a mesh service or an outside host without a proxy).
 func (s *Server) forwardBySNI(cc *clientConn) {
-	cc.dl.set(cc.raw, time.Now(), headTimeout, 0)
+	cc.dl.set(cc.raw, time.Now(), s.headTimeout(), 0)
 	name, err := serverName(cc.br)
 	if err != nil {
 		s.Log.Warn("TLS connection without a usable server name; closed", "listener", s.Name,
@@ -152,7 +152,7 @@ func (c *replayConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
 // makes the TLS connection the one the rest of the path reads and writes,
 // and says what it carries.
 func (s *Server) terminateTLS(cc *clientConn) (string, error) {
-	cc.dl.set(cc.raw, time.Now(), headTimeout, 0)
+	cc.dl.set(cc.raw, time.Now(), s.headTimeout(), 0)
 	// The reader that holds the first bytes keeps feeding the TLS layer;
 	// the path reads what TLS decrypts through a reader of its own.
 	cc.rawBR = cc.br

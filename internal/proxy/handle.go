@@ -153,11 +153,12 @@ func (ex *exchange) responseDeadline(uc *upConn) {
 // look at the socket finds such a close, and ordinary reads take over for
 // the rest of the timeout.
 func (ex *exchange) awaitResponse(ep *Endpoint, uc *upConn) (keep, done bool, merr *MeshError, stale bool) {
+	now := time.Now() // (not the request's start: a retry comes after earlier waits)
 	wait := probeAfter
-	if t := ex.s.Timeout; t > 0 && t/2 < wait {
-		wait = t / 2 // half of it is left for the ordinary reads
+	if t := ex.s.Timeout; t > 0 {
+		wait = min(wait, t/2, ex.cc.start.Add(t).Sub(now)) // half of it is left for the ordinary reads
 	}
-	uc.dl.set(uc.Conn, time.Now(), wait, wait/16) // from now: a retry comes after earlier waits
+	uc.dl.set(uc.Conn, now, wait, wait/16)
 	ex.cc.resp.Reset()
 	sendErr, readErr := uc.sock.awaitAfter(uc.br, uc.bw)
 	if sendErr != nil {

@@ -65,8 +65,11 @@ type Server struct {
 	DetectTimeout time.Duration
 	// Timeout bounds the wait for an upstream's response head (0: none).
 	Timeout time.Duration
-	Metrics *Metrics
-	Log     *slog.Logger
+	// HeadTimeout bounds the arrival of a request head (and of a TLS
+	// handshake) once it has begun (0: DefaultHeadTimeout).
+	HeadTimeout time.Duration
+	Metrics     *Metrics
+	Log         *slog.Logger
 
 	std      *http.Server  // net/http, for connections handed off (H1, h2c upgrade)
 	h2       *http2.Server // for HTTP/2 connections, prior knowledge or upgraded
@@ -78,6 +81,13 @@ type Server struct {
 	wg       sync.WaitGroup
 }
 
+func (s *Server) headTimeout() time.Duration {
+	if s.HeadTimeout > 0 {
+		return s.HeadTimeout
+	}
+	return DefaultHeadTimeout
+}
+
 // Client connection states, for a shutdown that closes only idle ones.
 const (
 	stateActive int32 = iota
@@ -87,7 +97,8 @@ const (
 
 const (
 	clientIdleTimeout = 5 * time.Minute
-	headTimeout       = 30 * time.Second
+	// DefaultHeadTimeout is Server.HeadTimeout's default.
+	DefaultHeadTimeout = 30 * time.Second
 )
 
 type clientConn struct {
@@ -150,7 +161,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		h = s.H2
 	}
 	s.h2 = &http2.Server{IdleTimeout: clientIdleTimeout}
-	s.std = &http.Server{ReadHeaderTimeout: headTimeout, IdleTimeout: clientIdleTimeout,
+	s.std = &http.Server{ReadHeaderTimeout: s.headTimeout(), IdleTimeout: clientIdleTimeout,
 		ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug)}
 	if h != nil {
 		s.std.Handler = noUpgradeWithBody(h2c.NewHandler(upgraded(h), s.h2))
@@ -335,7 +346,7 @@ func (s *Server) readRequest(cc *clientConn) bool {
 	}
 	// Deadlines cost timer updates: set them only where a read can block.
 	if !headBuffered(cc.br) {
-		cc.dl.set(cc.conn, cc.start, headTimeout, time.Second)
+		cc.dl.set(cc.conn, cc.start, s.headTimeout(), time.Second)
 	}
 	if err := h1.ReadRequestHead(cc.br, &cc.req); err != nil {
 		s.badRequest(cc, err)

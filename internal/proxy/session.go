@@ -33,9 +33,9 @@ import (
 // A request with a body still to come, an upgrade or a tunnel reads more
 // from the client than its head; the session ends with it read
 // (sessionHeadRead) and the ordinary path serves it. A body of a fixed
-// length that arrived with its head is served in the session. So does anything unusual before a
-// head is complete (sessionRead: the HTTP/2 preface, a head larger than
-// the buffer), which readRequest handles with its errors.
+// length that arrived with its head is served in the session. The HTTP/2
+// preface, or a head larger than the buffer, ends the session unread
+// (sessionRead): readRequest answers them.
 type sessionState struct {
 	result   sessionResult
 	skipRead bool // the last read emptied the socket, within this session
@@ -56,8 +56,13 @@ func (s *Server) session(cc *clientConn) sessionResult {
 	if cc.onSession == nil {
 		cc.onSession = func(fd uintptr) bool { return s.sessionStep(cc, fd) }
 	}
+	// The wait must not start with a deadline already past (the head
+	// timeout of a request read on the ordinary path, which an exchange
+	// can outlast): the read would fail before it began.
+	cc.sess = sessionState{}
+	s.sessionDeadline(cc)
 	for {
-		cc.sess = sessionState{result: sessionClosed, begun: cc.sess.begun && cc.br.Buffered() > 0}
+		cc.sess = sessionState{result: sessionClosed}
 		err := cc.sock.rc.Read(cc.onSession)
 		if err == nil {
 			return cc.sess.result
@@ -81,8 +86,8 @@ func (s *Server) sessionStep(cc *clientConn, fd uintptr) bool {
 	st := &cc.sess
 	for {
 		if !headBuffered(cc.br) {
-			if b, _ := cc.br.Peek(cc.br.Buffered()); len(b) > 0 && (cc.br.Buffered() >= readBufSize || bytes.HasPrefix(h2Preface, b[:min(len(b), 4)])) {
-				st.result = sessionRead // readRequest answers what this is
+			if cc.br.Buffered() >= readBufSize {
+				st.result = sessionRead // readRequest answers a head too large
 				return true
 			}
 			if !st.begun && cc.br.Buffered() > 0 {
@@ -146,7 +151,7 @@ func (s *Server) sessionStep(cc *clientConn, fd uintptr) bool {
 // begun, the idle timeout between requests.
 func (s *Server) sessionDeadline(cc *clientConn) {
 	if cc.sess.begun {
-		cc.dl.set(cc.conn, cc.start, headTimeout, time.Second)
+		cc.dl.set(cc.conn, cc.start, s.headTimeout(), time.Second)
 	} else {
 		cc.dl.set(cc.conn, time.Now(), clientIdleTimeout, time.Minute)
 	}

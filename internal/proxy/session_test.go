@@ -525,3 +525,54 @@ func TestIdlePooledConnectionChecked(t *testing.T) {
 		t.Errorf("the request after idling took %v: the half-closed pooled connection was not checked", d)
 	}
 }
+
+// oneHop serves an inbound in front of app; headTimeout 0 is the default.
+func oneHop(t *testing.T, app string, timeout, headTimeout time.Duration) string {
+	m := NewMetrics(prometheus.NewRegistry())
+	in := NewInbound("svc", "svc-1", app, NewTransport(0), m)
+	return serveProxy(t, &Server{Resolve: in.Resolve, Metrics: m, Log: discard, Timeout: timeout, HeadTimeout: headTimeout})
+}
+
+// delayedApp answers each path after the delay given for it.
+func delayedApp(t *testing.T, delays map[string]time.Duration) string {
+	return scriptedApp(t, func(c net.Conn, br *bufio.Reader) {
+		var h h1.Head
+		for h1.ReadRequestHead(br, &h) == nil {
+			time.Sleep(delays[string(h.Target())]) // the app's slowness is what is tested
+			io.WriteString(c, okResponse)
+		}
+	})
+}
+
+// A head that arrives in two pieces starts the head timeout; an exchange
+// that outlasts it must not leave the connection with a deadline already
+// past, which would end it before its next request.
+func TestSessionAfterExchangeLongerThanHeadTimeout(t *testing.T) {
+	checkGoroutines(t)
+	c, br := dialT(t, oneHop(t, delayedApp(t, map[string]time.Duration{"/slow": 600 * time.Millisecond}), 0, 300*time.Millisecond))
+	io.WriteString(c, "GET /warm HTTP/1.1\r\nHost: svc\r\n\r\n")
+	readOK(t, c, br, "warm-up")
+	io.WriteString(c, "P")
+	time.Sleep(50 * time.Millisecond) // the rest of the head comes later
+	io.WriteString(c, "OST /slow HTTP/1.1\r\nHost: svc\r\nContent-Length: 0\r\n\r\n")
+	readOK(t, c, br, "slow response")
+	io.WriteString(c, "GET /next HTTP/1.1\r\nHost: svc\r\n\r\n")
+	readOK(t, c, br, "request after the slow one")
+}
+
+// Each request's response timeout counts from its own start, also for a
+// pipelined head that began while the one before it was served.
+func TestSessionPipelinedHeadTimedFromItsStart(t *testing.T) {
+	checkGoroutines(t)
+	app := delayedApp(t, map[string]time.Duration{"/a": 700 * time.Millisecond, "/c": 600 * time.Millisecond})
+	c, br := dialT(t, oneHop(t, app, time.Second, 0))
+	io.WriteString(c, "GET /warm HTTP/1.1\r\nHost: svc\r\n\r\n")
+	readOK(t, c, br, "warm-up")
+	io.WriteString(c, "P")
+	time.Sleep(50 * time.Millisecond) // the rest of the head comes later
+	io.WriteString(c, "OST /a HTTP/1.1\r\nHost: svc\r\nContent-Length: 0\r\n\r\nGET /c HTTP/1.1\r\nHo")
+	readOK(t, c, br, "/a")
+	time.Sleep(100 * time.Millisecond) // the rest of the pipelined head comes later
+	io.WriteString(c, "st: svc\r\n\r\n")
+	readOK(t, c, br, "/c")
+}
