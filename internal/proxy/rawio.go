@@ -44,7 +44,6 @@ type sockIO struct {
 	wn               int
 	werr             error
 	writes           uint64 // Write calls so far: tells whether a request went out in parts
-	br0              *bufio.Reader
 	peekErr          error
 	br               *bufio.Reader
 	bw               *bufio.Writer
@@ -187,10 +186,10 @@ func (s *sockIO) peekNow(br *bufio.Reader) error {
 	if br.Buffered() > 0 {
 		return nil
 	}
-	s.br0, s.peekErr = br, nil
+	s.br, s.peekErr = br, nil
 	err := s.rc.Control(s.onPeek)
 	perr := s.peekErr
-	s.br0, s.peekErr = nil, nil
+	s.br, s.peekErr = nil, nil
 	if err != nil {
 		return err
 	}
@@ -199,6 +198,6 @@ func (s *sockIO) peekNow(br *bufio.Reader) error {
 
 func (s *sockIO) peekSome(fd uintptr) {
 	s.fd = int(fd)
-	_, s.peekErr = s.br0.Peek(1)
+	_, s.peekErr = s.br.Peek(1)
 	s.fd = -1
 }
