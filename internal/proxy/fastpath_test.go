@@ -16,40 +16,15 @@ import (
 // rawBackend answers every request with a fixed 1 KiB response, using the
 // same allocation-free framing, so a benchmark counts the proxies' allocations.
 func rawBackend(tb testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
 	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1024\r\n\r\n" + strings.Repeat("x", 1024))
-	done := make(chan struct{})
-	conns := make(chan net.Conn, 64)
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+	return scriptedApp(tb, func(c net.Conn, br *bufio.Reader) {
+		var h h1.Head
+		for h1.ReadRequestHead(br, &h) == nil {
+			if _, err := c.Write(resp); err != nil {
 				return
 			}
-			conns <- c
-			go func() {
-				br := bufio.NewReader(c)
-				var h h1.Head
-				for h1.ReadRequestHead(br, &h) == nil {
-					if _, err := c.Write(resp); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	tb.Cleanup(func() {
-		ln.Close()
-		<-done
-		for len(conns) > 0 {
-			(<-conns).Close()
 		}
 	})
-	return ln.Addr().String()
 }
 
 // fastPair starts an outbound and an inbound fast-path server in front of

@@ -50,7 +50,10 @@ func scriptedApp(tb testing.TB, serve func(c net.Conn, br *bufio.Reader)) string
 	return ln.Addr().String()
 }
 
-const okResponse = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+const (
+	okResponse = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	getRoot    = "GET / HTTP/1.1\r\nHost: svc\r\n\r\n"
+)
 
 // pairServers is fastPair with a response timeout on both hops, and the
 // outbound server itself.
@@ -79,6 +82,13 @@ func readOK(t *testing.T, c net.Conn, br *bufio.Reader, what string) {
 	if resp.Status != 200 || string(body) != "ok" {
 		t.Fatalf("%s: got %d %q, want 200 \"ok\"", what, resp.Status, body)
 	}
+}
+
+// get sends GET / and expects 200 "ok".
+func get(t *testing.T, c net.Conn, br *bufio.Reader, what string) {
+	t.Helper()
+	io.WriteString(c, getRoot)
+	readOK(t, c, br, what)
 }
 
 func dialT(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
@@ -140,12 +150,7 @@ func TestSessionRequestArrivingDuringExchange(t *testing.T) {
 // are read whole before they are served.
 func TestSessionOddHeads(t *testing.T) {
 	checkGoroutines(t)
-	app := scriptedApp(t, func(c net.Conn, br *bufio.Reader) {
-		var h h1.Head
-		for h1.ReadRequestHead(br, &h) == nil {
-			io.WriteString(c, okResponse)
-		}
-	})
+	app := delayedApp(t, nil)
 	outAddr, _ := pairServers(t, app, 10*time.Second)
 	c, br := dialT(t, outAddr)
 	for _, piece := range []string{"GET / HT", "TP/1.1\r\nHo", "st: svc\r\n", "\r\n"} {
@@ -159,8 +164,7 @@ func TestSessionOddHeads(t *testing.T) {
 	readOK(t, c, br, "after empty lines")
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n\r\n")
 	readOK(t, c, br, "followed by an empty line")
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
-	readOK(t, c, br, "after the empty line")
+	get(t, c, br, "after the empty line")
 }
 
 // Close does not wait for an exchange in progress, and the client sees
@@ -179,7 +183,7 @@ func TestCloseDuringExchange(t *testing.T) {
 	outAddr, out := pairServers(t, app, 0)
 	t.Cleanup(func() { close(hold) })
 	c, br := dialT(t, outAddr)
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+	io.WriteString(c, getRoot)
 	<-got
 	closed := make(chan struct{})
 	go func() { out.Close(); close(closed) }()
@@ -197,16 +201,10 @@ func TestCloseDuringExchange(t *testing.T) {
 // Shutdown closes a keep-alive connection that waits for its next request.
 func TestShutdownClosesWaitingSession(t *testing.T) {
 	checkGoroutines(t)
-	app := scriptedApp(t, func(c net.Conn, br *bufio.Reader) {
-		var h h1.Head
-		for h1.ReadRequestHead(br, &h) == nil {
-			io.WriteString(c, okResponse)
-		}
-	})
+	app := delayedApp(t, nil)
 	outAddr, out := pairServers(t, app, 10*time.Second)
 	c, br := dialT(t, outAddr)
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
-	readOK(t, c, br, "response")
+	get(t, c, br, "response")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if err := out.Shutdown(ctx); err != nil {
@@ -233,8 +231,7 @@ func TestPooledConnectionClosedByApp(t *testing.T) {
 	c, br := dialT(t, outAddr)
 	for i := 0; i < 5; i++ {
 		start := time.Now()
-		io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
-		readOK(t, c, br, "response")
+		get(t, c, br, "response")
 		if d := time.Since(start); d > 900*time.Millisecond {
 			t.Fatalf("request %d took %v: a dead pooled connection was waited on", i, d)
 		}
@@ -254,7 +251,7 @@ func TestSwitchingProtocolsUnasked(t *testing.T) {
 	})
 	outAddr, _ := pairServers(t, app, 10*time.Second)
 	c, br := dialT(t, outAddr)
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+	io.WriteString(c, getRoot)
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	var resp h1.Head
 	if err := h1.ReadResponseHead(br, &resp); err != nil {
@@ -290,8 +287,7 @@ func TestPooledConnectionHalfClosedByApp(t *testing.T) {
 			c, br := dialT(t, outAddr)
 			for i := 0; i < 3; i++ {
 				start := time.Now()
-				io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
-				readOK(t, c, br, "response")
+				get(t, c, br, "response")
 				if d := time.Since(start); d > 3*time.Second {
 					t.Fatalf("request %d took %v", i, d)
 				}
@@ -305,18 +301,12 @@ func TestPooledConnectionHalfClosedByApp(t *testing.T) {
 // request is not lost to a wait without a read.
 func TestSessionClientHalfCloseAfterRequest(t *testing.T) {
 	checkGoroutines(t)
-	app := scriptedApp(t, func(c net.Conn, br *bufio.Reader) {
-		var h h1.Head
-		for h1.ReadRequestHead(br, &h) == nil {
-			io.WriteString(c, okResponse)
-		}
-	})
+	app := delayedApp(t, nil)
 	outAddr, _ := pairServers(t, app, 10*time.Second)
 	c, br := dialT(t, outAddr)
 	// Warm-up, so that the last request is read inside a session.
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
-	readOK(t, c, br, "warm-up response")
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+	get(t, c, br, "warm-up response")
+	io.WriteString(c, getRoot)
 	c.(*net.TCPConn).CloseWrite()
 	readOK(t, c, br, "response")
 	c.SetReadDeadline(time.Now().Add(3 * time.Second))
@@ -329,21 +319,14 @@ func TestSessionClientHalfCloseAfterRequest(t *testing.T) {
 // and serves its next request.
 func TestSessionKeepAliveAfterIdle(t *testing.T) {
 	checkGoroutines(t)
-	app := scriptedApp(t, func(c net.Conn, br *bufio.Reader) {
-		var h h1.Head
-		for h1.ReadRequestHead(br, &h) == nil {
-			io.WriteString(c, okResponse)
-		}
-	})
+	app := delayedApp(t, nil)
 	outAddr, _ := pairServers(t, app, 10*time.Second)
 	c, br := dialT(t, outAddr)
 	for i := 0; i < 3; i++ {
-		io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
-		readOK(t, c, br, "response")
+		get(t, c, br, "response")
 	}
 	time.Sleep(probeAfter + probeAfter/2) // the idle time is what is tested
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
-	readOK(t, c, br, "response after idling")
+	get(t, c, br, "response after idling")
 }
 
 // An interim response followed by a final one that takes longer than the
@@ -362,7 +345,7 @@ func TestInterimThenSlowFinalResponse(t *testing.T) {
 			})
 			outAddr, _ := pairServers(t, app, timeout)
 			c, br := dialT(t, outAddr)
-			io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+			io.WriteString(c, getRoot)
 			c.SetReadDeadline(time.Now().Add(5 * time.Second))
 			var resp h1.Head
 			if err := h1.ReadResponseHead(br, &resp); err != nil || resp.Status != 103 {
@@ -515,12 +498,10 @@ func TestIdlePooledConnectionChecked(t *testing.T) {
 	})
 	outAddr, _ := pairServers(t, app, 10*time.Second)
 	c, br := dialT(t, outAddr)
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
-	readOK(t, c, br, "first response")
+	get(t, c, br, "first response")
 	time.Sleep(probeAfter + probeAfter/5) // the idle time is what is tested
 	start := time.Now()
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
-	readOK(t, c, br, "response after idling")
+	get(t, c, br, "response after idling")
 	if d := time.Since(start); d > 900*time.Millisecond {
 		t.Errorf("the request after idling took %v: the half-closed pooled connection was not checked", d)
 	}
@@ -533,8 +514,9 @@ func oneHop(t *testing.T, app string, timeout, headTimeout time.Duration) string
 	return serveProxy(t, &Server{Resolve: in.Resolve, Metrics: m, Log: discard, Timeout: timeout, HeadTimeout: headTimeout})
 }
 
-// delayedApp answers each path after the delay given for it.
-func delayedApp(t *testing.T, delays map[string]time.Duration) string {
+// delayedApp answers each path after the delay given for it (none if
+// not given).
+func delayedApp(t testing.TB, delays map[string]time.Duration) string {
 	return scriptedApp(t, func(c net.Conn, br *bufio.Reader) {
 		var h h1.Head
 		for h1.ReadRequestHead(br, &h) == nil {
