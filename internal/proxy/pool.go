@@ -2,10 +2,8 @@ package proxy
 
 import (
 	"bufio"
-	"errors"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"time"
 )
@@ -144,17 +142,9 @@ func (p *pool) get(fresh bool, now time.Time) (*upConn, error) {
 
 // alive reports whether the peer has not closed the connection: a read
 // that would block means nothing (no end of stream, no stray bytes) is
-// waiting.
+// waiting. (Every pooled connection is TCP, so it has sock.)
 func (c *upConn) alive() bool {
-	if c.sock != nil {
-		return c.sock.peekNow(c.br) == errWouldBlock
-	}
-	// (A read deadline already past fails before reading: it would say
-	// nothing.) A moment is enough for what is already in the socket.
-	c.dl.set(c.Conn, time.Now(), time.Millisecond, 0)
-	_, err := c.br.Peek(1)
-	c.dl.clear(c.Conn)
-	return errors.Is(err, os.ErrDeadlineExceeded)
+	return c.sock == nil || c.sock.peekNow(c.br) == errWouldBlock
 }
 
 // put returns a connection for reuse; now is the request's start (idle
