@@ -132,12 +132,18 @@ func (p *pool) get(fresh bool, now time.Time) (*upConn, error) {
 		return nil, err
 	}
 	uc := &upConn{Conn: conn}
-	var rw io.ReadWriter = conn
-	if uc.sock = newSockIO(conn); uc.sock != nil {
-		rw = uc.sock
-	}
-	uc.br, uc.bw = getReader(rw), getWriter(rw)
+	uc.sock, uc.br, uc.bw = buffered(conn)
 	return uc, nil
+}
+
+// buffered returns pooled buffers for c, over the socket's own reads and
+// writes when c is plain TCP (sock is nil otherwise).
+func buffered(c net.Conn) (sock *sockIO, br *bufio.Reader, bw *bufio.Writer) {
+	var rw io.ReadWriter = c
+	if sock = newSockIO(c); sock != nil {
+		rw = sock
+	}
+	return sock, getReader(rw), getWriter(rw)
 }
 
 // alive reports whether the peer has not closed the connection: a read

@@ -287,11 +287,7 @@ func (s *Server) serveConn(cc *clientConn) {
 			cc.conn.Close()
 		}
 	}()
-	var rw io.ReadWriter = cc.conn
-	if cc.sock = newSockIO(cc.conn); cc.sock != nil {
-		rw = cc.sock
-	}
-	cc.br, cc.bw = getReader(rw), getWriter(rw)
+	cc.sock, cc.br, cc.bw = buffered(cc.conn)
 	defer func() {
 		putBuffers(cc.br, cc.bw)
 		if cc.rawBR != nil && cc.rawBR != cc.br {

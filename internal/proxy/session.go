@@ -113,11 +113,7 @@ func (s *Server) sessionStep(cc *clientConn, fd uintptr) bool {
 				return true
 			}
 			st.skipRead = cc.sock.drained
-			if !st.begun {
-				st.begun = true
-				cc.start = time.Now()
-			}
-			continue
+			continue // (the top of the loop marks the head begun)
 		}
 		if b, _ := cc.br.Peek(4); bytes.Equal(b, h2Preface[:4]) {
 			st.result = sessionRead // the HTTP/2 preface

@@ -91,6 +91,15 @@ func get(t *testing.T, c net.Conn, br *bufio.Reader, what string) {
 	readOK(t, c, br, what)
 }
 
+// wantEOF fails unless r (reading c) ends within d.
+func wantEOF(t *testing.T, c net.Conn, r io.Reader, d time.Duration, what string) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(d))
+	if n, err := r.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("%s: got %d bytes, %v; want EOF within %v", what, n, err, d)
+	}
+}
+
 func dialT(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
@@ -192,10 +201,7 @@ func TestCloseDuringExchange(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("Close waited for the exchange in progress")
 	}
-	c.SetReadDeadline(time.Now().Add(2 * time.Second))
-	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
-		t.Fatalf("client read after Close: got %d bytes, %v; want EOF", n, err)
-	}
+	wantEOF(t, c, br, 2*time.Second, "client read after Close")
 }
 
 // Shutdown closes a keep-alive connection that waits for its next request.
@@ -210,10 +216,7 @@ func TestShutdownClosesWaitingSession(t *testing.T) {
 	if err := out.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	c.SetReadDeadline(time.Now().Add(2 * time.Second))
-	if _, err := br.Read(make([]byte, 1)); err != io.EOF {
-		t.Fatalf("client read after Shutdown: %v, want EOF", err)
-	}
+	wantEOF(t, c, br, 2*time.Second, "client read after Shutdown")
 }
 
 // An app that closes every connection after its response, without saying
@@ -309,10 +312,7 @@ func TestSessionClientHalfCloseAfterRequest(t *testing.T) {
 	io.WriteString(c, getRoot)
 	c.(*net.TCPConn).CloseWrite()
 	readOK(t, c, br, "response")
-	c.SetReadDeadline(time.Now().Add(3 * time.Second))
-	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
-		t.Fatalf("after the response: got %d bytes, %v; want EOF within 3s", n, err)
-	}
+	wantEOF(t, c, br, 3*time.Second, "after the response")
 }
 
 // A keep-alive connection that idles longer than the probe stays open,
@@ -416,10 +416,7 @@ func TestCloseEndsSilentTCPForward(t *testing.T) {
 	if err := srv.Shutdown(ctx); err != nil {
 		t.Fatalf("the connection outlived Close: Shutdown: %v", err)
 	}
-	c.SetReadDeadline(time.Now().Add(2 * time.Second))
-	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
-		t.Fatalf("client read after Close: %v, want EOF", err)
-	}
+	wantEOF(t, c, c, 2*time.Second, "client read after Close")
 }
 
 // Bodies: one that arrives with its head is served inside the session;
