@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -62,7 +64,7 @@ func (u *upConn) close() {
 
 // pool keeps idle keep-alive connections to one address, newest first.
 type pool struct {
-	addr string
+	addr dialAddr
 	mu   sync.Mutex
 	idle []*upConn
 }
@@ -85,12 +87,38 @@ var (
 	loopbackDialer = &net.Dialer{Timeout: dialTimeout, KeepAlive: -1}
 )
 
-// dial connects to addr with the dialer that suits it.
-func dial(addr string) (net.Conn, error) {
-	if IsLoopback(addr) {
-		return loopbackDialer.Dial("tcp", addr)
+// dialAddr is a host:port parsed once, when its endpoint is created: an IP
+// literal (every sidecar's and most apps' address) is then dialed without
+// the resolver's parsing on each connect, and the dialer that suits it is
+// chosen once.
+type dialAddr struct {
+	addr     string
+	ap       netip.AddrPort // valid when addr is an IP literal
+	loopback bool
+}
+
+func newDialAddr(addr string) dialAddr {
+	d := dialAddr{addr: addr, loopback: IsLoopback(addr)}
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		d.ap = ap
 	}
-	return dialer.Dial("tcp", addr)
+	return d
+}
+
+// dial connects to the address with the dialer that suits it.
+func (d dialAddr) dial() (net.Conn, error) {
+	dl := dialer
+	if d.loopback {
+		dl = loopbackDialer
+	}
+	if !d.ap.IsValid() {
+		return dl.Dial("tcp", d.addr)
+	}
+	c, err := dl.DialTCP(context.Background(), "tcp", netip.AddrPort{}, d.ap)
+	if err != nil {
+		return nil, err // not a nil *TCPConn in a non-nil net.Conn
+	}
+	return c, nil
 }
 
 // IsLoopback reports whether a host:port names this host's loopback.
@@ -127,7 +155,7 @@ func (p *pool) get(fresh bool, now time.Time) (*upConn, error) {
 		c.reused = true
 		return c, nil
 	}
-	conn, err := dial(p.addr)
+	conn, err := p.addr.dial()
 	if err != nil {
 		return nil, err
 	}

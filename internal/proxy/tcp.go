@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,7 +60,7 @@ func (p *TCPProxy) dial(c *Cluster) (net.Conn, *Endpoint, *MeshError) {
 	var picked *Endpoint
 	merr := c.tryEndpoints(func(ep *Endpoint, _ int) (*MeshError, bool) {
 		var err error
-		if conn, err = dial(ep.Address); err != nil {
+		if conn, err = ep.pool.addr.dial(); err != nil {
 			ep.connectFailed()
 			return &MeshError{Status: http.StatusBadGateway, Reason: ReasonConnectFailed, Service: c.Service, Instance: ep.Instance,
 				Message: fmt.Sprintf("%s at %s: %v", ep.Instance, ep.Address, err)}, true
@@ -77,7 +77,8 @@ func (p *TCPProxy) dial(c *Cluster) (net.Conn, *Endpoint, *MeshError) {
 // it stopped because the connection idled out.
 func (p *TCPProxy) pipe(client net.Conn, buffered []byte, up net.Conn, m *tcpMetrics) (idle bool) {
 	act := &activity{idle: p.IdleTimeout}
-	act.touch()
+	act.watch(client, up)
+	defer act.stop()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -97,17 +98,51 @@ func (p *TCPProxy) pipe(client net.Conn, buffered []byte, up net.Conn, m *tcpMet
 }
 
 // activity is what both directions of one piped connection share: when a
-// byte last moved, and whether the pair was closed for idling.
+// byte last moved, and the idle timer.
+//
+// One timer per pair enforces the idle timeout, rather than read and write
+// deadlines on both sockets kept moving with the traffic: a connection
+// then costs one timer instead of four. When the timer finds that no byte
+// moved either way for the whole timeout, it marks the pair idled out and
+// sets both sockets' deadlines in the past, which ends every read and
+// write of both directions, blocked or not; otherwise it fires again when
+// the timeout counted from the last byte would end.
 type activity struct {
 	idle     time.Duration
 	last     atomic.Int64 // unix nanoseconds
 	idledOut atomic.Bool
+	timer    *time.Timer
 }
 
 func (a *activity) touch() { a.last.Store(time.Now().UnixNano()) }
 
-// busy reports whether a byte moved, either way, within the idle timeout.
-func (a *activity) busy() bool { return time.Since(time.Unix(0, a.last.Load())) < a.idle }
+// watch starts the idle timer (none when the timeout is 0).
+func (a *activity) watch(client, up net.Conn) {
+	a.touch()
+	if a.idle <= 0 {
+		return
+	}
+	// Created stopped, then started: the callback reads a.timer.
+	a.timer = time.AfterFunc(time.Duration(math.MaxInt64), func() { a.expire(client, up) })
+	a.timer.Reset(a.idle)
+}
+
+func (a *activity) expire(client, up net.Conn) {
+	if left := a.idle - time.Since(time.Unix(0, a.last.Load())); left > 0 {
+		a.timer.Reset(left)
+		return
+	}
+	a.idledOut.Store(true)
+	past := time.Unix(1, 0)
+	client.SetDeadline(past)
+	up.SetDeadline(past)
+}
+
+func (a *activity) stop() {
+	if a.timer != nil {
+		a.timer.Stop()
+	}
+}
 
 // abort ends both sides: the other direction's copy ends too. It does
 // not wait for that copy, which may hold a socket inside its session
@@ -117,73 +152,35 @@ func (a *activity) abort(client, up net.Conn) {
 	closeNow(up)
 }
 
-// idleDeadline keeps a read or a write deadline at the pair's last
-// activity plus the idle timeout. It moves the deadline only when it has
-// fallen behind by more than an eighth of the timeout, or has passed: a
-// timer update per read would cost more than the copy.
-type idleDeadline struct {
-	at  time.Time
-	set func(time.Time) error
-}
-
-func (d *idleDeadline) update(a *activity) {
-	if a.idle <= 0 {
-		return
-	}
-	want := time.Unix(0, a.last.Load()).Add(a.idle)
-	if d.at.IsZero() || d.at.Before(want.Add(-a.idle/8)) || !d.at.After(time.Now()) {
-		d.at = want
-		d.set(want)
-	}
-}
-
-// retry reports whether err is an idle deadline that fired while the pair
-// was not idle (the other direction moved bytes meanwhile): the copy goes
-// on with a new deadline. A deadline that fired on an idle pair marks it
-// idled out.
-func (a *activity) retry(err error) bool {
-	if a.idle <= 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
-		return false
-	}
-	if a.busy() {
-		return true
-	}
-	a.idledOut.Store(true)
-	return false
-}
-
 // tcpBufSize is the copy buffer of one direction.
 const tcpBufSize = 32 << 10
 
 var tcpBufs = sync.Pool{New: func() any { b := make([]byte, tcpBufSize); return &b }}
 
 // copy moves bytes from src to dst until src ends, then half-closes dst.
-// Reads and writes both have idle deadlines, so a pair ends when no byte
-// moved either way for the idle timeout, even while one side has stopped
-// reading. An error other than the end of stream closes both sides.
+// An error other than the end of stream (the idle timer's deadline
+// included) closes both sides.
 func (a *activity) copy(dst, src net.Conn, count func(int), client, up net.Conn) {
 	bp := tcpBufs.Get().(*[]byte)
 	defer tcpBufs.Put(bp)
 	buf := *bp
-	rd := idleDeadline{set: src.SetReadDeadline}
-	wd := idleDeadline{set: dst.SetWriteDeadline}
 	var w io.Writer = dst
 	if s := newSockIO(dst); s != nil {
 		w = s
 	}
 	if s := newSockIO(src); s != nil {
-		a.copySession(w, s, buf, &rd, &wd, count, dst, client, up)
+		a.copySession(w, s, buf, count, dst, client, up)
 		return
 	}
 	for {
-		rd.update(a)
 		n, err := src.Read(buf)
 		if n > 0 {
 			a.touch()
-			if werr := a.write(w, &wd, buf[:n]); werr != nil {
+			if _, werr := w.Write(buf[:n]); werr != nil {
 				a.abort(client, up)
 				return
 			}
+			a.touch()
 			count(n)
 		}
 		switch {
@@ -193,32 +190,9 @@ func (a *activity) copy(dst, src net.Conn, count func(int), client, up net.Conn)
 			closeWrite(dst)
 			return
 		}
-		if a.retry(err) {
-			continue
-		}
 		a.abort(client, up) // idle, reset, or closed by the other direction
 		return
 	}
-}
-
-// write writes all of p, with an idle deadline: a peer that stops reading
-// ends the pair once nothing has moved either way for the idle timeout.
-func (a *activity) write(dst io.Writer, wd *idleDeadline, p []byte) error {
-	for len(p) > 0 {
-		wd.update(a)
-		n, err := dst.Write(p)
-		if n > 0 {
-			a.touch()
-			p = p[n:]
-		}
-		if err == nil {
-			continue
-		}
-		if !a.retry(err) {
-			return err
-		}
-	}
-	return nil
 }
 
 // copySession is copy for a plain TCP source: its reads are the socket's
@@ -227,9 +201,8 @@ func (a *activity) write(dst io.Writer, wd *idleDeadline, p []byte) error {
 // bookkeeping (see rawio.go). Unlike the HTTP session it reads again after
 // every read: a short read does not say the peer's end of stream is not
 // waiting, and a half-close must reach the other side at once.
-func (a *activity) copySession(w io.Writer, src *sockIO, buf []byte, rd, wd *idleDeadline, count func(int), dst, client, up net.Conn) {
+func (a *activity) copySession(w io.Writer, src *sockIO, buf []byte, count func(int), dst, client, up net.Conn) {
 	var eof bool
-	var ioErr error
 	step := func(fd uintptr) bool {
 		src.fd = int(fd)
 		defer func() { src.fd = -1 }()
@@ -237,33 +210,25 @@ func (a *activity) copySession(w io.Writer, src *sockIO, buf []byte, rd, wd *idl
 			n, err := src.Read(buf)
 			switch {
 			case err == errWouldBlock:
-				rd.update(a)
 				return false
 			case err == io.EOF:
 				eof = true
 				return true
 			case err != nil:
-				ioErr = err
 				return true
 			}
 			a.touch()
-			if ioErr = a.write(w, wd, buf[:n]); ioErr != nil {
+			if _, err := w.Write(buf[:n]); err != nil {
 				return true
 			}
+			a.touch()
 			count(n)
 		}
 	}
-	for {
-		rd.update(a)
-		err := src.rc.Read(step)
-		switch {
-		case eof:
-			closeWrite(dst)
-			return
-		case ioErr == nil && a.retry(err):
-			continue
-		}
-		a.abort(client, up) // idle, reset, or closed by the other direction
+	src.rc.Read(step)
+	if eof {
+		closeWrite(dst)
 		return
 	}
+	a.abort(client, up) // idle, reset, or closed by the other direction
 }

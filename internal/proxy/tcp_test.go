@@ -87,10 +87,10 @@ func TestTCPIdleTimeoutCountsBothDirections(t *testing.T) {
 	}
 }
 
-// A deadline that fires while the pair is not idle is moved, even when the
-// last activity is too recent for the lazy rule: here the idle direction's
-// deadline fires 2s after the start, 200ms after the one later write, and
-// the pair must wait out those 200ms without spinning on a passed deadline.
+// The idle timer that fires while the pair is not idle waits for the rest
+// of the timeout counted from the last byte: here it fires 2s after the
+// start, 200ms after the one later write, and the pair must wait out those
+// 200ms without spinning.
 func TestTCPIdleTimeoutDoesNotSpin(t *testing.T) {
 	addr, done := tcpFixture(t, 2*time.Second, func(c net.Conn) { io.Copy(io.Discard, c) })
 	c, err := net.Dial("tcp", addr)
@@ -162,5 +162,45 @@ func TestTCPHalfClose(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Forward did not return after both sides ended")
+	}
+}
+
+// An endpoint's address is parsed once: an IP literal is dialed without
+// the resolver, a host name still through it; a failed dial returns a nil
+// net.Conn, not a nil *net.TCPConn inside one.
+func TestDialAddr(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	for _, tc := range []struct {
+		addr    string
+		literal bool
+	}{{ln.Addr().String(), true}, {"localhost:" + port, false}} {
+		d := newDialAddr(tc.addr)
+		if d.ap.IsValid() != tc.literal || !d.loopback {
+			t.Errorf("%s: parsed as literal=%v loopback=%v; want literal=%v loopback=true", tc.addr, d.ap.IsValid(), d.loopback, tc.literal)
+		}
+		c, err := d.dial()
+		if err != nil {
+			t.Fatalf("dial %s: %v", tc.addr, err)
+		}
+		c.Close()
+	}
+	ln.Close()
+	c, err := newDialAddr(ln.Addr().String()).dial()
+	if err == nil || c != nil {
+		t.Fatalf("dial to a closed port: conn %v, err %v; want a nil conn and an error", c, err)
 	}
 }
