@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"regexp"
@@ -185,4 +186,30 @@ func Cost(before, after []Usage, units float64) string {
 		parts = append(parts, fmt.Sprintf("%s %.1fµs %.1fr+%.1fw", after[i].Name, cpu, r, wr))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// FreeAddrs returns n loopback addresses with ports free right now.
+func FreeAddrs(n int) ([]string, error) {
+	var out []string
+	for i := 0; i < n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ln.Addr().String())
+		defer ln.Close()
+	}
+	return out, nil
+}
+
+// OneThread adds GOMAXPROCS=1 to a sidecar environment that does not set
+// GOMAXPROCS: the nginx and HAProxy hops the benchmarks compare with run
+// one worker (one thread) each, so each Weft hop gets one thread too.
+func OneThread(env []string) []string {
+	for _, v := range env {
+		if strings.HasPrefix(v, "GOMAXPROCS=") {
+			return env
+		}
+	}
+	return append(env, "GOMAXPROCS=1")
 }

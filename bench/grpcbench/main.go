@@ -26,6 +26,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -54,6 +55,7 @@ func main() {
 		sidecarEnv = append(sidecarEnv, v)
 		return nil
 	})
+	flag.StringVar(&compare, "compare", "nginx", "also measure an nginx pair (grpc_pass, one worker each); empty for none")
 	flag.DurationVar(&deadline, "deadline", 0, "give each call this deadline (sent as grpc-timeout); 0: none")
 	flag.BoolVar(&showCost, "cost", false, "after each measurement, print the CPU time and system calls per call of each process (Linux /proc)")
 	flag.Parse()
@@ -61,6 +63,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "grpcbench: -weft and -app are required")
 		os.Exit(2)
 	}
+	sidecarEnv = benchkit.OneThread(sidecarEnv)
 	var report strings.Builder
 	w := io.MultiWriter(os.Stdout, &report)
 	if err := run(w, *weft, *app, *dur, *conc); err != nil {
@@ -82,6 +85,7 @@ var (
 	profileDir string
 	only       string
 	showCost   bool
+	compare    string
 	sidecarEnv []string
 	deadline   time.Duration
 )
@@ -120,20 +124,31 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 		"mesh": {{Name: "client", Pid: os.Getpid()}, {Name: "consumer", Pid: procs.Pid(3)}, {Name: "provider", Pid: procs.Pid(2)},
 			{Name: "app", Pid: procs.Pid(0)}},
 	}
+	targets := []struct{ name, target, authority string }{{"direct", appAddr, ""}, {"mesh", out, "interop"}}
+	if compare == "nginx" {
+		front, pids, err := startNginx(dir, appAddr)
+		if err != nil {
+			fmt.Fprintf(w, "(nginx pair skipped: %v)\n", err)
+		} else {
+			targets = append(targets, struct{ name, target, authority string }{"nginx", front, ""})
+			costOf["nginx"] = []benchkit.Process{{Name: "client", Pid: os.Getpid()}, {Name: "nginx-front", Pid: pids[1]},
+				{Name: "nginx-back", Pid: pids[0]}, {Name: "app", Pid: procs.Pid(0)}}
+		}
+	} else if compare != "" {
+		return fmt.Errorf("-compare %q: only nginx is known", compare)
+	}
 	fmt.Fprintf(w, "%d concurrent callers, %s per measurement, 1 connection per client", conc, dur)
 	if deadline > 0 {
 		fmt.Fprintf(w, ", deadline %s per call", deadline)
 	}
-	if len(sidecarEnv) > 0 {
-		fmt.Fprintf(w, ", sidecars with %s", strings.Join(sidecarEnv, " "))
-	}
+	fmt.Fprintf(w, ", sidecars with %s, nginx with one worker", strings.Join(sidecarEnv, " "))
 	fmt.Fprint(w, "\n")
 	if showCost {
 		fmt.Fprint(w, "per call/message: CPU time, then read+write system calls, of each process (client: this one)\n")
 	}
 	fmt.Fprint(w, "\n")
 	fmt.Fprintf(w, "%-8s %-16s %12s %10s %10s %10s\n", "path", "call", "per second", "p50", "p99", "max")
-	for _, p := range []struct{ name, target, authority string }{{"direct", appAddr, ""}, {"mesh", out, "interop"}} {
+	for _, p := range targets {
 		if only != "" && p.name != only {
 			continue
 		}
@@ -191,6 +206,60 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 	}
 	return nil
 }
+
+// startNginx starts two nginx hops in front of the app, configured as
+// plainly as Weft's pair: one worker each, HTTP/2 without TLS on the
+// listener, grpc_pass to the next hop with idle upstream connections kept.
+// It returns the front's address and the pids of the back and front hops.
+func startNginx(dir, appAddr string) (string, [2]int, error) {
+	var pids [2]int
+	if _, err := exec.LookPath("nginx"); err != nil {
+		return "", pids, err
+	}
+	addrs, err := benchkit.FreeAddrs(2)
+	if err != nil {
+		return "", pids, err
+	}
+	front, back := addrs[0], addrs[1]
+	for i, hop := range []struct{ listen, next string }{{back, appAddr}, {front, back}} {
+		hopDir := fmt.Sprintf("%s/nginx-%d", dir, i)
+		if err := os.MkdirAll(hopDir, 0o755); err != nil {
+			return "", pids, err
+		}
+		conf := fmt.Sprintf(nginxConf, hopDir, hopDir, hop.next, hop.listen)
+		if err := os.WriteFile(hopDir+"/nginx.conf", []byte(conf), 0o644); err != nil {
+			return "", pids, err
+		}
+		if pids[i], err = procs.StartQuiet("nginx", "-p", hopDir, "-c", hopDir+"/nginx.conf"); err != nil {
+			return "", pids, err
+		}
+	}
+	return front, pids, nil
+}
+
+const nginxConf = `daemon off;
+master_process off;
+worker_processes 1;
+pid %s/nginx.pid;
+error_log %s/error.log warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    upstream next {
+        server %s;
+        keepalive 128;
+    }
+    server {
+        listen %s http2;
+        http2_max_concurrent_streams 1024;
+        location / {
+            grpc_pass grpc://next;
+            grpc_read_timeout 1h;
+            grpc_send_timeout 1h;
+        }
+    }
+}
+`
 
 func repeat(n, size int) []*testgrpc.ResponseParameters {
 	out := make([]*testgrpc.ResponseParameters, n)

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,6 +44,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "tcpbench: -weft and -app are required")
 		os.Exit(2)
 	}
+	sidecarEnv = benchkit.OneThread(sidecarEnv)
 	var report strings.Builder
 	w := io.MultiWriter(os.Stdout, &report)
 	var pairs []string
@@ -118,6 +120,8 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int, bulk int64,
 	}
 	fmt.Fprintf(w, "bulk: %d MiB each way on one connection; round trips: 64 B on %d connections for %s; connects: one at a time for %s\n",
 		bulk>>20, conc, dur, dur)
+	fmt.Fprintf(w, "one thread per hop: sidecars with %s, nginx and HAProxy with one worker; each path's connects start with at most 500 sockets in TIME_WAIT\n",
+		strings.Join(sidecarEnv, " "))
 	fmt.Fprintf(w, "cost: CPU time and read+write system calls per MiB, round trip or connection, of each proxy hop (front, back);\n")
 	fmt.Fprintf(w, "system calls as /proc/PID/io counts them: read and write only, so nginx's and HAProxy's recv/send show as 0\n\n")
 	fmt.Fprintf(w, "%-8s %-22s %14s %10s %10s %10s  %s\n", "path", "measure", "value", "p50", "p99", "max", "cost per unit")
@@ -148,6 +152,7 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int, bulk int64,
 		fmt.Fprintf(w, "%-8s %-22s %11.0f /s %10s %10s %10s  %s\n", p.name, "round trips 64 B", rate,
 			benchkit.Pct(lat, 50), benchkit.Pct(lat, 99), benchkit.Pct(lat, 100), benchkit.Cost(before, after, float64(len(lat))))
 
+		waitTimeWait()
 		before = benchkit.Measure(p.hops)
 		crate, clat := benchkit.Load(1, dur, func(context.Context, int) error {
 			c, err := net.Dial("tcp", p.addr)
@@ -164,11 +169,41 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int, bulk int64,
 	return nil
 }
 
+// timeWait is the number of TCP sockets in TIME_WAIT (/proc/net/sockstat),
+// -1 when unknown.
+func timeWait() int {
+	b, err := os.ReadFile("/proc/net/sockstat")
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(b))
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "tw" {
+			if n, err := strconv.Atoi(f[i+1]); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
+}
+
+// waitTimeWait waits, up to 70 s (TIME_WAIT lasts 60 s on Linux), until
+// at most 500 TCP sockets are in TIME_WAIT. Each connect measurement leaves
+// thousands, and they make every later connect search longer for a free
+// port: without this, every path would pay for the ones measured before it.
+func waitTimeWait() {
+	for end := time.Now().Add(70 * time.Second); time.Now().Before(end); time.Sleep(time.Second) {
+		if n := timeWait(); n < 0 || n <= 500 {
+			return
+		}
+	}
+}
+
 // startPair starts two hops of nginx (stream module) or HAProxy (mode tcp)
 // in front of the app, configured as plainly as Weft's pair: one worker,
 // no limits that Weft does not have.
 func startPair(procs *benchkit.Procs, dir, name, appAddr string) (path, error) {
-	addrs, err := freeAddrs(2)
+	addrs, err := benchkit.FreeAddrs(2)
 	if err != nil {
 		return path{}, err
 	}
@@ -245,20 +280,6 @@ frontend fe
 backend be
     server next %s
 `
-
-// freeAddrs returns n loopback addresses with ports free right now.
-func freeAddrs(n int) ([]string, error) {
-	var out []string
-	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ln.Addr().String())
-		defer ln.Close()
-	}
-	return out, nil
-}
 
 func roundTrip(c net.Conn, msg, back []byte) error {
 	if _, err := c.Write(msg); err != nil {

@@ -27,7 +27,7 @@ type Endpoint struct {
 }
 
 func newEndpoint(service, instance, address string, labels map[string]string) *Endpoint {
-	return &Endpoint{Service: service, Instance: instance, Address: address, Labels: labels, pool: pool{addr: newDialAddr(address)}}
+	return &Endpoint{Service: service, Instance: instance, Address: address, Labels: labels, pool: pool{addr: address}}
 }
 
 // Ejected reports whether the endpoint is out of rotation at now.

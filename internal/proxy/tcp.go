@@ -60,7 +60,7 @@ func (p *TCPProxy) dial(c *Cluster) (net.Conn, *Endpoint, *MeshError) {
 	var picked *Endpoint
 	merr := c.tryEndpoints(func(ep *Endpoint, _ int) (*MeshError, bool) {
 		var err error
-		if conn, err = ep.pool.addr.dial(); err != nil {
+		if conn, err = dial(ep.Address); err != nil {
 			ep.connectFailed()
 			return &MeshError{Status: http.StatusBadGateway, Reason: ReasonConnectFailed, Service: c.Service, Instance: ep.Instance,
 				Message: fmt.Sprintf("%s at %s: %v", ep.Instance, ep.Address, err)}, true
