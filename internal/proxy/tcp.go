@@ -112,6 +112,7 @@ type activity struct {
 	last     atomic.Int64 // unix nanoseconds
 	idledOut atomic.Bool
 	timer    *time.Timer
+	ended    atomic.Bool // the pair is done: the timer must not re-arm
 }
 
 func (a *activity) touch() { a.last.Store(time.Now().UnixNano()) }
@@ -122,12 +123,16 @@ func (a *activity) watch(client, up net.Conn) {
 	if a.idle <= 0 {
 		return
 	}
-	// Created stopped, then started: the callback reads a.timer.
+	// Armed far in the future, then set: the callback reads a.timer, which
+	// must be assigned before the callback can run.
 	a.timer = time.AfterFunc(time.Duration(math.MaxInt64), func() { a.expire(client, up) })
 	a.timer.Reset(a.idle)
 }
 
 func (a *activity) expire(client, up net.Conn) {
+	if a.ended.Load() {
+		return
+	}
 	if left := a.idle - time.Since(time.Unix(0, a.last.Load())); left > 0 {
 		a.timer.Reset(left)
 		return
@@ -139,6 +144,7 @@ func (a *activity) expire(client, up net.Conn) {
 }
 
 func (a *activity) stop() {
+	a.ended.Store(true)
 	if a.timer != nil {
 		a.timer.Stop()
 	}
