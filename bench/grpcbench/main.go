@@ -47,7 +47,7 @@ func main() {
 	conc := flag.Int("concurrency", 32, "concurrent callers")
 	outFile := flag.String("out", "", "also write the report as markdown here")
 	flag.StringVar(&profileDir, "profile", "", "write CPU, mutex and block profiles of both sidecars under mesh load to this directory")
-	flag.StringVar(&only, "only", "", "run only this path (direct or mesh)")
+	flag.StringVar(&only, "only", "", "run only this path (direct, mesh or nginx)")
 	flag.Func("sidecar-env", "set `K=V` in the sidecars' environment (repeatable), e.g. GOMAXPROCS=1", func(v string) error {
 		if !strings.Contains(v, "=") {
 			return fmt.Errorf("want K=V")
