@@ -54,21 +54,32 @@ func serveH2C(tb testing.TB, h http.Handler) string {
 }
 
 // h2Mesh starts an outbound and an inbound in front of app, with service
-// "svc" routed to the inbound, and returns the outbound address.
-func h2Mesh(tb testing.TB, app string) string {
+// "svc" routed to the inbound, and returns the outbound address. frames
+// chooses Weft's HTTP/2 engine, as the sidecars do, over x/net/http2's.
+func h2Mesh(tb testing.TB, app string, frames bool) string {
 	m := NewMetrics(prometheus.NewRegistry())
 	in := NewInbound("svc", "svc-1", app, NewTransport(0), m)
 	h2 := NewH2CTransport()
 	in.Transport, in.H2 = h2, h2
 	tb.Cleanup(h2.CloseIdleConnections)
-	inAddr := serveProxy(tb, &Server{Name: "inbound", Resolve: in.Resolve, H2: in, H1: in, Metrics: m, Log: discard})
+	tb.Cleanup(in.CloseIdle)
+	inSrv := &Server{Name: "inbound", Resolve: in.Resolve, H2: in, H1: in, Metrics: m, Log: discard}
+	if frames {
+		inSrv.H2Frames = in.RouteH2
+	}
+	inAddr := serveProxy(tb, inSrv)
 	table := NewTable(m)
 	table.Update(map[string][]EndpointSpec{"svc": {{Instance: "svc-1", Address: inAddr}}})
+	tb.Cleanup(table.CloseIdle)
 	out := NewOutbound(table, NewTransport(0), NewTransport(0), m, discard)
 	outH2 := NewH2CTransport()
 	out.H2 = outH2
 	tb.Cleanup(outH2.CloseIdleConnections)
-	return serveProxy(tb, &Server{Name: "outbound", Resolve: out.Resolve, Connect: true, H2: out, Metrics: m, Log: discard})
+	outSrv := &Server{Name: "outbound", Resolve: out.Resolve, Connect: true, H2: out, Metrics: m, Log: discard}
+	if frames {
+		outSrv.H2Frames = out.RouteH2
+	}
+	return serveProxy(tb, outSrv)
 }
 
 // serveProxy serves s on a loopback port until the test ends.
@@ -88,8 +99,8 @@ func serveProxy(tb testing.TB, s *Server) string {
 	return ln.Addr().String()
 }
 
-// h2Client is a plain h2c client (one connection, as a gRPC client has).
-func h2Client(tb testing.TB) *http2.Transport {
+// newH2CClient is a plain h2c client (one connection, as a gRPC client has).
+func newH2CClient(tb testing.TB) *http2.Transport {
 	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, network, addr)
@@ -120,7 +131,7 @@ func grpcCall(tr http.RoundTripper, addr string) error {
 }
 
 func benchmarkGRPCShaped(b *testing.B, addr string) {
-	tr := h2Client(b)
+	tr := newH2CClient(b)
 	if err := grpcCall(tr, addr); err != nil { // connect and warm up
 		b.Fatal(err)
 	}
@@ -140,5 +151,10 @@ func benchmarkGRPCShaped(b *testing.B, addr string) {
 // BenchmarkH2Direct: client to backend, no hop.
 func BenchmarkH2Direct(b *testing.B) { benchmarkGRPCShaped(b, h2Backend(b)) }
 
-// BenchmarkH2Mesh: client to backend through an outbound and an inbound.
-func BenchmarkH2Mesh(b *testing.B) { benchmarkGRPCShaped(b, h2Mesh(b, h2Backend(b))) }
+// BenchmarkH2Mesh: client to backend through an outbound and an inbound,
+// with Weft's HTTP/2 engine.
+func BenchmarkH2Mesh(b *testing.B) { benchmarkGRPCShaped(b, h2Mesh(b, h2Backend(b), true)) }
+
+// BenchmarkH2MeshXNet: the same hops with x/net/http2's server and
+// Transport (the engine before ADR 5).
+func BenchmarkH2MeshXNet(b *testing.B) { benchmarkGRPCShaped(b, h2Mesh(b, h2Backend(b), false)) }

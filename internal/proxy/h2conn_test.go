@@ -135,9 +135,15 @@ func TestBatchConnPushesBackAndCloseReleasesWriters(t *testing.T) {
 // TestH2MeshGRPCShaped runs the benchmark's calls through the two hops
 // once, concurrently, and checks nothing is left running afterwards.
 func TestH2MeshGRPCShaped(t *testing.T) {
+	for _, frames := range []bool{true, false} {
+		t.Run(map[bool]string{true: "frames", false: "xnet"}[frames], func(t *testing.T) { testH2MeshGRPCShaped(t, frames) })
+	}
+}
+
+func testH2MeshGRPCShaped(t *testing.T, frames bool) {
 	checkGoroutines(t)
-	addr := h2Mesh(t, h2Backend(t))
-	tr := h2Client(t)
+	addr := h2Mesh(t, h2Backend(t), frames)
+	tr := newH2CClient(t)
 	var wg sync.WaitGroup
 	for g := 0; g < 8; g++ {
 		wg.Add(1)

@@ -80,3 +80,10 @@ func (in *Inbound) fail(w http.ResponseWriter, e *MeshError) int {
 	e.write(w)
 	return e.Status
 }
+
+// RouteH2 is the HTTP/2 engine's routing for the inbound listener of an
+// app that speaks HTTP/2: always the app.
+func (in *Inbound) RouteH2(string) (*Cluster, string, *MeshError) { return in.cluster, "", nil }
+
+// CloseIdle closes the connections to the app that carry no request.
+func (in *Inbound) CloseIdle() { in.cluster.Endpoints[0].closeIdle() }

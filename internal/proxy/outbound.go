@@ -276,3 +276,10 @@ func (o *Outbound) deadlineOrGone(w http.ResponseWriter, r *http.Request, c *Clu
 	}
 	return statusClientGone
 }
+
+// RouteH2 is the HTTP/2 engine's routing for the outbound listener: the
+// mesh service :authority names (HTTP/2 has no proxy form, so no egress).
+func (o *Outbound) RouteH2(authority string) (*Cluster, string, *MeshError) {
+	c, merr := o.lookup([]byte(authority), false)
+	return c, "", merr
+}

@@ -41,6 +41,10 @@ type Server struct {
 	Connect bool
 	// H2 serves HTTP/2 connections (prior knowledge); nil refuses them.
 	H2 http.Handler
+	// H2Frames, when set, routes HTTP/2 connections with prior knowledge
+	// on plain TCP through Weft's own HTTP/2 engine (h2front.go), which
+	// forwards frames to instances that speak HTTP/2, instead of H2.
+	H2Frames H2Route
 	// H1, when set, serves HTTP/1 connections through net/http instead of
 	// the fast path (an h2c app's inbound translates them to HTTP/2).
 	H1 http.Handler
@@ -120,6 +124,8 @@ type clientConn struct {
 	sess      sessionState
 	// handedOff: net/http owns the connection now.
 	handedOff bool
+	// h2 is set while the HTTP/2 engine serves the connection.
+	h2 atomic.Pointer[h2Client]
 }
 
 // lazyDeadline sets a connection's read deadline only when the one in
@@ -239,6 +245,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		for cc := range s.conns {
 			if cc.state.CompareAndSwap(stateIdle, stateClosed) {
 				cc.raw.Close()
+			} else if h := cc.h2.Load(); h != nil {
+				h.goAway() // GOAWAY once; it closes when its streams are done
 			}
 		}
 		n := len(s.conns)
@@ -337,7 +345,11 @@ func (s *Server) readRequest(cc *clientConn) bool {
 		return false
 	}
 	if s.H2 != nil && isH2Preface(cc.br) {
-		s.serveH2(cc)
+		if s.H2Frames != nil && cc.sock != nil {
+			s.serveH2Frames(cc)
+		} else {
+			s.serveH2(cc)
+		}
 		return false
 	}
 	// Deadlines cost timer updates: set them only where a read can block.

@@ -21,6 +21,7 @@ type Endpoint struct {
 	ejectedUntil atomic.Int64 // unix nanoseconds; 0 when in rotation
 	failures     atomic.Int32 // consecutive connect failures
 	pool         pool         // idle connections to Address
+	h2           h2Pool       // HTTP/2 connections to Address (the HTTP/2 engine's)
 	// onConnectFailed, when set (before use), hears of every connect
 	// failure: the inbound's app endpoint tells the health check.
 	onConnectFailed func()
@@ -214,10 +215,27 @@ func (t *Table) Update(services map[string][]EndpointSpec) {
 	for name, oc := range old {
 		for _, e := range oc.Endpoints {
 			if !contains(next[name].endpointsOrNil(), e) {
-				e.pool.closeIdle()
+				e.closeIdle()
 			}
 		}
 	}
+}
+
+// CloseIdle closes the connections of every endpoint that carry no
+// request, and lets the others close when their last request ends.
+func (t *Table) CloseIdle() {
+	for _, c := range *t.m.Load() {
+		for _, e := range c.Endpoints {
+			e.closeIdle()
+		}
+	}
+}
+
+// closeIdle closes the endpoint's idle HTTP/1.1 connections, and its
+// HTTP/2 connections once their streams have ended.
+func (e *Endpoint) closeIdle() {
+	e.pool.closeIdle()
+	e.h2.closeIdle()
 }
 
 // commonProtocol is the protocol every spec declares, or "".

@@ -45,3 +45,12 @@ func (f *Fixed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Host, r.URL.Host = f.Service, ""
 	f.Out.ServeHTTP(w, r)
 }
+
+// RouteH2 is the HTTP/2 engine's routing for an upstream listener: the
+// one service, with :authority set to its name.
+func (f *Fixed) RouteH2(string) (*Cluster, string, *MeshError) {
+	if c := f.Cluster(); c != nil {
+		return c, f.Service, nil
+	}
+	return nil, "", f.unknown()
+}

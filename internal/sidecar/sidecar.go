@@ -219,7 +219,7 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 	out.H2 = proxy.NewH2CTransport()
 	tcp := &proxy.TCPProxy{IdleTimeout: cfg.TCPIdleTimeout, Log: s.log}
 	s.outSrv = &proxy.Server{Name: "outbound", Resolve: out.Resolve, SNI: out.ResolveSNI, Connect: true, H2: out, TCP: tcp,
-		Timeout: cfg.Timeout, Metrics: metrics, Log: s.log}
+		H2Frames: out.RouteH2, Timeout: cfg.Timeout, Metrics: metrics, Log: s.log}
 	for _, u := range cfg.Upstreams {
 		s.upSrvs = append(s.upSrvs, s.upstreamServer(u, out, tcp, metrics))
 	}
@@ -251,6 +251,7 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 			h2 := proxy.NewH2CTransport()
 			in.Transport, in.H2 = h2, h2
 			s.inSrv.H1 = in
+			s.inSrv.H2Frames = in.RouteH2
 		}
 		s.health = newHealth(app, cfg.HealthPath, cfg.HealthInterval, s.log)
 		// A failed connect to the app withdraws the instance at once, not

@@ -72,9 +72,10 @@ func (u Upstream) String() string {
 func (s *Sidecar) upstreamServer(u Upstream, out *proxy.Outbound, tcp *proxy.TCPProxy, m *proxy.Metrics) *proxy.Server {
 	f := &proxy.Fixed{Service: u.Service, Table: s.table, Out: out}
 	return &proxy.Server{
-		Name:    "upstream/" + u.Service,
-		Resolve: f.Resolve,
-		H2:      f,
+		Name:     "upstream/" + u.Service,
+		Resolve:  f.Resolve,
+		H2:       f,
+		H2Frames: f.RouteH2,
 		Opaque: func() (*proxy.Cluster, bool) {
 			c := f.Cluster()
 			return c, u.TCP || c != nil && c.Protocol == "tcp"

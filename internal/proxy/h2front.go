@@ -1,0 +1,600 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// H2Route is how a listener routes an HTTP/2 stream in Weft's own HTTP/2
+// engine (ADR 5): the cluster for the stream's :authority, whose
+// endpoints speak HTTP/2 with prior knowledge, and the :authority to send
+// on ("" keeps the client's); or the mesh error to answer.
+type H2Route func(authority string) (c *Cluster, rewrite string, merr *MeshError)
+
+// h2Client serves one client connection that opened with the HTTP/2
+// preface, top to bottom in serve:
+//
+//	preface, SETTINGS     -> ours: 256 streams, a 1 MiB connection window
+//	HEADERS (new stream)  -> checked, routed, sent on a shared connection to an instance
+//	DATA, trailers        -> passed on by stream, within both sides' windows
+//	WINDOW_UPDATE         -> what waited for the client's window goes out
+//	RST_STREAM            -> the instance's stream is reset too
+//
+// One goroutine reads the client's frames; each connection to an
+// instance has its own reader (h2peer.go), which writes the answers here.
+// No goroutine per stream, and writes gather until the reader has nothing
+// more buffered (h2Batch).
+type h2Client struct {
+	h2Conn
+	s     *Server
+	cc    *clientConn
+	route H2Route
+	fr    *http2.Framer
+	ip    string
+
+	// under w.mu:
+	streams  map[uint32]*h2Stream
+	maxID    uint32 // the highest stream the client opened
+	sendWin  int64  // what may still be sent to the client on the connection
+	set      h2Settings
+	blocked  []*h2Stream // streams waiting for sendWin
+	draining bool        // GOAWAY sent: no new streams; close when none is left
+}
+
+// serveH2Frames serves an HTTP/2 connection with the engine.
+func (s *Server) serveH2Frames(cc *clientConn) {
+	h := &h2Client{s: s, cc: cc, route: s.H2Frames, ip: string(cc.ip), streams: map[uint32]*h2Stream{}}
+	h.w.init(cc.conn)
+	h.recvWin = h2StreamWindow
+	h.sendWin = h2StreamWindow
+	h.set = h2Settings{initWin: h2StreamWindow, maxStreams: ^uint32(0)}
+	h.fr = http2.NewFramer(nil, cc.br)
+	h.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	h.fr.MaxHeaderListSize = h2MaxHeaderList
+	h.fr.SetMaxReadFrameSize(h2MaxFrame)
+	cc.h2.Store(h)
+	if s.shutdown.Load() {
+		h.goAway()
+	}
+	h.serve()
+}
+
+func (h *h2Client) serve() {
+	var b h2Batch
+	defer h.end(&b)
+	cc := h.cc
+	cc.dl.set(cc.conn, time.Now(), h.s.headTimeout(), 0)
+	if _, err := cc.br.Discard(len(h2Preface)); err != nil {
+		return
+	}
+	h.w.mu.Lock()
+	h.w.fr.WriteSettings(
+		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: h2MaxStreams},
+		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: h2MaxHeaderList},
+	)
+	h.w.fr.WriteWindowUpdate(0, h2ConnWindow-h2StreamWindow)
+	h.recvWin = h2ConnWindow
+	h.w.flushLocked()
+	h.w.mu.Unlock()
+
+	first := true
+	for {
+		if cc.br.Buffered() == 0 {
+			b.flush()
+			h.idleDeadline()
+		}
+		f, err := h.fr.ReadFrame()
+		if err != nil {
+			var se http2.StreamError
+			switch {
+			case errors.As(err, &se):
+				h.resetStream(se.StreamID, se.Code, &b)
+				continue
+			case errors.Is(err, os.ErrDeadlineExceeded) && h.idle():
+				h.goAway()
+				return
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				continue // streams opened since the deadline was set
+			}
+			var ce http2.ConnectionError
+			if errors.As(err, &ce) {
+				h.connError(http2.ErrCode(ce), h.fr.ErrorDetail())
+			} else if errors.Is(err, http2.ErrFrameTooLarge) {
+				h.connError(http2.ErrCodeFrameSize, err)
+			}
+			return
+		}
+		if first {
+			if _, ok := f.(*http2.SettingsFrame); !ok {
+				h.connError(http2.ErrCodeProtocol, errors.New("the preface is not followed by SETTINGS"))
+				return
+			}
+			first = false
+		}
+		if err := h.frame(f, &b); err != nil {
+			var se http2.StreamError
+			if errors.As(err, &se) {
+				h.resetStream(se.StreamID, se.Code, &b)
+				continue
+			}
+			var ce http2.ConnectionError
+			if errors.As(err, &ce) {
+				h.connError(http2.ErrCode(ce), err)
+			}
+			return
+		}
+	}
+}
+
+// connErr is a connection error with what caused it, for GOAWAY's debug data.
+type connErr struct {
+	code http2.ErrCode
+	why  string
+}
+
+func (e connErr) Error() string { return fmt.Sprintf("%v: %s", e.code, e.why) }
+
+func (e connErr) As(target any) bool {
+	if ce, ok := target.(*http2.ConnectionError); ok {
+		*ce = http2.ConnectionError(e.code)
+		return true
+	}
+	return false
+}
+
+func protocolError(format string, args ...any) error {
+	return connErr{http2.ErrCodeProtocol, fmt.Sprintf(format, args...)}
+}
+
+// frame handles one frame from the client.
+func (h *h2Client) frame(f http2.Frame, b *h2Batch) error {
+	switch f := f.(type) {
+	case *http2.MetaHeadersFrame:
+		return h.headers(f, b)
+	case *http2.DataFrame:
+		return h.data(f, b)
+	case *http2.WindowUpdateFrame:
+		return h.windowUpdate(f, b)
+	case *http2.RSTStreamFrame:
+		return h.rstStream(f, b)
+	case *http2.SettingsFrame:
+		return h.settings(f, b)
+	case *http2.PingFrame:
+		if !f.IsAck() {
+			h.w.mu.Lock()
+			h.w.fr.WritePing(true, f.Data)
+			h.w.mu.Unlock()
+			b.add(&h.w)
+		}
+	case *http2.PriorityFrame:
+		if f.StreamDep == f.StreamID {
+			return http2.StreamError{StreamID: f.StreamID, Code: http2.ErrCodeProtocol}
+		}
+	case *http2.GoAwayFrame:
+		// The client will open no more streams; those open go on.
+	case *http2.PushPromiseFrame:
+		return protocolError("PUSH_PROMISE from a client")
+	}
+	return nil // unknown frame types are ignored
+}
+
+// stream returns the open stream id, or nil; idle reports an id the
+// client has not opened yet.
+func (h *h2Client) stream(id uint32) (s *h2Stream, idle bool) {
+	h.w.mu.Lock()
+	s, idle = h.streams[id], id > h.maxID
+	h.w.mu.Unlock()
+	return s, idle
+}
+
+// headers opens a stream, or carries a request's trailers.
+func (h *h2Client) headers(f *http2.MetaHeadersFrame, b *h2Batch) error {
+	id := f.StreamID
+	if id%2 != 1 {
+		return protocolError("HEADERS on even stream %d", id)
+	}
+	if f.HasPriority() && f.Priority.StreamDep == id {
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
+	}
+	if s, _ := h.stream(id); s != nil {
+		return h.trailers(s, f, b)
+	}
+	h.w.mu.Lock()
+	if id <= h.maxID {
+		h.w.mu.Unlock()
+		return connErr{http2.ErrCodeStreamClosed, fmt.Sprintf("HEADERS on closed stream %d", id)}
+	}
+	h.maxID = id
+	if h.draining {
+		h.w.mu.Unlock()
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeRefusedStream}
+	}
+	if len(h.streams) >= h2MaxStreams {
+		h.w.mu.Unlock()
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeRefusedStream}
+	}
+	s := &h2Stream{front: h, id: id, start: time.Now(), clen: -1, timeout: -1,
+		clientWin: h2StreamWindow, downWin: int64(h.set.initWin)}
+	h.streams[id] = s
+	h.w.mu.Unlock()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	authority, merr, err := h.request(s, f)
+	if err != nil {
+		s.peerClosed = true
+		s.closeFront(http2.ErrCodeProtocol, true, b)
+		s.recorded = true // not a request: nothing to record
+		return nil
+	}
+	s.clientEnd = f.StreamEnded()
+	s.noBody = s.clientEnd
+	s.upEnd = s.clientEnd
+	if merr == nil {
+		var rewrite string
+		s.cluster, rewrite, merr = h.route(authority)
+		if rewrite != "" {
+			for i := range s.req {
+				if s.req[i].Name == ":authority" {
+					s.req[i].Value = rewrite
+				}
+			}
+		}
+	}
+	if s.cluster != nil {
+		s.m = s.cluster.metrics
+	}
+	s.m.begin()
+	if merr != nil {
+		s.meshError(merr, b)
+		return nil
+	}
+	if s.isGRPC && s.timeout >= 0 {
+		if d, ok := parseGRPCTimeout(s.req[s.timeout].Value); ok {
+			s.expires = time.Now().Add(d)
+			s.timer = time.AfterFunc(d, s.deadlineExceeded)
+		} else {
+			s.timeout = -1
+		}
+	}
+	s.open(b)
+	return nil
+}
+
+// request checks a request head and builds the head to send on: the
+// client's fields, with X-Forwarded-For extended. err is a malformed
+// request (a stream error); merr one the mesh answers.
+func (h *h2Client) request(s *h2Stream, f *http2.MetaHeadersFrame) (authority string, merr *MeshError, err error) {
+	if f.Truncated {
+		return "", &MeshError{Status: http.StatusRequestHeaderFieldsTooLarge, Reason: ReasonBadRequest,
+			Message: "the request's header list is larger than " + strconv.Itoa(h2MaxHeaderList) + " bytes"}, nil
+	}
+	method, path, scheme := f.PseudoValue("method"), f.PseudoValue("path"), f.PseudoValue("scheme")
+	authority = f.PseudoValue("authority")
+	if f.PseudoValue("status") != "" || f.PseudoValue("protocol") != "" {
+		return "", nil, errors.New("response or extended-CONNECT pseudo-header in a request")
+	}
+	if method == http.MethodConnect {
+		if authority == "" || path != "" || scheme != "" {
+			return "", nil, errors.New("malformed CONNECT")
+		}
+		return "", &MeshError{Status: http.StatusMethodNotAllowed, Reason: ReasonBadRequest, Service: authority,
+			Message: "CONNECT is served on HTTP/1.1 connections to this listener, not over HTTP/2"}, nil
+	}
+	if method == "" || path == "" || scheme == "" {
+		return "", nil, errors.New("missing :method, :scheme or :path")
+	}
+	req := make([]hpack.HeaderField, 0, len(f.Fields)+1)
+	xff := -1
+	for _, hf := range f.Fields {
+		switch {
+		case connectionSpecific(hf.Name):
+			return "", nil, errors.New("connection-specific field " + hf.Name)
+		case hf.Name == "te" && hf.Value != "trailers":
+			return "", nil, errors.New("te other than trailers")
+		case hf.Name == "content-length":
+			n, perr := strconv.ParseInt(hf.Value, 10, 64)
+			if perr != nil || n < 0 || (s.clen >= 0 && n != s.clen) {
+				return "", nil, errors.New("invalid content-length")
+			}
+			s.clen = n
+		case hf.Name == "host" && authority == "":
+			authority = hf.Value
+		case hf.Name == "grpc-timeout":
+			s.timeout = len(req)
+		case hf.Name == "content-type":
+			s.isGRPC = strings.HasPrefix(hf.Value, "application/grpc")
+		case hf.Name == "x-forwarded-for":
+			if xff >= 0 {
+				req[xff].Value += ", " + hf.Value
+				continue
+			}
+			xff = len(req)
+		}
+		req = append(req, hf)
+	}
+	if f.StreamEnded() && s.clen > 0 {
+		return "", nil, errors.New("content-length without a body")
+	}
+	if h.ip != "" {
+		if xff >= 0 {
+			req[xff].Value += ", " + h.ip
+		} else {
+			req = append(req, hpack.HeaderField{Name: "x-forwarded-for", Value: h.ip})
+		}
+	}
+	s.req = req
+	return authority, nil, nil
+}
+
+// trailers ends a request with its trailers.
+func (h *h2Client) trailers(s *h2Stream, f *http2.MetaHeadersFrame, b *h2Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.clientEnd {
+		return http2.StreamError{StreamID: s.id, Code: http2.ErrCodeStreamClosed}
+	}
+	if !f.StreamEnded() || len(f.PseudoFields()) > 0 || (s.clen >= 0 && s.got != s.clen) {
+		return http2.StreamError{StreamID: s.id, Code: http2.ErrCodeProtocol}
+	}
+	s.clientEnd = true
+	if s.peerClosed && !s.connecting {
+		s.afterClientEnd(b)
+		return nil
+	}
+	s.upTrail = f.Fields
+	s.upEnd = true
+	s.pushUp(b)
+	s.afterClientEnd(b)
+	return nil
+}
+
+// afterClientEnd closes the front half if the response is done too.
+// Called under s.mu.
+func (s *h2Stream) afterClientEnd(b *h2Batch) {
+	if s.downDone {
+		s.closeFront(0, false, b)
+	}
+	s.settle(b)
+}
+
+// data passes a DATA frame on.
+func (h *h2Client) data(f *http2.DataFrame, b *h2Batch) error {
+	id := f.StreamID
+	s, idle := h.stream(id)
+	if id == 0 || (s == nil && idle) {
+		return protocolError("DATA on idle stream %d", id)
+	}
+	if !h.takeConn(f.Length, b) {
+		return connErr{http2.ErrCodeFlowControl, "DATA beyond the connection's window"}
+	}
+	if s == nil {
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeStreamClosed}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.clientEnd {
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeStreamClosed}
+	}
+	if int64(f.Length) > s.clientWin {
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeFlowControl}
+	}
+	data := f.Data()
+	s.clientWin -= int64(f.Length)
+	s.clientOwed += int64(f.Length) - int64(len(data)) // padding
+	s.got += int64(len(data))
+	end := f.StreamEnded()
+	if s.clen >= 0 && (s.got > s.clen || end && s.got != s.clen) {
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
+	}
+	if end {
+		s.clientEnd = true
+	}
+	if s.peerClosed && !s.connecting {
+		// Nobody takes the body any more (the mesh answered): drop it.
+		s.clientOwed += int64(len(data))
+		s.creditClient(b)
+		if end {
+			s.afterClientEnd(b)
+		}
+		return nil
+	}
+	s.sendUp(data, end, b)
+	s.creditClient(b)
+	if end {
+		s.afterClientEnd(b)
+	}
+	return nil
+}
+
+func (h *h2Client) windowUpdate(f *http2.WindowUpdateFrame, b *h2Batch) error {
+	if f.StreamID == 0 {
+		h.w.mu.Lock()
+		if h.sendWin+int64(f.Increment) > 1<<31-1 {
+			h.w.mu.Unlock()
+			return connErr{http2.ErrCodeFlowControl, "connection window above 2^31-1"}
+		}
+		h.sendWin += int64(f.Increment)
+		blocked := h.blocked
+		h.blocked = nil
+		h.w.mu.Unlock()
+		for _, s := range blocked {
+			s.mu.Lock()
+			s.downBlock = false
+			s.pushDown(b)
+			s.settle(b)
+			s.mu.Unlock()
+		}
+		return nil
+	}
+	s, idle := h.stream(f.StreamID)
+	if s == nil {
+		if idle {
+			return protocolError("WINDOW_UPDATE on idle stream %d", f.StreamID)
+		}
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.downWin+int64(f.Increment) > 1<<31-1 {
+		return http2.StreamError{StreamID: f.StreamID, Code: http2.ErrCodeFlowControl}
+	}
+	s.downWin += int64(f.Increment)
+	s.pushDown(b)
+	s.settle(b)
+	return nil
+}
+
+func (h *h2Client) rstStream(f *http2.RSTStreamFrame, b *h2Batch) error {
+	s, idle := h.stream(f.StreamID)
+	if s == nil {
+		if idle {
+			return protocolError("RST_STREAM on idle stream %d", f.StreamID)
+		}
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.downDone {
+		s.status = statusClientGone
+	}
+	s.closeFront(0, false, b)
+	s.closePeer(http2.ErrCodeCancel, b)
+	s.settle(b)
+	return nil
+}
+
+func (h *h2Client) settings(f *http2.SettingsFrame, b *h2Batch) error {
+	if f.IsAck() {
+		return nil
+	}
+	h.w.mu.Lock()
+	delta, err := h.w.applySettings(f, &h.set)
+	if err == nil {
+		h.w.fr.WriteSettingsAck()
+	}
+	streams := make([]*h2Stream, 0, len(h.streams))
+	if delta != 0 {
+		for _, s := range h.streams {
+			streams = append(streams, s)
+		}
+	}
+	h.w.mu.Unlock()
+	b.add(&h.w)
+	if err != nil {
+		var ce http2.ConnectionError
+		errors.As(err, &ce)
+		return connErr{http2.ErrCode(ce), "invalid SETTINGS value"}
+	}
+	for _, s := range streams {
+		s.mu.Lock()
+		s.downWin += int64(delta)
+		if s.downWin > 1<<31-1 {
+			s.mu.Unlock()
+			return connErr{http2.ErrCodeFlowControl, "stream window above 2^31-1"}
+		}
+		s.pushDown(b)
+		s.settle(b)
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// resetStream answers a stream error with RST_STREAM, and resets the
+// instance's stream too.
+func (h *h2Client) resetStream(id uint32, code http2.ErrCode, b *h2Batch) {
+	s, _ := h.stream(id)
+	if s == nil {
+		h.w.mu.Lock()
+		h.w.fr.WriteRSTStream(id, code)
+		h.w.mu.Unlock()
+		b.add(&h.w)
+		return
+	}
+	s.mu.Lock()
+	if !s.downDone {
+		s.status = statusClientGone
+	}
+	s.closeFront(code, true, b)
+	s.closePeer(http2.ErrCodeCancel, b)
+	s.settle(b)
+	s.mu.Unlock()
+}
+
+// connError ends the connection with GOAWAY.
+func (h *h2Client) connError(code http2.ErrCode, why error) {
+	var debug []byte
+	if why != nil {
+		debug = []byte(why.Error())
+	}
+	h.w.mu.Lock()
+	h.w.fr.WriteGoAway(h.maxID, code, debug)
+	h.w.flushLocked()
+	h.w.mu.Unlock()
+}
+
+// goAway starts a graceful close: GOAWAY naming the last stream taken;
+// the connection closes when the streams already open have ended.
+func (h *h2Client) goAway() {
+	h.w.mu.Lock()
+	defer h.w.mu.Unlock()
+	if h.draining {
+		return
+	}
+	h.draining = true
+	h.w.fr.WriteGoAway(h.maxID, http2.ErrCodeNo, nil)
+	h.w.flushLocked()
+	if len(h.streams) == 0 {
+		h.w.fail(errPeerDone)
+	}
+}
+
+// idle reports whether no stream is open.
+func (h *h2Client) idle() bool {
+	h.w.mu.Lock()
+	defer h.w.mu.Unlock()
+	return len(h.streams) == 0
+}
+
+// idleDeadline bounds the wait for frames by the idle timeout while no
+// stream is open.
+func (h *h2Client) idleDeadline() {
+	if h.idle() {
+		h.cc.dl.set(h.cc.conn, time.Now(), clientIdleTimeout, time.Minute)
+	} else {
+		h.cc.dl.clear(h.cc.conn)
+	}
+}
+
+// end resets every stream still open when the client's connection ends.
+func (h *h2Client) end(b *h2Batch) {
+	h.w.mu.Lock()
+	h.draining = true
+	streams := make([]*h2Stream, 0, len(h.streams))
+	for _, s := range h.streams {
+		streams = append(streams, s)
+	}
+	h.w.mu.Unlock()
+	for _, s := range streams {
+		s.mu.Lock()
+		if !s.downDone {
+			s.status = statusClientGone
+		}
+		s.closeFront(0, false, b)
+		s.closePeer(http2.ErrCodeCancel, b)
+		s.settle(b)
+		s.mu.Unlock()
+	}
+	b.flush()
+	h.w.mu.Lock()
+	h.w.flushLocked()
+	h.w.mu.Unlock()
+}

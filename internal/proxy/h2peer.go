@@ -1,0 +1,407 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// h2Peer is a connection from the HTTP/2 engine to one instance (a peer
+// sidecar's inbound listener, or an h2c app), shared by the streams of
+// every client connection that go there. Its own goroutine reads the
+// instance's frames and passes them to the client streams they belong to.
+type h2Peer struct {
+	h2Conn
+	ep *Endpoint
+	fr *http2.Framer
+
+	// under w.mu:
+	streams map[uint32]*h2Stream
+	nextID  uint32
+	sendWin int64
+	set     h2Settings
+	blocked []*h2Stream
+	closed  bool // takes no new streams
+}
+
+// errPeerDone closes a connection whose last stream has ended after a
+// GOAWAY.
+var errPeerDone = errors.New("connection done")
+
+// h2Pool holds an endpoint's HTTP/2 connections. Dials are shared: the
+// streams that find no connection while one is being made wait for it.
+type h2Pool struct {
+	mu    sync.Mutex
+	conns []*h2Peer
+	dial  *h2Dial
+}
+
+type h2Dial struct {
+	done chan struct{}
+	p    *h2Peer
+	err  error
+}
+
+// ready returns a connection with room for a stream, or nil.
+func (pl *h2Pool) ready() *h2Peer {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	for _, p := range pl.conns {
+		p.w.mu.Lock()
+		ok := !p.closed && p.w.err == nil && uint32(len(p.streams)) < p.set.maxStreams
+		p.w.mu.Unlock()
+		if ok {
+			return p
+		}
+	}
+	return nil
+}
+
+// get returns a connection with room for a stream, dialling one if there
+// is none.
+func (pl *h2Pool) get(ep *Endpoint) (*h2Peer, error) {
+	if p := pl.ready(); p != nil {
+		return p, nil
+	}
+	pl.mu.Lock()
+	d := pl.dial
+	if d == nil {
+		d = &h2Dial{done: make(chan struct{})}
+		pl.dial = d
+		go func() {
+			d.p, d.err = dialH2(ep)
+			pl.mu.Lock()
+			if d.err == nil {
+				pl.conns = append(pl.conns, d.p)
+			}
+			pl.dial = nil
+			pl.mu.Unlock()
+			close(d.done)
+		}()
+	}
+	pl.mu.Unlock()
+	<-d.done
+	return d.p, d.err
+}
+
+// closeIdle takes every connection out of the pool: each closes now if it
+// carries no stream, else when its last stream ends.
+func (pl *h2Pool) closeIdle() {
+	pl.mu.Lock()
+	conns := pl.conns
+	pl.conns = nil
+	pl.mu.Unlock()
+	for _, p := range conns {
+		p.w.mu.Lock()
+		p.closed = true
+		if len(p.streams) == 0 {
+			p.w.flushLocked()
+			p.w.fail(errPeerDone)
+		}
+		p.w.mu.Unlock()
+	}
+}
+
+func (pl *h2Pool) remove(p *h2Peer) {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	for i, q := range pl.conns {
+		if q == p {
+			pl.conns = append(pl.conns[:i], pl.conns[i+1:]...)
+			return
+		}
+	}
+}
+
+// h2Dialer dials instances for the HTTP/2 engine.
+var h2Dialer = net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
+
+// dialH2 connects to ep, sends the preface and SETTINGS, and starts the
+// connection's reader.
+func dialH2(ep *Endpoint) (*h2Peer, error) {
+	conn, err := h2Dialer.Dial("tcp", ep.Address)
+	if err != nil {
+		return nil, err
+	}
+	p := &h2Peer{ep: ep, streams: map[uint32]*h2Stream{}, nextID: 1, sendWin: h2StreamWindow,
+		set: h2Settings{initWin: h2StreamWindow, maxStreams: 100}} // 100 until the peer says
+	p.w.init(conn)
+	p.recvWin = h2ConnWindow
+	br := bufio.NewReaderSize(conn, 32<<10)
+	p.fr = http2.NewFramer(nil, br)
+	p.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	p.fr.MaxHeaderListSize = h2MaxHeaderList
+	p.fr.SetMaxReadFrameSize(h2MaxFrame)
+	p.w.mu.Lock()
+	p.w.out = append(p.w.out, http2.ClientPreface...)
+	p.w.fr.WriteSettings(
+		http2.Setting{ID: http2.SettingEnablePush, Val: 0},
+		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: h2MaxHeaderList},
+	)
+	p.w.fr.WriteWindowUpdate(0, h2ConnWindow-h2StreamWindow)
+	p.w.flushLocked()
+	err = p.w.err
+	p.w.mu.Unlock()
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	go p.read(br)
+	return p, nil
+}
+
+// read passes the instance's frames on until the connection ends.
+func (p *h2Peer) read(br *bufio.Reader) {
+	var b h2Batch
+	err := p.readFrames(br, &b)
+	p.end(err, &b)
+	b.flush()
+	p.w.conn.Close()
+}
+
+func (p *h2Peer) readFrames(br *bufio.Reader, b *h2Batch) error {
+	for {
+		if br.Buffered() == 0 {
+			b.flush()
+		}
+		f, err := p.fr.ReadFrame()
+		if err != nil {
+			var se http2.StreamError
+			if errors.As(err, &se) {
+				p.streamError(se.StreamID, se.Code, b)
+				continue
+			}
+			return err
+		}
+		if err := p.frame(f, b); err != nil {
+			return err
+		}
+	}
+}
+
+func (p *h2Peer) frame(f http2.Frame, b *h2Batch) error {
+	switch f := f.(type) {
+	case *http2.MetaHeadersFrame:
+		if s := p.stream(f.StreamID); s != nil {
+			s.mu.Lock()
+			if !s.peerClosed {
+				s.responseHead(f, b)
+			}
+			s.mu.Unlock()
+		}
+	case *http2.DataFrame:
+		return p.data(f, b)
+	case *http2.RSTStreamFrame:
+		if s := p.stream(f.StreamID); s != nil {
+			s.mu.Lock()
+			if !s.peerClosed {
+				s.peerReset(f.ErrCode, f.ErrCode == http2.ErrCodeRefusedStream, nil, b)
+			}
+			s.mu.Unlock()
+		}
+	case *http2.WindowUpdateFrame:
+		return p.windowUpdate(f, b)
+	case *http2.SettingsFrame:
+		return p.settings(f, b)
+	case *http2.PingFrame:
+		if !f.IsAck() {
+			p.w.mu.Lock()
+			p.w.fr.WritePing(true, f.Data)
+			p.w.mu.Unlock()
+			b.add(&p.w)
+		}
+	case *http2.GoAwayFrame:
+		p.goAway(f.LastStreamID, b)
+	case *http2.PushPromiseFrame:
+		return connErr{http2.ErrCodeProtocol, "PUSH_PROMISE, which this client disabled"}
+	}
+	return nil
+}
+
+func (p *h2Peer) stream(id uint32) *h2Stream {
+	p.w.mu.Lock()
+	s := p.streams[id]
+	p.w.mu.Unlock()
+	return s
+}
+
+func (p *h2Peer) data(f *http2.DataFrame, b *h2Batch) error {
+	if !p.takeConn(f.Length, b) {
+		return connErr{http2.ErrCodeFlowControl, "DATA beyond the connection's window"}
+	}
+	s := p.stream(f.StreamID)
+	if s == nil {
+		return nil // a stream reset here: its frames may still be on the way
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.peerClosed {
+		return nil
+	}
+	if int64(f.Length) > s.peerWin || s.peerEnd {
+		s.peerBroke(http2.ErrCodeFlowControl, "DATA beyond the stream's window, or after its end", b)
+		return nil
+	}
+	if !s.gotFinal {
+		s.peerBroke(http2.ErrCodeProtocol, "DATA before the response head", b)
+		return nil
+	}
+	data := f.Data()
+	s.peerWin -= int64(f.Length)
+	s.peerOwed += int64(f.Length) - int64(len(data))
+	end := f.StreamEnded()
+	if end {
+		s.peerEnd = true
+	}
+	if s.frontClosed {
+		s.peerOwed += int64(len(data))
+	} else {
+		s.sendDown(data, end, b)
+	}
+	s.creditPeer(b)
+	s.settle(b)
+	return nil
+}
+
+func (p *h2Peer) windowUpdate(f *http2.WindowUpdateFrame, b *h2Batch) error {
+	if f.StreamID == 0 {
+		p.w.mu.Lock()
+		if p.sendWin+int64(f.Increment) > 1<<31-1 {
+			p.w.mu.Unlock()
+			return connErr{http2.ErrCodeFlowControl, "connection window above 2^31-1"}
+		}
+		p.sendWin += int64(f.Increment)
+		blocked := p.blocked
+		p.blocked = nil
+		p.w.mu.Unlock()
+		for _, s := range blocked {
+			s.mu.Lock()
+			s.upBlocked = false
+			s.pushUp(b)
+			s.settle(b)
+			s.mu.Unlock()
+		}
+		return nil
+	}
+	s := p.stream(f.StreamID)
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.peerClosed {
+		return nil
+	}
+	if s.upWin+int64(f.Increment) > 1<<31-1 {
+		s.peerBroke(http2.ErrCodeFlowControl, "stream window above 2^31-1", b)
+		return nil
+	}
+	s.upWin += int64(f.Increment)
+	s.pushUp(b)
+	s.settle(b)
+	return nil
+}
+
+func (p *h2Peer) settings(f *http2.SettingsFrame, b *h2Batch) error {
+	if f.IsAck() {
+		return nil
+	}
+	p.w.mu.Lock()
+	delta, err := p.w.applySettings(f, &p.set)
+	if err == nil {
+		p.w.fr.WriteSettingsAck()
+	}
+	var streams []*h2Stream
+	if delta != 0 {
+		for _, s := range p.streams {
+			streams = append(streams, s)
+		}
+	}
+	p.w.mu.Unlock()
+	b.add(&p.w)
+	if err != nil {
+		return err
+	}
+	for _, s := range streams {
+		s.mu.Lock()
+		if !s.peerClosed {
+			s.upWin += int64(delta)
+			s.pushUp(b)
+			s.settle(b)
+		}
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// goAway stops new streams here; those the peer did not take go to
+// another connection when they can (see peerReset).
+func (p *h2Peer) goAway(last uint32, b *h2Batch) {
+	p.ep.h2.remove(p)
+	p.w.mu.Lock()
+	p.closed = true
+	var refused []*h2Stream
+	for id, s := range p.streams {
+		if id > last {
+			refused = append(refused, s)
+		}
+	}
+	if len(p.streams) == 0 {
+		p.w.fail(errPeerDone)
+	}
+	p.w.mu.Unlock()
+	for _, s := range refused {
+		s.mu.Lock()
+		if !s.peerClosed {
+			s.peerReset(http2.ErrCodeRefusedStream, true, errors.New("connection going away (GOAWAY)"), b)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// streamError resets a stream the peer broke.
+func (p *h2Peer) streamError(id uint32, code http2.ErrCode, b *h2Batch) {
+	s := p.stream(id)
+	if s == nil {
+		p.w.mu.Lock()
+		p.w.fr.WriteRSTStream(id, code)
+		p.w.mu.Unlock()
+		b.add(&p.w)
+		return
+	}
+	s.mu.Lock()
+	if !s.peerClosed {
+		s.peerBroke(code, fmt.Sprintf("stream error %v", code), b)
+	}
+	s.mu.Unlock()
+}
+
+// end fails the streams still open when the connection ends.
+func (p *h2Peer) end(err error, b *h2Batch) {
+	p.ep.h2.remove(p)
+	p.w.mu.Lock()
+	p.closed = true
+	var ce http2.ConnectionError
+	if errors.As(err, &ce) && p.w.err == nil {
+		p.w.fr.WriteGoAway(0, http2.ErrCode(ce), []byte(err.Error()))
+		p.w.flushLocked()
+	}
+	streams := make([]*h2Stream, 0, len(p.streams))
+	for _, s := range p.streams {
+		streams = append(streams, s)
+	}
+	p.w.mu.Unlock()
+	for _, s := range streams {
+		s.mu.Lock()
+		if !s.peerClosed {
+			s.peerReset(http2.ErrCodeInternal, false, fmt.Errorf("connection lost: %v", err), b)
+		}
+		s.mu.Unlock()
+	}
+}

@@ -1,0 +1,625 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// h2Stream is one request crossing a hop of the HTTP/2 engine: a stream
+// on the client's connection (front) paired with a stream on a shared
+// connection to an instance (peer). Each half ends on its own: the front
+// when the client has ended its side and the response has ended towards
+// it, the peer when the request has ended towards it and the response has
+// ended from it, or either by a reset. Metrics are recorded when both
+// have ended.
+//
+// Every field is guarded by mu. Lock order: mu, then a writer's mu.
+type h2Stream struct {
+	mu    sync.Mutex
+	front *h2Client
+	id    uint32 // on the client's connection
+	peer  *h2Peer
+	uid   uint32 // on the peer's connection
+
+	cluster *Cluster
+	ep      *Endpoint
+	tried   []*Endpoint
+	m       *serviceMetrics
+	start   time.Time
+	req     []hpack.HeaderField // the request head as it goes to the peer
+	timeout int                 // index of grpc-timeout in req, or -1
+	noBody  bool                // the request ended with its head: it can be sent again
+	isGRPC  bool
+	expires time.Time // the grpc-timeout, if any
+	timer   *time.Timer
+	clen    int64 // declared content-length, or -1
+	got     int64 // request body bytes received
+
+	// client -> peer
+	clientWin  int64 // what the client may still send on this stream
+	clientOwed int64 // credit to give back to the client
+	clientEnd  bool  // the client ended its side
+	upWin      int64 // what may still be sent to the peer on this stream
+	upPend     []byte
+	upTrail    []hpack.HeaderField
+	upEnd      bool // the request ends after upPend (and upTrail)
+	upDone     bool // the request has ended towards the peer
+	upSent     int64
+	upBlocked  bool // waits in peer.blocked
+
+	// peer -> client
+	peerWin    int64 // what the peer may still send on this stream
+	peerOwed   int64
+	peerEnd    bool // the peer ended its side
+	downWin    int64
+	downPend   []byte
+	downTrail  []hpack.HeaderField
+	downEnd    bool
+	downDone   bool // the response has ended towards the client
+	downBlock  bool // waits in front.blocked
+	gotFinal   bool // a final response head arrived, or the mesh answered
+	headersOut bool // a final response head went to the client
+
+	connecting  bool // a goroutine is opening the peer stream
+	frontClosed bool
+	peerClosed  bool // the peer half has ended (or was never opened and will not be)
+	recorded    bool
+
+	status   int
+	grpcResp bool
+	grpcCode string
+}
+
+// open starts the peer half: on a connection to an instance that is
+// ready now, or, when one must be dialled, from a goroutine (frames that
+// arrive meanwhile wait in upPend). Called under mu.
+func (s *h2Stream) open(b *h2Batch) {
+	if len(s.tried) > 0 {
+		s.m.retried()
+	}
+	ep := s.cluster.Pick(s.tried)
+	if ep == nil {
+		s.noInstance(b)
+		return
+	}
+	s.tried = append(s.tried, ep)
+	s.ep = ep
+	if p := ep.h2.ready(); p != nil && s.attach(p, b) {
+		return
+	}
+	s.connecting = true
+	go s.connect(ep)
+}
+
+// connect dials (or waits for a dial of) a connection to ep and attaches
+// the stream to it, moving on to another instance when it cannot.
+func (s *h2Stream) connect(ep *Endpoint) {
+	var b h2Batch
+	defer b.flush()
+	for {
+		p, err := ep.h2.get(ep)
+		s.mu.Lock()
+		if s.frontClosed || s.peerClosed {
+			// The client left, or the mesh answered (a deadline) meanwhile.
+			s.connecting, s.peerClosed = false, true
+			s.settle(&b)
+			s.mu.Unlock()
+			return
+		}
+		if err == nil {
+			ep.connected()
+			if s.attach(p, &b) {
+				s.connecting = false
+				s.mu.Unlock()
+				return
+			}
+			s.mu.Unlock()
+			continue // the connection went away meanwhile: another one
+		}
+		ep.connectFailed()
+		s.connecting = false
+		last := s.upstreamError(ReasonConnectFailed, http.StatusBadGateway, err)
+		if len(s.tried) >= maxAttempts || len(s.tried) >= len(s.cluster.Endpoints) {
+			s.meshError(last, &b)
+			s.mu.Unlock()
+			return
+		}
+		s.open(&b)
+		s.mu.Unlock()
+		return
+	}
+}
+
+// attach opens the peer stream on p and sends the request head and what
+// has come of the body. It reports false if p takes no more streams.
+// Called under mu.
+func (s *h2Stream) attach(p *h2Peer, b *h2Batch) bool {
+	if s.timeout >= 0 {
+		s.req[s.timeout].Value = formatGRPCTimeout(max(time.Until(s.expires), 0))
+	}
+	p.w.mu.Lock()
+	if p.closed || p.w.err != nil || uint32(len(p.streams)) >= p.set.maxStreams || p.nextID > 1<<31-1 {
+		p.w.mu.Unlock()
+		return false
+	}
+	s.peer, s.uid = p, p.nextID
+	p.nextID += 2
+	p.streams[s.uid] = s
+	s.upWin = int64(p.set.initWin)
+	s.peerWin = h2StreamWindow
+	s.peerClosed = false
+	end := s.upEnd && len(s.upPend) == 0 && s.upTrail == nil
+	p.w.headers(s.uid, s.req, end)
+	s.upDone = end
+	p.w.mu.Unlock()
+	b.add(&p.w)
+	s.pushUp(b)
+	return true
+}
+
+// sendUp passes request body bytes on to the peer, or keeps them until
+// the peer's windows allow (or its stream opens). data is the frame's
+// and is only valid until the next frame is read: what stays is copied.
+// Called under mu.
+func (s *h2Stream) sendUp(data []byte, end bool, b *h2Batch) {
+	if end {
+		s.upEnd = true
+	}
+	if s.peer == nil || len(s.upPend) > 0 {
+		s.upPend = append(s.upPend, data...)
+		if s.peer != nil {
+			s.pushUp(b)
+		}
+		return
+	}
+	s.upPend = data
+	s.pushUp(b)
+	if len(s.upPend) > 0 {
+		s.upPend = bytes.Clone(s.upPend)
+	}
+}
+
+// pushUp sends what waits for the peer, as far as its windows allow.
+// Called under mu.
+func (s *h2Stream) pushUp(b *h2Batch) {
+	p := s.peer
+	if p == nil || s.peerClosed || s.upDone {
+		return
+	}
+	p.w.mu.Lock()
+	sent := 0
+	for len(s.upPend) > 0 && p.w.err == nil {
+		n := int64(min(len(s.upPend), p.w.maxFrame))
+		n = min(n, s.upWin, p.sendWin)
+		if n <= 0 {
+			if p.sendWin <= 0 && s.upWin > 0 && !s.upBlocked {
+				s.upBlocked = true
+				p.blocked = append(p.blocked, s)
+			}
+			break
+		}
+		last := int(n) == len(s.upPend) && s.upEnd && s.upTrail == nil
+		p.w.fr.WriteData(s.uid, last, s.upPend[:n])
+		s.upPend = s.upPend[n:]
+		s.upWin -= n
+		p.sendWin -= n
+		sent += int(n)
+		s.upDone = last
+	}
+	if len(s.upPend) == 0 {
+		s.upPend = nil
+		switch {
+		case s.upDone:
+		case s.upTrail != nil:
+			p.w.headers(s.uid, s.upTrail, true)
+			s.upTrail, s.upDone = nil, true
+		case s.upEnd:
+			p.w.fr.WriteData(s.uid, true, nil)
+			s.upDone = true
+		}
+	}
+	p.w.mu.Unlock()
+	b.add(&p.w)
+	s.upSent += int64(sent)
+	s.clientOwed += int64(sent)
+	s.creditClient(b)
+}
+
+// creditClient gives the client back the credit of what was passed on.
+// Called under mu.
+func (s *h2Stream) creditClient(b *h2Batch) {
+	if s.clientOwed < h2StreamCredit || s.clientEnd || s.frontClosed {
+		return
+	}
+	h := s.front
+	h.w.mu.Lock()
+	h.w.fr.WriteWindowUpdate(s.id, uint32(s.clientOwed))
+	h.w.mu.Unlock()
+	b.add(&h.w)
+	s.clientWin += s.clientOwed
+	s.clientOwed = 0
+}
+
+// sendDown passes response body bytes on to the client (see sendUp).
+// Called under mu.
+func (s *h2Stream) sendDown(data []byte, end bool, b *h2Batch) {
+	if end {
+		s.downEnd = true
+	}
+	if len(s.downPend) > 0 {
+		s.downPend = append(s.downPend, data...)
+		s.pushDown(b)
+		return
+	}
+	s.downPend = data
+	s.pushDown(b)
+	if len(s.downPend) > 0 {
+		s.downPend = bytes.Clone(s.downPend)
+	}
+}
+
+// pushDown sends what waits for the client, as far as its windows allow.
+// Called under mu.
+func (s *h2Stream) pushDown(b *h2Batch) {
+	if s.frontClosed || s.downDone {
+		return
+	}
+	h := s.front
+	h.w.mu.Lock()
+	sent := 0
+	for len(s.downPend) > 0 && h.w.err == nil {
+		n := int64(min(len(s.downPend), h.w.maxFrame))
+		n = min(n, s.downWin, h.sendWin)
+		if n <= 0 {
+			if h.sendWin <= 0 && s.downWin > 0 && !s.downBlock {
+				s.downBlock = true
+				h.blocked = append(h.blocked, s)
+			}
+			break
+		}
+		last := int(n) == len(s.downPend) && s.downEnd && s.downTrail == nil
+		h.w.fr.WriteData(s.id, last, s.downPend[:n])
+		s.downPend = s.downPend[n:]
+		s.downWin -= n
+		h.sendWin -= n
+		sent += int(n)
+		s.downDone = last
+	}
+	if len(s.downPend) == 0 {
+		s.downPend = nil
+		switch {
+		case s.downDone:
+		case s.downTrail != nil:
+			h.w.headers(s.id, s.downTrail, true)
+			s.downTrail, s.downDone = nil, true
+		case s.downEnd:
+			h.w.fr.WriteData(s.id, true, nil)
+			s.downDone = true
+		}
+	}
+	h.w.mu.Unlock()
+	b.add(&h.w)
+	s.peerOwed += int64(sent)
+	s.creditPeer(b)
+	if s.downDone && s.clientEnd {
+		s.closeFront(0, false, b)
+	}
+}
+
+// creditPeer gives the peer back the credit of what was passed on.
+// Called under mu.
+func (s *h2Stream) creditPeer(b *h2Batch) {
+	p := s.peer
+	if s.peerOwed < h2StreamCredit || s.peerEnd || s.peerClosed || p == nil {
+		return
+	}
+	p.w.mu.Lock()
+	p.w.fr.WriteWindowUpdate(s.uid, uint32(s.peerOwed))
+	p.w.mu.Unlock()
+	b.add(&p.w)
+	s.peerWin += s.peerOwed
+	s.peerOwed = 0
+}
+
+// responseHead passes a response head (or trailers) from the peer on to
+// the client. Called under mu.
+func (s *h2Stream) responseHead(f *http2.MetaHeadersFrame, b *h2Batch) {
+	end := f.StreamEnded()
+	if s.gotFinal {
+		// Trailers: they end the response.
+		if !end || len(f.PseudoFields()) > 0 {
+			s.peerBroke(http2.ErrCodeProtocol, "trailers without END_STREAM or with pseudo-headers", b)
+			return
+		}
+		s.peerEnd = true
+		if s.grpcResp {
+			s.grpcCode = fieldValue(f.Fields, "grpc-status")
+		}
+		s.downTrail = responseFields(f.Fields)
+		s.downEnd = true
+		s.pushDown(b)
+		s.settle(b)
+		return
+	}
+	status, err := strconv.Atoi(f.PseudoValue("status"))
+	if err != nil || status < 100 || status > 999 || status == http.StatusSwitchingProtocols || f.Truncated {
+		s.peerBroke(http2.ErrCodeProtocol, fmt.Sprintf("invalid response head (:status %q)", f.PseudoValue("status")), b)
+		return
+	}
+	if status < 200 {
+		if end {
+			s.peerBroke(http2.ErrCodeProtocol, "an interim response that ends the stream", b)
+			return
+		}
+		s.writeDownHead(responseFields(f.Fields), false, b)
+		return
+	}
+	if status == http.StatusBadGateway && fieldValue(f.Fields, "x-weft-error") == ReasonConnectFailed &&
+		s.noBody && len(s.tried) < maxAttempts && len(s.tried) < len(s.cluster.Endpoints) {
+		// The peer sidecar could not reach its app: the app never saw
+		// this request, so another instance may take it.
+		s.ep.connectFailed()
+		s.closePeer(http2.ErrCodeCancel, b)
+		s.reopen(b)
+		return
+	}
+	s.gotFinal, s.status = true, status
+	s.grpcResp = strings.HasPrefix(fieldValue(f.Fields, "content-type"), "application/grpc")
+	if end {
+		s.peerEnd = true
+		if s.grpcResp {
+			s.grpcCode = fieldValue(f.Fields, "grpc-status")
+		}
+	}
+	s.headersOut = true
+	s.writeDownHead(responseFields(f.Fields), end, b)
+	if end {
+		s.downEnd, s.downDone = true, true
+		if s.clientEnd {
+			s.closeFront(0, false, b)
+		}
+	}
+	s.settle(b)
+}
+
+// writeDownHead writes a header block to the client. Called under mu.
+func (s *h2Stream) writeDownHead(fields []hpack.HeaderField, end bool, b *h2Batch) {
+	if s.frontClosed {
+		return
+	}
+	h := s.front
+	h.w.mu.Lock()
+	h.w.headers(s.id, fields, end)
+	h.w.mu.Unlock()
+	b.add(&h.w)
+}
+
+// reopen sends a request that no instance has seen to another one.
+// Called under mu, with the peer half closed.
+func (s *h2Stream) reopen(b *h2Batch) {
+	s.peer, s.uid = nil, 0
+	s.peerClosed, s.peerEnd, s.upDone = false, false, false
+	s.upEnd = true
+	s.open(b)
+}
+
+// meshError answers the request with an error the mesh made, if no
+// response has begun; else it resets the client's stream. Called under mu.
+func (s *h2Stream) meshError(e *MeshError, b *h2Batch) {
+	s.m.meshError(e.Reason)
+	s.closePeer(http2.ErrCodeCancel, b)
+	if s.headersOut || s.frontClosed {
+		s.status = statusAborted
+		s.closeFront(http2.ErrCodeInternal, true, b)
+		s.settle(b)
+		return
+	}
+	s.gotFinal, s.headersOut, s.status = true, true, e.Status
+	s.grpcResp, s.grpcCode = false, ""
+	body, _ := json.Marshal(e)
+	body = append(body, '\n')
+	s.writeDownHead([]hpack.HeaderField{
+		{Name: ":status", Value: strconv.Itoa(e.Status)},
+		{Name: "content-type", Value: "application/json"},
+		{Name: "x-weft-error", Value: e.Reason},
+		{Name: "content-length", Value: strconv.Itoa(len(body))},
+	}, false, b)
+	s.downPend, s.downTrail = nil, nil
+	s.sendDown(body, true, b)
+	s.settle(b)
+}
+
+// deadlineExceeded answers a gRPC call whose grpc-timeout ran out in the
+// mesh as gRPC clients expect: trailers-only, status 4 (as
+// writeGRPCDeadlineExceeded does for the net/http path).
+func (s *h2Stream) deadlineExceeded() {
+	var b h2Batch
+	defer b.flush()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.frontClosed || s.downDone {
+		return
+	}
+	s.m.meshError(ReasonUpstreamTimeout)
+	s.closePeer(http2.ErrCodeCancel, &b)
+	if s.headersOut {
+		s.status = statusAborted
+		s.closeFront(http2.ErrCodeCancel, true, &b)
+		s.settle(&b)
+		return
+	}
+	where := "connecting"
+	if s.ep != nil {
+		where = "waiting for " + s.ep.Instance + " at " + s.ep.Address
+	}
+	s.gotFinal, s.headersOut, s.status = true, true, http.StatusOK
+	s.grpcResp, s.grpcCode = true, "4"
+	s.writeDownHead([]hpack.HeaderField{
+		{Name: ":status", Value: "200"},
+		{Name: "content-type", Value: "application/grpc"},
+		{Name: "grpc-status", Value: "4"},
+		{Name: "grpc-message", Value: ReasonUpstreamTimeout + ": grpc-timeout ran out " + where},
+		{Name: "x-weft-error", Value: ReasonUpstreamTimeout},
+	}, true, &b)
+	s.downPend, s.downTrail = nil, nil
+	s.downEnd, s.downDone = true, true
+	if s.clientEnd {
+		s.closeFront(0, false, &b)
+	}
+	s.settle(&b)
+}
+
+// peerBroke handles a peer that broke the protocol on this stream.
+// Called under mu.
+func (s *h2Stream) peerBroke(code http2.ErrCode, what string, b *h2Batch) {
+	s.closePeer(code, b)
+	s.meshError(s.upstreamError(ReasonUpstreamReset, http.StatusBadGateway, fmt.Errorf("%s", what)), b)
+}
+
+// peerReset handles the peer's RST_STREAM, or the end of its connection
+// (refused: the peer says it did not process the stream). Called under mu.
+func (s *h2Stream) peerReset(code http2.ErrCode, refused bool, err error, b *h2Batch) {
+	s.closePeer(0, b)
+	if refused && s.noBody && !s.gotFinal && len(s.tried) < maxAttempts {
+		s.reopen(b)
+		return
+	}
+	if s.gotFinal && s.headersOut {
+		if !s.downDone {
+			s.status = statusAborted
+		}
+		s.closeFront(code, true, b)
+		s.settle(b)
+		return
+	}
+	if err == nil {
+		err = fmt.Errorf("stream reset by the instance (%v)", code)
+	}
+	s.meshError(s.upstreamError(ReasonUpstreamReset, http.StatusBadGateway, err), b)
+}
+
+func (s *h2Stream) upstreamError(reason string, status int, err error) *MeshError {
+	return &MeshError{Status: status, Reason: reason, Service: s.cluster.Service, Instance: s.ep.Instance,
+		Message: fmt.Sprintf("%s at %s: %v", s.ep.Instance, s.ep.Address, err)}
+}
+
+func (s *h2Stream) noInstance(b *h2Batch) {
+	s.meshError(&MeshError{Status: http.StatusServiceUnavailable, Reason: ReasonNoReadyInstance, Service: s.cluster.Service,
+		Message: fmt.Sprintf("service %q has no ready instance", s.cluster.Service)}, b)
+}
+
+// closePeer ends the peer half, with RST_STREAM when code is not 0.
+// Called under mu.
+func (s *h2Stream) closePeer(code http2.ErrCode, b *h2Batch) {
+	if s.peerClosed {
+		return
+	}
+	s.peerClosed = true
+	p := s.peer
+	if p == nil {
+		return // not attached: a connect in flight sees peerClosed and gives up
+	}
+	p.w.mu.Lock()
+	if code != 0 && p.w.err == nil {
+		p.w.fr.WriteRSTStream(s.uid, code)
+	}
+	delete(p.streams, s.uid)
+	if p.closed && len(p.streams) == 0 {
+		p.w.flushLocked()
+		p.w.fail(errPeerDone)
+	}
+	p.w.mu.Unlock()
+	b.add(&p.w)
+}
+
+// closeFront ends the front half; rst sends RST_STREAM with code.
+// Called under mu.
+func (s *h2Stream) closeFront(code http2.ErrCode, rst bool, b *h2Batch) {
+	if s.frontClosed {
+		return
+	}
+	s.frontClosed = true
+	h := s.front
+	h.w.mu.Lock()
+	if rst && h.w.err == nil {
+		h.w.fr.WriteRSTStream(s.id, code)
+	}
+	delete(h.streams, s.id)
+	if h.draining && len(h.streams) == 0 {
+		h.w.flushLocked()
+		h.w.fail(errPeerDone)
+	}
+	h.w.mu.Unlock()
+	b.add(&h.w)
+}
+
+// settle ends the peer half once the request and response have both
+// passed, and records the stream when both halves have ended. Called
+// under mu.
+func (s *h2Stream) settle(b *h2Batch) {
+	if !s.peerClosed && s.upDone && s.peerEnd && !s.connecting {
+		s.closePeer(0, b)
+	}
+	if s.recorded || !s.frontClosed || !s.peerClosed || s.connecting {
+		return
+	}
+	s.recorded = true
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	if s.status == 0 {
+		s.status = statusClientGone
+	}
+	if s.grpcResp {
+		code := s.grpcCode
+		if code == "" {
+			code = "missing"
+		}
+		s.m.grpcStatus(code)
+	}
+	s.m.done(s.status, s.start)
+}
+
+// fieldValue returns the value of the first field named name.
+func fieldValue(fields []hpack.HeaderField, name string) string {
+	for _, f := range fields {
+		if f.Name == name {
+			return f.Value
+		}
+	}
+	return ""
+}
+
+// responseFields is a response head less connection-specific fields.
+func responseFields(fields []hpack.HeaderField) []hpack.HeaderField {
+	for i, f := range fields {
+		if connectionSpecific(f.Name) {
+			out := append([]hpack.HeaderField(nil), fields[:i]...)
+			for _, g := range fields[i+1:] {
+				if !connectionSpecific(g.Name) {
+					out = append(out, g)
+				}
+			}
+			return out
+		}
+	}
+	return fields
+}
+
+// connectionSpecific: fields HTTP/2 forbids (RFC 9113 §8.2.2).
+func connectionSpecific(name string) bool {
+	switch name {
+	case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade":
+		return true
+	}
+	return false
+}

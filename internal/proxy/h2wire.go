@@ -1,0 +1,277 @@
+package proxy
+
+import (
+	"bytes"
+	"net"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// Settings of Weft's own HTTP/2 engine (h2front.go, h2peer.go), the same
+// on both sides of a hop.
+const (
+	// h2MaxStreams is the SETTINGS_MAX_CONCURRENT_STREAMS a client gets.
+	h2MaxStreams = 256
+	// h2StreamWindow is the receive window of a stream: the protocol's
+	// default, so no SETTINGS_INITIAL_WINDOW_SIZE is sent. A hop buffers
+	// at most this much per stream for a receiver slower than its sender.
+	h2StreamWindow = 65535
+	// h2ConnWindow is the receive window of a connection. Its credit is
+	// returned as bytes arrive (streams' windows bound the buffering), so
+	// one stalled stream cannot starve the others.
+	h2ConnWindow = 1 << 20
+	// h2StreamCredit: a stream's credit goes back to its sender once this
+	// many of its bytes have been passed on (one WINDOW_UPDATE per 16 KiB,
+	// not per frame). Below the window, so a sender never stalls on it.
+	h2StreamCredit = 16 << 10
+	// h2ConnCredit is the same for the connection.
+	h2ConnCredit = h2ConnWindow / 4
+	// h2MaxHeaderList bounds a decoded header list (SETTINGS_MAX_HEADER_LIST_SIZE).
+	h2MaxHeaderList = 1 << 20
+	// h2MaxUnwritten: a connection whose unwritten frames pass this (its
+	// reader stopped reading) is closed. Flow control bounds DATA well
+	// below it.
+	h2MaxUnwritten = 16 << 20
+	// h2MaxFrame is the frame size both sides may send (the protocol's
+	// default; no SETTINGS_MAX_FRAME_SIZE is sent).
+	h2MaxFrame = 16384
+)
+
+// h2Writer is the sending half of one HTTP/2 connection: frames are
+// appended to a buffer under mu, and a flush writes what has gathered
+// with one system call, so the frames of many streams leave together.
+// A flush never blocks its caller: if the socket cannot take everything,
+// the rest goes out from a goroutine started for that, and frames keep
+// gathering behind it. So a peer that stops reading holds up no one but
+// itself (flow control bounds what it can be sent).
+//
+// mu also guards the connection-level state of its owner (h2Client,
+// h2Peer). Lock order: a stream's mu before a writer's mu, and never two
+// writers' mu at once.
+type h2Writer struct {
+	mu       sync.Mutex
+	conn     net.Conn
+	rc       syscall.RawConn // nil: not plain TCP; every flush goes through drain
+	fr       *http2.Framer   // writes into out
+	enc      *hpack.Encoder  // into hbuf
+	hbuf     bytes.Buffer
+	out      []byte // frames not yet written
+	draining bool   // a goroutine is writing out
+	err      error  // sticky: the connection failed
+	maxFrame int    // the peer's SETTINGS_MAX_FRAME_SIZE
+	onWrite  func(uintptr) bool
+	wn       int
+	werr     syscall.Errno
+}
+
+func (w *h2Writer) init(c net.Conn) {
+	w.conn = c
+	if tc, ok := c.(*net.TCPConn); ok {
+		w.rc, _ = tc.SyscallConn()
+	}
+	w.fr = http2.NewFramer(w, nil)
+	w.enc = hpack.NewEncoder(&w.hbuf)
+	w.maxFrame = h2MaxFrame
+	w.onWrite = w.writeSome
+}
+
+// Write appends a frame; the Framer calls it under mu.
+func (w *h2Writer) Write(p []byte) (int, error) {
+	if w.err == nil {
+		w.out = append(w.out, p...)
+		if len(w.out) > h2MaxUnwritten {
+			w.fail(errTooMuchUnwritten)
+		}
+	}
+	return len(p), nil
+}
+
+var errTooMuchUnwritten = &net.OpError{Op: "write", Net: "tcp", Err: syscall.ENOBUFS}
+
+// fail marks the connection broken and closes it, which ends its reader.
+// Called under mu.
+func (w *h2Writer) fail(err error) {
+	if w.err == nil {
+		w.err = err
+		w.out = nil
+		closeNow(w.conn)
+	}
+}
+
+// headers writes a header block as HEADERS and CONTINUATION frames.
+// Called under mu.
+func (w *h2Writer) headers(id uint32, fields []hpack.HeaderField, end bool) {
+	w.hbuf.Reset()
+	for _, f := range fields {
+		w.enc.WriteField(f)
+	}
+	block := w.hbuf.Bytes()
+	first := true
+	for first || len(block) > 0 {
+		n := min(len(block), w.maxFrame)
+		frag := block[:n]
+		block = block[n:]
+		if first {
+			w.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: frag, EndStream: end, EndHeaders: len(block) == 0})
+			first = false
+		} else {
+			w.fr.WriteContinuation(id, len(block) == 0, frag)
+		}
+	}
+}
+
+// flushLocked starts writing what has gathered. Called under mu.
+func (w *h2Writer) flushLocked() {
+	if w.draining || len(w.out) == 0 || w.err != nil {
+		return
+	}
+	if w.rc != nil {
+		w.wn, w.werr = 0, 0
+		if err := w.rc.Write(w.onWrite); err != nil {
+			w.fail(err)
+			return
+		}
+		switch {
+		case w.wn == len(w.out):
+			if cap(w.out) > 256<<10 {
+				w.out = nil
+			} else {
+				w.out = w.out[:0]
+			}
+			return
+		case w.werr != 0 && w.werr != syscall.EAGAIN:
+			w.fail(&net.OpError{Op: "write", Net: "tcp", Err: w.werr})
+			return
+		}
+		w.out = w.out[:copy(w.out, w.out[w.wn:])]
+	}
+	w.draining = true
+	go w.drain()
+}
+
+// writeSome writes as much of out as the socket takes now, with raw
+// system calls on the non-blocking socket (as sockIO does).
+func (w *h2Writer) writeSome(fd uintptr) bool {
+	for w.wn < len(w.out) {
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&w.out[w.wn])), uintptr(len(w.out)-w.wn))
+		if e == syscall.EINTR {
+			continue
+		}
+		if e != 0 {
+			w.werr = e
+			break
+		}
+		w.wn += int(r)
+	}
+	return true
+}
+
+// drain writes out, blocking, until nothing is left.
+func (w *h2Writer) drain() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for len(w.out) > 0 && w.err == nil {
+		out := w.out
+		w.out = nil
+		w.mu.Unlock()
+		_, err := w.conn.Write(out)
+		w.mu.Lock()
+		if err != nil {
+			w.fail(err)
+		}
+	}
+	w.draining = false
+}
+
+// flush is flushLocked for callers that do not hold mu.
+func (w *h2Writer) flush() {
+	w.mu.Lock()
+	w.flushLocked()
+	w.mu.Unlock()
+}
+
+// h2Batch collects the writers one goroutine wrote to, so it flushes each
+// once, when it has nothing more to read: the frames of everything it read
+// in one go leave together.
+type h2Batch struct {
+	ws []*h2Writer
+}
+
+func (b *h2Batch) add(w *h2Writer) {
+	for _, x := range b.ws {
+		if x == w {
+			return
+		}
+	}
+	b.ws = append(b.ws, w)
+}
+
+func (b *h2Batch) flush() {
+	for i, w := range b.ws {
+		w.flush()
+		b.ws[i] = nil
+	}
+	b.ws = b.ws[:0]
+}
+
+// h2Conn is what both ends of the engine share: the writer, and the
+// receive-side flow control that the reading goroutine alone touches.
+type h2Conn struct {
+	w       h2Writer
+	recvWin int64 // connection credit the peer has left
+	owed    int64 // credit taken by the peer and not yet given back
+}
+
+// takeConn counts a DATA frame against the connection's receive window
+// and gives the credit back in batches. It reports false when the peer
+// sent more than it was allowed (a FLOW_CONTROL_ERROR).
+func (c *h2Conn) takeConn(n uint32, b *h2Batch) bool {
+	if int64(n) > c.recvWin {
+		return false
+	}
+	c.recvWin -= int64(n)
+	c.owed += int64(n)
+	if c.owed >= h2ConnCredit {
+		c.w.mu.Lock()
+		c.w.fr.WriteWindowUpdate(0, uint32(c.owed))
+		c.w.mu.Unlock()
+		b.add(&c.w)
+		c.recvWin += c.owed
+		c.owed = 0
+	}
+	return true
+}
+
+// h2Settings is what one side has said of itself in SETTINGS.
+type h2Settings struct {
+	initWin    int32 // SETTINGS_INITIAL_WINDOW_SIZE
+	maxStreams uint32
+}
+
+// applySettings applies a peer's SETTINGS frame to the writer and to s,
+// and returns how much each stream's send window changes. Called under
+// w.mu.
+func (w *h2Writer) applySettings(f *http2.SettingsFrame, s *h2Settings) (delta int32, err error) {
+	was := s.initWin
+	err = f.ForeachSetting(func(st http2.Setting) error {
+		if err := st.Valid(); err != nil {
+			return err
+		}
+		switch st.ID {
+		case http2.SettingInitialWindowSize:
+			s.initWin = int32(st.Val)
+		case http2.SettingMaxFrameSize:
+			w.maxFrame = int(st.Val)
+		case http2.SettingHeaderTableSize:
+			w.enc.SetMaxDynamicTableSizeLimit(st.Val)
+		case http2.SettingMaxConcurrentStreams:
+			s.maxStreams = st.Val
+		}
+		return nil
+	})
+	return s.initWin - was, err
+}
