@@ -257,7 +257,7 @@ func (h *h2Client) headers(f *http2.MetaHeadersFrame, b *h2Batch) error {
 		s.meshError(merr, b)
 		return nil
 	}
-	if s.isGRPC && s.timeout >= 0 {
+	if s.timeout >= 0 {
 		if d, ok := parseGRPCTimeout(s.req[s.timeout].Value); ok {
 			s.expires = time.Now().Add(d)
 			s.timer = time.AfterFunc(d, s.deadlineExceeded)

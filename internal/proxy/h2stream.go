@@ -449,6 +449,15 @@ func (s *h2Stream) deadlineExceeded() {
 	if s.frontClosed || s.downDone {
 		return
 	}
+	where := "connecting"
+	if s.ep != nil {
+		where = "waiting for " + s.ep.Instance + " at " + s.ep.Address
+	}
+	if !s.isGRPC {
+		s.meshError(&MeshError{Status: http.StatusGatewayTimeout, Reason: ReasonUpstreamTimeout, Service: s.cluster.Service,
+			Message: "grpc-timeout ran out " + where}, &b)
+		return
+	}
 	s.m.meshError(ReasonUpstreamTimeout)
 	s.closePeer(http2.ErrCodeCancel, &b)
 	if s.headersOut {
@@ -456,10 +465,6 @@ func (s *h2Stream) deadlineExceeded() {
 		s.closeFront(http2.ErrCodeCancel, true, &b)
 		s.settle(&b)
 		return
-	}
-	where := "connecting"
-	if s.ep != nil {
-		where = "waiting for " + s.ep.Instance + " at " + s.ep.Address
 	}
 	s.gotFinal, s.headersOut, s.status = true, true, http.StatusOK
 	s.grpcResp, s.grpcCode = true, "4"
