@@ -12,7 +12,9 @@
 // block profiles need a binary built with -tags weftprofile).
 // -sidecar-env K=V runs the sidecars with an environment variable (e.g.
 // GOMAXPROCS=1); -deadline gives every call a deadline (grpc-timeout);
-// -only direct|mesh runs one path.
+// -only direct|mesh|mesh-xnet|nginx runs one path. -xnet adds a second
+// Weft pair (service interopx) run with --http2-engine x/net, the HTTP/2
+// engine before ADR 5, so both engines are compared in one run.
 //
 //	go build -o /tmp/weft ./cmd/weft && go build -o /tmp/testapp ./internal/meshtest/testapp
 //	go run ./bench/grpcbench -weft /tmp/weft -app /tmp/testapp -duration 5s -out bench/results/grpc-latest.md
@@ -47,7 +49,8 @@ func main() {
 	conc := flag.Int("concurrency", 32, "concurrent callers")
 	outFile := flag.String("out", "", "also write the report as markdown here")
 	flag.StringVar(&profileDir, "profile", "", "write CPU, mutex and block profiles of both sidecars under mesh load to this directory")
-	flag.StringVar(&only, "only", "", "run only this path (direct, mesh or nginx)")
+	flag.StringVar(&only, "only", "", "run only this path (direct, mesh, mesh-xnet or nginx)")
+	flag.BoolVar(&xnet, "xnet", false, "also measure a Weft pair with --http2-engine x/net")
 	flag.Func("sidecar-env", "set `K=V` in the sidecars' environment (repeatable), e.g. GOMAXPROCS=1", func(v string) error {
 		if !strings.Contains(v, "=") {
 			return fmt.Errorf("want K=V")
@@ -88,6 +91,7 @@ var (
 	compare    string
 	sidecarEnv []string
 	deadline   time.Duration
+	xnet       bool
 )
 
 func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
@@ -125,6 +129,21 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 			{Name: "app", Pid: procs.Pid(0)}},
 	}
 	targets := []struct{ name, target, authority string }{{"direct", appAddr, ""}, {"mesh", out, "interop"}}
+	if xnet {
+		// procs 4 and 5: the x/net pair's provider and consumer.
+		if _, err := start(weft, `msg="sidecar started"`, "sidecar", "--service", "interopx", "--app-port", port, "--app-protocol", "h2c",
+			"--http2-engine", "x/net", "--control", cp, "--outbound", "127.0.0.1:0", "--inbound", "127.0.0.1:0", "--admin", "127.0.0.1:0"); err != nil {
+			return err
+		}
+		consX, err := start(weft, `msg="sidecar started".* outbound=(\S+)`, "sidecar", "--service", "clientx", "--http2-engine", "x/net",
+			"--control", cp, "--outbound", "127.0.0.1:0", "--admin", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		targets = append(targets, struct{ name, target, authority string }{"mesh-xnet", consX, "interopx"})
+		costOf["mesh-xnet"] = []benchkit.Process{{Name: "client", Pid: os.Getpid()}, {Name: "consumer", Pid: procs.Pid(5)},
+			{Name: "provider", Pid: procs.Pid(4)}, {Name: "app", Pid: procs.Pid(0)}}
+	}
 	if compare == "nginx" {
 		front, pids, err := startNginx(dir, appAddr)
 		if err != nil {
@@ -147,7 +166,7 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 		fmt.Fprint(w, "per call/message: CPU time, then read+write system calls, of each process (client: this one)\n")
 	}
 	fmt.Fprint(w, "\n")
-	fmt.Fprintf(w, "%-8s %-16s %12s %10s %10s %10s\n", "path", "call", "per second", "p50", "p99", "max")
+	fmt.Fprintf(w, "%-9s %-16s %12s %10s %10s %10s\n", "path", "call", "per second", "p50", "p99", "max")
 	for _, p := range targets {
 		if only != "" && p.name != only {
 			continue
@@ -172,7 +191,7 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 		payload := &testgrpc.SimpleRequest{ResponseSize: 1024, Payload: &testgrpc.Payload{Body: make([]byte, 1024)}}
 		before := benchkit.Measure(costOf[p.name])
 		rate, lat := load(conc, dur, func(ctx context.Context) error { _, err := tc.UnaryCall(ctx, payload); return err })
-		fmt.Fprintf(w, "%-8s %-16s %12.0f %10s %10s %10s\n", p.name, "unary 1 KiB", rate, benchkit.Pct(lat, 50), benchkit.Pct(lat, 99), benchkit.Pct(lat, 100))
+		fmt.Fprintf(w, "%-9s %-16s %12.0f %10s %10s %10s\n", p.name, "unary 1 KiB", rate, benchkit.Pct(lat, 50), benchkit.Pct(lat, 99), benchkit.Pct(lat, 100))
 		if showCost {
 			fmt.Fprintf(w, "  per call: %s\n", benchkit.Cost(before, benchkit.Measure(costOf[p.name]), float64(len(lat))))
 		}
@@ -195,7 +214,7 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 				}
 			}
 		})
-		fmt.Fprintf(w, "%-8s %-16s %12.0f %10s %10s %10s\n", p.name, "stream msgs 1 KiB", srate*100, "", "", "")
+		fmt.Fprintf(w, "%-9s %-16s %12.0f %10s %10s %10s\n", p.name, "stream msgs 1 KiB", srate*100, "", "", "")
 		if showCost {
 			fmt.Fprintf(w, "  per message: %s\n", benchkit.Cost(before, benchkit.Measure(costOf[p.name]), float64(len(streams)*100)))
 		}

@@ -171,6 +171,7 @@ func TestBadInvocationsExitWithOneClearLine(t *testing.T) {
 		{"upstream without a port", []string{"sidecar", "--service", "a", "--upstream", "mysql"}, `"mysql": want SERVICE=[HOST:]PORT[/tcp]`},
 		{"upstream with an unknown protocol", []string{"sidecar", "--service", "a", "--upstream", "mysql=3306/udp"}, `not "udp"`},
 		{"unknown app protocol", []string{"sidecar", "--service", "a", "--app-port", "1", "--app-protocol", "thrift"}, `--app-protocol "thrift": want http, h2c or tcp`},
+		{"unknown HTTP/2 engine", []string{"sidecar", "--service", "a", "--http2-engine", "nghttp2"}, `--http2-engine "nghttp2": want weft or x/net`},
 		{"TLS certificate without a key", []string{"sidecar", "--service", "a", "--app-port", "1", "--inbound-tls-cert", "c.pem"}, "--inbound-tls-cert and --inbound-tls-key go together"},
 		{"TLS certificate that is not there", []string{"sidecar", "--service", "a", "--app-port", "1", "--outbound", "127.0.0.1:0", "--inbound", "127.0.0.1:0", "--admin", "127.0.0.1:0",
 			"--inbound-tls-cert", "/nonexistent/c.pem", "--inbound-tls-key", "/nonexistent/k.pem"}, "--inbound-tls-cert /nonexistent/c.pem"},

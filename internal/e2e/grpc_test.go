@@ -27,13 +27,20 @@ import (
 // TestGRPCInteropThroughTwoSidecars runs gRPC's own interop cases from a
 // grpc-go client through a consumer sidecar and a provider sidecar to a
 // grpc-go interop server. The client names the service in :authority
-// (reverse mode); HTTP/2 stays HTTP/2 across both hops.
+// (reverse mode); HTTP/2 stays HTTP/2 across both hops. It runs with
+// each --http2-engine.
 func TestGRPCInteropThroughTwoSidecars(t *testing.T) {
+	for _, engine := range []string{"weft", "x/net"} {
+		t.Run(strings.ReplaceAll(engine, "/", ""), func(t *testing.T) { testGRPCInterop(t, engine) })
+	}
+}
+
+func testGRPCInterop(t *testing.T, engine string) {
 	m := meshtest.New(t)
 	cp := m.Control()
 	app := m.App("interop-1", "--grpc")
-	m.Sidecar(cp, "--service", "interop", "--id", "interop-1", "--app-port", app.Port, "--app-protocol", "h2c")
-	consumer := m.Sidecar(cp, "--service", "client")
+	m.Sidecar(cp, "--service", "interop", "--id", "interop-1", "--app-port", app.Port, "--app-protocol", "h2c", "--http2-engine", engine)
+	consumer := m.Sidecar(cp, "--service", "client", "--http2-engine", engine)
 
 	conn, tc := interopClient(t, m, consumer.Outbound, "interop")
 

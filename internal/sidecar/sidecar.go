@@ -57,6 +57,13 @@ type Config struct {
 	// TCPIdleTimeout closes a TCP connection after no byte moved either
 	// way for this long (0: never).
 	TCPIdleTimeout time.Duration
+	// HTTP2Engine is what forwards HTTP/2 with prior knowledge where the
+	// next hop speaks HTTP/2: "weft", Weft's own engine, which passes
+	// frames through (docs/adr/0005-http2-frame-pass-through.md), or
+	// "x/net", x/net/http2's server and Transport with net/http handlers
+	// (the engine before it). HTTP/2 to an HTTP/1.1 app, h2c upgrades and
+	// HTTP/2 over TLS always take x/net/http2.
+	HTTP2Engine string
 	// InboundTLSCert and InboundTLSKey, when set (PEM files), make the
 	// inbound listener terminate TLS (ALPN h2 and http/1.1) instead of
 	// passing it through to the app.
@@ -81,6 +88,7 @@ func Default() Config {
 	return Config{
 		AppHost:        "127.0.0.1",
 		AppProtocol:    "http",
+		HTTP2Engine:    "weft",
 		Control:        "127.0.0.1:15010",
 		Outbound:       "127.0.0.1:15001",
 		Inbound:        "0.0.0.0:15006",
@@ -114,6 +122,9 @@ func (c Config) Validate() error {
 	}
 	if c.AppProtocol != "http" && c.AppProtocol != "h2c" && c.AppProtocol != "tcp" {
 		return fmt.Errorf("--app-protocol %q: want http, h2c or tcp", c.AppProtocol)
+	}
+	if c.HTTP2Engine != "weft" && c.HTTP2Engine != "x/net" {
+		return fmt.Errorf("--http2-engine %q: want weft or x/net", c.HTTP2Engine)
 	}
 	seen := map[string]bool{}
 	for _, u := range c.Upstreams {
@@ -219,7 +230,10 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 	out.H2 = proxy.NewH2CTransport()
 	tcp := &proxy.TCPProxy{IdleTimeout: cfg.TCPIdleTimeout, Log: s.log}
 	s.outSrv = &proxy.Server{Name: "outbound", Resolve: out.Resolve, SNI: out.ResolveSNI, Connect: true, H2: out, TCP: tcp,
-		H2Frames: out.RouteH2, Timeout: cfg.Timeout, Metrics: metrics, Log: s.log}
+		Timeout: cfg.Timeout, Metrics: metrics, Log: s.log}
+	if cfg.HTTP2Engine == "weft" {
+		s.outSrv.H2Frames = out.RouteH2
+	}
 	for _, u := range cfg.Upstreams {
 		s.upSrvs = append(s.upSrvs, s.upstreamServer(u, out, tcp, metrics))
 	}
@@ -251,7 +265,9 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 			h2 := proxy.NewH2CTransport()
 			in.Transport, in.H2 = h2, h2
 			s.inSrv.H1 = in
-			s.inSrv.H2Frames = in.RouteH2
+			if cfg.HTTP2Engine == "weft" {
+				s.inSrv.H2Frames = in.RouteH2
+			}
 		}
 		s.health = newHealth(app, cfg.HealthPath, cfg.HealthInterval, s.log)
 		// A failed connect to the app withdraws the instance at once, not

@@ -71,11 +71,10 @@ func (u Upstream) String() string {
 // here or by its instances) forwarded to an instance of it.
 func (s *Sidecar) upstreamServer(u Upstream, out *proxy.Outbound, tcp *proxy.TCPProxy, m *proxy.Metrics) *proxy.Server {
 	f := &proxy.Fixed{Service: u.Service, Table: s.table, Out: out}
-	return &proxy.Server{
-		Name:     "upstream/" + u.Service,
-		Resolve:  f.Resolve,
-		H2:       f,
-		H2Frames: f.RouteH2,
+	srv := &proxy.Server{
+		Name:    "upstream/" + u.Service,
+		Resolve: f.Resolve,
+		H2:      f,
 		Opaque: func() (*proxy.Cluster, bool) {
 			c := f.Cluster()
 			return c, u.TCP || c != nil && c.Protocol == "tcp"
@@ -86,4 +85,8 @@ func (s *Sidecar) upstreamServer(u Upstream, out *proxy.Outbound, tcp *proxy.TCP
 		Metrics:       m,
 		Log:           s.log,
 	}
+	if s.cfg.HTTP2Engine == "weft" {
+		srv.H2Frames = f.RouteH2
+	}
+	return srv
 }
