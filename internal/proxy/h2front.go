@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -45,8 +44,9 @@ type h2Client struct {
 	maxID    uint32 // the highest stream the client opened
 	sendWin  int64  // what may still be sent to the client on the connection
 	set      h2Settings
-	blocked  []*h2Stream // streams waiting for sendWin
+	blocked  []*h2Stream // streams waiting for sendWin or the writer's backlog
 	draining bool        // GOAWAY sent: no new streams; close when none is left
+	idle     *time.Timer // runs while no stream is open: then GOAWAY
 }
 
 // serveH2Frames serves an HTTP/2 connection with the engine.
@@ -60,10 +60,9 @@ func (s *Server) serveH2Frames(cc *clientConn) {
 	h.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	h.fr.MaxHeaderListSize = h2MaxHeaderList
 	h.fr.SetMaxReadFrameSize(h2MaxFrame)
-	cc.h2.Store(h)
-	if s.shutdown.Load() {
-		h.goAway()
-	}
+	h.w.wake = h.resume
+	h.idle = time.AfterFunc(clientIdleTimeout, h.goAway)
+	defer h.idle.Stop()
 	h.serve()
 }
 
@@ -84,12 +83,16 @@ func (h *h2Client) serve() {
 	h.recvWin = h2ConnWindow
 	h.w.flushLocked()
 	h.w.mu.Unlock()
+	cc.dl.clear(cc.conn) // from here the idle timer bounds a silent client
+	cc.h2.Store(h)
+	if h.s.shutdown.Load() {
+		h.goAway()
+	}
 
 	first := true
 	for {
 		if cc.br.Buffered() == 0 {
 			b.flush()
-			h.idleDeadline()
 		}
 		f, err := h.fr.ReadFrame()
 		if err != nil {
@@ -98,11 +101,6 @@ func (h *h2Client) serve() {
 			case errors.As(err, &se):
 				h.resetStream(se.StreamID, se.Code, &b)
 				continue
-			case errors.Is(err, os.ErrDeadlineExceeded) && h.idle():
-				h.goAway()
-				return
-			case errors.Is(err, os.ErrDeadlineExceeded):
-				continue // streams opened since the deadline was set
 			}
 			var ce http2.ConnectionError
 			if errors.As(err, &ce) {
@@ -224,6 +222,9 @@ func (h *h2Client) headers(f *http2.MetaHeadersFrame, b *h2Batch) error {
 	s := &h2Stream{front: h, id: id, start: time.Now(), clen: -1, timeout: -1,
 		clientWin: h2StreamWindow, downWin: int64(h.set.initWin)}
 	h.streams[id] = s
+	if len(h.streams) == 1 {
+		h.idle.Stop()
+	}
 	h.w.mu.Unlock()
 
 	s.mu.Lock()
@@ -423,16 +424,8 @@ func (h *h2Client) windowUpdate(f *http2.WindowUpdateFrame, b *h2Batch) error {
 			return connErr{http2.ErrCodeFlowControl, "connection window above 2^31-1"}
 		}
 		h.sendWin += int64(f.Increment)
-		blocked := h.blocked
-		h.blocked = nil
 		h.w.mu.Unlock()
-		for _, s := range blocked {
-			s.mu.Lock()
-			s.downBlock = false
-			s.pushDown(b)
-			s.settle(b)
-			s.mu.Unlock()
-		}
+		h.resume(b)
 		return nil
 	}
 	s, idle := h.stream(f.StreamID)
@@ -478,9 +471,6 @@ func (h *h2Client) settings(f *http2.SettingsFrame, b *h2Batch) error {
 	}
 	h.w.mu.Lock()
 	delta, err := h.w.applySettings(f, &h.set)
-	if err == nil {
-		h.w.fr.WriteSettingsAck()
-	}
 	streams := make([]*h2Stream, 0, len(h.streams))
 	if delta != 0 {
 		for _, s := range h.streams {
@@ -488,22 +478,33 @@ func (h *h2Client) settings(f *http2.SettingsFrame, b *h2Batch) error {
 		}
 	}
 	h.w.mu.Unlock()
-	b.add(&h.w)
 	if err != nil {
 		var ce http2.ConnectionError
 		errors.As(err, &ce)
 		return connErr{http2.ErrCode(ce), "invalid SETTINGS value"}
 	}
+	// Every open stream's window changes before the ACK says the
+	// settings are in force (streams opened from now on start with them).
 	for _, s := range streams {
 		s.mu.Lock()
 		s.downWin += int64(delta)
-		if s.downWin > 1<<31-1 {
-			s.mu.Unlock()
+		over := s.downWin > 1<<31-1
+		s.mu.Unlock()
+		if over {
 			return connErr{http2.ErrCodeFlowControl, "stream window above 2^31-1"}
 		}
-		s.pushDown(b)
-		s.settle(b)
-		s.mu.Unlock()
+	}
+	h.w.mu.Lock()
+	h.w.fr.WriteSettingsAck()
+	h.w.mu.Unlock()
+	b.add(&h.w)
+	if delta > 0 {
+		for _, s := range streams {
+			s.mu.Lock()
+			s.pushDown(b)
+			s.settle(b)
+			s.mu.Unlock()
+		}
 	}
 	return nil
 }
@@ -542,7 +543,8 @@ func (h *h2Client) connError(code http2.ErrCode, why error) {
 }
 
 // goAway starts a graceful close: GOAWAY naming the last stream taken;
-// the connection closes when the streams already open have ended.
+// the connection closes when the streams already open have ended. The
+// idle timer and Shutdown call it.
 func (h *h2Client) goAway() {
 	h.w.mu.Lock()
 	defer h.w.mu.Unlock()
@@ -553,24 +555,23 @@ func (h *h2Client) goAway() {
 	h.w.fr.WriteGoAway(h.maxID, http2.ErrCodeNo, nil)
 	h.w.flushLocked()
 	if len(h.streams) == 0 {
-		h.w.fail(errPeerDone)
+		h.w.closeLocked()
 	}
 }
 
-// idle reports whether no stream is open.
-func (h *h2Client) idle() bool {
+// resume gives the streams that waited for the connection's window or
+// its writer's backlog another go.
+func (h *h2Client) resume(b *h2Batch) {
 	h.w.mu.Lock()
-	defer h.w.mu.Unlock()
-	return len(h.streams) == 0
-}
-
-// idleDeadline bounds the wait for frames by the idle timeout while no
-// stream is open.
-func (h *h2Client) idleDeadline() {
-	if h.idle() {
-		h.cc.dl.set(h.cc.conn, time.Now(), clientIdleTimeout, time.Minute)
-	} else {
-		h.cc.dl.clear(h.cc.conn)
+	blocked := h.blocked
+	h.blocked = nil
+	h.w.mu.Unlock()
+	for _, s := range blocked {
+		s.mu.Lock()
+		s.downBlock = false
+		s.pushDown(b)
+		s.settle(b)
+		s.mu.Unlock()
 	}
 }
 
@@ -595,6 +596,6 @@ func (h *h2Client) end(b *h2Batch) {
 	}
 	b.flush()
 	h.w.mu.Lock()
-	h.w.flushLocked()
+	h.w.closeLocked()
 	h.w.mu.Unlock()
 }

@@ -37,9 +37,10 @@ var errPeerDone = errors.New("connection done")
 // h2Pool holds an endpoint's HTTP/2 connections. Dials are shared: the
 // streams that find no connection while one is being made wait for it.
 type h2Pool struct {
-	mu    sync.Mutex
-	conns []*h2Peer
-	dial  *h2Dial
+	mu     sync.Mutex
+	conns  []*h2Peer
+	dial   *h2Dial
+	closed bool // the endpoint left the table: a dial that finishes keeps nothing
 }
 
 type h2Dial struct {
@@ -54,7 +55,7 @@ func (pl *h2Pool) ready() *h2Peer {
 	defer pl.mu.Unlock()
 	for _, p := range pl.conns {
 		p.w.mu.Lock()
-		ok := !p.closed && p.w.err == nil && uint32(len(p.streams)) < p.set.maxStreams
+		ok := !p.closed && p.w.err == nil && uint32(len(p.streams)) < p.set.maxStreams && p.nextID <= 1<<31-1
 		p.w.mu.Unlock()
 		if ok {
 			return p
@@ -78,7 +79,14 @@ func (pl *h2Pool) get(ep *Endpoint) (*h2Peer, error) {
 			d.p, d.err = dialH2(ep)
 			pl.mu.Lock()
 			if d.err == nil {
-				pl.conns = append(pl.conns, d.p)
+				if pl.closed {
+					// Taken for the streams that waited, then closed.
+					d.p.w.mu.Lock()
+					d.p.closed = true
+					d.p.w.mu.Unlock()
+				} else {
+					pl.conns = append(pl.conns, d.p)
+				}
 			}
 			pl.dial = nil
 			pl.mu.Unlock()
@@ -96,13 +104,13 @@ func (pl *h2Pool) closeIdle() {
 	pl.mu.Lock()
 	conns := pl.conns
 	pl.conns = nil
+	pl.closed = true
 	pl.mu.Unlock()
 	for _, p := range conns {
 		p.w.mu.Lock()
 		p.closed = true
 		if len(p.streams) == 0 {
-			p.w.flushLocked()
-			p.w.fail(errPeerDone)
+			p.w.closeLocked()
 		}
 		p.w.mu.Unlock()
 	}
@@ -132,6 +140,7 @@ func dialH2(ep *Endpoint) (*h2Peer, error) {
 	p := &h2Peer{ep: ep, streams: map[uint32]*h2Stream{}, nextID: 1, sendWin: h2StreamWindow,
 		set: h2Settings{initWin: h2StreamWindow, maxStreams: 100}} // 100 until the peer says
 	p.w.init(conn)
+	p.w.wake = p.resume
 	p.recvWin = h2ConnWindow
 	br := bufio.NewReaderSize(conn, 32<<10)
 	p.fr = http2.NewFramer(nil, br)
@@ -277,16 +286,8 @@ func (p *h2Peer) windowUpdate(f *http2.WindowUpdateFrame, b *h2Batch) error {
 			return connErr{http2.ErrCodeFlowControl, "connection window above 2^31-1"}
 		}
 		p.sendWin += int64(f.Increment)
-		blocked := p.blocked
-		p.blocked = nil
 		p.w.mu.Unlock()
-		for _, s := range blocked {
-			s.mu.Lock()
-			s.upBlocked = false
-			s.pushUp(b)
-			s.settle(b)
-			s.mu.Unlock()
-		}
+		p.resume(b)
 		return nil
 	}
 	s := p.stream(f.StreamID)
@@ -314,9 +315,6 @@ func (p *h2Peer) settings(f *http2.SettingsFrame, b *h2Batch) error {
 	}
 	p.w.mu.Lock()
 	delta, err := p.w.applySettings(f, &p.set)
-	if err == nil {
-		p.w.fr.WriteSettingsAck()
-	}
 	var streams []*h2Stream
 	if delta != 0 {
 		for _, s := range p.streams {
@@ -324,20 +322,54 @@ func (p *h2Peer) settings(f *http2.SettingsFrame, b *h2Batch) error {
 		}
 	}
 	p.w.mu.Unlock()
-	b.add(&p.w)
 	if err != nil {
 		return err
 	}
+	// As h2Client.settings: windows first, then the ACK.
 	for _, s := range streams {
 		s.mu.Lock()
-		if !s.peerClosed {
+		if !s.peerClosed && s.peer == p {
 			s.upWin += int64(delta)
+			if s.upWin > 1<<31-1 {
+				s.mu.Unlock()
+				return connErr{http2.ErrCodeFlowControl, "stream window above 2^31-1"}
+			}
+		}
+		s.mu.Unlock()
+	}
+	p.w.mu.Lock()
+	p.w.fr.WriteSettingsAck()
+	p.w.mu.Unlock()
+	b.add(&p.w)
+	if delta > 0 {
+		for _, s := range streams {
+			s.mu.Lock()
+			if !s.peerClosed && s.peer == p {
+				s.pushUp(b)
+				s.settle(b)
+			}
+			s.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+// resume gives the streams that waited for the connection's window or
+// its writer's backlog another go.
+func (p *h2Peer) resume(b *h2Batch) {
+	p.w.mu.Lock()
+	blocked := p.blocked
+	p.blocked = nil
+	p.w.mu.Unlock()
+	for _, s := range blocked {
+		s.mu.Lock()
+		s.upBlocked = false
+		if s.peer == p {
 			s.pushUp(b)
 			s.settle(b)
 		}
 		s.mu.Unlock()
 	}
-	return nil
 }
 
 // goAway stops new streams here; those the peer did not take go to
@@ -353,7 +385,7 @@ func (p *h2Peer) goAway(last uint32, b *h2Batch) {
 		}
 	}
 	if len(p.streams) == 0 {
-		p.w.fail(errPeerDone)
+		p.w.closeLocked()
 	}
 	p.w.mu.Unlock()
 	for _, s := range refused {

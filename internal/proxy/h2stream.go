@@ -30,19 +30,20 @@ type h2Stream struct {
 	peer  *h2Peer
 	uid   uint32 // on the peer's connection
 
-	cluster *Cluster
-	ep      *Endpoint
-	tried   []*Endpoint
-	m       *serviceMetrics
-	start   time.Time
-	req     []hpack.HeaderField // the request head as it goes to the peer
-	timeout int                 // index of grpc-timeout in req, or -1
-	noBody  bool                // the request ended with its head: it can be sent again
-	isGRPC  bool
-	expires time.Time // the grpc-timeout, if any
-	timer   *time.Timer
-	clen    int64 // declared content-length, or -1
-	got     int64 // request body bytes received
+	cluster  *Cluster
+	ep       *Endpoint
+	tried    []*Endpoint // instances that failed the request, or are trying it
+	attempts int
+	m        *serviceMetrics
+	start    time.Time
+	req      []hpack.HeaderField // the request head as it goes to the peer
+	timeout  int                 // index of grpc-timeout in req, or -1
+	noBody   bool                // the request ended with its head: it can be sent again
+	isGRPC   bool
+	expires  time.Time // the grpc-timeout, if any
+	timer    *time.Timer
+	clen     int64 // declared content-length, or -1
+	got      int64 // request body bytes received
 
 	// client -> peer
 	clientWin  int64 // what the client may still send on this stream
@@ -69,6 +70,7 @@ type h2Stream struct {
 	gotFinal   bool // a final response head arrived, or the mesh answered
 	headersOut bool // a final response head went to the client
 
+	stopClient  bool // the instance reset the stream after a complete response: reset the client's once it has it all
 	connecting  bool // a goroutine is opening the peer stream
 	frontClosed bool
 	peerClosed  bool // the peer half has ended (or was never opened and will not be)
@@ -83,7 +85,7 @@ type h2Stream struct {
 // ready now, or, when one must be dialled, from a goroutine (frames that
 // arrive meanwhile wait in upPend). Called under mu.
 func (s *h2Stream) open(b *h2Batch) {
-	if len(s.tried) > 0 {
+	if s.attempts > 0 {
 		s.m.retried()
 	}
 	ep := s.cluster.Pick(s.tried)
@@ -91,6 +93,7 @@ func (s *h2Stream) open(b *h2Batch) {
 		s.noInstance(b)
 		return
 	}
+	s.attempts++
 	s.tried = append(s.tried, ep)
 	s.ep = ep
 	if p := ep.h2.ready(); p != nil && s.attach(p, b) {
@@ -128,7 +131,7 @@ func (s *h2Stream) connect(ep *Endpoint) {
 		ep.connectFailed()
 		s.connecting = false
 		last := s.upstreamError(ReasonConnectFailed, http.StatusBadGateway, err)
-		if len(s.tried) >= maxAttempts || len(s.tried) >= len(s.cluster.Endpoints) {
+		if s.attempts >= maxAttempts || len(s.tried) >= len(s.cluster.Endpoints) {
 			s.meshError(last, &b)
 			s.mu.Unlock()
 			return
@@ -147,7 +150,15 @@ func (s *h2Stream) attach(p *h2Peer, b *h2Batch) bool {
 		s.req[s.timeout].Value = formatGRPCTimeout(max(time.Until(s.expires), 0))
 	}
 	p.w.mu.Lock()
-	if p.closed || p.w.err != nil || uint32(len(p.streams)) >= p.set.maxStreams || p.nextID > 1<<31-1 {
+	if p.nextID > 1<<31-1 && !p.closed {
+		// Out of stream ids: no new streams here; the connection closes
+		// when its last one ends.
+		p.closed = true
+		if len(p.streams) == 0 {
+			p.w.closeLocked()
+		}
+	}
+	if p.closed || p.w.err != nil || uint32(len(p.streams)) >= p.set.maxStreams {
 		p.w.mu.Unlock()
 		return false
 	}
@@ -200,8 +211,11 @@ func (s *h2Stream) pushUp(b *h2Batch) {
 	for len(s.upPend) > 0 && p.w.err == nil {
 		n := int64(min(len(s.upPend), p.w.maxFrame))
 		n = min(n, s.upWin, p.sendWin)
+		if p.w.backlogged() {
+			n = 0
+		}
 		if n <= 0 {
-			if p.sendWin <= 0 && s.upWin > 0 && !s.upBlocked {
+			if (p.sendWin <= 0 || p.w.backlogged()) && s.upWin > 0 && !s.upBlocked {
 				s.upBlocked = true
 				p.blocked = append(p.blocked, s)
 			}
@@ -279,8 +293,11 @@ func (s *h2Stream) pushDown(b *h2Batch) {
 	for len(s.downPend) > 0 && h.w.err == nil {
 		n := int64(min(len(s.downPend), h.w.maxFrame))
 		n = min(n, s.downWin, h.sendWin)
+		if h.w.backlogged() {
+			n = 0
+		}
 		if n <= 0 {
-			if h.sendWin <= 0 && s.downWin > 0 && !s.downBlock {
+			if (h.sendWin <= 0 || h.w.backlogged()) && s.downWin > 0 && !s.downBlock {
 				s.downBlock = true
 				h.blocked = append(h.blocked, s)
 			}
@@ -310,8 +327,8 @@ func (s *h2Stream) pushDown(b *h2Batch) {
 	b.add(&h.w)
 	s.peerOwed += int64(sent)
 	s.creditPeer(b)
-	if s.downDone && s.clientEnd {
-		s.closeFront(0, false, b)
+	if s.downDone && (s.clientEnd || s.stopClient) {
+		s.closeFront(http2.ErrCodeNo, !s.clientEnd, b)
 	}
 }
 
@@ -364,7 +381,7 @@ func (s *h2Stream) responseHead(f *http2.MetaHeadersFrame, b *h2Batch) {
 		return
 	}
 	if status == http.StatusBadGateway && fieldValue(f.Fields, "x-weft-error") == ReasonConnectFailed &&
-		s.noBody && len(s.tried) < maxAttempts && len(s.tried) < len(s.cluster.Endpoints) {
+		s.noBody && s.attempts < maxAttempts && len(s.tried) < len(s.cluster.Endpoints) {
 		// The peer sidecar could not reach its app: the app never saw
 		// this request, so another instance may take it.
 		s.ep.connectFailed()
@@ -425,6 +442,7 @@ func (s *h2Stream) meshError(e *MeshError, b *h2Batch) {
 	}
 	s.gotFinal, s.headersOut, s.status = true, true, e.Status
 	s.grpcResp, s.grpcCode = false, ""
+	s.stopClient = true // nobody reads the rest of the request (RFC 9113 §8.1)
 	body, _ := json.Marshal(e)
 	body = append(body, '\n')
 	s.writeDownHead([]hpack.HeaderField{
@@ -494,7 +512,21 @@ func (s *h2Stream) peerBroke(code http2.ErrCode, what string, b *h2Batch) {
 // (refused: the peer says it did not process the stream). Called under mu.
 func (s *h2Stream) peerReset(code http2.ErrCode, refused bool, err error, b *h2Batch) {
 	s.closePeer(0, b)
-	if refused && s.noBody && !s.gotFinal && len(s.tried) < maxAttempts {
+	if code == http2.ErrCodeNo && s.peerEnd {
+		// A complete response, and the instance wants no more of the
+		// request (RFC 9113 §8.1): the response goes out whole, then
+		// the client is told the same.
+		s.stopClient = true
+		if s.downDone && !s.clientEnd {
+			s.closeFront(http2.ErrCodeNo, true, b)
+		}
+		s.settle(b)
+		return
+	}
+	if refused && s.noBody && !s.gotFinal && s.attempts < maxAttempts {
+		// The instance did not take the stream: it may take it on
+		// another connection, so it stays a candidate.
+		s.tried = s.tried[:len(s.tried)-1]
 		s.reopen(b)
 		return
 	}
@@ -539,8 +571,7 @@ func (s *h2Stream) closePeer(code http2.ErrCode, b *h2Batch) {
 	}
 	delete(p.streams, s.uid)
 	if p.closed && len(p.streams) == 0 {
-		p.w.flushLocked()
-		p.w.fail(errPeerDone)
+		p.w.closeLocked()
 	}
 	p.w.mu.Unlock()
 	b.add(&p.w)
@@ -559,9 +590,12 @@ func (s *h2Stream) closeFront(code http2.ErrCode, rst bool, b *h2Batch) {
 		h.w.fr.WriteRSTStream(s.id, code)
 	}
 	delete(h.streams, s.id)
-	if h.draining && len(h.streams) == 0 {
-		h.w.flushLocked()
-		h.w.fail(errPeerDone)
+	if len(h.streams) == 0 {
+		if h.draining {
+			h.w.closeLocked()
+		} else {
+			h.idle.Reset(clientIdleTimeout)
+		}
 	}
 	h.w.mu.Unlock()
 	b.add(&h.w)

@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/net/http2"
@@ -39,6 +40,19 @@ const (
 	// h2MaxFrame is the frame size both sides may send (the protocol's
 	// default; no SETTINGS_MAX_FRAME_SIZE is sent).
 	h2MaxFrame = 16384
+	// h2Backlog: while a connection's socket is full and this much waits
+	// to be written, no more DATA is queued for it; the streams wait as
+	// for window (their senders' credit waits with them) until the
+	// backlog has gone out. So what a hop holds for a slow reader is
+	// bounded by this per connection and a window per stream, whatever
+	// windows the reader advertises.
+	h2Backlog = 256 << 10
+	// h2WriteTimeout ends a connection whose socket took nothing for this
+	// long while frames waited.
+	h2WriteTimeout = 30 * time.Second
+	// h2CloseWait bounds how long a connection closed gracefully waits
+	// for its peer's end after its own.
+	h2CloseWait = time.Second
 )
 
 // h2Writer is the sending half of one HTTP/2 connection: frames are
@@ -61,12 +75,20 @@ type h2Writer struct {
 	hbuf     bytes.Buffer
 	out      []byte // frames not yet written
 	draining bool   // a goroutine is writing out
-	err      error  // sticky: the connection failed
+	closing  bool   // close once out has been written
+	err      error  // sticky: the connection failed or was closed
 	maxFrame int    // the peer's SETTINGS_MAX_FRAME_SIZE
-	onWrite  func(uintptr) bool
-	wn       int
-	werr     syscall.Errno
+	// wake, set by the owner, resumes the streams that waited for the
+	// backlog (or for connection window); drain calls it without mu.
+	wake    func(*h2Batch)
+	onWrite func(uintptr) bool
+	wn      int
+	werr    syscall.Errno
 }
+
+// backlogged reports whether DATA should wait: the socket is full and
+// h2Backlog waits behind it. Called under mu.
+func (w *h2Writer) backlogged() bool { return w.draining && len(w.out) >= h2Backlog }
 
 func (w *h2Writer) init(c net.Conn) {
 	w.conn = c
@@ -99,6 +121,34 @@ func (w *h2Writer) fail(err error) {
 		w.err = err
 		w.out = nil
 		closeNow(w.conn)
+	}
+}
+
+// closeLocked closes the connection gracefully: once what is written has
+// gone out, its write half is shut, and its reader gets a short while to
+// see the peer's end (closing a socket with unread bytes would reset it,
+// and the peer could lose the last frames). Called under mu.
+func (w *h2Writer) closeLocked() {
+	if w.err != nil || w.closing {
+		return
+	}
+	w.closing = true
+	w.flushLocked()
+	if !w.draining {
+		w.finishClose()
+	}
+}
+
+func (w *h2Writer) finishClose() {
+	if w.err == nil {
+		w.err = errPeerDone
+		w.out = nil
+		if tc, ok := w.conn.(*net.TCPConn); ok {
+			tc.CloseWrite()
+			tc.SetReadDeadline(time.Now().Add(h2CloseWait))
+			return
+		}
+		w.conn.Close()
 	}
 }
 
@@ -170,21 +220,32 @@ func (w *h2Writer) writeSome(fd uintptr) bool {
 	return true
 }
 
-// drain writes out, blocking, until nothing is left.
+// drain writes out, blocking, until nothing is left; then it resumes the
+// streams that waited for the backlog, and finishes a graceful close.
 func (w *h2Writer) drain() {
+	var b h2Batch
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	for len(w.out) > 0 && w.err == nil {
 		out := w.out
 		w.out = nil
 		w.mu.Unlock()
+		w.conn.SetWriteDeadline(time.Now().Add(h2WriteTimeout))
 		_, err := w.conn.Write(out)
+		if w.wake != nil {
+			w.wake(&b) // queues more in out, under mu, if streams were waiting
+		}
 		w.mu.Lock()
 		if err != nil {
 			w.fail(err)
 		}
 	}
 	w.draining = false
+	w.conn.SetWriteDeadline(time.Time{})
+	if w.closing {
+		w.finishClose()
+	}
+	w.mu.Unlock()
+	b.flushOthers(w)
 }
 
 // flush is flushLocked for callers that do not hold mu.
@@ -208,6 +269,17 @@ func (b *h2Batch) add(w *h2Writer) {
 		}
 	}
 	b.ws = append(b.ws, w)
+}
+
+// flushOthers flushes every writer but w, whose drain is running.
+func (b *h2Batch) flushOthers(w *h2Writer) {
+	for i, x := range b.ws {
+		if x != w {
+			x.flush()
+		}
+		b.ws[i] = nil
+	}
+	b.ws = b.ws[:0]
 }
 
 func (b *h2Batch) flush() {

@@ -179,6 +179,7 @@ type Sidecar struct {
 	upSrvs               []*proxy.Server
 	outSrv               *proxy.Server
 	inSrv                *proxy.Server
+	in                   *proxy.Inbound
 	adminSrv             *http.Server
 	table                *proxy.Table
 	api                  *api.Client
@@ -248,6 +249,7 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 	if cfg.AppPort != 0 {
 		app := net.JoinHostPort(cfg.AppHost, strconv.Itoa(cfg.AppPort))
 		in := proxy.NewInbound(cfg.Service, cfg.ID, app, proxy.NewTransport(0), metrics)
+		s.in = in
 		declared := cfg.AppProtocol == "tcp"
 		s.inSrv = &proxy.Server{Name: "inbound", Resolve: in.Resolve, H2: in, Metrics: metrics, Log: s.log,
 			Opaque: func() (*proxy.Cluster, bool) { return in.AppCluster(), declared }, TCP: tcp, DetectTimeout: cfg.DetectTimeout}
@@ -391,6 +393,11 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		_ = srv.Shutdown(drain)
 	}
 	_ = s.outSrv.Shutdown(drain)
+	// Connections to peers and the app carry nothing now: GOAWAY and close.
+	s.table.CloseIdle()
+	if s.in != nil {
+		s.in.CloseIdle()
+	}
 	s.adminSrv.Close()
 	stopBg()
 	for ; workers > 0; workers-- {
