@@ -59,6 +59,7 @@ func (s *Server) serveH2Frames(cc *clientConn) {
 	h.fr = http2.NewFramer(nil, cc.br)
 	h.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	h.fr.MaxHeaderListSize = h2MaxHeaderList
+	h.fr.SetReuseFrames() // no frame is kept past the next read
 	h.fr.SetMaxReadFrameSize(h2MaxFrame)
 	h.w.wake = h.resume
 	h.idle = time.AfterFunc(clientIdleTimeout, h.goAway)
@@ -91,7 +92,7 @@ func (h *h2Client) serve() {
 
 	first := true
 	for {
-		if cc.br.Buffered() == 0 {
+		if b.frames++; cc.br.Buffered() == 0 || b.frames >= h2BatchFrames {
 			b.flush()
 		}
 		f, err := h.fr.ReadFrame()

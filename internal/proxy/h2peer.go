@@ -146,6 +146,7 @@ func dialH2(ep *Endpoint) (*h2Peer, error) {
 	p.fr = http2.NewFramer(nil, br)
 	p.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	p.fr.MaxHeaderListSize = h2MaxHeaderList
+	p.fr.SetReuseFrames()
 	p.fr.SetMaxReadFrameSize(h2MaxFrame)
 	p.w.mu.Lock()
 	p.w.out = append(p.w.out, http2.ClientPreface...)
@@ -176,7 +177,7 @@ func (p *h2Peer) read(br *bufio.Reader) {
 
 func (p *h2Peer) readFrames(br *bufio.Reader, b *h2Batch) error {
 	for {
-		if br.Buffered() == 0 {
+		if b.frames++; br.Buffered() == 0 || b.frames >= h2BatchFrames {
 			b.flush()
 		}
 		f, err := p.fr.ReadFrame()

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -50,7 +49,7 @@ type h2Stream struct {
 	clientOwed int64 // credit to give back to the client
 	clientEnd  bool  // the client ended its side
 	upWin      int64 // what may still be sent to the peer on this stream
-	upPend     []byte
+	upPend     h2Pend
 	upTrail    []hpack.HeaderField
 	upEnd      bool // the request ends after upPend (and upTrail)
 	upDone     bool // the request has ended towards the peer
@@ -62,7 +61,7 @@ type h2Stream struct {
 	peerOwed   int64
 	peerEnd    bool // the peer ended its side
 	downWin    int64
-	downPend   []byte
+	downPend   h2Pend
 	downTrail  []hpack.HeaderField
 	downEnd    bool
 	downDone   bool // the response has ended towards the client
@@ -168,7 +167,7 @@ func (s *h2Stream) attach(p *h2Peer, b *h2Batch) bool {
 	s.upWin = int64(p.set.initWin)
 	s.peerWin = h2StreamWindow
 	s.peerClosed = false
-	end := s.upEnd && len(s.upPend) == 0 && s.upTrail == nil
+	end := s.upEnd && s.upPend.len() == 0 && s.upTrail == nil
 	p.w.headers(s.uid, s.req, end)
 	s.upDone = end
 	p.w.mu.Unlock()
@@ -177,26 +176,16 @@ func (s *h2Stream) attach(p *h2Peer, b *h2Batch) bool {
 	return true
 }
 
-// sendUp passes request body bytes on to the peer, or keeps them until
-// the peer's windows allow (or its stream opens). data is the frame's
-// and is only valid until the next frame is read: what stays is copied.
+// sendUp passes request body bytes on to the peer, as far as its windows
+// allow (or once its stream opens). data is the frame's, valid only until
+// the next frame is read, so it is copied to the stream's buffer first.
 // Called under mu.
 func (s *h2Stream) sendUp(data []byte, end bool, b *h2Batch) {
 	if end {
 		s.upEnd = true
 	}
-	if s.peer == nil || len(s.upPend) > 0 {
-		s.upPend = append(s.upPend, data...)
-		if s.peer != nil {
-			s.pushUp(b)
-		}
-		return
-	}
-	s.upPend = data
+	s.upPend.add(data)
 	s.pushUp(b)
-	if len(s.upPend) > 0 {
-		s.upPend = bytes.Clone(s.upPend)
-	}
 }
 
 // pushUp sends what waits for the peer, as far as its windows allow.
@@ -208,8 +197,8 @@ func (s *h2Stream) pushUp(b *h2Batch) {
 	}
 	p.w.mu.Lock()
 	sent := 0
-	for len(s.upPend) > 0 && p.w.err == nil {
-		n := int64(min(len(s.upPend), p.w.maxFrame))
+	for s.upPend.len() > 0 && p.w.err == nil {
+		n := int64(min(s.upPend.len(), p.w.maxFrame))
 		n = min(n, s.upWin, p.sendWin)
 		if p.w.backlogged() {
 			n = 0
@@ -221,16 +210,18 @@ func (s *h2Stream) pushUp(b *h2Batch) {
 			}
 			break
 		}
-		last := int(n) == len(s.upPend) && s.upEnd && s.upTrail == nil
-		p.w.fr.WriteData(s.uid, last, s.upPend[:n])
-		s.upPend = s.upPend[n:]
+		last := int(n) == s.upPend.len() && s.upEnd && s.upTrail == nil
+		p.w.fr.WriteData(s.uid, last, s.upPend.bytes()[:n])
+		if len(p.w.out) >= h2FlushAt {
+			p.w.flushLocked() // a long run of DATA goes out as it gathers
+		}
+		s.upPend.consume(int(n))
 		s.upWin -= n
 		p.sendWin -= n
 		sent += int(n)
 		s.upDone = last
 	}
-	if len(s.upPend) == 0 {
-		s.upPend = nil
+	if s.upPend.len() == 0 {
 		switch {
 		case s.upDone:
 		case s.upTrail != nil:
@@ -269,16 +260,8 @@ func (s *h2Stream) sendDown(data []byte, end bool, b *h2Batch) {
 	if end {
 		s.downEnd = true
 	}
-	if len(s.downPend) > 0 {
-		s.downPend = append(s.downPend, data...)
-		s.pushDown(b)
-		return
-	}
-	s.downPend = data
+	s.downPend.add(data)
 	s.pushDown(b)
-	if len(s.downPend) > 0 {
-		s.downPend = bytes.Clone(s.downPend)
-	}
 }
 
 // pushDown sends what waits for the client, as far as its windows allow.
@@ -290,8 +273,8 @@ func (s *h2Stream) pushDown(b *h2Batch) {
 	h := s.front
 	h.w.mu.Lock()
 	sent := 0
-	for len(s.downPend) > 0 && h.w.err == nil {
-		n := int64(min(len(s.downPend), h.w.maxFrame))
+	for s.downPend.len() > 0 && h.w.err == nil {
+		n := int64(min(s.downPend.len(), h.w.maxFrame))
 		n = min(n, s.downWin, h.sendWin)
 		if h.w.backlogged() {
 			n = 0
@@ -303,16 +286,18 @@ func (s *h2Stream) pushDown(b *h2Batch) {
 			}
 			break
 		}
-		last := int(n) == len(s.downPend) && s.downEnd && s.downTrail == nil
-		h.w.fr.WriteData(s.id, last, s.downPend[:n])
-		s.downPend = s.downPend[n:]
+		last := int(n) == s.downPend.len() && s.downEnd && s.downTrail == nil
+		h.w.fr.WriteData(s.id, last, s.downPend.bytes()[:n])
+		if len(h.w.out) >= h2FlushAt {
+			h.w.flushLocked() // a long run of DATA goes out as it gathers
+		}
+		s.downPend.consume(int(n))
 		s.downWin -= n
 		h.sendWin -= n
 		sent += int(n)
 		s.downDone = last
 	}
-	if len(s.downPend) == 0 {
-		s.downPend = nil
+	if s.downPend.len() == 0 {
 		switch {
 		case s.downDone:
 		case s.downTrail != nil:
@@ -451,7 +436,8 @@ func (s *h2Stream) meshError(e *MeshError, b *h2Batch) {
 		{Name: "x-weft-error", Value: e.Reason},
 		{Name: "content-length", Value: strconv.Itoa(len(body))},
 	}, false, b)
-	s.downPend, s.downTrail = nil, nil
+	s.downPend.reset()
+	s.downTrail = nil
 	s.sendDown(body, true, b)
 	s.settle(b)
 }
@@ -493,7 +479,8 @@ func (s *h2Stream) deadlineExceeded() {
 		{Name: "grpc-message", Value: ReasonUpstreamTimeout + ": grpc-timeout ran out " + where},
 		{Name: "x-weft-error", Value: ReasonUpstreamTimeout},
 	}, true, &b)
-	s.downPend, s.downTrail = nil, nil
+	s.downPend.reset()
+	s.downTrail = nil
 	s.downEnd, s.downDone = true, true
 	if s.clientEnd {
 		s.closeFront(0, false, &b)
@@ -661,4 +648,50 @@ func connectionSpecific(name string) bool {
 		return true
 	}
 	return false
+}
+
+// h2Pend holds a stream's bytes that wait for window, read from the
+// front. Its buffer comes from a pool when bytes first wait and goes back
+// when none do, so a stream that keeps hitting its reader's window does
+// not allocate per message.
+type h2Pend struct {
+	buf []byte
+	off int
+}
+
+// h2PendPool holds buffers of a stream window's size: what a stream can
+// have waiting (its sender's credit waits with its bytes).
+var h2PendPool = sync.Pool{New: func() any { b := make([]byte, 0, h2StreamWindow); return &b }}
+
+func (q *h2Pend) len() int      { return len(q.buf) - q.off }
+func (q *h2Pend) bytes() []byte { return q.buf[q.off:] }
+
+func (q *h2Pend) consume(n int) {
+	q.off += n
+	if q.off == len(q.buf) {
+		q.reset()
+	}
+}
+
+func (q *h2Pend) add(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	if q.buf == nil {
+		q.buf = (*h2PendPool.Get().(*[]byte))[:0]
+	}
+	if q.off > 0 && len(q.buf)+len(p) > cap(q.buf) {
+		q.buf = q.buf[:copy(q.buf, q.buf[q.off:])]
+		q.off = 0
+	}
+	q.buf = append(q.buf, p...)
+}
+
+// reset drops what waits and returns the buffer.
+func (q *h2Pend) reset() {
+	if q.buf != nil && cap(q.buf) == h2StreamWindow {
+		b := q.buf[:0]
+		h2PendPool.Put(&b)
+	}
+	q.buf, q.off = nil, 0
 }

@@ -53,6 +53,10 @@ const (
 	// h2CloseWait bounds how long a connection closed gracefully waits
 	// for its peer's end after its own.
 	h2CloseWait = time.Second
+	// h2FlushAt: DATA queued for one connection in one go (a window
+	// update that releases many streams) is written out every this many
+	// bytes, not gathered whole.
+	h2FlushAt = 64 << 10
 )
 
 // h2Writer is the sending half of one HTTP/2 connection: frames are
@@ -74,6 +78,7 @@ type h2Writer struct {
 	enc      *hpack.Encoder  // into hbuf
 	hbuf     bytes.Buffer
 	out      []byte // frames not yet written
+	spare    []byte // drain's other buffer
 	draining bool   // a goroutine is writing out
 	closing  bool   // close once out has been written
 	err      error  // sticky: the connection failed or was closed
@@ -227,7 +232,8 @@ func (w *h2Writer) drain() {
 	w.mu.Lock()
 	for len(w.out) > 0 && w.err == nil {
 		out := w.out
-		w.out = nil
+		w.out = w.spare[:0]
+		w.spare = nil
 		w.mu.Unlock()
 		w.conn.SetWriteDeadline(time.Now().Add(h2WriteTimeout))
 		_, err := w.conn.Write(out)
@@ -235,6 +241,9 @@ func (w *h2Writer) drain() {
 			w.wake(&b) // queues more in out, under mu, if streams were waiting
 		}
 		w.mu.Lock()
+		if cap(out) <= 256<<10 {
+			w.spare = out[:0]
+		}
 		if err != nil {
 			w.fail(err)
 		}
@@ -259,8 +268,13 @@ func (w *h2Writer) flush() {
 // once, when it has nothing more to read: the frames of everything it read
 // in one go leave together.
 type h2Batch struct {
-	ws []*h2Writer
+	ws     []*h2Writer
+	frames int // frames read since the last flush
 }
+
+// h2BatchFrames bounds a batch: a reader that always finds more to read
+// (a long stream) still flushes after this many frames.
+const h2BatchFrames = 32
 
 func (b *h2Batch) add(w *h2Writer) {
 	for _, x := range b.ws {
@@ -288,6 +302,7 @@ func (b *h2Batch) flush() {
 		b.ws[i] = nil
 	}
 	b.ws = b.ws[:0]
+	b.frames = 0
 }
 
 // h2Conn is what both ends of the engine share: the writer, and the
