@@ -28,6 +28,9 @@ type h2Peer struct {
 	set     h2Settings
 	blocked []*h2Stream
 	closed  bool // takes no new streams
+
+	settled chan struct{} // closed once the peer's first SETTINGS are in force (or the connection ended)
+	once    sync.Once
 }
 
 // errPeerDone closes a connection whose last stream has ended after a
@@ -138,7 +141,7 @@ func dialH2(ep *Endpoint) (*h2Peer, error) {
 		return nil, err
 	}
 	p := &h2Peer{ep: ep, streams: map[uint32]*h2Stream{}, nextID: 1, sendWin: h2StreamWindow,
-		set: h2Settings{initWin: h2StreamWindow, maxStreams: 100}} // 100 until the peer says
+		set: h2Settings{initWin: h2StreamWindow, maxStreams: 100}, settled: make(chan struct{})}
 	p.w.init(conn)
 	p.w.wake = p.resume
 	p.recvWin = h2ConnWindow
@@ -163,6 +166,25 @@ func dialH2(ep *Endpoint) (*h2Peer, error) {
 		return nil, err
 	}
 	go p.read(br)
+	// Streams wait for the peer's SETTINGS, so none is opened beyond its
+	// MAX_CONCURRENT_STREAMS (it would be refused, and a request with a
+	// body cannot be sent again). One round trip per new connection.
+	t := time.NewTimer(h2Dialer.Timeout)
+	defer t.Stop()
+	select {
+	case <-p.settled:
+	case <-t.C:
+		p.w.mu.Lock()
+		p.w.fail(errors.New("no SETTINGS from the peer"))
+		p.w.mu.Unlock()
+		return nil, fmt.Errorf("%s: no HTTP/2 SETTINGS within %s", ep.Address, h2Dialer.Timeout)
+	}
+	p.w.mu.Lock()
+	closed := p.closed || p.w.err != nil
+	p.w.mu.Unlock()
+	if closed {
+		return nil, fmt.Errorf("%s: the connection ended before its HTTP/2 SETTINGS", ep.Address)
+	}
 	return p, nil
 }
 
@@ -171,6 +193,7 @@ func (p *h2Peer) read(br *bufio.Reader) {
 	var b h2Batch
 	err := p.readFrames(br, &b)
 	p.end(err, &b)
+	p.once.Do(func() { close(p.settled) })
 	b.flush()
 	p.w.conn.Close()
 }
@@ -342,6 +365,7 @@ func (p *h2Peer) settings(f *http2.SettingsFrame, b *h2Batch) error {
 	p.w.fr.WriteSettingsAck()
 	p.w.mu.Unlock()
 	b.add(&p.w)
+	p.once.Do(func() { close(p.settled) })
 	if delta > 0 {
 		for _, s := range streams {
 			s.mu.Lock()
