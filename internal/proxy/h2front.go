@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -47,6 +48,19 @@ type h2Client struct {
 	blocked  []*h2Stream // streams waiting for sendWin or the writer's backlog
 	draining bool        // GOAWAY sent: no new streams; close when none is left
 	idle     *time.Timer // runs while no stream is open: then GOAWAY
+	resets   [32]uint32  // the last streams this side reset, for resetByUs
+	nresets  int
+}
+
+// resetByUs reports whether id is among the last streams this side reset,
+// whose late frames are ignored. Called under w.mu.
+func (h *h2Client) resetByUs(id uint32) bool {
+	for _, r := range h.resets {
+		if r == id {
+			return true
+		}
+	}
+	return false
 }
 
 // serveH2Frames serves an HTTP/2 connection with the engine.
@@ -62,7 +76,7 @@ func (s *Server) serveH2Frames(cc *clientConn) {
 	h.fr.SetReuseFrames() // no frame is kept past the next read
 	h.fr.SetMaxReadFrameSize(h2MaxFrame)
 	h.w.wake = h.resume
-	h.idle = time.AfterFunc(clientIdleTimeout, h.goAway)
+	h.idle = time.AfterFunc(clientIdleTimeout, h.idleOut)
 	defer h.idle.Stop()
 	h.serve()
 }
@@ -208,7 +222,14 @@ func (h *h2Client) headers(f *http2.MetaHeadersFrame, b *h2Batch) error {
 	}
 	h.w.mu.Lock()
 	if id <= h.maxID {
+		reset := h.resetByUs(id)
 		h.w.mu.Unlock()
+		if reset {
+			// Trailers the client sent before it saw our RST_STREAM:
+			// ignored (RFC 9113 §5.1); the block is decoded, so HPACK
+			// state holds.
+			return nil
+		}
 		return connErr{http2.ErrCodeStreamClosed, fmt.Sprintf("HEADERS on closed stream %d", id)}
 	}
 	h.maxID = id
@@ -560,6 +581,17 @@ func (h *h2Client) goAway() {
 	}
 }
 
+// idleOut closes a connection that has had no stream for the idle
+// timeout (unless one opened just as the timer fired).
+func (h *h2Client) idleOut() {
+	h.w.mu.Lock()
+	busy := len(h.streams) > 0
+	h.w.mu.Unlock()
+	if !busy {
+		h.goAway()
+	}
+}
+
 // resume gives the streams that waited for the connection's window or
 // its writer's backlog another go.
 func (h *h2Client) resume(b *h2Batch) {
@@ -599,4 +631,9 @@ func (h *h2Client) end(b *h2Batch) {
 	h.w.mu.Lock()
 	h.w.closeLocked()
 	h.w.mu.Unlock()
+	// The caller closes the socket next: first let the client see the
+	// last frames and end its side (a close with its bytes unread would
+	// reset the connection), for at most h2CloseWait.
+	h.cc.conn.SetReadDeadline(time.Now().Add(h2CloseWait))
+	io.Copy(io.Discard, h.cc.br)
 }

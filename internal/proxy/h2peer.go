@@ -37,6 +37,10 @@ type h2Peer struct {
 // GOAWAY.
 var errPeerDone = errors.New("connection done")
 
+// errPoolClosed: the endpoint left the routing table while a stream was
+// on its way to it.
+var errPoolClosed = errors.New("the instance left the mesh")
+
 // h2Pool holds an endpoint's HTTP/2 connections. Dials are shared: the
 // streams that find no connection while one is being made wait for it.
 type h2Pool struct {
@@ -74,6 +78,10 @@ func (pl *h2Pool) get(ep *Endpoint) (*h2Peer, error) {
 		return p, nil
 	}
 	pl.mu.Lock()
+	if pl.closed {
+		pl.mu.Unlock()
+		return nil, errPoolClosed
+	}
 	d := pl.dial
 	if d == nil {
 		d = &h2Dial{done: make(chan struct{})}
@@ -83,10 +91,12 @@ func (pl *h2Pool) get(ep *Endpoint) (*h2Peer, error) {
 			pl.mu.Lock()
 			if d.err == nil {
 				if pl.closed {
-					// Taken for the streams that waited, then closed.
+					// The endpoint left meanwhile: nobody may use it.
 					d.p.w.mu.Lock()
 					d.p.closed = true
+					d.p.w.closeLocked()
 					d.p.w.mu.Unlock()
+					d.p, d.err = nil, errPoolClosed
 				} else {
 					pl.conns = append(pl.conns, d.p)
 				}

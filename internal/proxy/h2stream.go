@@ -427,7 +427,6 @@ func (s *h2Stream) meshError(e *MeshError, b *h2Batch) {
 	}
 	s.gotFinal, s.headersOut, s.status = true, true, e.Status
 	s.grpcResp, s.grpcCode = false, ""
-	s.stopClient = true // nobody reads the rest of the request (RFC 9113 §8.1)
 	body, _ := json.Marshal(e)
 	body = append(body, '\n')
 	s.writeDownHead([]hpack.HeaderField{
@@ -575,6 +574,8 @@ func (s *h2Stream) closeFront(code http2.ErrCode, rst bool, b *h2Batch) {
 	h.w.mu.Lock()
 	if rst && h.w.err == nil {
 		h.w.fr.WriteRSTStream(s.id, code)
+		h.resets[h.nresets%len(h.resets)] = s.id
+		h.nresets++
 	}
 	delete(h.streams, s.id)
 	if len(h.streams) == 0 {

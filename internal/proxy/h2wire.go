@@ -44,7 +44,8 @@ const (
 	// to be written, no more DATA is queued for it; the streams wait as
 	// for window (their senders' credit waits with them) until the
 	// backlog has gone out. So what a hop holds for a slow reader is
-	// bounded by this per connection and a window per stream, whatever
+	// bounded by about twice this per connection (the buffer being
+	// written and the one gathering) and a window per stream, whatever
 	// windows the reader advertises.
 	h2Backlog = 256 << 10
 	// h2WriteTimeout ends a connection whose socket took nothing for this
@@ -237,15 +238,18 @@ func (w *h2Writer) drain() {
 		w.mu.Unlock()
 		w.conn.SetWriteDeadline(time.Now().Add(h2WriteTimeout))
 		_, err := w.conn.Write(out)
+		if err != nil {
+			w.mu.Lock()
+			w.fail(err)
+			break
+		}
 		if w.wake != nil {
 			w.wake(&b) // queues more in out, under mu, if streams were waiting
+			b.flushOthers(w)
 		}
 		w.mu.Lock()
 		if cap(out) <= 256<<10 {
 			w.spare = out[:0]
-		}
-		if err != nil {
-			w.fail(err)
 		}
 	}
 	w.draining = false
