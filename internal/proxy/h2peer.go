@@ -121,6 +121,10 @@ func (pl *h2Pool) closeIdle() {
 	pl.mu.Unlock()
 	for _, p := range conns {
 		p.w.mu.Lock()
+		if !p.closed && p.w.err == nil {
+			p.w.fr.WriteGoAway(0, http2.ErrCodeNo, nil) // this client opens no more streams here
+			p.w.flushLocked()
+		}
 		p.closed = true
 		if len(p.streams) == 0 {
 			p.w.closeLocked()
