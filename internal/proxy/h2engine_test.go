@@ -257,17 +257,7 @@ func TestH2EngineBackpressure(t *testing.T) {
 	body := make([]byte, size)
 	rng := rand.NewChaCha8([32]byte{2})
 	rng.Read(body)
-	var written atomic.Int64
-	app := serveH2C(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/octet-stream")
-		for off := 0; off < size; off += 16 << 10 {
-			n, err := w.Write(body[off : off+16<<10])
-			written.Add(int64(n))
-			if err != nil {
-				return
-			}
-		}
-	}))
+	app, written := serveBody(t, body)
 	addr, _ := h2EngineOutbound(t, oneService(app))
 
 	c := dialH2Raw(t, addr, http2.Setting{ID: http2.SettingInitialWindowSize, Val: streamWin})
@@ -387,17 +377,7 @@ func TestH2EngineBackpressureUnreadSocket(t *testing.T) {
 	body := make([]byte, size)
 	rng := rand.NewChaCha8([32]byte{3})
 	rng.Read(body)
-	var written atomic.Int64
-	app := serveH2C(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/octet-stream")
-		for off := 0; off < size; off += 16 << 10 {
-			n, err := w.Write(body[off : off+16<<10])
-			written.Add(int64(n))
-			if err != nil {
-				return
-			}
-		}
-	}))
+	app, written := serveBody(t, body)
 	addr, _ := h2EngineOutbound(t, oneService(app))
 
 	// A small receive buffer (set before connecting, so the window scale
@@ -1119,4 +1099,21 @@ func TestH2EngineShutdownSendsGoAway(t *testing.T) {
 func isConnReset(err error) bool {
 	var oe *net.OpError
 	return errors.As(err, &oe) && !oe.Timeout()
+}
+
+// serveBody serves body (a multiple of 16 KiB) to every request, in
+// 16 KiB writes, and counts what its writes have taken.
+func serveBody(t *testing.T, body []byte) (string, *atomic.Int64) {
+	written := new(atomic.Int64)
+	app := serveH2C(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		for off := 0; off < len(body); off += 16 << 10 {
+			n, err := w.Write(body[off : off+16<<10])
+			written.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}))
+	return app, written
 }

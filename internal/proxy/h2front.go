@@ -43,7 +43,6 @@ type h2Client struct {
 	// under w.mu:
 	streams  map[uint32]*h2Stream
 	maxID    uint32 // the highest stream the client opened
-	sendWin  int64  // what may still be sent to the client on the connection
 	set      h2Settings
 	blocked  []*h2Stream // streams waiting for sendWin or the writer's backlog
 	draining bool        // GOAWAY sent: no new streams; close when none is left
@@ -440,15 +439,7 @@ func (h *h2Client) data(f *http2.DataFrame, b *h2Batch) error {
 
 func (h *h2Client) windowUpdate(f *http2.WindowUpdateFrame, b *h2Batch) error {
 	if f.StreamID == 0 {
-		h.w.mu.Lock()
-		if h.sendWin+int64(f.Increment) > 1<<31-1 {
-			h.w.mu.Unlock()
-			return connErr{http2.ErrCodeFlowControl, "connection window above 2^31-1"}
-		}
-		h.sendWin += int64(f.Increment)
-		h.w.mu.Unlock()
-		h.resume(b)
-		return nil
+		return h.connWindowUpdate(f.Increment, b)
 	}
 	s, idle := h.stream(f.StreamID)
 	if s == nil {

@@ -24,7 +24,6 @@ type h2Peer struct {
 	// under w.mu:
 	streams map[uint32]*h2Stream
 	nextID  uint32
-	sendWin int64
 	set     h2Settings
 	blocked []*h2Stream
 	closed  bool // takes no new streams
@@ -154,10 +153,11 @@ func dialH2(ep *Endpoint) (*h2Peer, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &h2Peer{ep: ep, streams: map[uint32]*h2Stream{}, nextID: 1, sendWin: h2StreamWindow,
+	p := &h2Peer{ep: ep, streams: map[uint32]*h2Stream{}, nextID: 1,
 		set: h2Settings{initWin: h2StreamWindow, maxStreams: 100}, settled: make(chan struct{})}
 	p.w.init(conn)
 	p.w.wake = p.resume
+	p.sendWin = h2StreamWindow
 	p.recvWin = h2ConnWindow
 	br := bufio.NewReaderSize(conn, 32<<10)
 	p.fr = http2.NewFramer(nil, br)
@@ -318,15 +318,7 @@ func (p *h2Peer) data(f *http2.DataFrame, b *h2Batch) error {
 
 func (p *h2Peer) windowUpdate(f *http2.WindowUpdateFrame, b *h2Batch) error {
 	if f.StreamID == 0 {
-		p.w.mu.Lock()
-		if p.sendWin+int64(f.Increment) > 1<<31-1 {
-			p.w.mu.Unlock()
-			return connErr{http2.ErrCodeFlowControl, "connection window above 2^31-1"}
-		}
-		p.sendWin += int64(f.Increment)
-		p.w.mu.Unlock()
-		p.resume(b)
-		return nil
+		return p.connWindowUpdate(f.Increment, b)
 	}
 	s := p.stream(f.StreamID)
 	if s == nil {

@@ -315,6 +315,21 @@ type h2Conn struct {
 	w       h2Writer
 	recvWin int64 // connection credit the peer has left
 	owed    int64 // credit taken by the peer and not yet given back
+	sendWin int64 // what may still be sent on the connection (under w.mu)
+}
+
+// connWindowUpdate adds a WINDOW_UPDATE on stream 0 to the connection's
+// send window and resumes the streams that waited for it.
+func (c *h2Conn) connWindowUpdate(inc uint32, b *h2Batch) error {
+	c.w.mu.Lock()
+	if c.sendWin+int64(inc) > 1<<31-1 {
+		c.w.mu.Unlock()
+		return connErr{http2.ErrCodeFlowControl, "connection window above 2^31-1"}
+	}
+	c.sendWin += int64(inc)
+	c.w.mu.Unlock()
+	c.w.wake(b)
+	return nil
 }
 
 // takeConn counts a DATA frame against the connection's receive window
