@@ -11,7 +11,7 @@ REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
 
 # Settings (environment variables). Record the ones the caller set, so the
 # report can show the exact command.
-SETTINGS="WEFT_SIDECAR RUNS DURATION LAT_DURATION RATE LAT_CONNS CONNS PATHS WARMUP WEFT_WAIT QUIET_WAIT FOREIGN_MAX RETRIES RESULTS_DIR KEEP_TMP SKIP_INSTALL"
+SETTINGS="WEFT_SIDECAR RUNS LAT_RUNS DURATION LAT_DURATION RATE LAT_CONNS CONNS PATHS WARMUP WEFT_WAIT QUIET_WAIT FOREIGN_MAX RETRIES RESULTS_DIR KEEP_TMP SKIP_INSTALL"
 CMDLINE=""
 for v in $SETTINGS; do
   if [ -n "${!v+x}" ]; then CMDLINE+="$v=$(printf '%q' "${!v}") "; fi
@@ -21,6 +21,7 @@ CMDLINE+="bench/run.sh"
 RUNS="${RUNS:-3}"                 # repetitions of every measurement (medians reported)
 DURATION="${DURATION:-10}"        # seconds per wrk run
 LAT_DURATION="${LAT_DURATION:-10}" # seconds per fixed-rate run (plus 1 s warm-up)
+LAT_RUNS="${LAT_RUNS:-$RUNS}"     # fixed-rate runs per path (their samples are also pooled)
 RATE="${RATE:-1000}"              # fixed rate, requests/s
 LAT_CONNS="${LAT_CONNS:-32}"      # connections of the fixed-rate generator
 CONNS="${CONNS:-32 128}"          # wrk connection counts
@@ -106,7 +107,7 @@ fi
 # ---- run -------------------------------------------------------------------
 HARNESS=("$TMP/bin/harness"
   -bench-dir "$BENCH_DIR" -repo-dir "$REPO_DIR" -bin-dir "$TMP/bin" -work-dir "$TMP/work"
-  -results-dir "$RESULTS_DIR" -runs "$RUNS" -duration "${DURATION}s" -lat-duration "${LAT_DURATION}s"
+  -results-dir "$RESULTS_DIR" -runs "$RUNS" -lat-runs "$LAT_RUNS" -duration "${DURATION}s" -lat-duration "${LAT_DURATION}s"
   -warmup "${WARMUP}s" -rate "$RATE" -lat-conns "$LAT_CONNS" -conns "$CONNS" -paths "$PATHS"
   -weft-sidecar "$WEFT_SIDECAR" -lg-cpu "$LG_CPU" -srv-cpu "$SRV_CPU" -weft-wait "${WEFT_WAIT}s" -weft-skip "$WEFT_SKIP"
   -quiet-wait "${QUIET_WAIT}s" -foreign-max "$FOREIGN_MAX" -retries "$RETRIES"

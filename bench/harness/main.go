@@ -42,6 +42,7 @@ type config struct {
 	workDir     string
 	resultsDir  string
 	runs        int
+	latRuns     int // fixed-rate runs per path (default: runs)
 	dur         time.Duration
 	latDur      time.Duration
 	warm        time.Duration
@@ -347,7 +348,9 @@ type loadgenResult struct {
 }
 
 type latRun struct {
+	Round        int           `json:"round"` // runs of the same round are adjacent in time
 	Loadgen      loadgenResult `json:"loadgen"`
+	Samples      []float64     `json:"-"` // every measured latency, µs, sorted
 	HopCPUUS     []float64     `json:"hop_cpu_us_per_req"`
 	BackendCPUUS float64       `json:"backend_cpu_us_per_req"`
 	HopRSSKB     []int64       `json:"hop_rss_kb_max_sample"`
@@ -830,7 +833,8 @@ func (c *config) loadgen(bp *bpath, backend *proc) (latRun, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.latDur+time.Second+30*time.Second)
 	defer cancel()
 	args := []string{"-addr", bp.Addr, "-host", "backend", "-rate", fmt.Sprint(c.rate),
-		"-duration", c.latDur.String(), "-warmup", "1s", "-conns", strconv.Itoa(c.latConns)}
+		"-duration", c.latDur.String(), "-warmup", "1s", "-conns", strconv.Itoa(c.latConns),
+		"-samples", filepath.Join(c.workDir, "latency-samples.txt")}
 	bin := filepath.Join(c.binDir, "loadgen")
 	if c.lgCPU != "" {
 		args = append([]string{"-c", c.lgCPU, bin}, args...)
@@ -872,6 +876,11 @@ func (c *config) loadgen(bp *bpath, backend *proc) (latRun, error) {
 	if jerr := json.Unmarshal(stdout.Bytes(), &r.Loadgen); jerr != nil || err != nil {
 		return r, fmt.Errorf("loadgen: %v %v: %s", err, jerr, stderr.String())
 	}
+	samples, err := readSamples(filepath.Join(c.workDir, "latency-samples.txt"))
+	if err != nil {
+		return r, fmt.Errorf("loadgen samples: %w", err)
+	}
+	r.Samples = samples
 	r.HopCPUUS, r.BackendCPUUS = perReq(before, after, float64(r.Loadgen.OK))
 	r.ForeignPct = foreign(before, after, wall)
 	r.ForeignLGPct = foreignLG(before, after, childTicks(cmd.ProcessState), wall)
@@ -880,6 +889,23 @@ func (c *config) loadgen(bp *bpath, backend *proc) (latRun, error) {
 	logf("  %-8s %4.0f rps  p50=%.0fus p90=%.0fus p99=%.0fus max=%.0fus  err=%d  cpu/req hops=%s  foreign=%.0f%%/%.0f%%",
 		bp.Name, lg.AchievedRPS, lg.P50US, lg.P90US, lg.P99US, lg.MaxUS, lg.Errors+lg.Non200+lg.Dropped, fmtUS(r.HopCPUUS), r.ForeignLGPct, r.ForeignPct)
 	return r, nil
+}
+
+// readSamples reads the latencies loadgen -samples wrote, one per line.
+func readSamples(name string) ([]float64, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	var v []float64
+	for _, f := range strings.Fields(string(b)) {
+		x, err := strconv.ParseFloat(f, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		v = append(v, x)
+	}
+	return v, nil
 }
 
 // ---------------------------------------------------------------- main
@@ -893,6 +919,7 @@ func main() {
 	flag.StringVar(&c.workDir, "work-dir", "", "temporary directory for configs, logs and data")
 	flag.StringVar(&c.resultsDir, "results-dir", "", "where to write results (default bench-dir/results)")
 	flag.IntVar(&c.runs, "runs", 3, "repetitions of every measurement (medians are reported)")
+	flag.IntVar(&c.latRuns, "lat-runs", 0, "fixed-rate runs per path (0: as many as -runs); their samples are also pooled")
 	flag.DurationVar(&c.dur, "duration", 10*time.Second, "wrk run duration (whole seconds)")
 	flag.DurationVar(&c.latDur, "lat-duration", 10*time.Second, "fixed-rate run duration")
 	flag.DurationVar(&c.warm, "warmup", 2*time.Second, "wrk warm-up per path before the throughput runs")
@@ -919,6 +946,9 @@ func main() {
 	}
 	if c.dur < time.Second {
 		c.dur = time.Second
+	}
+	if c.latRuns <= 0 {
+		c.latRuns = c.runs
 	}
 	for _, s := range strings.FieldsFunc(conns, func(r rune) bool { return r == ',' || r == ' ' }) {
 		n, err := strconv.Atoi(s)
@@ -1076,9 +1106,9 @@ func run(c *config) int {
 	// Phase 1: fixed rate (latency, CPU and RSS at that rate). Run first, on
 	// freshly started proxies, so the RSS at the rate is not inflated by the
 	// saturation runs.
-	logf("phase 1: %.0f req/s for %s (+1s warm-up), %d runs per path", c.rate, c.latDur, c.runs)
-	for rep := 0; rep < c.runs; rep++ {
-		logf("latency run %d/%d", rep+1, c.runs)
+	logf("phase 1: %.0f req/s for %s (+1s warm-up), %d runs per path", c.rate, c.latDur, c.latRuns)
+	for rep := 0; rep < c.latRuns; rep++ {
+		logf("latency run %d/%d", rep+1, c.latRuns)
 		for _, bp := range order(rep) {
 			c.waitQuiet(bp, backend)
 			r, err := c.loadgen(bp, backend)
@@ -1093,6 +1123,7 @@ func run(c *config) int {
 				}
 			}
 			if check(bp, "the fixed-rate run", err) {
+				r.Round = rep
 				bp.Lat = append(bp.Lat, r)
 			}
 			time.Sleep(500 * time.Millisecond)
@@ -1265,7 +1296,7 @@ func collectEnv(c *config) envInfo {
 	if c.weftSidecar == "slim" {
 		e.WeftSidecar = "slim build (go build -tags sidecaronly ./cmd/weft)"
 	}
-	e.Settings = fmt.Sprintf("runs=%d, wrk %s per run at %v connections (1 thread, %s warm-up), fixed rate %.0f req/s for %s (+1 s warm-up) over %d connections",
-		c.runs, c.dur, c.conns, c.warm, c.rate, c.latDur, c.latConns)
+	e.Settings = fmt.Sprintf("runs=%d, wrk %s per run at %v connections (1 thread, %s warm-up), %d fixed-rate runs of %.0f req/s for %s (+1 s warm-up) over %d connections",
+		c.runs, c.dur, c.conns, c.warm, c.latRuns, c.rate, c.latDur, c.latConns)
 	return e
 }

@@ -5,9 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 )
@@ -34,6 +37,11 @@ type summary struct {
 	softirq   float64   // max over wrk runs, %
 	tw        []float64 // new TIME_WAIT sockets per wrk run
 	lagP99    float64
+	// All fixed-rate runs' samples pooled: percentiles over every request.
+	pool                         []float64 // sorted, µs
+	pp50, pp90, pp99, pp999, pmx float64
+	p99Lo, p99Hi                 float64         // range of the per-run p99s
+	roundP99                     map[int]float64 // round -> that run's p99
 }
 
 func summarize(c *config, bp *bpath) *summary {
@@ -94,6 +102,15 @@ func summarize(c *config, bp *bpath) *summary {
 			s.foreignLG = max(s.foreignLG, r.ForeignLGPct)
 		}
 		s.achieved, s.p50, s.p90, s.p99, s.max = median(a), median(p50), median(p90), median(p99), median(mx)
+		s.roundP99 = map[int]float64{}
+		for _, r := range bp.Lat {
+			s.pool = append(s.pool, r.Samples...)
+			s.roundP99[r.Round] = r.Loadgen.P99US
+		}
+		sort.Float64s(s.pool)
+		s.pp50, s.pp90, s.pp99, s.pp999 = pct(s.pool, 50), pct(s.pool, 90), pct(s.pool, 99), pct(s.pool, 99.9)
+		s.pmx = pct(s.pool, 100)
+		s.p99Lo, s.p99Hi = slices.Min(p99), slices.Max(p99)
 		s.backLat, s.lagP99 = median(back), median(lag)
 		for i := range hops {
 			s.hopCPULat = append(s.hopCPULat, median(hops[i]))
@@ -101,6 +118,37 @@ func summarize(c *config, bp *bpath) *summary {
 		}
 	}
 	return s
+}
+
+// pct is the p-th percentile (nearest rank) of sorted samples, as loadgen
+// computes it.
+func pct(sorted []float64, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
+	return sorted[min(max(rank, 1), len(sorted))-1]
+}
+
+// pairedP99 compares the added p99 of paths a and b round by round (the
+// runs of one round are adjacent in time, so they share the machine's
+// conditions): how many rounds a added no more than b, out of how many, and
+// the median difference a − b in µs.
+func pairedP99(a, b, direct *summary) (atMost, rounds int, medDiff float64) {
+	var diffs []float64
+	for round, d := range direct.roundP99 {
+		av, aok := a.roundP99[round]
+		bv, bok := b.roundP99[round]
+		if !aok || !bok {
+			continue
+		}
+		diff := (av - d) - (bv - d)
+		diffs = append(diffs, diff)
+		if diff <= 0 {
+			atMost++
+		}
+	}
+	return atMost, len(diffs), median(diffs)
 }
 
 func sum(v []float64) float64 {
@@ -189,6 +237,21 @@ func writeResults(c *config, env envInfo, all []*bpath) error {
 	}
 	w("\n")
 
+	w("All %s runs of every path pooled: percentiles over every measured request (the table above takes the median of each run's percentiles). The last column is the range of the runs' own p99s, which shows how much one run's p99 varies on this machine.\n\n", f0(float64(c.latRuns)))
+	w("| path | requests | p50 | p90 | p99 | p99.9 | max | added p50 | added p90 | added p99 | added p99.9 | p99 of single runs |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, s := range sums {
+		if !s.lat {
+			continue
+		}
+		a50, a90, a99, a999 := "–", "–", "–", "–"
+		if hasDirect && direct.lat && s.bp.Name != "direct" {
+			a50, a90, a99, a999 = signed(s.pp50-direct.pp50), signed(s.pp90-direct.pp90), signed(s.pp99-direct.pp99), signed(s.pp999-direct.pp999)
+		}
+		w("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s–%s |\n", s.bp.Name, len(s.pool),
+			f0(s.pp50), f0(s.pp90), f0(s.pp99), f0(s.pp999), f0(s.pmx), a50, a90, a99, a999, f0(s.p99Lo), f0(s.p99Hi))
+	}
+	w("\n")
+
 	w("## CPU per request and memory, per proxy process\n\n")
 	w("CPU = utime+stime of the process (nginx: master+worker) during the run ÷ requests completed in it. RSS sums the process tree.\n\n")
 	w("| path | hop | CPU µs/req @%d conns | @%d conns | @%.0f req/s | peak RSS (VmHWM) MiB | RSS @%.0f req/s MiB |\n|---|---|---:|---:|---:|---:|---:|\n", lo, hi, c.rate, c.rate)
@@ -261,6 +324,8 @@ func writeResults(c *config, env envInfo, all []*bpath) error {
 		if hasDirect && direct.lat {
 			row(fmt.Sprintf("added p50 @%.0f req/s (µs)", c.rate), func(s *summary) float64 { return s.p50 - direct.p50 }, "%.0f")
 			row(fmt.Sprintf("added p99 @%.0f req/s (µs)", c.rate), func(s *summary) float64 { return s.p99 - direct.p99 }, "%.0f")
+			row(fmt.Sprintf("added p99 @%.0f req/s, all runs pooled (µs)", c.rate), func(s *summary) float64 { return s.pp99 - direct.pp99 }, "%.0f")
+			row(fmt.Sprintf("added p99.9 @%.0f req/s, all runs pooled (µs)", c.rate), func(s *summary) float64 { return s.pp999 - direct.pp999 }, "%.0f")
 		}
 		row("peak RSS, pair (MiB)", func(s *summary) float64 {
 			var t float64
@@ -270,6 +335,16 @@ func writeResults(c *config, env envInfo, all []*bpath) error {
 			return t / 1024
 		}, "%.1f")
 		w("\n")
+		if hasDirect && direct.lat && weft.lat {
+			for _, other := range []*summary{ngx, hap} {
+				if !ok(other) || !other.lat {
+					continue
+				}
+				k, n, d := pairedP99(weft, other, direct)
+				w("Round by round (runs of one round are adjacent in time): weft's added p99 was at most %s's in %d of %d rounds; median difference %s µs.\n\n",
+					other.bp.Name, k, n, signed(d))
+			}
+		}
 	}
 
 	w("## Run conditions\n\n")

@@ -19,10 +19,8 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"math"
 	"net"
-	"net/http"
 	"os"
 	"runtime"
 	"sort"
@@ -76,6 +74,7 @@ func main() {
 	warmup := flag.Duration("warmup", time.Second, "unmeasured warm-up at the same rate before the measurement")
 	conns := flag.Int("conns", 32, "keep-alive connections (max requests in flight)")
 	timeout := flag.Duration("timeout", 2*time.Second, "per-request timeout, also the drain limit")
+	samplesFile := flag.String("samples", "", "also write every measured latency here, one per line in microseconds, sorted (to pool several runs)")
 	flag.Parse()
 
 	// The dispatcher holds a P while it sleeps in nanosleep; give the
@@ -155,19 +154,13 @@ func main() {
 					fail(err)
 					continue
 				}
-				resp, err := http.ReadResponse(br, nil)
-				if err != nil {
-					fail(err)
-					continue
-				}
-				_, err = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
+				status, closeConn, err := readResponse(br)
 				done := time.Now()
 				if err != nil {
 					fail(err)
 					continue
 				}
-				if resp.StatusCode != http.StatusOK {
+				if status != 200 {
 					st.non200++
 				} else {
 					st.ok++
@@ -175,7 +168,7 @@ func main() {
 				if j.measured {
 					st.lat = append(st.lat, done.Sub(j.released))
 				}
-				if resp.Close {
+				if closeConn {
 					c.Close()
 					c = nil
 				}
@@ -259,6 +252,12 @@ func main() {
 	}
 	fmt.Fprintf(os.Stderr, "loadgen: %s %.0f rps: ok=%d err=%d non200=%d dropped=%d p50=%.0fus p90=%.0fus p99=%.0fus max=%.0fus\n",
 		*addr, r.AchievedRPS, r.OK, r.Errors, r.Non200, r.Dropped, r.P50US, r.P90US, r.P99US, r.MaxUS)
+	if *samplesFile != "" {
+		if err := writeSamples(*samplesFile, all); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			os.Exit(1)
+		}
+	}
 	enc := json.NewEncoder(os.Stdout)
 	if err := enc.Encode(r); err != nil {
 		os.Exit(1)
@@ -281,6 +280,24 @@ func pct(sorted []time.Duration, p float64) time.Duration {
 		rank = len(sorted)
 	}
 	return sorted[rank-1]
+}
+
+// writeSamples writes one latency per line, in microseconds with a
+// nanosecond fraction, so runs can be pooled.
+func writeSamples(name string, lat []time.Duration) error {
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	for _, d := range lat {
+		fmt.Fprintf(w, "%.3f\n", us(d))
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return f.Close()
 }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
