@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -117,6 +118,18 @@ func Load(conc int, d time.Duration, call func(ctx context.Context, caller int) 
 	wg.Wait()
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 	return float64(len(all)) / time.Since(start).Seconds(), all
+}
+
+// Percentile is the p-th percentile (nearest rank) of sorted samples; 0
+// for none. Nearest rank: the smallest sample with at least p% of the
+// samples at or below it.
+func Percentile[T ~int64 | ~float64](sorted []T, p float64) T {
+	if len(sorted) == 0 {
+		return 0
+	}
+	// 99.9/100*100000 is 99900.00000000001 in floating point.
+	rank := int(math.Ceil(p/100*float64(len(sorted)) - 1e-9))
+	return sorted[min(max(rank, 1), len(sorted))-1]
 }
 
 // Pct is the p-th percentile of sorted latencies, rounded to the microsecond.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/weftmesh/weft/bench/benchkit"
 )
 
 // summary holds the medians of one path.
@@ -108,8 +109,8 @@ func summarize(c *config, bp *bpath) *summary {
 			s.roundP99[r.Round] = r.Loadgen.P99US
 		}
 		sort.Float64s(s.pool)
-		s.pp50, s.pp90, s.pp99, s.pp999 = pct(s.pool, 50), pct(s.pool, 90), pct(s.pool, 99), pct(s.pool, 99.9)
-		s.pmx = pct(s.pool, 100)
+		s.pp50, s.pp90, s.pp99, s.pp999 = benchkit.Percentile(s.pool, 50), benchkit.Percentile(s.pool, 90), benchkit.Percentile(s.pool, 99), benchkit.Percentile(s.pool, 99.9)
+		s.pmx = benchkit.Percentile(s.pool, 100)
 		s.p99Lo, s.p99Hi = slices.Min(p99), slices.Max(p99)
 		s.backLat, s.lagP99 = median(back), median(lag)
 		for i := range hops {
@@ -118,16 +119,6 @@ func summarize(c *config, bp *bpath) *summary {
 		}
 	}
 	return s
-}
-
-// pct is the p-th percentile (nearest rank) of sorted samples, as loadgen
-// computes it.
-func pct(sorted []float64, p float64) float64 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
-	return sorted[min(max(rank, 1), len(sorted))-1]
 }
 
 // pairedP99 compares the added p99 of paths a and b round by round (the

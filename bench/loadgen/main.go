@@ -27,6 +27,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/weftmesh/weft/bench/benchkit"
 )
 
 type result struct {
@@ -244,11 +246,11 @@ func main() {
 	}
 	if len(all) > 0 {
 		r.MeanUS = us(sum / time.Duration(len(all)))
-		r.P50US, r.P90US, r.P99US, r.P999US = us(pct(all, 50)), us(pct(all, 90)), us(pct(all, 99)), us(pct(all, 99.9))
+		r.P50US, r.P90US, r.P99US, r.P999US = us(benchkit.Percentile(all, 50)), us(benchkit.Percentile(all, 90)), us(benchkit.Percentile(all, 99)), us(benchkit.Percentile(all, 99.9))
 		r.MaxUS = us(all[len(all)-1])
 	}
 	if len(lags) > 0 {
-		r.LagP50US, r.LagP99US, r.LagMaxUS = us(pct(lags, 50)), us(pct(lags, 99)), us(lags[len(lags)-1])
+		r.LagP50US, r.LagP99US, r.LagMaxUS = us(benchkit.Percentile(lags, 50)), us(benchkit.Percentile(lags, 99)), us(lags[len(lags)-1])
 	}
 	fmt.Fprintf(os.Stderr, "loadgen: %s %.0f rps: ok=%d err=%d non200=%d dropped=%d p50=%.0fus p90=%.0fus p99=%.0fus max=%.0fus\n",
 		*addr, r.AchievedRPS, r.OK, r.Errors, r.Non200, r.Dropped, r.P50US, r.P90US, r.P99US, r.MaxUS)
@@ -265,21 +267,6 @@ func main() {
 	if len(all) == 0 {
 		os.Exit(1)
 	}
-}
-
-// pct returns the p-th percentile (nearest rank) of sorted samples.
-func pct(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
-	if rank < 1 {
-		rank = 1
-	}
-	if rank > len(sorted) {
-		rank = len(sorted)
-	}
-	return sorted[rank-1]
 }
 
 // writeSamples writes one latency per line, in microseconds with a
