@@ -741,8 +741,15 @@ func TestH2EngineManyConcurrentStreams(t *testing.T) {
 
 // h2RawApp is an h2c app driven frame by frame: answer is called for each
 // request head with the connection's number (0, 1, ...), under the
-// connection's only goroutine.
+// connection's only goroutine. It ignores PINGs.
 func h2RawApp(t *testing.T, answer func(conn int, fr *http2.Framer, c net.Conn, id uint32)) (addr string, conns *atomic.Int32) {
+	t.Helper()
+	return h2RawAppPings(t, nil, answer)
+}
+
+// h2RawAppPings is h2RawApp that, with pings set, answers PINGs and counts
+// them there.
+func h2RawAppPings(t *testing.T, pings *atomic.Int32, answer func(conn int, fr *http2.Framer, c net.Conn, id uint32)) (addr string, conns *atomic.Int32) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -783,6 +790,11 @@ func h2RawApp(t *testing.T, answer func(conn int, fr *http2.Framer, c net.Conn, 
 						}
 					case *http2.MetaHeadersFrame:
 						answer(n, fr, c, f.StreamID)
+					case *http2.PingFrame:
+						if pings != nil && !f.IsAck() {
+							pings.Add(1)
+							fr.WritePing(true, f.Data)
+						}
 					}
 				}
 			}()
@@ -1116,4 +1128,75 @@ func serveBody(t *testing.T, body []byte) (string, *atomic.Int64) {
 		}
 	}))
 	return app, written
+}
+
+// shortPings shortens the health check of the instance connections dialled
+// during the test.
+func shortPings(t *testing.T, idle, timeout time.Duration) {
+	oldIdle, oldTimeout := h2PingIdle.Load(), h2PingTimeout.Load()
+	h2PingIdle.Store(int64(idle))
+	h2PingTimeout.Store(int64(timeout))
+	t.Cleanup(func() {
+		h2PingIdle.Store(oldIdle)
+		h2PingTimeout.Store(oldTimeout)
+	})
+}
+
+// 13. An instance connection that goes silent (no answer to a request, nor
+// to a PING) is closed once a PING has gone unanswered: the request on it
+// gets the mesh's 502 naming the reason, long before the response
+// timeout, and the next request goes on a new connection. An instance
+// that answers PINGs keeps its connection through idle periods many
+// times as long as the one that starts a PING.
+func TestH2EnginePingHealthCheck(t *testing.T) {
+	checkGoroutines(t)
+	shortPings(t, 100*time.Millisecond, 200*time.Millisecond)
+
+	silent, silentConns := h2RawApp(t, func(conn int, fr *http2.Framer, c net.Conn, id uint32) {
+		if conn == 0 {
+			return // the request is never answered, and h2RawApp ignores PINGs
+		}
+		writeH2Head(fr, id, false, ":status", "200", "content-type", "text/plain")
+		fr.WriteData(id, true, []byte("fresh"))
+	})
+	var pings atomic.Int32
+	alive, aliveConns := h2RawAppPings(t, &pings, func(conn int, fr *http2.Framer, c net.Conn, id uint32) {
+		writeH2Head(fr, id, false, ":status", "200", "content-type", "text/plain")
+		fr.WriteData(id, true, []byte("alive"))
+	})
+	addr, _ := h2EngineOutbound(t, map[string][]EndpointSpec{
+		"silent": {{Instance: "silent-1", Address: silent}},
+		"alive":  {{Instance: "alive-1", Address: alive}},
+	})
+	tr := newH2CClient(t)
+
+	start := time.Now()
+	resp, b := h2Do(t, tr, newH2Request(t, http.MethodGet, addr, "silent", "/", nil))
+	wantMeshError(t, resp, b, http.StatusBadGateway, ReasonUpstreamReset)
+	if !strings.Contains(string(b), "no answer to PING") || !strings.Contains(string(b), "silent-1") {
+		t.Fatalf("error body %q, want the instance and \"no answer to PING\"", b)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("the silent connection was given up after %s, want about 0.3 s", took)
+	}
+	resp, b = h2Do(t, tr, newH2Request(t, http.MethodGet, addr, "silent", "/", nil))
+	if resp.StatusCode != http.StatusOK || string(b) != "fresh" {
+		t.Fatalf("after the dead connection: %d %q, want 200 \"fresh\" on a new connection", resp.StatusCode, b)
+	}
+	if n := silentConns.Load(); n != 2 {
+		t.Fatalf("the silent app saw %d connections, want 2", n)
+	}
+
+	resp, b = h2Do(t, tr, newH2Request(t, http.MethodGet, addr, "alive", "/", nil))
+	if resp.StatusCode != http.StatusOK || string(b) != "alive" {
+		t.Fatalf("alive: %d %q", resp.StatusCode, b)
+	}
+	waitFor(t, 5*time.Second, "three PINGs answered on the idle connection", func() bool { return pings.Load() >= 3 })
+	resp, b = h2Do(t, tr, newH2Request(t, http.MethodGet, addr, "alive", "/", nil))
+	if resp.StatusCode != http.StatusOK || string(b) != "alive" {
+		t.Fatalf("alive after idling: %d %q", resp.StatusCode, b)
+	}
+	if n := aliveConns.Load(); n != 1 {
+		t.Fatalf("the app that answers PINGs saw %d connections, want 1 (kept through %d PINGs)", n, pings.Load())
+	}
 }

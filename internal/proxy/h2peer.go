@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -30,7 +32,36 @@ type h2Peer struct {
 
 	settled chan struct{} // closed once the peer's first SETTINGS are in force (or the connection ended)
 	once    sync.Once
+
+	// Health check (checkAlive): when the last read brought frames, and
+	// (under w.mu) when the PING still unanswered went out (0: none) and
+	// whether the reader has finished.
+	lastRead    atomic.Int64 // unix nanoseconds
+	pingSent    int64
+	ended       bool
+	alive       *time.Timer
+	pingIdle    time.Duration // h2PingIdle and h2PingTimeout when it was dialled
+	pingTimeout time.Duration
 }
+
+// An instance connection's health check, as x/net/http2's ReadIdleTimeout
+// and PingTimeout and gRPC's keepalive do it: after h2PingIdle without a
+// frame from the instance the engine sends a PING, and when nothing comes
+// back within h2PingTimeout it takes the connection for dead and closes
+// it. Its streams then fail at once (502 upstream-reset, naming the
+// instance) and the next ones go on a new connection, instead of waiting
+// for TCP keepalive or a write to notice a peer that vanished. Atomic,
+// so that tests can shorten them; a connection keeps the values it was
+// dialled with.
+var h2PingIdle, h2PingTimeout atomic.Int64 // nanoseconds
+
+func init() {
+	h2PingIdle.Store(int64(30 * time.Second))
+	h2PingTimeout.Store(int64(15 * time.Second))
+}
+
+// errPingTimeout ends a connection whose instance did not answer a PING.
+var errPingTimeout = errors.New("no answer to PING")
 
 // errPeerDone closes a connection whose last stream has ended after a
 // GOAWAY.
@@ -179,6 +210,11 @@ func dialH2(ep *Endpoint) (*h2Peer, error) {
 		conn.Close()
 		return nil, err
 	}
+	p.lastRead.Store(time.Now().UnixNano())
+	p.pingIdle, p.pingTimeout = time.Duration(h2PingIdle.Load()), time.Duration(h2PingTimeout.Load())
+	// Armed far ahead, then set: the callback reads p.alive.
+	p.alive = time.AfterFunc(time.Duration(math.MaxInt64), p.checkAlive)
+	p.alive.Reset(p.pingIdle)
 	go p.read(br)
 	// Streams wait for the peer's SETTINGS, so none is opened beyond its
 	// MAX_CONCURRENT_STREAMS (it would be refused, and a request with a
@@ -206,6 +242,13 @@ func dialH2(ep *Endpoint) (*h2Peer, error) {
 func (p *h2Peer) read(br *bufio.Reader) {
 	var b h2Batch
 	err := p.readFrames(br, &b)
+	p.w.mu.Lock()
+	p.ended = true
+	if errors.Is(p.w.err, errPingTimeout) {
+		err = p.w.err // the reason, rather than the read on a closed socket
+	}
+	p.w.mu.Unlock()
+	p.alive.Stop()
 	p.end(err, &b)
 	p.once.Do(func() { close(p.settled) })
 	b.flush()
@@ -217,7 +260,11 @@ func (p *h2Peer) readFrames(br *bufio.Reader, b *h2Batch) error {
 		if b.frames++; br.Buffered() == 0 || b.frames >= h2BatchFrames {
 			b.flush()
 		}
+		fresh := br.Buffered() == 0 // this frame needs a read from the socket
 		f, err := p.fr.ReadFrame()
+		if fresh {
+			p.lastRead.Store(time.Now().UnixNano())
+		}
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) {
@@ -269,6 +316,37 @@ func (p *h2Peer) frame(f http2.Frame, b *h2Batch) error {
 		return connErr{http2.ErrCodeProtocol, "PUSH_PROMISE, which this client disabled"}
 	}
 	return nil
+}
+
+// checkAlive runs on the health-check timer: it sends a PING once the
+// instance has been silent for pingIdle, and closes the connection when
+// nothing has come back pingTimeout after that PING. Any frame counts as
+// an answer.
+func (p *h2Peer) checkAlive() {
+	now := time.Now().UnixNano()
+	last := p.lastRead.Load()
+	p.w.mu.Lock()
+	defer p.w.mu.Unlock()
+	if p.ended || p.w.err != nil {
+		return
+	}
+	if p.pingSent != 0 && last < p.pingSent {
+		if left := time.Duration(p.pingSent + int64(p.pingTimeout) - now); left > 0 {
+			p.alive.Reset(left)
+			return
+		}
+		p.w.fail(fmt.Errorf("%w within %s", errPingTimeout, p.pingTimeout))
+		return
+	}
+	p.pingSent = 0
+	if idle := time.Duration(now - last); idle < p.pingIdle {
+		p.alive.Reset(p.pingIdle - idle)
+		return
+	}
+	p.pingSent = now
+	p.w.fr.WritePing(false, [8]byte{'w', 'e', 'f', 't'})
+	p.w.flushLocked()
+	p.alive.Reset(p.pingTimeout)
 }
 
 func (p *h2Peer) stream(id uint32) *h2Stream {
