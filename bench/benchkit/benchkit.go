@@ -132,12 +132,13 @@ func Percentile[T ~int64 | ~float64](sorted []T, p float64) T {
 	return sorted[min(max(rank, 1), len(sorted))-1]
 }
 
-// Pct is the p-th percentile of sorted latencies, rounded to the microsecond.
+// Pct is Percentile of sorted latencies as text, rounded to the
+// microsecond.
 func Pct(s []time.Duration, p int) string {
 	if len(s) == 0 {
 		return "-"
 	}
-	return s[(len(s)-1)*p/100].Round(time.Microsecond).String()
+	return Percentile(s, float64(p)).Round(time.Microsecond).String()
 }
 
 // Process is a process whose cost is measured, by name.

@@ -368,7 +368,15 @@ func writeResults(c *config, env envInfo, all []*bpath) error {
 
 	stamp := time.Now().Format("20060102-150405")
 	md := b.Bytes()
-	js, _ := json.MarshalIndent(map[string]any{"env": env, "paths": all}, "", "  ")
+	// The pooled percentiles, since the samples themselves are not kept.
+	pooled := map[string]any{}
+	for _, s := range sums {
+		if s.lat {
+			pooled[s.bp.Name] = map[string]any{"requests": len(s.pool), "p50_us": s.pp50, "p90_us": s.pp90,
+				"p99_us": s.pp99, "p999_us": s.pp999, "max_us": s.pmx}
+		}
+	}
+	js, _ := json.MarshalIndent(map[string]any{"env": env, "paths": all, "latency_pooled": pooled}, "", "  ")
 	files := map[string][]byte{"latest.md": md, "latest.json": js,
 		"run-" + stamp + ".md": md, "run-" + stamp + ".json": js}
 	for name, data := range files {

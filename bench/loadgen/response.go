@@ -13,10 +13,20 @@ import (
 // be charged to the server. It returns the status code and whether the
 // server closes the connection afterwards.
 //
-// Bodies framed by Content-Length or chunked are read; a response without
-// either (read until close) is refused, since every path under test frames
-// its responses.
+// Interim (1xx) responses are skipped. Bodies framed by Content-Length or
+// chunked are read; a response without either (read until close) is
+// refused, since every path under test frames its responses.
 func readResponse(br *bufio.Reader) (status int, closeConn bool, err error) {
+	for {
+		status, closeConn, err = readOne(br)
+		if err != nil || status/100 != 1 || status == 101 {
+			return status, closeConn, err
+		}
+	}
+}
+
+// readOne reads one response head and its body.
+func readOne(br *bufio.Reader) (status int, closeConn bool, err error) {
 	line, err := readLine(br)
 	if err != nil {
 		return 0, false, fmt.Errorf("status line: %w", err)
@@ -32,12 +42,18 @@ func readResponse(br *bufio.Reader) (status int, closeConn bool, err error) {
 	status = int(code)
 	closeConn = line[7] == '0' // HTTP/1.0 closes unless told otherwise
 	length, chunked := int64(-1), false
+	var sawClose, sawKeepAlive bool
 	for {
 		line, err = readLine(br)
 		if err != nil {
 			return 0, false, fmt.Errorf("header: %w", err)
 		}
 		if len(line) == 0 {
+			if sawClose {
+				closeConn = true
+			} else if sawKeepAlive {
+				closeConn = false
+			}
 			break
 		}
 		colon := bytes.IndexByte(line, ':')
@@ -53,12 +69,25 @@ func readResponse(br *bufio.Reader) (status int, closeConn bool, err error) {
 			}
 			length = n
 		case asciiEqualFold(name, "transfer-encoding"):
-			chunked = asciiEqualFold(value, "chunked")
+			// The last coding says how the message ends: "gzip, chunked".
+			codings := value
+			if i := bytes.LastIndexByte(codings, ','); i >= 0 {
+				codings = bytes.TrimSpace(codings[i+1:])
+			}
+			chunked = asciiEqualFold(codings, "chunked")
 		case asciiEqualFold(name, "connection"):
-			if asciiEqualFold(value, "close") {
-				closeConn = true
-			} else if asciiEqualFold(value, "keep-alive") {
-				closeConn = false
+			for opts := value; len(opts) > 0; {
+				opt := opts
+				if i := bytes.IndexByte(opts, ','); i >= 0 {
+					opt, opts = opts[:i], opts[i+1:]
+				} else {
+					opts = nil
+				}
+				if opt = bytes.TrimSpace(opt); asciiEqualFold(opt, "close") {
+					sawClose = true
+				} else if asciiEqualFold(opt, "keep-alive") {
+					sawKeepAlive = true
+				}
 			}
 		}
 	}

@@ -22,6 +22,9 @@ func TestReadResponse(t *testing.T) {
 		{"http/1.0 keep-alive", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\nxNEXT", 200, false, "NEXT"},
 		{"no body on 204", "HTTP/1.1 204 No Content\r\n\r\nNEXT", 204, false, "NEXT"},
 		{"bare LF", "HTTP/1.1 200 OK\nContent-Length: 2\n\nokNEXT", 200, false, "NEXT"},
+		{"interim responses skipped", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokNEXT", 200, false, "NEXT"},
+		{"connection list", "HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 0\r\n\r\n", 200, true, ""},
+		{"transfer-encoding list", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nzz\r\n0\r\n\r\nNEXT", 200, false, "NEXT"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

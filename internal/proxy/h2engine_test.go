@@ -1147,7 +1147,8 @@ func shortPings(t *testing.T, idle, timeout time.Duration) {
 // gets the mesh's 502 naming the reason, long before the response
 // timeout, and the next request goes on a new connection. An instance
 // that answers PINGs keeps its connection through idle periods many
-// times as long as the one that starts a PING.
+// times as long as the one that starts a PING, and one that keeps sending
+// is never taken for silent, even when no read brings a whole frame.
 func TestH2EnginePingHealthCheck(t *testing.T) {
 	checkGoroutines(t)
 	shortPings(t, 100*time.Millisecond, 200*time.Millisecond)
@@ -1164,9 +1165,34 @@ func TestH2EnginePingHealthCheck(t *testing.T) {
 		writeH2Head(fr, id, false, ":status", "200", "content-type", "text/plain")
 		fr.WriteData(id, true, []byte("alive"))
 	})
+	// 60 DATA frames of 50 bytes over 0.6 s, twice the idle time plus the
+	// PING timeout, written so that every write ends 5 bytes into the
+	// next frame (and this app never answers PINGs).
+	const busyFrames, busyChunk = 60, 50
+	busy, busyConns := h2RawApp(t, func(conn int, fr *http2.Framer, c net.Conn, id uint32) {
+		writeH2Head(fr, id, false, ":status", "200", "content-type", "text/plain")
+		var buf bytes.Buffer
+		bf := http2.NewFramer(&buf, nil)
+		for i := range busyFrames {
+			bf.WriteData(id, i == busyFrames-1, bytes.Repeat([]byte{'b'}, busyChunk))
+		}
+		frames, frameLen := buf.Bytes(), 9+busyChunk
+		for off := 0; off < len(frames); {
+			end := min(off+frameLen, len(frames))
+			if off == 0 {
+				end = 5
+			}
+			if _, err := c.Write(frames[off:end]); err != nil {
+				return
+			}
+			off = end
+			time.Sleep(10 * time.Millisecond) // the app's pace, not a wait for the mesh
+		}
+	})
 	addr, _ := h2EngineOutbound(t, map[string][]EndpointSpec{
 		"silent": {{Instance: "silent-1", Address: silent}},
 		"alive":  {{Instance: "alive-1", Address: alive}},
+		"busy":   {{Instance: "busy-1", Address: busy}},
 	})
 	tr := newH2CClient(t)
 
@@ -1198,5 +1224,13 @@ func TestH2EnginePingHealthCheck(t *testing.T) {
 	}
 	if n := aliveConns.Load(); n != 1 {
 		t.Fatalf("the app that answers PINGs saw %d connections, want 1 (kept through %d PINGs)", n, pings.Load())
+	}
+
+	resp, b = h2Do(t, tr, newH2Request(t, http.MethodGet, addr, "busy", "/", nil))
+	if resp.StatusCode != http.StatusOK || len(b) != busyFrames*busyChunk {
+		t.Fatalf("busy: %d, %d bytes, want 200 and %d bytes", resp.StatusCode, len(b), busyFrames*busyChunk)
+	}
+	if n := busyConns.Load(); n != 1 {
+		t.Fatalf("the busy app saw %d connections, want 1", n)
 	}
 }

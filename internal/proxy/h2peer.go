@@ -36,7 +36,7 @@ type h2Peer struct {
 	// Health check (checkAlive): when the last read brought frames, and
 	// (under w.mu) when the PING still unanswered went out (0: none) and
 	// whether the reader has finished.
-	lastRead    atomic.Int64 // unix nanoseconds
+	lastRead    atomic.Int64 // sinceStart() of the last read that brought bytes
 	pingSent    int64
 	ended       bool
 	alive       *time.Timer
@@ -58,6 +58,27 @@ var h2PingIdle, h2PingTimeout atomic.Int64 // nanoseconds
 func init() {
 	h2PingIdle.Store(int64(30 * time.Second))
 	h2PingTimeout.Store(int64(15 * time.Second))
+}
+
+// sinceStart is a monotonic clock for the health check: the wall clock
+// may step.
+func sinceStart() int64 { return int64(time.Since(processStart)) }
+
+var processStart = time.Now()
+
+// stampReads records, in lastRead, when a read from the instance brought
+// bytes, whatever frame they belong to.
+type stampReads struct {
+	net.Conn
+	last *atomic.Int64
+}
+
+func (r stampReads) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	if n > 0 {
+		r.last.Store(sinceStart())
+	}
+	return n, err
 }
 
 // errPingTimeout ends a connection whose instance did not answer a PING.
@@ -190,7 +211,7 @@ func dialH2(ep *Endpoint) (*h2Peer, error) {
 	p.w.wake = p.resume
 	p.sendWin = h2StreamWindow
 	p.recvWin = h2ConnWindow
-	br := bufio.NewReaderSize(conn, 32<<10)
+	br := bufio.NewReaderSize(stampReads{conn, &p.lastRead}, 32<<10)
 	p.fr = http2.NewFramer(nil, br)
 	p.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	p.fr.MaxHeaderListSize = h2MaxHeaderList
@@ -210,7 +231,7 @@ func dialH2(ep *Endpoint) (*h2Peer, error) {
 		conn.Close()
 		return nil, err
 	}
-	p.lastRead.Store(time.Now().UnixNano())
+	p.lastRead.Store(sinceStart())
 	p.pingIdle, p.pingTimeout = time.Duration(h2PingIdle.Load()), time.Duration(h2PingTimeout.Load())
 	// Armed far ahead, then set: the callback reads p.alive.
 	p.alive = time.AfterFunc(time.Duration(math.MaxInt64), p.checkAlive)
@@ -260,11 +281,7 @@ func (p *h2Peer) readFrames(br *bufio.Reader, b *h2Batch) error {
 		if b.frames++; br.Buffered() == 0 || b.frames >= h2BatchFrames {
 			b.flush()
 		}
-		fresh := br.Buffered() == 0 // this frame needs a read from the socket
 		f, err := p.fr.ReadFrame()
-		if fresh {
-			p.lastRead.Store(time.Now().UnixNano())
-		}
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) {
@@ -323,7 +340,7 @@ func (p *h2Peer) frame(f http2.Frame, b *h2Batch) error {
 // nothing has come back pingTimeout after that PING. Any frame counts as
 // an answer.
 func (p *h2Peer) checkAlive() {
-	now := time.Now().UnixNano()
+	now := sinceStart()
 	last := p.lastRead.Load()
 	p.w.mu.Lock()
 	defer p.w.mu.Unlock()
