@@ -832,9 +832,10 @@ func (c *config) loadgen(bp *bpath, backend *proc) (latRun, error) {
 	var r latRun
 	ctx, cancel := context.WithTimeout(context.Background(), c.latDur+time.Second+30*time.Second)
 	defer cancel()
+	samplesFile := filepath.Join(c.workDir, "latency-samples.txt")
 	args := []string{"-addr", bp.Addr, "-host", "backend", "-rate", fmt.Sprint(c.rate),
 		"-duration", c.latDur.String(), "-warmup", "1s", "-conns", strconv.Itoa(c.latConns),
-		"-samples", filepath.Join(c.workDir, "latency-samples.txt")}
+		"-samples", samplesFile}
 	bin := filepath.Join(c.binDir, "loadgen")
 	if c.lgCPU != "" {
 		args = append([]string{"-c", c.lgCPU, bin}, args...)
@@ -876,7 +877,7 @@ func (c *config) loadgen(bp *bpath, backend *proc) (latRun, error) {
 	if jerr := json.Unmarshal(stdout.Bytes(), &r.Loadgen); jerr != nil || err != nil {
 		return r, fmt.Errorf("loadgen: %v %v: %s", err, jerr, stderr.String())
 	}
-	samples, err := readSamples(filepath.Join(c.workDir, "latency-samples.txt"))
+	samples, err := readSamples(samplesFile)
 	if err != nil {
 		return r, fmt.Errorf("loadgen samples: %w", err)
 	}

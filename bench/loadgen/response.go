@@ -77,12 +77,8 @@ func readOne(br *bufio.Reader) (status int, closeConn bool, err error) {
 			chunked = asciiEqualFold(codings, "chunked")
 		case asciiEqualFold(name, "connection"):
 			for opts := value; len(opts) > 0; {
-				opt := opts
-				if i := bytes.IndexByte(opts, ','); i >= 0 {
-					opt, opts = opts[:i], opts[i+1:]
-				} else {
-					opts = nil
-				}
+				var opt []byte
+				opt, opts, _ = bytes.Cut(opts, []byte{','})
 				if opt = bytes.TrimSpace(opt); asciiEqualFold(opt, "close") {
 					sawClose = true
 				} else if asciiEqualFold(opt, "keep-alive") {

@@ -33,7 +33,7 @@ type h2Peer struct {
 	settled chan struct{} // closed once the peer's first SETTINGS are in force (or the connection ended)
 	once    sync.Once
 
-	// Health check (checkAlive): when the last read brought frames, and
+	// Health check (checkAlive): when the last read brought bytes, and
 	// (under w.mu) when the PING still unanswered went out (0: none) and
 	// whether the reader has finished.
 	lastRead    atomic.Int64 // sinceStart() of the last read that brought bytes
