@@ -33,11 +33,11 @@ func fastPair(tb testing.TB, app string) string {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
 	serve := func(s *Server) string { return serveProxy(tb, s) }
-	in := NewInbound("svc", "svc-1", app, NewTransport(0), m)
+	in := NewInbound("svc", "svc-1", app, NewTransport(), m)
 	inAddr := serve(&Server{Resolve: in.Resolve, Metrics: m, Log: discard})
-	table := NewTable(m)
-	table.Update(map[string][]EndpointSpec{"svc": {{Instance: "svc-1", Address: inAddr}}})
-	out := NewOutbound(table, NewTransport(0), NewTransport(0), m, discard)
+	table := NewTable(m, Policy{})
+	updateTable(table, map[string][]EndpointSpec{"svc": {{Instance: "svc-1", Address: inAddr}}})
+	out := NewOutbound(table, NewTransport(), NewTransport(), m, discard)
 	return serve(&Server{Resolve: out.Resolve, Connect: true, Metrics: m, Log: discard})
 }
 

@@ -4,7 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"golang.org/x/net/http2"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,11 +13,14 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+	"golang.org/x/net/http2"
+
+	"github.com/weftmesh/weft/internal/endpoint"
 )
 
-// NewTransport returns the pooled HTTP/1.1 client side of a hop.
-// headerTimeout bounds the wait for response headers (0: none).
-func NewTransport(headerTimeout time.Duration) *http.Transport {
+// NewTransport returns the pooled HTTP/1.1 client side of a hop. The
+// wait for response headers is bounded by the request plan, not here.
+func NewTransport() *http.Transport {
 	d := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		Proxy:                  nil, // a sidecar never follows HTTP_PROXY itself
@@ -25,7 +28,6 @@ func NewTransport(headerTimeout time.Duration) *http.Transport {
 		MaxIdleConns:           0,
 		MaxIdleConnsPerHost:    1024,
 		IdleConnTimeout:        90 * time.Second,
-		ResponseHeaderTimeout:  headerTimeout,
 		ExpectContinueTimeout:  time.Second,
 		DisableCompression:     true, // bytes pass through as the app sent them
 		MaxResponseHeaderBytes: 1 << 20,
@@ -133,23 +135,46 @@ func (b *replayBody) Read(p []byte) (int, error) {
 
 func (b *replayBody) Close() error { return nil }
 
-// failure classifies an error from a round trip.
-type failure struct {
-	reason  string
-	status  int
-	connect bool // nothing reached the upstream: safe to try another
-}
-
-func classify(err error) failure {
+// classOf classifies an error from a round trip.
+func classOf(err error) endpoint.Class {
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
-		return failure{ReasonConnectFailed, http.StatusBadGateway, true}
+		return endpoint.ConnectFailed
 	}
 	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-		return failure{ReasonUpstreamTimeout, http.StatusGatewayTimeout, false}
+	if errors.Is(err, errHeadTimeout) || errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return endpoint.Timeout
 	}
-	return failure{ReasonUpstreamReset, http.StatusBadGateway, false}
+	return endpoint.Reset
+}
+
+// errHeadTimeout: no response head within the plan's timeout.
+var errHeadTimeout = errors.New("no response head within the timeout")
+
+// roundTrip sends r with rt, bounding the wait for the response head by
+// timeout counted from start (0: no bound): when it runs out, the
+// request's context is cancelled and the error is errHeadTimeout. Once
+// the head is in, the body may take as long as it takes (the context
+// ends with the handler's).
+func roundTrip(rt http.RoundTripper, r *http.Request, timeout time.Duration, start time.Time) (*http.Response, error) {
+	if timeout <= 0 {
+		return rt.RoundTrip(r)
+	}
+	left := time.Until(start.Add(timeout))
+	if left <= 0 {
+		return nil, fmt.Errorf("%w (%s)", errHeadTimeout, timeout)
+	}
+	ctx, cancel := context.WithCancelCause(r.Context())
+	t := time.AfterFunc(left, func() { cancel(errHeadTimeout) })
+	resp, err := rt.RoundTrip(r.WithContext(ctx))
+	t.Stop()
+	if err != nil {
+		cancel(nil)
+		if errors.Is(context.Cause(ctx), errHeadTimeout) {
+			return nil, fmt.Errorf("%w (%s)", errHeadTimeout, timeout)
+		}
+	}
+	return resp, err
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

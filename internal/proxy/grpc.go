@@ -80,20 +80,6 @@ func isGRPC(r *http.Request) bool {
 	return strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
 }
 
-// writeGRPCDeadlineExceeded answers a gRPC call whose deadline ran out in
-// the mesh, as gRPC clients expect: HTTP 200, trailers-only, status 4.
-func writeGRPCDeadlineExceeded(w http.ResponseWriter, m *serviceMetrics, e *MeshError) int {
-	m.meshError(e.Reason)
-	m.grpcStatus("4")
-	h := w.Header()
-	h.Set("Content-Type", "application/grpc")
-	h.Set("Grpc-Status", "4")
-	h.Set("Grpc-Message", e.Reason+": "+e.Message)
-	h.Set(HeaderError, e.Reason)
-	w.WriteHeader(http.StatusOK)
-	return http.StatusOK
-}
-
 // trailerKey is http.TrailerPrefix+k, without an allocation for the
 // trailers every gRPC response carries.
 func trailerKey(k string) string {

@@ -58,7 +58,7 @@ func serveH2C(tb testing.TB, h http.Handler) string {
 // chooses Weft's HTTP/2 engine, as the sidecars do, over x/net/http2's.
 func h2Mesh(tb testing.TB, app string, frames bool) string {
 	m := NewMetrics(prometheus.NewRegistry())
-	in := NewInbound("svc", "svc-1", app, NewTransport(0), m)
+	in := NewInbound("svc", "svc-1", app, NewTransport(), m)
 	h2 := NewH2CTransport()
 	in.Transport, in.H2 = h2, h2
 	tb.Cleanup(h2.CloseIdleConnections)
@@ -68,10 +68,10 @@ func h2Mesh(tb testing.TB, app string, frames bool) string {
 		inSrv.H2Frames = in.RouteH2
 	}
 	inAddr := serveProxy(tb, inSrv)
-	table := NewTable(m)
-	table.Update(map[string][]EndpointSpec{"svc": {{Instance: "svc-1", Address: inAddr}}})
+	table := NewTable(m, Policy{})
+	updateTable(table, map[string][]EndpointSpec{"svc": {{Instance: "svc-1", Address: inAddr}}})
 	tb.Cleanup(table.CloseIdle)
-	out := NewOutbound(table, NewTransport(0), NewTransport(0), m, discard)
+	out := NewOutbound(table, NewTransport(), NewTransport(), m, discard)
 	outH2 := NewH2CTransport()
 	out.H2 = outH2
 	tb.Cleanup(outH2.CloseIdleConnections)

@@ -37,10 +37,10 @@ import (
 func h2EngineOutbound(t *testing.T, specs map[string][]EndpointSpec) (string, *Table) {
 	t.Helper()
 	m := NewMetrics(prometheus.NewRegistry())
-	table := NewTable(m)
-	table.Update(specs)
+	table := NewTable(m, Policy{})
+	updateTable(table, specs)
 	t.Cleanup(table.CloseIdle) // after the listener's shutdown: connections to instances close
-	out := NewOutbound(table, NewTransport(0), NewTransport(0), m, discard)
+	out := NewOutbound(table, NewTransport(), NewTransport(), m, discard)
 	srv := &Server{Name: "outbound", Resolve: out.Resolve, H2: out, H2Frames: out.RouteH2, Metrics: m, Log: discard}
 	return serveProxy(t, srv), table
 }
@@ -555,7 +555,7 @@ func TestH2EngineConnectFailureMovesOn(t *testing.T) {
 		}
 	}
 	for _, ep := range table.Lookup("svc").Endpoints {
-		if ep.Instance == "svc-dead" && ep.failures.Load() == 0 {
+		if ep.Instance == "svc-dead" && ep.Stats().Failures == 0 {
 			t.Fatal("the dead instance was never tried: the test proves nothing")
 		}
 	}
@@ -1033,10 +1033,10 @@ func TestH2EngineShutdownSendsGoAway(t *testing.T) {
 	checkGoroutines(t)
 	app := serveH2C(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	m := NewMetrics(prometheus.NewRegistry())
-	table := NewTable(m)
-	table.Update(oneService(app))
+	table := NewTable(m, Policy{})
+	updateTable(table, oneService(app))
 	t.Cleanup(table.CloseIdle)
-	out := NewOutbound(table, NewTransport(0), NewTransport(0), m, discard)
+	out := NewOutbound(table, NewTransport(), NewTransport(), m, discard)
 	srv := &Server{Name: "outbound", Resolve: out.Resolve, H2: out, H2Frames: out.RouteH2, Metrics: m, Log: discard}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -273,6 +273,7 @@ func (h *h2Client) headers(f *http2.MetaHeadersFrame, b *h2Batch) error {
 	}
 	if s.cluster != nil {
 		s.m = s.cluster.metrics
+		s.k.init(s.cluster, (*h2View)(s))
 	}
 	s.m.begin()
 	if merr != nil {
@@ -282,11 +283,11 @@ func (h *h2Client) headers(f *http2.MetaHeadersFrame, b *h2Batch) error {
 	if s.timeout >= 0 {
 		if d, ok := parseGRPCTimeout(s.req[s.timeout].Value); ok {
 			s.expires = time.Now().Add(d)
-			s.timer = time.AfterFunc(d, s.deadlineExceeded)
 		} else {
 			s.timeout = -1
 		}
 	}
+	s.armTimer()
 	s.open(b)
 	return nil
 }

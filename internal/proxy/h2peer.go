@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/weftmesh/weft/internal/endpoint"
 )
 
 // h2Peer is a connection from the HTTP/2 engine to one instance (a peer
@@ -92,6 +94,12 @@ var errPeerDone = errors.New("connection done")
 // on its way to it.
 var errPoolClosed = errors.New("the instance left the mesh")
 
+// h2Slot holds each endpoint's HTTP/2 engine pool.
+var h2Slot = endpoint.NewSlot(func(*endpoint.Endpoint) endpoint.Local { return &h2Pool{} })
+
+// h2PoolOf is the HTTP/2 engine's connection pool of ep.
+func h2PoolOf(ep *Endpoint) *h2Pool { return ep.Local(h2Slot).(*h2Pool) }
+
 // h2Pool holds an endpoint's HTTP/2 connections. Dials are shared: the
 // streams that find no connection while one is being made wait for it.
 type h2Pool struct {
@@ -162,9 +170,9 @@ func (pl *h2Pool) get(ep *Endpoint) (*h2Peer, error) {
 	return d.p, d.err
 }
 
-// closeIdle takes every connection out of the pool: each closes now if it
+// CloseIdle takes every connection out of the pool: each closes now if it
 // carries no stream, else when its last stream ends.
-func (pl *h2Pool) closeIdle() {
+func (pl *h2Pool) CloseIdle() {
 	pl.mu.Lock()
 	conns := pl.conns
 	pl.conns = nil
@@ -501,7 +509,7 @@ func (p *h2Peer) resume(b *h2Batch) {
 // goAway stops new streams here; those the peer did not take go to
 // another connection when they can (see peerReset).
 func (p *h2Peer) goAway(last uint32, b *h2Batch) {
-	p.ep.h2.remove(p)
+	h2PoolOf(p.ep).remove(p)
 	p.w.mu.Lock()
 	p.closed = true
 	var refused []*h2Stream
@@ -542,7 +550,7 @@ func (p *h2Peer) streamError(id uint32, code http2.ErrCode, b *h2Batch) {
 
 // end fails the streams still open when the connection ends.
 func (p *h2Peer) end(err error, b *h2Batch) {
-	p.ep.h2.remove(p)
+	h2PoolOf(p.ep).remove(p)
 	p.w.mu.Lock()
 	p.closed = true
 	var ce http2.ConnectionError

@@ -1,7 +1,7 @@
 package proxy
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/weftmesh/weft/internal/endpoint"
 )
 
 // h2Stream is one request crossing a hop of the HTTP/2 engine: a stream
@@ -30,17 +32,17 @@ type h2Stream struct {
 	uid   uint32 // on the peer's connection
 
 	cluster  *Cluster
-	ep       *Endpoint
-	tried    []*Endpoint // instances that failed the request, or are trying it
-	attempts int
+	k        call      // the plan: pick, attempts, retry decision
+	ep       *Endpoint // of the current attempt
 	m        *serviceMetrics
 	start    time.Time
 	req      []hpack.HeaderField // the request head as it goes to the peer
 	timeout  int                 // index of grpc-timeout in req, or -1
 	noBody   bool                // the request ended with its head: it can be sent again
 	isGRPC   bool
-	expires  time.Time // the grpc-timeout, if any
-	timer    *time.Timer
+	expires  time.Time   // the grpc-timeout, if any
+	headBy   time.Time   // the plan's deadline for the response head, if any
+	timer    *time.Timer // fires at the earlier of expires and headBy
 	clen     int64 // declared content-length, or -1
 	got      int64 // request body bytes received
 
@@ -80,22 +82,17 @@ type h2Stream struct {
 	grpcCode string
 }
 
-// open starts the peer half: on a connection to an instance that is
-// ready now, or, when one must be dialled, from a goroutine (frames that
-// arrive meanwhile wait in upPend). Called under mu.
+// open starts the peer half as the plan's next attempt: on a connection
+// to an instance that is ready now, or, when one must be dialled, from a
+// goroutine (frames that arrive meanwhile wait in upPend). Called under mu.
 func (s *h2Stream) open(b *h2Batch) {
-	if s.attempts > 0 {
-		s.m.retried()
-	}
-	ep := s.cluster.Pick(s.tried)
+	ep := s.k.next()
 	if ep == nil {
-		s.noInstance(b)
+		s.meshError(s.k.result(), b)
 		return
 	}
-	s.attempts++
-	s.tried = append(s.tried, ep)
 	s.ep = ep
-	if p := ep.h2.ready(); p != nil && s.attach(p, b) {
+	if p := h2PoolOf(ep).ready(); p != nil && s.attach(p, b) {
 		return
 	}
 	s.connecting = true
@@ -108,17 +105,17 @@ func (s *h2Stream) connect(ep *Endpoint) {
 	var b h2Batch
 	defer b.flush()
 	for {
-		p, err := ep.h2.get(ep)
+		p, err := h2PoolOf(ep).get(ep)
 		s.mu.Lock()
 		if s.frontClosed || s.peerClosed {
 			// The client left, or the mesh answered (a deadline) meanwhile.
 			s.connecting, s.peerClosed = false, true
+			s.k.cancelled()
 			s.settle(&b)
 			s.mu.Unlock()
 			return
 		}
 		if err == nil {
-			ep.connected()
 			if s.attach(p, &b) {
 				s.connecting = false
 				s.mu.Unlock()
@@ -127,11 +124,10 @@ func (s *h2Stream) connect(ep *Endpoint) {
 			s.mu.Unlock()
 			continue // the connection went away meanwhile: another one
 		}
-		ep.connectFailed()
 		s.connecting = false
-		last := s.upstreamError(ReasonConnectFailed, http.StatusBadGateway, err)
-		if s.attempts >= maxAttempts || len(s.tried) >= len(s.cluster.Endpoints) {
-			s.meshError(last, &b)
+		s.k.failed(endpoint.ConnectFailed, err)
+		if !s.k.again(false) {
+			s.meshError(s.k.result(), &b)
 			s.mu.Unlock()
 			return
 		}
@@ -366,14 +362,15 @@ func (s *h2Stream) responseHead(f *http2.MetaHeadersFrame, b *h2Batch) {
 		return
 	}
 	if status == http.StatusBadGateway && fieldValue(f.Fields, "x-weft-error") == ReasonConnectFailed &&
-		s.noBody && s.attempts < maxAttempts && len(s.tried) < len(s.cluster.Endpoints) {
+		s.noBody && s.k.untried() && s.k.retry(endpoint.ConnectFailed, false) {
 		// The peer sidecar could not reach its app: the app never saw
 		// this request, so another instance may take it.
-		s.ep.connectFailed()
+		s.k.failed(endpoint.ConnectFailed, errPeerCouldNotConnect)
 		s.closePeer(http2.ErrCodeCancel, b)
 		s.reopen(b)
 		return
 	}
+	s.k.ok()
 	s.gotFinal, s.status = true, status
 	s.grpcResp = strings.HasPrefix(fieldValue(f.Fields, "content-type"), "application/grpc")
 	if end {
@@ -415,9 +412,12 @@ func (s *h2Stream) reopen(b *h2Batch) {
 }
 
 // meshError answers the request with an error the mesh made, if no
-// response has begun; else it resets the client's stream. Called under mu.
+// response has begun; else it resets the client's stream. A gRPC call
+// gets a trailers-only answer with the gRPC status of the error. Called
+// under mu.
 func (s *h2Stream) meshError(e *MeshError, b *h2Batch) {
 	s.m.meshError(e.Reason)
+	s.k.cancelled() // an attempt still open ends with the answer (its outcome, if any, was recorded)
 	s.closePeer(http2.ErrCodeCancel, b)
 	if s.headersOut || s.frontClosed {
 		s.status = statusAborted
@@ -425,26 +425,29 @@ func (s *h2Stream) meshError(e *MeshError, b *h2Batch) {
 		s.settle(b)
 		return
 	}
-	s.gotFinal, s.headersOut, s.status = true, true, e.Status
-	s.grpcResp, s.grpcCode = false, ""
-	body, _ := json.Marshal(e)
-	body = append(body, '\n')
-	s.writeDownHead([]hpack.HeaderField{
-		{Name: ":status", Value: strconv.Itoa(e.Status)},
-		{Name: "content-type", Value: "application/json"},
-		{Name: "x-weft-error", Value: e.Reason},
-		{Name: "content-length", Value: strconv.Itoa(len(body))},
-	}, false, b)
+	fields, body := e.h2Parts(s.isGRPC)
+	s.gotFinal, s.headersOut = true, true
 	s.downPend.reset()
 	s.downTrail = nil
-	s.sendDown(body, true, b)
+	if s.isGRPC {
+		s.status, s.grpcResp, s.grpcCode = http.StatusOK, true, e.grpcCode()
+		s.writeDownHead(fields, true, b)
+		s.downEnd, s.downDone = true, true
+		if s.clientEnd {
+			s.closeFront(0, false, b)
+		}
+	} else {
+		s.status, s.grpcResp, s.grpcCode = e.Status, false, ""
+		s.writeDownHead(fields, false, b)
+		s.sendDown(body, true, b)
+	}
 	s.settle(b)
 }
 
-// deadlineExceeded answers a gRPC call whose grpc-timeout ran out in the
-// mesh as gRPC clients expect: trailers-only, status 4 (as
-// writeGRPCDeadlineExceeded does for the net/http path).
-func (s *h2Stream) deadlineExceeded() {
+// timerFired is the stream's deadline: the grpc-timeout the caller set,
+// or the plan's bound on the wait for a response head, whichever comes
+// first. A grpc-timeout still ahead is waited for again.
+func (s *h2Stream) timerFired() {
 	var b h2Batch
 	defer b.flush()
 	s.mu.Lock()
@@ -452,46 +455,45 @@ func (s *h2Stream) deadlineExceeded() {
 	if s.frontClosed || s.downDone {
 		return
 	}
-	where := "connecting"
-	if s.ep != nil {
-		where = "waiting for " + s.ep.Instance + " at " + s.ep.Address
-	}
-	if !s.isGRPC {
+	now := time.Now()
+	switch {
+	case s.timeout >= 0 && !now.Before(s.expires):
+		where := "connecting"
+		if s.ep != nil {
+			where = "waiting for " + s.ep.Instance + " at " + s.ep.Address
+		}
 		s.meshError(&MeshError{Status: http.StatusGatewayTimeout, Reason: ReasonUpstreamTimeout, Service: s.cluster.Service,
 			Message: "grpc-timeout ran out " + where}, &b)
-		return
+	case !s.gotFinal && !s.headBy.IsZero() && !now.Before(s.headBy):
+		s.meshError(s.k.failed(endpoint.Timeout, fmt.Errorf("no response head within %s", s.cluster.Timeout)), &b)
+	case s.timeout >= 0:
+		s.timer.Reset(s.expires.Sub(now))
 	}
-	s.m.meshError(ReasonUpstreamTimeout)
-	s.closePeer(http2.ErrCodeCancel, &b)
-	if s.headersOut {
-		s.status = statusAborted
-		s.closeFront(http2.ErrCodeCancel, true, &b)
-		s.settle(&b)
-		return
+}
+
+// armTimer starts the stream's deadline timer, if it has a deadline.
+// Called under mu, once, before the first attempt.
+func (s *h2Stream) armTimer() {
+	var at time.Time
+	if s.timeout >= 0 {
+		at = s.expires
 	}
-	s.gotFinal, s.headersOut, s.status = true, true, http.StatusOK
-	s.grpcResp, s.grpcCode = true, "4"
-	s.writeDownHead([]hpack.HeaderField{
-		{Name: ":status", Value: "200"},
-		{Name: "content-type", Value: "application/grpc"},
-		{Name: "grpc-status", Value: "4"},
-		{Name: "grpc-message", Value: ReasonUpstreamTimeout + ": grpc-timeout ran out " + where},
-		{Name: "x-weft-error", Value: ReasonUpstreamTimeout},
-	}, true, &b)
-	s.downPend.reset()
-	s.downTrail = nil
-	s.downEnd, s.downDone = true, true
-	if s.clientEnd {
-		s.closeFront(0, false, &b)
+	if t := s.cluster.Timeout; t > 0 {
+		s.headBy = s.start.Add(t)
+		if at.IsZero() || s.headBy.Before(at) {
+			at = s.headBy
+		}
 	}
-	s.settle(&b)
+	if !at.IsZero() {
+		s.timer = time.AfterFunc(time.Until(at), s.timerFired)
+	}
 }
 
 // peerBroke handles a peer that broke the protocol on this stream.
 // Called under mu.
 func (s *h2Stream) peerBroke(code http2.ErrCode, what string, b *h2Batch) {
 	s.closePeer(code, b)
-	s.meshError(s.upstreamError(ReasonUpstreamReset, http.StatusBadGateway, fmt.Errorf("%s", what)), b)
+	s.meshError(s.k.failed(endpoint.Reset, errors.New(what)), b)
 }
 
 // peerReset handles the peer's RST_STREAM, or the end of its connection
@@ -509,10 +511,11 @@ func (s *h2Stream) peerReset(code http2.ErrCode, refused bool, err error, b *h2B
 		s.settle(b)
 		return
 	}
-	if refused && s.noBody && !s.gotFinal && s.attempts < maxAttempts {
+	if refused && s.noBody && !s.gotFinal && s.k.retry(endpoint.Refused, false) {
 		// The instance did not take the stream: it may take it on
 		// another connection, so it stays a candidate.
-		s.tried = s.tried[:len(s.tried)-1]
+		s.k.failed(endpoint.Refused, fmt.Errorf("stream refused (%v)", code))
+		s.k.sameAgain()
 		s.reopen(b)
 		return
 	}
@@ -527,17 +530,7 @@ func (s *h2Stream) peerReset(code http2.ErrCode, refused bool, err error, b *h2B
 	if err == nil {
 		err = fmt.Errorf("stream reset by the instance (%v)", code)
 	}
-	s.meshError(s.upstreamError(ReasonUpstreamReset, http.StatusBadGateway, err), b)
-}
-
-func (s *h2Stream) upstreamError(reason string, status int, err error) *MeshError {
-	return &MeshError{Status: status, Reason: reason, Service: s.cluster.Service, Instance: s.ep.Instance,
-		Message: fmt.Sprintf("%s at %s: %v", s.ep.Instance, s.ep.Address, err)}
-}
-
-func (s *h2Stream) noInstance(b *h2Batch) {
-	s.meshError(&MeshError{Status: http.StatusServiceUnavailable, Reason: ReasonNoReadyInstance, Service: s.cluster.Service,
-		Message: fmt.Sprintf("service %q has no ready instance", s.cluster.Service)}, b)
+	s.meshError(s.k.failed(endpoint.Reset, err), b)
 }
 
 // closePeer ends the peer half, with RST_STREAM when code is not 0.
@@ -600,6 +593,7 @@ func (s *h2Stream) settle(b *h2Batch) {
 		return
 	}
 	s.recorded = true
+	s.k.cancelled() // an attempt the client left before its outcome
 	if s.timer != nil {
 		s.timer.Stop()
 	}

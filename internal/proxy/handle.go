@@ -3,16 +3,15 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"time"
 
+	"github.com/weftmesh/weft/internal/endpoint"
 	"github.com/weftmesh/weft/internal/h1"
 )
 
@@ -40,7 +39,8 @@ func (s *Server) handle(cc *clientConn) bool {
 	}
 	m := c.metrics
 	m.begin()
-	ex := exchange{s: s, cc: cc, c: c}
+	ex := exchange{s: s, cc: cc, c: c, k: &cc.call}
+	ex.k.init(c, viewH1(req))
 	defer func() { m.done(ex.status, cc.start) }()
 	return ex.run()
 }
@@ -50,53 +50,54 @@ type exchange struct {
 	s         *Server
 	cc        *clientConn
 	c         *Cluster
+	k         *call // the plan: pick, attempts, retry decision (the connection's, reused)
 	status    int  // recorded in metrics
 	committed bool // the request may have reached an upstream or its body is spent: no other instance may be tried
 }
 
+// run drives the plan: attempt after attempt, as long as the last
+// failure allows another instance.
 func (ex *exchange) run() bool {
 	cc, c, req := ex.cc, ex.c, &ex.cc.req
 	ex.status = statusAborted
-	var keep bool
-	last := c.tryEndpoints(func(ep *Endpoint, _ int) (*MeshError, bool) {
-		k, done, err := ex.try(ep)
+	for ep := ex.k.next(); ep != nil; ep = ex.k.next() {
+		keep, done := ex.try(ep)
 		if done {
-			keep = k
-			return nil, false
+			return keep
 		}
 		// Once committed, the body is gone: no other instance can have it.
-		return err, !ex.committed
-	})
-	if last == nil {
-		return keep
+		if !ex.k.again(ex.committed) {
+			break
+		}
 	}
+	last := ex.k.result()
 	ex.status = last.Status
 	ex.s.meshError(cc, c, last)
 	return !ex.committed && !hasBody(req) && !req.Close
 }
 
-// try sends the request to one endpoint. done means a response (or the
-// client's departure) ended the exchange; otherwise err says why this
-// endpoint failed and whether another may be tried (ex.committed).
-func (ex *exchange) try(ep *Endpoint) (keep, done bool, err *MeshError) {
+// try sends the request to one endpoint, as the plan's current attempt.
+// done means a response (or the client's departure) ended the exchange;
+// otherwise the attempt failed (ex.k holds why) and ex.committed says
+// whether the request may still go elsewhere.
+func (ex *exchange) try(ep *Endpoint) (keep, done bool) {
 	for fresh := false; ; fresh = true {
-		uc, derr := ep.pool.get(fresh, ex.cc.start)
+		uc, derr := h1Pool(ep).get(fresh, ex.cc.start)
 		if derr != nil {
-			ep.connectFailed()
-			return false, false, ex.upstreamError(ep, ReasonConnectFailed, http.StatusBadGateway, derr)
+			ex.k.failed(endpoint.ConnectFailed, derr)
+			return false, false
 		}
-		ep.connected()
-		keep, done, err, stale := ex.send(ep, uc)
+		keep, done, stale := ex.send(ep, uc)
 		if stale && !fresh {
 			continue // the pooled connection was dead: one more try on a new one
 		}
-		return keep, done, err
+		return keep, done
 	}
 }
 
 // send writes the request on uc and relays the response. stale reports a
 // reused connection that failed before anything was sent or received.
-func (ex *exchange) send(ep *Endpoint, uc *upConn) (keep, done bool, merr *MeshError, stale bool) {
+func (ex *exchange) send(ep *Endpoint, uc *upConn) (keep, done, stale bool) {
 	cc, req := ex.cc, &ex.cc.req
 	var writes uint64
 	if uc.sock != nil {
@@ -105,7 +106,7 @@ func (ex *exchange) send(ep *Endpoint, uc *upConn) (keep, done bool, merr *MeshE
 	writeRequestHead(uc.bw, req, cc.ip)
 	if !req.ExpectContinue {
 		if err := ex.sendBody(uc); err != nil {
-			return ex.sendFailed(ep, uc, err)
+			return ex.sendFailed(uc, err)
 		}
 	}
 	// The whole request still in the buffer: the upstream has had nothing
@@ -115,7 +116,7 @@ func (ex *exchange) send(ep *Endpoint, uc *upConn) (keep, done bool, merr *MeshE
 		return ex.awaitResponse(ep, uc)
 	}
 	if err := uc.bw.Flush(); err != nil {
-		return ex.sendFailed(ep, uc, err)
+		return ex.sendFailed(uc, err)
 	}
 	if req.ExpectContinue && !ex.awaitContinue(uc) {
 		// No word from the upstream within a second: send the body anyway,
@@ -126,7 +127,7 @@ func (ex *exchange) send(ep *Endpoint, uc *upConn) (keep, done bool, merr *MeshE
 			err = uc.bw.Flush()
 		}
 		if err != nil {
-			return ex.sendFailed(ep, uc, err)
+			return ex.sendFailed(uc, err)
 		}
 	}
 	ex.responseDeadline(uc)
@@ -136,7 +137,7 @@ func (ex *exchange) send(ep *Endpoint, uc *upConn) (keep, done bool, merr *MeshE
 // responseDeadline bounds the wait for the response head by the timeout,
 // if there is one.
 func (ex *exchange) responseDeadline(uc *upConn) {
-	if t := ex.s.Timeout; t > 0 {
+	if t := ex.c.Timeout; t > 0 {
 		uc.dl.set(uc.Conn, ex.cc.start, t, t/16)
 	} else {
 		uc.dl.clear(uc.Conn)
@@ -152,17 +153,17 @@ func (ex *exchange) responseDeadline(uc *upConn) {
 // so it lasts at most probeAfter (or half the response timeout): then a
 // look at the socket finds such a close, and ordinary reads take over for
 // the rest of the timeout.
-func (ex *exchange) awaitResponse(ep *Endpoint, uc *upConn) (keep, done bool, merr *MeshError, stale bool) {
+func (ex *exchange) awaitResponse(ep *Endpoint, uc *upConn) (keep, done, stale bool) {
 	now := time.Now() // (not the request's start: a retry comes after earlier waits)
 	wait := probeAfter
-	if t := ex.s.Timeout; t > 0 {
+	if t := ex.c.Timeout; t > 0 {
 		wait = min(wait, t/2, ex.cc.start.Add(t).Sub(now)) // half of it is left for the ordinary reads
 	}
 	uc.dl.set(uc.Conn, now, wait, wait/16)
 	ex.cc.resp.Reset()
 	sendErr, readErr := uc.sock.awaitAfter(uc.br, uc.bw)
 	if sendErr != nil {
-		return ex.sendFailed(ep, uc, sendErr)
+		return ex.sendFailed(uc, sendErr)
 	}
 	if readErr != nil && errors.Is(readErr, os.ErrDeadlineExceeded) {
 		// Nothing woke the wait. An end of stream that came before it
@@ -186,7 +187,7 @@ func (ex *exchange) awaitResponse(ep *Endpoint, uc *upConn) (keep, done bool, me
 
 // receive reads the response head (after readErr, the error of a read
 // already made) and relays the response.
-func (ex *exchange) receive(ep *Endpoint, uc *upConn, readErr error) (keep, done bool, merr *MeshError, stale bool) {
+func (ex *exchange) receive(ep *Endpoint, uc *upConn, readErr error) (keep, done, stale bool) {
 	cc, req, resp := ex.cc, &ex.cc.req, &ex.cc.resp
 	for {
 		err := readErr
@@ -197,23 +198,23 @@ func (ex *exchange) receive(ep *Endpoint, uc *upConn, readErr error) (keep, done
 		if err != nil {
 			uc.close()
 			if !ex.committed && uc.reused && resp.Status == 0 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isReset(err)) {
-				return false, false, nil, true
+				return false, false, true
 			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				ex.committed = true
-				return false, false, ex.upstreamError(ep, ReasonUpstreamTimeout, http.StatusGatewayTimeout, err), false
+				ex.k.failed(endpoint.Timeout, fmt.Errorf("no response head within %s", ex.c.Timeout))
+				return false, false, false
 			}
-			// A safe request without a body may go to another instance.
-			ex.committed = ex.committed || !replayableHead(req)
-			return false, false, ex.upstreamError(ep, ReasonUpstreamReset, http.StatusBadGateway, err), false
+			ex.k.failed(endpoint.Reset, err) // the plan decides whether a replayable request goes elsewhere
+			return false, false, false
 		}
 		if resp.Status == http.StatusSwitchingProtocols && len(req.Upgrade()) == 0 {
 			// Only an upgrade request can be answered with 101 (RFC 9110
 			// §15.2.2); what follows it is no HTTP response.
 			uc.close()
 			ex.committed = true
-			return false, false, ex.upstreamError(ep, ReasonUpstreamReset, http.StatusBadGateway,
-				errors.New("101 Switching Protocols to a request that asked for no upgrade")), false
+			ex.k.failed(endpoint.Reset, errors.New("101 Switching Protocols to a request that asked for no upgrade"))
+			return false, false, false
 		}
 		if resp.Status >= 200 || resp.Status == http.StatusSwitchingProtocols {
 			break
@@ -223,7 +224,8 @@ func (ex *exchange) receive(ep *Endpoint, uc *upConn, readErr error) (keep, done
 		if err := cc.bw.Flush(); err != nil {
 			uc.close()
 			ex.status = statusClientGone
-			return false, true, nil, false
+			ex.k.cancelled()
+			return false, true, false
 		}
 		if resp.Status == http.StatusContinue && req.ExpectContinue {
 			req.ExpectContinue = false
@@ -232,7 +234,7 @@ func (ex *exchange) receive(ep *Endpoint, uc *upConn, readErr error) (keep, done
 				err = uc.bw.Flush()
 			}
 			if err != nil {
-				return ex.sendFailed(ep, uc, err)
+				return ex.sendFailed(uc, err)
 			}
 		}
 		ex.responseDeadline(uc) // the final response: the whole timeout, not the first wait's
@@ -240,15 +242,20 @@ func (ex *exchange) receive(ep *Endpoint, uc *upConn, readErr error) (keep, done
 	if !bodyBuffered(resp, req, uc.br) {
 		uc.dl.clear(uc.Conn) // the body may stream for longer than the timeout
 	}
-	if peerCouldNotConnectHead(resp) && !ex.committed && !hasBody(req) && len(ex.c.Endpoints) > 1 {
+	if peerCouldNotConnectHead(resp) && !ex.committed && !hasBody(req) && ex.k.untried() {
 		// The peer sidecar could not reach its app: the app never saw
 		// this request, so another instance may take it.
-		ep.connectFailed()
 		ex.discardResponse(uc, ep)
-		return false, false, ex.upstreamError(ep, ReasonConnectFailed, http.StatusBadGateway, errors.New("peer sidecar could not reach its app")), false
+		ex.k.failed(endpoint.ConnectFailed, errPeerCouldNotConnect)
+		return false, false, false
 	}
+	ex.k.ok()
 	return ex.relay(uc, ep)
 }
+
+// errPeerCouldNotConnect: a peer sidecar answered 502
+// upstream-connect-failed, its app refused the connection.
+var errPeerCouldNotConnect = errors.New("its sidecar could not reach the app")
 
 // sendBody copies the request body, if any, to the upstream.
 func (ex *exchange) sendBody(uc *upConn) error {
@@ -269,20 +276,22 @@ func (ex *exchange) sendBody(uc *upConn) error {
 }
 
 // sendFailed handles an error while sending the request.
-func (ex *exchange) sendFailed(ep *Endpoint, uc *upConn, err error) (bool, bool, *MeshError, bool) {
+func (ex *exchange) sendFailed(uc *upConn, err error) (keep, done, stale bool) {
 	uc.close()
 	if ex.status == statusClientGone {
-		return false, true, nil, false
+		ex.k.cancelled()
+		return false, true, false
 	}
 	if !ex.committed && uc.reused {
-		return false, false, nil, true
+		return false, false, true
 	}
-	return false, false, ex.upstreamError(ep, ReasonUpstreamReset, http.StatusBadGateway, err), false
+	ex.k.failed(endpoint.Reset, err)
+	return false, false, false
 }
 
 // relay copies the response head and body to the client and returns the
 // upstream connection to its pool when it can serve another request.
-func (ex *exchange) relay(uc *upConn, ep *Endpoint) (keep, done bool, merr *MeshError, stale bool) {
+func (ex *exchange) relay(uc *upConn, ep *Endpoint) (keep, done, stale bool) {
 	cc, req, resp := ex.cc, &ex.cc.req, &ex.cc.resp
 	ex.status = resp.Status
 	if resp.Status == http.StatusSwitchingProtocols {
@@ -291,7 +300,7 @@ func (ex *exchange) relay(uc *upConn, ep *Endpoint) (keep, done bool, merr *Mesh
 			pipe(cc.conn, cc.br, &bufferedConn{Conn: uc.Conn, r: uc.br})
 		}
 		uc.close()
-		return false, true, nil, false
+		return false, true, false
 	}
 	bodyless := req.IsMethod(http.MethodHead) || resp.Status == http.StatusNoContent || resp.Status == http.StatusNotModified
 	untilEOF := !bodyless && !resp.Chunked && resp.ContentLength < 0
@@ -321,18 +330,18 @@ func (ex *exchange) relay(uc *upConn, ep *Endpoint) (keep, done bool, merr *Mesh
 		} else {
 			ex.status = statusAborted
 		}
-		return false, true, nil, false
+		return false, true, false
 	}
 	if resp.Close || untilEOF || bodyPending {
 		uc.close()
 	} else {
-		ep.pool.put(uc, ex.cc.start)
+		h1Pool(ep).put(uc, ex.cc.start)
 	}
 	if err := cc.bw.Flush(); err != nil {
 		ex.status = statusClientGone
-		return false, true, nil, false
+		return false, true, false
 	}
-	return keepClient, true, nil, false
+	return keepClient, true, false
 }
 
 // awaitContinue waits up to a second for the upstream to start its answer
@@ -349,16 +358,11 @@ func (ex *exchange) discardResponse(uc *upConn, ep *Endpoint) {
 	resp := &ex.cc.resp
 	if resp.ContentLength >= 0 && resp.ContentLength < 64<<10 && !resp.Close {
 		if _, err := uc.br.Discard(int(resp.ContentLength)); err == nil {
-			ep.pool.put(uc, ex.cc.start)
+			h1Pool(ep).put(uc, ex.cc.start)
 			return
 		}
 	}
 	uc.close()
-}
-
-func (ex *exchange) upstreamError(ep *Endpoint, reason string, status int, err error) *MeshError {
-	return &MeshError{Status: status, Reason: reason, Service: ex.c.Service, Instance: ep.Instance,
-		Message: fmt.Sprintf("%s at %s: %v", ep.Instance, ep.Address, err)}
 }
 
 // tunnel answers CONNECT host:port: to an instance of the mesh service
@@ -410,26 +414,8 @@ func (s *Server) meshError(cc *clientConn, c *Cluster, e *MeshError) {
 		c.metrics.meshError(e.Reason)
 	}
 	closing := hasBody(&cc.req) || cc.req.Close
-	writeMeshError(cc.bw, e, closing)
+	e.writeH1(cc.bw, closing)
 	cc.bw.Flush()
-}
-
-func writeMeshError(bw *bufio.Writer, e *MeshError, closing bool) {
-	body, _ := json.Marshal(e)
-	body = append(body, '\n')
-	bw.WriteString("HTTP/1.1 ")
-	bw.WriteString(strconv.Itoa(e.Status))
-	bw.WriteByte(' ')
-	bw.WriteString(http.StatusText(e.Status))
-	bw.WriteString("\r\nContent-Type: application/json\r\nX-Weft-Error: ")
-	bw.WriteString(e.Reason)
-	bw.WriteString("\r\nContent-Length: ")
-	bw.WriteString(strconv.Itoa(len(body)))
-	if closing {
-		bw.WriteString("\r\nConnection: close")
-	}
-	bw.WriteString("\r\n\r\n")
-	bw.Write(body)
 }
 
 // destinationOf returns the authority the request names and whether it

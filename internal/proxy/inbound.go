@@ -2,10 +2,13 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"github.com/weftmesh/weft/internal/h1"
 	"net/http"
 	"time"
+
+	"github.com/weftmesh/weft/internal/endpoint"
+	"github.com/weftmesh/weft/internal/h1"
 )
 
 // Inbound is the handler on the sidecar's inbound listener: it takes
@@ -28,9 +31,13 @@ func NewInbound(service, instance, app string, transport http.RoundTripper, m *M
 	if m != nil {
 		in.metrics = m.forService("inbound", service)
 	}
-	in.cluster = &Cluster{Service: service, Endpoints: []*Endpoint{newEndpoint(service, instance, app, nil)}, metrics: in.metrics}
+	in.cluster = newCluster(service, []*Endpoint{endpoint.New(service, instance, app, nil)}, 0, in.metrics)
 	return in
 }
+
+// SetTimeout bounds the wait for the app's response head (the default is
+// none: the caller's sidecar bounds it). Call it before serving.
+func (in *Inbound) SetTimeout(d time.Duration) { in.cluster.Timeout = d }
 
 // Resolve is the fast path's routing decision for the inbound listener:
 // always the local app.
@@ -41,12 +48,12 @@ func (in *Inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	in.metrics.begin()
 	status := statusAborted
 	defer func() { in.metrics.done(status, start) }()
-	status = in.forward(w, r)
+	status = in.forward(w, r, start)
 }
 
-func (in *Inbound) forward(w http.ResponseWriter, r *http.Request) int {
+func (in *Inbound) forward(w http.ResponseWriter, r *http.Request, start time.Time) int {
 	if r.Method == http.MethodConnect {
-		return in.fail(w, &MeshError{Status: http.StatusMethodNotAllowed, Reason: ReasonBadRequest, Service: in.Service,
+		return failStd(w, r, in.metrics, &MeshError{Status: http.StatusMethodNotAllowed, Reason: ReasonBadRequest, Service: in.Service,
 			Instance: in.Instance, Message: "CONNECT is not accepted on the inbound listener"})
 	}
 	prepare(r)
@@ -54,31 +61,28 @@ func (in *Inbound) forward(w http.ResponseWriter, r *http.Request) int {
 	defer cancel()
 	setGRPCTimeout(r)
 	r.URL.Host = in.App
-	resp, err := transportFor(r, in.Transport, in.H2).RoundTrip(r)
+	var k call
+	k.init(in.cluster, &stdView{r})
+	k.next() // the app: one endpoint, one attempt
+	resp, err := roundTrip(transportFor(r, in.Transport, in.H2), r, in.cluster.Timeout, start)
 	if err != nil {
-		if r.Context().Err() != nil {
+		if r.Context().Err() != nil && !errors.Is(err, errHeadTimeout) {
+			k.cancelled()
 			if isGRPC(r) && r.Context().Err() == context.DeadlineExceeded {
-				return writeGRPCDeadlineExceeded(w, in.metrics, &MeshError{Reason: ReasonUpstreamTimeout,
+				return failStd(w, r, in.metrics, &MeshError{Status: http.StatusGatewayTimeout, Reason: ReasonUpstreamTimeout,
+					Service: in.Service, Instance: in.Instance,
 					Message: fmt.Sprintf("grpc-timeout ran out waiting for the app of %s at %s", in.Instance, in.App)})
 			}
 			return statusClientGone
 		}
-		f := classify(err)
-		if f.connect {
-			in.cluster.Endpoints[0].connectFailed()
-		}
-		return in.fail(w, &MeshError{Status: f.status, Reason: f.reason, Service: in.Service, Instance: in.Instance,
-			Message: fmt.Sprintf("app of %s at %s: %v", in.Instance, in.App, err)})
+		e := k.failed(classOf(err), err)
+		e.Message = fmt.Sprintf("app of %s at %s: %v", in.Instance, in.App, err)
+		return failStd(w, r, in.metrics, e)
 	}
+	k.ok()
 	status := writeResponse(w, r, resp)
 	in.metrics.grpcDone(resp)
 	return status
-}
-
-func (in *Inbound) fail(w http.ResponseWriter, e *MeshError) int {
-	in.metrics.meshError(e.Reason)
-	e.write(w)
-	return e.Status
 }
 
 // RouteH2 is the HTTP/2 engine's routing for the inbound listener of an
@@ -86,4 +90,4 @@ func (in *Inbound) fail(w http.ResponseWriter, e *MeshError) int {
 func (in *Inbound) RouteH2(string) (*Cluster, string, *MeshError) { return in.cluster, "", nil }
 
 // CloseIdle closes the connections to the app that carry no request.
-func (in *Inbound) CloseIdle() { in.cluster.Endpoints[0].closeIdle() }
+func (in *Inbound) CloseIdle() { in.cluster.Endpoints[0].CloseIdle() }

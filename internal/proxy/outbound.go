@@ -3,8 +3,8 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
-	"github.com/weftmesh/weft/internal/h1"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,11 +12,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-)
 
-// maxAttempts bounds how many instances one request may try when
-// connections fail.
-const maxAttempts = 3
+	"github.com/weftmesh/weft/internal/endpoint"
+	"github.com/weftmesh/weft/internal/h1"
+)
 
 // Outbound is the handler on the sidecar's outbound listener, where the
 // local app sends its calls. Read it top to bottom:
@@ -24,8 +23,9 @@ const maxAttempts = 3
 //	CONNECT            -> tunnel (egress)
 //	destination        -> proxy form (http://svc/...) or reverse form (Host: svc)
 //	not a mesh service -> egress in proxy form, unknown-service otherwise
-//	pick instance      -> round robin over ready, non-ejected instances
-//	send               -> pooled connection to the peer's inbound
+//	plan (call)        -> the balancer picks a ready, non-ejected instance
+//	send               -> pooled connection to the peer's inbound, the wait
+//	                      for the response head bounded by the plan's timeout
 //	connect failed     -> eject the instance, try another (body not yet sent)
 //	connection broken  -> for GET/HEAD/OPTIONS without a body, try another
 //	respond            -> stream the answer back, record metrics
@@ -57,14 +57,14 @@ func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodConnect {
 		// HTTP/1.1 CONNECT is the fast path's (Server.tunnel); a stream of
 		// an HTTP/2 connection cannot be taken over as a byte pipe.
-		o.fail(w, nil, &MeshError{Status: http.StatusMethodNotAllowed, Reason: ReasonBadRequest, Service: r.Host,
+		o.fail(w, r, nil, &MeshError{Status: http.StatusMethodNotAllowed, Reason: ReasonBadRequest, Service: r.Host,
 			Message: "CONNECT is served on HTTP/1.1 connections to this listener, not over HTTP/2"})
 		return
 	}
 	host, proxyForm := destination(r)
 	cluster, merr := o.lookup([]byte(host), proxyForm)
 	if merr != nil {
-		o.fail(w, nil, merr)
+		o.fail(w, r, nil, merr)
 		return
 	}
 	m := o.egressMetrics
@@ -78,10 +78,10 @@ func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	status := statusAborted
 	defer func() { m.done(status, start) }()
 	if cluster == nil {
-		status = o.egress(w, r, host)
+		status = o.egress(w, r, host, start)
 		return
 	}
-	status = o.route(w, r, cluster)
+	status = o.route(w, r, cluster, start)
 }
 
 // statusAborted records a response whose body the upstream cut off;
@@ -91,74 +91,78 @@ const (
 	statusClientGone = 499
 )
 
-// route sends r to an instance of cluster, moving to another instance when
-// a connection cannot be made. It returns the status sent.
-func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *Cluster) int {
+// route sends r through cluster's plan: an instance after another while
+// the failures allow it. It returns the status sent.
+func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *Cluster, start time.Time) int {
 	body := wrapBody(r)
 	prepare(r)
 	r, cancel := withGRPCDeadline(r)
 	defer cancel()
-	status := 0
-	last := c.tryEndpoints(func(ep *Endpoint, attempt int) (*MeshError, bool) {
+	sent := func() bool { return body != nil && body.read }
+	var k call
+	k.init(c, &stdView{r})
+	for ep := k.next(); ep != nil; ep = k.next() {
 		r.URL.Host = ep.Address
 		setGRPCTimeout(r)
-		resp, err := transportFor(r, o.Transport, o.H2).RoundTrip(r)
+		resp, err := roundTrip(transportFor(r, o.Transport, o.H2), r, c.Timeout, start)
 		if err != nil {
-			if r.Context().Err() != nil {
-				status = o.deadlineOrGone(w, r, c, ep)
-				return nil, false
+			if r.Context().Err() != nil && !errors.Is(err, errHeadTimeout) {
+				k.cancelled()
+				return o.deadlineOrGone(w, r, c, ep)
 			}
-			f := classify(err)
-			if f.connect {
-				ep.connectFailed()
+			k.failed(classOf(err), err)
+			if !k.again(sent()) {
+				break
 			}
-			merr := &MeshError{Status: f.status, Reason: f.reason, Service: c.Service, Instance: ep.Instance,
-				Message: fmt.Sprintf("%s at %s: %v", ep.Instance, ep.Address, err)}
-			return merr, f.connect && (body == nil || !body.read) || f.reason == ReasonUpstreamReset && replayable(r, body)
+			continue
 		}
-		ep.connected()
-		if peerCouldNotConnect(resp) && (body == nil || !body.read) && attempt < len(c.Endpoints) {
+		if peerCouldNotConnect(resp) && !sent() && k.untried() {
 			// The peer sidecar could not reach its app: the app never saw
 			// this request, so another instance may take it.
 			resp.Body.Close()
-			ep.connectFailed()
-			return &MeshError{Status: http.StatusBadGateway, Reason: ReasonConnectFailed, Service: c.Service, Instance: ep.Instance,
-				Message: fmt.Sprintf("%s at %s: its sidecar could not reach the app", ep.Instance, ep.Address)}, true
+			k.failed(endpoint.ConnectFailed, errPeerCouldNotConnect)
+			continue
 		}
-		status = writeResponse(w, r, resp)
+		k.ok()
+		status := writeResponse(w, r, resp)
 		c.metrics.grpcDone(resp)
-		return nil, false
-	})
-	if last != nil {
-		return o.fail(w, c.metrics, last)
+		return status
 	}
-	return status
+	return o.fail(w, r, c.metrics, k.result())
 }
 
 // egress passes a request for a host outside the mesh straight through.
-func (o *Outbound) egress(w http.ResponseWriter, r *http.Request, host string) int {
+func (o *Outbound) egress(w http.ResponseWriter, r *http.Request, host string, start time.Time) int {
 	prepare(r)
 	r.URL.Host = host
-	resp, err := o.Egress.RoundTrip(r)
+	resp, err := roundTrip(o.Egress, r, o.Table.policy.Timeout, start)
 	if err != nil {
-		if r.Context().Err() != nil {
+		if r.Context().Err() != nil && !errors.Is(err, errHeadTimeout) {
 			return statusClientGone
 		}
-		f := classify(err)
-		return o.fail(w, o.egressMetrics, &MeshError{Status: f.status, Reason: f.reason, Service: host,
-			Message: fmt.Sprintf("egress to %s: %v", host, err)})
+		e := upstreamError(host, nil, classOf(err), fmt.Errorf("egress to %s: %w", host, err))
+		return o.fail(w, r, o.egressMetrics, e)
 	}
 	return writeResponse(w, r, resp)
 }
 
 // fail answers with a mesh error and returns its status.
-func (o *Outbound) fail(w http.ResponseWriter, m *serviceMetrics, e *MeshError) int {
-	m.meshError(e.Reason)
+func (o *Outbound) fail(w http.ResponseWriter, r *http.Request, m *serviceMetrics, e *MeshError) int {
 	if o.Log.Enabled(context.Background(), slog.LevelDebug) {
 		o.Log.Debug("mesh error", "reason", e.Reason, "service", e.Service, "instance", e.Instance, "msg", e.Message)
 	}
-	e.write(w)
-	return e.Status
+	return failStd(w, r, m, e)
+}
+
+// failStd records a mesh error and writes it through net/http (for a
+// gRPC call, as a gRPC status).
+func failStd(w http.ResponseWriter, r *http.Request, m *serviceMetrics, e *MeshError) int {
+	m.meshError(e.Reason)
+	grpc := r != nil && isGRPC(r)
+	if grpc {
+		m.grpcStatus(e.grpcCode())
+	}
+	return e.writeStd(w, grpc)
 }
 
 // wrapBody guards the request body for retries; nil when there is none.
@@ -242,7 +246,7 @@ func (o *Outbound) egressCluster(host string) *Cluster {
 	if c, ok := o.egressClusters.Load(host); ok {
 		return c.(*Cluster)
 	}
-	c := &Cluster{Service: host, Endpoints: []*Endpoint{newEndpoint(host, "egress:"+host, host, nil)}, metrics: o.egressMetrics}
+	c := newCluster(host, []*Endpoint{endpoint.New(host, "egress:"+host, host, nil)}, o.Table.policy.Timeout, o.egressMetrics)
 	if o.egressCount.Add(1) <= maxEgressClusters {
 		o.egressClusters.Store(host, c)
 	}
@@ -271,7 +275,8 @@ func serviceNameBytes(host []byte) []byte {
 // out here (the caller still waits for a gRPC status), or its client left.
 func (o *Outbound) deadlineOrGone(w http.ResponseWriter, r *http.Request, c *Cluster, ep *Endpoint) int {
 	if isGRPC(r) && r.Context().Err() == context.DeadlineExceeded {
-		return writeGRPCDeadlineExceeded(w, c.metrics, &MeshError{Reason: ReasonUpstreamTimeout,
+		return failStd(w, r, c.metrics, &MeshError{Status: http.StatusGatewayTimeout, Reason: ReasonUpstreamTimeout,
+			Service: c.Service, Instance: ep.Instance,
 			Message: fmt.Sprintf("grpc-timeout ran out waiting for %s at %s", ep.Instance, ep.Address)})
 	}
 	return statusClientGone

@@ -6,6 +6,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/weftmesh/weft/internal/endpoint"
 )
 
 // upConn is one connection to an upstream, with its buffers.
@@ -59,6 +61,12 @@ func (u *upConn) close() {
 	putBuffers(u.br, u.bw)
 	u.br, u.bw = nil, nil
 }
+
+// h1Slot holds each endpoint's HTTP/1.1 pool.
+var h1Slot = endpoint.NewSlot(func(e *endpoint.Endpoint) endpoint.Local { return &pool{addr: e.Address} })
+
+// h1Pool is the HTTP/1.1 connection pool of ep.
+func h1Pool(ep *Endpoint) *pool { return ep.Local(h1Slot).(*pool) }
 
 // pool keeps idle keep-alive connections to one address, newest first.
 type pool struct {
@@ -173,8 +181,8 @@ func (p *pool) put(c *upConn, now time.Time) {
 	}
 }
 
-// closeIdle closes every idle connection.
-func (p *pool) closeIdle() {
+// CloseIdle closes every idle connection.
+func (p *pool) CloseIdle() {
 	p.mu.Lock()
 	idle := p.idle
 	p.idle = nil

@@ -70,8 +70,8 @@ func closedAddr(t *testing.T) string {
 }
 
 // transport is a proxy Transport closed at the end of the test.
-func transport(t *testing.T, headerTimeout time.Duration) *http.Transport {
-	tr := NewTransport(headerTimeout)
+func transport(t *testing.T) *http.Transport {
+	tr := NewTransport()
 	t.Cleanup(tr.CloseIdleConnections)
 	return tr
 }
@@ -102,9 +102,9 @@ type meshSetup struct {
 func newMesh(t *testing.T, services map[string][]EndpointSpec, headerTimeout time.Duration) *meshSetup {
 	t.Helper()
 	m := NewMetrics(prometheus.NewRegistry())
-	table := NewTable(m)
-	table.Update(services)
-	tr := transport(t, headerTimeout)
+	table := NewTable(m, Policy{Timeout: headerTimeout})
+	updateTable(table, services)
+	tr := transport(t)
 	o := NewOutbound(table, tr, tr, m, discard)
 	return &meshSetup{table: table, metrics: m, outbound: server(t, o)}
 }
@@ -317,8 +317,8 @@ func TestTableUpdate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			table := NewTable(nil)
-			table.Update(map[string][]EndpointSpec{"catalog": slices.Clone(base), "orders": nil})
+			table := NewTable(nil, Policy{})
+			updateTable(table, map[string][]EndpointSpec{"catalog": slices.Clone(base), "orders": nil})
 			c := table.Lookup("catalog")
 			if c == nil {
 				t.Fatalf("Lookup(catalog): got nil, want a cluster")
@@ -331,11 +331,11 @@ func TestTableUpdate(t *testing.T) {
 				t.Fatalf("endpoints: got %v, want sorted %v", addrs, want)
 			}
 			e1, e2 := endpointByAddr(t, c, "10.0.0.1:80"), endpointByAddr(t, c, "10.0.0.2:80")
-			e1.connectFailed()
-			e2.connectFailed()
+			e1.ConnectFailed()
+			e2.ConnectFailed()
 
 			next := append(slices.Clone(tt.next), EndpointSpec{Instance: "i2", Address: "10.0.0.2:80"})
-			table.Update(map[string][]EndpointSpec{"catalog": next, "orders": nil})
+			updateTable(table, map[string][]EndpointSpec{"catalog": next, "orders": nil})
 			c2 := table.Lookup("catalog")
 			n1 := endpointByAddr(t, c2, "10.0.0.1:80")
 			if same := n1 == e1; same != tt.wantSame {
@@ -355,125 +355,30 @@ func TestTableUpdate(t *testing.T) {
 	}
 
 	t.Run("known services", func(t *testing.T) {
-		table := NewTable(nil)
-		table.Update(map[string][]EndpointSpec{"orders": nil, "catalog": specs("i1", "h:1")})
+		table := NewTable(nil, Policy{})
+		updateTable(table, map[string][]EndpointSpec{"orders": nil, "catalog": specs("i1", "h:1")})
 		if got, want := table.Services(), []string{"catalog", "orders"}; !slices.Equal(got, want) {
 			t.Errorf("Services: got %v, want %v", got, want)
 		}
 		if c := table.Lookup("orders"); c == nil || len(c.Endpoints) != 0 {
 			t.Errorf("Lookup(orders) with no endpoints: got %v, want an empty cluster", c)
 		}
-		table.Update(map[string][]EndpointSpec{"catalog": specs("i1", "h:1")})
+		updateTable(table, map[string][]EndpointSpec{"catalog": specs("i1", "h:1")})
 		if c := table.Lookup("orders"); c != nil {
 			t.Errorf("Lookup(orders) after removal: got %+v, want nil", c)
 		}
 	})
 	t.Run("removed then re-added address is fresh", func(t *testing.T) {
-		table := NewTable(nil)
-		table.Update(map[string][]EndpointSpec{"catalog": specs("i1", "h:1")})
+		table := NewTable(nil, Policy{})
+		updateTable(table, map[string][]EndpointSpec{"catalog": specs("i1", "h:1")})
 		e := table.Lookup("catalog").Endpoints[0]
-		e.connectFailed()
-		table.Update(map[string][]EndpointSpec{"catalog": nil})
-		table.Update(map[string][]EndpointSpec{"catalog": specs("i1", "h:1")})
+		e.ConnectFailed()
+		updateTable(table, map[string][]EndpointSpec{"catalog": nil})
+		updateTable(table, map[string][]EndpointSpec{"catalog": specs("i1", "h:1")})
 		if n := table.Lookup("catalog").Endpoints[0]; n == e || n.Ejected(time.Now().UnixNano()) {
 			t.Errorf("re-added endpoint: got same pointer %v ejected %v, want a fresh one", n == e, n.Ejected(time.Now().UnixNano()))
 		}
 	})
-}
-
-func newCluster(n int) *Cluster {
-	c := &Cluster{Service: "catalog"}
-	for i := range n {
-		c.Endpoints = append(c.Endpoints, &Endpoint{Service: "catalog", Instance: fmt.Sprint("i", i), Address: fmt.Sprintf("10.0.0.%d:80", i)})
-	}
-	return c
-}
-
-func TestClusterPick(t *testing.T) {
-	count := func(c *Cluster, picks int, tried []*Endpoint) map[string]int {
-		got := map[string]int{}
-		for range picks {
-			if e := c.Pick(tried); e != nil {
-				got[e.Instance]++
-			} else {
-				got["nil"]++
-			}
-		}
-		return got
-	}
-	tests := []struct {
-		name    string
-		eject   []int // endpoints ejected before picking
-		tried   []int
-		picks   int
-		want    map[string]int
-		wantAny []string // when set: every pick is one of these, each picked (instead of want)
-	}{
-		{name: "round robin is even", picks: 300, want: map[string]int{"i0": 100, "i1": 100, "i2": 100}},
-		// The successor of a skipped endpoint takes its turns (i0:100 i2:200
-		// here): Pick promises the next usable one, not an even spread.
-		{name: "skips ejected", eject: []int{1}, picks: 300, wantAny: []string{"i0", "i2"}},
-		{name: "skips tried", tried: []int{0}, picks: 300, wantAny: []string{"i1", "i2"}},
-		{name: "healthy untried beats ejected", eject: []int{1, 2}, picks: 30, want: map[string]int{"i0": 30}},
-		{name: "ejected only when all untried are ejected", eject: []int{1, 2}, tried: []int{0}, picks: 30, wantAny: []string{"i1", "i2"}},
-		{name: "all ejected still answers", eject: []int{0, 1, 2}, picks: 30, wantAny: []string{"i0", "i1", "i2"}},
-		{name: "nil when all tried", tried: []int{0, 1, 2}, picks: 5, want: map[string]int{"nil": 5}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := newCluster(3)
-			for _, i := range tt.eject {
-				c.Endpoints[i].connectFailed()
-			}
-			var tried []*Endpoint
-			for _, i := range tt.tried {
-				tried = append(tried, c.Endpoints[i])
-			}
-			got := count(c, tt.picks, tried)
-			if tt.wantAny != nil {
-				for k := range got {
-					if !slices.Contains(tt.wantAny, k) {
-						t.Errorf("picks: got %v, want only %v", got, tt.wantAny)
-					}
-				}
-				for _, k := range tt.wantAny {
-					if got[k] == 0 {
-						t.Errorf("picks: got %v, want each of %v at least once", got, tt.wantAny)
-					}
-				}
-				return
-			}
-			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
-				t.Errorf("picks: got %v, want %v", got, tt.want)
-			}
-		})
-	}
-	t.Run("empty cluster", func(t *testing.T) {
-		if e := newCluster(0).Pick(nil); e != nil {
-			t.Errorf("Pick on empty cluster: got %+v, want nil", e)
-		}
-	})
-	t.Run("connected puts back in rotation", func(t *testing.T) {
-		c := newCluster(3)
-		c.Endpoints[1].connectFailed()
-		c.Endpoints[1].connected()
-		if got := count(c, 300, nil); got["i1"] != 100 {
-			t.Errorf("picks after recovery: got %v, want 100 each", got)
-		}
-	})
-}
-
-func TestEjectionBackoff(t *testing.T) {
-	e := &Endpoint{}
-	want := []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second}
-	for i, w := range want {
-		before := time.Now()
-		e.connectFailed()
-		got := time.Duration(e.ejectedUntil.Load() - before.UnixNano())
-		if got < w || got > w+time.Second {
-			t.Errorf("failure %d: got ejected for %v, want %v", i+1, got, w)
-		}
-	}
 }
 
 // meshErrorBody decodes the JSON body of a mesh error.
@@ -758,7 +663,7 @@ func TestOutboundUpstreamReset(t *testing.T) {
 
 func newInbound(t *testing.T, app string) *httptest.Server {
 	t.Helper()
-	return server(t, NewInbound("catalog", "catalog-1", app, transport(t, 0), NewMetrics(prometheus.NewRegistry())))
+	return server(t, NewInbound("catalog", "catalog-1", app, transport(t), NewMetrics(prometheus.NewRegistry())))
 }
 
 func TestInbound(t *testing.T) {
@@ -831,14 +736,14 @@ func BenchmarkOutboundRoundTrip(b *testing.B) {
 		io.WriteString(w, "ok")
 	}))
 	defer app.Close()
-	inTr := NewTransport(0)
+	inTr := NewTransport()
 	defer inTr.CloseIdleConnections()
 	in := httptest.NewServer(NewInbound("catalog", "catalog-1", addrOf(app), inTr, NewMetrics(prometheus.NewRegistry())))
 	defer in.Close()
 	m := NewMetrics(prometheus.NewRegistry())
-	table := NewTable(m)
-	table.Update(map[string][]EndpointSpec{"catalog": {{Instance: "catalog-1", Address: addrOf(in)}}})
-	outTr := NewTransport(5 * time.Second)
+	table := NewTable(m, Policy{Timeout: 5 * time.Second})
+	updateTable(table, map[string][]EndpointSpec{"catalog": {{Instance: "catalog-1", Address: addrOf(in)}}})
+	outTr := NewTransport()
 	defer outTr.CloseIdleConnections()
 	out := httptest.NewServer(NewOutbound(table, outTr, outTr, m, discard))
 	defer out.Close()

@@ -67,8 +67,6 @@ type Server struct {
 	// connection's first line before forwarding it as TCP (0: as long as
 	// the client idle timeout).
 	DetectTimeout time.Duration
-	// Timeout bounds the wait for an upstream's response head (0: none).
-	Timeout time.Duration
 	// HeadTimeout bounds the arrival of a request head (and of a TLS
 	// handshake) once it has begun (0: DefaultHeadTimeout).
 	HeadTimeout time.Duration
@@ -126,6 +124,10 @@ type clientConn struct {
 	handedOff bool
 	// h2 is set while the HTTP/2 engine serves the connection.
 	h2 atomic.Pointer[h2Client]
+	// call is the plan of the request being served on the fast path
+	// (here, not on the stack: the balancer's interface call would move
+	// it to the heap per request).
+	call call
 }
 
 // lazyDeadline sets a connection's read deadline only when the one in
@@ -395,11 +397,11 @@ func (s *Server) badRequest(cc *clientConn, err error) {
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), isNetError(err):
 		return // the client went away or was too slow; nobody to answer
 	case errors.Is(err, h1.ErrHeadTooLarge):
-		writeMeshError(cc.bw, &MeshError{Status: http.StatusRequestHeaderFieldsTooLarge, Reason: ReasonBadRequest,
-			Message: err.Error()}, true)
+		(&MeshError{Status: http.StatusRequestHeaderFieldsTooLarge, Reason: ReasonBadRequest,
+			Message: err.Error()}).writeH1(cc.bw, true)
 	default:
-		writeMeshError(cc.bw, &MeshError{Status: http.StatusBadRequest, Reason: ReasonBadRequest,
-			Message: err.Error()}, true)
+		(&MeshError{Status: http.StatusBadRequest, Reason: ReasonBadRequest,
+			Message: err.Error()}).writeH1(cc.bw, true)
 	}
 	cc.bw.Flush()
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/weftmesh/weft/internal/endpoint"
 	"github.com/weftmesh/weft/internal/h1"
 )
 
@@ -59,12 +60,13 @@ const (
 // outbound server itself.
 func pairServers(tb testing.TB, app string, timeout time.Duration) (outAddr string, out *Server) {
 	m := NewMetrics(prometheus.NewRegistry())
-	in := NewInbound("svc", "svc-1", app, NewTransport(0), m)
-	inAddr := serveProxy(tb, &Server{Resolve: in.Resolve, Metrics: m, Log: discard, Timeout: timeout})
-	table := NewTable(m)
-	table.Update(map[string][]EndpointSpec{"svc": {{Instance: "svc-1", Address: inAddr}}})
-	o := NewOutbound(table, NewTransport(0), NewTransport(0), m, discard)
-	out = &Server{Resolve: o.Resolve, Metrics: m, Log: discard, Timeout: timeout}
+	in := NewInbound("svc", "svc-1", app, NewTransport(), m)
+	in.SetTimeout(timeout)
+	inAddr := serveProxy(tb, &Server{Resolve: in.Resolve, Metrics: m, Log: discard})
+	table := NewTable(m, Policy{Timeout: timeout})
+	updateTable(table, map[string][]EndpointSpec{"svc": {{Instance: "svc-1", Address: inAddr}}})
+	o := NewOutbound(table, NewTransport(), NewTransport(), m, discard)
+	out = &Server{Resolve: o.Resolve, Metrics: m, Log: discard}
 	return serveProxy(tb, out), out
 }
 
@@ -398,7 +400,7 @@ func TestCloseEndsSilentTCPForward(t *testing.T) {
 		<-hold
 	})
 	t.Cleanup(func() { close(hold) })
-	dest := &Cluster{Service: "db", Endpoints: []*Endpoint{newEndpoint("db", "db-1", app, nil)}}
+	dest := newCluster("db", []*Endpoint{endpoint.New("db", "db-1", app, nil)}, 0, nil)
 	srv := &Server{Name: "upstream/db", Log: discard, TCP: &TCPProxy{},
 		Opaque: func() (*Cluster, bool) { return dest, true }}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -507,8 +509,9 @@ func TestIdlePooledConnectionChecked(t *testing.T) {
 // oneHop serves an inbound in front of app; headTimeout 0 is the default.
 func oneHop(t *testing.T, app string, timeout, headTimeout time.Duration) string {
 	m := NewMetrics(prometheus.NewRegistry())
-	in := NewInbound("svc", "svc-1", app, NewTransport(0), m)
-	return serveProxy(t, &Server{Resolve: in.Resolve, Metrics: m, Log: discard, Timeout: timeout, HeadTimeout: headTimeout})
+	in := NewInbound("svc", "svc-1", app, NewTransport(), m)
+	in.SetTimeout(timeout)
+	return serveProxy(t, &Server{Resolve: in.Resolve, Metrics: m, Log: discard, HeadTimeout: headTimeout})
 }
 
 // delayedApp answers each path after the delay given for it (none if

@@ -2,15 +2,16 @@ package proxy
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/weftmesh/weft/internal/endpoint"
+	"github.com/weftmesh/weft/internal/request"
 )
 
 // TCPProxy forwards whole connections as bytes, for services that do not
@@ -53,23 +54,24 @@ func (p *TCPProxy) Forward(client net.Conn, buffered []byte, c *Cluster) {
 	}
 }
 
-// dial connects to an instance of c, moving to another one when a connect
-// fails, as the HTTP path does.
+// dial connects to an instance of c through its plan: a connect failure
+// moves to another instance, as on the HTTP path. A connection counts as
+// an attempt until it is made (its latency is the connect time).
 func (p *TCPProxy) dial(c *Cluster) (net.Conn, *Endpoint, *MeshError) {
-	var conn net.Conn
-	var picked *Endpoint
-	merr := c.tryEndpoints(func(ep *Endpoint, _ int) (*MeshError, bool) {
-		var err error
-		if conn, err = dial(ep.Address); err != nil {
-			ep.connectFailed()
-			return &MeshError{Status: http.StatusBadGateway, Reason: ReasonConnectFailed, Service: c.Service, Instance: ep.Instance,
-				Message: fmt.Sprintf("%s at %s: %v", ep.Instance, ep.Address, err)}, true
+	var k call
+	k.init(c, request.None)
+	for ep := k.next(); ep != nil; ep = k.next() {
+		conn, err := dial(ep.Address)
+		if err == nil {
+			k.ok()
+			return conn, ep, nil
 		}
-		ep.connected()
-		picked = ep
-		return nil, false
-	})
-	return conn, picked, merr
+		k.failed(endpoint.ConnectFailed, err)
+		if !k.again(false) {
+			break
+		}
+	}
+	return nil, nil, k.result()
 }
 
 // pipe copies both ways until both directions end, half-closing each

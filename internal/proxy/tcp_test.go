@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/weftmesh/weft/internal/endpoint"
 )
 
 // tcpFixture serves a TCPProxy with the given idle timeout in front of an
@@ -32,7 +34,7 @@ func tcpFixture(t *testing.T, idle time.Duration, app func(net.Conn)) (string, <
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	c := &Cluster{Service: "svc", Endpoints: []*Endpoint{newEndpoint("svc", "svc-1", appLn.Addr().String(), nil)}}
+	c := newCluster("svc", []*Endpoint{endpoint.New("svc", "svc-1", appLn.Addr().String(), nil)}, 0, nil)
 	p := &TCPProxy{IdleTimeout: idle}
 	done := make(chan struct{}, 16)
 	go func() {

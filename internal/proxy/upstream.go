@@ -9,7 +9,7 @@ import (
 
 // OnAppUnreachable registers f to run whenever a connection to the app
 // cannot be made (HTTP or TCP); call it before serving.
-func (in *Inbound) OnAppUnreachable(f func()) { in.cluster.Endpoints[0].onConnectFailed = f }
+func (in *Inbound) OnAppUnreachable(f func()) { in.cluster.Endpoints[0].OnConnectFailed = f }
 
 // AppCluster is the inbound's only destination, the local app, as a cluster:
 // where the inbound listener forwards connections that are not HTTP.

@@ -25,6 +25,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,7 @@ import (
 	"github.com/weftmesh/weft/internal/proxy"
 	"github.com/weftmesh/weft/internal/push"
 	"github.com/weftmesh/weft/internal/registry"
+	"github.com/weftmesh/weft/internal/snapshot"
 )
 
 // Config is what `weft sidecar` is told.
@@ -182,6 +184,8 @@ type Sidecar struct {
 	in                   *proxy.Inbound
 	adminSrv             *http.Server
 	table                *proxy.Table
+	compiler             snapshot.Compiler
+	snap                 atomic.Pointer[snapshot.Snapshot] // the last applied, for /config
 	api                  *api.Client
 	push                 *push.Client
 	reg                  *registration
@@ -225,13 +229,13 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 	}
 
 	metrics := proxy.NewMetrics(deps.Registry)
-	s.table = proxy.NewTable(metrics)
+	s.table = proxy.NewTable(metrics, proxy.Policy{Timeout: cfg.Timeout})
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
-	out := proxy.NewOutbound(s.table, proxy.NewTransport(cfg.Timeout), proxy.NewTransport(cfg.Timeout), metrics, s.log)
+	out := proxy.NewOutbound(s.table, proxy.NewTransport(), proxy.NewTransport(), metrics, s.log)
 	out.H2 = proxy.NewH2CTransport()
 	tcp := &proxy.TCPProxy{IdleTimeout: cfg.TCPIdleTimeout, Log: s.log}
 	s.outSrv = &proxy.Server{Name: "outbound", Resolve: out.Resolve, SNI: out.ResolveSNI, Connect: true, H2: out, TCP: tcp,
-		Timeout: cfg.Timeout, Metrics: metrics, Log: s.log}
+		Metrics: metrics, Log: s.log}
 	if cfg.HTTP2Engine == "weft" {
 		s.outSrv.H2Frames = out.RouteH2
 	}
@@ -248,7 +252,7 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 	}
 	if cfg.AppPort != 0 {
 		app := net.JoinHostPort(cfg.AppHost, strconv.Itoa(cfg.AppPort))
-		in := proxy.NewInbound(cfg.Service, cfg.ID, app, proxy.NewTransport(0), metrics)
+		in := proxy.NewInbound(cfg.Service, cfg.ID, app, proxy.NewTransport(), metrics)
 		s.in = in
 		declared := cfg.AppProtocol == "tcp"
 		s.inSrv = &proxy.Server{Name: "inbound", Resolve: in.Resolve, H2: in, Metrics: metrics, Log: s.log,

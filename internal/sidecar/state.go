@@ -1,56 +1,25 @@
 package sidecar
 
 import (
-	"encoding/json"
 	"net/http"
 	"strings"
 	"time"
 
-	"github.com/weftmesh/weft/internal/config"
-	"github.com/weftmesh/weft/internal/proxy"
 	"github.com/weftmesh/weft/internal/push"
-	"github.com/weftmesh/weft/internal/registry"
 	"github.com/weftmesh/weft/internal/telemetry"
 )
 
-// applyState turns what the control plane pushed into the routing table:
-// ready instances of each service, plus the endpoints of external services.
-// A service whose instances are all not ready stays in the table, empty.
+// applyState compiles what the control plane pushed into a snapshot and
+// hands it to the routing table. Records that cannot be used are logged
+// once and left out; the rest is applied.
 func (s *Sidecar) applyState(st push.State, rev int64) {
-	services := map[string][]proxy.EndpointSpec{}
-	for key, raw := range st {
-		switch {
-		case strings.HasPrefix(key, registry.KeyPrefix):
-			var in registry.Instance
-			if err := json.Unmarshal(raw, &in); err != nil {
-				s.log.Warn("ignoring a malformed instance record", "key", key, "err", err)
-				continue
-			}
-			list := services[in.Service]
-			if in.Ready {
-				list = append(list, proxy.EndpointSpec{Instance: in.ID, Address: in.Address, Labels: in.Labels, Protocol: in.Protocol})
-			}
-			services[in.Service] = list
-		case strings.HasPrefix(key, config.KeyPrefix+"ExternalService/"):
-			r, err := config.Decode(raw, 0)
-			if err != nil {
-				s.log.Warn("ignoring a malformed resource", "key", key, "err", err)
-				continue
-			}
-			spec, err := config.DecodeExternalService(&r)
-			if err != nil {
-				s.log.Warn("ignoring a malformed ExternalService", "key", key, "err", err)
-				continue
-			}
-			list := services[r.Metadata.Name]
-			for _, e := range spec.Endpoints {
-				list = append(list, proxy.EndpointSpec{Instance: "external:" + e.Address, Address: e.Address, Labels: e.Labels, Protocol: spec.Protocol})
-			}
-			services[r.Metadata.Name] = list
-		}
+	snap, problems := s.compiler.Compile(st, rev)
+	for _, p := range problems {
+		s.log.Warn("ignoring a record the control plane pushed", "key", p.Key, "err", p.Err)
 	}
-	s.table.Update(services)
-	s.log.Debug("routing table updated", "revision", rev, "services", len(services))
+	s.snap.Store(snap)
+	s.table.Update(snap)
+	s.log.Debug("routing table updated", "revision", rev, "services", len(snap.Services))
 }
 
 func (s *Sidecar) adminMux() *http.ServeMux {
@@ -86,33 +55,148 @@ func (s *Sidecar) ready() telemetry.Status {
 	return telemetry.Status{Ready: ok, Detail: d}
 }
 
-// configView is /config: what this sidecar runs with.
+// configView is /config: what this sidecar runs with, as a user reads it
+// (listeners as bound, durations as written on the command line), and
+// every service it routes to with each endpoint's state.
 type configView struct {
-	Config   Config                    `json:"config"`
-	Revision int64                     `json:"revision"`
-	Services map[string][]endpointView `json:"services"`
+	Service          string                 `json:"service"`
+	Instance         string                 `json:"instance"`
+	Labels           map[string]string      `json:"labels,omitempty"`
+	Control          string                 `json:"control"`
+	ControlConnected bool                   `json:"controlConnected"`
+	Revision         int64                  `json:"revision"`
+	Listeners        listenersView          `json:"listeners"`
+	App              *appView               `json:"app,omitempty"`
+	Settings         settingsView           `json:"settings"`
+	Services         map[string]serviceView `json:"services"`
 }
 
+type listenersView struct {
+	Outbound  string         `json:"outbound"`
+	Inbound   string         `json:"inbound,omitempty"`
+	Admin     string         `json:"admin"`
+	Advertise string         `json:"advertise,omitempty"`
+	Upstreams []upstreamView `json:"upstreams,omitempty"`
+}
+
+type upstreamView struct {
+	Service string `json:"service"`
+	Address string `json:"address"`
+	TCP     bool   `json:"tcp,omitempty"`
+}
+
+type appView struct {
+	Address    string `json:"address"`
+	Protocol   string `json:"protocol"`
+	HealthPath string `json:"healthPath,omitempty"`
+	Up         bool   `json:"up"`
+}
+
+type settingsView struct {
+	Timeout        string `json:"timeout"`
+	DetectTimeout  string `json:"detectTimeout"`
+	TCPIdleTimeout string `json:"tcpIdleTimeout"`
+	HealthInterval string `json:"healthInterval"`
+	DrainTimeout   string `json:"drainTimeout"`
+	LeaseTTL       string `json:"leaseTTL"`
+	HTTP2Engine    string `json:"http2Engine"`
+	InboundTLS     bool   `json:"inboundTLS,omitempty"`
+}
+
+type serviceView struct {
+	External  bool           `json:"external,omitempty"`
+	Protocol  string         `json:"protocol,omitempty"`
+	Endpoints []endpointView `json:"endpoints"`
+}
+
+// endpointView is one endpoint as the mesh lists it (ready: its sidecar
+// reports its app up; external endpoints are not checked) and, when this
+// sidecar routes to it, its state here: ejected after connect failures,
+// attempts in flight, latency estimate.
 type endpointView struct {
-	Instance string            `json:"instance"`
-	Address  string            `json:"address"`
-	Labels   map[string]string `json:"labels,omitempty"`
-	Ejected  bool              `json:"ejected,omitempty"`
+	Instance     string            `json:"instance"`
+	Address      string            `json:"address"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	Protocol     string            `json:"protocol,omitempty"`
+	Ready        bool              `json:"ready"`
+	Health       string            `json:"health"` // ready, not-ready, ejected, unchecked
+	EjectedUntil *time.Time        `json:"ejectedUntil,omitempty"`
+	InFlight     int               `json:"inFlight,omitempty"`
+	Latency      string            `json:"latency,omitempty"`
+	Attempts     uint64            `json:"attempts,omitempty"`
+	Failures     uint64            `json:"failures,omitempty"`
 }
 
 func (s *Sidecar) config() any {
-	v := configView{Config: s.cfg, Revision: s.push.Revision(), Services: map[string][]endpointView{}}
-	now := time.Now().UnixNano()
-	for _, name := range s.table.Services() {
+	out, in, admin := s.Addrs()
+	v := configView{
+		Service: s.cfg.Service, Instance: s.cfg.ID, Labels: s.cfg.Labels,
+		Control: s.cfg.Control, ControlConnected: s.push.Connected(), Revision: s.push.Revision(),
+		Listeners: listenersView{Outbound: out, Inbound: in, Admin: admin},
+		Settings: settingsView{
+			Timeout: duration(s.cfg.Timeout), DetectTimeout: duration(s.cfg.DetectTimeout),
+			TCPIdleTimeout: duration(s.cfg.TCPIdleTimeout), HealthInterval: duration(s.cfg.HealthInterval),
+			DrainTimeout: duration(s.cfg.DrainTimeout), LeaseTTL: duration(s.cfg.LeaseTTL),
+			HTTP2Engine: s.cfg.HTTP2Engine, InboundTLS: s.cfg.InboundTLSCert != "",
+		},
+		Services: map[string]serviceView{},
+	}
+	if s.inLn != nil {
+		v.Listeners.Advertise = s.advertise()
+		v.App = &appView{Address: s.health.app, Protocol: s.cfg.AppProtocol, HealthPath: s.cfg.HealthPath, Up: s.health.ok.Load()}
+	}
+	for i, u := range s.cfg.Upstreams {
+		v.Listeners.Upstreams = append(v.Listeners.Upstreams, upstreamView{Service: u.Service, Address: s.upLns[i].Addr().String(), TCP: u.TCP})
+	}
+	snap := s.snap.Load()
+	if snap == nil {
+		return v
+	}
+	for _, name := range snap.Names() {
+		svc := snap.Services[name]
 		c := s.table.Lookup(name)
-		if c == nil {
-			continue
+		sv := serviceView{External: svc.External, Protocol: svc.Protocol, Endpoints: make([]endpointView, 0, len(svc.Endpoints))}
+		for _, e := range svc.Endpoints {
+			ev := endpointView{Instance: e.Instance, Address: e.Address, Labels: e.Labels, Protocol: e.Protocol, Ready: e.Ready}
+			switch {
+			case !e.Ready:
+				ev.Health = "not-ready"
+			case e.External:
+				ev.Health = "unchecked"
+			default:
+				ev.Health = "ready"
+			}
+			if c != nil {
+				for _, ep := range c.Endpoints {
+					if ep.Address != e.Address || ep.Instance != e.Instance {
+						continue
+					}
+					st := ep.Stats()
+					if !st.EjectedUntil.IsZero() {
+						t := st.EjectedUntil.UTC().Truncate(time.Millisecond)
+						ev.EjectedUntil, ev.Health = &t, "ejected"
+					}
+					ev.InFlight, ev.Attempts, ev.Failures = st.InFlight, st.Attempts, st.Failures
+					if st.Latency > 0 {
+						ev.Latency = duration(st.Latency.Round(time.Microsecond))
+					}
+				}
+			}
+			sv.Endpoints = append(sv.Endpoints, ev)
 		}
-		eps := make([]endpointView, 0, len(c.Endpoints))
-		for _, e := range c.Endpoints {
-			eps = append(eps, endpointView{Instance: e.Instance, Address: e.Address, Labels: e.Labels, Ejected: e.Ejected(now)})
-		}
-		v.Services[name] = eps
+		v.Services[name] = sv
 	}
 	return v
+}
+
+// duration writes d as on the command line: 100ms, 15s, 1h (not 1h0m0s).
+func duration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }

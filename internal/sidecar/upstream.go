@@ -81,7 +81,6 @@ func (s *Sidecar) upstreamServer(u Upstream, out *proxy.Outbound, tcp *proxy.TCP
 		},
 		TCP:           tcp,
 		DetectTimeout: s.cfg.DetectTimeout,
-		Timeout:       s.cfg.Timeout,
 		Metrics:       m,
 		Log:           s.log,
 	}

@@ -54,10 +54,74 @@ func (s *Store) Put(ctx context.Context, in registry.Instance, lease int64, ttl 
 	if err != nil {
 		return 0, err
 	}
-	if _, err := s.c.Put(ctx, registry.Key(in.Service, in.ID), string(b), clientv3.WithLease(clientv3.LeaseID(lease))); err != nil {
+	svc, err := json.Marshal(registry.Service{Name: in.Service, Since: in.Since})
+	if err != nil {
+		return 0, err
+	}
+	// The instance, and its service's record if the mesh did not know
+	// the service yet (one transaction: no instance without its service).
+	sk := registry.ServiceKey(in.Service)
+	put := clientv3.OpPut(registry.Key(in.Service, in.ID), string(b), clientv3.WithLease(clientv3.LeaseID(lease)))
+	_, err = s.c.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(sk), "=", 0)).
+		Then(put, clientv3.OpPut(sk, string(svc))).
+		Else(put).
+		Commit()
+	if err != nil {
 		return 0, fmt.Errorf("put instance %s/%s: %w", in.Service, in.ID, err)
 	}
 	return lease, nil
+}
+
+// ErrServiceInUse: a service record cannot be removed while instances
+// of the service are registered.
+var ErrServiceInUse = errors.New("the service still has instances")
+
+// ErrServiceNotFound: no record of that service.
+var ErrServiceNotFound = errors.New("no such service")
+
+// Services lists the service records, sorted by name.
+func (s *Store) Services(ctx context.Context) ([]registry.Service, error) {
+	resp, err := s.c.Get(ctx, registry.ServiceKeyPrefix, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil {
+		return nil, fmt.Errorf("list services: %w", err)
+	}
+	out := make([]registry.Service, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var sv registry.Service
+		if err := json.Unmarshal(kv.Value, &sv); err != nil {
+			return nil, fmt.Errorf("service record %s: %w", kv.Key, err)
+		}
+		out = append(out, sv)
+	}
+	return out, nil
+}
+
+// ForgetService removes a service's record, so the mesh no longer knows
+// the name (its callers' requests go out as egress again). It refuses
+// while instances of the service are registered.
+func (s *Store) ForgetService(ctx context.Context, name string) error {
+	sk := registry.ServiceKey(name)
+	prefix := registry.KeyPrefix + name + "/"
+	// One transaction: the record goes only if no instance key exists
+	// (a compare over the whole prefix), so a registration cannot slip in.
+	resp, err := s.c.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(sk), ">", 0),
+			clientv3.Compare(clientv3.CreateRevision(prefix), "=", 0).WithPrefix()).
+		Then(clientv3.OpDelete(sk)).
+		Else(clientv3.OpGet(sk, clientv3.WithCountOnly()), clientv3.OpGet(prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("forget service %s: %w", name, err)
+	}
+	if resp.Succeeded {
+		return nil
+	}
+	if resp.Responses[0].GetResponseRange().Count == 0 {
+		return fmt.Errorf("service %q: %w", name, ErrServiceNotFound)
+	}
+	n := resp.Responses[1].GetResponseRange().Count
+	return fmt.Errorf("service %q has %d registered instance(s): %w", name, n, ErrServiceInUse)
 }
 
 // KeepAlive renews a lease once.

@@ -1,0 +1,224 @@
+// Package endpoint is what the data path knows of one place a service can
+// be reached: its identity (service, instance, address, labels) and its
+// state, shared by every engine and kept across routing-table swaps.
+//
+//	balancer (lb) --Pick--> *Endpoint
+//	engine:   a := ep.Begin()   ... dial, send, await the response head ...
+//	          a.Done(Outcome{Class, Latency})
+//	                 |
+//	                 v
+//	state:    in flight, latency estimate (EWMA), consecutive failures,
+//	          ejected until  (all atomic; read by balancers and /config)
+//
+// HTTP/1.1, both HTTP/2 engines and TCP report every attempt through
+// Begin and Done, so ejection and latency estimates are written once.
+// Engines keep their own per-endpoint state (connection pools) in slots
+// (Local), so this package knows no protocol.
+package endpoint
+
+import (
+	"maps"
+	"sync/atomic"
+	"time"
+)
+
+// Endpoint is one address of a service: a peer sidecar's inbound
+// listener, an external service's address, or the local app. Identity
+// fields are set once, before the endpoint is shared; state is atomic.
+type Endpoint struct {
+	Service  string
+	Instance string // instance id, "external:<address>" or "egress:<host:port>"
+	Address  string // host:port
+	Labels   map[string]string
+	Protocol string // what it declares it speaks: http, h2c, tcp, or ""
+
+	// OnConnectFailed, when set before the endpoint is shared, hears of
+	// every connect failure (the inbound's app endpoint tells the health
+	// check).
+	OnConnectFailed func()
+
+	ejectedUntil atomic.Int64 // unix nanoseconds; 0 when in rotation
+	failures     atomic.Int32 // consecutive connect failures
+	inflight     atomic.Int32 // attempts begun and not done
+	ewma         atomic.Int64 // latency estimate in nanoseconds; 0: none yet
+	attempts     atomic.Uint64
+	failed       atomic.Uint64
+
+	locals [maxSlots]Local
+}
+
+// New returns an endpoint in rotation with no history.
+func New(service, instance, address string, labels map[string]string) *Endpoint {
+	e := &Endpoint{Service: service, Instance: instance, Address: address, Labels: labels}
+	e.makeLocals()
+	return e
+}
+
+// SameIdentity reports whether e is the endpoint another spec describes:
+// same instance, address and labels. State carries over only then.
+func (e *Endpoint) SameIdentity(instance, address string, labels map[string]string) bool {
+	return e.Instance == instance && e.Address == address && maps.Equal(e.Labels, labels)
+}
+
+// Class is what an attempt came to.
+type Class uint8
+
+const (
+	// Success: the instance answered (any status it chose).
+	Success Class = iota
+	// ConnectFailed: no connection could be made, or the peer sidecar
+	// could not reach its app; the app never saw the request.
+	ConnectFailed
+	// Reset: the connection broke, or the stream was reset, before a
+	// response.
+	Reset
+	// Refused: the instance said it did not process the request (HTTP/2
+	// REFUSED_STREAM, or a GOAWAY that left it out).
+	Refused
+	// Timeout: no response within the deadline.
+	Timeout
+	// Cancelled: the client went away first; says nothing of the instance.
+	Cancelled
+)
+
+var classNames = [...]string{"success", "connect-failed", "reset", "refused", "timeout", "cancelled"}
+
+func (c Class) String() string {
+	if int(c) < len(classNames) {
+		return classNames[c]
+	}
+	return "unknown"
+}
+
+// Outcome is the result of one attempt.
+type Outcome struct {
+	Class   Class
+	Latency time.Duration // from Begin to the response head, or to the failure
+}
+
+// Attempt is one try of a request (or connection) on an endpoint. It is
+// a small value: keep it on the stack.
+type Attempt struct {
+	ep    *Endpoint
+	start int64 // unix nanoseconds
+}
+
+// Begin starts an attempt on e: it counts in flight until Done.
+func (e *Endpoint) Begin() Attempt {
+	e.inflight.Add(1)
+	e.attempts.Add(1)
+	return Attempt{ep: e, start: time.Now().UnixNano()}
+}
+
+// Endpoint is the endpoint the attempt is on.
+func (a Attempt) Endpoint() *Endpoint { return a.ep }
+
+// Started reports whether Begin made a, and Done has not cleared it.
+func (a Attempt) Started() bool { return a.ep != nil }
+
+// Elapsed is the time since Begin.
+func (a Attempt) Elapsed() time.Duration { return time.Duration(time.Now().UnixNano() - a.start) }
+
+// Done ends the attempt: a connect failure ejects the endpoint for a
+// backoff that doubles while failures follow each other; anything else
+// that reached the instance puts it back in good standing; a success
+// feeds the latency estimate. Done must be called once per Begin
+// (*a is cleared, so a second call is a no-op).
+func (a *Attempt) Done(o Outcome) {
+	e := a.ep
+	if e == nil {
+		return
+	}
+	a.ep = nil
+	e.inflight.Add(-1)
+	switch o.Class {
+	case ConnectFailed:
+		e.failed.Add(1)
+		e.ConnectFailed()
+	case Success:
+		e.connected()
+		e.observe(o.Latency)
+	case Reset, Timeout:
+		e.failed.Add(1)
+		e.connected() // a connection was made
+	case Refused:
+		e.connected()
+	}
+}
+
+// Ejection backoff after connect failures: the first lasts EjectBase,
+// each further consecutive failure doubles it, up to EjectMax.
+const (
+	EjectBase = 2 * time.Second
+	EjectMax  = 30 * time.Second
+)
+
+// ConnectFailed takes the endpoint out of rotation for a backoff. Done
+// calls it; engines call it directly only outside an attempt.
+func (e *Endpoint) ConnectFailed() {
+	if e.OnConnectFailed != nil {
+		e.OnConnectFailed()
+	}
+	n := e.failures.Add(1)
+	d := EjectBase << min(n-1, 4)
+	e.ejectedUntil.Store(time.Now().Add(min(d, EjectMax)).UnixNano())
+}
+
+// connected puts the endpoint back in good standing.
+func (e *Endpoint) connected() {
+	if e.failures.Load() != 0 {
+		e.failures.Store(0)
+		e.ejectedUntil.Store(0)
+	}
+}
+
+// ewmaWeight is the share of a new sample in the latency estimate (1/8,
+// as TCP's smoothed RTT).
+const ewmaShift = 3
+
+// observe folds a latency sample into the estimate. A lost race between
+// two samples loses one of them, which an estimate can afford.
+func (e *Endpoint) observe(d time.Duration) {
+	if d <= 0 {
+		d = 1
+	}
+	old := e.ewma.Load()
+	if old == 0 {
+		e.ewma.Store(int64(d))
+		return
+	}
+	e.ewma.Store(old + (int64(d)-old)>>ewmaShift)
+}
+
+// Ejected reports whether the endpoint is out of rotation at now (unix
+// nanoseconds).
+func (e *Endpoint) Ejected(now int64) bool { return e.ejectedUntil.Load() > now }
+
+// EjectedUntil is when the endpoint returns to rotation (zero: it is in).
+func (e *Endpoint) EjectedUntil() time.Time {
+	if n := e.ejectedUntil.Load(); n > time.Now().UnixNano() {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
+
+// InFlight is the number of attempts begun and not done.
+func (e *Endpoint) InFlight() int { return int(e.inflight.Load()) }
+
+// Latency is the latency estimate (0: no successful attempt yet).
+func (e *Endpoint) Latency() time.Duration { return time.Duration(e.ewma.Load()) }
+
+// Stats is a copy of an endpoint's state, for views such as /config.
+type Stats struct {
+	InFlight            int
+	Latency             time.Duration
+	Attempts, Failures  uint64
+	ConsecutiveFailures int
+	EjectedUntil        time.Time
+}
+
+// Stats reads the endpoint's state.
+func (e *Endpoint) Stats() Stats {
+	return Stats{InFlight: e.InFlight(), Latency: e.Latency(), Attempts: e.attempts.Load(), Failures: e.failed.Load(),
+		ConsecutiveFailures: int(e.failures.Load()), EjectedUntil: e.EjectedUntil()}
+}

@@ -1,0 +1,33 @@
+// Package lb holds the load balancers: each picks one endpoint of a
+// service for one request, behind one method.
+//
+//	Set (endpoints of a service) + request.View + tried ──Pick──> *Endpoint
+//
+// One policy a file, each with a compile-time check that it is a
+// Balancer. Balancers read endpoint state (ejection now; in flight and
+// latency for the latency-aware policies) and never block.
+package lb
+
+import (
+	"github.com/weftmesh/weft/internal/endpoint"
+	"github.com/weftmesh/weft/internal/request"
+)
+
+// Balancer picks an endpoint for a request from a service's endpoints.
+// tried holds the endpoints this request already tried (or is trying):
+// they are not picked again. When every untried endpoint is ejected, a
+// balancer returns one of them anyway (better a likely failure than a
+// certain one); nil when none is left.
+type Balancer interface {
+	Pick(set []*endpoint.Endpoint, r request.View, tried []*endpoint.Endpoint) *endpoint.Endpoint
+}
+
+// Contains reports whether e is in list.
+func Contains(list []*endpoint.Endpoint, e *endpoint.Endpoint) bool {
+	for _, x := range list {
+		if x == e {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,157 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"golang.org/x/net/http2/hpack"
+)
+
+// Reasons carried in the x-weft-error header.
+const (
+	ReasonUnknownService  = "unknown-service"
+	ReasonNoReadyInstance = "no-ready-instance"
+	ReasonConnectFailed   = "upstream-connect-failed"
+	ReasonUpstreamTimeout = "upstream-timeout"
+	ReasonUpstreamReset   = "upstream-request-failed"
+	ReasonBadRequest      = "bad-request"
+)
+
+// HeaderError names the header that marks an answer the mesh made itself.
+const HeaderError = "X-Weft-Error"
+
+// MeshError is an answer the mesh makes itself, not the app. The one
+// place its wire forms are made is this file: an HTTP/1.1 response
+// (writeH1), a net/http response (writeStd) and an HTTP/2 header block
+// with its body (h2Parts); to a gRPC caller, each is a trailers-only
+// gRPC response whose grpc-status fits the failure (grpcCode).
+type MeshError struct {
+	Status   int    `json:"-"`
+	Reason   string `json:"error"`
+	Service  string `json:"service,omitempty"`
+	Instance string `json:"instance,omitempty"`
+	Message  string `json:"message"`
+}
+
+func (e *MeshError) Error() string { return e.Reason + ": " + e.Message }
+
+// body is the JSON body of the error, newline-terminated.
+func (e *MeshError) body() []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // "<service>" stays readable
+	_ = enc.Encode(e)        // plain strings only: cannot fail
+	return buf.Bytes()
+}
+
+// grpcCode is the gRPC status of a mesh error, as gRPC maps HTTP
+// statuses (doc/http-grpc-status-mapping.md), except that a timeout is
+// DEADLINE_EXCEEDED, what the caller's own deadline would give.
+func (e *MeshError) grpcCode() string {
+	if e.Reason == ReasonUpstreamTimeout {
+		return "4" // DEADLINE_EXCEEDED
+	}
+	switch e.Status {
+	case http.StatusBadRequest, http.StatusRequestHeaderFieldsTooLarge:
+		return "13" // INTERNAL
+	case http.StatusUnauthorized:
+		return "16" // UNAUTHENTICATED
+	case http.StatusForbidden:
+		return "7" // PERMISSION_DENIED
+	case http.StatusNotFound:
+		return "12" // UNIMPLEMENTED
+	case http.StatusMethodNotAllowed:
+		return "12"
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return "14" // UNAVAILABLE
+	}
+	return "2" // UNKNOWN
+}
+
+// grpcMessage is the grpc-message of a mesh error, percent-encoded as
+// gRPC over HTTP/2 requires.
+func (e *MeshError) grpcMessage() string {
+	msg := e.Reason + ": " + e.Message
+	for i := 0; i < len(msg); i++ {
+		if c := msg[i]; c < ' ' || c > '~' || c == '%' {
+			return percentEncode(msg)
+		}
+	}
+	return msg
+}
+
+func percentEncode(s string) string {
+	const hex = "0123456789ABCDEF"
+	out := make([]byte, 0, len(s)+16)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < ' ' || c > '~' || c == '%' {
+			out = append(out, '%', hex[c>>4], hex[c&15])
+		} else {
+			out = append(out, c)
+		}
+	}
+	return string(out)
+}
+
+// writeH1 writes the error as an HTTP/1.1 response.
+func (e *MeshError) writeH1(bw *bufio.Writer, closing bool) {
+	body := e.body()
+	bw.WriteString("HTTP/1.1 ")
+	bw.WriteString(strconv.Itoa(e.Status))
+	bw.WriteByte(' ')
+	bw.WriteString(http.StatusText(e.Status))
+	bw.WriteString("\r\nContent-Type: application/json\r\nX-Weft-Error: ")
+	bw.WriteString(e.Reason)
+	bw.WriteString("\r\nContent-Length: ")
+	bw.WriteString(strconv.Itoa(len(body)))
+	if closing {
+		bw.WriteString("\r\nConnection: close")
+	}
+	bw.WriteString("\r\n\r\n")
+	bw.Write(body)
+}
+
+// writeStd writes the error through net/http; grpc: as a trailers-only
+// gRPC response. It returns the HTTP status sent.
+func (e *MeshError) writeStd(w http.ResponseWriter, grpc bool) int {
+	h := w.Header()
+	h.Set(HeaderError, e.Reason)
+	h.Del("Content-Length")
+	if grpc {
+		h.Set("Content-Type", "application/grpc")
+		h.Set("Grpc-Status", e.grpcCode())
+		h.Set("Grpc-Message", e.grpcMessage())
+		w.WriteHeader(http.StatusOK)
+		return http.StatusOK
+	}
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(e.Status)
+	w.Write(e.body())
+	return e.Status
+}
+
+// h2Parts is the error as an HTTP/2 response: its header block, and the
+// body that follows it (nil for gRPC, whose answer is trailers-only and
+// ends with the block).
+func (e *MeshError) h2Parts(grpc bool) (fields []hpack.HeaderField, body []byte) {
+	if grpc {
+		return []hpack.HeaderField{
+			{Name: ":status", Value: "200"},
+			{Name: "content-type", Value: "application/grpc"},
+			{Name: "grpc-status", Value: e.grpcCode()},
+			{Name: "grpc-message", Value: e.grpcMessage()},
+			{Name: "x-weft-error", Value: e.Reason},
+		}, nil
+	}
+	body = e.body()
+	return []hpack.HeaderField{
+		{Name: ":status", Value: strconv.Itoa(e.Status)},
+		{Name: "content-type", Value: "application/json"},
+		{Name: "x-weft-error", Value: e.Reason},
+		{Name: "content-length", Value: strconv.Itoa(len(body))},
+	}, body
+}

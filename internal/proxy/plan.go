@@ -1,0 +1,202 @@
+package proxy
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/weftmesh/weft/internal/endpoint"
+	"github.com/weftmesh/weft/internal/lb"
+	"github.com/weftmesh/weft/internal/request"
+)
+
+// Endpoint is the data path's name for an endpoint (package endpoint).
+type Endpoint = endpoint.Endpoint
+
+// DefaultMaxAttempts bounds how many instances one request may try.
+const DefaultMaxAttempts = 3
+
+// maxAttempts sizes the per-request list of endpoints tried.
+const maxAttempts = 8
+
+// Cluster is the plan for one destination (a mesh service, an external
+// service, the local app, or an egress host): its endpoints, the
+// balancer that picks among them, the deadline of an attempt, how many
+// attempts a request gets, and where outcomes are recorded. Every engine
+// drives requests through it with a call; a Cluster is immutable once
+// built (its endpoints' state is atomic), and a new routing table builds
+// new ones.
+type Cluster struct {
+	Service   string
+	Endpoints []*Endpoint
+	// Protocol is what the service's endpoints declare they speak, when
+	// they all agree ("tcp" skips protocol detection); else empty.
+	Protocol string
+	Balancer lb.Balancer
+	// Timeout bounds each attempt's wait for the response head (0: none).
+	Timeout time.Duration
+	// MaxAttempts bounds the instances one request tries (0: DefaultMaxAttempts).
+	MaxAttempts int
+	metrics     *serviceMetrics
+}
+
+// newCluster builds a cluster with round robin over eps.
+func newCluster(service string, eps []*Endpoint, timeout time.Duration, m *serviceMetrics) *Cluster {
+	return &Cluster{Service: service, Endpoints: eps, Balancer: &lb.RoundRobin{}, Timeout: timeout, metrics: m}
+}
+
+func (c *Cluster) maxAttempts() int {
+	if c.MaxAttempts > 0 {
+		return min(c.MaxAttempts, maxAttempts)
+	}
+	return DefaultMaxAttempts
+}
+
+// Pick is the balancer's choice for a request that has tried tried.
+func (c *Cluster) Pick(r request.View, tried []*Endpoint) *Endpoint {
+	return c.Balancer.Pick(c.Endpoints, r, tried)
+}
+
+// call is one request's (or TCP connection's) trip through a cluster's
+// plan, the same for every engine:
+//
+//	next     -> the balancer picks an untried endpoint; the attempt begins
+//	engine   -> dial, send, await the response head within c.Timeout
+//	ok       -> the attempt succeeded (the engine relays the response)
+//	failed   -> the attempt is recorded; retry says whether the request
+//	            may go to another instance; next again, or give up with
+//	            result()
+//
+// It lives inside the engine's per-request state (no allocation); it
+// must not be copied once begun.
+type call struct {
+	c        *Cluster
+	view     request.View
+	tried    [maxAttempts]*Endpoint
+	n        int // len of tried
+	attempts int
+	att      endpoint.Attempt
+	last     *MeshError
+	class    endpoint.Class // of the last failure
+}
+
+func (k *call) init(c *Cluster, view request.View) {
+	*k = call{c: c, view: view}
+}
+
+// next picks the endpoint for the next attempt and begins it; nil when
+// the request has had its attempts or no untried endpoint is left.
+func (k *call) next() *Endpoint {
+	if k.attempts >= k.c.maxAttempts() {
+		return nil
+	}
+	ep := k.c.Pick(k.view, k.tried[:k.n])
+	if ep == nil {
+		return nil
+	}
+	if k.attempts > 0 {
+		k.c.metrics.retried()
+	}
+	k.tried[k.n] = ep
+	k.n++
+	k.attempts++
+	k.att = ep.Begin()
+	return ep
+}
+
+// endpoint is the endpoint of the current (or last) attempt.
+func (k *call) endpoint() *Endpoint {
+	if k.n == 0 {
+		return nil
+	}
+	return k.tried[k.n-1]
+}
+
+// ok ends the current attempt with a response from the instance.
+func (k *call) ok() {
+	k.att.Done(endpoint.Outcome{Class: endpoint.Success, Latency: k.att.Elapsed()})
+}
+
+// failed ends the current attempt with a failure of class and returns the
+// mesh error it stands for (remembered as the last).
+func (k *call) failed(class endpoint.Class, err error) *MeshError {
+	ep := k.endpoint()
+	k.att.Done(endpoint.Outcome{Class: class, Latency: k.att.Elapsed()})
+	k.last = upstreamError(k.c.Service, ep, class, err)
+	k.class = class
+	return k.last
+}
+
+// again is retry for the last failure.
+func (k *call) again(bodySent bool) bool { return k.last != nil && k.retry(k.class, bodySent) }
+
+// cancelled ends the current attempt because the client went away (or
+// the mesh answered already): it says nothing of the instance.
+func (k *call) cancelled() {
+	k.att.Done(endpoint.Outcome{Class: endpoint.Cancelled})
+}
+
+// retry is the retry decision, the same for every engine: may a request
+// whose attempt failed with class go to another instance? bodySent: some
+// of its body has left (it cannot be replayed). A connect failure or a
+// refusal means the app never saw the request; a broken connection only
+// allows it for a replayable request (a safe method without a body). A
+// timeout is never retried here (the per-try timeouts of the resilience
+// policy will).
+func (k *call) retry(class endpoint.Class, bodySent bool) bool {
+	if k.attempts >= k.c.maxAttempts() {
+		return false
+	}
+	switch class {
+	case endpoint.ConnectFailed, endpoint.Refused:
+		return !bodySent
+	case endpoint.Reset:
+		return !bodySent && k.view.Replayable()
+	}
+	return false
+}
+
+// sameAgain lets the endpoint of the last attempt be picked again: it
+// refused the request without processing it (HTTP/2 REFUSED_STREAM), so
+// another connection to it may take it.
+func (k *call) sameAgain() {
+	if k.n > 0 {
+		k.n--
+	}
+}
+
+// untried reports whether an endpoint is left that the request has not tried.
+func (k *call) untried() bool { return k.n < len(k.c.Endpoints) }
+
+// result is the error to answer with when no attempt succeeded: the last
+// failure, or no-ready-instance when there was none.
+func (k *call) result() *MeshError {
+	if k.last != nil {
+		return k.last
+	}
+	return noReadyInstance(k.c.Service)
+}
+
+// upstreamError is the mesh error of a failed attempt on ep.
+func upstreamError(service string, ep *Endpoint, class endpoint.Class, err error) *MeshError {
+	status, reason := http.StatusBadGateway, ReasonUpstreamReset
+	switch class {
+	case endpoint.ConnectFailed:
+		reason = ReasonConnectFailed
+	case endpoint.Timeout:
+		status, reason = http.StatusGatewayTimeout, ReasonUpstreamTimeout
+	}
+	e := &MeshError{Status: status, Reason: reason, Service: service}
+	if ep != nil {
+		e.Instance = ep.Instance
+		e.Message = fmt.Sprintf("%s at %s: %v", ep.Instance, ep.Address, err)
+	} else {
+		e.Message = err.Error()
+	}
+	return e
+}
+
+func noReadyInstance(service string) *MeshError {
+	return &MeshError{Status: http.StatusServiceUnavailable, Reason: ReasonNoReadyInstance, Service: service,
+		Message: fmt.Sprintf("service %q has no ready instance", service)}
+}

@@ -1,0 +1,59 @@
+// Package request is the one view of a request that balancers, routes and
+// policies read, whatever engine carries it: an HTTP/1.1 head parsed in
+// place, an HTTP/2 header block, or a net/http request.
+//
+//	h1.Head ─┐
+//	hpack    ├─> View ─> lb.Balancer.Pick, (later) route match, limits
+//	net/http ┘
+//
+// Byte slices a View returns are read-only and valid only while the
+// request is being routed; on the HTTP/1.1 path they point into the
+// parsed head, so reading them allocates nothing.
+package request
+
+// View is a read-only look at one request.
+type View interface {
+	// Method is the request method, e.g. GET.
+	Method() []byte
+	// Authority is what the request names as its destination (Host or
+	// :authority, or the authority of an absolute target).
+	Authority() []byte
+	// Path is the request target's path and query (origin form).
+	Path() []byte
+	// Header returns the first value of the named field (case-insensitive
+	// name), or nil.
+	Header(name string) []byte
+	// Replayable reports whether the request may be sent again after its
+	// connection broke: a safe method (GET, HEAD, OPTIONS) and no body.
+	Replayable() bool
+	// GRPC reports a gRPC call (content-type application/grpc...).
+	GRPC() bool
+}
+
+// Safe reports the methods that may be repeated without asking: those
+// RFC 9110 calls safe and that proxies retry (GET, HEAD, OPTIONS).
+func Safe(method []byte) bool {
+	switch string(method) { // no allocation: the compiler compares in place
+	case "GET", "HEAD", "OPTIONS":
+		return true
+	}
+	return false
+}
+
+// IsGRPC reports whether a content-type names gRPC.
+func IsGRPC(contentType []byte) bool {
+	const p = "application/grpc"
+	return len(contentType) >= len(p) && string(contentType[:len(p)]) == p
+}
+
+// None is the view of a connection that carries no request (TCP).
+var None View = none{}
+
+type none struct{}
+
+func (none) Method() []byte       { return nil }
+func (none) Authority() []byte    { return nil }
+func (none) Path() []byte         { return nil }
+func (none) Header(string) []byte { return nil }
+func (none) Replayable() bool     { return false }
+func (none) GRPC() bool           { return false }
