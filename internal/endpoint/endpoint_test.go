@@ -17,4 +17,3 @@ func TestEjectionBackoff(t *testing.T) {
 		}
 	}
 }
-

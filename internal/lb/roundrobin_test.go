@@ -93,4 +93,3 @@ func TestRoundRobin(t *testing.T) {
 		}
 	})
 }
-

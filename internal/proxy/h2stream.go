@@ -31,20 +31,20 @@ type h2Stream struct {
 	peer  *h2Peer
 	uid   uint32 // on the peer's connection
 
-	cluster  *Cluster
-	k        call      // the plan: pick, attempts, retry decision
-	ep       *Endpoint // of the current attempt
-	m        *serviceMetrics
-	start    time.Time
-	req      []hpack.HeaderField // the request head as it goes to the peer
-	timeout  int                 // index of grpc-timeout in req, or -1
-	noBody   bool                // the request ended with its head: it can be sent again
-	isGRPC   bool
-	expires  time.Time   // the grpc-timeout, if any
-	headBy   time.Time   // the plan's deadline for the response head, if any
-	timer    *time.Timer // fires at the earlier of expires and headBy
-	clen     int64 // declared content-length, or -1
-	got      int64 // request body bytes received
+	cluster *Cluster
+	k       call      // the plan: pick, attempts, retry decision
+	ep      *Endpoint // of the current attempt
+	m       *serviceMetrics
+	start   time.Time
+	req     []hpack.HeaderField // the request head as it goes to the peer
+	timeout int                 // index of grpc-timeout in req, or -1
+	noBody  bool                // the request ended with its head: it can be sent again
+	isGRPC  bool
+	expires time.Time   // the grpc-timeout, if any
+	headBy  time.Time   // the plan's deadline for the response head, if any
+	timer   *time.Timer // fires at the earlier of expires and headBy
+	clen    int64       // declared content-length, or -1
+	got     int64       // request body bytes received
 
 	// client -> peer
 	clientWin  int64 // what the client may still send on this stream

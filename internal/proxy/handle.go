@@ -51,8 +51,8 @@ type exchange struct {
 	cc        *clientConn
 	c         *Cluster
 	k         *call // the plan: pick, attempts, retry decision (the connection's, reused)
-	status    int  // recorded in metrics
-	committed bool // the request may have reached an upstream or its body is spent: no other instance may be tried
+	status    int   // recorded in metrics
+	committed bool  // the request may have reached an upstream or its body is spent: no other instance may be tried
 }
 
 // run drives the plan: attempt after attempt, as long as the last
