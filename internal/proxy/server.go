@@ -433,6 +433,9 @@ func isH2Preface(br *bufio.Reader) bool {
 func (s *Server) serveH2(cc *clientConn) {
 	cc.dl.clear(cc.conn)
 	s.h2.ServeConn(&bufferedConn{Conn: cc.conn, r: cc.br}, &http2.ServeConnOpts{Handler: s.H2, BaseConfig: s.std})
+	// ServeConn may return while its frame reader still reads through
+	// the buffers: they are not returned to the pool.
+	cc.br, cc.rawBR = nil, nil
 }
 
 type bufferedConn struct {
