@@ -123,7 +123,7 @@ func TestAdminEndpoints(t *testing.T) {
 		{"/healthz", "ok"},
 		{"/readyz", `"registered": true`},
 		{"/metrics", `weft_requests_total{code="200",direction="inbound",service="echo"}`},
-		{"/config", `"echo": [`},
+		{"/config", `"echo": {`},
 		{"/debug/pprof/", "goroutine"},
 	}
 	for _, c := range cases {

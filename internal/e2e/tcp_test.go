@@ -24,12 +24,22 @@ func waitEndpoints(t *testing.T, sc *meshtest.Sidecar, service string, n int) {
 	meshtest.Eventually(t, 10*time.Second, func() (bool, string) {
 		_, body := meshtest.Get("http://" + sc.Admin + "/config")
 		var v struct {
-			Services map[string][]json.RawMessage `json:"services"`
+			Services map[string]struct {
+				Endpoints []struct {
+					Ready bool `json:"ready"`
+				} `json:"endpoints"`
+			} `json:"services"`
 		}
 		if err := json.Unmarshal([]byte(body), &v); err != nil {
 			return false, err.Error()
 		}
-		return len(v.Services[service]) == n, fmt.Sprintf("%s has %d endpoints, want %d", service, len(v.Services[service]), n)
+		ready := 0
+		for _, e := range v.Services[service].Endpoints {
+			if e.Ready {
+				ready++
+			}
+		}
+		return ready == n, fmt.Sprintf("%s has %d ready endpoints, want %d", service, ready, n)
 	})
 }
 

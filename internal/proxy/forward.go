@@ -66,28 +66,6 @@ func transportFor(r *http.Request, h1, h2 http.RoundTripper) http.RoundTripper {
 	return h1
 }
 
-// hopHeaders are the RFC 9110 §7.6.1 connection-specific fields, in
-// canonical form so deleting them costs no allocation.
-var hopHeaders = []string{
-	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
-}
-
-// removeHopHeaders deletes hop-by-hop fields, including those that
-// Connection names.
-func removeHopHeaders(h http.Header) {
-	for _, f := range h["Connection"] {
-		for _, name := range strings.Split(f, ",") {
-			if name = strings.TrimSpace(name); name != "" {
-				h.Del(name)
-			}
-		}
-	}
-	for _, k := range hopHeaders {
-		delete(h, k)
-	}
-}
-
 // upgradeType returns the protocol a request or response asks to switch to.
 func upgradeType(h http.Header) string {
 	if !httpguts.HeaderValuesContainsToken(h["Connection"], "Upgrade") {

@@ -636,15 +636,6 @@ func responseFields(fields []hpack.HeaderField) []hpack.HeaderField {
 	return fields
 }
 
-// connectionSpecific: fields HTTP/2 forbids (RFC 9113 §8.2.2).
-func connectionSpecific(name string) bool {
-	switch name {
-	case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade":
-		return true
-	}
-	return false
-}
-
 // h2Pend holds a stream's bytes that wait for window, read from the
 // front. Its buffer comes from a pool when bytes first wait and goes back
 // when none do, so a stream that keeps hitting its reader's window does

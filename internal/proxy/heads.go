@@ -8,27 +8,6 @@ import (
 	"github.com/weftmesh/weft/internal/h1"
 )
 
-// isHopByHop reports RFC 9110 §7.6.1 connection-specific fields.
-func isHopByHop(name []byte) bool {
-	switch len(name) {
-	case 2:
-		return bytes.EqualFold(name, []byte("TE"))
-	case 7:
-		return bytes.EqualFold(name, []byte("Upgrade"))
-	case 10:
-		return bytes.EqualFold(name, []byte("Connection")) || bytes.EqualFold(name, []byte("Keep-Alive"))
-	case 16:
-		return bytes.EqualFold(name, []byte("Proxy-Connection"))
-	case 17:
-		return bytes.EqualFold(name, []byte("Transfer-Encoding"))
-	case 18:
-		return bytes.EqualFold(name, []byte("Proxy-Authenticate"))
-	case 19:
-		return bytes.EqualFold(name, []byte("Proxy-Authorization"))
-	}
-	return false
-}
-
 var xffName = []byte("X-Forwarded-For")
 
 // writeRequestHead writes the head sent upstream: origin-form target,

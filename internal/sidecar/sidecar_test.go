@@ -1,0 +1,168 @@
+package sidecar
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weftmesh/weft/internal/push"
+	"github.com/weftmesh/weft/internal/registry"
+)
+
+// closedAddr is a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// startSidecar runs a consumer-only sidecar on 127.0.0.1:0 whose control
+// plane is unreachable: the test feeds it state with applyState.
+func startSidecar(t *testing.T, mod func(*Config)) *Sidecar {
+	t.Helper()
+	cfg := Default()
+	cfg.Service, cfg.ID = "web", "web-1"
+	cfg.Control = closedAddr(t)
+	cfg.Outbound, cfg.Inbound, cfg.Admin = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DrainTimeout = time.Second
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := New(cfg, Deps{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("Run did not return within 10s of its context ending")
+		}
+	})
+	return s
+}
+
+func instanceRecord(t *testing.T, in registry.Instance) (string, json.RawMessage) {
+	t.Helper()
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return registry.Key(in.Service, in.ID), b
+}
+
+// A name the mesh has known (its service record stays after its last
+// instance) answers 503 no-ready-instance, in proxy form too: it never
+// goes out as egress to whatever host the name resolves to.
+func TestKnownServiceWithoutInstances(t *testing.T) {
+	s := startSidecar(t, nil)
+	st := push.State{registry.ServiceKey("hello"): json.RawMessage(`{"name":"hello"}`)}
+	s.applyState(st, 5)
+	out, _, _ := s.Addrs()
+	proxyURL, _ := url.Parse("http://" + out)
+	tr := &http.Transport{Proxy: http.ProxyURL(proxyURL)}
+	t.Cleanup(tr.CloseIdleConnections)
+	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("http://hello/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("X-Weft-Error") != "no-ready-instance" {
+		t.Errorf("got %d %q (%s), want 503 no-ready-instance", resp.StatusCode, resp.Header.Get("X-Weft-Error"), body)
+	}
+	if strings.Contains(string(body), "egress") {
+		t.Errorf("body %s names egress", body)
+	}
+}
+
+// /config is the user's view: listeners as bound, durations as on the
+// command line, each endpoint's protocol, readiness and health.
+func TestConfigView(t *testing.T) {
+	s := startSidecar(t, func(c *Config) { c.Upstreams = []Upstream{{Service: "db", Listen: "127.0.0.1:0", TCP: true}} })
+	st := push.State{}
+	k, v := instanceRecord(t, registry.Instance{Service: "catalog", ID: "c1", Address: "127.0.0.1:1", Ready: true, Protocol: "http"})
+	st[k] = v
+	k, v = instanceRecord(t, registry.Instance{Service: "catalog", ID: "c2", Address: "127.0.0.1:2", Ready: false, Protocol: "http"})
+	st[k] = v
+	st["/weft/config/ExternalService/legacy"] = json.RawMessage(`{"apiVersion":"weftmesh.io/v1alpha1","kind":"ExternalService","metadata":{"name":"legacy"},"spec":{"endpoints":[{"address":"127.0.0.1:3"}]}}`)
+	s.applyState(st, 9)
+
+	_, _, admin := s.Addrs()
+	resp, err := http.Get("http://" + admin + "/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v2 struct {
+		Listeners struct {
+			Outbound, Admin string
+			Upstreams       []struct{ Service, Address string }
+		}
+		Settings map[string]any
+		Services map[string]struct {
+			External  bool
+			Endpoints []struct{ Instance, Protocol, Health string }
+		}
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(raw, &v2); err != nil {
+		t.Fatalf("/config: %v in %s", err, raw)
+	}
+	for name, addr := range map[string]string{"outbound": v2.Listeners.Outbound, "admin": v2.Listeners.Admin} {
+		if strings.HasSuffix(addr, ":0") || addr == "" {
+			t.Errorf("listener %s: got %q, want the bound address", name, addr)
+		}
+	}
+	if len(v2.Listeners.Upstreams) != 1 || strings.HasSuffix(v2.Listeners.Upstreams[0].Address, ":0") {
+		t.Errorf("upstreams: got %+v, want db at its bound address", v2.Listeners.Upstreams)
+	}
+	if got := v2.Settings["detectTimeout"]; got != "100ms" {
+		t.Errorf("settings.detectTimeout: got %v, want \"100ms\"", got)
+	}
+	if got := v2.Settings["tcpIdleTimeout"]; got != "1h" {
+		t.Errorf("settings.tcpIdleTimeout: got %v, want \"1h\"", got)
+	}
+	cat := v2.Services["catalog"].Endpoints
+	if len(cat) != 2 || cat[0].Health != "ready" || cat[1].Health != "not-ready" || cat[0].Protocol != "http" {
+		t.Errorf("catalog endpoints: got %+v, want c1 ready, c2 not-ready, protocol http", cat)
+	}
+	if lg := v2.Services["legacy"]; !lg.External || len(lg.Endpoints) != 1 || lg.Endpoints[0].Health != "unchecked" {
+		t.Errorf("legacy: got %+v, want one external endpoint, unchecked", lg)
+	}
+	if strings.Contains(string(raw), "DetectTimeout") || strings.Contains(string(raw), "100000000") {
+		t.Errorf("/config shows Go field names or nanoseconds: %s", raw)
+	}
+}
+
+func TestDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		100 * time.Millisecond: "100ms", 15 * time.Second: "15s", time.Hour: "1h",
+		90 * time.Second: "1m30s", 2 * time.Minute: "2m", time.Hour + time.Second: "1h0m1s",
+	} {
+		if got := duration(d); got != want {
+			t.Errorf("duration(%v): got %q, want %q", d, got, want)
+		}
+	}
+}
