@@ -289,7 +289,7 @@ metadata: {name: ledger, labels: {"bad key!": x}}
 	if err != nil {
 		t.Fatalf("ParseIDs: got error %v, want nil", err)
 	}
-	want := []ID{{"ExternalService", "payments"}, {"ExternalService", "ledger"}, {"ExternalService", "a"}}
+	want := []ID{{"ExternalService", "payments"}, {"ExternalService", "ledger"}, {Kind: "ExternalService", Name: "a"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("ParseIDs: got %v, want %v", got, want)
 	}

@@ -64,6 +64,26 @@ func validateExternalService(spec json.RawMessage) *FieldError {
 	return nil
 }
 
+// SameEndpoint reports whether two host:port addresses name the same
+// endpoint, as validation counts duplicates.
+func SameEndpoint(a, b string) bool {
+	ka, oka := endpointKey(a)
+	kb, okb := endpointKey(b)
+	return oka && okb && ka == kb
+}
+
+func endpointKey(addr string) (string, bool) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", false
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return "", false
+	}
+	return canonicalAddr(host, p), true
+}
+
 // canonicalAddr spells an address one way, so that pay.example.com:443 and
 // PAY.example.com:0443, or [::1]:80 and [0::1]:80, count as one endpoint.
 func canonicalAddr(host string, port int) string {
