@@ -1,6 +1,9 @@
 // Package config holds Weft's declarative resources: their types, parsing
-// from YAML or JSON, validation with errors that name the field, and their
-// keys in etcd, /weft/config/<Kind>/<name>.
+// from YAML or JSON, validation with errors that name the resource, the
+// field and its line, and their keys in etcd, /weft/config/<Kind>/<name>.
+//
+//	input ──documents──▶ YAML nodes ──shape check──▶ Resource ──Validate──▶ ok
+//	         (parse.go)    (lines)      (shape.go)               (per kind)
 //
 // Every resource has the Kubernetes shape apiVersion/kind/metadata/spec.
 // Each kind registers a spec type and a validator in kinds; adding a kind is
