@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -353,4 +354,23 @@ func TestValidateWithoutInput(t *testing.T) {
 	if err := r.Validate(); !errors.As(err, &fe) || fe.Field != "spec.endpoints[0].weight" {
 		t.Errorf("Validate: got %v, want an error on spec.endpoints[0].weight", err)
 	}
+}
+
+func TestParseRefusesAliasBombs(t *testing.T) {
+	// Each level doubles the last: 2^30 values if expanded.
+	var b strings.Builder
+	b.WriteString("a0: &a0 [x, x]\n")
+	for i := 1; i <= 30; i++ {
+		fmt.Fprintf(&b, "a%d: &a%d [*a%d, *a%d]\n", i, i, i-1, i-1)
+	}
+	// An unknown kind: its spec is walked as any value, all the way down.
+	in := "apiVersion: weftmesh.io/v1alpha1\nkind: Widget\nmetadata: {name: pay}\nspec:\n" + indent(b.String(), "  ")
+	_, err := Parse([]byte(in))
+	if err == nil || !strings.Contains(err.Error(), "more than") {
+		t.Errorf("Parse: got %v, want an error saying the input expands too far", err)
+	}
+}
+
+func indent(s, by string) string {
+	return by + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n"+by) + "\n"
 }

@@ -18,10 +18,16 @@ import (
 
 var rawMessageType = reflect.TypeFor[json.RawMessage]()
 
+// maxNodes bounds a walk: aliases can make a small input expand to a huge
+// tree ("billion laughs"), and the control plane parses what clients send.
+// The bound is per resource: 65536 values is thousands of endpoints.
+const maxNodes = 1 << 16
+
 // shapeWalker holds what one walk needs.
 type shapeWalker struct {
-	lines map[string]int // path → line; nil when lines are not wanted
-	spec  reflect.Type   // the type of a json.RawMessage field (the spec); nil: any
+	lines  map[string]int // path → line; nil when lines are not wanted
+	spec   reflect.Type   // the type of a json.RawMessage field (the spec); nil: any
+	visits int
 }
 
 // checkShape checks n against t, with n at path; lines, when not nil,
@@ -42,6 +48,9 @@ func (w *shapeWalker) record(path string, line int) {
 func (w *shapeWalker) check(n *yaml.Node, t reflect.Type, path string) *FieldError {
 	for n.Kind == yaml.AliasNode {
 		n = n.Alias
+	}
+	if w.visits++; w.visits > maxNodes {
+		return &FieldError{Field: path, Msg: fmt.Sprintf("more than %d values (are aliases expanding?)", maxNodes), Line: n.Line}
 	}
 	w.record(path, n.Line)
 	if t == rawMessageType {
