@@ -114,6 +114,7 @@ func servicesView(ctx context.Context, c *api.Client, name string, tabular bool)
 
 // readyColumn shows how many instances are ready. External endpoints are
 // not health-checked: they are counted apart, as unchecked, not as ready.
+// (The API's ready count includes them; external is how many there are.)
 func readyColumn(ready, external int) string {
 	checked := ready - external
 	switch {
@@ -169,8 +170,10 @@ func resourcesView(ctx context.Context, c *api.Client, kind, name string) (view,
 				continue
 			}
 			proto := "-"
-			if s, err := config.DecodeExternalService(r); err == nil && r.Kind == "ExternalService" {
-				proto = protocolOr(s.Protocol)
+			if r.Kind == "ExternalService" {
+				if s, err := config.DecodeExternalService(r); err == nil {
+					proto = protocolOr(s.Protocol)
+				}
 			}
 			row(tw, r.Metadata.Name, r.Kind, r.Metadata.Revision, proto, labelString(r.Metadata.Labels), summary(r, true))
 		}
