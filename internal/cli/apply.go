@@ -3,10 +3,12 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"strings"
 
 	"github.com/weftmesh/weft/internal/api"
 	"github.com/weftmesh/weft/internal/config"
@@ -40,9 +42,9 @@ func runApply(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	// Check locally first: the same validation the control plane runs,
-	// with the file name in front of the field that is wrong.
+	// with the file name and line in front of the field that is wrong.
 	if _, err := config.Parse(doc); err != nil {
-		return fmt.Errorf("%s: %w", *file, err)
+		return inFile(*file, err)
 	}
 	results, err := api.NewClient(*control).Apply(ctx, doc)
 	if err != nil {
@@ -54,46 +56,85 @@ func runApply(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// inFile puts the file name in front of an error, and the line when the
+// error has one: "FILE:LINE: Kind/name: field: message".
+func inFile(name string, err error) error {
+	if name == "-" {
+		name = "<stdin>"
+	}
+	return &fileError{name, err}
+}
+
+type fileError struct {
+	name string
+	err  error
+}
+
+func (e *fileError) Unwrap() error { return e.err }
+
+func (e *fileError) Error() string {
+	var fe *config.FieldError
+	if errors.As(e.err, &fe) && fe.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s: %s: %s", e.name, fe.Line, fe.Ref, fe.Field, fe.Msg)
+	}
+	return e.name + ": " + e.err.Error()
+}
+
 func runDelete(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "delete")
 	control := controlFlag(fs)
-	file := fs.String("f", "", "delete the resources named in this file")
+	file := fs.String("f", "", "delete the resources named in this file (only kind and metadata.name are read)")
 	rest, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
-	c := api.NewClient(*control)
-	type ref struct{ kind, name string }
-	var refs []ref
-	switch {
-	case *file != "" && len(rest) == 0:
-		doc, err := readFile(*file)
-		if err != nil {
-			return err
-		}
-		list, err := config.Parse(doc)
-		if err != nil {
-			return fmt.Errorf("%s: %w", *file, err)
-		}
-		for _, r := range list {
-			refs = append(refs, ref{r.Kind, r.Metadata.Name})
-		}
-	case *file == "" && len(rest) == 2:
-		kind, ok := config.KindFor(rest[0])
-		if !ok {
-			return usagef("delete: unknown kind %q (kinds: %v)", rest[0], config.Kinds())
-		}
-		refs = append(refs, ref{kind, rest[1]})
-	default:
-		return usagef("delete: want delete KIND NAME, or delete -f FILE")
+	ids, err := deleteIDs(*file, rest)
+	if err != nil {
+		return err
 	}
-	for _, r := range refs {
-		if err := c.Delete(ctx, r.kind, r.name); err != nil {
-			return err
+	c := api.NewClient(*control)
+	for _, id := range ids {
+		if err := c.Delete(ctx, id.Kind, id.Name); err != nil {
+			return err // names the resource
 		}
-		fmt.Fprintf(e.stdout, "%s/%s deleted\n", r.kind, r.name)
+		fmt.Fprintf(e.stdout, "%s deleted\n", id)
 	}
 	return nil
+}
+
+// deleteIDs reads what to delete: the kind and name of each resource in a
+// file, KIND NAME, or KIND/NAME... as weft get -o name prints them.
+func deleteIDs(file string, rest []string) ([]config.ID, error) {
+	const want = "want delete KIND NAME, delete KIND/NAME..., or delete -f FILE"
+	switch {
+	case file != "" && len(rest) == 0:
+		doc, err := readFile(file)
+		if err != nil {
+			return nil, err
+		}
+		ids, err := config.ParseIDs(doc)
+		if err != nil {
+			return nil, inFile(file, err)
+		}
+		return ids, nil
+	case file != "" || len(rest) == 0:
+		return nil, usagef("delete: %s", want)
+	case len(rest) == 2 && !strings.Contains(rest[0], "/"):
+		rest = []string{rest[0] + "/" + rest[1]}
+	}
+	ids := make([]config.ID, 0, len(rest))
+	for _, a := range rest {
+		word, name, ok := strings.Cut(a, "/")
+		if !ok || name == "" {
+			return nil, usagef("delete: %q is not KIND/NAME (%s)", a, want)
+		}
+		kind, ok := config.KindFor(word)
+		if !ok {
+			return nil, usagef("delete: unknown kind %q (kinds: %v)", word, config.Kinds())
+		}
+		ids = append(ids, config.ID{Kind: kind, Name: name})
+	}
+	return ids, nil
 }
 
 // runRegister adds an endpoint to the ExternalService of that name,
@@ -119,10 +160,12 @@ func runRegister(ctx context.Context, e *env, args []string) error {
 	}
 	c := api.NewClient(*control)
 	var spec config.ExternalService
+	meta := config.Metadata{Name: name}
 	if r, err := c.Resource(ctx, "ExternalService", name); err == nil {
 		if spec, err = config.DecodeExternalService(&r); err != nil {
 			return err
 		}
+		meta.Labels = r.Metadata.Labels // keep what the resource had
 	} else if !isNotFound(err) {
 		return err
 	}
@@ -132,7 +175,7 @@ func runRegister(ctx context.Context, e *env, args []string) error {
 	}
 	replaced := false
 	for i := range spec.Endpoints {
-		if spec.Endpoints[i].Address == addr {
+		if config.SameEndpoint(spec.Endpoints[i].Address, addr) {
 			spec.Endpoints[i], replaced = ep, true
 		}
 	}
@@ -141,7 +184,10 @@ func runRegister(ctx context.Context, e *env, args []string) error {
 	}
 	raw, _ := json.Marshal(spec)
 	doc, _ := json.Marshal(config.Resource{APIVersion: config.APIVersion, Kind: "ExternalService",
-		Metadata: config.Metadata{Name: name}, Spec: raw})
+		Metadata: meta, Spec: raw})
+	if _, err := config.Parse(doc); err != nil {
+		return fmt.Errorf("register: %w", err)
+	}
 	results, err := c.Apply(ctx, doc)
 	if err != nil {
 		return err

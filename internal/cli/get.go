@@ -3,19 +3,21 @@ package cli
 import (
 	"context"
 	"fmt"
-	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/weftmesh/weft/internal/api"
 	"github.com/weftmesh/weft/internal/config"
-	"github.com/weftmesh/weft/internal/registry"
 )
+
+// getFormats are the -o formats of weft get; table is the default.
+var getFormats = []string{formatTable, formatWide, formatJSON, formatYAML, formatName}
 
 func runGet(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "get")
 	control := controlFlag(fs)
-	out := outputFlag(fs)
+	out := outputFlag(fs, getFormats...)
 	rest, err := fs.parse(args)
 	if err != nil {
 		return err
@@ -31,55 +33,97 @@ func runGet(ctx context.Context, e *env, args []string) error {
 	if len(rest) == 2 {
 		name = rest[1]
 	}
+	var v view
 	switch rest[0] {
 	case "services", "service", "svc":
-		list, err := c.Services(ctx)
-		if err != nil {
-			return err
-		}
-		if name != "" {
-			list = filterServices(list, name)
-			if len(list) == 0 {
-				return fmt.Errorf("service %q not found", name)
-			}
-		}
-		return out.print(e.stdout, list, func(tw *tabwriter.Writer) {
-			row(tw, "NAME", "KIND", "INSTANCES", "READY")
-			for _, s := range list {
-				row(tw, s.Name, s.Kind, s.Instances, s.Ready)
-			}
-		})
+		v, err = servicesView(ctx, c, name, out.tabular())
 	case "instances", "instance", "inst":
-		list, err := c.Instances(ctx, name)
-		if err != nil {
-			return err
+		v, err = instancesView(ctx, c, name, out.tabular())
+	default:
+		kind, ok := config.KindFor(rest[0])
+		if !ok {
+			return usagef("get: unknown kind %q (try services, instances, or one of %v)", rest[0], config.Kinds())
 		}
-		return out.print(e.stdout, list, func(tw *tabwriter.Writer) { instanceTable(tw, list) })
+		v, err = resourcesView(ctx, c, kind, name)
 	}
-	kind, ok := config.KindFor(rest[0])
-	if !ok {
-		return usagef("get: unknown kind %q (try services, instances, or one of %v)", rest[0], config.Kinds())
-	}
-	var list []config.Resource
-	if name != "" {
-		r, err := c.Resource(ctx, kind, name)
-		if err != nil {
-			return err
-		}
-		list = []config.Resource{r}
-	} else if list, err = c.Resources(ctx, kind); err != nil {
+	if err != nil {
 		return err
 	}
-	var v any = list
-	if name != "" {
-		v = list[0]
+	return out.show(e.stdout, v)
+}
+
+// tabular reports whether the format is a table, which shows external
+// endpoints beside instances and so needs the ExternalService resources.
+func (o *output) tabular() bool { return o.format == formatTable || o.format == formatWide }
+
+// externalEndpoints maps each ExternalService's name to its spec; nil when
+// not wanted.
+func externalEndpoints(ctx context.Context, c *api.Client, want bool) (map[string]config.ExternalService, error) {
+	if !want {
+		return nil, nil
 	}
-	return out.print(e.stdout, v, func(tw *tabwriter.Writer) {
-		row(tw, "NAME", "KIND", "REVISION", "SUMMARY")
-		for i := range list {
-			row(tw, list[i].Metadata.Name, list[i].Kind, list[i].Metadata.Revision, summary(&list[i]))
+	list, err := c.Resources(ctx, "ExternalService")
+	if err != nil {
+		return nil, fmt.Errorf("list external services: %w", err)
+	}
+	out := make(map[string]config.ExternalService, len(list))
+	for i := range list {
+		if s, err := config.DecodeExternalService(&list[i]); err == nil {
+			out[list[i].Metadata.Name] = s
 		}
-	})
+	}
+	return out, nil
+}
+
+func servicesView(ctx context.Context, c *api.Client, name string, tabular bool) (view, error) {
+	list, err := c.Services(ctx)
+	if err != nil {
+		return view{}, err
+	}
+	if name != "" {
+		list = filterServices(list, name)
+		if len(list) == 0 {
+			return view{}, fmt.Errorf("service %q not found", name)
+		}
+	}
+	ext, err := externalEndpoints(ctx, c, tabular)
+	if err != nil {
+		return view{}, err
+	}
+	v := view{value: list}
+	for _, s := range list {
+		v.names = append(v.names, "service/"+s.Name)
+	}
+	v.table = func(tw *tabwriter.Writer, wide bool) {
+		head := []any{"NAME", "KIND", "INSTANCES", "READY"}
+		if wide {
+			head = append(head, "ENDPOINTS")
+		}
+		row(tw, head...)
+		for _, s := range list {
+			es := ext[s.Name]
+			cols := []any{s.Name, s.Kind, s.Instances, readyColumn(s.Ready, len(es.Endpoints))}
+			if wide {
+				cols = append(cols, endpointList(es, false))
+			}
+			row(tw, cols...)
+		}
+	}
+	return v, nil
+}
+
+// readyColumn shows how many instances are ready. External endpoints are
+// not health-checked: they are counted apart, as unchecked, not as ready.
+// (The API's ready count includes them; external is how many there are.)
+func readyColumn(ready, external int) string {
+	checked := ready - external
+	switch {
+	case external == 0:
+		return fmt.Sprint(ready)
+	case checked <= 0:
+		return "unchecked"
+	}
+	return fmt.Sprintf("%d (+%d unchecked)", checked, external)
 }
 
 func filterServices(list []api.Service, name string) []api.Service {
@@ -91,32 +135,83 @@ func filterServices(list []api.Service, name string) []api.Service {
 	return nil
 }
 
-func instanceTable(tw io.Writer, list []registry.Instance) {
-	row(tw, "SERVICE", "ID", "ADDRESS", "PROTOCOL", "READY", "LABELS", "AGE")
-	for _, in := range list {
-		proto := in.Protocol
-		if proto == "" {
-			proto = "http"
+func resourcesView(ctx context.Context, c *api.Client, kind, name string) (view, error) {
+	var list []config.Resource
+	if name != "" {
+		r, err := c.Resource(ctx, kind, name)
+		if err != nil {
+			return view{}, err
 		}
-		row(tw, in.Service, in.ID, in.Address, proto, in.Ready, labelString(in.Labels), age(in.Since))
+		list = []config.Resource{r}
+	} else {
+		var err error
+		if list, err = c.Resources(ctx, kind); err != nil {
+			return view{}, err
+		}
 	}
+	// One resource prints as an object, several as a list: both apply back.
+	v := view{value: list}
+	if name != "" {
+		v.value = list[0]
+	}
+	for i := range list {
+		v.names = append(v.names, list[i].Ref())
+	}
+	v.table = func(tw *tabwriter.Writer, wide bool) {
+		if wide {
+			row(tw, "NAME", "KIND", "REVISION", "PROTOCOL", "LABELS", "ENDPOINTS")
+		} else {
+			row(tw, "NAME", "KIND", "REVISION", "SUMMARY")
+		}
+		for i := range list {
+			r := &list[i]
+			if !wide {
+				row(tw, r.Metadata.Name, r.Kind, r.Metadata.Revision, summary(r, false))
+				continue
+			}
+			proto := "-"
+			if r.Kind == "ExternalService" {
+				if s, err := config.DecodeExternalService(r); err == nil {
+					proto = protocolOr(s.Protocol)
+				}
+			}
+			row(tw, r.Metadata.Name, r.Kind, r.Metadata.Revision, proto, labelString(r.Metadata.Labels), summary(r, true))
+		}
+	}
+	return v, nil
 }
 
-// summary is the one-line gist of a resource for tables.
-func summary(r *config.Resource) string {
+// summary is the gist of a resource for tables: an ExternalService's
+// endpoints, with their labels when wide.
+func summary(r *config.Resource, wide bool) string {
 	if r.Kind == "ExternalService" {
 		if s, err := config.DecodeExternalService(r); err == nil {
-			out := ""
-			for i, e := range s.Endpoints {
-				if i > 0 {
-					out += ","
-				}
-				out += e.Address
-			}
-			return out
+			return endpointList(s, wide)
 		}
 	}
 	return ""
+}
+
+// endpointList is "a:1,b:2", or "a:1{dc=east},b:2" with labels; "-" when empty.
+func endpointList(s config.ExternalService, withLabels bool) string {
+	if len(s.Endpoints) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(s.Endpoints))
+	for i, e := range s.Endpoints {
+		parts[i] = e.Address
+		if withLabels && len(e.Labels) > 0 {
+			parts[i] += "{" + labels(e.Labels).String() + "}"
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+func protocolOr(p string) string {
+	if p == "" {
+		return "http"
+	}
+	return p
 }
 
 func age(t time.Time) string {
@@ -133,40 +228,4 @@ func age(t time.Time) string {
 		return fmt.Sprintf("%dh", int(d.Hours()))
 	}
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
-}
-
-func runDescribe(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "describe")
-	control := controlFlag(fs)
-	out := outputFlag(fs)
-	rest, err := fs.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := out.check(); err != nil {
-		return err
-	}
-	if len(rest) != 2 || (rest[0] != "service" && rest[0] != "services" && rest[0] != "svc") {
-		return usagef("describe: want describe service NAME")
-	}
-	d, err := api.NewClient(*control).Service(ctx, rest[1])
-	if err != nil {
-		return err
-	}
-	return out.print(e.stdout, d, func(tw *tabwriter.Writer) {
-		row(tw, "Name:", d.Name)
-		row(tw, "Kind:", d.Kind)
-		row(tw, "Instances:", fmt.Sprintf("%d (%d ready)", d.Service.Instances, d.Ready))
-		if len(d.Instances) > 0 {
-			row(tw)
-			instanceTable(tw, d.Instances)
-		}
-		if len(d.External) > 0 {
-			row(tw)
-			row(tw, "EXTERNAL ENDPOINT", "LABELS")
-			for _, ep := range d.External {
-				row(tw, ep.Address, labelString(ep.Labels))
-			}
-		}
-	})
 }

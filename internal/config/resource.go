@@ -1,6 +1,9 @@
 // Package config holds Weft's declarative resources: their types, parsing
-// from YAML or JSON, validation with errors that name the field, and their
-// keys in etcd, /weft/config/<Kind>/<name>.
+// from YAML or JSON, validation with errors that name the resource, the
+// field and its line, and their keys in etcd, /weft/config/<Kind>/<name>.
+//
+//	input ──documents──▶ YAML nodes ──shape check──▶ Resource ──Validate──▶ ok
+//	         (parse.go)    (lines)      (shape.go)               (per kind)
 //
 // Every resource has the Kubernetes shape apiVersion/kind/metadata/spec.
 // Each kind registers a spec type and a validator in kinds; adding a kind is
@@ -12,11 +15,9 @@
 package config
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
+	"reflect"
 	"sort"
 	"strings"
 
@@ -52,19 +53,31 @@ type FieldError struct {
 	Ref   string // Kind/name, or "document N" before the name is known
 	Field string // dotted path, e.g. spec.endpoints[0].address
 	Msg   string
+	// Line is the line of the field in the input, when it came from one
+	// (1-based; 0 when unknown, e.g. for a resource built in code).
+	Line int
+	// at is the path whose line to report when it is more precise than
+	// Field, e.g. metadata.labels["bad key"] for an error on metadata.labels.
+	at string
 }
 
 func (e *FieldError) Error() string {
-	return fmt.Sprintf("%s: %s: %s", e.Ref, e.Field, e.Msg)
+	s := fmt.Sprintf("%s: %s: %s", e.Ref, e.Field, e.Msg)
+	if e.Line > 0 {
+		s += fmt.Sprintf(" (line %d)", e.Line)
+	}
+	return s
 }
 
-// kind describes how to check the spec of one kind.
+// kind describes one kind: the Go type of its spec, which fixes the
+// fields and their types, and the checks of the values once decoded.
 type kind struct {
-	validate func(spec json.RawMessage) (field, msg string)
+	spec     reflect.Type
+	validate func(spec json.RawMessage) *FieldError
 }
 
 var kinds = map[string]kind{
-	"ExternalService": {validate: validateExternalService},
+	"ExternalService": {spec: reflect.TypeFor[ExternalService](), validate: validateExternalService},
 }
 
 // Kinds lists the kinds the config API accepts.
@@ -92,95 +105,47 @@ func KindFor(word string) (string, bool) {
 
 // Validate checks the whole resource.
 func (r *Resource) Validate() error {
-	ref := r.Ref()
-	if r.APIVersion != APIVersion {
-		return &FieldError{ref, "apiVersion", fmt.Sprintf("got %q, want %q", r.APIVersion, APIVersion)}
-	}
-	k, ok := kinds[r.Kind]
-	if !ok {
-		return &FieldError{ref, "kind", fmt.Sprintf("unknown kind %q (known: %s)", r.Kind, strings.Join(Kinds(), ", "))}
-	}
-	if err := registry.ValidName(r.Metadata.Name); err != nil {
-		return &FieldError{ref, "metadata.name", err.Error()}
-	}
-	if len(r.Spec) == 0 || string(r.Spec) == "null" {
-		return &FieldError{ref, "spec", "is required"}
-	}
-	if field, msg := k.validate(r.Spec); msg != "" {
-		return &FieldError{ref, field, msg}
+	if fe := r.validate(); fe != nil {
+		fe.Ref = r.Ref()
+		return fe
 	}
 	return nil
 }
 
-// decodeSpec decodes a spec strictly, so a misspelt field is an error.
-func decodeSpec(spec json.RawMessage, into any) (field, msg string) {
-	d := json.NewDecoder(bytes.NewReader(spec))
-	d.DisallowUnknownFields()
-	if err := d.Decode(into); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return "spec." + te.Field, fmt.Sprintf("must be %s, got %s", te.Type, te.Value)
-		}
-		return "spec", strings.TrimPrefix(err.Error(), "json: ")
+// validate checks r field by field; the error has no Ref yet.
+func (r *Resource) validate() *FieldError {
+	if r.APIVersion != APIVersion {
+		return &FieldError{Field: "apiVersion", Msg: fmt.Sprintf("got %q, want %q", r.APIVersion, APIVersion)}
 	}
-	return "", ""
+	k, ok := kinds[r.Kind]
+	if !ok {
+		return &FieldError{Field: "kind", Msg: fmt.Sprintf("unknown kind %q (known: %s)", r.Kind, strings.Join(Kinds(), ", "))}
+	}
+	if err := registry.ValidName(r.Metadata.Name); err != nil {
+		return &FieldError{Field: "metadata.name", Msg: err.Error()}
+	}
+	if fe := validateLabels("metadata.labels", r.Metadata.Labels); fe != nil {
+		return fe
+	}
+	if len(r.Spec) == 0 || string(r.Spec) == "null" {
+		return &FieldError{Field: "spec", Msg: "is required"}
+	}
+	// The spec's shape first (field names and types, with exact paths),
+	// then the kind's own checks of the values.
+	var n yaml.Node
+	if err := yaml.Unmarshal(r.Spec, &n); err != nil {
+		return &FieldError{Field: "spec", Msg: err.Error()}
+	}
+	if fe := checkShape(docContent(&n), k.spec, "spec", nil); fe != nil {
+		return fe
+	}
+	return k.validate(r.Spec)
 }
 
-// Parse reads one or more resources from YAML (documents separated by
-// ---) or JSON (an object or an array of objects), and validates each.
-func Parse(data []byte) ([]Resource, error) {
-	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) == 0 {
-		return nil, errors.New("no resources in input")
+// decodeSpec decodes a spec whose shape checkShape has accepted.
+func decodeSpec(spec json.RawMessage, into any) *FieldError {
+	if err := json.Unmarshal(spec, into); err != nil {
+		return &FieldError{Field: "spec", Msg: strings.TrimPrefix(err.Error(), "json: ")}
 	}
-	var docs []any
-	if trimmed[0] == '[' {
-		if err := json.Unmarshal(trimmed, &docs); err != nil {
-			return nil, fmt.Errorf("parse JSON: %w", err)
-		}
-	} else {
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		for i := 1; ; i++ {
-			var doc any
-			err := dec.Decode(&doc)
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return nil, fmt.Errorf("document %d: %w", i, err)
-			}
-			if doc != nil {
-				docs = append(docs, doc)
-			}
-		}
-	}
-	out := make([]Resource, 0, len(docs))
-	for i, doc := range docs {
-		r, err := fromDoc(doc, i+1)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no resources in input")
-	}
-	return out, nil
-}
-
-func fromDoc(doc any, n int) (Resource, error) {
-	var r Resource
-	b, err := json.Marshal(doc)
-	if err != nil {
-		return r, fmt.Errorf("document %d: %w", n, err)
-	}
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&r); err != nil {
-		return r, &FieldError{fmt.Sprintf("document %d", n), "(top level)", strings.TrimPrefix(err.Error(), "json: ")}
-	}
-	if err := r.Validate(); err != nil {
-		return r, err
-	}
-	return r, nil
+	return nil
 }
