@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"io"
 	"net"
 	"net/http"
@@ -143,6 +144,125 @@ func TestMeshErrorsToGRPCCallers(t *testing.T) {
 					t.Errorf("%s: got %d grpc-status %q %s %q, want 200 grpc-status %s %q", tc.host, resp.StatusCode,
 						resp.Header.Get("Grpc-Status"), HeaderError, resp.Header.Get(HeaderError), tc.code, tc.reason)
 				}
+			}
+		})
+	}
+}
+
+// parityFixture serves an outbound for every engine over one table: the
+// fast path and net/http for HTTP/1.1, the HTTP/2 engine or x/net for
+// HTTP/2, and an upstream-style listener that forwards every connection
+// to "svc" as bytes (TCP).
+type parityFixture struct {
+	table          *Table
+	h1, weft, xnet string // outbound listeners
+	tcp            string // a listener forwarding connections to svc as TCP
+	h1rt, h2rt     http.RoundTripper
+}
+
+func newParityFixture(t *testing.T, services map[string][]EndpointSpec, policy Policy) *parityFixture {
+	t.Helper()
+	m := NewMetrics(prometheus.NewRegistry())
+	f := &parityFixture{table: NewTable(m, policy)}
+	updateTable(f.table, services)
+	t.Cleanup(f.table.CloseIdle)
+	out := NewOutbound(f.table, NewTransport(), NewTransport(), m, discard)
+	h2 := NewH2CTransport()
+	t.Cleanup(h2.CloseIdleConnections)
+	out.H2 = h2
+	f.h1 = serveProxy(t, &Server{Name: "outbound", Resolve: out.Resolve, H2: out, Metrics: m, Log: discard})
+	f.xnet = f.h1
+	f.weft = serveProxy(t, &Server{Name: "outbound", Resolve: out.Resolve, H2: out, H2Frames: out.RouteH2, Metrics: m, Log: discard})
+	fixed := &Fixed{Service: "svc", Table: f.table, Out: out}
+	f.tcp = serveProxy(t, &Server{Name: "upstream/svc", Resolve: fixed.Resolve, TCP: &TCPProxy{}, Metrics: m, Log: discard,
+		Opaque: func() (*Cluster, bool) { return fixed.Cluster(), true }})
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	f.h1rt, f.h2rt = tr, newH2CClient(t)
+	return f
+}
+
+// get sends GET / for host through engine (h1, weft, x/net or tcp) and
+// returns the status, x-weft-error and body; for tcp, status 0 means the
+// connection closed without an answer.
+func (f *parityFixture) get(t *testing.T, engine, host string) (int, string, string) {
+	t.Helper()
+	switch engine {
+	case "tcp":
+		c, err := net.DialTimeout("tcp", f.tcp, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: "+host+"\r\nConnection: close\r\n\r\n")
+		b, _ := io.ReadAll(c)
+		resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(string(b))), nil)
+		if err != nil {
+			return 0, "", string(b)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get(HeaderError), string(body)
+	case "h1":
+		resp, body := h2Do(t, f.h1rt, newH2Request(t, http.MethodGet, f.h1, host, "/", nil))
+		return resp.StatusCode, resp.Header.Get(HeaderError), string(body)
+	default:
+		addr := f.weft
+		if engine == "x/net" {
+			addr = f.xnet
+		}
+		resp, body := h2Do(t, f.h2rt, newH2Request(t, http.MethodGet, addr, host, "/", nil))
+		return resp.StatusCode, resp.Header.Get(HeaderError), string(body)
+	}
+}
+
+var parityEngines = []string{"h1", "weft", "x/net", "tcp"}
+
+// A connect failure moves the request (or connection) to another
+// instance and ejects the one that failed, on every engine.
+func TestConnectFailureEveryEngine(t *testing.T) {
+	for _, engine := range parityEngines {
+		t.Run(engine, func(t *testing.T) {
+			checkGoroutines(t)
+			app := serveH2C(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "live") }))
+			dead := closedAddr(t)
+			f := newParityFixture(t, map[string][]EndpointSpec{"svc": {
+				{Instance: "svc-dead", Address: dead}, {Instance: "svc-live", Address: app}}}, Policy{})
+			for i := range 4 {
+				status, reason, body := f.get(t, engine, "svc")
+				if status != http.StatusOK || body != "live" {
+					t.Fatalf("request %d: got %d %q %q, want 200 from the live instance", i, status, reason, body)
+				}
+			}
+			for _, ep := range f.table.Lookup("svc").Endpoints {
+				st := ep.Stats()
+				if ep.Instance == "svc-dead" && (st.Failures == 0 || st.EjectedUntil.IsZero()) {
+					t.Errorf("dead instance: %+v, want a failure recorded and ejected", st)
+				}
+				if ep.Instance == "svc-live" && (st.Attempts == 0 || st.Failures != 0 || st.InFlight != 0) {
+					t.Errorf("live instance: %+v, want attempts, no failure, none in flight", st)
+				}
+			}
+		})
+	}
+}
+
+// A service with no ready instance answers 503 no-ready-instance on every
+// HTTP engine; a TCP connection to it is closed without a byte.
+func TestNoReadyInstanceEveryEngine(t *testing.T) {
+	for _, engine := range parityEngines {
+		t.Run(engine, func(t *testing.T) {
+			checkGoroutines(t)
+			f := newParityFixture(t, map[string][]EndpointSpec{"svc": {}}, Policy{})
+			status, reason, body := f.get(t, engine, "svc")
+			if engine == "tcp" {
+				if status != 0 || body != "" {
+					t.Errorf("got %d %q, want the connection closed without an answer", status, body)
+				}
+				return
+			}
+			if status != http.StatusServiceUnavailable || reason != ReasonNoReadyInstance || !strings.Contains(body, `"service":"svc"`) {
+				t.Errorf("got %d %q %s, want 503 %q naming svc", status, reason, body, ReasonNoReadyInstance)
 			}
 		})
 	}
