@@ -81,7 +81,7 @@ func runDelete(ctx context.Context, e *env, args []string) error {
 	case *file == "" && len(rest) == 2:
 		kind, ok := config.KindFor(rest[0])
 		if !ok {
-			return usagef("delete: unknown kind %q (kinds: %v)", rest[0], config.Kinds())
+			return usagef("delete: unknown kind %q (kinds: %s)", rest[0], kindWords())
 		}
 		refs = append(refs, ref{kind, rest[1]})
 	default:

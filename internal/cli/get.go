@@ -24,7 +24,7 @@ func runGet(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if len(rest) == 0 || len(rest) > 2 {
-		return usagef("get: want services, instances [SERVICE], or KIND [NAME] (kinds: %v)", config.Kinds())
+		return usagef("get: want services, instances [SERVICE], proxies [SERVICE], or KIND [NAME] (kinds: %s)", kindWords())
 	}
 	c := api.NewClient(*control)
 	name := ""
@@ -55,10 +55,12 @@ func runGet(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		return out.print(e.stdout, list, func(tw *tabwriter.Writer) { instanceTable(tw, list) })
+	case "proxies", "proxy":
+		return getProxies(ctx, e, c, out, name)
 	}
 	kind, ok := config.KindFor(rest[0])
 	if !ok {
-		return usagef("get: unknown kind %q (try services, instances, or one of %v)", rest[0], config.Kinds())
+		return usagef("get: unknown kind %q (try services, instances, proxies, or a kind: %s)", rest[0], kindWords())
 	}
 	var list []config.Resource
 	if name != "" {
