@@ -24,14 +24,23 @@ import (
 type RegisterRequest struct {
 	Instance registry.Instance `json:"instance"`
 	// Lease to reuse, from an earlier registration; 0 for a new one.
-	Lease      int64 `json:"lease,omitempty"`
-	TTLSeconds int   `json:"ttlSeconds,omitempty"`
+	Lease      registry.LeaseID `json:"lease,omitempty"`
+	TTLSeconds int              `json:"ttlSeconds,omitempty"`
 }
 
-// RegisterResponse says which lease keeps the instance alive.
+// ProxyRequest is the body of PUT /v1/proxies/{service}/{id}: a sidecar's
+// own record, written under the same lease as its instance.
+type ProxyRequest struct {
+	Proxy registry.Proxy `json:"proxy"`
+	// Lease to reuse (the instance's, or an earlier one); 0 for a new one.
+	Lease      registry.LeaseID `json:"lease,omitempty"`
+	TTLSeconds int              `json:"ttlSeconds,omitempty"`
+}
+
+// RegisterResponse says which lease keeps the record alive.
 type RegisterResponse struct {
-	Lease      int64 `json:"lease"`
-	TTLSeconds int   `json:"ttlSeconds"`
+	Lease      registry.LeaseID `json:"lease"`
+	TTLSeconds int              `json:"ttlSeconds"`
 }
 
 // Service summarises one service for `weft get services`.
@@ -67,8 +76,54 @@ type Version struct {
 	Store   string `json:"store"` // "embedded" or "external"
 }
 
-// ErrNotFound is returned for a 404.
+// ErrNotFound is returned for a 404: errors.Is(err, ErrNotFound) holds, and
+// the message is the control plane's own ("ExternalService/legacy not
+// found"), not prefixed with a second "not found".
 var ErrNotFound = errors.New("not found")
+
+// ErrUnreachable is returned when no connection to the control plane could
+// be made; the message says how to start one or point at one.
+var ErrUnreachable = errors.New("control plane unreachable")
+
+// notFound is a 404 with the control plane's message.
+type notFound struct{ msg string }
+
+func (e notFound) Error() string {
+	if e.msg == "" {
+		return ErrNotFound.Error()
+	}
+	return e.msg
+}
+
+func (e notFound) Is(target error) bool { return target == ErrNotFound }
+
+// unreachable is a failed dial to the control plane.
+type unreachable struct {
+	base string
+	err  error
+}
+
+func (e unreachable) Error() string {
+	cause := e.err
+	var ue *url.Error // "Get "http://...": dial tcp ...": the URL is said already
+	if errors.As(cause, &ue) {
+		cause = ue.Err
+	}
+	return fmt.Sprintf("control plane at %s unreachable: %v (start one with `weft control`, or point --control or WEFT_CONTROL at a running one)", e.base, cause)
+}
+
+func (e unreachable) Unwrap() []error { return []error{ErrUnreachable, e.err} }
+
+// isDialError reports whether err means no connection could be made, as
+// opposed to one that broke or timed out during the request.
+func isDialError(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	var dns *net.DNSError
+	return errors.As(err, &dns)
+}
 
 // Client talks to one control plane.
 type Client struct {
@@ -102,6 +157,9 @@ func (c *Client) Do(ctx context.Context, method, path string, body io.Reader, ou
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
+		if isDialError(err) && ctx.Err() == nil {
+			return unreachable{c.Base, err}
+		}
 		return fmt.Errorf("control plane at %s: %w", c.Base, err)
 	}
 	defer resp.Body.Close()
@@ -115,7 +173,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body io.Reader, ou
 			e.Error = strings.TrimSpace(string(b))
 		}
 		if resp.StatusCode == http.StatusNotFound {
-			return fmt.Errorf("%w: %s", ErrNotFound, e.Error)
+			return notFound{e.Error}
 		}
 		return errors.New(e.Error)
 	}
@@ -141,9 +199,29 @@ func (c *Client) Register(ctx context.Context, r RegisterRequest) (RegisterRespo
 	return out, err
 }
 
+// RegisterProxy writes a sidecar's proxy record and returns its lease.
+func (c *Client) RegisterProxy(ctx context.Context, r ProxyRequest) (RegisterResponse, error) {
+	var out RegisterResponse
+	p := "/v1/proxies/" + url.PathEscape(r.Proxy.Service) + "/" + url.PathEscape(r.Proxy.ID)
+	err := c.Do(ctx, http.MethodPut, p, jsonBody(r), &out)
+	return out, err
+}
+
+// DeregisterProxy removes a proxy record.
+func (c *Client) DeregisterProxy(ctx context.Context, service, id string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/proxies/"+url.PathEscape(service)+"/"+url.PathEscape(id), nil, nil)
+}
+
+// Proxies lists the running sidecars of service, or of all when "".
+func (c *Client) Proxies(ctx context.Context, service string) ([]registry.Proxy, error) {
+	var out []registry.Proxy
+	err := c.Do(ctx, http.MethodGet, "/v1/proxies?service="+url.QueryEscape(service), nil, &out)
+	return out, err
+}
+
 // KeepAlive renews a lease; ErrNotFound means register again.
-func (c *Client) KeepAlive(ctx context.Context, lease int64) error {
-	return c.Do(ctx, http.MethodPost, fmt.Sprintf("/v1/leases/%d/keepalive", lease), nil, nil)
+func (c *Client) KeepAlive(ctx context.Context, lease registry.LeaseID) error {
+	return c.Do(ctx, http.MethodPost, "/v1/leases/"+lease.String()+"/keepalive", nil, nil)
 }
 
 // Deregister removes an instance.

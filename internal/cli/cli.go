@@ -10,8 +10,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"syscall"
 
 	"github.com/weftmesh/weft/internal/telemetry"
 )
@@ -34,7 +38,7 @@ var verbs = map[string]verb{}
 func init() {
 	addVerb("sidecar", "run the proxy beside one app instance", runSidecar)
 	addVerb("run", "run an app and its sidecar as one unit: weft run --service NAME --app-port P -- CMD ARGS", runRun)
-	addVerb("get", "list services, instances or resources: weft get services|instances [SERVICE]|KIND [NAME]", runGet)
+	addVerb("get", "list services, instances, proxies or resources: weft get services|instances [SERVICE]|proxies [SERVICE]|KIND [NAME]", runGet)
 	addVerb("describe", "show one service in detail: weft describe service NAME", runDescribe)
 	addVerb("apply", "create or update resources: weft apply -f FILE (- for stdin)", runApply)
 	addVerb("delete", "delete resources: weft delete KIND NAME, or weft delete -f FILE", runDelete)
@@ -71,9 +75,16 @@ func ExitCode(err error) int {
 	return 1
 }
 
-// Run runs one weft command line.
+// Run runs one weft command line: [global flags] COMMAND [flags and arguments].
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	e := &env{stdout: stdout, stderr: stderr}
+	global, args, err := splitGlobal(args)
+	if err != nil {
+		return err
+	}
+	if len(args) == 0 && len(global) > 0 {
+		return usagef("want a command after %s (see weft help)", strings.Join(global, " "))
+	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		usage(stdout)
 		return nil
@@ -82,15 +93,45 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if !ok {
 		return usagef("unknown command %q (see weft help)", args[0])
 	}
-	err := v.run(ctx, e, args[1:])
+	// Global flags go first, so that the same flag after the verb wins.
+	err = v.run(ctx, e, append(global, args[1:]...))
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
 	return err
 }
 
+// globalFlags may also come before the command, as in
+// `weft --control 10.0.0.5:15010 get services`. Each takes a value.
+var globalFlags = []string{"control", "log-level", "o"}
+
+// splitGlobal takes the global flags off the front of args, in the
+// --name=value form, and returns them with what follows.
+func splitGlobal(args []string) (global, rest []string, err error) {
+	for len(args) > 0 {
+		a := args[0]
+		if len(a) < 2 || a[0] != '-' || a == "--" || a == "-h" || a == "--help" || a == "-help" {
+			break
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !slices.Contains(globalFlags, name) {
+			return nil, nil, usagef("unknown flag %s before the command (flags there: --control, --log-level, -o; others go after the command)", a)
+		}
+		if !hasValue {
+			if len(args) < 2 {
+				return nil, nil, usagef("flag %s needs a value", a)
+			}
+			value, args = args[1], args[1:]
+		}
+		global = append(global, "--"+name+"="+value)
+		args = args[1:]
+	}
+	return global, args, nil
+}
+
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "weft: a service mesh. Usage: weft COMMAND [flags]   (weft COMMAND -h for its flags)")
+	fmt.Fprintln(w, "weft: a service mesh. Usage: weft [--control ADDR] [--log-level L] [-o FORMAT] COMMAND [flags]")
+	fmt.Fprintln(w, "(weft COMMAND -h for its flags; the ones in brackets may come before or after COMMAND)")
 	fmt.Fprintln(w)
 	names := make([]string, 0, len(verbs))
 	for n := range verbs {
@@ -136,7 +177,7 @@ func (fs *flags) parse(args []string) ([]string, error) {
 				fs.PrintDefaults()
 				return nil, err
 			}
-			return nil, usageError{err.Error()}
+			return nil, flagError(fs.Name(), err)
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -146,6 +187,31 @@ func (fs *flags) parse(args []string) ([]string, error) {
 		args = args[1:]
 	}
 }
+
+// flagError is a flag package error as a usage error that names the
+// command ("sidecar: flag provided but not defined: -servce"), and for an
+// unknown flag says where to look.
+func flagError(cmd string, err error) error {
+	verb := strings.TrimPrefix(cmd, "weft ")
+	if strings.HasPrefix(err.Error(), "flag provided but not defined: ") {
+		return usagef("%s: %v (see weft %s -h)", verb, err, verb)
+	}
+	return usagef("%s: %v", verb, err)
+}
+
+// handleBrokenPipe makes a write to a closed standard output or error (the
+// reader of `weft run ... | tee` went first, at Ctrl-C) fail with EPIPE
+// instead of killing the process with SIGPIPE, so that a long-running
+// command still deregisters and drains. It uses signal.Notify, not
+// signal.Ignore: an ignored signal stays ignored in the app `weft run`
+// starts, while a caught one is reset to its default there.
+func handleBrokenPipe() {
+	brokenPipeOnce.Do(func() {
+		signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE) // nobody reads: the signal is dropped
+	})
+}
+
+var brokenPipeOnce sync.Once
 
 // labels is a repeatable --label k=v flag.
 type labels map[string]string

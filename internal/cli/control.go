@@ -32,6 +32,7 @@ func runControl(ctx context.Context, e *env, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return usageError{err.Error()}
 	}
+	handleBrokenPipe()
 	deps, reg := depsFor(e, lvl)
 	c, err := control.New(ctx, cfg, control.Deps{Logger: deps, Registry: reg})
 	if err != nil {

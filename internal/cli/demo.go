@@ -29,5 +29,6 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	if len(rest) > 0 {
 		return usagef("demo: unexpected argument %q", rest[0])
 	}
+	handleBrokenPipe()
 	return demo.Run(ctx, cfg, newLogger(e, lvl))
 }

@@ -26,7 +26,7 @@ func runGet(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if len(rest) == 0 || len(rest) > 2 {
-		return usagef("get: want services, instances [SERVICE], or KIND [NAME] (kinds: %v)", config.Kinds())
+		return usagef("get: want services, instances [SERVICE], proxies [SERVICE], or KIND [NAME] (kinds: %s)", kindWords())
 	}
 	c := api.NewClient(*control)
 	name := ""
@@ -39,10 +39,12 @@ func runGet(ctx context.Context, e *env, args []string) error {
 		v, err = servicesView(ctx, c, name, out.tabular())
 	case "instances", "instance", "inst":
 		v, err = instancesView(ctx, c, name, out.tabular())
+	case "proxies", "proxy":
+		return getProxies(ctx, e, c, out, name)
 	default:
 		kind, ok := config.KindFor(rest[0])
 		if !ok {
-			return usagef("get: unknown kind %q (try services, instances, or one of %v)", rest[0], config.Kinds())
+			return usagef("get: unknown kind %q (try services, instances, proxies, or a kind: %s)", rest[0], kindWords())
 		}
 		v, err = resourcesView(ctx, c, kind, name)
 	}

@@ -48,6 +48,7 @@ func runRun(ctx context.Context, e *env, args []string) error {
 	if _, err := exec.LookPath(cmdline[0]); err != nil {
 		return usagef("run: %v", err)
 	}
+	handleBrokenPipe()
 	log, reg := depsFor(e, lvl)
 	sup := &supervisor{argv: cmdline, env: e, grace: cfg.DrainTimeout}
 	sc, err := sidecar.New(cfg, sidecar.Deps{Logger: log, Registry: reg, BeforeStop: sup.stop})

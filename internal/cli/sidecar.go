@@ -60,6 +60,7 @@ func runSidecar(ctx context.Context, e *env, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return usageError{err.Error()}
 	}
+	handleBrokenPipe()
 	log, reg := depsFor(e, lvl)
 	s, err := sidecar.New(cfg, sidecar.Deps{Logger: log, Registry: reg})
 	if err != nil {

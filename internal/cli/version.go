@@ -12,12 +12,19 @@ import (
 
 func isNotFound(err error) bool { return errors.Is(err, api.ErrNotFound) }
 
+// runVersion prints this binary's version and the control plane's. When
+// the control plane cannot be asked it says so and fails (exit 1), after
+// printing what it knows.
 func runVersion(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "version")
 	control := controlFlag(fs)
 	out := outputFlag(fs)
-	if _, err := fs.parse(args); err != nil {
+	rest, err := fs.parse(args)
+	if err != nil {
 		return err
+	}
+	if len(rest) > 0 {
+		return usagef("version: unexpected argument %q", rest[0])
 	}
 	if err := out.check(); err != nil {
 		return err
@@ -29,19 +36,26 @@ func runVersion(ctx context.Context, e *env, args []string) error {
 		Error   string       `json:"controlError,omitempty"`
 	}
 	v := versions{Client: version.Version, Go: runtime.Version()}
-	if cv, err := api.NewClient(*control).Version(ctx); err == nil {
+	cv, cerr := api.NewClient(*control).Version(ctx)
+	if cerr == nil {
 		v.Control = &cv
 	} else {
-		v.Error = err.Error()
+		v.Error = cerr.Error()
 	}
 	if out.format != "table" {
-		return out.print(e.stdout, v, nil)
-	}
-	fmt.Fprintf(e.stdout, "client: %s (%s)\n", v.Client, v.Go)
-	if v.Control != nil {
-		fmt.Fprintf(e.stdout, "control: %s (store: %s)\n", v.Control.Version, v.Control.Store)
+		if err := out.print(e.stdout, v, nil); err != nil {
+			return err
+		}
 	} else {
-		fmt.Fprintf(e.stdout, "control: unreachable: %s\n", v.Error)
+		fmt.Fprintf(e.stdout, "client: %s (%s)\n", v.Client, v.Go)
+		if v.Control != nil {
+			fmt.Fprintf(e.stdout, "control: %s (store: %s)\n", v.Control.Version, v.Control.Store)
+		} else {
+			fmt.Fprintln(e.stdout, "control: unknown (no answer)")
+		}
+	}
+	if cerr != nil {
+		return fmt.Errorf("version of the control plane: %w", cerr)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"sort"
@@ -32,6 +33,9 @@ func (c *Control) routes(reg *prometheus.Registry) http.Handler {
 	mux.HandleFunc("PUT /v1/instances/{service}/{id}", c.putInstance)
 	mux.HandleFunc("DELETE /v1/instances/{service}/{id}", c.deleteInstance)
 	mux.HandleFunc("GET /v1/instances", c.listInstances)
+	mux.HandleFunc("PUT /v1/proxies/{service}/{id}", c.putProxy)
+	mux.HandleFunc("DELETE /v1/proxies/{service}/{id}", c.deleteProxy)
+	mux.HandleFunc("GET /v1/proxies", c.listProxies)
 	mux.HandleFunc("POST /v1/leases/{lease}/keepalive", c.keepAlive)
 	mux.HandleFunc("GET /v1/services", c.listServices)
 	mux.HandleFunc("GET /v1/services/{name}", c.getService)
@@ -87,16 +91,61 @@ func (c *Control) putInstance(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusUnprocessableEntity, err)
 		return
 	}
-	ttl := c.cfg.LeaseTTL
-	if req.TTLSeconds > 0 {
-		ttl = time.Duration(req.TTLSeconds) * time.Second
-	}
-	lease, err := c.instances.Put(r.Context(), req.Instance, req.Lease, ttl)
+	ttl := c.ttl(req.TTLSeconds)
+	lease, err := c.instances.Put(r.Context(), req.Instance, int64(req.Lease), ttl)
 	if err != nil {
 		fail(w, http.StatusServiceUnavailable, err)
 		return
 	}
-	telemetry.WriteJSON(w, http.StatusOK, api.RegisterResponse{Lease: lease, TTLSeconds: int(ttl / time.Second)})
+	telemetry.WriteJSON(w, http.StatusOK, api.RegisterResponse{Lease: registry.LeaseID(lease), TTLSeconds: int(ttl / time.Second)})
+}
+
+// ttl is the lease TTL a registration asked for, or the default.
+func (c *Control) ttl(seconds int) time.Duration {
+	if seconds > 0 {
+		return time.Duration(seconds) * time.Second
+	}
+	return c.cfg.LeaseTTL
+}
+
+func (c *Control) putProxy(w http.ResponseWriter, r *http.Request) {
+	var req api.ProxyRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+		fail(w, http.StatusBadRequest, errors.New("body: "+err.Error()))
+		return
+	}
+	if req.Proxy.Service != r.PathValue("service") || req.Proxy.ID != r.PathValue("id") {
+		fail(w, http.StatusBadRequest, errors.New("proxy.service and proxy.id must match the path"))
+		return
+	}
+	if err := req.Proxy.Validate(); err != nil {
+		fail(w, http.StatusUnprocessableEntity, err)
+		return
+	}
+	ttl := c.ttl(req.TTLSeconds)
+	lease, err := c.instances.PutProxy(r.Context(), req.Proxy, int64(req.Lease), ttl)
+	if err != nil {
+		fail(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	telemetry.WriteJSON(w, http.StatusOK, api.RegisterResponse{Lease: registry.LeaseID(lease), TTLSeconds: int(ttl / time.Second)})
+}
+
+func (c *Control) deleteProxy(w http.ResponseWriter, r *http.Request) {
+	if err := c.instances.DeleteProxy(r.Context(), r.PathValue("service"), r.PathValue("id")); err != nil {
+		fail(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (c *Control) listProxies(w http.ResponseWriter, r *http.Request) {
+	list, err := c.instances.ListProxies(r.Context(), r.URL.Query().Get("service"))
+	if err != nil {
+		fail(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	telemetry.WriteJSON(w, http.StatusOK, list)
 }
 
 func (c *Control) deleteInstance(w http.ResponseWriter, r *http.Request) {
@@ -110,7 +159,7 @@ func (c *Control) deleteInstance(w http.ResponseWriter, r *http.Request) {
 func (c *Control) keepAlive(w http.ResponseWriter, r *http.Request) {
 	lease, err := strconv.ParseInt(r.PathValue("lease"), 10, 64)
 	if err != nil {
-		fail(w, http.StatusBadRequest, errors.New("lease: not a number"))
+		fail(w, http.StatusBadRequest, fmt.Errorf("lease %q: want a decimal lease id", r.PathValue("lease")))
 		return
 	}
 	err = c.instances.KeepAlive(r.Context(), lease)

@@ -3,7 +3,7 @@
 // and the push hub over it, and serves everything on one address:
 //
 //	/v1/stream            push stream to sidecars (packages push, push/hub)
-//	/v1/instances, /v1/leases, /v1/services, /v1/resources, /v1/version
+//	/v1/instances, /v1/proxies, /v1/leases, /v1/services, /v1/resources, /v1/version
 //	                      the API used by sidecars and the CLI (package api)
 //	/readyz, /healthz, /metrics
 package control

@@ -3,6 +3,7 @@
 // can build their keys without linking etcd:
 //
 //	/weft/instances/<service>/<id>   registry.Key
+//	/weft/proxies/<service>/<id>     registry.ProxyKey
 //	/weft/config/<Kind>/<name>       config.Key
 package keyspace
 

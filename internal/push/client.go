@@ -50,11 +50,15 @@ func (c *Client) Run(ctx context.Context) error {
 		c.state = State{}
 	}
 	backoff := 100 * time.Millisecond
+	var lostAt time.Time // when the last stream ended; zero before the first
 	for attempt := 1; ; attempt++ {
-		got, err := c.follow(ctx)
+		connected, got, err := c.follow(ctx, lostAt)
 		c.connected.Store(false)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if connected {
+			lostAt = time.Now()
 		}
 		if got {
 			backoff, attempt = 100*time.Millisecond, 0
@@ -72,24 +76,33 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 }
 
-// follow runs one stream; got reports whether any message arrived.
-func (c *Client) follow(ctx context.Context) (got bool, err error) {
+// follow runs one stream. connected reports whether the control plane
+// answered, got whether any message arrived. lostAt is when the previous
+// stream ended (zero for the first), for the log line that says it is back.
+func (c *Client) follow(ctx context.Context, lostAt time.Time) (connected, got bool, err error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	url := c.Base + "/v1/stream?since=" + strconv.FormatInt(c.rev.Load(), 10)
+	since := c.rev.Load()
+	url := c.Base + "/v1/stream?since=" + strconv.FormatInt(since, 10)
 	req, err := http.NewRequestWithContext(sctx, http.MethodGet, url, nil)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return false, fmt.Errorf("stream: %s", resp.Status)
+		return false, false, fmt.Errorf("stream: %s", resp.Status)
 	}
 	c.connected.Store(true)
+	if lostAt.IsZero() {
+		c.Log.Debug("connected to control plane", "control", c.Base, "since", since)
+	} else {
+		c.Log.Info("reconnected to control plane", "control", c.Base,
+			"down_for", time.Since(lostAt).Round(time.Millisecond), "resuming_from", since)
+	}
 	// A stream that misses three pings is dead even if TCP has not noticed.
 	watchdog := time.AfterFunc(3*PingInterval, cancel)
 	defer watchdog.Stop()
@@ -100,15 +113,15 @@ func (c *Client) follow(ctx context.Context) (got bool, err error) {
 		watchdog.Reset(3 * PingInterval)
 		var m Message
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			return got, fmt.Errorf("stream: bad message: %w", err)
+			return true, got, fmt.Errorf("stream: bad message: %w", err)
 		}
 		got = true
 		c.apply(m)
 	}
 	if err := sc.Err(); err != nil {
-		return got, err
+		return true, got, err
 	}
-	return got, errors.New("stream closed by control plane")
+	return true, got, errors.New("stream closed by control plane")
 }
 
 func (c *Client) apply(m Message) {

@@ -2,7 +2,9 @@
 // Instance record, its key in etcd, and the rules for valid names.
 //
 // An instance is written under /weft/instances/<service>/<id>, attached to an
-// etcd lease that its sidecar keeps alive with heartbeats. When the sidecar
+// etcd lease that its sidecar keeps alive with heartbeats. Every sidecar also
+// writes a Proxy record under /weft/proxies/<service>/<id> on the same lease,
+// so that consumer-only sidecars, which have no instance, are visible too. When the sidecar
 // dies the heartbeats stop, the lease lapses, and etcd deletes the record:
 // the watch that feeds the push stream carries the deletion to every sidecar.
 //
@@ -42,7 +44,7 @@ type Instance struct {
 	Ready    bool      `json:"ready"`
 	Node     string    `json:"node,omitempty"` // host name of the machine
 	Since    time.Time `json:"since"`          // when this sidecar registered
-	Lease    int64     `json:"lease,omitempty"`
+	Lease    LeaseID   `json:"lease,omitempty"`
 }
 
 // Key is the etcd key of an instance.
@@ -59,13 +61,20 @@ func ValidName(s string) error {
 	return nil
 }
 
+func validID(id string) error {
+	if id == "" || strings.ContainsAny(id, "/ ") {
+		return fmt.Errorf("id: %q must be non-empty without '/' or spaces", id)
+	}
+	return nil
+}
+
 // Validate checks an instance before it is stored.
 func (in *Instance) Validate() error {
 	if err := ValidName(in.Service); err != nil {
 		return fmt.Errorf("service: %w", err)
 	}
-	if in.ID == "" || strings.ContainsAny(in.ID, "/ ") {
-		return fmt.Errorf("id: %q must be non-empty without '/' or spaces", in.ID)
+	if err := validID(in.ID); err != nil {
+		return err
 	}
 	if _, _, err := net.SplitHostPort(in.Address); err != nil {
 		return fmt.Errorf("address: %q is not host:port: %w", in.Address, err)

@@ -9,7 +9,7 @@
 //	admin listener: /healthz /readyz /metrics /config pprof
 //
 // A sidecar without an app port is a consumer only: it routes the local
-// app's calls but registers nothing and opens no inbound listener.
+// app's calls, registers only its proxy record and opens no inbound listener.
 package sidecar
 
 import (
@@ -188,7 +188,8 @@ type Sidecar struct {
 	snap                 atomic.Pointer[snapshot.Snapshot] // the last applied, for /config
 	api                  *api.Client
 	push                 *push.Client
-	reg                  *registration
+	rec                  *registration // proxy record, and instance when reg != nil
+	reg                  *registration // rec, when there is an app to register
 	health               *health
 }
 
@@ -250,6 +251,7 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 		Log:     s.log,
 		OnState: s.applyState,
 	}
+	s.rec = newRegistration(s.api, s.proxyRecord(), cfg.LeaseTTL, s.log)
 	if cfg.AppPort != 0 {
 		app := net.JoinHostPort(cfg.AppHost, strconv.Itoa(cfg.AppPort))
 		in := proxy.NewInbound(cfg.Service, cfg.ID, app, proxy.NewTransport(), metrics)
@@ -279,7 +281,8 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 		// A failed connect to the app withdraws the instance at once, not
 		// at the next check: TCP callers have no error to retry on.
 		in.OnAppUnreachable(s.health.checkSoon)
-		s.reg = newRegistration(s.api, s.instance(), cfg.LeaseTTL, s.log)
+		s.rec.setInstance(s.instance())
+		s.reg = s.rec
 	}
 	s.adminSrv = &http.Server{Handler: s.adminMux(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
 	return s, nil
@@ -366,10 +369,8 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		s.reg.setReady(s.health.check(ctx))
 		serve(s.inSrv, s.inLn, "inbound")
 		spawn(func(c context.Context) { s.health.run(c, s.reg.setReady) })
-		go func() { defer close(regDone); s.reg.run(regCtx) }()
-	} else {
-		close(regDone)
 	}
+	go func() { defer close(regDone); s.rec.run(regCtx) }()
 	out, in, admin := s.Addrs()
 	s.log.Info("sidecar started", "outbound", out, "inbound", in, "admin", admin, "control", s.cfg.Control)
 	for i, u := range s.cfg.Upstreams {
@@ -386,8 +387,8 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	defer cancelDrain()
 	stopReg()
 	<-regDone
+	s.rec.deregister(drain)
 	if s.reg != nil {
-		s.reg.deregister(drain)
 		_ = s.inSrv.Shutdown(drain)
 	}
 	if s.deps.BeforeStop != nil {

@@ -69,11 +69,14 @@ func (a Admin) Mux() *http.ServeMux {
 	return mux
 }
 
-// WriteJSON writes v as indented JSON with status code.
+// WriteJSON writes v as indented JSON with status code. Characters such as
+// < > & stay as they are (no \u003c): these bodies are read by people and
+// tools, never embedded in HTML.
 func WriteJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
 }

@@ -1,6 +1,7 @@
-// Package regstore keeps registry instances in etcd: it writes each record
-// attached to a lease, renews and revokes leases, and lists records. Only the
-// control plane uses it; sidecars register through the control plane's API.
+// Package regstore keeps registry instances and proxy records in etcd: it
+// writes each record attached to a lease, renews and revokes leases, and
+// lists records. Only the control plane uses it; sidecars register through
+// the control plane's API.
 package regstore
 
 import (
@@ -31,25 +32,11 @@ func (s *Store) Put(ctx context.Context, in registry.Instance, lease int64, ttl 
 	if err := in.Validate(); err != nil {
 		return 0, err
 	}
-	if lease != 0 {
-		if err := s.KeepAlive(ctx, lease); errors.Is(err, registry.ErrLeaseNotFound) {
-			lease = 0
-		} else if err != nil {
-			return 0, err
-		}
+	lease, err := s.leaseFor(ctx, lease, ttl)
+	if err != nil {
+		return 0, err
 	}
-	if lease == 0 {
-		secs := int64(ttl / time.Second)
-		if secs < 1 {
-			secs = 1
-		}
-		g, err := s.c.Grant(ctx, secs)
-		if err != nil {
-			return 0, fmt.Errorf("grant lease: %w", err)
-		}
-		lease = int64(g.ID)
-	}
-	in.Lease = lease
+	in.Lease = registry.LeaseID(lease)
 	b, err := json.Marshal(in)
 	if err != nil {
 		return 0, err
@@ -124,6 +111,51 @@ func (s *Store) ForgetService(ctx context.Context, name string) error {
 	return fmt.Errorf("service %q has %d registered instance(s): %w", name, n, ErrServiceInUse)
 }
 
+// PutProxy writes a sidecar's proxy record under lease, as Put does an
+// instance: a sidecar passes the lease of its instance, so both share it.
+func (s *Store) PutProxy(ctx context.Context, p registry.Proxy, lease int64, ttl time.Duration) (int64, error) {
+	if err := p.Validate(); err != nil {
+		return 0, err
+	}
+	lease, err := s.leaseFor(ctx, lease, ttl)
+	if err != nil {
+		return 0, err
+	}
+	p.Lease = registry.LeaseID(lease)
+	if err := s.put(ctx, registry.ProxyKey(p.Service, p.ID), p, lease); err != nil {
+		return 0, fmt.Errorf("put proxy %s/%s: %w", p.Service, p.ID, err)
+	}
+	return lease, nil
+}
+
+// leaseFor returns lease if it is still alive, else a new lease of ttl.
+func (s *Store) leaseFor(ctx context.Context, lease int64, ttl time.Duration) (int64, error) {
+	if lease != 0 {
+		err := s.KeepAlive(ctx, lease)
+		if err == nil {
+			return lease, nil
+		}
+		if !errors.Is(err, registry.ErrLeaseNotFound) {
+			return 0, err
+		}
+	}
+	secs := max(int64(ttl/time.Second), 1)
+	g, err := s.c.Grant(ctx, secs)
+	if err != nil {
+		return 0, fmt.Errorf("grant lease: %w", err)
+	}
+	return int64(g.ID), nil
+}
+
+func (s *Store) put(ctx context.Context, key string, v any, lease int64) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = s.c.Put(ctx, key, string(b), clientv3.WithLease(clientv3.LeaseID(lease)))
+	return err
+}
+
 // KeepAlive renews a lease once.
 func (s *Store) KeepAlive(ctx context.Context, lease int64) error {
 	_, err := s.c.KeepAliveOnce(ctx, clientv3.LeaseID(lease))
@@ -136,23 +168,67 @@ func (s *Store) KeepAlive(ctx context.Context, lease int64) error {
 	return nil
 }
 
-// Delete removes an instance and revokes its lease.
+// Delete removes an instance and revokes its lease, which removes the
+// sidecar's proxy record with it.
 func (s *Store) Delete(ctx context.Context, service, id string) error {
-	resp, err := s.c.Get(ctx, registry.Key(service, id))
+	if err := s.deleteAndRevoke(ctx, registry.Key(service, id)); err != nil {
+		return fmt.Errorf("delete instance %s/%s: %w", service, id, err)
+	}
+	return nil
+}
+
+// DeleteProxy removes a proxy record and revokes its lease.
+func (s *Store) DeleteProxy(ctx context.Context, service, id string) error {
+	if err := s.deleteAndRevoke(ctx, registry.ProxyKey(service, id)); err != nil {
+		return fmt.Errorf("delete proxy %s/%s: %w", service, id, err)
+	}
+	return nil
+}
+
+// deleteAndRevoke deletes key, if present, and revokes its lease.
+func (s *Store) deleteAndRevoke(ctx context.Context, key string) error {
+	resp, err := s.c.Get(ctx, key)
 	if err != nil {
-		return fmt.Errorf("get instance %s/%s: %w", service, id, err)
+		return err
 	}
 	if len(resp.Kvs) == 0 {
 		return nil
 	}
-	if _, err := s.c.Delete(ctx, registry.Key(service, id)); err != nil {
-		return fmt.Errorf("delete instance %s/%s: %w", service, id, err)
+	if _, err := s.c.Delete(ctx, key); err != nil {
+		return err
 	}
 	if l := resp.Kvs[0].Lease; l != 0 {
 		// The record is gone already; a failed revoke only leaves a lease to lapse.
 		_, _ = s.c.Revoke(ctx, clientv3.LeaseID(l))
 	}
 	return nil
+}
+
+// ListProxies returns the proxy records of service, or of all when it is "".
+func (s *Store) ListProxies(ctx context.Context, service string) ([]registry.Proxy, error) {
+	prefix := registry.ProxyKeyPrefix
+	if service != "" {
+		prefix += service + "/"
+	}
+	resp, err := s.c.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("list proxies: %w", err)
+	}
+	out := make([]registry.Proxy, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var p registry.Proxy
+		if err := json.Unmarshal(kv.Value, &p); err != nil {
+			return nil, fmt.Errorf("proxy record %s: %w", kv.Key, err)
+		}
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Service != out[j].Service {
+			return out[i].Service < out[j].Service
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
 }
 
 // List returns the instances of service, or of all services when it is "".

@@ -62,7 +62,7 @@ func TestPutGrantsLease(t *testing.T) {
 		t.Fatalf("List: got (%v, %v), want one instance", list, err)
 	}
 	want := inst("catalog", "c1", "127.0.0.1:9001")
-	want.Lease = lease
+	want.Lease = registry.LeaseID(lease)
 	if !reflect.DeepEqual(list[0], want) {
 		t.Errorf("List: got %+v, want %+v", list[0], want)
 	}
