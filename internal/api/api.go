@@ -276,6 +276,12 @@ func (c *Client) Delete(ctx context.Context, kind, name string) error {
 	return c.Do(ctx, http.MethodDelete, "/v1/resources/"+url.PathEscape(kind)+"/"+url.PathEscape(name), nil, nil)
 }
 
+// ForgetService removes the record of a service that has no instance
+// left: the mesh no longer knows its name.
+func (c *Client) ForgetService(ctx context.Context, name string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/services/"+url.PathEscape(name), nil, nil)
+}
+
 // Version asks the control plane what it runs.
 func (c *Client) Version(ctx context.Context) (Version, error) {
 	var out Version

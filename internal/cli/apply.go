@@ -94,13 +94,22 @@ func runDelete(ctx context.Context, e *env, args []string) error {
 	}
 	c := api.NewClient(*control)
 	for _, id := range ids {
-		if err := c.Delete(ctx, id.Kind, id.Name); err != nil {
+		if id.Kind == "service" {
+			// The mesh forgets the name of a service with no instance left.
+			err = c.ForgetService(ctx, id.Name)
+		} else {
+			err = c.Delete(ctx, id.Kind, id.Name)
+		}
+		if err != nil {
 			return err // names the resource
 		}
 		fmt.Fprintf(e.stdout, "%s deleted\n", id)
 	}
 	return nil
 }
+
+// isServiceWord: `weft delete service NAME` forgets a service record.
+func isServiceWord(w string) bool { return w == "service" || w == "services" || w == "svc" }
 
 // deleteIDs reads what to delete: the kind and name of each resource in a
 // file, KIND NAME, or KIND/NAME... as weft get -o name prints them.
@@ -128,9 +137,13 @@ func deleteIDs(file string, rest []string) ([]config.ID, error) {
 		if !ok || name == "" {
 			return nil, usagef("delete: %q is not KIND/NAME (%s)", a, want)
 		}
+		if isServiceWord(word) {
+			ids = append(ids, config.ID{Kind: "service", Name: name})
+			continue
+		}
 		kind, ok := config.KindFor(word)
 		if !ok {
-			return nil, usagef("delete: unknown kind %q (kinds: %v)", word, config.Kinds())
+			return nil, usagef("delete: unknown kind %q (service, or a kind: %s)", word, kindWords())
 		}
 		ids = append(ids, config.ID{Kind: kind, Name: name})
 	}

@@ -32,7 +32,7 @@ func TestApplyErrorsNameFileLineAndField(t *testing.T) {
 			file := writeFile(t, "bad.yaml", tt.in)
 			// Port 1 on loopback: nothing answers, so an error that came
 			// from the control plane would say so.
-			out, err := weft(t, "apply", "-f", file, "--control", "127.0.0.1:1")
+			out, err := weftOut(t, "apply", "-f", file, "--control", "127.0.0.1:1")
 			if err == nil || !strings.HasPrefix(err.Error(), file+tt.want) {
 				t.Errorf("apply: got (%q, %v), want an error starting %q", out, err, file+tt.want)
 			}
@@ -60,21 +60,21 @@ spec:
 kind: externalservice
 metadata: {name: ledger}
 `)
-	if _, err := weft(t, "apply", "-f", bad, "--control", cp); err == nil {
+	if _, err := weftOut(t, "apply", "-f", bad, "--control", cp); err == nil {
 		t.Fatalf("apply of the bad file: got nil, want an error (the test needs a file apply refuses)")
 	}
-	out, err := weft(t, "delete", "-f", bad, "--control", cp)
+	out, err := weftOut(t, "delete", "-f", bad, "--control", cp)
 	if want := "ExternalService/legacy deleted\nExternalService/ledger deleted\n"; err != nil || out != want {
 		t.Fatalf("delete -f: got (%q, %v), want (%q, nil)", out, err, want)
 	}
 	if out := mustWeft(t, "get", "externalservices", "-o", "name", "--control", cp); out != "" {
 		t.Errorf("after delete -f: got resources %q, want none", out)
 	}
-	if _, err := weft(t, "delete", "-f", bad, "--control", cp); err == nil || !strings.Contains(err.Error(), "ExternalService/legacy not found") {
+	if _, err := weftOut(t, "delete", "-f", bad, "--control", cp); err == nil || !strings.Contains(err.Error(), "ExternalService/legacy not found") {
 		t.Errorf("delete -f again: got %v, want not found naming ExternalService/legacy", err)
 	}
 	noName := writeFile(t, "noname.yaml", "kind: ExternalService\nmetadata: {}\n")
-	if _, err := weft(t, "delete", "-f", noName, "--control", cp); err == nil || !strings.Contains(err.Error(), "noname.yaml:2: document 1: metadata.name:") {
+	if _, err := weftOut(t, "delete", "-f", noName, "--control", cp); err == nil || !strings.Contains(err.Error(), "noname.yaml:2: document 1: metadata.name:") {
 		t.Errorf("delete -f without a name: got %v, want an error naming the file, line 2 and metadata.name", err)
 	}
 }
@@ -138,7 +138,7 @@ func TestRegisterKeepsMetadataLabels(t *testing.T) {
 	if want := []string{"127.0.0.1:1", "LEGACY.example:443", "10.1.1.1:80"}; !reflect.DeepEqual(addrs, want) {
 		t.Errorf("endpoints after register: got %v, want %v", addrs, want)
 	}
-	if _, err := weft(t, "register", "legacy", "10.1.1.2:80", "--label", "bad key=x", "--control", cp); err == nil ||
+	if _, err := weftOut(t, "register", "legacy", "10.1.1.2:80", "--label", "bad key=x", "--control", cp); err == nil ||
 		!strings.Contains(err.Error(), `spec.endpoints[3].labels: key "bad key"`) {
 		t.Errorf("register with a bad label: got %v, want an error naming spec.endpoints[3].labels", err)
 	}

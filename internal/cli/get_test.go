@@ -3,54 +3,19 @@ package cli
 import (
 	"bytes"
 	"context"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/weftmesh/weft/internal/api"
-	"github.com/weftmesh/weft/internal/control"
 	"github.com/weftmesh/weft/internal/registry"
-	"github.com/weftmesh/weft/internal/store/storetest"
 )
 
-func TestMain(m *testing.M) { storetest.Main(m) }
-
-// startControl runs a real control plane in-process, on an embedded etcd
-// in a temporary directory and a port chosen now; it stops with the test.
-func startControl(t *testing.T) string {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	cfg := control.Default()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
-	c, err := control.New(ctx, cfg, control.Deps{
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Registry: prometheus.NewRegistry(),
-	})
-	if err != nil {
-		cancel()
-		t.Fatalf("control.New: got error %v, want nil", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("control Run: got error %v, want nil", err)
-		}
-		api.Transport.CloseIdleConnections()
-	})
-	return c.Addr()
-}
-
-// weft runs one command line of the CLI as the binary would.
-func weft(t *testing.T, args ...string) (string, error) {
+// weftOut runs one command line of the CLI as the binary would and
+// returns its standard output.
+func weftOut(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -62,7 +27,7 @@ func weft(t *testing.T, args ...string) (string, error) {
 // mustWeft runs a command line that must succeed.
 func mustWeft(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := weft(t, args...)
+	out, err := weftOut(t, args...)
 	if err != nil {
 		t.Fatalf("weft %s: got error %v, want nil", strings.Join(args, " "), err)
 	}
@@ -139,12 +104,12 @@ func TestGetOutputAppliesBack(t *testing.T) {
 					want = "ExternalService/ledger unchanged\nExternalService/legacy unchanged\n"
 				}
 				back := writeFile(t, "back."+format, got)
-				if out, err := weft(t, "apply", "-f", back, "--control", cp); err != nil || out != want {
+				if out, err := weftOut(t, "apply", "-f", back, "--control", cp); err != nil || out != want {
 					t.Errorf("apply -f of get -o %s output: got (%q, %v), want (%q, nil); the output was\n%s", format, out, err, want, got)
 				}
 				var out string
 				var err error
-				withStdin(t, got, func() { out, err = weft(t, "apply", "-f", "-", "--control", cp) })
+				withStdin(t, got, func() { out, err = weftOut(t, "apply", "-f", "-", "--control", cp) })
 				if err != nil || out != want {
 					t.Errorf("apply -f - of get -o %s output: got (%q, %v), want (%q, nil)", format, out, err, want)
 				}

@@ -18,6 +18,7 @@ import (
 	"github.com/weftmesh/weft/internal/config"
 	"github.com/weftmesh/weft/internal/push/hub"
 	"github.com/weftmesh/weft/internal/registry"
+	"github.com/weftmesh/weft/internal/registry/regstore"
 	"github.com/weftmesh/weft/internal/telemetry"
 	"github.com/weftmesh/weft/internal/version"
 )
@@ -39,6 +40,7 @@ func (c *Control) routes(reg *prometheus.Registry) http.Handler {
 	mux.HandleFunc("POST /v1/leases/{lease}/keepalive", c.keepAlive)
 	mux.HandleFunc("GET /v1/services", c.listServices)
 	mux.HandleFunc("GET /v1/services/{name}", c.getService)
+	mux.HandleFunc("DELETE /v1/services/{name}", c.forgetService)
 	mux.HandleFunc("POST /v1/resources", c.applyResources)
 	mux.HandleFunc("GET /v1/resources/{kind}", c.listResources)
 	mux.HandleFunc("GET /v1/resources/{kind}/{name}", c.getResource)
@@ -192,7 +194,16 @@ func (c *Control) services(r *http.Request) (map[string]*api.ServiceDetail, erro
 	if err != nil {
 		return nil, err
 	}
+	known, err := c.instances.Services(r.Context())
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]*api.ServiceDetail{}
+	// A service the mesh has known stays listed after its last instance,
+	// with none: its callers get no-ready-instance until it is forgotten.
+	for _, sv := range known {
+		out[sv.Name] = &api.ServiceDetail{Service: api.Service{Name: sv.Name, Kind: "mesh"}}
+	}
 	for _, in := range insts {
 		d := out[in.Service]
 		if d == nil {
@@ -249,6 +260,22 @@ func (c *Control) getService(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	telemetry.WriteJSON(w, http.StatusOK, d)
+}
+
+// forgetService removes the record of a service with no instance left,
+// so the mesh no longer knows the name (weft delete service NAME).
+func (c *Control) forgetService(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	switch err := c.instances.ForgetService(r.Context(), name); {
+	case errors.Is(err, regstore.ErrServiceNotFound):
+		fail(w, http.StatusNotFound, fmt.Errorf("service %s not found (it has no service record)", name))
+	case errors.Is(err, regstore.ErrServiceInUse):
+		fail(w, http.StatusConflict, fmt.Errorf("%w; stop them first (weft get instances %s)", err, name))
+	case err != nil:
+		fail(w, http.StatusServiceUnavailable, err)
+	default:
+		w.WriteHeader(http.StatusNoContent)
+	}
 }
 
 func (c *Control) applyResources(w http.ResponseWriter, r *http.Request) {
