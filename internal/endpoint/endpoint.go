@@ -37,12 +37,18 @@ type Endpoint struct {
 	// check).
 	OnConnectFailed func()
 
+	// Read by every Pick.
 	ejectedUntil atomic.Int64 // unix nanoseconds; 0 when in rotation
-	failures     atomic.Int32 // consecutive connect failures
-	inflight     atomic.Int32 // attempts begun and not done
-	ewma         atomic.Int64 // latency estimate in nanoseconds; 0: none yet
-	attempts     atomic.Uint64
-	failed       atomic.Uint64
+
+	// Written per attempt: on their own cache line, away from what Pick
+	// reads, so that a busy endpoint's counters do not slow its readers.
+	_        [56]byte
+	inflight atomic.Int32 // attempts begun and not done
+	failures atomic.Int32 // consecutive connect failures
+	ewma     atomic.Int64 // latency estimate in nanoseconds; 0: none yet
+	attempts atomic.Uint64
+	failed   atomic.Uint64
+	_        [32]byte
 
 	locals [maxSlots]Local
 }
@@ -55,9 +61,9 @@ func New(service, instance, address string, labels map[string]string) *Endpoint 
 }
 
 // SameIdentity reports whether e is the endpoint another spec describes:
-// same instance, address and labels. State carries over only then.
-func (e *Endpoint) SameIdentity(instance, address string, labels map[string]string) bool {
-	return e.Instance == instance && e.Address == address && maps.Equal(e.Labels, labels)
+// same instance, address, labels and protocol. State carries over only then.
+func (e *Endpoint) SameIdentity(instance, address, protocol string, labels map[string]string) bool {
+	return e.Instance == instance && e.Address == address && e.Protocol == protocol && maps.Equal(e.Labels, labels)
 }
 
 // Class is what an attempt came to.
@@ -75,7 +81,8 @@ const (
 	// Refused: the instance said it did not process the request (HTTP/2
 	// REFUSED_STREAM, or a GOAWAY that left it out).
 	Refused
-	// Timeout: no response within the deadline.
+	// Timeout: no response head within the deadline, on a connection
+	// that was made.
 	Timeout
 	// Cancelled: the client went away first; says nothing of the instance.
 	Cancelled
@@ -104,10 +111,13 @@ type Attempt struct {
 }
 
 // Begin starts an attempt on e: it counts in flight until Done.
-func (e *Endpoint) Begin() Attempt {
+func (e *Endpoint) Begin() Attempt { return e.BeginAt(time.Now()) }
+
+// BeginAt is Begin for an engine that has read the clock already.
+func (e *Endpoint) BeginAt(now time.Time) Attempt {
 	e.inflight.Add(1)
 	e.attempts.Add(1)
-	return Attempt{ep: e, start: time.Now().UnixNano()}
+	return Attempt{ep: e, start: now.UnixNano()}
 }
 
 // Endpoint is the endpoint the attempt is on.
@@ -138,9 +148,11 @@ func (a *Attempt) Done(o Outcome) {
 	case Success:
 		e.connected()
 		e.observe(o.Latency)
-	case Reset, Timeout:
+	case Reset:
 		e.failed.Add(1)
 		e.connected() // a connection was made
+	case Timeout:
+		e.failed.Add(1) // says nothing of whether it can be reached: ejection stands
 	case Refused:
 		e.connected()
 	}

@@ -106,3 +106,17 @@ func TestLocalSlots(t *testing.T) {
 		t.Errorf("CloseIdle reached the slot %d times, want 1", closed)
 	}
 }
+
+// A timeout does not end an ejection: it says nothing of whether the
+// instance can be reached (a dial may still be hanging).
+func TestTimeoutKeepsEjection(t *testing.T) {
+	e := New("svc", "i1", "10.0.0.1:80", nil)
+	a := e.Begin()
+	a.Done(Outcome{Class: ConnectFailed})
+	a = e.Begin()
+	a.Done(Outcome{Class: Timeout})
+	if !e.Ejected(time.Now().UnixNano()) || e.Stats().ConsecutiveFailures != 1 {
+		t.Errorf("after connect failure then timeout: ejected %v, consecutive %d, want true, 1",
+			e.Ejected(time.Now().UnixNano()), e.Stats().ConsecutiveFailures)
+	}
+}

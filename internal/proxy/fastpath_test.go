@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -29,13 +30,16 @@ func rawBackend(tb testing.TB) string {
 
 // fastPair starts an outbound and an inbound fast-path server in front of
 // app, with service "svc" routed to the inbound, and returns the outbound address.
-func fastPair(tb testing.TB, app string) string {
+func fastPair(tb testing.TB, app string) string { return fastPairWith(tb, app, Policy{}) }
+
+// fastPairWith is fastPair with the outbound's clusters under policy.
+func fastPairWith(tb testing.TB, app string, policy Policy) string {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
 	serve := func(s *Server) string { return serveProxy(tb, s) }
 	in := NewInbound("svc", "svc-1", app, NewTransport(), m)
 	inAddr := serve(&Server{Resolve: in.Resolve, Metrics: m, Log: discard})
-	table := NewTable(m, Policy{})
+	table := NewTable(m, policy)
 	updateTable(table, map[string][]EndpointSpec{"svc": {{Instance: "svc-1", Address: inAddr}}})
 	out := NewOutbound(table, NewTransport(), NewTransport(), m, discard)
 	return serve(&Server{Resolve: out.Resolve, Connect: true, Metrics: m, Log: discard})
@@ -96,9 +100,16 @@ func BenchmarkFastPathPair(b *testing.B) {
 }
 
 // TestFastPathAllocationBudget holds the fast path to its budget: no
-// allocation per request through two warm hops (see BenchmarkFastPathPair).
+// allocation per request through two warm hops (see BenchmarkFastPathPair),
+// with no timeout and with the default one.
 func TestFastPathAllocationBudget(t *testing.T) {
-	outAddr := fastPair(t, rawBackend(t))
+	for _, timeout := range []time.Duration{0, 15 * time.Second} {
+		t.Run(fmt.Sprint("timeout ", timeout), func(t *testing.T) { allocationBudget(t, Policy{Timeout: timeout}) })
+	}
+}
+
+func allocationBudget(t *testing.T, policy Policy) {
+	outAddr := fastPairWith(t, rawBackend(t), policy)
 	c, err := net.Dial("tcp", outAddr)
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"sync"
 	"time"
@@ -127,32 +128,75 @@ func classOf(err error) endpoint.Class {
 }
 
 // errHeadTimeout: no response head within the plan's timeout.
-var errHeadTimeout = errors.New("no response head within the timeout")
+var errHeadTimeout = errors.New("timeout: no response head")
 
 // roundTrip sends r with rt, bounding the wait for the response head by
-// timeout counted from start (0: no bound): when it runs out, the
-// request's context is cancelled and the error is errHeadTimeout. Once
-// the head is in, the body may take as long as it takes (the context
-// ends with the handler's).
-func roundTrip(rt http.RoundTripper, r *http.Request, timeout time.Duration, start time.Time) (*http.Response, error) {
+// timeout (0: no bound), counted from when the request has been written
+// in full (as http.Transport's ResponseHeaderTimeout does; a request
+// still streaming its body is not bounded). When it runs out, the
+// request's context is cancelled and the error wraps errHeadTimeout.
+// Once the head is in, the body may take as long as it takes.
+func roundTrip(rt http.RoundTripper, r *http.Request, timeout time.Duration) (*http.Response, error) {
 	if timeout <= 0 {
 		return rt.RoundTrip(r)
 	}
-	left := time.Until(start.Add(timeout))
-	if left <= 0 {
-		return nil, fmt.Errorf("%w (%s)", errHeadTimeout, timeout)
-	}
 	ctx, cancel := context.WithCancelCause(r.Context())
-	t := time.AfterFunc(left, func() { cancel(errHeadTimeout) })
-	resp, err := rt.RoundTrip(r.WithContext(ctx))
-	t.Stop()
+	hc := &headClock{}
+	trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) {
+		hc.start(timeout, func() { cancel(errHeadTimeout) })
+	}}
+	resp, err := rt.RoundTrip(r.WithContext(httptrace.WithClientTrace(ctx, trace)))
+	if fired := hc.stop(); fired && err == nil {
+		// The head came just as the clock ran out: its body would be
+		// cut by the cancelled context, so the timeout stands.
+		resp.Body.Close()
+		err = errHeadTimeout
+	}
 	if err != nil {
 		cancel(nil)
 		if errors.Is(context.Cause(ctx), errHeadTimeout) {
-			return nil, fmt.Errorf("%w (%s)", errHeadTimeout, timeout)
+			return nil, fmt.Errorf("%w within %s", errHeadTimeout, timeout)
 		}
+		return nil, err
 	}
-	return resp, err
+	return resp, nil
+}
+
+// headClock is roundTrip's timer, started from the transport's goroutine
+// once the request is written, and stopped by roundTrip.
+type headClock struct {
+	mu      sync.Mutex
+	t       *time.Timer
+	stopped bool
+	fired   bool
+}
+
+func (h *headClock) start(d time.Duration, f func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped || h.t != nil {
+		return
+	}
+	h.t = time.AfterFunc(d, func() {
+		h.mu.Lock()
+		fire := !h.stopped
+		h.fired = fire
+		h.mu.Unlock()
+		if fire {
+			f()
+		}
+	})
+}
+
+// stop ends the clock and reports whether it had run out.
+func (h *headClock) stop() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stopped = true
+	if h.t != nil {
+		h.t.Stop()
+	}
+	return h.fired
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

@@ -273,7 +273,7 @@ func (h *h2Client) headers(f *http2.MetaHeadersFrame, b *h2Batch) error {
 	}
 	if s.cluster != nil {
 		s.m = s.cluster.metrics
-		s.k.init(s.cluster, (*h2View)(s))
+		s.k.init(s.cluster, (*h2View)(s), s.start)
 	}
 	s.m.begin()
 	if merr != nil {

@@ -108,9 +108,14 @@ func (s *h2Stream) connect(ep *Endpoint) {
 		p, err := h2PoolOf(ep).get(ep)
 		s.mu.Lock()
 		if s.frontClosed || s.peerClosed {
-			// The client left, or the mesh answered (a deadline) meanwhile.
+			// The client left, or the mesh answered (a deadline) meanwhile:
+			// the attempt ends cancelled, but a failed dial still counts
+			// against the instance.
 			s.connecting, s.peerClosed = false, true
 			s.k.cancelled()
+			if err != nil {
+				ep.ConnectFailed()
+			}
 			s.settle(&b)
 			s.mu.Unlock()
 			return
@@ -169,6 +174,9 @@ func (s *h2Stream) attach(p *h2Peer, b *h2Batch) bool {
 	p.w.mu.Unlock()
 	b.add(&p.w)
 	s.pushUp(b)
+	if s.upDone {
+		s.headClock()
+	}
 	return true
 }
 
@@ -233,6 +241,9 @@ func (s *h2Stream) pushUp(b *h2Batch) {
 	s.upSent += int64(sent)
 	s.clientOwed += int64(sent)
 	s.creditClient(b)
+	if s.upDone {
+		s.headClock()
+	}
 }
 
 // creditClient gives the client back the credit of what was passed on.
@@ -405,6 +416,7 @@ func (s *h2Stream) writeDownHead(fields []hpack.HeaderField, end bool, b *h2Batc
 // reopen sends a request that no instance has seen to another one.
 // Called under mu, with the peer half closed.
 func (s *h2Stream) reopen(b *h2Batch) {
+	s.headBy = time.Time{} // the next attempt's clock starts when its request has gone
 	s.peer, s.uid = nil, 0
 	s.peerClosed, s.peerEnd, s.upDone = false, false, false
 	s.upEnd = true
@@ -446,7 +458,7 @@ func (s *h2Stream) meshError(e *MeshError, b *h2Batch) {
 
 // timerFired is the stream's deadline: the grpc-timeout the caller set,
 // or the plan's bound on the wait for a response head, whichever comes
-// first. A grpc-timeout still ahead is waited for again.
+// first. A deadline still ahead is waited for again.
 func (s *h2Stream) timerFired() {
 	var b h2Batch
 	defer b.flush()
@@ -465,27 +477,49 @@ func (s *h2Stream) timerFired() {
 		s.meshError(&MeshError{Status: http.StatusGatewayTimeout, Reason: ReasonUpstreamTimeout, Service: s.cluster.Service,
 			Message: "grpc-timeout ran out " + where}, &b)
 	case !s.gotFinal && !s.headBy.IsZero() && !now.Before(s.headBy):
-		s.meshError(s.k.failed(endpoint.Timeout, fmt.Errorf("no response head within %s", s.cluster.Timeout)), &b)
-	case s.timeout >= 0:
-		s.timer.Reset(s.expires.Sub(now))
+		s.meshError(s.k.failed(endpoint.Timeout, fmt.Errorf("%w within %s", errHeadTimeout, s.cluster.Timeout)), &b)
+	default:
+		s.rearm(now)
 	}
 }
 
-// armTimer starts the stream's deadline timer, if it has a deadline.
-// Called under mu, once, before the first attempt.
+// armTimer starts the stream's one timer for the caller's grpc-timeout,
+// if it set one. Called under mu, before the first attempt.
 func (s *h2Stream) armTimer() {
-	var at time.Time
 	if s.timeout >= 0 {
+		s.timer = time.AfterFunc(time.Until(s.expires), s.timerFired)
+	}
+}
+
+// headClock starts the plan's bound on the wait for the response head,
+// once the attempt's request has gone in full (upDone). Called under mu.
+func (s *h2Stream) headClock() {
+	t := s.cluster.Timeout
+	if t <= 0 || s.gotFinal || !s.headBy.IsZero() {
+		return
+	}
+	now := time.Now()
+	s.headBy = now.Add(t)
+	s.rearm(now)
+}
+
+// rearm sets the timer to the earlier deadline still pending. Called
+// under mu (or from timerFired).
+func (s *h2Stream) rearm(now time.Time) {
+	var at time.Time
+	if s.timeout >= 0 && now.Before(s.expires) {
 		at = s.expires
 	}
-	if t := s.cluster.Timeout; t > 0 {
-		s.headBy = s.start.Add(t)
-		if at.IsZero() || s.headBy.Before(at) {
-			at = s.headBy
-		}
+	if !s.gotFinal && !s.headBy.IsZero() && (at.IsZero() || s.headBy.Before(at)) {
+		at = s.headBy
 	}
-	if !at.IsZero() {
-		s.timer = time.AfterFunc(time.Until(at), s.timerFired)
+	if at.IsZero() {
+		return
+	}
+	if s.timer == nil {
+		s.timer = time.AfterFunc(at.Sub(now), s.timerFired)
+	} else {
+		s.timer.Reset(at.Sub(now))
 	}
 }
 
@@ -530,7 +564,18 @@ func (s *h2Stream) peerReset(code http2.ErrCode, refused bool, err error, b *h2B
 	if err == nil {
 		err = fmt.Errorf("stream reset by the instance (%v)", code)
 	}
-	s.meshError(s.k.failed(endpoint.Reset, err), b)
+	class := endpoint.Reset
+	if refused {
+		class = endpoint.Refused
+	}
+	e := s.k.failed(class, err)
+	if !s.gotFinal && !s.frontClosed && s.k.again(!s.noBody) {
+		// The plan allows another instance: a replayable request whose
+		// stream or connection broke before a response (as on HTTP/1.1).
+		s.reopen(b)
+		return
+	}
+	s.meshError(e, b)
 }
 
 // closePeer ends the peer half, with RST_STREAM when code is not 0.

@@ -39,9 +39,12 @@ func (s *Server) handle(cc *clientConn) bool {
 	}
 	m := c.metrics
 	m.begin()
-	ex := exchange{s: s, cc: cc, c: c, k: &cc.call}
-	ex.k.init(c, viewH1(req))
-	defer func() { m.done(ex.status, cc.start) }()
+	ex := exchange{s: s, cc: cc, c: c, k: &cc.call, sentAt: cc.start}
+	ex.k.init(c, viewH1(req), cc.start)
+	defer func() {
+		m.done(ex.status, cc.start)
+		ex.k.clear() // holds no endpoint or error past the request
+	}()
 	return ex.run()
 }
 
@@ -53,6 +56,9 @@ type exchange struct {
 	k         *call // the plan: pick, attempts, retry decision (the connection's, reused)
 	status    int   // recorded in metrics
 	committed bool  // the request may have reached an upstream or its body is spent: no other instance may be tried
+	// sentAt is when the current attempt's request had gone in full:
+	// the response head timeout counts from there.
+	sentAt time.Time
 }
 
 // run drives the plan: attempt after attempt, as long as the last
@@ -81,6 +87,9 @@ func (ex *exchange) run() bool {
 // otherwise the attempt failed (ex.k holds why) and ex.committed says
 // whether the request may still go elsewhere.
 func (ex *exchange) try(ep *Endpoint) (keep, done bool) {
+	if ex.k.attempts > 1 {
+		ex.sentAt = time.Now() // a retry: its own timeout
+	}
 	for fresh := false; ; fresh = true {
 		uc, derr := h1Pool(ep).get(fresh, ex.cc.start)
 		if derr != nil {
@@ -135,10 +144,10 @@ func (ex *exchange) send(ep *Endpoint, uc *upConn) (keep, done, stale bool) {
 }
 
 // responseDeadline bounds the wait for the response head by the timeout,
-// if there is one.
+// if there is one, counted from when the request had gone in full.
 func (ex *exchange) responseDeadline(uc *upConn) {
 	if t := ex.c.Timeout; t > 0 {
-		uc.dl.set(uc.Conn, ex.cc.start, t, t/16)
+		uc.dl.set(uc.Conn, ex.sentAt, t, t/16)
 	} else {
 		uc.dl.clear(uc.Conn)
 	}
@@ -157,7 +166,7 @@ func (ex *exchange) awaitResponse(ep *Endpoint, uc *upConn) (keep, done, stale b
 	now := time.Now() // (not the request's start: a retry comes after earlier waits)
 	wait := probeAfter
 	if t := ex.c.Timeout; t > 0 {
-		wait = min(wait, t/2, ex.cc.start.Add(t).Sub(now)) // half of it is left for the ordinary reads
+		wait = min(wait, t/2, ex.sentAt.Add(t).Sub(now)) // half of it is left for the ordinary reads
 	}
 	uc.dl.set(uc.Conn, now, wait, wait/16)
 	ex.cc.resp.Reset()
@@ -202,7 +211,7 @@ func (ex *exchange) receive(ep *Endpoint, uc *upConn, readErr error) (keep, done
 			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				ex.committed = true
-				ex.k.failed(endpoint.Timeout, fmt.Errorf("no response head within %s", ex.c.Timeout))
+				ex.k.failed(endpoint.Timeout, fmt.Errorf("%w within %s", errHeadTimeout, ex.c.Timeout))
 				return false, false, false
 			}
 			ex.k.failed(endpoint.Reset, err) // the plan decides whether a replayable request goes elsewhere
@@ -268,10 +277,13 @@ func (ex *exchange) sendBody(uc *upConn) error {
 	case req.ContentLength > 0:
 		ex.committed = true
 		err = h1.CopyFixed(uc.bw, ex.cc.br, req.ContentLength)
+	default:
+		return nil
 	}
 	if err != nil && !isWriteError(err) {
 		ex.status = statusClientGone // reading from the client failed
 	}
+	ex.sentAt = time.Now() // a body may take its time: the head timeout starts after it
 	return err
 }
 

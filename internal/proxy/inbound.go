@@ -62,9 +62,9 @@ func (in *Inbound) forward(w http.ResponseWriter, r *http.Request, start time.Ti
 	setGRPCTimeout(r)
 	r.URL.Host = in.App
 	var k call
-	k.init(in.cluster, &stdView{r})
+	k.init(in.cluster, &stdView{r}, start)
 	k.next() // the app: one endpoint, one attempt
-	resp, err := roundTrip(transportFor(r, in.Transport, in.H2), r, in.cluster.Timeout, start)
+	resp, err := roundTrip(transportFor(r, in.Transport, in.H2), r, in.cluster.Timeout)
 	if err != nil {
 		if r.Context().Err() != nil && !errors.Is(err, errHeadTimeout) {
 			k.cancelled()

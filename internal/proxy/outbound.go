@@ -100,11 +100,11 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *Cluster, sta
 	defer cancel()
 	sent := func() bool { return body != nil && body.read }
 	var k call
-	k.init(c, &stdView{r})
+	k.init(c, &stdView{r}, start)
 	for ep := k.next(); ep != nil; ep = k.next() {
 		r.URL.Host = ep.Address
 		setGRPCTimeout(r)
-		resp, err := roundTrip(transportFor(r, o.Transport, o.H2), r, c.Timeout, start)
+		resp, err := roundTrip(transportFor(r, o.Transport, o.H2), r, c.Timeout)
 		if err != nil {
 			if r.Context().Err() != nil && !errors.Is(err, errHeadTimeout) {
 				k.cancelled()
@@ -135,7 +135,7 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *Cluster, sta
 func (o *Outbound) egress(w http.ResponseWriter, r *http.Request, host string, start time.Time) int {
 	prepare(r)
 	r.URL.Host = host
-	resp, err := roundTrip(o.Egress, r, o.Table.policy.Timeout, start)
+	resp, err := roundTrip(o.Egress, r, o.Table.policy.Timeout)
 	if err != nil {
 		if r.Context().Err() != nil && !errors.Is(err, errHeadTimeout) {
 			return statusClientGone

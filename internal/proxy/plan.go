@@ -33,7 +33,10 @@ type Cluster struct {
 	// they all agree ("tcp" skips protocol detection); else empty.
 	Protocol string
 	Balancer lb.Balancer
-	// Timeout bounds each attempt's wait for the response head (0: none).
+	// Timeout bounds each attempt's wait for the response head, counted
+	// from when the attempt's request has gone in full (0: none). A
+	// request still streaming its body (a gRPC client stream) is not
+	// bounded by it.
 	Timeout time.Duration
 	// MaxAttempts bounds the instances one request tries (0: DefaultMaxAttempts).
 	MaxAttempts int
@@ -78,11 +81,18 @@ type call struct {
 	att      endpoint.Attempt
 	last     *MeshError
 	class    endpoint.Class // of the last failure
+	start    time.Time      // when the request began, if the engine has read the clock
 }
 
-func (k *call) init(c *Cluster, view request.View) {
-	*k = call{c: c, view: view}
+// init starts a call through c for the request view; start is when the
+// request began, if the engine has read the clock (else zero).
+func (k *call) init(c *Cluster, view request.View, start time.Time) {
+	*k = call{c: c, view: view, start: start}
 }
+
+// clear drops what the call holds (endpoints, the last error), for a call
+// kept between requests.
+func (k *call) clear() { *k = call{} }
 
 // next picks the endpoint for the next attempt and begins it; nil when
 // the request has had its attempts or no untried endpoint is left.
@@ -100,7 +110,11 @@ func (k *call) next() *Endpoint {
 	k.tried[k.n] = ep
 	k.n++
 	k.attempts++
-	k.att = ep.Begin()
+	if k.attempts == 1 && !k.start.IsZero() {
+		k.att = ep.BeginAt(k.start)
+	} else {
+		k.att = ep.Begin()
+	}
 	return ep
 }
 

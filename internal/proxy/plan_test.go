@@ -5,43 +5,28 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// hungApp accepts connections and reads what comes, never answering.
+// hungApp takes requests (HTTP/1.1 and h2c) and never answers them
+// until the test ends.
 func hungApp(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conns := make(chan net.Conn, 64)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns <- c
-			go io.Copy(io.Discard, c)
+	release := make(chan struct{})
+	addr := serveH2C(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
 		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		for {
-			select {
-			case c := <-conns:
-				c.Close()
-			default:
-				return
-			}
-		}
-	})
-	return ln.Addr().String()
+	}))
+	t.Cleanup(func() { close(release) })
+	return addr
 }
 
 // The plan's timeout bounds the wait for a response head on every engine
@@ -263,6 +248,105 @@ func TestNoReadyInstanceEveryEngine(t *testing.T) {
 			}
 			if status != http.StatusServiceUnavailable || reason != ReasonNoReadyInstance || !strings.Contains(body, `"service":"svc"`) {
 				t.Errorf("got %d %q %s, want 503 %q naming svc", status, reason, body, ReasonNoReadyInstance)
+			}
+		})
+	}
+}
+
+// synDropper is a loopback address whose listener never accepts and has
+// a full backlog: connects to it hang (the SYNs are dropped) until the
+// dial timeout, as with a host that went away.
+func synDropper(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
+	// Fill the accept queue; then further SYNs go unanswered.
+	for i := 0; i < 4; i++ {
+		c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond)
+		if err != nil {
+			break
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	return addr
+}
+
+// An instance that cannot be connected to within the dial timeout is a
+// connect failure on every engine, however short the head timeout: it is
+// ejected and the request moves on.
+func TestSlowDialIsAConnectFailure(t *testing.T) {
+	for _, engine := range parityEngines {
+		t.Run(engine, func(t *testing.T) {
+			checkGoroutines(t)
+			app := serveH2C(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "live") }))
+			f := newParityFixture(t, map[string][]EndpointSpec{"svc": {
+				{Instance: "svc-dead", Address: synDropper(t)}, {Instance: "svc-live", Address: app}}}, Policy{Timeout: 300 * time.Millisecond})
+			for i := range 3 {
+				status, reason, body := f.get(t, engine, "svc")
+				if status != http.StatusOK || body != "live" {
+					t.Fatalf("request %d: got %d %q %q, want 200 from the live instance", i, status, reason, body)
+				}
+			}
+			for _, ep := range f.table.Lookup("svc").Endpoints {
+				st := ep.Stats()
+				if ep.Instance == "svc-dead" && (st.EjectedUntil.IsZero() || st.ConsecutiveFailures == 0) {
+					t.Errorf("unreachable instance: %+v, want ejected after a connect failure", st)
+				}
+				if ep.Instance == "svc-live" && st.Failures != 0 {
+					t.Errorf("live instance: %+v, want no failure charged to it", st)
+				}
+			}
+		})
+	}
+}
+
+// The head timeout counts from when the request has gone in full: an
+// upload slower than the timeout is not cut off.
+func TestHeadTimeoutStartsAfterTheRequest(t *testing.T) {
+	for _, engine := range []string{"h1", "weft", "x/net"} {
+		t.Run(engine, func(t *testing.T) {
+			checkGoroutines(t)
+			app := serveH2C(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				w.Write(b)
+			}))
+			f := newParityFixture(t, map[string][]EndpointSpec{"svc": {{Instance: "svc-1", Address: app}}}, Policy{Timeout: 300 * time.Millisecond})
+			pr, pw := io.Pipe()
+			go func() {
+				for i := 0; i < 6; i++ {
+					time.Sleep(120 * time.Millisecond) // a slow uploader (this is the load, not synchronisation)
+					if _, err := pw.Write([]byte("0123456789")); err != nil {
+						return
+					}
+				}
+				pw.Close()
+			}()
+			addr, rt := f.h1, f.h1rt
+			switch engine {
+			case "weft":
+				addr, rt = f.weft, f.h2rt
+			case "x/net":
+				addr, rt = f.xnet, f.h2rt
+			}
+			req := newH2Request(t, http.MethodPost, addr, "svc", "/", pr)
+			resp, body := h2Do(t, rt, req)
+			if resp.StatusCode != http.StatusOK || len(body) != 60 {
+				t.Fatalf("slow upload: got %d %s %q (%d bytes), want 200 with the 60 bytes echoed", resp.StatusCode,
+					resp.Header.Get(HeaderError), body, len(body))
 			}
 		})
 	}

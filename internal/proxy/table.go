@@ -21,7 +21,8 @@ type Table struct {
 // Policy is how requests to a service are sent, where no resource says
 // otherwise (per-service policy resources come with the resilience work).
 type Policy struct {
-	// Timeout bounds each attempt's wait for the response head (0: none).
+	// Timeout bounds each attempt's wait for the response head, from when
+	// its request has gone in full (0: none): --timeout.
 	Timeout time.Duration
 	// MaxAttempts bounds the instances one request tries (0: DefaultMaxAttempts).
 	MaxAttempts int
@@ -77,7 +78,7 @@ func (t *Table) Update(snap *snapshot.Snapshot) {
 		eps := make([]*Endpoint, 0, len(ready))
 		for _, s := range ready {
 			e := prev[s.Address]
-			if e == nil || !e.SameIdentity(s.Instance, s.Address, s.Labels) {
+			if e == nil || !e.SameIdentity(s.Instance, s.Address, s.Protocol, s.Labels) {
 				e = endpoint.New(name, s.Instance, s.Address, s.Labels)
 				e.Protocol = s.Protocol
 			}
@@ -88,7 +89,7 @@ func (t *Table) Update(snap *snapshot.Snapshot) {
 			c.Balancer = bal // the balancer's own state (turn, ring) carries over
 		}
 		c.MaxAttempts = t.policy.MaxAttempts
-		c.Protocol = svc.Protocol
+		c.Protocol = snapshot.CommonProtocol(ready) // what the endpoints routed to declare
 		next[name] = c
 	}
 	t.m.Store(&next)

@@ -59,7 +59,7 @@ func (p *TCPProxy) Forward(client net.Conn, buffered []byte, c *Cluster) {
 // an attempt until it is made (its latency is the connect time).
 func (p *TCPProxy) dial(c *Cluster) (net.Conn, *Endpoint, *MeshError) {
 	var k call
-	k.init(c, request.None)
+	k.init(c, request.None, time.Time{})
 	for ep := k.next(); ep != nil; ep = k.next() {
 		conn, err := dial(ep.Address)
 		if err == nil {

@@ -40,7 +40,8 @@ type Service struct {
 	Endpoints []Endpoint
 	// External: the endpoints come from an ExternalService resource.
 	External bool
-	// Protocol is what every endpoint declares, when they agree; else "".
+	// Protocol is what every endpoint (ready or not) declares, when they
+	// agree; else "". The data path uses CommonProtocol of the ready ones.
 	Protocol string
 }
 
@@ -147,7 +148,7 @@ func (c *Compiler) Compile(st push.State, rev int64) (*Snapshot, []Problem) {
 	c.cache = next
 	for _, s := range snap.Services {
 		sort.Slice(s.Endpoints, func(i, j int) bool { return s.Endpoints[i].Address < s.Endpoints[j].Address })
-		s.Protocol = commonProtocol(s.Endpoints)
+		s.Protocol = CommonProtocol(s.Endpoints)
 	}
 	sort.Slice(problems, func(i, j int) bool { return problems[i].Key < problems[j].Key })
 	return snap, problems
@@ -172,6 +173,8 @@ func decode(key string, raw []byte) decoded {
 			d.err = fmt.Errorf("malformed service record: %w", err)
 		} else if err := registry.ValidName(sv.Name); err != nil {
 			d.err = fmt.Errorf("invalid service record: %w", err)
+		} else if key != registry.ServiceKey(sv.Name) {
+			d.err = fmt.Errorf("service record names %q, not the service of its key", sv.Name)
 		} else {
 			d.v = sv
 		}
@@ -191,8 +194,8 @@ func decode(key string, raw []byte) decoded {
 	return d
 }
 
-// commonProtocol is the protocol every endpoint declares, or "".
-func commonProtocol(eps []Endpoint) string {
+// CommonProtocol is the protocol every endpoint of eps declares, or "".
+func CommonProtocol(eps []Endpoint) string {
 	if len(eps) == 0 {
 		return ""
 	}

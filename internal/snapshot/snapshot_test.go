@@ -27,6 +27,7 @@ func TestCompile(t *testing.T) {
 	add(registry.ServiceKey("hello"), json.RawMessage(`{"name":"hello"}`))
 	add("/weft/config/ExternalService/legacy", json.RawMessage(`{"apiVersion":"weftmesh.io/v1alpha1","kind":"ExternalService","metadata":{"name":"legacy"},"spec":{"protocol":"tcp","endpoints":[{"address":"10.0.0.7:3306"}]}}`))
 	add(registry.Key("broken", "b1"), json.RawMessage(`{not json`))
+	add(registry.ServiceKey("other"), json.RawMessage(`{"name":"elsewhere"}`))
 
 	var c Compiler
 	snap, problems := c.Compile(st, 7)
@@ -53,8 +54,11 @@ func TestCompile(t *testing.T) {
 	if !lg.External || lg.Protocol != "tcp" || len(lg.Endpoints) != 1 || !lg.Endpoints[0].External || !lg.Endpoints[0].Ready {
 		t.Errorf("legacy: got %+v, want one external tcp endpoint", lg)
 	}
-	if len(problems) != 1 || problems[0].Key != registry.Key("broken", "b1") {
-		t.Fatalf("problems: got %v, want the broken record", problems)
+	if len(problems) != 2 || problems[0].Key != registry.Key("broken", "b1") || problems[1].Key != registry.ServiceKey("other") {
+		t.Fatalf("problems: got %v, want the broken record and the misnamed service record", problems)
+	}
+	if _, ok := snap.Services["elsewhere"]; ok {
+		t.Errorf("a service record under another name's key made a service")
 	}
 	if _, ok := snap.Services["broken"]; ok {
 		t.Errorf("a malformed record made a service: %+v", snap.Services["broken"])
