@@ -248,8 +248,9 @@ func TestVersionHealthMetrics(t *testing.T) {
 	}
 }
 
-// A sidecar's stream sees instances come and go; proxy records are not
-// pushed (no sidecar routes by them).
+// A sidecar's stream sees instances come and go, and the service record
+// that outlives them; proxy records are not pushed (no sidecar routes by
+// them).
 func TestStreamCarriesInstancesNotProxies(t *testing.T) {
 	tc := start(t)
 	var mu sync.Mutex
@@ -282,12 +283,17 @@ func TestStreamCarriesInstancesNotProxies(t *testing.T) {
 	_, pushedProxy := last[registry.ProxyKey("catalog", "c1")]
 	mu.Unlock()
 	if pushedProxy {
-		t.Errorf("stream state holds the proxy record, want instances and config only")
+		t.Errorf("stream state holds the proxy record, want instances, service records and config only")
 	}
 	if err := tc.api.Deregister(ctx(t), "catalog", "c1"); err != nil {
 		t.Fatal(err)
 	}
-	waitState(t, &mu, &last, func(st push.State) bool { return len(st) == 0 })
+	// The instance goes; the service record stays, so sidecars keep
+	// knowing the name.
+	waitState(t, &mu, &last, func(st push.State) bool {
+		_, known := st[registry.ServiceKey("catalog")]
+		return len(st) == 1 && known
+	})
 }
 
 func waitState(t *testing.T, mu *sync.Mutex, st *push.State, cond func(push.State) bool) {

@@ -33,9 +33,12 @@ import (
 // maxLog bounds the change log; older changes are served as a snapshot.
 const maxLog = 8192
 
-// pushed reports whether a key is part of what sidecars need.
+// pushed reports whether a key is part of what sidecars need: instances,
+// service records (names the mesh keeps knowing after their last
+// instance) and resources; not proxy records.
 func pushed(key string) bool {
-	return strings.HasPrefix(key, registry.KeyPrefix) || strings.HasPrefix(key, config.KeyPrefix)
+	return strings.HasPrefix(key, registry.KeyPrefix) || strings.HasPrefix(key, registry.ServiceKeyPrefix) ||
+		strings.HasPrefix(key, config.KeyPrefix)
 }
 
 type logged struct {

@@ -228,6 +228,7 @@ func TestStreamEndToEnd(t *testing.T) {
 		t.Fatalf("config Apply: %v", err)
 	}
 	cfgKey := config.Key("ExternalService", "pay")
+	svcKey := registry.ServiceKey("catalog") // written with catalog's first instance
 	// Neither of these is pushed.
 	if _, err := st.Client.Put(ctx, keyspace.Prefix+"other/x", `{}`); err != nil {
 		t.Fatal(err)
@@ -243,7 +244,7 @@ func TestStreamEndToEnd(t *testing.T) {
 	// 1. The client starts with a snapshot of what is pushed.
 	waitFor(t, 5*time.Second, "initial snapshot", func() (bool, string) {
 		got := rec.keys()
-		return client.Synced() && slices.Equal(got, []string{cfgKey, c1}), fmt.Sprintf("synced %v keys %v", client.Synced(), got)
+		return client.Synced() && slices.Equal(got, []string{cfgKey, c1, svcKey}), fmt.Sprintf("synced %v keys %v", client.Synced(), got)
 	})
 	if s := sl.get(); len(s) != 1 || s[0].since != "0" || len(s[0].msgs) == 0 || s[0].msgs[0].Type != push.TypeSnapshot {
 		t.Fatalf("first stream: got %+v, want one stream since=0 opening with a snapshot", s)
@@ -268,7 +269,7 @@ func TestStreamEndToEnd(t *testing.T) {
 	}
 	waitFor(t, time.Second, "delete of catalog/c1 to reach the client", func() (bool, string) {
 		got := rec.keys()
-		return slices.Equal(got, []string{cfgKey, c2}), fmt.Sprintf("keys %v", got)
+		return slices.Equal(got, []string{cfgKey, c2, svcKey}), fmt.Sprintf("keys %v", got)
 	})
 	before, rev := rec.get()
 	if client.Revision() != rev || hubRev(hub) != rev {
