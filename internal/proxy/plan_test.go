@@ -188,47 +188,63 @@ func (f *parityFixture) get(t *testing.T, engine, host string) (int, string, str
 		}
 		body, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, resp.Header.Get(HeaderError), string(body)
-	case "h1":
-		resp, body := h2Do(t, f.h1rt, newH2Request(t, http.MethodGet, f.h1, host, "/", nil))
-		return resp.StatusCode, resp.Header.Get(HeaderError), string(body)
 	default:
-		addr := f.weft
-		if engine == "x/net" {
-			addr = f.xnet
-		}
-		resp, body := h2Do(t, f.h2rt, newH2Request(t, http.MethodGet, addr, host, "/", nil))
+		addr, rt := f.target(engine)
+		resp, body := h2Do(t, rt, newH2Request(t, http.MethodGet, addr, host, "/", nil))
 		return resp.StatusCode, resp.Header.Get(HeaderError), string(body)
 	}
+}
+
+// target is the listener and client of an HTTP engine (h1, weft, x/net).
+func (f *parityFixture) target(engine string) (string, http.RoundTripper) {
+	switch engine {
+	case "weft":
+		return f.weft, f.h2rt
+	case "x/net":
+		return f.xnet, f.h2rt
+	}
+	return f.h1, f.h1rt
 }
 
 var parityEngines = []string{"h1", "weft", "x/net", "tcp"}
 
 // A connect failure moves the request (or connection) to another
-// instance and ejects the one that failed, on every engine.
+// instance and ejects the one that failed, on every engine: a refused
+// connection, and one that hangs until the dial timeout however short
+// the head timeout is.
 func TestConnectFailureEveryEngine(t *testing.T) {
-	for _, engine := range parityEngines {
-		t.Run(engine, func(t *testing.T) {
-			checkGoroutines(t)
-			app := serveH2C(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "live") }))
-			dead := closedAddr(t)
-			f := newParityFixture(t, map[string][]EndpointSpec{"svc": {
-				{Instance: "svc-dead", Address: dead}, {Instance: "svc-live", Address: app}}}, Policy{})
-			for i := range 4 {
-				status, reason, body := f.get(t, engine, "svc")
-				if status != http.StatusOK || body != "live" {
-					t.Fatalf("request %d: got %d %q %q, want 200 from the live instance", i, status, reason, body)
+	cases := []struct {
+		name   string
+		dead   func(*testing.T) string
+		policy Policy
+	}{
+		{"refused", closedAddr, Policy{}},
+		{"SYNs dropped, head timeout shorter than the dial's", synDropper, Policy{Timeout: 300 * time.Millisecond}},
+	}
+	for _, tc := range cases {
+		for _, engine := range parityEngines {
+			t.Run(tc.name+"/"+engine, func(t *testing.T) {
+				checkGoroutines(t)
+				app := serveH2C(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "live") }))
+				f := newParityFixture(t, map[string][]EndpointSpec{"svc": {
+					{Instance: "svc-dead", Address: tc.dead(t)}, {Instance: "svc-live", Address: app}}}, tc.policy)
+				for i := range 3 {
+					status, reason, body := f.get(t, engine, "svc")
+					if status != http.StatusOK || body != "live" {
+						t.Fatalf("request %d: got %d %q %q, want 200 from the live instance", i, status, reason, body)
+					}
 				}
-			}
-			for _, ep := range f.table.Lookup("svc").Endpoints {
-				st := ep.Stats()
-				if ep.Instance == "svc-dead" && (st.Failures == 0 || st.EjectedUntil.IsZero()) {
-					t.Errorf("dead instance: %+v, want a failure recorded and ejected", st)
+				for _, ep := range f.table.Lookup("svc").Endpoints {
+					st := ep.Stats()
+					if ep.Instance == "svc-dead" && (st.Failures == 0 || st.EjectedUntil.IsZero() || st.ConsecutiveFailures == 0) {
+						t.Errorf("dead instance: %+v, want a failure recorded and ejected", st)
+					}
+					if ep.Instance == "svc-live" && (st.Attempts == 0 || st.Failures != 0 || st.InFlight != 0) {
+						t.Errorf("live instance: %+v, want attempts, no failure, none in flight", st)
+					}
 				}
-				if ep.Instance == "svc-live" && (st.Attempts == 0 || st.Failures != 0 || st.InFlight != 0) {
-					t.Errorf("live instance: %+v, want attempts, no failure, none in flight", st)
-				}
-			}
-		})
+			})
+		}
 	}
 }
 
@@ -285,35 +301,6 @@ func synDropper(t *testing.T) string {
 	return addr
 }
 
-// An instance that cannot be connected to within the dial timeout is a
-// connect failure on every engine, however short the head timeout: it is
-// ejected and the request moves on.
-func TestSlowDialIsAConnectFailure(t *testing.T) {
-	for _, engine := range parityEngines {
-		t.Run(engine, func(t *testing.T) {
-			checkGoroutines(t)
-			app := serveH2C(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "live") }))
-			f := newParityFixture(t, map[string][]EndpointSpec{"svc": {
-				{Instance: "svc-dead", Address: synDropper(t)}, {Instance: "svc-live", Address: app}}}, Policy{Timeout: 300 * time.Millisecond})
-			for i := range 3 {
-				status, reason, body := f.get(t, engine, "svc")
-				if status != http.StatusOK || body != "live" {
-					t.Fatalf("request %d: got %d %q %q, want 200 from the live instance", i, status, reason, body)
-				}
-			}
-			for _, ep := range f.table.Lookup("svc").Endpoints {
-				st := ep.Stats()
-				if ep.Instance == "svc-dead" && (st.EjectedUntil.IsZero() || st.ConsecutiveFailures == 0) {
-					t.Errorf("unreachable instance: %+v, want ejected after a connect failure", st)
-				}
-				if ep.Instance == "svc-live" && st.Failures != 0 {
-					t.Errorf("live instance: %+v, want no failure charged to it", st)
-				}
-			}
-		})
-	}
-}
-
 // The head timeout counts from when the request has gone in full: an
 // upload slower than the timeout is not cut off.
 func TestHeadTimeoutStartsAfterTheRequest(t *testing.T) {
@@ -335,13 +322,7 @@ func TestHeadTimeoutStartsAfterTheRequest(t *testing.T) {
 				}
 				pw.Close()
 			}()
-			addr, rt := f.h1, f.h1rt
-			switch engine {
-			case "weft":
-				addr, rt = f.weft, f.h2rt
-			case "x/net":
-				addr, rt = f.xnet, f.h2rt
-			}
+			addr, rt := f.target(engine)
 			req := newH2Request(t, http.MethodPost, addr, "svc", "/", pr)
 			resp, body := h2Do(t, rt, req)
 			if resp.StatusCode != http.StatusOK || len(body) != 60 {
