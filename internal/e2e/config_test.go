@@ -21,6 +21,7 @@ func writeFile(t *testing.T, name, content string) string {
 // Consumer only: the provider has no sidecar and is known to the mesh as
 // an ExternalService.
 func TestExternalServiceApplyRegisterDelete(t *testing.T) {
+	t.Parallel()
 	m := meshtest.New(t)
 	cp := m.Control()
 	consumer := m.Sidecar(cp, "--service", "web")
@@ -96,6 +97,7 @@ spec:
 // survives a restart of the control plane, and two control planes on the
 // same etcd serve one mesh.
 func TestExternalEtcd(t *testing.T) {
+	// Not parallel: restarts a control plane on the address the first one released.
 	m := meshtest.New(t)
 	etcd := meshtest.Etcd(t)
 	cp1 := m.Control("--etcd-endpoints", etcd)

@@ -31,28 +31,19 @@ import (
 // Conformance against third-party HTTP/2 peers (docs/conformance.md):
 // h2spec against every kind of sidecar HTTP/2 listener, and grpc-go's own
 // interop client and server binaries through two sidecars. The tools are
-// pinned by the tool directives in go.mod and built here without -race.
+// pinned by the tool directives in go.mod and built here with the test's
+// own -race setting (meshtest.GoBuild), so they reuse its compiled packages.
 
 // buildTools builds the given main packages into a directory of t's and
-// returns their paths, named by the last element of each import path.
+// returns their paths by package.
 func buildTools(t *testing.T, pkgs ...string) map[string]string {
 	t.Helper()
-	root, err := meshtest.ModuleRoot()
+	start := time.Now()
+	bins, err := meshtest.GoBuild(t.TempDir(), nil, pkgs...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	start := time.Now()
-	cmd := exec.Command("go", append([]string{"build", "-o", dir + string(filepath.Separator)}, pkgs...)...)
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %v: %v\n%s", pkgs, err, out)
-	}
 	t.Logf("built %v in %s", pkgs, time.Since(start).Round(time.Millisecond))
-	bins := map[string]string{}
-	for _, p := range pkgs {
-		bins[p] = filepath.Join(dir, p[strings.LastIndexByte(p, '/')+1:])
-	}
 	return bins
 }
 
@@ -101,15 +92,21 @@ var h2specOpenStreamCases = []string{
 // a mesh service and for an authority that names none. Every case passes
 // but the known exceptions above.
 func TestH2SpecAgainstSidecarListeners(t *testing.T) {
+	t.Parallel()
 	m := meshtest.New(t)
 	h2spec := buildTools(t, h2specPkg)[h2specPkg]
 	cp := m.Control()
+	// h2spec always speaks first. On a busy machine it was seen to start
+	// later than the inbound's default 100 ms detection timeout, and the
+	// connection went to the app as TCP bytes, past the listener under
+	// test: a long timeout keeps these runs about HTTP/2.
+	detect := []string{"--detect-timeout", "10s"}
 	h1app := m.App("h1-1")
-	h1 := m.Sidecar(cp, "--service", "h1only", "--id", "h1-1", "--app-port", h1app.Port)
+	h1 := m.Sidecar(cp, append([]string{"--service", "h1only", "--id", "h1-1", "--app-port", h1app.Port}, detect...)...)
 	// h2spec sends :authority <host>:<port> with the host it dials, so the
 	// outbound run dials "localhost" and a service of that name answers.
 	h2app := m.App("localhost-1", "--h2c")
-	h2 := m.Sidecar(cp, "--service", "localhost", "--id", "localhost-1", "--app-port", h2app.Port, "--app-protocol", "h2c")
+	h2 := m.Sidecar(cp, append([]string{"--service", "localhost", "--id", "localhost-1", "--app-port", h2app.Port, "--app-protocol", "h2c"}, detect...)...)
 	consumer := m.Sidecar(cp, "--service", "client")
 
 	// What h2spec's requests get on the outbound listener: the app's answer
@@ -206,7 +203,9 @@ func runH2Spec(bin, host, addr, report string, args ...string) ([]h2specResult, 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	// h2spec exits non-zero when any case fails; the report says which.
-	out, _ := exec.CommandContext(ctx, bin, append([]string{"-h", host, "-p", port, "-j", report}, args...)...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, bin, append([]string{"-h", host, "-p", port, "-j", report}, args...)...)
+	cmd.Env = meshtest.Env()
+	out, _ := cmd.CombinedOutput()
 	res, err := readH2SpecReport(report)
 	return res, out, err
 }
@@ -352,6 +351,7 @@ var interopServerRE = regexp.MustCompile(`interop server listening on \S*:(\d+)`
 // service is called localhost: :authority names the mesh service, as
 // grpc.WithAuthority does in grpc_test.go.
 func TestGRPCInteropBinariesThroughTwoSidecars(t *testing.T) {
+	t.Parallel()
 	m := meshtest.New(t)
 	bins := buildTools(t, interopServerPkg, interopClientPkg)
 	cp := m.Control()
@@ -369,7 +369,9 @@ func TestGRPCInteropBinariesThroughTwoSidecars(t *testing.T) {
 
 	client := func(ctx context.Context, name string, flags ...string) (string, error) {
 		args := append([]string{"--server_host", "localhost", "--server_port", outPort, "--test_case", name}, flags...)
-		out, err := exec.CommandContext(ctx, bins[interopClientPkg], args...).CombinedOutput()
+		cmd := exec.CommandContext(ctx, bins[interopClientPkg], args...)
+		cmd.Env = meshtest.Env()
+		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
 	m.Eventually(10*time.Second, func() (bool, string) {

@@ -14,6 +14,7 @@ import (
 )
 
 func TestDemoRunsAndCleansUp(t *testing.T) {
+	// Not parallel: checks that the addresses the demo released accept no connections.
 	m := meshtest.New(t)
 	tmp := t.TempDir()
 	p := m.Start("demo", m.Bins.Weft, []string{"TMPDIR=" + tmp},

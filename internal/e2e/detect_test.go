@@ -29,6 +29,7 @@ import (
 // for --detect-timeout for a protocol in which the server speaks first.
 // Each outcome is counted.
 func TestProtocolDetection(t *testing.T) {
+	t.Parallel()
 	m := meshtest.New(t)
 	cp := m.Control()
 	detect := []string{"--detect-timeout", "200ms"}
@@ -174,6 +175,7 @@ func TestProtocolDetection(t *testing.T) {
 // §3.2) gets 101 and its request answered as HTTP/2 stream 1, on the
 // outbound listener (fast path) and on an h2c app's inbound listener.
 func TestH2CUpgrade(t *testing.T) {
+	t.Parallel()
 	m := meshtest.New(t)
 	cp := m.Control()
 	web := m.App("web-1")
@@ -263,6 +265,7 @@ func h2cUpgradeGet(t *testing.T, addr, host, path string) (status, body string) 
 // listener terminates TLS, offers h2 and http/1.1 by ALPN, and serves what
 // the client chose, HTTP/2 or HTTP/1.1, to a plain HTTP/1.1 app.
 func TestInboundTerminatesTLSWithALPN(t *testing.T) {
+	t.Parallel()
 	m := meshtest.New(t)
 	cp := m.Control()
 	certFile, keyFile, pool := selfSignedFiles(t)

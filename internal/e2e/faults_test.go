@@ -78,6 +78,7 @@ func (l *steadyLoad) passed(t *testing.T, n int64) {
 }
 
 func TestKilledProviderLosesNoRequests(t *testing.T) {
+	t.Parallel()
 	m, cp, consumer, providers := twoInstances(t, "--lease-ttl", "3s")
 	load := startLoad(consumer.Outbound, "catalog")
 	load.passed(t, 50)
@@ -95,6 +96,7 @@ func TestKilledProviderLosesNoRequests(t *testing.T) {
 }
 
 func TestControlPlaneRestartUnderTraffic(t *testing.T) {
+	// Not parallel: restarts the control plane on the address it released.
 	m, cp, consumer, _ := twoInstances(t)
 	load := startLoad(consumer.Outbound, "catalog")
 	load.passed(t, 50)
@@ -128,6 +130,7 @@ func TestControlPlaneRestartUnderTraffic(t *testing.T) {
 }
 
 func TestSidecarWaitsForControlPlane(t *testing.T) {
+	// Not parallel: binds, later, an address it released.
 	m := meshtest.New(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -147,6 +150,7 @@ func TestSidecarWaitsForControlPlane(t *testing.T) {
 }
 
 func TestBadInvocationsExitWithOneClearLine(t *testing.T) {
+	t.Parallel()
 	m := meshtest.New(t)
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -196,6 +200,7 @@ func TestBadInvocationsExitWithOneClearLine(t *testing.T) {
 }
 
 func TestSIGTERMDrainsAndDeregisters(t *testing.T) {
+	t.Parallel()
 	m, cp, consumer, providers := twoInstances(t)
 	// A slow request is in flight on catalog-v1 when its sidecar is told to stop.
 	type result struct {
@@ -243,6 +248,7 @@ func inflight(admin string) int {
 func regexpMust(s string) *regexp.Regexp { return regexp.MustCompile(s) }
 
 func TestHTTPHealthCheckWithdrawsAndRestoresTheInstance(t *testing.T) {
+	t.Parallel()
 	m := meshtest.New(t)
 	cp := m.Control()
 	app := m.App("moody-1")

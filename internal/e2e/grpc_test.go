@@ -30,6 +30,7 @@ import (
 // (reverse mode); HTTP/2 stays HTTP/2 across both hops. It runs with
 // each --http2-engine.
 func TestGRPCInteropThroughTwoSidecars(t *testing.T) {
+	t.Parallel()
 	for _, engine := range []string{"weft", "x/net"} {
 		t.Run(strings.ReplaceAll(engine, "/", ""), func(t *testing.T) { testGRPCInterop(t, engine) })
 	}
@@ -84,6 +85,7 @@ func testGRPCInterop(t *testing.T, engine string) {
 // HTTP/1.1 callers reach an HTTP/2-only app, and HTTP/2 callers an
 // HTTP/1.1 app: each hop speaks what its peer needs.
 func TestProtocolsMeetAcrossTheMesh(t *testing.T) {
+	t.Parallel()
 	m := meshtest.New(t)
 	cp := m.Control()
 	h2app := m.App("h2-1", "--h2c")
@@ -138,6 +140,7 @@ func TestProtocolsMeetAcrossTheMesh(t *testing.T) {
 // connections open between calls. On SIGTERM the sidecar sends GOAWAY and
 // exits once their streams are done, not at the end of --drain-timeout.
 func TestSidecarStopsPromptlyWithHTTP2Clients(t *testing.T) {
+	t.Parallel()
 	m := meshtest.New(t)
 	cp := m.Control()
 	app := m.App("interop-1", "--grpc")
@@ -181,6 +184,7 @@ func interopClient(t *testing.T, m *meshtest.Mesh, outbound, service string) (*g
 // here sets grpc-timeout itself and keeps no timer of its own, so only the
 // mesh can end the call early.
 func TestGRPCDeadlineRunsOutInTheMesh(t *testing.T) {
+	t.Parallel()
 	m := meshtest.New(t)
 	cp := m.Control()
 	app := m.App("interop-1", "--grpc")
@@ -228,6 +232,7 @@ func TestGRPCDeadlineRunsOutInTheMesh(t *testing.T) {
 // both sidecars, an h2c app): 16 MiB each way, many times the flow-control
 // windows of every hop, and a 100 KiB header field.
 func TestHTTP2LargeBodiesAndHeadersEndToEnd(t *testing.T) {
+	t.Parallel()
 	m := meshtest.New(t)
 	cp := m.Control()
 	app := m.App("h2-1", "--h2c")

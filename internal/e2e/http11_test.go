@@ -29,6 +29,7 @@ func pair(t *testing.T) (*meshtest.Mesh, *meshtest.Control, *meshtest.Sidecar, *
 }
 
 func TestHTTP11ThroughTwoSidecars(t *testing.T) {
+	t.Parallel()
 	_, _, consumer, provider, app := pair(t)
 
 	t.Run("keep-alive: many requests on one client connection", func(t *testing.T) {
@@ -243,6 +244,7 @@ func vmHWM(t *testing.T, pid int) int64 {
 }
 
 func TestLargeBodiesStreamWithoutBuffering(t *testing.T) {
+	t.Parallel()
 	_, _, consumer, provider, _ := pair(t)
 	const size = 200 << 20
 	c := meshtest.ProxyClient(consumer.Outbound)
@@ -289,6 +291,7 @@ func TestLargeBodiesStreamWithoutBuffering(t *testing.T) {
 }
 
 func TestH2CPriorKnowledgeIsAccepted(t *testing.T) {
+	t.Parallel()
 	_, _, consumer, _, _ := pair(t)
 	tr := proxy.NewH2CTransport() // an h2c client, as the sidecars use
 	defer tr.CloseIdleConnections()

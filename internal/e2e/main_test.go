@@ -3,17 +3,29 @@
 package e2e
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/weftmesh/weft/internal/meshtest"
 )
 
+// Tests call t.Parallel unless they bind again an address they released
+// (a control plane restarted in place, weft run with an app port picked in
+// advance, a check that a port was closed), where a parallel test could
+// take the port in between, or they load the machine enough to starve the
+// timing of others; those run first, one at a time. They mostly wait on
+// processes, so -parallel above GOMAXPROCS shortens a run further.
 func TestMain(m *testing.M) {
+	flag.Parse()
 	if _, err := meshtest.Build(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
+	}
+	if testing.Verbose() {
+		fmt.Printf("built weft and the test app in %s\n", meshtest.BuildTook().Round(time.Millisecond))
 	}
 	code := m.Run()
 	meshtest.Cleanup()

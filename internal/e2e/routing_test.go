@@ -51,6 +51,7 @@ func waitInstances(t *testing.T, consumer *meshtest.Sidecar, service string, n i
 }
 
 func TestRoutesByServiceNameInProxyAndReverseForm(t *testing.T) {
+	t.Parallel()
 	_, _, consumer, _ := twoInstances(t)
 
 	// Proxy form, as an app with HTTP_PROXY calls http://catalog/ and
@@ -83,6 +84,7 @@ func TestRoutesByServiceNameInProxyAndReverseForm(t *testing.T) {
 }
 
 func TestCLIShowsServicesAndInstances(t *testing.T) {
+	t.Parallel()
 	m, cp, _, _ := twoInstances(t)
 
 	out, errOut, code := m.Weft("get", "instances", "catalog", "--control", cp.Addr, "-o", "json")
@@ -111,8 +113,7 @@ func TestCLIShowsServicesAndInstances(t *testing.T) {
 		t.Errorf("describe -o yaml: exit %d, output:\n%s", code, out)
 	}
 
-	t.Setenv("WEFT_CONTROL", cp.Addr)
-	out, _, code = m.Weft("version")
+	out, _, code = m.WeftEnv([]string{"WEFT_CONTROL=" + cp.Addr}, "version")
 	if code != 0 || !strings.Contains(out, "store: embedded") {
 		t.Errorf("version with WEFT_CONTROL: exit %d, output:\n%s", code, out)
 	}
@@ -124,6 +125,7 @@ func TestCLIShowsServicesAndInstances(t *testing.T) {
 }
 
 func TestMeshErrorsSayWhatFailed(t *testing.T) {
+	t.Parallel()
 	m := meshtest.New(t)
 	cp := m.Control()
 	consumer := m.Sidecar(cp, "--service", "web")

@@ -22,6 +22,7 @@ func freePort(t *testing.T) string {
 }
 
 func TestWeftRunIsOneUnit(t *testing.T) {
+	// Not parallel: the app port is picked, released and bound again later.
 	m := meshtest.New(t)
 	cp := m.Control()
 	consumer := m.Sidecar(cp, "--service", "web")
@@ -63,6 +64,7 @@ func TestWeftRunIsOneUnit(t *testing.T) {
 }
 
 func TestWeftRunPassesOnTheAppsExit(t *testing.T) {
+	// Not parallel: the app port is picked, released and bound again later.
 	m := meshtest.New(t)
 	cp := m.Control()
 	port := freePort(t)
@@ -80,6 +82,7 @@ func TestWeftRunPassesOnTheAppsExit(t *testing.T) {
 }
 
 func TestWeftRunRestartsOnFailure(t *testing.T) {
+	// Not parallel: the app port is picked, released and bound again later.
 	m := meshtest.New(t)
 	cp := m.Control()
 	port := freePort(t)
@@ -98,6 +101,7 @@ func TestWeftRunRestartsOnFailure(t *testing.T) {
 }
 
 func TestWeftRunKilledTakesTheAppWithIt(t *testing.T) {
+	// Not parallel: the app port is picked, released and bound again later, then checked closed.
 	m := meshtest.New(t)
 	cp := m.Control()
 	port := freePort(t)
@@ -117,6 +121,7 @@ func TestWeftRunKilledTakesTheAppWithIt(t *testing.T) {
 }
 
 func TestAdminEndpoints(t *testing.T) {
+	t.Parallel()
 	_, _, consumer, provider, _ := pair(t)
 	meshtest.Via(consumer.Outbound, "echo", "/")
 	cases := []struct{ path, want string }{

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -12,6 +11,7 @@ import (
 // The slim sidecar build links no etcd and no gRPC, refuses the control
 // plane verbs, and its sidecar joins a mesh run by the full binary.
 func TestSlimSidecarBuild(t *testing.T) {
+	t.Parallel()
 	m := meshtest.New(t)
 	root, err := meshtest.ModuleRoot()
 	if err != nil {
@@ -27,11 +27,14 @@ func TestSlimSidecarBuild(t *testing.T) {
 		}
 	}
 
-	slim := filepath.Join(t.TempDir(), "weft-sidecar")
-	if out, err := exec.Command("go", "build", "-C", root, "-tags", "sidecaronly", "-o", slim, "./cmd/weft").CombinedOutput(); err != nil {
-		t.Fatalf("go build -tags sidecaronly: %v\n%s", err, out)
+	built, err := meshtest.GoBuild(t.TempDir(), []string{"-tags", "sidecaronly"}, "./cmd/weft")
+	if err != nil {
+		t.Fatal(err)
 	}
-	out, err := exec.Command(slim, "control").CombinedOutput()
+	slim := built["./cmd/weft"]
+	ctl := exec.Command(slim, "control")
+	ctl.Env = meshtest.Env()
+	out, err := ctl.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "this build has no control plane") {
 		t.Errorf("slim weft control: got %q %v, want an error saying there is no control plane", out, err)
 	}

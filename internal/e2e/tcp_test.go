@@ -71,6 +71,7 @@ func readGreeting(t *testing.T, c net.Conn, br *bufio.Reader, within time.Durati
 // Detection is set to wait 10 s on every listener: the greeting arrives at
 // once only because a declared TCP service skips detection.
 func TestTCPServiceThroughTwoSidecars(t *testing.T) {
+	t.Parallel()
 	m := meshtest.New(t)
 	cp := m.Control()
 	providers := map[string]*meshtest.Sidecar{}
@@ -154,6 +155,7 @@ func TestTCPServiceThroughTwoSidecars(t *testing.T) {
 // TestTCPGigabyteEchoByteForByte streams 1 GiB through two sidecars to an
 // echo app and back, and checks every byte and its order.
 func TestTCPGigabyteEchoByteForByte(t *testing.T) {
+	// Not parallel: it keeps both cores busy, which would starve the timing of the others.
 	if testing.Short() {
 		t.Skip("1 GiB stream")
 	}
@@ -219,6 +221,7 @@ func TestTCPGigabyteEchoByteForByte(t *testing.T) {
 // TestTCPIdleTimeout: a connection with no bytes either way for the idle
 // timeout is closed by the mesh; one with traffic is not.
 func TestTCPIdleTimeout(t *testing.T) {
+	t.Parallel()
 	m := meshtest.New(t)
 	cp := m.Control()
 	app := m.App("echo-1", "--tcp-echo")
@@ -266,6 +269,7 @@ func TestTCPIdleTimeout(t *testing.T) {
 // TestConnectTunnelToMeshTCPService: an app that speaks HTTP proxy
 // (CONNECT) reaches a TCP service by name, balanced like any other call.
 func TestConnectTunnelToMeshTCPService(t *testing.T) {
+	t.Parallel()
 	m := meshtest.New(t)
 	cp := m.Control()
 	app := m.App("smtp-1", "--tcp-echo", "--tcp-greet")
@@ -304,6 +308,7 @@ func TestConnectTunnelToMeshTCPService(t *testing.T) {
 // health check at once (the periodic one is an hour away here), the
 // instance is withdrawn, and new connections all reach the other one.
 func TestTCPServiceRoutesAroundADeadApp(t *testing.T) {
+	t.Parallel()
 	m := meshtest.New(t)
 	cp := m.Control()
 	apps := map[string]*meshtest.App{}

@@ -40,36 +40,72 @@ var (
 	bins      Bins
 	buildErr  error
 	buildDir  string
+	buildTook time.Duration
 )
 
-// Build compiles weft and the test app once per test binary. Call Cleanup
-// from TestMain after m.Run.
+// Build compiles weft and the test app once per test binary, in one go
+// build (see GoBuild). Call Cleanup from TestMain after m.Run.
 func Build() (Bins, error) {
 	buildOnce.Do(func() {
+		start := time.Now()
+		defer func() { buildTook = time.Since(start) }()
 		buildDir, buildErr = os.MkdirTemp("", "weft-e2e-bin-")
 		if buildErr != nil {
 			return
 		}
-		root, err := ModuleRoot()
-		if err != nil {
-			buildErr = err
-			return
-		}
-		bins = Bins{Weft: filepath.Join(buildDir, "weft"), TestApp: filepath.Join(buildDir, "testapp")}
-		for pkg, out := range map[string]string{"./cmd/weft": bins.Weft, "./internal/meshtest/testapp": bins.TestApp} {
-			args := []string{"build"}
-			if raceEnabled {
-				args = append(args, "-race")
-			}
-			cmd := exec.Command("go", append(args, "-o", out, pkg)...)
-			cmd.Dir = root
-			if b, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
-				return
-			}
-		}
+		var out map[string]string
+		out, buildErr = GoBuild(buildDir, nil, "./cmd/weft", "./internal/meshtest/testapp")
+		bins = Bins{Weft: out["./cmd/weft"], TestApp: out["./internal/meshtest/testapp"]}
 	})
 	return bins, buildErr
+}
+
+// BuildTook is how long Build took (zero before it ran).
+func BuildTook() time.Duration { return buildTook }
+
+// GoBuild builds the main packages pkgs (import paths, or paths relative
+// to the module root) into dir with one go build, and returns each
+// binary's path by package. flags come before the packages (e.g. "-tags",
+// "sidecaronly").
+//
+// It builds with -race exactly when the test binary has it: then every
+// package the test binary itself needed is already in the build cache
+// under the same flags, and only what is new is compiled. A build with
+// other flags than the test's compiles the standard library and every
+// dependency again, which on a cold cache costs minutes.
+func GoBuild(dir string, flags []string, pkgs ...string) (map[string]string, error) {
+	root, err := ModuleRoot()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"build"}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	args = append(append(args, flags...), "-o", dir+string(filepath.Separator))
+	cmd := exec.Command("go", append(args, pkgs...)...)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("go %s: %w\n%s", strings.Join(cmd.Args[1:], " "), err, b)
+	}
+	paths := make(map[string]string, len(pkgs))
+	for _, p := range pkgs {
+		paths[p] = filepath.Join(dir, p[strings.LastIndexByte(p, '/')+1:])
+	}
+	return paths, nil
+}
+
+// Env is the environment for a process a test runs: the test's own, extra
+// (KEY=value), and, when the binaries have -race, GORACE with
+// atexit_sleep_ms=0 added. A race-enabled binary otherwise sleeps a second
+// on every exit with status 0 (to let late race reports print), and tests
+// run the CLI and stop processes many times.
+func Env(extra ...string) []string {
+	env := os.Environ()
+	if raceEnabled {
+		env = append(env, "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	}
+	return append(env, extra...)
 }
 
 // Cleanup removes the built binaries.
@@ -119,7 +155,7 @@ func (m *Mesh) Start(name, bin string, env []string, args ...string) *Proc {
 	p := &Proc{Name: name, out: &syncBuffer{}, done: make(chan struct{})}
 	p.Cmd = exec.Command(bin, args...)
 	p.Cmd.Stdout, p.Cmd.Stderr = p.out, p.out
-	p.Cmd.Env = append(os.Environ(), env...)
+	p.Cmd.Env = Env(env...)
 	if err := p.Cmd.Start(); err != nil {
 		m.T.Fatalf("start %s: %v", name, err)
 	}
@@ -295,9 +331,17 @@ func (m *Mesh) App(name string, extra ...string) *App {
 // Weft runs a weft CLI command to completion and returns its output and exit code.
 func (m *Mesh) Weft(args ...string) (stdout, stderr string, code int) {
 	m.T.Helper()
+	return m.WeftEnv(nil, args...)
+}
+
+// WeftEnv is Weft with env (KEY=value) added to the command's environment
+// only, so that a parallel test need not change its own (t.Setenv).
+func (m *Mesh) WeftEnv(env []string, args ...string) (stdout, stderr string, code int) {
+	m.T.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, m.Bins.Weft, args...)
+	cmd.Env = Env(env...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()

@@ -929,9 +929,49 @@ func TestH2EngineUpstreamRefusedStreamRetried(t *testing.T) {
 	}
 }
 
-// 10c. An app that shuts down gracefully (x/net's GOAWAY, then a second
-// naming the last stream it took) while a request is in flight: that
-// request completes, and the next goes on a new connection.
+// goAwayConn is an app's connection that closes wrote once the app has
+// written a whole GOAWAY frame to the socket. A server writes nothing but
+// frames, so the bytes are read as frame headers and skipped payloads.
+type goAwayConn struct {
+	net.Conn
+	wrote chan struct{}
+
+	mu      sync.Mutex
+	head    []byte // the part of a frame header written so far
+	skip    int    // payload bytes of the current frame still to come
+	goAway  bool   // the current frame is a GOAWAY
+	written bool   // wrote is closed
+}
+
+func (c *goAwayConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for q := p[:n]; len(q) > 0; {
+		if c.skip > 0 {
+			k := min(c.skip, len(q))
+			c.skip, q = c.skip-k, q[k:]
+		} else {
+			k := min(9-len(c.head), len(q))
+			c.head, q = append(c.head, q[:k]...), q[k:]
+			if len(c.head) < 9 {
+				break
+			}
+			c.skip = int(c.head[0])<<16 | int(c.head[1])<<8 | int(c.head[2])
+			c.goAway = http2.FrameType(c.head[3]) == http2.FrameGoAway
+			c.head = c.head[:0]
+		}
+		if c.skip == 0 && c.goAway && !c.written {
+			c.written = true
+			close(c.wrote)
+		}
+	}
+	return n, err
+}
+
+// 10c. An app that shuts down gracefully (x/net's GOAWAY naming the last
+// stream it took) while a request is in flight: that request completes,
+// and the next goes on a new connection.
 func TestH2EngineUpstreamGracefulGoAway(t *testing.T) {
 	checkGoroutines(t)
 	started := make(chan struct{}, 1)
@@ -958,6 +998,7 @@ func TestH2EngineUpstreamGracefulGoAway(t *testing.T) {
 		t.Fatal(err)
 	}
 	var conns atomic.Int32
+	firstGoAway := make(chan struct{}) // the app wrote GOAWAY on its first connection
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	wg.Add(1)
@@ -968,12 +1009,15 @@ func TestH2EngineUpstreamGracefulGoAway(t *testing.T) {
 			if err != nil {
 				return
 			}
-			conns.Add(1)
+			gc := &goAwayConn{Conn: c, wrote: make(chan struct{})}
+			if conns.Add(1) == 1 {
+				gc.wrote = firstGoAway
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				h2s.ServeConn(c, &http2.ServeConnOpts{Handler: h, BaseConfig: hs})
+				h2s.ServeConn(gc, &http2.ServeConnOpts{Handler: h, BaseConfig: hs})
 			}()
 		}
 	}()
@@ -1004,8 +1048,17 @@ func TestH2EngineUpstreamGracefulGoAway(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("the slow request did not reach the app")
 	}
-	if err := hs.Shutdown(ctx); err != nil { // GOAWAY on the app's connection; returns at once
+	if err := hs.Shutdown(ctx); err != nil { // GOAWAY on the app's connection, sent later by its serve loop
 		t.Fatal(err)
+	}
+	// Shutdown returns before the GOAWAY is written: a request sent now
+	// could still be taken on the old connection. Once the GOAWAY is on
+	// the wire, the app takes no new stream there, whichever the engine
+	// sees first.
+	select {
+	case <-firstGoAway:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the app wrote no GOAWAY within 3s of its shutdown")
 	}
 
 	resp, b := h2Do(t, tr, newH2Request(t, http.MethodGet, addr, "svc", "/fast", nil))

@@ -17,7 +17,9 @@
 //	/exit?code=N exits the process with code N
 //	/health      200, or 503 after /sick until /well
 //
-// With --grpc it serves gRPC's interop TestService instead.
+// With --grpc it serves gRPC's interop TestService instead. With --hang it
+// reads every request and never answers, until the caller goes away (a
+// hung app; with --h2c too, to HTTP/1.1 and HTTP/2 callers alike).
 package main
 
 import (
@@ -53,6 +55,7 @@ func main() {
 	h2cMode := flag.Bool("h2c", false, "also accept HTTP/2 cleartext (prior knowledge)")
 	tlsMode := flag.Bool("tls", false, "serve HTTPS with a self-signed certificate for localhost, HTTP/2 and HTTP/1.1 by ALPN")
 	grpcTest := flag.Bool("grpc", false, "serve the gRPC interop TestService (HTTP/2 cleartext) instead of HTTP/1.1")
+	hang := flag.Bool("hang", false, "read every request and never answer (until the caller goes away)")
 	flag.Parse()
 
 	ln, err := net.Listen("tcp", *listen)
@@ -196,8 +199,14 @@ func main() {
 	mux.HandleFunc("/sick", func(w http.ResponseWriter, r *http.Request) { sick.Store(true) })
 	mux.HandleFunc("/well", func(w http.ResponseWriter, r *http.Request) { sick.Store(false) })
 	var h http.Handler = mux
+	if *hang {
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			<-r.Context().Done()
+		})
+	}
 	if *h2cMode {
-		h = h2c.NewHandler(mux, &http2.Server{})
+		h = h2c.NewHandler(h, &http2.Server{})
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	if *tlsMode {
