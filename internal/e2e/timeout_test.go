@@ -61,15 +61,12 @@ func TestTimeoutHungAppEveryEngine(t *testing.T) {
 		name, engine string
 		call         func(ctx context.Context, outbound, service string) meshAnswer
 		want         meshAnswer
-		// gap marks the cases that fail today: an HTTP/2 request whose
-		// app never answers gets no answer from the mesh within 2 s.
-		gap bool
 	}{
-		{"HTTP/1.1", "weft", callHTTP1, timedOut, false},
-		{"HTTP/2 weft engine", "weft", callH2C, timedOut, true},
-		{"HTTP/2 x/net", "x/net", callH2C, timedOut, true},
-		{"gRPC weft engine", "weft", callGRPC, deadlineExceeded, true},
-		{"gRPC x/net", "x/net", callGRPC, deadlineExceeded, true},
+		{"HTTP/1.1", "weft", callHTTP1, timedOut},
+		{"HTTP/2 weft engine", "weft", callH2C, timedOut},
+		{"HTTP/2 x/net", "x/net", callH2C, timedOut},
+		{"gRPC weft engine", "weft", callGRPC, deadlineExceeded},
+		{"gRPC x/net", "x/net", callGRPC, deadlineExceeded},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -98,14 +95,8 @@ func TestTimeoutHungAppEveryEngine(t *testing.T) {
 				problems = append(problems, fmt.Sprintf("answered after %s, want between 150ms and 1.5s (--timeout %s)",
 					took.Round(time.Millisecond), timeout))
 			}
-			switch {
-			case len(problems) > 0 && c.gap:
-				t.Skipf("HTTP/2 timeout gap: see issue; remove when the request plan lands (%s)", strings.Join(problems, "; "))
-			case len(problems) > 0:
+			if len(problems) > 0 {
 				t.Error(strings.Join(problems, "; "))
-			case c.gap:
-				t.Logf("the HTTP/2 timeout gap is closed for this case (%s after %s): set gap to false",
-					got, took.Round(time.Millisecond))
 			}
 		})
 	}

@@ -163,6 +163,11 @@ func (m *Mesh) Start(name, bin string, env []string, args ...string) *Proc {
 	m.T.Cleanup(func() {
 		p.Cmd.Process.Kill()
 		<-p.done
+		// A process built with -race reports a data race on its output
+		// and carries on: the test must not.
+		if strings.Contains(p.Output(), "WARNING: DATA RACE") {
+			m.T.Errorf("%s reported a data race", name)
+		}
 		if m.T.Failed() {
 			m.T.Logf("--- output of %s ---\n%s", name, p.Output())
 		}
