@@ -42,8 +42,6 @@ type Endpoint struct {
 	// its peak-EWMA latency estimate and failure rate (0: DefaultDecay).
 	Decay time.Duration
 
-	epoch int64 // unix nanoseconds at New: tick 0 of the estimates
-
 	// Read by every Pick, written rarely.
 	ejectedUntil  atomic.Int64 // unix nanoseconds; 0 when in rotation
 	deferredUntil atomic.Int64 // unix nanoseconds; Retry-After
@@ -66,8 +64,8 @@ type Endpoint struct {
 
 // New returns an endpoint in rotation with no history.
 func New(service, instance, address string, labels map[string]string) *Endpoint {
-	e := &Endpoint{Service: service, Instance: instance, Address: address, Labels: labels, epoch: time.Now().UnixNano()}
-	e.peak.Store(pack(false, 0, float64(DefaultLatency)))
+	e := &Endpoint{Service: service, Instance: instance, Address: address, Labels: labels}
+	e.peak.Store(pack(false, tick(time.Now().UnixNano()), float64(DefaultLatency)))
 	e.makeLocals()
 	return e
 }

@@ -48,12 +48,13 @@ const (
 // A stamped word packs an estimate with the time of its last update:
 //
 //	bit 63      sampled: the value comes from a sample, not the default
-//	bits 62-32  when, in ticks of 2^21 ns (about 2 ms) since New
+//	bits 62-32  when: unix time in ticks of 2^21 ns (about 2 ms), modulo 2^31
 //	bits 31-0   the value, a float32 (nanoseconds, or a rate in [0, 1])
 //
-// The ticks wrap after 52 days and compare within 26 days: a word left
+// The ticks wrap every 52 days and compare within 26 days: a word left
 // alone for longer decays as if less time had passed (it stays stale
-// instead of fading, as it would with no decay on read).
+// instead of fading, as it would with no decay on read). Every endpoint
+// has the same tick grid, so equal histories give equal estimates.
 const (
 	tickShift  = 21
 	tickMask   = 1<<31 - 1
@@ -72,11 +73,8 @@ func unpack(w uint64) (sampled bool, tick uint32, v float64) {
 	return w&sampledBit != 0, uint32(w>>32) & tickMask, float64(math.Float32frombits(uint32(w)))
 }
 
-// tick is the tick of t (unix nanoseconds) on e's clock.
-func (e *Endpoint) tick(t int64) uint32 {
-	d := max(t-e.epoch, 0)
-	return uint32(d>>tickShift) & tickMask
-}
+// tick is the tick of t (unix nanoseconds).
+func tick(t int64) uint32 { return uint32(t>>tickShift) & tickMask }
 
 // since is the time in nanoseconds from tick from to tick to; 0 when to
 // is before from (an update stamped later has landed first).
@@ -115,10 +113,10 @@ func (e *Endpoint) decayed(v, dt float64) float64 {
 // observePeak folds a latency sample taken at t (unix nanoseconds) into
 // the peak-EWMA estimate; failed: the sample is a failure's.
 func (e *Endpoint) observePeak(t int64, d time.Duration, failed bool) {
-	now, s := e.tick(t), float64(max(d, 1))
+	now, s := tick(t), float64(max(d, 1))
 	for {
 		old := e.peak.Load()
-		sampled, at, est := unpackPeak(old)
+		sampled, at, est := unpackPeak(old, now)
 		next := est
 		switch {
 		case s > est, !sampled && !failed:
@@ -133,11 +131,11 @@ func (e *Endpoint) observePeak(t int64, d time.Duration, failed bool) {
 	}
 }
 
-// unpackPeak reads the latency word: a zero word (an Endpoint not made by
-// New) is the default at tick 0.
-func unpackPeak(w uint64) (sampled bool, tick uint32, est float64) {
+// unpackPeak reads the latency word at tick now: a zero word (an
+// Endpoint not made by New) is the default, undecayed.
+func unpackPeak(w uint64, now uint32) (sampled bool, at uint32, est float64) {
 	if w == 0 {
-		return false, 0, float64(DefaultLatency)
+		return false, now, float64(DefaultLatency)
 	}
 	return unpack(w)
 }
@@ -148,7 +146,7 @@ func (e *Endpoint) observeFailure(t int64, failed bool) {
 	if failed {
 		x = 1
 	}
-	now := e.tick(t)
+	now := tick(t)
 	for {
 		old := e.fail.Load()
 		if old == 0 && !failed {
@@ -186,15 +184,16 @@ func (e *Endpoint) deferFor(t int64, d time.Duration) {
 // nanoseconds): DefaultLatency before the first sample, decayed toward
 // zero since the last update.
 func (e *Endpoint) PeakLatency(now int64) time.Duration {
-	_, at, est := unpackPeak(e.peak.Load())
-	return time.Duration(e.decayed(est, since(at, e.tick(now))))
+	n := tick(now)
+	_, at, est := unpackPeak(e.peak.Load(), n)
+	return time.Duration(e.decayed(est, since(at, n)))
 }
 
 // FailureRate is the failure rate at now (unix nanoseconds), in [0, 1):
 // the EWMA over attempts, decayed toward zero since the last attempt.
 func (e *Endpoint) FailureRate(now int64) float64 {
 	_, at, f := unpack(e.fail.Load())
-	return e.decayed(f, since(at, e.tick(now)))
+	return e.decayed(f, since(at, tick(now)))
 }
 
 // Deferred reports whether the instance asked (Retry-After) to be left

@@ -11,8 +11,7 @@ import (
 // give attempt times as offsets.
 func clocked() *Endpoint {
 	e := New("svc", "i1", "10.0.0.1:80", nil)
-	e.epoch = 0
-	e.peak.Store(pack(false, 0, float64(DefaultLatency)))
+	e.peak.Store(pack(false, tick(0), float64(DefaultLatency)))
 	return e
 }
 
@@ -316,5 +315,17 @@ func TestBeginDoneAllocatesNothing(t *testing.T) {
 		}); got != 0 {
 			t.Errorf("allocations per Begin and Done(%v): got %v, want 0", o.Class, got)
 		}
+	}
+}
+
+func TestEndpointNotMadeByNew(t *testing.T) {
+	e := &Endpoint{Service: "svc", Instance: "i1"}
+	if got := e.PeakLatency(time.Now().UnixNano()); got != DefaultLatency {
+		t.Errorf("estimate of an endpoint not made by New: got %v, want %v", got, DefaultLatency)
+	}
+	a := e.Begin()
+	a.Done(Outcome{Class: Success, Latency: 4 * ms})
+	if got := e.PeakLatency(time.Now().UnixNano()); !near(float64(got), float64(4*ms)) {
+		t.Errorf("after its first sample: got %v, want %v", got, 4*ms)
 	}
 }
