@@ -122,11 +122,14 @@ func (e *Endpoint) observePeak(t int64, d time.Duration, failed bool) {
 		case s > est, !sampled && !failed:
 			next, sampled = s, true
 		case !failed:
-			w := math.Exp(-since(at, now) / e.decayNS())
-			next = est*w + s*(1-w)
+			if dt := since(at, now); dt > 0 { // within a tick a lower sample moves it nothing
+				w := math.Exp(-dt / e.decayNS())
+				next = est*w + s*(1-w)
+			}
 		}
-		if e.peak.CompareAndSwap(old, pack(sampled, later(at, now), next)) {
-			return
+		w := pack(sampled, later(at, now), next)
+		if w == old || e.peak.CompareAndSwap(old, w) {
+			return // unchanged (a busy endpoint within a tick): no write
 		}
 	}
 }
