@@ -35,3 +35,20 @@ func BenchmarkPick(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLocalityPick is Locality over P2C, half the endpoints in the
+// caller's zone.
+func BenchmarkLocalityPick(b *testing.B) {
+	for _, n := range []int{4, 100} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			eps := zoned(n/2, n/2)
+			prime(eps, 10*time.Millisecond)
+			l := NewLocality("a", NewP2C(1), NewP2C(2))
+			l.Pick(eps, request.None, nil)
+			b.ReportAllocs()
+			for b.Loop() {
+				l.Pick(eps, request.None, nil)
+			}
+		})
+	}
+}

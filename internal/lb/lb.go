@@ -7,8 +7,8 @@
 // Balancer: RoundRobin, P2C (the default: power of two choices over a
 // peak-EWMA latency estimate × in flight, with failures priced in),
 // LeastRequest, Random, Weighted (smooth weighted round robin by label)
-// and RingHash (consistent hashing on a header). New makes one by name,
-// for configuration. Balancers read endpoint state (ejection, Retry-After
+// and RingHash (consistent hashing on a header); Locality wraps one to
+// prefer the caller's zone. New makes one by name, for configuration. Balancers read endpoint state (ejection, Retry-After
 // deferral, in flight, the estimates of package endpoint), rank the
 // untried endpoints ready, then deferred, then ejected, and never block
 // on I/O; none allocates in Pick but RingHash when it builds a ring.
