@@ -7,8 +7,9 @@
 //	          a.Done(Outcome{Class, Latency})
 //	                 |
 //	                 v
-//	state:    in flight, latency estimate (EWMA), consecutive failures,
-//	          ejected until  (all atomic; read by balancers and /config)
+//	state:    in flight, latency estimates (EWMA, peak EWMA), failure
+//	          rate, consecutive failures, ejected until, deferred until
+//	          (all atomic; read by balancers and /config)
 //
 // HTTP/1.1, both HTTP/2 engines and TCP report every attempt through
 // Begin and Done, so ejection and latency estimates are written once.
@@ -37,18 +38,26 @@ type Endpoint struct {
 	// check).
 	OnConnectFailed func()
 
-	// Read by every Pick.
-	ejectedUntil atomic.Int64 // unix nanoseconds; 0 when in rotation
+	// Decay, when set before the endpoint is shared, is the decay time of
+	// its peak-EWMA latency estimate and failure rate (0: DefaultDecay).
+	Decay time.Duration
 
-	// Written per attempt: on their own cache line, away from what Pick
-	// reads, so that a busy endpoint's counters do not slow its readers.
-	_        [56]byte
-	inflight atomic.Int32 // attempts begun and not done
-	failures atomic.Int32 // consecutive connect failures
-	ewma     atomic.Int64 // latency estimate in nanoseconds; 0: none yet
+	// Read by every Pick, written rarely.
+	ejectedUntil  atomic.Int64 // unix nanoseconds; 0 when in rotation
+	deferredUntil atomic.Int64 // unix nanoseconds; Retry-After
+
+	// Written per attempt: on their own cache line, away from what every
+	// Pick reads, so that a busy endpoint's counters do not slow its
+	// readers (latency-aware balancers read in flight and the estimates).
+	_        [48]byte
+	inflight atomic.Int32  // attempts begun and not done
+	failures atomic.Int32  // consecutive connect failures
+	ewma     atomic.Int64  // smoothed latency in nanoseconds; 0: none yet
+	peak     atomic.Uint64 // peak-EWMA latency, a stamped word (estimate.go)
+	fail     atomic.Uint64 // failure rate, a stamped word
 	attempts atomic.Uint64
 	failed   atomic.Uint64
-	_        [32]byte
+	_        [16]byte
 
 	locals [maxSlots]Local
 }
@@ -56,6 +65,7 @@ type Endpoint struct {
 // New returns an endpoint in rotation with no history.
 func New(service, instance, address string, labels map[string]string) *Endpoint {
 	e := &Endpoint{Service: service, Instance: instance, Address: address, Labels: labels}
+	e.peak.Store(pack(false, tick(time.Now().UnixNano()), float64(DefaultLatency)))
 	e.makeLocals()
 	return e
 }
@@ -101,6 +111,17 @@ func (c Class) String() string {
 type Outcome struct {
 	Class   Class
 	Latency time.Duration // from Begin to the response head, or to the failure
+	// Status is what the instance answered, when the engine knows it. A
+	// Success whose status says the instance could not serve
+	// (Status.Failed: 502, 503, 504, 429, gRPC UNAVAILABLE,
+	// RESOURCE_EXHAUSTED) counts as a failure of the instance, though
+	// not as one of reachability (no ejection).
+	Status Status
+	// RetryAfter is how long the instance asked not to be sent requests
+	// (Retry-After, or gRPC's pushback); zero for none. The endpoint is
+	// deferred until then (up to RetryAfterMax): balancers pick it only
+	// when nothing else is left. It is not ejected.
+	RetryAfter time.Duration
 }
 
 // Attempt is one try of a request (or connection) on an endpoint. It is
@@ -132,8 +153,14 @@ func (a Attempt) Elapsed() time.Duration { return time.Duration(time.Now().UnixN
 // Done ends the attempt: a connect failure ejects the endpoint for a
 // backoff that doubles while failures follow each other; anything else
 // that reached the instance puts it back in good standing; a success
-// feeds the latency estimate. Done must be called once per Begin
+// feeds the latency estimates; every failure (connect failure, reset,
+// timeout, overload status) and success feeds the failure rate; a
+// RetryAfter defers the endpoint. Done must be called once per Begin
 // (*a is cleared, so a second call is a no-op).
+//
+// Done reads no clock: the attempt ended at its start plus o.Latency,
+// which is the time its samples are stamped with (BeginAt with a chosen
+// time makes them repeatable in tests).
 func (a *Attempt) Done(o Outcome) {
 	e := a.ep
 	if e == nil {
@@ -141,20 +168,39 @@ func (a *Attempt) Done(o Outcome) {
 	}
 	a.ep = nil
 	e.inflight.Add(-1)
+	end := a.start + int64(max(o.Latency, 0))
 	switch o.Class {
 	case ConnectFailed:
 		e.failed.Add(1)
 		e.ConnectFailed()
+		e.observeFailure(end, true)
 	case Success:
 		e.connected()
+		if o.Status.Failed() {
+			e.failed.Add(1)
+			e.observeFailure(end, true)
+			e.observePeak(end, o.Latency, true)
+			break
+		}
 		e.observe(o.Latency)
+		e.observeFailure(end, false)
+		e.observePeak(end, o.Latency, false)
 	case Reset:
 		e.failed.Add(1)
 		e.connected() // a connection was made
+		e.observeFailure(end, true)
+		e.observePeak(end, o.Latency, true)
 	case Timeout:
 		e.failed.Add(1) // says nothing of whether it can be reached: ejection stands
+		e.observeFailure(end, true)
+		e.observePeak(end, o.Latency, true)
 	case Refused:
 		e.connected()
+	case Cancelled:
+		return // says nothing of the instance, Retry-After included
+	}
+	if o.RetryAfter > 0 {
+		e.deferFor(end, o.RetryAfter)
 	}
 }
 
@@ -217,20 +263,31 @@ func (e *Endpoint) EjectedUntil() time.Time {
 // InFlight is the number of attempts begun and not done.
 func (e *Endpoint) InFlight() int { return int(e.inflight.Load()) }
 
-// Latency is the latency estimate (0: no successful attempt yet).
+// Latency is the smoothed latency of successes, an EWMA moving 1/8 of
+// the way per sample, for display (0: no successful attempt yet).
+// Balancers read PeakLatency.
 func (e *Endpoint) Latency() time.Duration { return time.Duration(e.ewma.Load()) }
 
 // Stats is a copy of an endpoint's state, for views such as /config.
 type Stats struct {
-	InFlight            int
-	Latency             time.Duration
+	InFlight int
+	Latency  time.Duration // smoothed latency of successes (Latency)
+	// PeakLatency is the peak-EWMA estimate balancers read, decayed to now.
+	PeakLatency time.Duration
+	// FailureRate is the failure rate balancers read, decayed to now.
+	FailureRate float64
+	// Failures counts failed attempts: connect failures, resets,
+	// timeouts and overload statuses.
 	Attempts, Failures  uint64
-	ConsecutiveFailures int
+	ConsecutiveFailures int // connect failures in a row
 	EjectedUntil        time.Time
+	DeferredUntil       time.Time // Retry-After
 }
 
 // Stats reads the endpoint's state.
 func (e *Endpoint) Stats() Stats {
-	return Stats{InFlight: e.InFlight(), Latency: e.Latency(), Attempts: e.attempts.Load(), Failures: e.failed.Load(),
-		ConsecutiveFailures: int(e.failures.Load()), EjectedUntil: e.EjectedUntil()}
+	now := time.Now().UnixNano()
+	return Stats{InFlight: e.InFlight(), Latency: e.Latency(), PeakLatency: e.PeakLatency(now),
+		FailureRate: e.FailureRate(now), Attempts: e.attempts.Load(), Failures: e.failed.Load(),
+		ConsecutiveFailures: int(e.failures.Load()), EjectedUntil: e.EjectedUntil(), DeferredUntil: e.DeferredUntil()}
 }

@@ -4,8 +4,14 @@
 //	Set (endpoints of a service) + request.View + tried ──Pick──> *Endpoint
 //
 // One policy a file, each with a compile-time check that it is a
-// Balancer. Balancers read endpoint state (ejection now; in flight and
-// latency for the latency-aware policies) and never block.
+// Balancer: RoundRobin, P2C (the default: power of two choices over a
+// peak-EWMA latency estimate × in flight, with failures priced in),
+// LeastRequest, Random, Weighted (smooth weighted round robin by label)
+// and RingHash (consistent hashing on a header); Locality wraps one to
+// prefer the caller's zone. New makes one by name, for configuration. Balancers read endpoint state (ejection, Retry-After
+// deferral, in flight, the estimates of package endpoint), rank the
+// untried endpoints ready, then deferred, then ejected, and never block
+// on I/O; none allocates in Pick but RingHash when it builds a ring.
 package lb
 
 import (

@@ -1,0 +1,99 @@
+package lb
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Names of the balancers New makes. "default" is P2C.
+const (
+	NameDefault      = "default"
+	NameRoundRobin   = "round-robin"
+	NameP2C          = "p2c"
+	NameLeastRequest = "least-request"
+	NameRandom       = "random"
+	NameWeighted     = "weighted"
+	NameRingHash     = "ring-hash"
+)
+
+// Names lists the names New accepts.
+var Names = []string{NameDefault, NameP2C, NameRoundRobin, NameLeastRequest, NameRandom, NameWeighted, NameRingHash}
+
+// ErrUnknown is the error of a balancer name New does not know.
+var ErrUnknown = errors.New("unknown balancer")
+
+// Options tune the balancers New makes; the zero value is every default.
+type Options struct {
+	// Seed seeds the random choices of p2c, least-request, random and
+	// ring-hash (0: a random seed). Tests set it to repeat their picks.
+	Seed uint64
+	// HashHeader is the request header ring-hash hashes (required there).
+	HashHeader string
+	// VirtualNodes is ring-hash's points per endpoint (0:
+	// DefaultVirtualNodes; at most MaxVirtualNodes).
+	VirtualNodes int
+	// WeightLabel is the endpoint label weighted reads (""
+	// DefaultWeightLabel).
+	WeightLabel string
+}
+
+// Validate checks the options for the balancer name.
+func (o Options) Validate(name string) error {
+	if o.VirtualNodes < 0 || o.VirtualNodes > MaxVirtualNodes {
+		return fmt.Errorf("lb: %s: virtual nodes %d: want 0 (the default, %d) to %d", name, o.VirtualNodes, DefaultVirtualNodes, MaxVirtualNodes)
+	}
+	if name == NameRingHash {
+		if o.HashHeader == "" {
+			return fmt.Errorf("lb: %s: no hash header: name the request header to hash on", name)
+		}
+		if !token(o.HashHeader) {
+			return fmt.Errorf("lb: %s: hash header %q is not a header name", name, o.HashHeader)
+		}
+	}
+	if o.WeightLabel != "" && strings.ContainsAny(o.WeightLabel, " \t\r\n") {
+		return fmt.Errorf("lb: %s: weight label %q has white space", name, o.WeightLabel)
+	}
+	return nil
+}
+
+// New returns the balancer called name, tuned by o: a fresh one, for one
+// service.
+func New(name string, o Options) (Balancer, error) {
+	if !slices.Contains(Names, name) {
+		return nil, fmt.Errorf("lb: %w %q: want one of %s", ErrUnknown, name, strings.Join(Names, ", "))
+	}
+	if err := o.Validate(name); err != nil {
+		return nil, err
+	}
+	switch name {
+	case NameDefault, NameP2C:
+		return NewP2C(o.Seed), nil
+	case NameRoundRobin:
+		return &RoundRobin{}, nil
+	case NameLeastRequest:
+		return NewLeastRequest(o.Seed), nil
+	case NameRandom:
+		return NewRandom(o.Seed), nil
+	case NameWeighted:
+		return NewWeighted(o.WeightLabel), nil
+	case NameRingHash:
+		return NewRingHash(o.HashHeader, o.VirtualNodes, o.Seed), nil
+	}
+	panic("lb: " + name + " is in Names but not in New") // not reached
+}
+
+// token reports whether s is an HTTP field name (RFC 9110 token).
+func token(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return s != ""
+}
