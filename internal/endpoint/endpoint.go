@@ -148,7 +148,11 @@ func (a Attempt) Endpoint() *Endpoint { return a.ep }
 func (a Attempt) Started() bool { return a.ep != nil }
 
 // Elapsed is the time since Begin.
-func (a Attempt) Elapsed() time.Duration { return time.Duration(time.Now().UnixNano() - a.start) }
+func (a Attempt) Elapsed() time.Duration { return a.Since(time.Now()) }
+
+// Since is the time from Begin to now, for an engine that has read the
+// clock already.
+func (a Attempt) Since(now time.Time) time.Duration { return time.Duration(now.UnixNano() - a.start) }
 
 // Done ends the attempt: a connect failure ejects the endpoint for a
 // backoff that doubles while failures follow each other; anything else

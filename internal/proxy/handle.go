@@ -42,7 +42,9 @@ func (s *Server) handle(cc *clientConn) bool {
 	ex := exchange{s: s, cc: cc, c: c, k: &cc.call, sentAt: cc.start}
 	ex.k.init(c, viewH1(req), cc.start)
 	defer func() {
-		m.done(ex.status, cc.start)
+		now := time.Now() // one clock read for the metrics and the attempt
+		m.doneAt(ex.status, cc.start, now)
+		ex.k.finish(now)
 		ex.k.clear() // holds no endpoint or error past the request
 	}()
 	return ex.run()
@@ -258,7 +260,7 @@ func (ex *exchange) receive(ep *Endpoint, uc *upConn, readErr error) (keep, done
 		ex.k.failed(endpoint.ConnectFailed, errPeerCouldNotConnect)
 		return false, false, false
 	}
-	ex.k.ok()
+	ex.k.okLater()
 	return ex.relay(uc, ep)
 }
 

@@ -23,7 +23,7 @@ var hopFields = [...]struct {
 
 var (
 	// hopByLen holds hopFields by name length, for isHopByHop.
-	hopByLen [24][]string
+	hopByLen [24][][]byte
 	// hopHeaders are hopFields in canonical form (so deleting them from
 	// an http.Header costs no allocation), with Trailer, which net/http
 	// writes itself from the response's trailers.
@@ -34,7 +34,7 @@ var (
 
 func init() {
 	for _, f := range hopFields {
-		hopByLen[len(f.name)] = append(hopByLen[len(f.name)], f.name)
+		hopByLen[len(f.name)] = append(hopByLen[len(f.name)], []byte(f.name))
 		hopHeaders = append(hopHeaders, http.CanonicalHeaderKey(f.name))
 		if f.h2 {
 			h2Forbidden = append(h2Forbidden, strings.ToLower(f.name))
@@ -49,7 +49,7 @@ func isHopByHop(name []byte) bool {
 		return false
 	}
 	for _, n := range hopByLen[len(name)] {
-		if bytes.EqualFold(name, []byte(n)) {
+		if bytes.EqualFold(name, n) {
 			return true
 		}
 	}

@@ -184,12 +184,15 @@ func (s *serviceMetrics) begin() {
 }
 
 // done records one finished request.
-func (s *serviceMetrics) done(code int, start time.Time) {
+func (s *serviceMetrics) done(code int, start time.Time) { s.doneAt(code, start, time.Now()) }
+
+// doneAt is done for a caller that has read the clock.
+func (s *serviceMetrics) doneAt(code int, start, now time.Time) {
 	if s == nil {
 		return
 	}
 	s.inflight.Dec()
-	s.duration.Observe(time.Since(start).Seconds())
+	s.duration.Observe(now.Sub(start).Seconds())
 	c, ok := s.codes.Load(code)
 	if !ok {
 		c, _ = s.codes.LoadOrStore(code, s.m.requests.WithLabelValues(s.direction, s.service, strconv.Itoa(code)))

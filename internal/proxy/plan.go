@@ -81,6 +81,7 @@ type call struct {
 	att      endpoint.Attempt
 	last     *MeshError
 	class    endpoint.Class // of the last failure
+	pending  bool           // a success finish records (okLater)
 	start    time.Time      // when the request began, if the engine has read the clock
 }
 
@@ -129,6 +130,20 @@ func (k *call) endpoint() *Endpoint {
 // ok ends the current attempt with a response from the instance.
 func (k *call) ok() {
 	k.att.Done(endpoint.Outcome{Class: endpoint.Success, Latency: k.att.Elapsed()})
+}
+
+// okLater marks the current attempt a success to be recorded by finish:
+// for an engine that reads the clock when the exchange ends anyway (the
+// HTTP/1.1 fast path), so the attempt costs no clock read of its own. Its
+// latency then runs to the end of the response.
+func (k *call) okLater() { k.pending = true }
+
+// finish records an attempt marked okLater, at now.
+func (k *call) finish(now time.Time) {
+	if k.pending {
+		k.pending = false
+		k.att.Done(endpoint.Outcome{Class: endpoint.Success, Latency: k.att.Since(now)})
+	}
 }
 
 // failed ends the current attempt with a failure of class and returns the
