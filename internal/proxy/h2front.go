@@ -47,6 +47,7 @@ type h2Client struct {
 	blocked  []*h2Stream // streams waiting for sendWin or the writer's backlog
 	draining bool        // GOAWAY sent: no new streams; close when none is left
 	idle     *time.Timer // runs while no stream is open: then GOAWAY
+	heads    headWait    // streams waiting for a response head (h2deadline.go)
 	resets   [32]uint32  // the last streams this side reset, for resetByUs
 	nresets  int
 }
@@ -604,6 +605,7 @@ func (h *h2Client) resume(b *h2Batch) {
 func (h *h2Client) end(b *h2Batch) {
 	h.w.mu.Lock()
 	h.draining = true
+	h.heads.stop()
 	streams := make([]*h2Stream, 0, len(h.streams))
 	for _, s := range h.streams {
 		streams = append(streams, s)

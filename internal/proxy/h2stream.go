@@ -41,10 +41,15 @@ type h2Stream struct {
 	noBody  bool                // the request ended with its head: it can be sent again
 	isGRPC  bool
 	expires time.Time   // the grpc-timeout, if any
-	headBy  time.Time   // the plan's deadline for the response head, if any
-	timer   *time.Timer // fires at the earlier of expires and headBy
-	clen    int64       // declared content-length, or -1
-	got     int64       // request body bytes received
+	headBy  time.Time   // the plan's deadline for the response head, if any (h2deadline.go)
+	timer   *time.Timer // the caller's grpc-timeout, if it set one
+
+	// under front.w.mu: the stream's place in its connection's headWait
+	headDue            time.Time
+	headPrev, headNext *h2Stream
+	headListed         bool
+	clen               int64 // declared content-length, or -1
+	got                int64 // request body bytes received
 
 	// client -> peer
 	clientWin  int64 // what the client may still send on this stream
@@ -382,6 +387,7 @@ func (s *h2Stream) responseHead(f *http2.MetaHeadersFrame, b *h2Batch) {
 		return
 	}
 	s.k.ok()
+	s.headDone()
 	s.gotFinal, s.status = true, status
 	s.grpcResp = strings.HasPrefix(fieldValue(f.Fields, "content-type"), "application/grpc")
 	if end {
@@ -416,7 +422,7 @@ func (s *h2Stream) writeDownHead(fields []hpack.HeaderField, end bool, b *h2Batc
 // reopen sends a request that no instance has seen to another one.
 // Called under mu, with the peer half closed.
 func (s *h2Stream) reopen(b *h2Batch) {
-	s.headBy = time.Time{} // the next attempt's clock starts when its request has gone
+	s.headDone() // the next attempt's clock starts when its request has gone
 	s.peer, s.uid = nil, 0
 	s.peerClosed, s.peerEnd, s.upDone = false, false, false
 	s.upEnd = true
@@ -456,9 +462,7 @@ func (s *h2Stream) meshError(e *MeshError, b *h2Batch) {
 	s.settle(b)
 }
 
-// timerFired is the stream's deadline: the grpc-timeout the caller set,
-// or the plan's bound on the wait for a response head, whichever comes
-// first. A deadline still ahead is waited for again.
+// timerFired is the caller's grpc-timeout running out in the mesh.
 func (s *h2Stream) timerFired() {
 	var b h2Batch
 	defer b.flush()
@@ -467,59 +471,19 @@ func (s *h2Stream) timerFired() {
 	if s.frontClosed || s.downDone {
 		return
 	}
-	now := time.Now()
-	switch {
-	case s.timeout >= 0 && !now.Before(s.expires):
-		where := "connecting"
-		if s.ep != nil {
-			where = "waiting for " + s.ep.Instance + " at " + s.ep.Address
-		}
-		s.meshError(&MeshError{Status: http.StatusGatewayTimeout, Reason: ReasonUpstreamTimeout, Service: s.cluster.Service,
-			Message: "grpc-timeout ran out " + where}, &b)
-	case !s.gotFinal && !s.headBy.IsZero() && !now.Before(s.headBy):
-		s.meshError(s.k.failed(endpoint.Timeout, fmt.Errorf("%w within %s", errHeadTimeout, s.cluster.Timeout)), &b)
-	default:
-		s.rearm(now)
+	where := "connecting"
+	if s.ep != nil {
+		where = "waiting for " + s.ep.Instance + " at " + s.ep.Address
 	}
+	s.meshError(&MeshError{Status: http.StatusGatewayTimeout, Reason: ReasonUpstreamTimeout, Service: s.cluster.Service,
+		Message: "grpc-timeout ran out " + where}, &b)
 }
 
-// armTimer starts the stream's one timer for the caller's grpc-timeout,
-// if it set one. Called under mu, before the first attempt.
+// armTimer starts the stream's timer for the caller's grpc-timeout, if it
+// set one. Called under mu, before the first attempt.
 func (s *h2Stream) armTimer() {
 	if s.timeout >= 0 {
 		s.timer = time.AfterFunc(time.Until(s.expires), s.timerFired)
-	}
-}
-
-// headClock starts the plan's bound on the wait for the response head,
-// once the attempt's request has gone in full (upDone). Called under mu.
-func (s *h2Stream) headClock() {
-	t := s.cluster.Timeout
-	if t <= 0 || s.gotFinal || !s.headBy.IsZero() {
-		return
-	}
-	now := time.Now()
-	s.headBy = now.Add(t)
-	s.rearm(now)
-}
-
-// rearm sets the timer to the earlier deadline still pending. Called
-// under mu (or from timerFired).
-func (s *h2Stream) rearm(now time.Time) {
-	var at time.Time
-	if s.timeout >= 0 && now.Before(s.expires) {
-		at = s.expires
-	}
-	if !s.gotFinal && !s.headBy.IsZero() && (at.IsZero() || s.headBy.Before(at)) {
-		at = s.headBy
-	}
-	if at.IsZero() {
-		return
-	}
-	if s.timer == nil {
-		s.timer = time.AfterFunc(at.Sub(now), s.timerFired)
-	} else {
-		s.timer.Reset(at.Sub(now))
 	}
 }
 
@@ -610,6 +574,10 @@ func (s *h2Stream) closeFront(code http2.ErrCode, rst bool, b *h2Batch) {
 	s.frontClosed = true
 	h := s.front
 	h.w.mu.Lock()
+	if !s.headBy.IsZero() {
+		s.headBy = time.Time{}
+		h.heads.remove(s)
+	}
 	if rst && h.w.err == nil {
 		h.w.fr.WriteRSTStream(s.id, code)
 		h.resets[h.nresets%len(h.resets)] = s.id
