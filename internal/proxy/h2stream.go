@@ -320,6 +320,12 @@ func (s *h2Stream) pushDown(b *h2Batch) {
 			s.downDone = true
 		}
 	}
+	if s.downDone && s.clientEnd {
+		// Both sides have ended: the stream leaves the connection with
+		// its last frame, before any writer can flush that frame (the
+		// client may open the next stream as soon as it sees it).
+		s.closeFrontLocked(http2.ErrCodeNo, false)
+	}
 	h.w.mu.Unlock()
 	b.add(&h.w)
 	s.peerOwed += int64(sent)
@@ -415,6 +421,9 @@ func (s *h2Stream) writeDownHead(fields []hpack.HeaderField, end bool, b *h2Batc
 	h := s.front
 	h.w.mu.Lock()
 	h.w.headers(s.id, fields, end)
+	if end && s.clientEnd {
+		s.closeFrontLocked(0, false) // with its last frame, as in pushDown
+	}
 	h.w.mu.Unlock()
 	b.add(&h.w)
 }
@@ -571,9 +580,21 @@ func (s *h2Stream) closeFront(code http2.ErrCode, rst bool, b *h2Batch) {
 	if s.frontClosed {
 		return
 	}
-	s.frontClosed = true
 	h := s.front
 	h.w.mu.Lock()
+	s.closeFrontLocked(code, rst)
+	h.w.mu.Unlock()
+	b.add(&h.w)
+}
+
+// closeFrontLocked is closeFront with the client's writer lock held
+// (the caller adds the writer to its batch).
+func (s *h2Stream) closeFrontLocked(code http2.ErrCode, rst bool) {
+	if s.frontClosed {
+		return
+	}
+	s.frontClosed = true
+	h := s.front
 	if !s.headBy.IsZero() {
 		s.headBy = time.Time{}
 		h.heads.remove(s)
@@ -591,8 +612,6 @@ func (s *h2Stream) closeFront(code http2.ErrCode, rst bool, b *h2Batch) {
 			h.idle.Reset(clientIdleTimeout)
 		}
 	}
-	h.w.mu.Unlock()
-	b.add(&h.w)
 }
 
 // settle ends the peer half once the request and response have both

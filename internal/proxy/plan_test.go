@@ -235,12 +235,17 @@ func TestConnectFailureEveryEngine(t *testing.T) {
 					}
 				}
 				for _, ep := range f.table.Lookup("svc").Endpoints {
+					if ep.Instance == "svc-live" {
+						// The fast path ends an attempt once its response is out,
+						// which may be just after the client has read it.
+						waitFor(t, 5*time.Second, "no attempt in flight on the live instance", func() bool { return ep.InFlight() == 0 })
+					}
 					st := ep.Stats()
 					if ep.Instance == "svc-dead" && (st.Failures == 0 || st.EjectedUntil.IsZero() || st.ConsecutiveFailures == 0) {
 						t.Errorf("dead instance: %+v, want a failure recorded and ejected", st)
 					}
-					if ep.Instance == "svc-live" && (st.Attempts == 0 || st.Failures != 0 || st.InFlight != 0) {
-						t.Errorf("live instance: %+v, want attempts, no failure, none in flight", st)
+					if ep.Instance == "svc-live" && (st.Attempts == 0 || st.Failures != 0) {
+						t.Errorf("live instance: %+v, want attempts, no failure", st)
 					}
 				}
 			})
