@@ -114,7 +114,7 @@ func isServiceWord(w string) bool { return w == "service" || w == "services" || 
 // deleteIDs reads what to delete: the kind and name of each resource in a
 // file, KIND NAME, or KIND/NAME... as weft get -o name prints them.
 func deleteIDs(file string, rest []string) ([]config.ID, error) {
-	const want = "want delete KIND NAME, delete KIND/NAME..., or delete -f FILE"
+	const want = "want delete KIND NAME, delete KIND/NAME..., delete service NAME, or delete -f FILE"
 	switch {
 	case file != "" && len(rest) == 0:
 		doc, err := readFile(file)
@@ -143,7 +143,7 @@ func deleteIDs(file string, rest []string) ([]config.ID, error) {
 		}
 		kind, ok := config.KindFor(word)
 		if !ok {
-			return nil, usagef("delete: unknown kind %q (service, or a kind: %s)", word, kindWords())
+			return nil, usagef("delete: unknown kind %q (kinds: %s)", word, kindWords())
 		}
 		ids = append(ids, config.ID{Kind: kind, Name: name})
 	}

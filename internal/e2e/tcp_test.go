@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,29 +17,10 @@ import (
 	"github.com/weftmesh/weft/internal/meshtest"
 )
 
-// waitEndpoints waits until a sidecar's routing table has n endpoints for service.
+// waitEndpoints waits until a sidecar's routing table has n ready endpoints for service.
 func waitEndpoints(t *testing.T, sc *meshtest.Sidecar, service string, n int) {
 	t.Helper()
-	meshtest.Eventually(t, 10*time.Second, func() (bool, string) {
-		_, body := meshtest.Get("http://" + sc.Admin + "/config")
-		var v struct {
-			Services map[string]struct {
-				Endpoints []struct {
-					Ready bool `json:"ready"`
-				} `json:"endpoints"`
-			} `json:"services"`
-		}
-		if err := json.Unmarshal([]byte(body), &v); err != nil {
-			return false, err.Error()
-		}
-		ready := 0
-		for _, e := range v.Services[service].Endpoints {
-			if e.Ready {
-				ready++
-			}
-		}
-		return ready == n, fmt.Sprintf("%s has %d ready endpoints, want %d", service, ready, n)
-	})
+	meshtest.WaitEndpoints(t, sc.Admin, service, n, 10*time.Second)
 }
 
 func dialTCP(t *testing.T, addr string) *net.TCPConn {

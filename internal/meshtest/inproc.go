@@ -233,7 +233,7 @@ func (m *InProc) WaitEndpoints(sc *InProcSidecar, service string, n int) {
 }
 
 // WaitEndpoints waits up to d until the routing table of the sidecar with
-// admin address admin has n endpoints for service.
+// admin address admin routes to n ready endpoints of service.
 func WaitEndpoints(t testing.TB, admin, service string, n int, d time.Duration) {
 	t.Helper()
 	Eventually(t, d, func() (bool, string) {
@@ -242,13 +242,22 @@ func WaitEndpoints(t testing.TB, admin, service string, n int, d time.Duration) 
 			return false, fmt.Sprintf("/config: %d %s", code, body)
 		}
 		var v struct {
-			Services map[string][]json.RawMessage `json:"services"`
+			Services map[string]struct {
+				Endpoints []struct {
+					Ready bool `json:"ready"`
+				} `json:"endpoints"`
+			} `json:"services"`
 		}
 		if err := json.Unmarshal([]byte(body), &v); err != nil {
 			return false, fmt.Sprintf("/config: %v", err)
 		}
-		got := len(v.Services[service])
-		return got == n, fmt.Sprintf("%s has %d endpoints, want %d", service, got, n)
+		got := 0
+		for _, e := range v.Services[service].Endpoints {
+			if e.Ready {
+				got++
+			}
+		}
+		return got == n, fmt.Sprintf("%s has %d ready endpoints, want %d", service, got, n)
 	})
 }
 
