@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -164,5 +165,59 @@ func TestDuration(t *testing.T) {
 		if got := duration(d); got != want {
 			t.Errorf("duration(%v): got %q, want %q", d, got, want)
 		}
+	}
+}
+
+// After traffic, /config shows each endpoint's state as this sidecar sees
+// it: attempts, failures, the latency estimates and the failure rate.
+func TestConfigViewShowsEndpointState(t *testing.T) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	t.Cleanup(app.Close)
+	s := startSidecar(t, nil)
+	k, v := instanceRecord(t, registry.Instance{Service: "catalog", ID: "c1", Address: app.Listener.Addr().String(), Ready: true, Protocol: "http"})
+	s.applyState(push.State{k: v}, 3)
+	out, _, admin := s.Addrs()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+out+"/", nil)
+	req.Host = "catalog"
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("request to catalog: got %d, want 200", resp.StatusCode)
+	}
+	var ep struct {
+		Attempts             uint64
+		Failures             uint64
+		InFlight             int
+		Latency, PeakLatency string
+		FailureRate          float64
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r, err := http.Get("http://" + admin + "/config")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v struct {
+			Services map[string]struct{ Endpoints []json.RawMessage }
+		}
+		json.NewDecoder(r.Body).Decode(&v)
+		r.Body.Close()
+		if eps := v.Services["catalog"].Endpoints; len(eps) == 1 {
+			json.Unmarshal(eps[0], &ep)
+		}
+		// The fast path ends its attempt once the response is out.
+		if ep.Attempts == 1 && ep.InFlight == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // polling /config, with the deadline above
+	}
+	if ep.Attempts != 1 || ep.Failures != 0 || ep.Latency == "" || ep.PeakLatency == "" || ep.FailureRate != 0 {
+		t.Errorf("endpoint state after one good request: got %+v, want 1 attempt, no failure, both latencies, failure rate 0", ep)
 	}
 }

@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -122,7 +123,9 @@ type endpointView struct {
 	Health       string            `json:"health"` // ready, not-ready, ejected, unchecked
 	EjectedUntil *time.Time        `json:"ejectedUntil,omitempty"`
 	InFlight     int               `json:"inFlight,omitempty"`
-	Latency      string            `json:"latency,omitempty"`
+	Latency      string            `json:"latency,omitempty"`     // smoothed latency of successes
+	PeakLatency  string            `json:"peakLatency,omitempty"` // the peak-EWMA estimate, decayed to now
+	FailureRate  float64           `json:"failureRate,omitempty"` // recent share of failed attempts, decayed to now
 	Attempts     uint64            `json:"attempts,omitempty"`
 	Failures     uint64            `json:"failures,omitempty"`
 }
@@ -179,6 +182,10 @@ func (s *Sidecar) config() any {
 					ev.InFlight, ev.Attempts, ev.Failures = st.InFlight, st.Attempts, st.Failures
 					if st.Latency > 0 {
 						ev.Latency = duration(st.Latency.Round(time.Microsecond))
+					}
+					if st.Attempts > 0 {
+						ev.PeakLatency = duration(st.PeakLatency.Round(time.Microsecond))
+						ev.FailureRate = math.Round(st.FailureRate*1000) / 1000
 					}
 				}
 			}
