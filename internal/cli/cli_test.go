@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net"
 	"reflect"
 	"strings"
@@ -13,33 +11,19 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/api"
-	"github.com/weftmesh/weft/internal/control"
+	"github.com/weftmesh/weft/internal/control/controltest"
 	"github.com/weftmesh/weft/internal/registry"
 	"github.com/weftmesh/weft/internal/store/storetest"
-	"github.com/weftmesh/weft/internal/telemetry"
 )
 
 func TestMain(m *testing.M) { storetest.Main(m) }
 
-// startControl runs a real control plane in this process until the test ends.
+// startControl runs a real control plane in this process until the test
+// ends; the CLI's connections to it are closed then.
 func startControl(t *testing.T) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	cfg := control.Default()
-	cfg.Listen, cfg.DataDir = "127.0.0.1:0", t.TempDir()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	c, err := control.New(ctx, cfg, control.Deps{Logger: quiet, Registry: telemetry.NewRegistry()})
-	if err != nil {
-		cancel()
-		t.Fatalf("control.New: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		api.Transport.CloseIdleConnections()
-	})
+	c := controltest.Start(t, nil)
+	t.Cleanup(api.Transport.CloseIdleConnections)
 	return c.Addr()
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/weftmesh/weft/internal/control"
+	"github.com/weftmesh/weft/internal/control/controltest"
 	"github.com/weftmesh/weft/internal/sidecar"
 )
 
@@ -82,19 +83,8 @@ func NewInProc(t testing.TB, edit ...func(*control.Config)) *InProc {
 		}
 	})
 
-	cfg := control.Default()
-	cfg.Listen, cfg.DataDir = "127.0.0.1:0", t.TempDir()
-	for _, e := range edit {
-		e(&cfg)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := control.New(ctx, cfg, control.Deps{Logger: m.logger, Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatalf("control.New: %v", err)
-	}
+	c := controltest.Start(t, m.logger, edit...)
 	m.Control = &InProcControl{Addr: c.Addr(), C: c}
-	m.run("control plane", c.Run)
 	Eventually(t, 30*time.Second, func() (bool, string) {
 		code, body := Get("http://" + m.Control.Addr + "/readyz")
 		return code == http.StatusOK, fmt.Sprintf("control plane readyz: %d %s", code, body)

@@ -384,7 +384,7 @@ func (s *h2Stream) responseHead(f *http2.MetaHeadersFrame, b *h2Batch) {
 		return
 	}
 	if status == http.StatusBadGateway && fieldValue(f.Fields, "x-weft-error") == ReasonConnectFailed &&
-		s.noBody && s.k.untried() && s.k.retry(endpoint.ConnectFailed, false) {
+		s.k.pastPeer(!s.noBody) {
 		// The peer sidecar could not reach its app: the app never saw
 		// this request, so another instance may take it.
 		s.k.failed(endpoint.ConnectFailed, errPeerCouldNotConnect)

@@ -253,7 +253,7 @@ func (ex *exchange) receive(ep *Endpoint, uc *upConn, readErr error) (keep, done
 	if !bodyBuffered(resp, req, uc.br) {
 		uc.dl.clear(uc.Conn) // the body may stream for longer than the timeout
 	}
-	if peerCouldNotConnectHead(resp) && !ex.committed && !hasBody(req) && ex.k.untried() {
+	if peerCouldNotConnectHead(resp) && ex.k.pastPeer(ex.committed || hasBody(req)) {
 		// The peer sidecar could not reach its app: the app never saw
 		// this request, so another instance may take it.
 		ex.discardResponse(uc, ep)

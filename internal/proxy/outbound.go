@@ -116,7 +116,7 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *Cluster, sta
 			}
 			continue
 		}
-		if peerCouldNotConnect(resp) && !sent() && k.untried() {
+		if peerCouldNotConnect(resp) && k.pastPeer(sent()) {
 			// The peer sidecar could not reach its app: the app never saw
 			// this request, so another instance may take it.
 			resp.Body.Close()
@@ -173,19 +173,6 @@ func wrapBody(r *http.Request) *replayBody {
 	b := &replayBody{ReadCloser: r.Body}
 	r.Body = b
 	return b
-}
-
-// replayable reports whether a request whose connection broke mid-way can
-// safely go to another instance: a safe method and no body.
-func replayable(r *http.Request, body *replayBody) bool {
-	if body != nil {
-		return false
-	}
-	switch r.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions:
-		return true
-	}
-	return false
 }
 
 func peerCouldNotConnect(resp *http.Response) bool {

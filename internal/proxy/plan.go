@@ -194,8 +194,14 @@ func (k *call) sameAgain() {
 	}
 }
 
-// untried reports whether an endpoint is left that the request has not tried.
-func (k *call) untried() bool { return k.n < len(k.c.Endpoints) }
+// pastPeer is the retry decision for a peer sidecar's own `502
+// upstream-connect-failed` (its app refused the connection, so the app
+// never saw the request): another instance may take it if one is left
+// untried and no body has left. Otherwise the peer's answer is relayed
+// as it is.
+func (k *call) pastPeer(bodySent bool) bool {
+	return k.n < len(k.c.Endpoints) && k.retry(endpoint.ConnectFailed, bodySent)
+}
 
 // result is the error to answer with when no attempt succeeded: the last
 // failure, or no-ready-instance when there was none.

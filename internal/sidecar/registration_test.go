@@ -14,37 +14,22 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/api"
-	"github.com/weftmesh/weft/internal/control"
+	"github.com/weftmesh/weft/internal/control/controltest"
 	"github.com/weftmesh/weft/internal/registry"
 	"github.com/weftmesh/weft/internal/store/storetest"
-	"github.com/weftmesh/weft/internal/telemetry"
 )
 
 func TestMain(m *testing.M) { storetest.Main(m) }
 
-// startControl runs a real control plane on an embedded etcd until the
-// test ends, and returns a client of its API with its own connections.
+// startControl runs a real control plane until the test ends, and
+// returns a client of its API with its own connections.
 func startControl(t *testing.T) *api.Client {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	cfg := control.Default()
-	cfg.Listen, cfg.DataDir = "127.0.0.1:0", t.TempDir()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	c, err := control.New(ctx, cfg, control.Deps{Logger: quiet, Registry: telemetry.NewRegistry()})
-	if err != nil {
-		cancel()
-		t.Fatalf("control.New: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
+	c := controltest.Start(t, nil)
 	tr := &http.Transport{Proxy: nil}
 	cl := api.NewClient(c.Addr())
 	cl.HTTP = &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		tr.CloseIdleConnections()
-	})
+	t.Cleanup(tr.CloseIdleConnections)
 	return cl
 }
 
@@ -164,19 +149,8 @@ func TestRegistrationWithoutControlPlane(t *testing.T) {
 // and gone when it stops.
 func TestConsumerOnlySidecarIsVisible(t *testing.T) {
 	c := startControl(t)
-	cfg := Default()
-	cfg.Service, cfg.ID = "web", "web-1"
-	cfg.Control = strings.TrimPrefix(c.Base, "http://")
-	cfg.Outbound, cfg.Inbound, cfg.Admin = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	log, out := newLog(slog.LevelInfo)
-	s, err := New(cfg, Deps{Logger: log, Registry: telemetry.NewRegistry()})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	s, stop := runSidecar(t, log, func(cfg *Config) { cfg.Control = strings.TrimPrefix(c.Base, "http://") })
 
 	outbound, _, admin := s.Addrs()
 	eventually(t, "proxy record of the consumer", func() (bool, string) {
@@ -188,11 +162,9 @@ func TestConsumerOnlySidecarIsVisible(t *testing.T) {
 		t.Errorf("proxy record: got %+v, want web/web-1, outbound %s, admin %s, no inbound, a lease and a start time", p, outbound, admin)
 	}
 
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	done <- nil
 	if list := proxies(t, c); len(list) != 0 {
 		t.Errorf("proxies after the sidecar stopped: got %+v, want none", list)
 	}
@@ -205,21 +177,13 @@ func TestProviderReadyzLease(t *testing.T) {
 	addr, up := app(t)
 	up.Store(true)
 	_, port, _ := net.SplitHostPort(addr)
-	cfg := Default()
-	cfg.Service, cfg.ID = "catalog", "catalog-1"
-	cfg.AppPort, _ = strconv.Atoi(port)
-	cfg.HealthInterval = 50 * time.Millisecond
-	cfg.Control = strings.TrimPrefix(c.Base, "http://")
-	cfg.Outbound, cfg.Inbound, cfg.Admin = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	log, out := newLog(slog.LevelInfo)
-	s, err := New(cfg, Deps{Logger: log, Registry: telemetry.NewRegistry()})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	s, _ := runSidecar(t, log, func(cfg *Config) {
+		cfg.Service, cfg.ID = "catalog", "catalog-1"
+		cfg.AppPort, _ = strconv.Atoi(port)
+		cfg.HealthInterval = 50 * time.Millisecond
+		cfg.Control = strings.TrimPrefix(c.Base, "http://")
+	})
 
 	_, inbound, admin := s.Addrs()
 	hc := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}

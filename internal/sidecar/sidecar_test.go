@@ -3,6 +3,8 @@ package sidecar
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -10,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,33 +38,56 @@ func closedAddr(t *testing.T) string {
 // plane is unreachable: the test feeds it state with applyState.
 func startSidecar(t *testing.T, mod func(*Config)) *Sidecar {
 	t.Helper()
+	s, _ := runSidecar(t, nil, func(c *Config) {
+		c.Control = closedAddr(t)
+		if mod != nil {
+			mod(c)
+		}
+	})
+	return s
+}
+
+// runSidecar runs a sidecar (service web, id web-1, listeners on
+// 127.0.0.1:0, mod applied) logging to log (nil: nowhere) until stop,
+// which returns Run's error and also runs when the test ends.
+func runSidecar(t *testing.T, log *slog.Logger, mod func(*Config)) (s *Sidecar, stop func() error) {
+	t.Helper()
 	cfg := Default()
 	cfg.Service, cfg.ID = "web", "web-1"
-	cfg.Control = closedAddr(t)
 	cfg.Outbound, cfg.Inbound, cfg.Admin = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.DrainTimeout = time.Second
 	if mod != nil {
 		mod(&cfg)
 	}
-	s, err := New(cfg, Deps{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()})
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s, err := New(cfg, Deps{Logger: log, Registry: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(10 * time.Second):
+				runErr = errors.New("Run did not return within 10s of its context ending")
 			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("Run did not return within 10s of its context ending")
+		})
+		return runErr
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("Run: %v", err)
 		}
 	})
-	return s
+	return s, stop
 }
 
 func instanceRecord(t *testing.T, in registry.Instance) (string, json.RawMessage) {
@@ -197,26 +223,24 @@ func TestConfigViewShowsEndpointState(t *testing.T) {
 		Latency, PeakLatency string
 		FailureRate          float64
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	// The fast path ends its attempt once the response is out.
+	eventually(t, "the attempt recorded in /config", func() (bool, string) {
 		r, err := http.Get("http://" + admin + "/config")
 		if err != nil {
-			t.Fatal(err)
+			return false, err.Error()
 		}
+		defer r.Body.Close()
 		var v struct {
 			Services map[string]struct{ Endpoints []json.RawMessage }
 		}
-		json.NewDecoder(r.Body).Decode(&v)
-		r.Body.Close()
+		if err := json.NewDecoder(r.Body).Decode(&v); err != nil {
+			return false, err.Error()
+		}
 		if eps := v.Services["catalog"].Endpoints; len(eps) == 1 {
 			json.Unmarshal(eps[0], &ep)
 		}
-		// The fast path ends its attempt once the response is out.
-		if ep.Attempts == 1 && ep.InFlight == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond) // polling /config, with the deadline above
-	}
+		return ep.Attempts == 1 && ep.InFlight == 0, fmt.Sprintf("%+v", ep)
+	})
 	if ep.Attempts != 1 || ep.Failures != 0 || ep.Latency == "" || ep.PeakLatency == "" || ep.FailureRate != 0 {
 		t.Errorf("endpoint state after one good request: got %+v, want 1 attempt, no failure, both latencies, failure rate 0", ep)
 	}
