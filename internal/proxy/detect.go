@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/h1"
+	"github.com/weftmesh/weft/internal/proxy/conn"
+	"github.com/weftmesh/weft/internal/proxy/plan"
 )
 
 // Protocols a listener tells apart from a connection's first bytes.
@@ -42,35 +44,35 @@ const DefaultDetectTimeout = 100 * time.Millisecond
 //	HTTP/2 preface                -> HTTP loop, which hands it to x/net/http2
 //	anything else                 -> bytes where Opaque is set, else the HTTP loop (400)
 func (s *Server) detect(cc *clientConn) bool {
-	var dest *Cluster
+	var dest *plan.Cluster
 	if s.Opaque != nil {
 		var declared bool
 		if dest, declared = s.Opaque(); declared {
-			s.Metrics.detected(s.Name, ProtoTCP, "declared")
+			s.Metrics.Detected(s.Name, ProtoTCP, "declared")
 			s.forwardTCP(cc, dest)
 			return false
 		}
 	}
-	wait := clientIdleTimeout
+	wait := conn.ClientIdleTimeout
 	if s.Opaque != nil && s.DetectTimeout > 0 {
 		wait = s.DetectTimeout
 	}
-	cc.dl.set(cc.conn, time.Now(), wait, 0)
-	proto, err := sniff(cc.br)
+	cc.DL.Set(cc.Conn, time.Now(), wait, 0)
+	proto, err := sniff(cc.BR)
 	if err != nil {
 		if s.Opaque != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-			s.Metrics.detected(s.Name, ProtoTCP, "timeout")
+			s.Metrics.Detected(s.Name, ProtoTCP, "timeout")
 			s.forwardTCP(cc, dest)
 		}
 		return false // the client left, or sent nothing for the idle timeout
 	}
-	s.Metrics.detected(s.Name, proto, "sniffed")
+	s.Metrics.Detected(s.Name, proto, "sniffed")
 	if proto == ProtoTLS && s.TLS != nil {
 		if proto, err = s.terminateTLS(cc); err != nil {
-			s.Log.Debug("TLS handshake failed", "listener", s.Name, "client", cc.raw.RemoteAddr().String(), "err", err)
+			s.Log.Debug("TLS handshake failed", "listener", s.Name, "client", cc.Raw.RemoteAddr().String(), "err", err)
 			return false
 		}
-		s.Metrics.detected(s.Name+"+tls", proto, "sniffed")
+		s.Metrics.Detected(s.Name+"+tls", proto, "sniffed")
 	}
 	if proto == ProtoTLS && s.SNI != nil {
 		s.forwardBySNI(cc)
@@ -87,11 +89,11 @@ func (s *Server) detect(cc *clientConn) bool {
 // server name of its ClientHello says (TLS passthrough, as for HTTPS apps
 // that call a mesh service or an outside host without a proxy).
 func (s *Server) forwardBySNI(cc *clientConn) {
-	cc.dl.set(cc.raw, time.Now(), s.headTimeout(), 0)
-	name, err := serverName(cc.br)
+	cc.DL.Set(cc.Raw, time.Now(), s.headTimeout(), 0)
+	name, err := serverName(cc.BR)
 	if err != nil {
 		s.Log.Warn("TLS connection without a usable server name; closed", "listener", s.Name,
-			"client", cc.raw.RemoteAddr().String(), "err", err)
+			"client", cc.Raw.RemoteAddr().String(), "err", err)
 		return
 	}
 	dest, merr := s.SNI(name)
@@ -152,22 +154,22 @@ func (c *replayConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
 // makes the TLS connection the one the rest of the path reads and writes,
 // and says what it carries.
 func (s *Server) terminateTLS(cc *clientConn) (string, error) {
-	cc.dl.set(cc.raw, time.Now(), s.headTimeout(), 0)
+	cc.DL.Set(cc.Raw, time.Now(), s.headTimeout(), 0)
 	// The reader that holds the first bytes keeps feeding the TLS layer;
 	// the path reads what TLS decrypts through a reader of its own.
-	cc.rawBR = cc.br
-	tc := tls.Server(&bufferedConn{Conn: cc.raw, r: cc.rawBR}, s.TLS)
+	cc.RawBR = cc.BR
+	tc := tls.Server(&conn.Buffered{Conn: cc.Raw, R: cc.RawBR}, s.TLS)
 	if err := tc.Handshake(); err != nil {
 		return "", err
 	}
-	cc.conn = tc
-	cc.sock = nil // the path reads and writes through TLS now
-	cc.br = getReader(tc)
-	cc.bw.Reset(tc)
+	cc.Conn = tc
+	cc.Sock = nil // the path reads and writes through TLS now
+	cc.BR = conn.GetReader(tc)
+	cc.BW.Reset(tc)
 	if tc.ConnectionState().NegotiatedProtocol == "h2" {
 		return ProtoH2, nil
 	}
-	return sniff(cc.br)
+	return sniff(cc.BR)
 }
 
 // sniff classifies the connection by its first bytes without consuming
@@ -196,7 +198,7 @@ func sniff(br *bufio.Reader) (string, error) {
 		c := b[n-1]
 		switch {
 		case c == ' ' && n > 1:
-			if string(b) == "PRI " && isH2Preface(br) {
+			if string(b) == "PRI " && conn.IsH2Preface(br) {
 				return ProtoH2, nil
 			}
 			return requestLine(br)
@@ -243,18 +245,18 @@ func requestLine(br *bufio.Reader) (string, error) {
 
 // forwardTCP hands the connection to the TCP proxy, with the bytes
 // detection already read. Without a destination it closes.
-func (s *Server) forwardTCP(cc *clientConn, dest *Cluster) {
+func (s *Server) forwardTCP(cc *clientConn, dest *plan.Cluster) {
 	if dest == nil || s.TCP == nil {
 		s.Log.Warn("connection that is not HTTP has no destination on this listener; closed", "listener", s.Name,
-			"client", cc.conn.RemoteAddr().String())
+			"client", cc.Conn.RemoteAddr().String())
 		return
 	}
-	if !cc.state.CompareAndSwap(stateIdle, stateActive) {
+	if !cc.Activate() {
 		return // shutting down
 	}
-	cc.dl.clear(cc.conn)
-	buffered, _ := cc.br.Peek(cc.br.Buffered())
-	s.TCP.Forward(cc.conn, buffered, dest)
+	cc.DL.Clear(cc.Conn)
+	buffered, _ := cc.BR.Peek(cc.BR.Buffered())
+	s.TCP.Forward(cc.Conn, buffered, dest)
 }
 
 // handOff gives the connection to net/http: for HTTP/1 on a listener with
@@ -264,34 +266,34 @@ func (s *Server) forwardTCP(cc *clientConn, dest *Cluster) {
 // Shutdown waits for it (hijacked and upgraded ones included) and Close
 // closes it.
 func (s *Server) handOff(cc *clientConn, head *h1.Head) {
-	if !cc.state.CompareAndSwap(stateIdle, stateActive) && cc.state.Load() != stateActive {
+	if !cc.Activate() && !cc.Active() {
 		return // closed by Shutdown
 	}
 	var pre bytes.Buffer
 	if head != nil {
 		writeRawHead(&pre, head)
 	}
-	b, _ := cc.br.Peek(cc.br.Buffered())
+	b, _ := cc.BR.Peek(cc.BR.Buffered())
 	pre.Write(b)
-	cc.dl.clear(cc.conn)
-	hc := &handedConn{bufferedConn: bufferedConn{Conn: cc.conn, r: io.MultiReader(&pre, cc.conn)}, closed: make(chan struct{})}
+	cc.DL.Clear(cc.Conn)
+	hc := &handedConn{Buffered: conn.Buffered{Conn: cc.Conn, R: io.MultiReader(&pre, cc.Conn)}, closed: make(chan struct{})}
 	if !s.stdQueue.deliver(hc) {
 		return
 	}
-	cc.handedOff = true
+	cc.HandedOff = true
 	<-hc.closed
 }
 
 // handedConn is a connection net/http owns; Close tells the Server.
 type handedConn struct {
-	bufferedConn
+	conn.Buffered
 	once   sync.Once
 	closed chan struct{}
 }
 
 func (c *handedConn) Close() error {
 	c.once.Do(func() { close(c.closed) })
-	return c.bufferedConn.Close()
+	return c.Buffered.Close()
 }
 
 // writeRawHead writes a request head as it came.

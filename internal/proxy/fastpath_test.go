@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/weftmesh/weft/internal/h1"
+	"github.com/weftmesh/weft/internal/proxy/plan"
 )
 
 // rawBackend answers every request with a fixed 1 KiB response, using the
@@ -30,16 +31,16 @@ func rawBackend(tb testing.TB) string {
 
 // fastPair starts an outbound and an inbound fast-path server in front of
 // app, with service "svc" routed to the inbound, and returns the outbound address.
-func fastPair(tb testing.TB, app string) string { return fastPairWith(tb, app, Policy{}) }
+func fastPair(tb testing.TB, app string) string { return fastPairWith(tb, app, plan.Policy{}) }
 
 // fastPairWith is fastPair with the outbound's clusters under policy.
-func fastPairWith(tb testing.TB, app string, policy Policy) string {
+func fastPairWith(tb testing.TB, app string, policy plan.Policy) string {
 	reg := prometheus.NewRegistry()
-	m := NewMetrics(reg)
+	m := plan.NewMetrics(reg)
 	serve := func(s *Server) string { return serveProxy(tb, s) }
 	in := NewInbound("svc", "svc-1", app, NewTransport(), m)
 	inAddr := serve(&Server{Resolve: in.Resolve, Metrics: m, Log: discard})
-	table := NewTable(m, policy)
+	table := plan.NewTable(m, policy)
 	updateTable(table, map[string][]EndpointSpec{"svc": {{Instance: "svc-1", Address: inAddr}}})
 	out := NewOutbound(table, NewTransport(), NewTransport(), m, discard)
 	return serve(&Server{Resolve: out.Resolve, Connect: true, Metrics: m, Log: discard})
@@ -104,11 +105,11 @@ func BenchmarkFastPathPair(b *testing.B) {
 // with no timeout and with the default one.
 func TestFastPathAllocationBudget(t *testing.T) {
 	for _, timeout := range []time.Duration{0, 15 * time.Second} {
-		t.Run(fmt.Sprint("timeout ", timeout), func(t *testing.T) { allocationBudget(t, Policy{Timeout: timeout}) })
+		t.Run(fmt.Sprint("timeout ", timeout), func(t *testing.T) { allocationBudget(t, plan.Policy{Timeout: timeout}) })
 	}
 }
 
-func allocationBudget(t *testing.T, policy Policy) {
+func allocationBudget(t *testing.T, policy plan.Policy) {
 	outAddr := fastPairWith(t, rawBackend(t), policy)
 	c, err := net.Dial("tcp", outAddr)
 	if err != nil {

@@ -17,6 +17,8 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/weftmesh/weft/internal/endpoint"
+	"github.com/weftmesh/weft/internal/proxy/conn"
+	"github.com/weftmesh/weft/internal/proxy/plan"
 )
 
 // NewTransport returns the pooled HTTP/1.1 client side of a hop. The
@@ -81,7 +83,7 @@ func upgradeType(h http.Header) string {
 func prepare(r *http.Request) {
 	up := upgradeType(r.Header)
 	keepTE := httpguts.HeaderValuesContainsToken(r.Header["Te"], "trailers")
-	removeHopHeaders(r.Header)
+	plan.RemoveHopHeaders(r.Header)
 	if up != "" {
 		r.Header["Connection"] = []string{"Upgrade"}
 		r.Header["Upgrade"] = []string{up}
@@ -121,20 +123,17 @@ func classOf(err error) endpoint.Class {
 		return endpoint.ConnectFailed
 	}
 	var ne net.Error
-	if errors.Is(err, errHeadTimeout) || errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+	if errors.Is(err, plan.ErrHeadTimeout) || errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 		return endpoint.Timeout
 	}
 	return endpoint.Reset
 }
 
-// errHeadTimeout: no response head within the plan's timeout.
-var errHeadTimeout = errors.New("timeout: no response head")
-
 // roundTrip sends r with rt, bounding the wait for the response head by
 // timeout (0: no bound), counted from when the request has been written
 // in full (as http.Transport's ResponseHeaderTimeout does; a request
 // still streaming its body is not bounded). When it runs out, the
-// request's context is cancelled and the error wraps errHeadTimeout.
+// request's context is cancelled and the error wraps plan.ErrHeadTimeout.
 // Once the head is in, the body may take as long as it takes.
 func roundTrip(rt http.RoundTripper, r *http.Request, timeout time.Duration) (*http.Response, error) {
 	if timeout <= 0 {
@@ -143,19 +142,19 @@ func roundTrip(rt http.RoundTripper, r *http.Request, timeout time.Duration) (*h
 	ctx, cancel := context.WithCancelCause(r.Context())
 	hc := &headClock{}
 	trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) {
-		hc.start(timeout, func() { cancel(errHeadTimeout) })
+		hc.start(timeout, func() { cancel(plan.ErrHeadTimeout) })
 	}}
 	resp, err := rt.RoundTrip(r.WithContext(httptrace.WithClientTrace(ctx, trace)))
 	if fired := hc.stop(); fired && err == nil {
 		// The head came just as the clock ran out: its body would be
 		// cut by the cancelled context, so the timeout stands.
 		resp.Body.Close()
-		err = errHeadTimeout
+		err = plan.ErrHeadTimeout
 	}
 	if err != nil {
 		cancel(nil)
-		if errors.Is(context.Cause(ctx), errHeadTimeout) {
-			return nil, fmt.Errorf("%w within %s", errHeadTimeout, timeout)
+		if errors.Is(context.Cause(ctx), plan.ErrHeadTimeout) {
+			return nil, fmt.Errorf("%w within %s", plan.ErrHeadTimeout, timeout)
 		}
 		return nil, err
 	}
@@ -209,7 +208,7 @@ func writeResponse(w http.ResponseWriter, r *http.Request, resp *http.Response) 
 		return switchProtocols(w, r, resp)
 	}
 	defer resp.Body.Close()
-	removeHopHeaders(resp.Header)
+	plan.RemoveHopHeaders(resp.Header)
 	dst := w.Header()
 	for k, v := range resp.Header {
 		dst[k] = v
@@ -271,12 +270,12 @@ func switchProtocols(w http.ResponseWriter, r *http.Request, resp *http.Response
 		return http.StatusBadGateway
 	}
 	defer back.Close()
-	conn, brw, err := http.NewResponseController(w).Hijack()
+	hj, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		http.Error(w, "cannot take over the connection for an upgrade", http.StatusInternalServerError)
 		return http.StatusInternalServerError
 	}
-	defer conn.Close()
+	defer hj.Close()
 	resp.Body = nil
 	if err := resp.Write(brw); err != nil {
 		return http.StatusSwitchingProtocols
@@ -284,29 +283,6 @@ func switchProtocols(w http.ResponseWriter, r *http.Request, resp *http.Response
 	if err := brw.Flush(); err != nil {
 		return http.StatusSwitchingProtocols
 	}
-	pipe(conn, brw.Reader, back)
+	conn.Pipe(hj, brw.Reader, back)
 	return http.StatusSwitchingProtocols
-}
-
-// pipe copies both ways until both directions end. clientR holds bytes the
-// server had already buffered from the client.
-func pipe(client net.Conn, clientR io.Reader, upstream io.ReadWriteCloser) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		io.Copy(upstream, clientR)
-		closeWrite(upstream)
-	}()
-	io.Copy(client, upstream)
-	closeWrite(client)
-	<-done
-}
-
-// closeWrite half-closes when the connection supports it, else closes.
-func closeWrite(c io.Closer) {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
-		return
-	}
-	c.Close()
 }

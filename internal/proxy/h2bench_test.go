@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/weftmesh/weft/internal/proxy/plan"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/h2c"
 )
@@ -57,7 +58,7 @@ func serveH2C(tb testing.TB, h http.Handler) string {
 // "svc" routed to the inbound, and returns the outbound address. frames
 // chooses Weft's HTTP/2 engine, as the sidecars do, over x/net/http2's.
 func h2Mesh(tb testing.TB, app string, frames bool) string {
-	m := NewMetrics(prometheus.NewRegistry())
+	m := plan.NewMetrics(prometheus.NewRegistry())
 	in := NewInbound("svc", "svc-1", app, NewTransport(), m)
 	h2 := NewH2CTransport()
 	in.Transport, in.H2 = h2, h2
@@ -68,7 +69,7 @@ func h2Mesh(tb testing.TB, app string, frames bool) string {
 		inSrv.H2Frames = in.RouteH2
 	}
 	inAddr := serveProxy(tb, inSrv)
-	table := NewTable(m, Policy{})
+	table := plan.NewTable(m, plan.Policy{})
 	updateTable(table, map[string][]EndpointSpec{"svc": {{Instance: "svc-1", Address: inAddr}}})
 	tb.Cleanup(table.CloseIdle)
 	out := NewOutbound(table, NewTransport(), NewTransport(), m, discard)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/endpoint"
+	"github.com/weftmesh/weft/internal/proxy/plan"
 )
 
 // The plan's head timeout on the HTTP/2 engine, kept per client
@@ -137,5 +138,5 @@ func (s *h2Stream) headExpired(now time.Time) {
 		return
 	}
 	s.headBy = time.Time{}
-	s.meshError(s.k.failed(endpoint.Timeout, fmt.Errorf("%w within %s", errHeadTimeout, s.cluster.Timeout)), &b)
+	s.meshError(s.k.Failed(endpoint.Timeout, fmt.Errorf("%w within %s", plan.ErrHeadTimeout, s.cluster.Timeout)), &b)
 }

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weftmesh/weft/internal/proxy/plan"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -34,10 +36,10 @@ import (
 // h2EngineOutbound serves an outbound listener that routes HTTP/2 with
 // prior knowledge through the engine to the services in specs, and
 // returns its address and table.
-func h2EngineOutbound(t *testing.T, specs map[string][]EndpointSpec) (string, *Table) {
+func h2EngineOutbound(t *testing.T, specs map[string][]EndpointSpec) (string, *plan.Table) {
 	t.Helper()
-	m := NewMetrics(prometheus.NewRegistry())
-	table := NewTable(m, Policy{})
+	m := plan.NewMetrics(prometheus.NewRegistry())
+	table := plan.NewTable(m, plan.Policy{})
 	updateTable(table, specs)
 	t.Cleanup(table.CloseIdle) // after the listener's shutdown: connections to instances close
 	out := NewOutbound(table, NewTransport(), NewTransport(), m, discard)
@@ -99,11 +101,11 @@ func newH2Request(t *testing.T, method, addr, host, path string, body io.Reader)
 // wantMeshError checks an answer the mesh made itself.
 func wantMeshError(t *testing.T, resp *http.Response, body []byte, status int, reason string) {
 	t.Helper()
-	if resp.StatusCode != status || resp.Header.Get(HeaderError) != reason {
-		t.Fatalf("got %d with %s %q (body %q), want %d with %q", resp.StatusCode, HeaderError,
-			resp.Header.Get(HeaderError), body, status, reason)
+	if resp.StatusCode != status || resp.Header.Get(plan.HeaderError) != reason {
+		t.Fatalf("got %d with %s %q (body %q), want %d with %q", resp.StatusCode, plan.HeaderError,
+			resp.Header.Get(plan.HeaderError), body, status, reason)
 	}
-	var e MeshError
+	var e plan.MeshError
 	if err := json.Unmarshal(body, &e); err != nil || e.Reason != reason {
 		t.Fatalf("body %q: want a JSON mesh error with error %q (%v)", body, reason, err)
 	}
@@ -232,7 +234,7 @@ func TestH2EngineFlowControlLargeBodies(t *testing.T) {
 	start := time.Now()
 	resp, down := h2Do(t, tr, req)
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("status %d (%s: %q), want 200", resp.StatusCode, HeaderError, resp.Header.Get(HeaderError))
+		t.Fatalf("status %d (%s: %q), want 200", resp.StatusCode, plan.HeaderError, resp.Header.Get(plan.HeaderError))
 	}
 	if len(down) != size || sha256.Sum256(down) != sha256.Sum256(up) {
 		t.Fatalf("echoed %d bytes, want the %d sent, unchanged", len(down), size)
@@ -525,7 +527,7 @@ func TestH2EngineUpstreamResetBeforeHead(t *testing.T) {
 			body = bytes.NewReader(grpcMessage)
 		}
 		resp, b := h2Do(t, tr, newH2Request(t, method, addr, "svc", "/abort", body))
-		wantMeshError(t, resp, b, http.StatusBadGateway, ReasonUpstreamReset)
+		wantMeshError(t, resp, b, http.StatusBadGateway, plan.ReasonUpstreamReset)
 	}
 }
 
@@ -548,7 +550,7 @@ func TestH2EngineConnectFailureMovesOn(t *testing.T) {
 		}
 		resp, got := h2Do(t, tr, newH2Request(t, method, addr, "svc", "/", body))
 		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("request %d: %d (%s %q), want 200", i, resp.StatusCode, HeaderError, resp.Header.Get(HeaderError))
+			t.Fatalf("request %d: %d (%s %q), want 200", i, resp.StatusCode, plan.HeaderError, resp.Header.Get(plan.HeaderError))
 		}
 		if method == http.MethodPost && string(got) != want {
 			t.Fatalf("request %d: the app echoed %q, want %q", i, got, want)
@@ -567,22 +569,22 @@ func TestH2EngineRoutingErrors(t *testing.T) {
 	addr, _ := h2EngineOutbound(t, map[string][]EndpointSpec{"empty": {}})
 	tr := newH2CClient(t)
 	resp, body := h2Do(t, tr, newH2Request(t, http.MethodGet, addr, "nosuch", "/", nil))
-	wantMeshError(t, resp, body, http.StatusNotFound, ReasonUnknownService)
+	wantMeshError(t, resp, body, http.StatusNotFound, plan.ReasonUnknownService)
 	resp, body = h2Do(t, tr, newH2Request(t, http.MethodPost, addr, "empty", "/", bytes.NewReader(grpcMessage)))
-	wantMeshError(t, resp, body, http.StatusServiceUnavailable, ReasonNoReadyInstance)
+	wantMeshError(t, resp, body, http.StatusServiceUnavailable, plan.ReasonNoReadyInstance)
 	// A body larger than the windows, which nobody reads: the answer
 	// still comes, and the connection carries on.
 	big := make([]byte, 1<<20)
 	for _, host := range []string{"nosuch", "empty"} {
 		resp, body = h2Do(t, tr, newH2Request(t, http.MethodPost, addr, host, "/", bytes.NewReader(big)))
 		if host == "nosuch" {
-			wantMeshError(t, resp, body, http.StatusNotFound, ReasonUnknownService)
+			wantMeshError(t, resp, body, http.StatusNotFound, plan.ReasonUnknownService)
 		} else {
-			wantMeshError(t, resp, body, http.StatusServiceUnavailable, ReasonNoReadyInstance)
+			wantMeshError(t, resp, body, http.StatusServiceUnavailable, plan.ReasonNoReadyInstance)
 		}
 	}
 	resp, body = h2Do(t, tr, newH2Request(t, http.MethodGet, addr, "nosuch", "/", nil))
-	wantMeshError(t, resp, body, http.StatusNotFound, ReasonUnknownService)
+	wantMeshError(t, resp, body, http.StatusNotFound, plan.ReasonUnknownService)
 }
 
 // 7. A gRPC call whose grpc-timeout runs out in the mesh gets
@@ -607,9 +609,9 @@ func TestH2EngineGRPCTimeout(t *testing.T) {
 	start := time.Now()
 	resp, body := h2Do(t, tr, req)
 	took := time.Since(start)
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Grpc-Status") != "4" || resp.Header.Get(HeaderError) != ReasonUpstreamTimeout {
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Grpc-Status") != "4" || resp.Header.Get(plan.HeaderError) != plan.ReasonUpstreamTimeout {
 		t.Fatalf("got %d, grpc-status %q, %s %q; want 200, grpc-status 4 in the head, %q",
-			resp.StatusCode, resp.Header.Get("Grpc-Status"), HeaderError, resp.Header.Get(HeaderError), ReasonUpstreamTimeout)
+			resp.StatusCode, resp.Header.Get("Grpc-Status"), plan.HeaderError, resp.Header.Get(plan.HeaderError), plan.ReasonUpstreamTimeout)
 	}
 	if len(body) != 0 {
 		t.Fatalf("trailers-only answer with a body %q", body)
@@ -645,7 +647,7 @@ func TestH2EngineTrailers(t *testing.T) {
 		resp, body := h2Do(t, tr, req)
 		if resp.StatusCode != http.StatusOK || string(body) != "answer" {
 			t.Fatalf("content-length %d: got %d %q (%s %q), want 200 \"answer\"", clen, resp.StatusCode, body,
-				HeaderError, resp.Header.Get(HeaderError))
+				plan.HeaderError, resp.Header.Get(plan.HeaderError))
 		}
 		if got := resp.Header.Get("X-Got-Req-Trailer"); got != "up-value" {
 			t.Fatalf("content-length %d: the app saw request trailer %q, want \"up-value\"", clen, got)
@@ -720,7 +722,7 @@ func TestH2EngineManyConcurrentStreams(t *testing.T) {
 				errs <- fmt.Errorf("request %d: reading the body: %w", i, err)
 			case resp.StatusCode != http.StatusOK || string(b) != path:
 				errs <- fmt.Errorf("request %d: %d %q (%s %q), want 200 %q", i, resp.StatusCode, b,
-					HeaderError, resp.Header.Get(HeaderError), path)
+					plan.HeaderError, resp.Header.Get(plan.HeaderError), path)
 			default:
 				errs <- nil
 			}
@@ -848,8 +850,8 @@ func TestH2EngineUpstreamConnectionLoss(t *testing.T) {
 		if err != nil {
 			t.Fatalf("first request: reading the body: %v", err)
 		}
-		wantMeshError(t, resp, b, http.StatusBadGateway, ReasonUpstreamReset)
-		t.Logf("no head: %d %s", resp.StatusCode, resp.Header.Get(HeaderError))
+		wantMeshError(t, resp, b, http.StatusBadGateway, plan.ReasonUpstreamReset)
+		t.Logf("no head: %d %s", resp.StatusCode, resp.Header.Get(plan.HeaderError))
 	} else {
 		var se http2.StreamError
 		if !errors.As(err, &se) {
@@ -876,7 +878,7 @@ func TestH2EngineUpstreamConnectionLoss(t *testing.T) {
 	// A new connection serves the next one.
 	resp, b = h2Do(t, tr, newH2Request(t, http.MethodGet, addr, "svc", "/3", nil))
 	if resp.StatusCode != http.StatusOK || string(b) != "whole" {
-		t.Fatalf("third request: %d %q (%s %q), want 200 \"whole\"", resp.StatusCode, b, HeaderError, resp.Header.Get(HeaderError))
+		t.Fatalf("third request: %d %q (%s %q), want 200 \"whole\"", resp.StatusCode, b, plan.HeaderError, resp.Header.Get(plan.HeaderError))
 	}
 	if n := conns.Load(); n != 3 {
 		t.Fatalf("the app saw %d connections, want 3 (one per lost connection, then a new one)", n)
@@ -916,14 +918,14 @@ func TestH2EngineUpstreamRefusedStreamRetried(t *testing.T) {
 			switch {
 			case resp.StatusCode == http.StatusOK && string(b) == "whole":
 				// Sent again, as the engine means to.
-			case resp.StatusCode == http.StatusBadGateway && resp.Header.Get(HeaderError) == ReasonUpstreamReset:
+			case resp.StatusCode == http.StatusBadGateway && resp.Header.Get(plan.HeaderError) == plan.ReasonUpstreamReset:
 				// Not sent again, but reported for what it is (as the
 				// x/net path does).
-				t.Logf("not retried: %d %s", resp.StatusCode, resp.Header.Get(HeaderError))
+				t.Logf("not retried: %d %s", resp.StatusCode, resp.Header.Get(plan.HeaderError))
 			default:
 				t.Fatalf("a GET the only (ready) instance refused unprocessed: %d %q (%s %q); want it sent again (200 \"whole\"), "+
 					"or at least a 502 %s (app connections: %d)",
-					resp.StatusCode, b, HeaderError, resp.Header.Get(HeaderError), ReasonUpstreamReset, conns.Load())
+					resp.StatusCode, b, plan.HeaderError, resp.Header.Get(plan.HeaderError), plan.ReasonUpstreamReset, conns.Load())
 			}
 		})
 	}
@@ -1064,7 +1066,7 @@ func TestH2EngineUpstreamGracefulGoAway(t *testing.T) {
 	resp, b := h2Do(t, tr, newH2Request(t, http.MethodGet, addr, "svc", "/fast", nil))
 	if resp.StatusCode != http.StatusOK || string(b) != "/fast done" {
 		t.Fatalf("a request after the app's GOAWAY: %d %q (%s %q), want 200 \"/fast done\"", resp.StatusCode, b,
-			HeaderError, resp.Header.Get(HeaderError))
+			plan.HeaderError, resp.Header.Get(plan.HeaderError))
 	}
 	if n := conns.Load(); n != 2 {
 		t.Fatalf("the app saw %d connections, want 2: the request after GOAWAY on a new one", n)
@@ -1085,8 +1087,8 @@ func TestH2EngineUpstreamGracefulGoAway(t *testing.T) {
 func TestH2EngineShutdownSendsGoAway(t *testing.T) {
 	checkGoroutines(t)
 	app := serveH2C(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
-	m := NewMetrics(prometheus.NewRegistry())
-	table := NewTable(m, Policy{})
+	m := plan.NewMetrics(prometheus.NewRegistry())
+	table := plan.NewTable(m, plan.Policy{})
 	updateTable(table, oneService(app))
 	t.Cleanup(table.CloseIdle)
 	out := NewOutbound(table, NewTransport(), NewTransport(), m, discard)
@@ -1251,7 +1253,7 @@ func TestH2EnginePingHealthCheck(t *testing.T) {
 
 	start := time.Now()
 	resp, b := h2Do(t, tr, newH2Request(t, http.MethodGet, addr, "silent", "/", nil))
-	wantMeshError(t, resp, b, http.StatusBadGateway, ReasonUpstreamReset)
+	wantMeshError(t, resp, b, http.StatusBadGateway, plan.ReasonUpstreamReset)
 	if !strings.Contains(string(b), "no answer to PING") || !strings.Contains(string(b), "silent-1") {
 		t.Fatalf("error body %q, want the instance and \"no answer to PING\"", b)
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftmesh/weft/internal/proxy/conn"
+	"github.com/weftmesh/weft/internal/proxy/plan"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -17,7 +19,7 @@ import (
 // engine (ADR 5): the cluster for the stream's :authority, whose
 // endpoints speak HTTP/2 with prior knowledge, and the :authority to send
 // on ("" keeps the client's); or the mesh error to answer.
-type H2Route func(authority string) (c *Cluster, rewrite string, merr *MeshError)
+type H2Route func(authority string) (c *plan.Cluster, rewrite string, merr *plan.MeshError)
 
 // h2Client serves one client connection that opened with the HTTP/2
 // preface, top to bottom in serve:
@@ -65,18 +67,18 @@ func (h *h2Client) resetByUs(id uint32) bool {
 
 // serveH2Frames serves an HTTP/2 connection with the engine.
 func (s *Server) serveH2Frames(cc *clientConn) {
-	h := &h2Client{s: s, cc: cc, route: s.H2Frames, ip: string(cc.ip), streams: map[uint32]*h2Stream{}}
-	h.w.init(cc.conn)
+	h := &h2Client{s: s, cc: cc, route: s.H2Frames, ip: string(cc.IP), streams: map[uint32]*h2Stream{}}
+	h.w.init(cc.Conn)
 	h.recvWin = h2StreamWindow
 	h.sendWin = h2StreamWindow
 	h.set = h2Settings{initWin: h2StreamWindow, maxStreams: ^uint32(0)}
-	h.fr = http2.NewFramer(nil, cc.br)
+	h.fr = http2.NewFramer(nil, cc.BR)
 	h.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	h.fr.MaxHeaderListSize = h2MaxHeaderList
 	h.fr.SetReuseFrames() // no frame is kept past the next read
 	h.fr.SetMaxReadFrameSize(h2MaxFrame)
 	h.w.wake = h.resume
-	h.idle = time.AfterFunc(clientIdleTimeout, h.idleOut)
+	h.idle = time.AfterFunc(conn.ClientIdleTimeout, h.idleOut)
 	defer h.idle.Stop()
 	h.serve()
 }
@@ -85,8 +87,8 @@ func (h *h2Client) serve() {
 	var b h2Batch
 	defer h.end(&b)
 	cc := h.cc
-	cc.dl.set(cc.conn, time.Now(), h.s.headTimeout(), 0)
-	if _, err := cc.br.Discard(len(h2Preface)); err != nil {
+	cc.DL.Set(cc.Conn, time.Now(), h.s.headTimeout(), 0)
+	if _, err := cc.BR.Discard(len(conn.H2Preface)); err != nil {
 		return
 	}
 	h.w.mu.Lock()
@@ -98,15 +100,15 @@ func (h *h2Client) serve() {
 	h.recvWin = h2ConnWindow
 	h.w.flushLocked()
 	h.w.mu.Unlock()
-	cc.dl.clear(cc.conn) // from here the idle timer bounds a silent client
-	cc.h2.Store(h)
+	cc.DL.Clear(cc.Conn) // from here the idle timer bounds a silent client
+	cc.SetGoAway(h.goAway)
 	if h.s.shutdown.Load() {
 		h.goAway()
 	}
 
 	first := true
 	for {
-		if b.frames++; cc.br.Buffered() == 0 || b.frames >= h2BatchFrames {
+		if b.frames++; cc.BR.Buffered() == 0 || b.frames >= h2BatchFrames {
 			b.flush()
 		}
 		f, err := h.fr.ReadFrame()
@@ -273,16 +275,16 @@ func (h *h2Client) headers(f *http2.MetaHeadersFrame, b *h2Batch) error {
 		}
 	}
 	if s.cluster != nil {
-		s.m = s.cluster.metrics
-		s.k.init(s.cluster, (*h2View)(s), s.start)
+		s.m = s.cluster.Metrics()
+		s.k.Init(s.cluster, (*h2View)(s), s.start)
 	}
-	s.m.begin()
+	s.m.Begin()
 	if merr != nil {
 		s.meshError(merr, b)
 		return nil
 	}
 	if s.timeout >= 0 {
-		if d, ok := parseGRPCTimeout(s.req[s.timeout].Value); ok {
+		if d, ok := plan.ParseGRPCTimeout(s.req[s.timeout].Value); ok {
 			s.expires = time.Now().Add(d)
 		} else {
 			s.timeout = -1
@@ -296,9 +298,9 @@ func (h *h2Client) headers(f *http2.MetaHeadersFrame, b *h2Batch) error {
 // request checks a request head and builds the head to send on: the
 // client's fields, with X-Forwarded-For extended. err is a malformed
 // request (a stream error); merr one the mesh answers.
-func (h *h2Client) request(s *h2Stream, f *http2.MetaHeadersFrame) (authority string, merr *MeshError, err error) {
+func (h *h2Client) request(s *h2Stream, f *http2.MetaHeadersFrame) (authority string, merr *plan.MeshError, err error) {
 	if f.Truncated {
-		return "", &MeshError{Status: http.StatusRequestHeaderFieldsTooLarge, Reason: ReasonBadRequest,
+		return "", &plan.MeshError{Status: http.StatusRequestHeaderFieldsTooLarge, Reason: plan.ReasonBadRequest,
 			Message: "the request's header list is larger than " + strconv.Itoa(h2MaxHeaderList) + " bytes"}, nil
 	}
 	method, path, scheme := f.PseudoValue("method"), f.PseudoValue("path"), f.PseudoValue("scheme")
@@ -310,7 +312,7 @@ func (h *h2Client) request(s *h2Stream, f *http2.MetaHeadersFrame) (authority st
 		if authority == "" || path != "" || scheme != "" {
 			return "", nil, errors.New("malformed CONNECT")
 		}
-		return "", &MeshError{Status: http.StatusMethodNotAllowed, Reason: ReasonBadRequest, Service: authority,
+		return "", &plan.MeshError{Status: http.StatusMethodNotAllowed, Reason: plan.ReasonBadRequest, Service: authority,
 			Message: "CONNECT is served on HTTP/1.1 connections to this listener, not over HTTP/2"}, nil
 	}
 	if method == "" || path == "" || scheme == "" {
@@ -320,7 +322,7 @@ func (h *h2Client) request(s *h2Stream, f *http2.MetaHeadersFrame) (authority st
 	xff := -1
 	for _, hf := range f.Fields {
 		switch {
-		case connectionSpecific(hf.Name):
+		case plan.ConnectionSpecific(hf.Name):
 			return "", nil, errors.New("connection-specific field " + hf.Name)
 		case hf.Name == "te" && hf.Value != "trailers":
 			return "", nil, errors.New("te other than trailers")
@@ -472,7 +474,7 @@ func (h *h2Client) rstStream(f *http2.RSTStreamFrame, b *h2Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.downDone {
-		s.status = statusClientGone
+		s.status = plan.StatusClientGone
 	}
 	s.closeFront(0, false, b)
 	s.closePeer(http2.ErrCodeCancel, b)
@@ -537,7 +539,7 @@ func (h *h2Client) resetStream(id uint32, code http2.ErrCode, b *h2Batch) {
 	}
 	s.mu.Lock()
 	if !s.downDone {
-		s.status = statusClientGone
+		s.status = plan.StatusClientGone
 	}
 	s.closeFront(code, true, b)
 	s.closePeer(http2.ErrCodeCancel, b)
@@ -614,7 +616,7 @@ func (h *h2Client) end(b *h2Batch) {
 	for _, s := range streams {
 		s.mu.Lock()
 		if !s.downDone {
-			s.status = statusClientGone
+			s.status = plan.StatusClientGone
 		}
 		s.closeFront(0, false, b)
 		s.closePeer(http2.ErrCodeCancel, b)
@@ -628,6 +630,6 @@ func (h *h2Client) end(b *h2Batch) {
 	// The caller closes the socket next: first let the client see the
 	// last frames and end its side (a close with its bytes unread would
 	// reset the connection), for at most h2CloseWait.
-	h.cc.conn.SetReadDeadline(time.Now().Add(h2CloseWait))
-	io.Copy(io.Discard, h.cc.br)
+	h.cc.Conn.SetReadDeadline(time.Now().Add(h2CloseWait))
+	io.Copy(io.Discard, h.cc.BR)
 }

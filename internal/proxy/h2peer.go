@@ -14,6 +14,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/weftmesh/weft/internal/endpoint"
+	"github.com/weftmesh/weft/internal/proxy/plan"
 )
 
 // h2Peer is a connection from the HTTP/2 engine to one instance (a peer
@@ -22,7 +23,7 @@ import (
 // instance's frames and passes them to the client streams they belong to.
 type h2Peer struct {
 	h2Conn
-	ep *Endpoint
+	ep *plan.Endpoint
 	fr *http2.Framer
 
 	// under w.mu:
@@ -98,7 +99,7 @@ var errPoolClosed = errors.New("the instance left the mesh")
 var h2Slot = endpoint.NewSlot(func(*endpoint.Endpoint) endpoint.Local { return &h2Pool{} })
 
 // h2PoolOf is the HTTP/2 engine's connection pool of ep.
-func h2PoolOf(ep *Endpoint) *h2Pool { return ep.Local(h2Slot).(*h2Pool) }
+func h2PoolOf(ep *plan.Endpoint) *h2Pool { return ep.Local(h2Slot).(*h2Pool) }
 
 // h2Pool holds an endpoint's HTTP/2 connections. Dials are shared: the
 // streams that find no connection while one is being made wait for it.
@@ -132,7 +133,7 @@ func (pl *h2Pool) ready() *h2Peer {
 
 // get returns a connection with room for a stream, dialling one if there
 // is none.
-func (pl *h2Pool) get(ep *Endpoint) (*h2Peer, error) {
+func (pl *h2Pool) get(ep *plan.Endpoint) (*h2Peer, error) {
 	if p := pl.ready(); p != nil {
 		return p, nil
 	}
@@ -208,7 +209,7 @@ var h2Dialer = net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
 
 // dialH2 connects to ep, sends the preface and SETTINGS, and starts the
 // connection's reader.
-func dialH2(ep *Endpoint) (*h2Peer, error) {
+func dialH2(ep *plan.Endpoint) (*h2Peer, error) {
 	conn, err := h2Dialer.Dial("tcp", ep.Address)
 	if err != nil {
 		return nil, err

@@ -13,6 +13,8 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/weftmesh/weft/internal/endpoint"
+	"github.com/weftmesh/weft/internal/proxy/conn"
+	"github.com/weftmesh/weft/internal/proxy/plan"
 )
 
 // h2Stream is one request crossing a hop of the HTTP/2 engine: a stream
@@ -20,7 +22,7 @@ import (
 // connection to an instance (peer). Each half ends on its own: the front
 // when the client has ended its side and the response has ended towards
 // it, the peer when the request has ended towards it and the response has
-// ended from it, or either by a reset. Metrics are recorded when both
+// ended from it, or either by a reset. plan.Metrics are recorded when both
 // have ended.
 //
 // Every field is guarded by mu. Lock order: mu, then a writer's mu.
@@ -31,10 +33,10 @@ type h2Stream struct {
 	peer  *h2Peer
 	uid   uint32 // on the peer's connection
 
-	cluster *Cluster
-	k       call      // the plan: pick, attempts, retry decision
-	ep      *Endpoint // of the current attempt
-	m       *serviceMetrics
+	cluster *plan.Cluster
+	k       plan.Call      // the plan: pick, attempts, retry decision
+	ep      *plan.Endpoint // of the current attempt
+	m       *plan.ServiceMetrics
 	start   time.Time
 	req     []hpack.HeaderField // the request head as it goes to the peer
 	timeout int                 // index of grpc-timeout in req, or -1
@@ -91,9 +93,9 @@ type h2Stream struct {
 // to an instance that is ready now, or, when one must be dialled, from a
 // goroutine (frames that arrive meanwhile wait in upPend). Called under mu.
 func (s *h2Stream) open(b *h2Batch) {
-	ep := s.k.next()
+	ep := s.k.Next()
 	if ep == nil {
-		s.meshError(s.k.result(), b)
+		s.meshError(s.k.Result(), b)
 		return
 	}
 	s.ep = ep
@@ -106,7 +108,7 @@ func (s *h2Stream) open(b *h2Batch) {
 
 // connect dials (or waits for a dial of) a connection to ep and attaches
 // the stream to it, moving on to another instance when it cannot.
-func (s *h2Stream) connect(ep *Endpoint) {
+func (s *h2Stream) connect(ep *plan.Endpoint) {
 	var b h2Batch
 	defer b.flush()
 	for {
@@ -117,7 +119,7 @@ func (s *h2Stream) connect(ep *Endpoint) {
 			// the attempt ends cancelled, but a failed dial still counts
 			// against the instance.
 			s.connecting, s.peerClosed = false, true
-			s.k.cancelled()
+			s.k.Cancelled()
 			if err != nil {
 				ep.ConnectFailed()
 			}
@@ -135,9 +137,9 @@ func (s *h2Stream) connect(ep *Endpoint) {
 			continue // the connection went away meanwhile: another one
 		}
 		s.connecting = false
-		s.k.failed(endpoint.ConnectFailed, err)
-		if !s.k.again(false) {
-			s.meshError(s.k.result(), &b)
+		s.k.Failed(endpoint.ConnectFailed, err)
+		if !s.k.Again(false) {
+			s.meshError(s.k.Result(), &b)
 			s.mu.Unlock()
 			return
 		}
@@ -152,7 +154,7 @@ func (s *h2Stream) connect(ep *Endpoint) {
 // Called under mu.
 func (s *h2Stream) attach(p *h2Peer, b *h2Batch) bool {
 	if s.timeout >= 0 {
-		s.req[s.timeout].Value = formatGRPCTimeout(max(time.Until(s.expires), 0))
+		s.req[s.timeout].Value = plan.FormatGRPCTimeout(max(time.Until(s.expires), 0))
 	}
 	p.w.mu.Lock()
 	if p.nextID > 1<<31-1 && !p.closed {
@@ -383,16 +385,16 @@ func (s *h2Stream) responseHead(f *http2.MetaHeadersFrame, b *h2Batch) {
 		s.writeDownHead(responseFields(f.Fields), false, b)
 		return
 	}
-	if status == http.StatusBadGateway && fieldValue(f.Fields, "x-weft-error") == ReasonConnectFailed &&
-		s.k.pastPeer(!s.noBody) {
+	if status == http.StatusBadGateway && fieldValue(f.Fields, "x-weft-error") == plan.ReasonConnectFailed &&
+		s.k.PastPeer(!s.noBody) {
 		// The peer sidecar could not reach its app: the app never saw
 		// this request, so another instance may take it.
-		s.k.failed(endpoint.ConnectFailed, errPeerCouldNotConnect)
+		s.k.Failed(endpoint.ConnectFailed, plan.ErrPeerCouldNotConnect)
 		s.closePeer(http2.ErrCodeCancel, b)
 		s.reopen(b)
 		return
 	}
-	s.k.ok()
+	s.k.OK()
 	s.headDone()
 	s.gotFinal, s.status = true, status
 	s.grpcResp = strings.HasPrefix(fieldValue(f.Fields, "content-type"), "application/grpc")
@@ -442,22 +444,22 @@ func (s *h2Stream) reopen(b *h2Batch) {
 // response has begun; else it resets the client's stream. A gRPC call
 // gets a trailers-only answer with the gRPC status of the error. Called
 // under mu.
-func (s *h2Stream) meshError(e *MeshError, b *h2Batch) {
-	s.m.meshError(e.Reason)
-	s.k.cancelled() // an attempt still open ends with the answer (its outcome, if any, was recorded)
+func (s *h2Stream) meshError(e *plan.MeshError, b *h2Batch) {
+	s.m.MeshError(e.Reason)
+	s.k.Cancelled() // an attempt still open ends with the answer (its outcome, if any, was recorded)
 	s.closePeer(http2.ErrCodeCancel, b)
 	if s.headersOut || s.frontClosed {
-		s.status = statusAborted
+		s.status = plan.StatusAborted
 		s.closeFront(http2.ErrCodeInternal, true, b)
 		s.settle(b)
 		return
 	}
-	fields, body := e.h2Parts(s.isGRPC)
+	fields, body := e.H2Parts(s.isGRPC)
 	s.gotFinal, s.headersOut = true, true
 	s.downPend.reset()
 	s.downTrail = nil
 	if s.isGRPC {
-		s.status, s.grpcResp, s.grpcCode = http.StatusOK, true, e.grpcCode()
+		s.status, s.grpcResp, s.grpcCode = http.StatusOK, true, e.GRPCCode()
 		s.writeDownHead(fields, true, b)
 		s.downEnd, s.downDone = true, true
 		if s.clientEnd {
@@ -484,7 +486,7 @@ func (s *h2Stream) timerFired() {
 	if s.ep != nil {
 		where = "waiting for " + s.ep.Instance + " at " + s.ep.Address
 	}
-	s.meshError(&MeshError{Status: http.StatusGatewayTimeout, Reason: ReasonUpstreamTimeout, Service: s.cluster.Service,
+	s.meshError(&plan.MeshError{Status: http.StatusGatewayTimeout, Reason: plan.ReasonUpstreamTimeout, Service: s.cluster.Service,
 		Message: "grpc-timeout ran out " + where}, &b)
 }
 
@@ -500,7 +502,7 @@ func (s *h2Stream) armTimer() {
 // Called under mu.
 func (s *h2Stream) peerBroke(code http2.ErrCode, what string, b *h2Batch) {
 	s.closePeer(code, b)
-	s.meshError(s.k.failed(endpoint.Reset, errors.New(what)), b)
+	s.meshError(s.k.Failed(endpoint.Reset, errors.New(what)), b)
 }
 
 // peerReset handles the peer's RST_STREAM, or the end of its connection
@@ -518,17 +520,17 @@ func (s *h2Stream) peerReset(code http2.ErrCode, refused bool, err error, b *h2B
 		s.settle(b)
 		return
 	}
-	if refused && s.noBody && !s.gotFinal && s.k.retry(endpoint.Refused, false) {
+	if refused && s.noBody && !s.gotFinal && s.k.Retry(endpoint.Refused, false) {
 		// The instance did not take the stream: it may take it on
 		// another connection, so it stays a candidate.
-		s.k.failed(endpoint.Refused, fmt.Errorf("stream refused (%v)", code))
-		s.k.sameAgain()
+		s.k.Failed(endpoint.Refused, fmt.Errorf("stream refused (%v)", code))
+		s.k.SameAgain()
 		s.reopen(b)
 		return
 	}
 	if s.gotFinal && s.headersOut {
 		if !s.downDone {
-			s.status = statusAborted
+			s.status = plan.StatusAborted
 		}
 		s.closeFront(code, true, b)
 		s.settle(b)
@@ -541,8 +543,8 @@ func (s *h2Stream) peerReset(code http2.ErrCode, refused bool, err error, b *h2B
 	if refused {
 		class = endpoint.Refused
 	}
-	e := s.k.failed(class, err)
-	if !s.gotFinal && !s.frontClosed && s.k.again(!s.noBody) {
+	e := s.k.Failed(class, err)
+	if !s.gotFinal && !s.frontClosed && s.k.Again(!s.noBody) {
 		// The plan allows another instance: a replayable request whose
 		// stream or connection broke before a response (as on HTTP/1.1).
 		s.reopen(b)
@@ -609,7 +611,7 @@ func (s *h2Stream) closeFrontLocked(code http2.ErrCode, rst bool) {
 		if h.draining {
 			h.w.closeLocked()
 		} else {
-			h.idle.Reset(clientIdleTimeout)
+			h.idle.Reset(conn.ClientIdleTimeout)
 		}
 	}
 }
@@ -625,21 +627,21 @@ func (s *h2Stream) settle(b *h2Batch) {
 		return
 	}
 	s.recorded = true
-	s.k.cancelled() // an attempt the client left before its outcome
+	s.k.Cancelled() // an attempt the client left before its outcome
 	if s.timer != nil {
 		s.timer.Stop()
 	}
 	if s.status == 0 {
-		s.status = statusClientGone
+		s.status = plan.StatusClientGone
 	}
 	if s.grpcResp {
 		code := s.grpcCode
 		if code == "" {
 			code = "missing"
 		}
-		s.m.grpcStatus(code)
+		s.m.GRPCStatus(code)
 	}
-	s.m.done(s.status, s.start)
+	s.m.Done(s.status, s.start)
 }
 
 // fieldValue returns the value of the first field named name.
@@ -655,10 +657,10 @@ func fieldValue(fields []hpack.HeaderField, name string) string {
 // responseFields is a response head less connection-specific fields.
 func responseFields(fields []hpack.HeaderField) []hpack.HeaderField {
 	for i, f := range fields {
-		if connectionSpecific(f.Name) {
+		if plan.ConnectionSpecific(f.Name) {
 			out := append([]hpack.HeaderField(nil), fields[:i]...)
 			for _, g := range fields[i+1:] {
-				if !connectionSpecific(g.Name) {
+				if !plan.ConnectionSpecific(g.Name) {
 					out = append(out, g)
 				}
 			}

@@ -8,6 +8,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/weftmesh/weft/internal/proxy/conn"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -126,7 +127,7 @@ func (w *h2Writer) fail(err error) {
 	if w.err == nil {
 		w.err = err
 		w.out = nil
-		closeNow(w.conn)
+		conn.CloseNow(w.conn)
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 
 	"github.com/weftmesh/weft/internal/endpoint"
 	"github.com/weftmesh/weft/internal/h1"
+	"github.com/weftmesh/weft/internal/proxy/conn"
+	"github.com/weftmesh/weft/internal/proxy/plan"
 )
 
 // handle serves one request on the fast path, top to bottom:
@@ -37,15 +39,15 @@ func (s *Server) handle(cc *clientConn) bool {
 		s.meshError(cc, nil, merr)
 		return !hasBody(req) && !req.Close
 	}
-	m := c.metrics
-	m.begin()
+	m := c.Metrics()
+	m.Begin()
 	ex := exchange{s: s, cc: cc, c: c, k: &cc.call, sentAt: cc.start}
-	ex.k.init(c, viewH1(req), cc.start)
+	ex.k.Init(c, viewH1(req), cc.start)
 	defer func() {
 		now := time.Now() // one clock read for the metrics and the attempt
-		m.doneAt(ex.status, cc.start, now)
-		ex.k.finish(now)
-		ex.k.clear() // holds no endpoint or error past the request
+		m.DoneAt(ex.status, cc.start, now)
+		ex.k.Finish(now)
+		ex.k.Clear() // holds no endpoint or error past the request
 	}()
 	return ex.run()
 }
@@ -54,10 +56,10 @@ func (s *Server) handle(cc *clientConn) bool {
 type exchange struct {
 	s         *Server
 	cc        *clientConn
-	c         *Cluster
-	k         *call // the plan: pick, attempts, retry decision (the connection's, reused)
-	status    int   // recorded in metrics
-	committed bool  // the request may have reached an upstream or its body is spent: no other instance may be tried
+	c         *plan.Cluster
+	k         *plan.Call // the plan: pick, attempts, retry decision (the connection's, reused)
+	status    int        // recorded in metrics
+	committed bool       // the request may have reached an upstream or its body is spent: no other instance may be tried
 	// sentAt is when the current attempt's request had gone in full:
 	// the response head timeout counts from there.
 	sentAt time.Time
@@ -67,18 +69,18 @@ type exchange struct {
 // failure allows another instance.
 func (ex *exchange) run() bool {
 	cc, c, req := ex.cc, ex.c, &ex.cc.req
-	ex.status = statusAborted
-	for ep := ex.k.next(); ep != nil; ep = ex.k.next() {
+	ex.status = plan.StatusAborted
+	for ep := ex.k.Next(); ep != nil; ep = ex.k.Next() {
 		keep, done := ex.try(ep)
 		if done {
 			return keep
 		}
 		// Once committed, the body is gone: no other instance can have it.
-		if !ex.k.again(ex.committed) {
+		if !ex.k.Again(ex.committed) {
 			break
 		}
 	}
-	last := ex.k.result()
+	last := ex.k.Result()
 	ex.status = last.Status
 	ex.s.meshError(cc, c, last)
 	return !ex.committed && !hasBody(req) && !req.Close
@@ -88,14 +90,14 @@ func (ex *exchange) run() bool {
 // done means a response (or the client's departure) ended the exchange;
 // otherwise the attempt failed (ex.k holds why) and ex.committed says
 // whether the request may still go elsewhere.
-func (ex *exchange) try(ep *Endpoint) (keep, done bool) {
-	if ex.k.attempts > 1 {
+func (ex *exchange) try(ep *plan.Endpoint) (keep, done bool) {
+	if ex.k.Attempts() > 1 {
 		ex.sentAt = time.Now() // a retry: its own timeout
 	}
 	for fresh := false; ; fresh = true {
 		uc, derr := h1Pool(ep).get(fresh, ex.cc.start)
 		if derr != nil {
-			ex.k.failed(endpoint.ConnectFailed, derr)
+			ex.k.Failed(endpoint.ConnectFailed, derr)
 			return false, false
 		}
 		keep, done, stale := ex.send(ep, uc)
@@ -108,13 +110,13 @@ func (ex *exchange) try(ep *Endpoint) (keep, done bool) {
 
 // send writes the request on uc and relays the response. stale reports a
 // reused connection that failed before anything was sent or received.
-func (ex *exchange) send(ep *Endpoint, uc *upConn) (keep, done, stale bool) {
+func (ex *exchange) send(ep *plan.Endpoint, uc *upConn) (keep, done, stale bool) {
 	cc, req := ex.cc, &ex.cc.req
 	var writes uint64
 	if uc.sock != nil {
-		writes = uc.sock.writes
+		writes = uc.sock.Writes
 	}
-	writeRequestHead(uc.bw, req, cc.ip)
+	writeRequestHead(uc.bw, req, cc.IP)
 	if !req.ExpectContinue {
 		if err := ex.sendBody(uc); err != nil {
 			return ex.sendFailed(uc, err)
@@ -123,7 +125,7 @@ func (ex *exchange) send(ep *Endpoint, uc *upConn) (keep, done, stale bool) {
 	// The whole request still in the buffer: the upstream has had nothing
 	// to answer yet (a large body goes out in parts, and may be answered
 	// early).
-	if !req.ExpectContinue && uc.sock != nil && uc.sock.writes == writes && uc.br.Buffered() == 0 {
+	if !req.ExpectContinue && uc.sock != nil && uc.sock.Writes == writes && uc.br.Buffered() == 0 {
 		return ex.awaitResponse(ep, uc)
 	}
 	if err := uc.bw.Flush(); err != nil {
@@ -149,9 +151,9 @@ func (ex *exchange) send(ep *Endpoint, uc *upConn) (keep, done, stale bool) {
 // if there is one, counted from when the request had gone in full.
 func (ex *exchange) responseDeadline(uc *upConn) {
 	if t := ex.c.Timeout; t > 0 {
-		uc.dl.set(uc.Conn, ex.sentAt, t, t/16)
+		uc.dl.Set(uc.Conn, ex.sentAt, t, t/16)
 	} else {
-		uc.dl.clear(uc.Conn)
+		uc.dl.Clear(uc.Conn)
 	}
 }
 
@@ -164,25 +166,25 @@ func (ex *exchange) responseDeadline(uc *upConn) {
 // so it lasts at most probeAfter (or half the response timeout): then a
 // look at the socket finds such a close, and ordinary reads take over for
 // the rest of the timeout.
-func (ex *exchange) awaitResponse(ep *Endpoint, uc *upConn) (keep, done, stale bool) {
+func (ex *exchange) awaitResponse(ep *plan.Endpoint, uc *upConn) (keep, done, stale bool) {
 	now := time.Now() // (not the request's start: a retry comes after earlier waits)
 	wait := probeAfter
 	if t := ex.c.Timeout; t > 0 {
 		wait = min(wait, t/2, ex.sentAt.Add(t).Sub(now)) // half of it is left for the ordinary reads
 	}
-	uc.dl.set(uc.Conn, now, wait, wait/16)
+	uc.dl.Set(uc.Conn, now, wait, wait/16)
 	ex.cc.resp.Reset()
-	sendErr, readErr := uc.sock.awaitAfter(uc.br, uc.bw)
+	sendErr, readErr := uc.sock.AwaitAfter(uc.br, uc.bw)
 	if sendErr != nil {
 		return ex.sendFailed(uc, sendErr)
 	}
 	if readErr != nil && errors.Is(readErr, os.ErrDeadlineExceeded) {
 		// Nothing woke the wait. An end of stream that came before it
 		// would not have: look at the socket now.
-		switch err := uc.sock.peekNow(uc.br); {
+		switch err := uc.sock.PeekNow(uc.br); {
 		case err == nil: // bytes, just now
 			readErr = nil
-		case err != errWouldBlock: // the peer's end of stream, or a reset: a stale connection
+		case err != conn.ErrWouldBlock: // the peer's end of stream, or a reset: a stale connection
 			readErr = err
 		default: // no answer yet: read on, the ordinary way
 			readErr = nil
@@ -198,7 +200,7 @@ func (ex *exchange) awaitResponse(ep *Endpoint, uc *upConn) (keep, done, stale b
 
 // receive reads the response head (after readErr, the error of a read
 // already made) and relays the response.
-func (ex *exchange) receive(ep *Endpoint, uc *upConn, readErr error) (keep, done, stale bool) {
+func (ex *exchange) receive(ep *plan.Endpoint, uc *upConn, readErr error) (keep, done, stale bool) {
 	cc, req, resp := ex.cc, &ex.cc.req, &ex.cc.resp
 	for {
 		err := readErr
@@ -213,10 +215,10 @@ func (ex *exchange) receive(ep *Endpoint, uc *upConn, readErr error) (keep, done
 			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				ex.committed = true
-				ex.k.failed(endpoint.Timeout, fmt.Errorf("%w within %s", errHeadTimeout, ex.c.Timeout))
+				ex.k.Failed(endpoint.Timeout, fmt.Errorf("%w within %s", plan.ErrHeadTimeout, ex.c.Timeout))
 				return false, false, false
 			}
-			ex.k.failed(endpoint.Reset, err) // the plan decides whether a replayable request goes elsewhere
+			ex.k.Failed(endpoint.Reset, err) // the plan decides whether a replayable request goes elsewhere
 			return false, false, false
 		}
 		if resp.Status == http.StatusSwitchingProtocols && len(req.Upgrade()) == 0 {
@@ -224,18 +226,18 @@ func (ex *exchange) receive(ep *Endpoint, uc *upConn, readErr error) (keep, done
 			// §15.2.2); what follows it is no HTTP response.
 			uc.close()
 			ex.committed = true
-			ex.k.failed(endpoint.Reset, errors.New("101 Switching Protocols to a request that asked for no upgrade"))
+			ex.k.Failed(endpoint.Reset, errors.New("101 Switching Protocols to a request that asked for no upgrade"))
 			return false, false, false
 		}
 		if resp.Status >= 200 || resp.Status == http.StatusSwitchingProtocols {
 			break
 		}
 		// 1xx: pass it on. 100 Continue releases the body held back.
-		writeResponseHead(cc.bw, resp, req, false)
-		if err := cc.bw.Flush(); err != nil {
+		writeResponseHead(cc.BW, resp, req, false)
+		if err := cc.BW.Flush(); err != nil {
 			uc.close()
-			ex.status = statusClientGone
-			ex.k.cancelled()
+			ex.status = plan.StatusClientGone
+			ex.k.Cancelled()
 			return false, true, false
 		}
 		if resp.Status == http.StatusContinue && req.ExpectContinue {
@@ -251,22 +253,18 @@ func (ex *exchange) receive(ep *Endpoint, uc *upConn, readErr error) (keep, done
 		ex.responseDeadline(uc) // the final response: the whole timeout, not the first wait's
 	}
 	if !bodyBuffered(resp, req, uc.br) {
-		uc.dl.clear(uc.Conn) // the body may stream for longer than the timeout
+		uc.dl.Clear(uc.Conn) // the body may stream for longer than the timeout
 	}
-	if peerCouldNotConnectHead(resp) && ex.k.pastPeer(ex.committed || hasBody(req)) {
+	if peerCouldNotConnectHead(resp) && ex.k.PastPeer(ex.committed || hasBody(req)) {
 		// The peer sidecar could not reach its app: the app never saw
 		// this request, so another instance may take it.
 		ex.discardResponse(uc, ep)
-		ex.k.failed(endpoint.ConnectFailed, errPeerCouldNotConnect)
+		ex.k.Failed(endpoint.ConnectFailed, plan.ErrPeerCouldNotConnect)
 		return false, false, false
 	}
-	ex.k.okLater()
+	ex.k.OKLater()
 	return ex.relay(uc, ep)
 }
-
-// errPeerCouldNotConnect: a peer sidecar answered 502
-// upstream-connect-failed, its app refused the connection.
-var errPeerCouldNotConnect = errors.New("its sidecar could not reach the app")
 
 // sendBody copies the request body, if any, to the upstream.
 func (ex *exchange) sendBody(uc *upConn) error {
@@ -275,15 +273,15 @@ func (ex *exchange) sendBody(uc *upConn) error {
 	switch {
 	case req.Chunked:
 		ex.committed = true
-		err = h1.CopyChunked(uc.bw, ex.cc.br)
+		err = h1.CopyChunked(uc.bw, ex.cc.BR)
 	case req.ContentLength > 0:
 		ex.committed = true
-		err = h1.CopyFixed(uc.bw, ex.cc.br, req.ContentLength)
+		err = h1.CopyFixed(uc.bw, ex.cc.BR, req.ContentLength)
 	default:
 		return nil
 	}
 	if err != nil && !isWriteError(err) {
-		ex.status = statusClientGone // reading from the client failed
+		ex.status = plan.StatusClientGone // reading from the client failed
 	}
 	ex.sentAt = time.Now() // a body may take its time: the head timeout starts after it
 	return err
@@ -292,26 +290,26 @@ func (ex *exchange) sendBody(uc *upConn) error {
 // sendFailed handles an error while sending the request.
 func (ex *exchange) sendFailed(uc *upConn, err error) (keep, done, stale bool) {
 	uc.close()
-	if ex.status == statusClientGone {
-		ex.k.cancelled()
+	if ex.status == plan.StatusClientGone {
+		ex.k.Cancelled()
 		return false, true, false
 	}
 	if !ex.committed && uc.reused {
 		return false, false, true
 	}
-	ex.k.failed(endpoint.Reset, err)
+	ex.k.Failed(endpoint.Reset, err)
 	return false, false, false
 }
 
 // relay copies the response head and body to the client and returns the
 // upstream connection to its pool when it can serve another request.
-func (ex *exchange) relay(uc *upConn, ep *Endpoint) (keep, done, stale bool) {
+func (ex *exchange) relay(uc *upConn, ep *plan.Endpoint) (keep, done, stale bool) {
 	cc, req, resp := ex.cc, &ex.cc.req, &ex.cc.resp
 	ex.status = resp.Status
 	if resp.Status == http.StatusSwitchingProtocols {
-		writeResponseHead(cc.bw, resp, req, false)
-		if cc.bw.Flush() == nil {
-			pipe(cc.conn, cc.br, &bufferedConn{Conn: uc.Conn, r: uc.br})
+		writeResponseHead(cc.BW, resp, req, false)
+		if cc.BW.Flush() == nil {
+			conn.Pipe(cc.Conn, cc.BR, &conn.Buffered{Conn: uc.Conn, R: uc.br})
 		}
 		uc.close()
 		return false, true, false
@@ -322,27 +320,27 @@ func (ex *exchange) relay(uc *upConn, ep *Endpoint) (keep, done, stale bool) {
 	// The client never got 100 Continue: whether its body follows is unknown.
 	bodyPending := req.ExpectContinue && hasBody(req)
 	keepClient := !req.Close && !untilEOF && !dechunk && !bodyPending
-	writeResponseHead(cc.bw, resp, req, !keepClient)
+	writeResponseHead(cc.BW, resp, req, !keepClient)
 
 	var err error
 	switch {
 	case bodyless:
 	case dechunk:
-		err = h1.DechunkTo(cc.bw, uc.br)
+		err = h1.DechunkTo(cc.BW, uc.br)
 	case resp.Chunked:
-		err = h1.CopyChunked(cc.bw, uc.br)
+		err = h1.CopyChunked(cc.BW, uc.br)
 	case resp.ContentLength > 0:
-		err = h1.CopyFixed(cc.bw, uc.br, resp.ContentLength)
+		err = h1.CopyFixed(cc.BW, uc.br, resp.ContentLength)
 	case untilEOF:
-		err = h1.CopyUntilEOF(cc.bw, uc.br)
+		err = h1.CopyUntilEOF(cc.BW, uc.br)
 	}
 	if err != nil {
 		// The status line is out: closing both sides is all that is left.
 		uc.close()
 		if isWriteError(err) {
-			ex.status = statusClientGone
+			ex.status = plan.StatusClientGone
 		} else {
-			ex.status = statusAborted
+			ex.status = plan.StatusAborted
 		}
 		return false, true, false
 	}
@@ -351,8 +349,8 @@ func (ex *exchange) relay(uc *upConn, ep *Endpoint) (keep, done, stale bool) {
 	} else {
 		h1Pool(ep).put(uc, ex.cc.start)
 	}
-	if err := cc.bw.Flush(); err != nil {
-		ex.status = statusClientGone
+	if err := cc.BW.Flush(); err != nil {
+		ex.status = plan.StatusClientGone
 		return false, true, false
 	}
 	return keepClient, true, false
@@ -361,14 +359,14 @@ func (ex *exchange) relay(uc *upConn, ep *Endpoint) (keep, done, stale bool) {
 // awaitContinue waits up to a second for the upstream to start its answer
 // to a request that expects 100 Continue. It consumes nothing.
 func (ex *exchange) awaitContinue(uc *upConn) bool {
-	uc.dl.set(uc.Conn, time.Now(), time.Second, 0)
+	uc.dl.Set(uc.Conn, time.Now(), time.Second, 0)
 	_, err := uc.br.Peek(1)
-	uc.dl.clear(uc.Conn)
+	uc.dl.Clear(uc.Conn)
 	return err == nil
 }
 
 // discardResponse reads a small error response off uc so it can be reused.
-func (ex *exchange) discardResponse(uc *upConn, ep *Endpoint) {
+func (ex *exchange) discardResponse(uc *upConn, ep *plan.Endpoint) {
 	resp := &ex.cc.resp
 	if resp.ContentLength >= 0 && resp.ContentLength < 64<<10 && !resp.Close {
 		if _, err := uc.br.Discard(int(resp.ContentLength)); err == nil {
@@ -385,12 +383,12 @@ func (ex *exchange) discardResponse(uc *upConn, ep *Endpoint) {
 func (s *Server) tunnel(cc *clientConn) {
 	target := cc.req.Target()
 	if !s.Connect || s.TCP == nil {
-		s.meshError(cc, nil, &MeshError{Status: http.StatusMethodNotAllowed, Reason: ReasonBadRequest,
+		s.meshError(cc, nil, &plan.MeshError{Status: http.StatusMethodNotAllowed, Reason: plan.ReasonBadRequest,
 			Message: "CONNECT is not accepted on this listener"})
 		return
 	}
 	if _, _, err := net.SplitHostPort(string(target)); err != nil {
-		s.meshError(cc, nil, &MeshError{Status: http.StatusBadRequest, Reason: ReasonBadRequest, Service: string(target),
+		s.meshError(cc, nil, &plan.MeshError{Status: http.StatusBadRequest, Reason: plan.ReasonBadRequest, Service: string(target),
 			Message: fmt.Sprintf("CONNECT target %q is not host:port", target)})
 		return
 	}
@@ -405,31 +403,29 @@ func (s *Server) tunnel(cc *clientConn) {
 		return
 	}
 	defer up.Close()
-	if s.Metrics != nil {
-		s.Metrics.tunnels.Inc()
-	}
-	cc.bw.WriteString("HTTP/1.1 200 Connection Established\r\n\r\n")
-	if cc.bw.Flush() != nil {
+	s.Metrics.TunnelOpened()
+	cc.BW.WriteString("HTTP/1.1 200 Connection Established\r\n\r\n")
+	if cc.BW.Flush() != nil {
 		return
 	}
-	m := c.metrics.tcpMetrics()
-	m.opened()
-	defer m.closed()
-	buffered, _ := cc.br.Peek(cc.br.Buffered())
-	if s.TCP.pipe(cc.conn, buffered, up, m) {
-		m.idleTimeout()
+	m := c.Metrics().TCP()
+	m.Opened()
+	defer m.Closed()
+	buffered, _ := cc.BR.Peek(cc.BR.Buffered())
+	if s.TCP.pipe(cc.Conn, buffered, up, m) {
+		m.IdleTimeout()
 	}
 }
 
 // meshError answers with an error the mesh made. The connection closes
 // after it when the request body was not read.
-func (s *Server) meshError(cc *clientConn, c *Cluster, e *MeshError) {
+func (s *Server) meshError(cc *clientConn, c *plan.Cluster, e *plan.MeshError) {
 	if c != nil {
-		c.metrics.meshError(e.Reason)
+		c.Metrics().MeshError(e.Reason)
 	}
 	closing := hasBody(&cc.req) || cc.req.Close
-	e.writeH1(cc.bw, closing)
-	cc.bw.Flush()
+	e.WriteH1(cc.BW, closing)
+	cc.BW.Flush()
 }
 
 // destinationOf returns the authority the request names and whether it
@@ -481,7 +477,7 @@ func replayableHead(req *h1.Head) bool {
 }
 
 func peerCouldNotConnectHead(resp *h1.Head) bool {
-	return resp.Status == http.StatusBadGateway && bytes.Equal(resp.Get(HeaderError), []byte(ReasonConnectFailed))
+	return resp.Status == http.StatusBadGateway && bytes.Equal(resp.Get(plan.HeaderError), []byte(plan.ReasonConnectFailed))
 }
 
 // isReset: the connection broke (not a timeout).

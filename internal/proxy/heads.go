@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/weftmesh/weft/internal/h1"
+	"github.com/weftmesh/weft/internal/proxy/plan"
 )
 
 var xffName = []byte("X-Forwarded-For")
@@ -22,7 +23,7 @@ func writeRequestHead(bw *bufio.Writer, req *h1.Head, clientIP []byte) {
 	xff := 0
 	for i := 0; i < req.NumFields(); i++ {
 		name, value := req.FieldAt(i)
-		if isHopByHop(name) || req.NamedByConnection(name) {
+		if plan.IsHopByHop(name) || req.NamedByConnection(name) {
 			continue
 		}
 		if bytes.EqualFold(name, xffName) {
@@ -70,7 +71,7 @@ func writeResponseHead(bw *bufio.Writer, resp, req *h1.Head, closing bool) {
 	bw.WriteString("\r\n")
 	for i := 0; i < resp.NumFields(); i++ {
 		name, value := resp.FieldAt(i)
-		if isHopByHop(name) || resp.NamedByConnection(name) {
+		if plan.IsHopByHop(name) || resp.NamedByConnection(name) {
 			continue
 		}
 		writeField(bw, name, value)

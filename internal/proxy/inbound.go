@@ -9,6 +9,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/endpoint"
 	"github.com/weftmesh/weft/internal/h1"
+	"github.com/weftmesh/weft/internal/proxy/plan"
 )
 
 // Inbound is the handler on the sidecar's inbound listener: it takes
@@ -21,17 +22,17 @@ type Inbound struct {
 	Transport http.RoundTripper
 	// H2 carries requests that arrived as HTTP/2 to the app (nil: HTTP/1.1).
 	H2      http.RoundTripper
-	metrics *serviceMetrics
-	cluster *Cluster // the app, as the fast path's only destination
+	metrics *plan.ServiceMetrics
+	cluster *plan.Cluster // the app, as the fast path's only destination
 }
 
 // NewInbound wires an Inbound.
-func NewInbound(service, instance, app string, transport http.RoundTripper, m *Metrics) *Inbound {
+func NewInbound(service, instance, app string, transport http.RoundTripper, m *plan.Metrics) *Inbound {
 	in := &Inbound{Service: service, Instance: instance, App: app, Transport: transport}
 	if m != nil {
-		in.metrics = m.forService("inbound", service)
+		in.metrics = m.ForService("inbound", service)
 	}
-	in.cluster = newCluster(service, []*Endpoint{endpoint.New(service, instance, app, nil)}, 0, in.metrics)
+	in.cluster = plan.NewCluster(service, []*plan.Endpoint{endpoint.New(service, instance, app, nil)}, 0, in.metrics)
 	return in
 }
 
@@ -41,19 +42,21 @@ func (in *Inbound) SetTimeout(d time.Duration) { in.cluster.Timeout = d }
 
 // Resolve is the fast path's routing decision for the inbound listener:
 // always the local app.
-func (in *Inbound) Resolve(*h1.Head, []byte, bool) (*Cluster, *MeshError) { return in.cluster, nil }
+func (in *Inbound) Resolve(*h1.Head, []byte, bool) (*plan.Cluster, *plan.MeshError) {
+	return in.cluster, nil
+}
 
 func (in *Inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	in.metrics.begin()
-	status := statusAborted
-	defer func() { in.metrics.done(status, start) }()
+	in.metrics.Begin()
+	status := plan.StatusAborted
+	defer func() { in.metrics.Done(status, start) }()
 	status = in.forward(w, r, start)
 }
 
 func (in *Inbound) forward(w http.ResponseWriter, r *http.Request, start time.Time) int {
 	if r.Method == http.MethodConnect {
-		return failStd(w, r, in.metrics, &MeshError{Status: http.StatusMethodNotAllowed, Reason: ReasonBadRequest, Service: in.Service,
+		return failStd(w, r, in.metrics, &plan.MeshError{Status: http.StatusMethodNotAllowed, Reason: plan.ReasonBadRequest, Service: in.Service,
 			Instance: in.Instance, Message: "CONNECT is not accepted on the inbound listener"})
 	}
 	prepare(r)
@@ -61,33 +64,35 @@ func (in *Inbound) forward(w http.ResponseWriter, r *http.Request, start time.Ti
 	defer cancel()
 	setGRPCTimeout(r)
 	r.URL.Host = in.App
-	var k call
-	k.init(in.cluster, &stdView{r}, start)
-	k.next() // the app: one endpoint, one attempt
+	var k plan.Call
+	k.Init(in.cluster, &stdView{r}, start)
+	k.Next() // the app: one endpoint, one attempt
 	resp, err := roundTrip(transportFor(r, in.Transport, in.H2), r, in.cluster.Timeout)
 	if err != nil {
-		if r.Context().Err() != nil && !errors.Is(err, errHeadTimeout) {
-			k.cancelled()
+		if r.Context().Err() != nil && !errors.Is(err, plan.ErrHeadTimeout) {
+			k.Cancelled()
 			if isGRPC(r) && r.Context().Err() == context.DeadlineExceeded {
-				return failStd(w, r, in.metrics, &MeshError{Status: http.StatusGatewayTimeout, Reason: ReasonUpstreamTimeout,
+				return failStd(w, r, in.metrics, &plan.MeshError{Status: http.StatusGatewayTimeout, Reason: plan.ReasonUpstreamTimeout,
 					Service: in.Service, Instance: in.Instance,
 					Message: fmt.Sprintf("grpc-timeout ran out waiting for the app of %s at %s", in.Instance, in.App)})
 			}
-			return statusClientGone
+			return plan.StatusClientGone
 		}
-		e := k.failed(classOf(err), err)
+		e := k.Failed(classOf(err), err)
 		e.Message = fmt.Sprintf("app of %s at %s: %v", in.Instance, in.App, err)
 		return failStd(w, r, in.metrics, e)
 	}
-	k.ok()
+	k.OK()
 	status := writeResponse(w, r, resp)
-	in.metrics.grpcDone(resp)
+	in.metrics.GRPCDone(resp)
 	return status
 }
 
 // RouteH2 is the HTTP/2 engine's routing for the inbound listener of an
 // app that speaks HTTP/2: always the app.
-func (in *Inbound) RouteH2(string) (*Cluster, string, *MeshError) { return in.cluster, "", nil }
+func (in *Inbound) RouteH2(string) (*plan.Cluster, string, *plan.MeshError) {
+	return in.cluster, "", nil
+}
 
 // CloseIdle closes the connections to the app that carry no request.
 func (in *Inbound) CloseIdle() { in.cluster.Endpoints[0].CloseIdle() }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/endpoint"
 	"github.com/weftmesh/weft/internal/h1"
+	"github.com/weftmesh/weft/internal/proxy/plan"
 )
 
 // Outbound is the handler on the sidecar's outbound listener, where the
@@ -30,25 +31,25 @@ import (
 //	connection broken  -> for GET/HEAD/OPTIONS without a body, try another
 //	respond            -> stream the answer back, record metrics
 type Outbound struct {
-	Table     *Table
+	Table     *plan.Table
 	Transport http.RoundTripper
 	// H2 carries requests that arrived as HTTP/2 (nil: they go as HTTP/1.1).
 	H2 http.RoundTripper
 	// Egress sends requests for hosts outside the mesh.
 	Egress  http.RoundTripper
-	Metrics *Metrics
+	Metrics *plan.Metrics
 	Log     *slog.Logger
 
-	egressMetrics  *serviceMetrics
-	egressClusters sync.Map // host:port -> *Cluster
+	egressMetrics  *plan.ServiceMetrics
+	egressClusters sync.Map // host:port -> *plan.Cluster
 	egressCount    atomic.Int32
 }
 
 // NewOutbound wires an Outbound.
-func NewOutbound(t *Table, transport, egress http.RoundTripper, m *Metrics, log *slog.Logger) *Outbound {
+func NewOutbound(t *plan.Table, transport, egress http.RoundTripper, m *plan.Metrics, log *slog.Logger) *Outbound {
 	o := &Outbound{Table: t, Transport: transport, Egress: egress, Metrics: m, Log: log}
 	if m != nil {
-		o.egressMetrics = m.forService("egress", "egress")
+		o.egressMetrics = m.ForService("egress", "egress")
 	}
 	return o
 }
@@ -57,7 +58,7 @@ func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodConnect {
 		// HTTP/1.1 CONNECT is the fast path's (Server.tunnel); a stream of
 		// an HTTP/2 connection cannot be taken over as a byte pipe.
-		o.fail(w, r, nil, &MeshError{Status: http.StatusMethodNotAllowed, Reason: ReasonBadRequest, Service: r.Host,
+		o.fail(w, r, nil, &plan.MeshError{Status: http.StatusMethodNotAllowed, Reason: plan.ReasonBadRequest, Service: r.Host,
 			Message: "CONNECT is served on HTTP/1.1 connections to this listener, not over HTTP/2"})
 		return
 	}
@@ -69,14 +70,14 @@ func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	m := o.egressMetrics
 	if cluster != nil {
-		m = cluster.metrics
+		m = cluster.Metrics()
 	}
 	start := time.Now()
-	m.begin()
-	// statusAborted stays only if the response is cut off mid-body (a panic
+	m.Begin()
+	// plan.StatusAborted stays only if the response is cut off mid-body (a panic
 	// with http.ErrAbortHandler); the deferred record still runs.
-	status := statusAborted
-	defer func() { m.done(status, start) }()
+	status := plan.StatusAborted
+	defer func() { m.Done(status, start) }()
 	if cluster == nil {
 		status = o.egress(w, r, host, start)
 		return
@@ -84,70 +85,63 @@ func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	status = o.route(w, r, cluster, start)
 }
 
-// statusAborted records a response whose body the upstream cut off;
-// statusClientGone a request whose client went away first (nginx's 499).
-const (
-	statusAborted    = 502
-	statusClientGone = 499
-)
-
 // route sends r through cluster's plan: an instance after another while
 // the failures allow it. It returns the status sent.
-func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *Cluster, start time.Time) int {
+func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster, start time.Time) int {
 	body := wrapBody(r)
 	prepare(r)
 	r, cancel := withGRPCDeadline(r)
 	defer cancel()
 	sent := func() bool { return body != nil && body.read }
-	var k call
-	k.init(c, &stdView{r}, start)
-	for ep := k.next(); ep != nil; ep = k.next() {
+	var k plan.Call
+	k.Init(c, &stdView{r}, start)
+	for ep := k.Next(); ep != nil; ep = k.Next() {
 		r.URL.Host = ep.Address
 		setGRPCTimeout(r)
 		resp, err := roundTrip(transportFor(r, o.Transport, o.H2), r, c.Timeout)
 		if err != nil {
-			if r.Context().Err() != nil && !errors.Is(err, errHeadTimeout) {
-				k.cancelled()
+			if r.Context().Err() != nil && !errors.Is(err, plan.ErrHeadTimeout) {
+				k.Cancelled()
 				return o.deadlineOrGone(w, r, c, ep)
 			}
-			k.failed(classOf(err), err)
-			if !k.again(sent()) {
+			k.Failed(classOf(err), err)
+			if !k.Again(sent()) {
 				break
 			}
 			continue
 		}
-		if peerCouldNotConnect(resp) && k.pastPeer(sent()) {
+		if peerCouldNotConnect(resp) && k.PastPeer(sent()) {
 			// The peer sidecar could not reach its app: the app never saw
 			// this request, so another instance may take it.
 			resp.Body.Close()
-			k.failed(endpoint.ConnectFailed, errPeerCouldNotConnect)
+			k.Failed(endpoint.ConnectFailed, plan.ErrPeerCouldNotConnect)
 			continue
 		}
-		k.ok()
+		k.OK()
 		status := writeResponse(w, r, resp)
-		c.metrics.grpcDone(resp)
+		c.Metrics().GRPCDone(resp)
 		return status
 	}
-	return o.fail(w, r, c.metrics, k.result())
+	return o.fail(w, r, c.Metrics(), k.Result())
 }
 
 // egress passes a request for a host outside the mesh straight through.
 func (o *Outbound) egress(w http.ResponseWriter, r *http.Request, host string, start time.Time) int {
 	prepare(r)
 	r.URL.Host = host
-	resp, err := roundTrip(o.Egress, r, o.Table.policy.Timeout)
+	resp, err := roundTrip(o.Egress, r, o.Table.Policy().Timeout)
 	if err != nil {
-		if r.Context().Err() != nil && !errors.Is(err, errHeadTimeout) {
-			return statusClientGone
+		if r.Context().Err() != nil && !errors.Is(err, plan.ErrHeadTimeout) {
+			return plan.StatusClientGone
 		}
-		e := upstreamError(host, nil, classOf(err), fmt.Errorf("egress to %s: %w", host, err))
+		e := plan.UpstreamError(host, nil, classOf(err), fmt.Errorf("egress to %s: %w", host, err))
 		return o.fail(w, r, o.egressMetrics, e)
 	}
 	return writeResponse(w, r, resp)
 }
 
 // fail answers with a mesh error and returns its status.
-func (o *Outbound) fail(w http.ResponseWriter, r *http.Request, m *serviceMetrics, e *MeshError) int {
+func (o *Outbound) fail(w http.ResponseWriter, r *http.Request, m *plan.ServiceMetrics, e *plan.MeshError) int {
 	if o.Log.Enabled(context.Background(), slog.LevelDebug) {
 		o.Log.Debug("mesh error", "reason", e.Reason, "service", e.Service, "instance", e.Instance, "msg", e.Message)
 	}
@@ -156,13 +150,13 @@ func (o *Outbound) fail(w http.ResponseWriter, r *http.Request, m *serviceMetric
 
 // failStd records a mesh error and writes it through net/http (for a
 // gRPC call, as a gRPC status).
-func failStd(w http.ResponseWriter, r *http.Request, m *serviceMetrics, e *MeshError) int {
-	m.meshError(e.Reason)
+func failStd(w http.ResponseWriter, r *http.Request, m *plan.ServiceMetrics, e *plan.MeshError) int {
+	m.MeshError(e.Reason)
 	grpc := r != nil && isGRPC(r)
 	if grpc {
-		m.grpcStatus(e.grpcCode())
+		m.GRPCStatus(e.GRPCCode())
 	}
-	return e.writeStd(w, grpc)
+	return e.WriteStd(w, grpc)
 }
 
 // wrapBody guards the request body for retries; nil when there is none.
@@ -176,7 +170,7 @@ func wrapBody(r *http.Request) *replayBody {
 }
 
 func peerCouldNotConnect(resp *http.Response) bool {
-	return resp.StatusCode == http.StatusBadGateway && resp.Header.Get(HeaderError) == ReasonConnectFailed
+	return resp.StatusCode == http.StatusBadGateway && resp.Header.Get(plan.HeaderError) == plan.ReasonConnectFailed
 }
 
 // destination returns the host the app asked for and whether it used the
@@ -194,7 +188,7 @@ func serviceName(host string) string { return string(serviceNameBytes([]byte(hos
 // Resolve is the fast path's routing decision for the outbound listener:
 // the cluster of the mesh service the request names; in proxy form, a host
 // outside the mesh is egress; in reverse form it is unknown-service.
-func (o *Outbound) Resolve(req *h1.Head, host []byte, proxyForm bool) (*Cluster, *MeshError) {
+func (o *Outbound) Resolve(req *h1.Head, host []byte, proxyForm bool) (*plan.Cluster, *plan.MeshError) {
 	c, merr := o.lookup(host, proxyForm)
 	if c == nil && merr == nil {
 		c = o.egressCluster(string(host))
@@ -205,35 +199,35 @@ func (o *Outbound) Resolve(req *h1.Head, host []byte, proxyForm bool) (*Cluster,
 // lookup finds the mesh service a host names. Neither a cluster nor an
 // error means egress (proxy form only); in reverse form an unknown name is
 // unknown-service.
-func (o *Outbound) lookup(host []byte, proxyForm bool) (*Cluster, *MeshError) {
+func (o *Outbound) lookup(host []byte, proxyForm bool) (*plan.Cluster, *plan.MeshError) {
 	name := serviceNameBytes(host)
-	if c := o.Table.lookupBytes(name); c != nil {
+	if c := o.Table.LookupBytes(name); c != nil {
 		return c, nil
 	}
 	if proxyForm {
 		return nil, nil
 	}
-	return nil, &MeshError{Status: http.StatusNotFound, Reason: ReasonUnknownService, Service: string(name),
+	return nil, &plan.MeshError{Status: http.StatusNotFound, Reason: plan.ReasonUnknownService, Service: string(name),
 		Message: fmt.Sprintf("no mesh service named %q; call http://<service>/ through this proxy, or set Host: <service>", name)}
 }
 
 // ResolveSNI is the outbound listener's routing for TLS passed through:
 // the mesh service the server name names, or the host itself on port 443.
-func (o *Outbound) ResolveSNI(name string) (*Cluster, *MeshError) {
+func (o *Outbound) ResolveSNI(name string) (*plan.Cluster, *plan.MeshError) {
 	host := []byte(net.JoinHostPort(name, "443"))
 	return o.Resolve(nil, host, true)
 }
 
 // egressCluster returns a one-endpoint cluster for a host outside the
 // mesh, cached so its connections are pooled.
-func (o *Outbound) egressCluster(host string) *Cluster {
+func (o *Outbound) egressCluster(host string) *plan.Cluster {
 	if _, _, err := net.SplitHostPort(host); err != nil {
 		host = net.JoinHostPort(strings.Trim(host, "[]"), "80")
 	}
 	if c, ok := o.egressClusters.Load(host); ok {
-		return c.(*Cluster)
+		return c.(*plan.Cluster)
 	}
-	c := newCluster(host, []*Endpoint{endpoint.New(host, "egress:"+host, host, nil)}, o.Table.policy.Timeout, o.egressMetrics)
+	c := plan.NewCluster(host, []*plan.Endpoint{endpoint.New(host, "egress:"+host, host, nil)}, o.Table.Policy().Timeout, o.egressMetrics)
 	if o.egressCount.Add(1) <= maxEgressClusters {
 		o.egressClusters.Store(host, c)
 	}
@@ -260,18 +254,18 @@ func serviceNameBytes(host []byte) []byte {
 
 // deadlineOrGone ends a request whose context ended: its grpc-timeout ran
 // out here (the caller still waits for a gRPC status), or its client left.
-func (o *Outbound) deadlineOrGone(w http.ResponseWriter, r *http.Request, c *Cluster, ep *Endpoint) int {
+func (o *Outbound) deadlineOrGone(w http.ResponseWriter, r *http.Request, c *plan.Cluster, ep *plan.Endpoint) int {
 	if isGRPC(r) && r.Context().Err() == context.DeadlineExceeded {
-		return failStd(w, r, c.metrics, &MeshError{Status: http.StatusGatewayTimeout, Reason: ReasonUpstreamTimeout,
+		return failStd(w, r, c.Metrics(), &plan.MeshError{Status: http.StatusGatewayTimeout, Reason: plan.ReasonUpstreamTimeout,
 			Service: c.Service, Instance: ep.Instance,
 			Message: fmt.Sprintf("grpc-timeout ran out waiting for %s at %s", ep.Instance, ep.Address)})
 	}
-	return statusClientGone
+	return plan.StatusClientGone
 }
 
 // RouteH2 is the HTTP/2 engine's routing for the outbound listener: the
 // mesh service :authority names (HTTP/2 has no proxy form, so no egress).
-func (o *Outbound) RouteH2(authority string) (*Cluster, string, *MeshError) {
+func (o *Outbound) RouteH2(authority string) (*plan.Cluster, string, *plan.MeshError) {
 	c, merr := o.lookup([]byte(authority), false)
 	return c, "", merr
 }

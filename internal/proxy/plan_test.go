@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/weftmesh/weft/internal/proxy/plan"
 )
 
 // hungApp takes requests (HTTP/1.1 and h2c) and never answers them
@@ -49,8 +50,8 @@ func TestTimeoutEveryEngine(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			checkGoroutines(t)
 			app := hungApp(t)
-			m := NewMetrics(prometheus.NewRegistry())
-			table := NewTable(m, Policy{Timeout: timeout})
+			m := plan.NewMetrics(prometheus.NewRegistry())
+			table := plan.NewTable(m, plan.Policy{Timeout: timeout})
 			updateTable(table, map[string][]EndpointSpec{"svc": {{Instance: "svc-1", Address: app}}})
 			t.Cleanup(table.CloseIdle)
 			out := NewOutbound(table, NewTransport(), NewTransport(), m, discard)
@@ -86,16 +87,16 @@ func TestTimeoutEveryEngine(t *testing.T) {
 				t.Errorf("answer after %v, want about %v", took, timeout)
 			}
 			if tt.grpc {
-				if resp.StatusCode != http.StatusOK || resp.Header.Get("Grpc-Status") != "4" || resp.Header.Get(HeaderError) != ReasonUpstreamTimeout {
+				if resp.StatusCode != http.StatusOK || resp.Header.Get("Grpc-Status") != "4" || resp.Header.Get(plan.HeaderError) != plan.ReasonUpstreamTimeout {
 					t.Fatalf("got %d grpc-status %q %s %q, want 200 trailers-only grpc-status 4 %q", resp.StatusCode,
-						resp.Header.Get("Grpc-Status"), HeaderError, resp.Header.Get(HeaderError), ReasonUpstreamTimeout)
+						resp.Header.Get("Grpc-Status"), plan.HeaderError, resp.Header.Get(plan.HeaderError), plan.ReasonUpstreamTimeout)
 				}
 				if msg := resp.Header.Get("Grpc-Message"); !strings.Contains(msg, "svc-1") {
 					t.Errorf("grpc-message %q: want it to name the instance", msg)
 				}
 				return
 			}
-			wantMeshError(t, resp, body, http.StatusGatewayTimeout, ReasonUpstreamTimeout)
+			wantMeshError(t, resp, body, http.StatusGatewayTimeout, plan.ReasonUpstreamTimeout)
 			if e := meshErrorBody(t, string(body)); e.Instance != "svc-1" || e.Service != "svc" {
 				t.Errorf("body %s: want service svc, instance svc-1", body)
 			}
@@ -108,8 +109,8 @@ func TestMeshErrorsToGRPCCallers(t *testing.T) {
 	for _, engine := range []string{"weft", "x/net"} {
 		t.Run(engine, func(t *testing.T) {
 			checkGoroutines(t)
-			m := NewMetrics(prometheus.NewRegistry())
-			table := NewTable(m, Policy{})
+			m := plan.NewMetrics(prometheus.NewRegistry())
+			table := plan.NewTable(m, plan.Policy{})
 			updateTable(table, map[string][]EndpointSpec{"empty": {}})
 			out := NewOutbound(table, NewTransport(), NewTransport(), m, discard)
 			srv := &Server{Name: "outbound", Resolve: out.Resolve, H2: out, Metrics: m, Log: discard}
@@ -119,15 +120,15 @@ func TestMeshErrorsToGRPCCallers(t *testing.T) {
 			addr := serveProxy(t, srv)
 			tr := newH2CClient(t)
 			for _, tc := range []struct{ host, code, reason string }{
-				{"empty", "14", ReasonNoReadyInstance}, // UNAVAILABLE
-				{"nosuch", "12", ReasonUnknownService}, // UNIMPLEMENTED
+				{"empty", "14", plan.ReasonNoReadyInstance}, // UNAVAILABLE
+				{"nosuch", "12", plan.ReasonUnknownService}, // UNIMPLEMENTED
 			} {
 				req := newH2Request(t, http.MethodPost, addr, tc.host, "/pkg.Svc/Call", strings.NewReader("\x00\x00\x00\x00\x00"))
 				req.Header.Set("Content-Type", "application/grpc")
 				resp, _ := h2Do(t, tr, req)
-				if resp.StatusCode != http.StatusOK || resp.Header.Get("Grpc-Status") != tc.code || resp.Header.Get(HeaderError) != tc.reason {
+				if resp.StatusCode != http.StatusOK || resp.Header.Get("Grpc-Status") != tc.code || resp.Header.Get(plan.HeaderError) != tc.reason {
 					t.Errorf("%s: got %d grpc-status %q %s %q, want 200 grpc-status %s %q", tc.host, resp.StatusCode,
-						resp.Header.Get("Grpc-Status"), HeaderError, resp.Header.Get(HeaderError), tc.code, tc.reason)
+						resp.Header.Get("Grpc-Status"), plan.HeaderError, resp.Header.Get(plan.HeaderError), tc.code, tc.reason)
 				}
 			}
 		})
@@ -139,16 +140,16 @@ func TestMeshErrorsToGRPCCallers(t *testing.T) {
 // HTTP/2, and an upstream-style listener that forwards every connection
 // to "svc" as bytes (TCP).
 type parityFixture struct {
-	table          *Table
+	table          *plan.Table
 	h1, weft, xnet string // outbound listeners
 	tcp            string // a listener forwarding connections to svc as TCP
 	h1rt, h2rt     http.RoundTripper
 }
 
-func newParityFixture(t *testing.T, services map[string][]EndpointSpec, policy Policy) *parityFixture {
+func newParityFixture(t *testing.T, services map[string][]EndpointSpec, policy plan.Policy) *parityFixture {
 	t.Helper()
-	m := NewMetrics(prometheus.NewRegistry())
-	f := &parityFixture{table: NewTable(m, policy)}
+	m := plan.NewMetrics(prometheus.NewRegistry())
+	f := &parityFixture{table: plan.NewTable(m, policy)}
 	updateTable(f.table, services)
 	t.Cleanup(f.table.CloseIdle)
 	out := NewOutbound(f.table, NewTransport(), NewTransport(), m, discard)
@@ -160,7 +161,7 @@ func newParityFixture(t *testing.T, services map[string][]EndpointSpec, policy P
 	f.weft = serveProxy(t, &Server{Name: "outbound", Resolve: out.Resolve, H2: out, H2Frames: out.RouteH2, Metrics: m, Log: discard})
 	fixed := &Fixed{Service: "svc", Table: f.table, Out: out}
 	f.tcp = serveProxy(t, &Server{Name: "upstream/svc", Resolve: fixed.Resolve, TCP: &TCPProxy{}, Metrics: m, Log: discard,
-		Opaque: func() (*Cluster, bool) { return fixed.Cluster(), true }})
+		Opaque: func() (*plan.Cluster, bool) { return fixed.Cluster(), true }})
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
 	f.h1rt, f.h2rt = tr, newH2CClient(t)
@@ -187,11 +188,11 @@ func (f *parityFixture) get(t *testing.T, engine, host string) (int, string, str
 			return 0, "", string(b)
 		}
 		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, resp.Header.Get(HeaderError), string(body)
+		return resp.StatusCode, resp.Header.Get(plan.HeaderError), string(body)
 	default:
 		addr, rt := f.target(engine)
 		resp, body := h2Do(t, rt, newH2Request(t, http.MethodGet, addr, host, "/", nil))
-		return resp.StatusCode, resp.Header.Get(HeaderError), string(body)
+		return resp.StatusCode, resp.Header.Get(plan.HeaderError), string(body)
 	}
 }
 
@@ -216,10 +217,10 @@ func TestConnectFailureEveryEngine(t *testing.T) {
 	cases := []struct {
 		name   string
 		dead   func(*testing.T) string
-		policy Policy
+		policy plan.Policy
 	}{
-		{"refused", closedAddr, Policy{}},
-		{"SYNs dropped, head timeout shorter than the dial's", synDropper, Policy{Timeout: 300 * time.Millisecond}},
+		{"refused", closedAddr, plan.Policy{}},
+		{"SYNs dropped, head timeout shorter than the dial's", synDropper, plan.Policy{Timeout: 300 * time.Millisecond}},
 	}
 	for _, tc := range cases {
 		for _, engine := range parityEngines {
@@ -259,7 +260,7 @@ func TestNoReadyInstanceEveryEngine(t *testing.T) {
 	for _, engine := range parityEngines {
 		t.Run(engine, func(t *testing.T) {
 			checkGoroutines(t)
-			f := newParityFixture(t, map[string][]EndpointSpec{"svc": {}}, Policy{})
+			f := newParityFixture(t, map[string][]EndpointSpec{"svc": {}}, plan.Policy{})
 			status, reason, body := f.get(t, engine, "svc")
 			if engine == "tcp" {
 				if status != 0 || body != "" {
@@ -267,8 +268,8 @@ func TestNoReadyInstanceEveryEngine(t *testing.T) {
 				}
 				return
 			}
-			if status != http.StatusServiceUnavailable || reason != ReasonNoReadyInstance || !strings.Contains(body, `"service":"svc"`) {
-				t.Errorf("got %d %q %s, want 503 %q naming svc", status, reason, body, ReasonNoReadyInstance)
+			if status != http.StatusServiceUnavailable || reason != plan.ReasonNoReadyInstance || !strings.Contains(body, `"service":"svc"`) {
+				t.Errorf("got %d %q %s, want 503 %q naming svc", status, reason, body, plan.ReasonNoReadyInstance)
 			}
 		})
 	}
@@ -316,7 +317,7 @@ func TestHeadTimeoutStartsAfterTheRequest(t *testing.T) {
 				b, _ := io.ReadAll(r.Body)
 				w.Write(b)
 			}))
-			f := newParityFixture(t, map[string][]EndpointSpec{"svc": {{Instance: "svc-1", Address: app}}}, Policy{Timeout: 300 * time.Millisecond})
+			f := newParityFixture(t, map[string][]EndpointSpec{"svc": {{Instance: "svc-1", Address: app}}}, plan.Policy{Timeout: 300 * time.Millisecond})
 			pr, pw := io.Pipe()
 			go func() {
 				for i := 0; i < 6; i++ {
@@ -332,7 +333,7 @@ func TestHeadTimeoutStartsAfterTheRequest(t *testing.T) {
 			resp, body := h2Do(t, rt, req)
 			if resp.StatusCode != http.StatusOK || len(body) != 60 {
 				t.Fatalf("slow upload: got %d %s %q (%d bytes), want 200 with the 60 bytes echoed", resp.StatusCode,
-					resp.Header.Get(HeaderError), body, len(body))
+					resp.Header.Get(plan.HeaderError), body, len(body))
 			}
 		})
 	}

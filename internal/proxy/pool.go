@@ -2,12 +2,13 @@ package proxy
 
 import (
 	"bufio"
-	"io"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/weftmesh/weft/internal/endpoint"
+	"github.com/weftmesh/weft/internal/proxy/conn"
+	"github.com/weftmesh/weft/internal/proxy/plan"
 )
 
 // upConn is one connection to an upstream, with its buffers.
@@ -17,48 +18,13 @@ type upConn struct {
 	bw        *bufio.Writer
 	idleSince time.Time
 	reused    bool // it served a request before this one
-	dl        lazyDeadline
-	sock      *sockIO // the socket's own reads and writes (nil: through Conn)
-}
-
-// Buffer sizes of the fast path. A head line longer than the read buffer
-// is refused (431), so it is sized for large cookies.
-const (
-	readBufSize  = 16 << 10
-	writeBufSize = 16 << 10
-)
-
-var (
-	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufSize) }}
-	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufSize) }}
-)
-
-func getReader(c io.Reader) *bufio.Reader {
-	br := readers.Get().(*bufio.Reader)
-	br.Reset(c)
-	return br
-}
-
-func getWriter(c io.Writer) *bufio.Writer {
-	bw := writers.Get().(*bufio.Writer)
-	bw.Reset(c)
-	return bw
-}
-
-func putBuffers(br *bufio.Reader, bw *bufio.Writer) {
-	if br != nil {
-		br.Reset(nil)
-		readers.Put(br)
-	}
-	if bw != nil {
-		bw.Reset(nil)
-		writers.Put(bw)
-	}
+	dl        conn.Deadline
+	sock      *conn.Sock // the socket's own reads and writes (nil: through Conn)
 }
 
 func (u *upConn) close() {
 	u.Conn.Close()
-	putBuffers(u.br, u.bw)
+	conn.PutBuffers(u.br, u.bw)
 	u.br, u.bw = nil, nil
 }
 
@@ -66,7 +32,7 @@ func (u *upConn) close() {
 var h1Slot = endpoint.NewSlot(func(e *endpoint.Endpoint) endpoint.Local { return &pool{addr: e.Address} })
 
 // h1Pool is the HTTP/1.1 connection pool of ep.
-func h1Pool(ep *Endpoint) *pool { return ep.Local(h1Slot).(*pool) }
+func h1Pool(ep *plan.Endpoint) *pool { return ep.Local(h1Slot).(*pool) }
 
 // pool keeps idle keep-alive connections to one address, newest first.
 type pool struct {
@@ -78,45 +44,11 @@ type pool struct {
 const (
 	maxIdlePerPool = 512
 	idleTimeout    = 90 * time.Second
-	dialTimeout    = 2 * time.Second
 	// probeAfter: a connection idle longer than this is checked for a
 	// close by the peer before it is used (apps often close idle
 	// keep-alive connections after a few seconds).
 	probeAfter = time.Second
 )
-
-// dialers: TCP keep-alive probes find dead peers across the network; on
-// loopback (the local app) they would only cost four system calls per
-// connection. Go sets TCP_NODELAY on every TCP connection already.
-var (
-	dialer         = &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
-	loopbackDialer = &net.Dialer{Timeout: dialTimeout, KeepAlive: -1}
-)
-
-// dial connects to addr with the dialer that suits it. Not
-// Dialer.DialTCP with an address parsed once: with no local address it
-// binds the socket to 0.0.0.0:0 before connecting, and bind's search for a
-// port does not reuse TIME_WAIT ports as connect's does. Under connection
-// churn (bench/tcpbench) that made a new connection cost 1.9× the CPU per
-// hop, more than the resolver's parsing it saves.
-func dial(addr string) (net.Conn, error) {
-	if IsLoopback(addr) {
-		return loopbackDialer.Dial("tcp", addr)
-	}
-	return dialer.Dial("tcp", addr)
-}
-
-// IsLoopback reports whether a host:port names this host's loopback.
-func IsLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if ip := net.ParseIP(host); ip != nil {
-		return ip.IsLoopback()
-	}
-	return host == "localhost"
-}
 
 // get returns an idle connection that still looks open, or dials (always
 // dials when fresh). now is the request's start: close enough, and free.
@@ -140,30 +72,20 @@ func (p *pool) get(fresh bool, now time.Time) (*upConn, error) {
 		c.reused = true
 		return c, nil
 	}
-	conn, err := dial(p.addr)
+	nc, err := conn.Dial(p.addr)
 	if err != nil {
 		return nil, err
 	}
-	uc := &upConn{Conn: conn}
-	uc.sock, uc.br, uc.bw = buffered(conn)
+	uc := &upConn{Conn: nc}
+	uc.sock, uc.br, uc.bw = conn.Buffers(nc)
 	return uc, nil
-}
-
-// buffered returns pooled buffers for c, over the socket's own reads and
-// writes when c is plain TCP (sock is nil otherwise).
-func buffered(c net.Conn) (sock *sockIO, br *bufio.Reader, bw *bufio.Writer) {
-	var rw io.ReadWriter = c
-	if sock = newSockIO(c); sock != nil {
-		rw = sock
-	}
-	return sock, getReader(rw), getWriter(rw)
 }
 
 // alive reports whether the peer has not closed the connection: a read
 // that would block means nothing (no end of stream, no stray bytes) is
 // waiting. (Every pooled connection is TCP, so it has sock.)
 func (c *upConn) alive() bool {
-	return c.sock == nil || c.sock.peekNow(c.br) == errWouldBlock
+	return c.sock == nil || c.sock.PeekNow(c.br) == conn.ErrWouldBlock
 }
 
 // put returns a connection for reuse; now is the request's start (idle

@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"github.com/weftmesh/weft/internal/proxy/plan"
 )
 
 var discard = slog.New(slog.DiscardHandler)
@@ -93,20 +93,21 @@ func client(t *testing.T, proxy string) *http.Client {
 }
 
 type meshSetup struct {
-	table    *Table
-	metrics  *Metrics
+	table    *plan.Table
+	reg      *prometheus.Registry // where the mesh's metrics are
 	outbound *httptest.Server
 }
 
 // newMesh serves an Outbound over table on a real socket.
 func newMesh(t *testing.T, services map[string][]EndpointSpec, headerTimeout time.Duration) *meshSetup {
 	t.Helper()
-	m := NewMetrics(prometheus.NewRegistry())
-	table := NewTable(m, Policy{Timeout: headerTimeout})
+	reg := prometheus.NewRegistry()
+	m := plan.NewMetrics(reg)
+	table := plan.NewTable(m, plan.Policy{Timeout: headerTimeout})
 	updateTable(table, services)
 	tr := transport(t)
 	o := NewOutbound(table, tr, tr, m, discard)
-	return &meshSetup{table: table, metrics: m, outbound: server(t, o)}
+	return &meshSetup{table: table, reg: reg, outbound: server(t, o)}
 }
 
 // get sends GET path to the outbound listener in reverse form with Host: host.
@@ -134,10 +135,39 @@ func do(t *testing.T, c *http.Client, req *http.Request) (*http.Response, string
 	return resp, string(b)
 }
 
-func counter(c prometheus.Counter) float64 {
-	var m dto.Metric
-	c.Write(&m)
-	return m.GetCounter().GetValue()
+// sample is the value of the counter or gauge name in reg with the
+// given label pairs (0 when it has none yet).
+func sample(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gathering metrics: %v", err)
+	}
+	want := map[string]string{}
+	for i := 0; i+1 < len(labels); i += 2 {
+		want[labels[i]] = labels[i+1]
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range f.GetMetric() {
+			if len(m.GetLabel()) != len(want) {
+				continue
+			}
+			for _, l := range m.GetLabel() {
+				if want[l.GetName()] != l.GetValue() {
+					continue metrics
+				}
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
 }
 
 // seen is what a backend observed of the last request.
@@ -216,7 +246,7 @@ func TestRemoveHopHeaders(t *testing.T) {
 			for k, v := range tt.hop {
 				h[k] = v
 			}
-			removeHopHeaders(h)
+			plan.RemoveHopHeaders(h)
 			var got, want []string
 			for k := range h {
 				got = append(got, k)
@@ -287,7 +317,7 @@ func specs(pairs ...string) []EndpointSpec {
 	return out
 }
 
-func endpointByAddr(t *testing.T, c *Cluster, addr string) *Endpoint {
+func endpointByAddr(t *testing.T, c *plan.Cluster, addr string) *plan.Endpoint {
 	t.Helper()
 	for _, e := range c.Endpoints {
 		if e.Address == addr {
@@ -317,7 +347,7 @@ func TestTableUpdate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			table := NewTable(nil, Policy{})
+			table := plan.NewTable(nil, plan.Policy{})
 			updateTable(table, map[string][]EndpointSpec{"catalog": slices.Clone(base), "orders": nil})
 			c := table.Lookup("catalog")
 			if c == nil {
@@ -355,7 +385,7 @@ func TestTableUpdate(t *testing.T) {
 	}
 
 	t.Run("known services", func(t *testing.T) {
-		table := NewTable(nil, Policy{})
+		table := plan.NewTable(nil, plan.Policy{})
 		updateTable(table, map[string][]EndpointSpec{"orders": nil, "catalog": specs("i1", "h:1")})
 		if got, want := table.Services(), []string{"catalog", "orders"}; !slices.Equal(got, want) {
 			t.Errorf("Services: got %v, want %v", got, want)
@@ -369,7 +399,7 @@ func TestTableUpdate(t *testing.T) {
 		}
 	})
 	t.Run("removed then re-added address is fresh", func(t *testing.T) {
-		table := NewTable(nil, Policy{})
+		table := plan.NewTable(nil, plan.Policy{})
 		updateTable(table, map[string][]EndpointSpec{"catalog": specs("i1", "h:1")})
 		e := table.Lookup("catalog").Endpoints[0]
 		e.ConnectFailed()
@@ -382,9 +412,9 @@ func TestTableUpdate(t *testing.T) {
 }
 
 // meshErrorBody decodes the JSON body of a mesh error.
-func meshErrorBody(t *testing.T, body string) MeshError {
+func meshErrorBody(t *testing.T, body string) plan.MeshError {
 	t.Helper()
-	var e MeshError
+	var e plan.MeshError
 	if err := json.Unmarshal([]byte(body), &e); err != nil {
 		t.Fatalf("mesh error body %q: %v", body, err)
 	}
@@ -425,7 +455,7 @@ func TestOutboundRoutes(t *testing.T) {
 			}
 		})
 	}
-	if got := counter(ms.metrics.requests.WithLabelValues("outbound", "catalog", "200")); got != 4 {
+	if got := sample(t, ms.reg, "weft_requests_total", "direction", "outbound", "service", "catalog", "code", "200"); got != 4 {
 		t.Errorf("weft_requests_total{catalog,200}: got %v, want 4", got)
 	}
 }
@@ -487,17 +517,17 @@ func TestOutboundMeshErrors(t *testing.T) {
 		instance string
 		msgHas   string
 	}{
-		{"nosuch", 404, ReasonUnknownService, "nosuch", "", `"nosuch"`},
-		{"NoSuch:80", 404, ReasonUnknownService, "nosuch", "", `"nosuch"`},
-		{"empty", 503, ReasonNoReadyInstance, "empty", "", "no ready instance"},
-		{"dead", 502, ReasonConnectFailed, "dead", "dead-1", dead},
-		{"slow", 504, ReasonUpstreamTimeout, "slow", "slow-1", "timeout"},
+		{"nosuch", 404, plan.ReasonUnknownService, "nosuch", "", `"nosuch"`},
+		{"NoSuch:80", 404, plan.ReasonUnknownService, "nosuch", "", `"nosuch"`},
+		{"empty", 503, plan.ReasonNoReadyInstance, "empty", "", "no ready instance"},
+		{"dead", 502, plan.ReasonConnectFailed, "dead", "dead-1", dead},
+		{"slow", 504, plan.ReasonUpstreamTimeout, "slow", "slow-1", "timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.host, func(t *testing.T) {
 			resp, body := ms.get(t, c, tt.host, "/x")
-			if resp.StatusCode != tt.status || resp.Header.Get(HeaderError) != tt.reason {
-				t.Fatalf("response: got %d %s=%q, want %d %q (body %s)", resp.StatusCode, HeaderError, resp.Header.Get(HeaderError), tt.status, tt.reason, body)
+			if resp.StatusCode != tt.status || resp.Header.Get(plan.HeaderError) != tt.reason {
+				t.Fatalf("response: got %d %s=%q, want %d %q (body %s)", resp.StatusCode, plan.HeaderError, resp.Header.Get(plan.HeaderError), tt.status, tt.reason, body)
 			}
 			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 				t.Errorf("Content-Type: got %q, want application/json", ct)
@@ -506,7 +536,7 @@ func TestOutboundMeshErrors(t *testing.T) {
 			if e.Reason != tt.reason || e.Service != tt.service || e.Instance != tt.instance || !strings.Contains(e.Message, tt.msgHas) {
 				t.Errorf("body: got %+v, want error %q service %q instance %q message containing %q", e, tt.reason, tt.service, tt.instance, tt.msgHas)
 			}
-			if got := counter(ms.metrics.errors.WithLabelValues("outbound", tt.service, tt.reason)); tt.reason != ReasonUnknownService && got != 1 {
+			if got := sample(t, ms.reg, "weft_mesh_errors_total", "direction", "outbound", "service", tt.service, "reason", tt.reason); tt.reason != plan.ReasonUnknownService && got != 1 {
 				t.Errorf("weft_mesh_errors_total{%s,%s}: got %v, want 1", tt.service, tt.reason, got)
 			}
 		})
@@ -533,7 +563,7 @@ func TestOutboundConnectFailover(t *testing.T) {
 		req.Host = "catalog"
 		resp, body := do(t, c, req)
 		if resp.StatusCode != 200 || body != "live /items" {
-			t.Fatalf("request %d: got %d %q (%s), want 200 from live", i, resp.StatusCode, body, resp.Header.Get(HeaderError))
+			t.Fatalf("request %d: got %d %q (%s), want 200 from live", i, resp.StatusCode, body, resp.Header.Get(plan.HeaderError))
 		}
 		if got := sn.get().body; got != fmt.Sprint("body-", i) {
 			t.Errorf("request %d body at backend: got %q, want %q", i, got, fmt.Sprint("body-", i))
@@ -547,7 +577,7 @@ func TestOutboundConnectFailover(t *testing.T) {
 	if l := endpointByAddr(t, cl, addrOf(be)); l.Ejected(now) {
 		t.Errorf("live endpoint: got ejected, want in rotation")
 	}
-	if got := counter(ms.metrics.retries.WithLabelValues("catalog")); got != 1 {
+	if got := sample(t, ms.reg, "weft_retries_total", "service", "catalog"); got != 1 {
 		t.Errorf("weft_retries_total{catalog}: got %v, want 1", got)
 	}
 	// With the dead one ejected, further requests all go to the live one
@@ -557,7 +587,7 @@ func TestOutboundConnectFailover(t *testing.T) {
 			t.Fatalf("after ejection: got %d %q, want 200", resp.StatusCode, body)
 		}
 	}
-	if got := counter(ms.metrics.retries.WithLabelValues("catalog")); got != 1 {
+	if got := sample(t, ms.reg, "weft_retries_total", "service", "catalog"); got != 1 {
 		t.Errorf("weft_retries_total{catalog} after ejection: got %v, want still 1", got)
 	}
 }
@@ -653,8 +683,8 @@ func TestOutboundUpstreamReset(t *testing.T) {
 	}))
 	ms := newMesh(t, map[string][]EndpointSpec{"catalog": specs("c1", addrOf(be))}, 5*time.Second)
 	resp, body := ms.get(t, client(t, ""), "catalog", "/")
-	if resp.StatusCode != 502 || resp.Header.Get(HeaderError) != ReasonUpstreamReset {
-		t.Errorf("response: got %d %q, want 502 %q (body %s)", resp.StatusCode, resp.Header.Get(HeaderError), ReasonUpstreamReset, body)
+	if resp.StatusCode != 502 || resp.Header.Get(plan.HeaderError) != plan.ReasonUpstreamReset {
+		t.Errorf("response: got %d %q, want 502 %q (body %s)", resp.StatusCode, resp.Header.Get(plan.HeaderError), plan.ReasonUpstreamReset, body)
 	}
 	if e := ms.table.Lookup("catalog").Endpoints[0]; e.Ejected(time.Now().UnixNano()) {
 		t.Errorf("endpoint that accepted the connection: got ejected, want in rotation")
@@ -663,7 +693,7 @@ func TestOutboundUpstreamReset(t *testing.T) {
 
 func newInbound(t *testing.T, app string) *httptest.Server {
 	t.Helper()
-	return server(t, NewInbound("catalog", "catalog-1", app, transport(t), NewMetrics(prometheus.NewRegistry())))
+	return server(t, NewInbound("catalog", "catalog-1", app, transport(t), plan.NewMetrics(prometheus.NewRegistry())))
 }
 
 func TestInbound(t *testing.T) {
@@ -679,7 +709,7 @@ func TestInbound(t *testing.T) {
 		body   string
 	}{
 		{"forwards to the app", addrOf(app), http.MethodGet, 200, "", "app /orders"},
-		{"app down", closedAddr(t), http.MethodGet, 502, ReasonConnectFailed, ""},
+		{"app down", closedAddr(t), http.MethodGet, 502, plan.ReasonConnectFailed, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -688,8 +718,8 @@ func TestInbound(t *testing.T) {
 			req.Host = "catalog"
 			req.Header.Set("X-Forwarded-For", "10.9.9.9")
 			resp, body := do(t, c, req)
-			if resp.StatusCode != tt.status || resp.Header.Get(HeaderError) != tt.reason {
-				t.Fatalf("response: got %d %q, want %d %q (body %s)", resp.StatusCode, resp.Header.Get(HeaderError), tt.status, tt.reason, body)
+			if resp.StatusCode != tt.status || resp.Header.Get(plan.HeaderError) != tt.reason {
+				t.Fatalf("response: got %d %q, want %d %q (body %s)", resp.StatusCode, resp.Header.Get(plan.HeaderError), tt.status, tt.reason, body)
 			}
 			if tt.reason == "" {
 				if body != tt.body {
@@ -738,10 +768,10 @@ func BenchmarkOutboundRoundTrip(b *testing.B) {
 	defer app.Close()
 	inTr := NewTransport()
 	defer inTr.CloseIdleConnections()
-	in := httptest.NewServer(NewInbound("catalog", "catalog-1", addrOf(app), inTr, NewMetrics(prometheus.NewRegistry())))
+	in := httptest.NewServer(NewInbound("catalog", "catalog-1", addrOf(app), inTr, plan.NewMetrics(prometheus.NewRegistry())))
 	defer in.Close()
-	m := NewMetrics(prometheus.NewRegistry())
-	table := NewTable(m, Policy{Timeout: 5 * time.Second})
+	m := plan.NewMetrics(prometheus.NewRegistry())
+	table := plan.NewTable(m, plan.Policy{Timeout: 5 * time.Second})
 	updateTable(table, map[string][]EndpointSpec{"catalog": {{Instance: "catalog-1", Address: addrOf(in)}}})
 	outTr := NewTransport()
 	defer outTr.CloseIdleConnections()
@@ -819,8 +849,8 @@ func TestOutboundBrokenConnectionRetry(t *testing.T) {
 				req.Host = "catalog"
 				resp, b := do(t, c, req)
 				got = append(got, resp.StatusCode)
-				if resp.StatusCode == 502 && resp.Header.Get(HeaderError) != ReasonUpstreamReset {
-					t.Errorf("502: got %s %q (%s), want %q", HeaderError, resp.Header.Get(HeaderError), b, ReasonUpstreamReset)
+				if resp.StatusCode == 502 && resp.Header.Get(plan.HeaderError) != plan.ReasonUpstreamReset {
+					t.Errorf("502: got %s %q (%s), want %q", plan.HeaderError, resp.Header.Get(plan.HeaderError), b, plan.ReasonUpstreamReset)
 				}
 			}
 			slices.Sort(got)
@@ -838,12 +868,6 @@ func TestOutboundBrokenConnectionRetry(t *testing.T) {
 			}
 		})
 	}
-}
-
-func gauge(g prometheus.Gauge) float64 {
-	var m dto.Metric
-	g.Write(&m)
-	return m.GetGauge().GetValue()
 }
 
 // Every request counted in flight is counted out, however it ends.
@@ -884,7 +908,9 @@ func TestInFlightReturnsToZero(t *testing.T) {
 			if tt.direction == "egress" {
 				label = "egress"
 			}
-			g := ms.metrics.inflight.WithLabelValues(tt.direction, label)
+			inflight := func() float64 {
+				return sample(t, ms.reg, "weft_requests_in_flight", "direction", tt.direction, "service", label)
+			}
 			c := client(t, ms.outbound.URL)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -918,10 +944,10 @@ func TestInFlightReturnsToZero(t *testing.T) {
 				t.Fatalf("request did not end in 10s")
 			}
 			deadline := time.Now().Add(time.Second)
-			for gauge(g) != 0 && time.Now().Before(deadline) {
+			for inflight() != 0 && time.Now().Before(deadline) {
 				<-time.After(5 * time.Millisecond)
 			}
-			if v := gauge(g); v != 0 {
+			if v := inflight(); v != 0 {
 				t.Errorf("weft_requests_in_flight{%s,%s} 1s after the request ended: got %v, want 0", tt.direction, label, v)
 			}
 		})

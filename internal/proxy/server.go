@@ -20,6 +20,8 @@ import (
 	"golang.org/x/net/http2/h2c"
 
 	"github.com/weftmesh/weft/internal/h1"
+	"github.com/weftmesh/weft/internal/proxy/conn"
+	"github.com/weftmesh/weft/internal/proxy/plan"
 )
 
 // Server serves a sidecar listener. HTTP/1.1 takes the fast path: one
@@ -36,7 +38,7 @@ type Server struct {
 	// Name labels the listener in metrics: outbound, inbound, upstream/<service>.
 	Name string
 	// Resolve picks the cluster for a request (or answers a mesh error).
-	Resolve func(req *h1.Head, host []byte, proxyForm bool) (*Cluster, *MeshError)
+	Resolve func(req *h1.Head, host []byte, proxyForm bool) (*plan.Cluster, *plan.MeshError)
 	// Connect allows CONNECT tunnels (outbound only).
 	Connect bool
 	// H2 serves HTTP/2 connections (prior knowledge); nil refuses them.
@@ -51,14 +53,14 @@ type Server struct {
 	// Opaque, when set, is where connections that are not HTTP go as bytes:
 	// it returns the destination (nil: none, the connection closes) and
 	// whether the destination is declared TCP, which skips detection.
-	Opaque func() (dest *Cluster, declared bool)
+	Opaque func() (dest *plan.Cluster, declared bool)
 	// TCP forwards connections as bytes: those Opaque sends it, and
 	// CONNECT tunnels.
 	TCP *TCPProxy
 	// SNI, when set, routes TLS connections by the server name of their
 	// ClientHello and passes them through (the outbound listener, which
 	// has no other destination for them).
-	SNI func(serverName string) (*Cluster, *MeshError)
+	SNI func(serverName string) (*plan.Cluster, *plan.MeshError)
 	// TLS, when set, terminates TLS on this listener (ALPN h2 and
 	// http/1.1) instead of forwarding it as bytes; what it carries is
 	// detected again.
@@ -70,7 +72,7 @@ type Server struct {
 	// HeadTimeout bounds the arrival of a request head (and of a TLS
 	// handshake) once it has begun (0: DefaultHeadTimeout).
 	HeadTimeout time.Duration
-	Metrics     *Metrics
+	Metrics     *plan.Metrics
 	Log         *slog.Logger
 
 	std      *http.Server  // net/http, for connections handed off (H1, h2c upgrade)
@@ -90,66 +92,21 @@ func (s *Server) headTimeout() time.Duration {
 	return DefaultHeadTimeout
 }
 
-// Client connection states, for a shutdown that closes only idle ones.
-const (
-	stateActive int32 = iota
-	stateIdle
-	stateClosed
-)
+// DefaultHeadTimeout is Server.HeadTimeout's default.
+const DefaultHeadTimeout = 30 * time.Second
 
-const (
-	clientIdleTimeout = 5 * time.Minute
-	// DefaultHeadTimeout is Server.HeadTimeout's default.
-	DefaultHeadTimeout = 30 * time.Second
-)
-
+// clientConn is a client connection with the fast path's state.
 type clientConn struct {
-	conn  net.Conn      // what the connection is read and written through (TLS, once terminated)
-	raw   net.Conn      // the accepted connection, which Shutdown and Close close from other goroutines
-	rawBR *bufio.Reader // under TLS: the reader of raw, feeding the TLS layer
-	br    *bufio.Reader
-	bw    *bufio.Writer
-	ip    []byte // the client's address, for X-Forwarded-For
-	state atomic.Int32
-	req   h1.Head
-	resp  h1.Head
-	start time.Time // when the current request began
-	dl    lazyDeadline
-	// sock reads and writes the socket directly (nil under TLS); see
-	// session.go.
-	sock      *sockIO
+	conn.Client
+	req       h1.Head
+	resp      h1.Head
+	start     time.Time // when the current request began
 	onSession func(uintptr) bool
 	sess      sessionState
-	// handedOff: net/http owns the connection now.
-	handedOff bool
-	// h2 is set while the HTTP/2 engine serves the connection.
-	h2 atomic.Pointer[h2Client]
 	// call is the plan of the request being served on the fast path
 	// (here, not on the stack: the balancer's interface call would move
 	// it to the heap per request).
-	call call
-}
-
-// lazyDeadline sets a connection's read deadline only when the one in
-// force is not close enough to what is asked: a timer update per request
-// is a measurable share of the fast path's CPU.
-type lazyDeadline struct{ at time.Time } // zero: none in force
-
-// set asks for a deadline at now+after, accepting one up to slack earlier.
-func (d *lazyDeadline) set(c net.Conn, now time.Time, after, slack time.Duration) {
-	want := now.Add(after)
-	if d.at.IsZero() || d.at.After(want) || d.at.Before(want.Add(-slack)) {
-		d.at = want
-		c.SetReadDeadline(want)
-	}
-}
-
-// clear removes the deadline.
-func (d *lazyDeadline) clear(c net.Conn) {
-	if !d.at.IsZero() {
-		d.at = time.Time{}
-		c.SetReadDeadline(time.Time{})
-	}
+	call plan.Call
 }
 
 // Serve accepts connections until the listener is closed.
@@ -168,8 +125,8 @@ func (s *Server) Serve(ln net.Listener) error {
 	if h == nil {
 		h = s.H2
 	}
-	s.h2 = &http2.Server{IdleTimeout: clientIdleTimeout}
-	s.std = &http.Server{ReadHeaderTimeout: s.headTimeout(), IdleTimeout: clientIdleTimeout,
+	s.h2 = &http2.Server{IdleTimeout: conn.ClientIdleTimeout}
+	s.std = &http.Server{ReadHeaderTimeout: s.headTimeout(), IdleTimeout: conn.ClientIdleTimeout,
 		ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug)}
 	if h != nil {
 		s.std.Handler = noUpgradeWithBody(h2c.NewHandler(upgraded(h), s.h2))
@@ -184,7 +141,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Unlock()
 	var backoff time.Duration
 	for {
-		conn, err := ln.Accept()
+		nc, err := ln.Accept()
 		if err != nil {
 			if s.shutdown.Load() {
 				return http.ErrServerClosed
@@ -198,9 +155,9 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		cc := &clientConn{conn: conn, raw: conn}
+		cc := &clientConn{Client: conn.Client{Conn: nc, Raw: nc}}
 		if !s.track(cc, true) {
-			conn.Close()
+			nc.Close()
 			continue
 		}
 		s.wg.Add(1)
@@ -245,10 +202,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for {
 		s.mu.Lock()
 		for cc := range s.conns {
-			if cc.state.CompareAndSwap(stateIdle, stateClosed) {
-				cc.raw.Close()
-			} else if h := cc.h2.Load(); h != nil {
-				h.goAway() // GOAWAY once; it closes when its streams are done
+			if cc.CloseIfIdle() {
+				cc.Raw.Close()
+			} else {
+				cc.GoAway() // HTTP/2: GOAWAY once; it closes when its streams are done
 			}
 		}
 		n := len(s.conns)
@@ -279,8 +236,8 @@ func (s *Server) Close() {
 		s.ln.Close()
 	}
 	for cc := range s.conns {
-		cc.state.Store(stateClosed)
-		closeNow(cc.raw)
+		cc.MarkClosed()
+		conn.CloseNow(cc.Raw)
 	}
 	std := s.std
 	s.mu.Unlock()
@@ -293,30 +250,30 @@ func (s *Server) serveConn(cc *clientConn) {
 	defer s.wg.Done()
 	defer s.track(cc, false)
 	defer func() {
-		if !cc.handedOff {
-			cc.conn.Close()
+		if !cc.HandedOff {
+			cc.Conn.Close()
 		}
 	}()
-	cc.sock, cc.br, cc.bw = buffered(cc.conn)
+	cc.Sock, cc.BR, cc.BW = conn.Buffers(cc.Conn)
 	defer func() {
-		putBuffers(cc.br, cc.bw)
-		if cc.rawBR != nil && cc.rawBR != cc.br {
-			putBuffers(cc.rawBR, nil)
+		conn.PutBuffers(cc.BR, cc.BW)
+		if cc.RawBR != nil && cc.RawBR != cc.BR {
+			conn.PutBuffers(cc.RawBR, nil)
 		}
 	}()
-	if host, _, err := net.SplitHostPort(cc.conn.RemoteAddr().String()); err == nil {
-		cc.ip = []byte(host)
+	if host, _, err := net.SplitHostPort(cc.Conn.RemoteAddr().String()); err == nil {
+		cc.IP = []byte(host)
 	}
-	cc.state.Store(stateIdle)
+	cc.Idle()
 	if !s.detect(cc) {
 		return
 	}
-	if s.H1 != nil && !isH2Preface(cc.br) {
+	if s.H1 != nil && !conn.IsH2Preface(cc.BR) {
 		s.handOff(cc, nil)
 		return
 	}
 	for {
-		if cc.sock != nil {
+		if cc.Sock != nil {
 			// Plain requests are served inside one wait on the socket
 			// (session.go); it returns the others, head read or not.
 			switch s.session(cc) {
@@ -338,16 +295,16 @@ func (s *Server) serveConn(cc *clientConn) {
 // readRequest waits for the next request and reads its head. It reports
 // whether there is one to serve (an HTTP/2 preface is served here).
 func (s *Server) readRequest(cc *clientConn) bool {
-	cc.dl.set(cc.conn, time.Now(), clientIdleTimeout, time.Minute)
-	if _, err := cc.br.Peek(1); err != nil {
+	cc.DL.Set(cc.Conn, time.Now(), conn.ClientIdleTimeout, time.Minute)
+	if _, err := cc.BR.Peek(1); err != nil {
 		return false // closed, idle too long, or closed by Shutdown
 	}
 	cc.start = time.Now()
-	if !cc.state.CompareAndSwap(stateIdle, stateActive) {
+	if !cc.Activate() {
 		return false
 	}
-	if s.H2 != nil && isH2Preface(cc.br) {
-		if s.H2Frames != nil && cc.sock != nil {
+	if s.H2 != nil && conn.IsH2Preface(cc.BR) {
+		if s.H2Frames != nil && cc.Sock != nil {
 			s.serveH2Frames(cc)
 		} else {
 			s.serveH2(cc)
@@ -355,10 +312,10 @@ func (s *Server) readRequest(cc *clientConn) bool {
 		return false
 	}
 	// Deadlines cost timer updates: set them only where a read can block.
-	if !headBuffered(cc.br) {
-		cc.dl.set(cc.conn, cc.start, s.headTimeout(), time.Second)
+	if !headBuffered(cc.BR) {
+		cc.DL.Set(cc.Conn, cc.start, s.headTimeout(), time.Second)
 	}
-	if err := h1.ReadRequestHead(cc.br, &cc.req); err != nil {
+	if err := h1.ReadRequestHead(cc.BR, &cc.req); err != nil {
 		s.badRequest(cc, err)
 		return false
 	}
@@ -373,14 +330,14 @@ func (s *Server) serveRequest(cc *clientConn) bool {
 		return false
 	}
 	if needsClient(&cc.req) {
-		cc.dl.clear(cc.conn) // the body or tunnel may take its time
+		cc.DL.Clear(cc.Conn) // the body or tunnel may take its time
 	}
 	keep := s.handle(cc)
 	if !keep || s.shutdown.Load() {
-		cc.bw.Flush()
+		cc.BW.Flush()
 		return false
 	}
-	cc.state.Store(stateIdle)
+	cc.Idle()
 	return true
 }
 
@@ -397,13 +354,13 @@ func (s *Server) badRequest(cc *clientConn, err error) {
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), isNetError(err):
 		return // the client went away or was too slow; nobody to answer
 	case errors.Is(err, h1.ErrHeadTooLarge):
-		(&MeshError{Status: http.StatusRequestHeaderFieldsTooLarge, Reason: ReasonBadRequest,
-			Message: err.Error()}).writeH1(cc.bw, true)
+		(&plan.MeshError{Status: http.StatusRequestHeaderFieldsTooLarge, Reason: plan.ReasonBadRequest,
+			Message: err.Error()}).WriteH1(cc.BW, true)
 	default:
-		(&MeshError{Status: http.StatusBadRequest, Reason: ReasonBadRequest,
-			Message: err.Error()}).writeH1(cc.bw, true)
+		(&plan.MeshError{Status: http.StatusBadRequest, Reason: plan.ReasonBadRequest,
+			Message: err.Error()}).WriteH1(cc.BW, true)
 	}
-	cc.bw.Flush()
+	cc.BW.Flush()
 }
 
 func isNetError(err error) bool {
@@ -411,39 +368,15 @@ func isNetError(err error) bool {
 	return errors.As(err, &ne)
 }
 
-// h2Preface starts every HTTP/2 connection with prior knowledge.
-var h2Preface = []byte(http2.ClientPreface)
-
-// isH2Preface reports whether the buffered start of the connection is the
-// HTTP/2 preface. It reads more only while what it has matches, so an
-// HTTP/1 request (which differs by its second byte at the latest) is never
-// delayed.
-func isH2Preface(br *bufio.Reader) bool {
-	for n := 1; n <= len(h2Preface); n++ {
-		b, err := br.Peek(n)
-		if err != nil || !bytes.Equal(b, h2Preface[:n]) {
-			return false
-		}
-	}
-	return true
-}
-
 // serveH2 hands the connection to x/net/http2, which reads the preface
 // from the buffered reader first.
 func (s *Server) serveH2(cc *clientConn) {
-	cc.dl.clear(cc.conn)
-	s.h2.ServeConn(&bufferedConn{Conn: cc.conn, r: cc.br}, &http2.ServeConnOpts{Handler: s.H2, BaseConfig: s.std})
+	cc.DL.Clear(cc.Conn)
+	s.h2.ServeConn(&conn.Buffered{Conn: cc.Conn, R: cc.BR}, &http2.ServeConnOpts{Handler: s.H2, BaseConfig: s.std})
 	// ServeConn may return while its frame reader still reads through
 	// the buffers: they are not returned to the pool.
-	cc.br, cc.rawBR = nil, nil
+	cc.BR, cc.RawBR = nil, nil
 }
-
-type bufferedConn struct {
-	net.Conn
-	r io.Reader
-}
-
-func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // headBuffered reports whether a whole request head is already buffered,
 // so that reading it cannot block: after up to four empty lines (which
@@ -462,19 +395,3 @@ func headBuffered(br *bufio.Reader) bool {
 }
 
 var crlf = []byte("\r\n")
-
-// closeNow ends a connection at once without waiting. Closing a socket
-// waits until nothing uses it, and a session (session.go) uses it for as
-// long as an exchange with an upstream takes. So the connection's write
-// half is shut first, which the peer sees at once, and the close runs on
-// its own: it wakes whatever waits on the socket with an error at once,
-// and releases the descriptor when the session lets go of it. (Not a
-// read shutdown: a copy would take that for the peer's end of stream.)
-func closeNow(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		tc.CloseWrite()
-		go tc.Close()
-		return
-	}
-	c.Close()
-}

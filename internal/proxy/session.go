@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/h1"
+	"github.com/weftmesh/weft/internal/proxy/conn"
 )
 
 // A session serves a plain TCP client connection's requests inside one
@@ -63,7 +64,7 @@ func (s *Server) session(cc *clientConn) sessionResult {
 	s.sessionDeadline(cc)
 	for {
 		cc.sess = sessionState{result: sessionClosed}
-		err := cc.sock.rc.Read(cc.onSession)
+		err := cc.Sock.RC.Read(cc.onSession)
 		if err == nil {
 			return cc.sess.result
 		}
@@ -81,16 +82,16 @@ func (s *Server) session(cc *clientConn) sessionResult {
 // sessionStep is the body of the wait: it returns false to wait for the
 // poller, true when the session ends (with cc.sess.result set).
 func (s *Server) sessionStep(cc *clientConn, fd uintptr) bool {
-	cc.sock.fd = int(fd)
-	defer func() { cc.sock.fd = -1 }()
+	cc.Sock.FD = int(fd)
+	defer func() { cc.Sock.FD = -1 }()
 	st := &cc.sess
 	for {
-		if !headBuffered(cc.br) {
-			if cc.br.Buffered() >= readBufSize {
+		if !headBuffered(cc.BR) {
+			if cc.BR.Buffered() >= conn.ReadBufSize {
 				st.result = sessionRead // readRequest answers a head too large
 				return true
 			}
-			if !st.begun && cc.br.Buffered() > 0 {
+			if !st.begun && cc.BR.Buffered() > 0 {
 				// A partial head (left over from the last read, or from
 				// detection) has begun: the head timeout runs from now.
 				st.begun = true
@@ -99,12 +100,12 @@ func (s *Server) sessionStep(cc *clientConn, fd uintptr) bool {
 			if st.skipRead && !st.begun { // (a partial head waits with its head timeout)
 				st.skipRead = false
 				st.probing = true
-				cc.dl.set(cc.conn, time.Now(), probeAfter, probeAfter/16)
+				cc.DL.Set(cc.Conn, time.Now(), probeAfter, probeAfter/16)
 				return false
 			}
 			st.probing = false
-			_, err := cc.br.Peek(cc.br.Buffered() + 1)
-			if err == errWouldBlock {
+			_, err := cc.BR.Peek(cc.BR.Buffered() + 1)
+			if err == conn.ErrWouldBlock {
 				s.sessionDeadline(cc)
 				return false
 			}
@@ -112,27 +113,27 @@ func (s *Server) sessionStep(cc *clientConn, fd uintptr) bool {
 				st.result = sessionClosed // the client left
 				return true
 			}
-			st.skipRead = cc.sock.drained
+			st.skipRead = cc.Sock.Drained
 			continue // (the top of the loop marks the head begun)
 		}
-		if b, _ := cc.br.Peek(4); bytes.Equal(b, h2Preface[:4]) {
+		if b, _ := cc.BR.Peek(4); bytes.Equal(b, conn.H2Preface[:4]) {
 			st.result = sessionRead // the HTTP/2 preface
 			return true
 		}
 		if !st.begun { // bytes left over from the last request
 			cc.start = time.Now()
 		}
-		if !cc.state.CompareAndSwap(stateIdle, stateActive) {
+		if !cc.Activate() {
 			st.result = sessionClosed // Shutdown closed it
 			return true
 		}
-		if err := h1.ReadRequestHead(cc.br, &cc.req); err != nil {
+		if err := h1.ReadRequestHead(cc.BR, &cc.req); err != nil {
 			s.badRequest(cc, err)
 			st.result = sessionClosed
 			return true
 		}
 		st.begun = false
-		if needsClient(&cc.req) && !bodyInBuffer(&cc.req, cc.br) || s.std.Handler != nil && isH2CUpgrade(&cc.req) {
+		if needsClient(&cc.req) && !bodyInBuffer(&cc.req, cc.BR) || s.std.Handler != nil && isH2CUpgrade(&cc.req) {
 			st.result = sessionHeadRead
 			return true
 		}
@@ -147,9 +148,9 @@ func (s *Server) sessionStep(cc *clientConn, fd uintptr) bool {
 // begun, the idle timeout between requests.
 func (s *Server) sessionDeadline(cc *clientConn) {
 	if cc.sess.begun {
-		cc.dl.set(cc.conn, cc.start, s.headTimeout(), time.Second)
+		cc.DL.Set(cc.Conn, cc.start, s.headTimeout(), time.Second)
 	} else {
-		cc.dl.set(cc.conn, time.Now(), clientIdleTimeout, time.Minute)
+		cc.DL.Set(cc.Conn, time.Now(), conn.ClientIdleTimeout, time.Minute)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/endpoint"
 	"github.com/weftmesh/weft/internal/h1"
+	"github.com/weftmesh/weft/internal/proxy/plan"
 )
 
 // scriptedApp runs serve on every connection it accepts, and closes the
@@ -59,11 +60,11 @@ const (
 // pairServers is fastPair with a response timeout on both hops, and the
 // outbound server itself.
 func pairServers(tb testing.TB, app string, timeout time.Duration) (outAddr string, out *Server) {
-	m := NewMetrics(prometheus.NewRegistry())
+	m := plan.NewMetrics(prometheus.NewRegistry())
 	in := NewInbound("svc", "svc-1", app, NewTransport(), m)
 	in.SetTimeout(timeout)
 	inAddr := serveProxy(tb, &Server{Resolve: in.Resolve, Metrics: m, Log: discard})
-	table := NewTable(m, Policy{Timeout: timeout})
+	table := plan.NewTable(m, plan.Policy{Timeout: timeout})
 	updateTable(table, map[string][]EndpointSpec{"svc": {{Instance: "svc-1", Address: inAddr}}})
 	o := NewOutbound(table, NewTransport(), NewTransport(), m, discard)
 	out = &Server{Resolve: o.Resolve, Metrics: m, Log: discard}
@@ -262,8 +263,8 @@ func TestSwitchingProtocolsUnasked(t *testing.T) {
 	if err := h1.ReadResponseHead(br, &resp); err != nil {
 		t.Fatal(err)
 	}
-	if resp.Status != 502 || string(resp.Get(HeaderError)) != ReasonUpstreamReset {
-		t.Fatalf("got %d %s=%q, want 502 %s", resp.Status, HeaderError, resp.Get(HeaderError), ReasonUpstreamReset)
+	if resp.Status != 502 || string(resp.Get(plan.HeaderError)) != plan.ReasonUpstreamReset {
+		t.Fatalf("got %d %s=%q, want 502 %s", resp.Status, plan.HeaderError, resp.Get(plan.HeaderError), plan.ReasonUpstreamReset)
 	}
 	body := make([]byte, resp.ContentLength)
 	io.ReadFull(br, body)
@@ -400,9 +401,9 @@ func TestCloseEndsSilentTCPForward(t *testing.T) {
 		<-hold
 	})
 	t.Cleanup(func() { close(hold) })
-	dest := newCluster("db", []*Endpoint{endpoint.New("db", "db-1", app, nil)}, 0, nil)
+	dest := plan.NewCluster("db", []*plan.Endpoint{endpoint.New("db", "db-1", app, nil)}, 0, nil)
 	srv := &Server{Name: "upstream/db", Log: discard, TCP: &TCPProxy{},
-		Opaque: func() (*Cluster, bool) { return dest, true }}
+		Opaque: func() (*plan.Cluster, bool) { return dest, true }}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -508,7 +509,7 @@ func TestIdlePooledConnectionChecked(t *testing.T) {
 
 // oneHop serves an inbound in front of app; headTimeout 0 is the default.
 func oneHop(t *testing.T, app string, timeout, headTimeout time.Duration) string {
-	m := NewMetrics(prometheus.NewRegistry())
+	m := plan.NewMetrics(prometheus.NewRegistry())
 	in := NewInbound("svc", "svc-1", app, NewTransport(), m)
 	in.SetTimeout(timeout)
 	return serveProxy(t, &Server{Resolve: in.Resolve, Metrics: m, Log: discard, HeadTimeout: headTimeout})

@@ -1,6 +1,9 @@
 package proxy
 
-import "github.com/weftmesh/weft/internal/snapshot"
+import (
+	"github.com/weftmesh/weft/internal/proxy/plan"
+	"github.com/weftmesh/weft/internal/snapshot"
+)
 
 // EndpointSpec is a ready endpoint of a test table.
 type EndpointSpec struct {
@@ -10,7 +13,7 @@ type EndpointSpec struct {
 }
 
 // updateTable updates t with services whose endpoints are all ready.
-func updateTable(t *Table, services map[string][]EndpointSpec) {
+func updateTable(t *plan.Table, services map[string][]EndpointSpec) {
 	snap := &snapshot.Snapshot{Services: map[string]*snapshot.Service{}}
 	for name, specs := range services {
 		svc := &snapshot.Service{Name: name}

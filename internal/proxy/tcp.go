@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/endpoint"
+	"github.com/weftmesh/weft/internal/proxy/conn"
+	"github.com/weftmesh/weft/internal/proxy/plan"
 	"github.com/weftmesh/weft/internal/request"
 )
 
@@ -33,23 +35,23 @@ const DefaultTCPIdleTimeout = time.Hour
 // Forward serves one client connection: buffered holds the bytes already
 // read from it (by protocol detection). It returns when both directions
 // have ended.
-func (p *TCPProxy) Forward(client net.Conn, buffered []byte, c *Cluster) {
+func (p *TCPProxy) Forward(client net.Conn, buffered []byte, c *plan.Cluster) {
 	log := p.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m := c.metrics.tcpMetrics()
+	m := c.Metrics().TCP()
 	up, ep, merr := p.dial(c)
 	if merr != nil {
-		c.metrics.meshError(merr.Reason)
+		c.Metrics().MeshError(merr.Reason)
 		log.Warn("TCP connection refused: "+merr.Message, "service", c.Service, "reason", merr.Reason)
 		return
 	}
 	defer up.Close()
-	m.opened()
-	defer m.closed()
+	m.Opened()
+	defer m.Closed()
 	if idle := p.pipe(client, buffered, up, m); idle {
-		m.idleTimeout()
+		m.IdleTimeout()
 		log.Debug("TCP connection idle, closed", "service", c.Service, "instance", ep.Instance, "after", p.IdleTimeout)
 	}
 }
@@ -57,27 +59,27 @@ func (p *TCPProxy) Forward(client net.Conn, buffered []byte, c *Cluster) {
 // dial connects to an instance of c through its plan: a connect failure
 // moves to another instance, as on the HTTP path. A connection counts as
 // an attempt until it is made (its latency is the connect time).
-func (p *TCPProxy) dial(c *Cluster) (net.Conn, *Endpoint, *MeshError) {
-	var k call
-	k.init(c, request.None, time.Time{})
-	for ep := k.next(); ep != nil; ep = k.next() {
-		conn, err := dial(ep.Address)
+func (p *TCPProxy) dial(c *plan.Cluster) (net.Conn, *plan.Endpoint, *plan.MeshError) {
+	var k plan.Call
+	k.Init(c, request.None, time.Time{})
+	for ep := k.Next(); ep != nil; ep = k.Next() {
+		nc, err := conn.Dial(ep.Address)
 		if err == nil {
-			k.ok()
-			return conn, ep, nil
+			k.OK()
+			return nc, ep, nil
 		}
-		k.failed(endpoint.ConnectFailed, err)
-		if !k.again(false) {
+		k.Failed(endpoint.ConnectFailed, err)
+		if !k.Again(false) {
 			break
 		}
 	}
-	return nil, nil, k.result()
+	return nil, nil, k.Result()
 }
 
 // pipe copies both ways until both directions end, half-closing each
 // side's write half when the other side's stream ends. It reports whether
 // it stopped because the connection idled out.
-func (p *TCPProxy) pipe(client net.Conn, buffered []byte, up net.Conn, m *tcpMetrics) (idle bool) {
+func (p *TCPProxy) pipe(client net.Conn, buffered []byte, up net.Conn, m *plan.TCPMetrics) (idle bool) {
 	act := &activity{idle: p.IdleTimeout}
 	act.watch(client, up)
 	defer act.stop()
@@ -90,11 +92,11 @@ func (p *TCPProxy) pipe(client net.Conn, buffered []byte, up net.Conn, m *tcpMet
 				act.abort(client, up)
 				return
 			}
-			m.received(len(buffered))
+			m.Received(len(buffered))
 		}
-		act.copy(up, client, m.received, client, up)
+		act.copy(up, client, m.Received, client, up)
 	}()
-	act.copy(client, up, m.sent, client, up)
+	act.copy(client, up, m.Sent, client, up)
 	wg.Wait()
 	return act.idledOut.Load()
 }
@@ -156,8 +158,8 @@ func (a *activity) stop() {
 // not wait for that copy, which may hold a socket inside its session
 // (closeNow).
 func (a *activity) abort(client, up net.Conn) {
-	closeNow(client)
-	closeNow(up)
+	conn.CloseNow(client)
+	conn.CloseNow(up)
 }
 
 // tcpBufSize is the copy buffer of one direction.
@@ -173,10 +175,10 @@ func (a *activity) copy(dst, src net.Conn, count func(int), client, up net.Conn)
 	defer tcpBufs.Put(bp)
 	buf := *bp
 	var w io.Writer = dst
-	if s := newSockIO(dst); s != nil {
+	if s := conn.NewSock(dst); s != nil {
 		w = s
 	}
-	if s := newSockIO(src); s != nil {
+	if s := conn.NewSock(src); s != nil {
 		a.copySession(w, s, buf, count, dst, client, up)
 		return
 	}
@@ -195,7 +197,7 @@ func (a *activity) copy(dst, src net.Conn, count func(int), client, up net.Conn)
 		case err == nil:
 			continue
 		case errors.Is(err, io.EOF):
-			closeWrite(dst)
+			conn.CloseWrite(dst)
 			return
 		}
 		a.abort(client, up) // idle, reset, or closed by the other direction
@@ -209,15 +211,15 @@ func (a *activity) copy(dst, src net.Conn, count func(int), client, up net.Conn)
 // bookkeeping (see rawio.go). Unlike the HTTP session it reads again after
 // every read: a short read does not say the peer's end of stream is not
 // waiting, and a half-close must reach the other side at once.
-func (a *activity) copySession(w io.Writer, src *sockIO, buf []byte, count func(int), dst, client, up net.Conn) {
+func (a *activity) copySession(w io.Writer, src *conn.Sock, buf []byte, count func(int), dst, client, up net.Conn) {
 	var eof bool
 	step := func(fd uintptr) bool {
-		src.fd = int(fd)
-		defer func() { src.fd = -1 }()
+		src.FD = int(fd)
+		defer func() { src.FD = -1 }()
 		for {
 			n, err := src.Read(buf)
 			switch {
-			case err == errWouldBlock:
+			case err == conn.ErrWouldBlock:
 				return false
 			case err == io.EOF:
 				eof = true
@@ -233,9 +235,9 @@ func (a *activity) copySession(w io.Writer, src *sockIO, buf []byte, count func(
 			count(n)
 		}
 	}
-	src.rc.Read(step)
+	src.RC.Read(step)
 	if eof {
-		closeWrite(dst)
+		conn.CloseWrite(dst)
 		return
 	}
 	a.abort(client, up) // idle, reset, or closed by the other direction

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/endpoint"
+	"github.com/weftmesh/weft/internal/proxy/plan"
 )
 
 // tcpFixture serves a TCPProxy with the given idle timeout in front of an
@@ -34,7 +35,7 @@ func tcpFixture(t *testing.T, idle time.Duration, app func(net.Conn)) (string, <
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	c := newCluster("svc", []*Endpoint{endpoint.New("svc", "svc-1", appLn.Addr().String(), nil)}, 0, nil)
+	c := plan.NewCluster("svc", []*plan.Endpoint{endpoint.New("svc", "svc-1", appLn.Addr().String(), nil)}, 0, nil)
 	p := &TCPProxy{IdleTimeout: idle}
 	done := make(chan struct{}, 16)
 	go func() {

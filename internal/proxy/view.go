@@ -3,11 +3,11 @@ package proxy
 import (
 	"net/http"
 	"strings"
-	"unsafe"
 
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/weftmesh/weft/internal/h1"
+	"github.com/weftmesh/weft/internal/proxy/plan"
 	"github.com/weftmesh/weft/internal/request"
 )
 
@@ -37,11 +37,11 @@ func (v *h1View) GRPC() bool             { return request.IsGRPC(v.head().Get("C
 // goes on to the instance.
 type h2View h2Stream
 
-func (v *h2View) field(name string) []byte { return bytesOf(fieldValue(v.req, name)) }
+func (v *h2View) field(name string) []byte { return plan.BytesOf(fieldValue(v.req, name)) }
 func (v *h2View) Method() []byte           { return v.field(":method") }
 func (v *h2View) Authority() []byte        { return v.field(":authority") }
 func (v *h2View) Path() []byte             { return v.field(":path") }
-func (v *h2View) Header(n string) []byte   { return bytesOf(fieldValueFold(v.req, n)) }
+func (v *h2View) Header(n string) []byte   { return plan.BytesOf(fieldValueFold(v.req, n)) }
 func (v *h2View) Replayable() bool         { return v.noBody && request.Safe(v.Method()) }
 func (v *h2View) GRPC() bool               { return v.isGRPC }
 
@@ -60,23 +60,14 @@ func fieldValueFold(fields []hpack.HeaderField, name string) string {
 // allocates per request anyway; one more small value is its price).
 type stdView struct{ r *http.Request }
 
-func (v *stdView) Method() []byte { return bytesOf(v.r.Method) }
+func (v *stdView) Method() []byte { return plan.BytesOf(v.r.Method) }
 func (v *stdView) Authority() []byte {
 	host, _ := destination(v.r)
-	return bytesOf(host)
+	return plan.BytesOf(host)
 }
-func (v *stdView) Path() []byte           { return bytesOf(v.r.URL.RequestURI()) }
-func (v *stdView) Header(n string) []byte { return bytesOf(v.r.Header.Get(n)) }
+func (v *stdView) Path() []byte           { return plan.BytesOf(v.r.URL.RequestURI()) }
+func (v *stdView) Header(n string) []byte { return plan.BytesOf(v.r.Header.Get(n)) }
 func (v *stdView) Replayable() bool {
 	return (v.r.Body == nil || v.r.Body == http.NoBody) && request.Safe(v.Method())
 }
 func (v *stdView) GRPC() bool { return isGRPC(v.r) }
-
-// bytesOf is s as bytes without a copy. The bytes must not be changed:
-// views hand them out read-only.
-func bytesOf(s string) []byte {
-	if s == "" {
-		return nil
-	}
-	return unsafe.Slice(unsafe.StringData(s), len(s))
-}

@@ -1,7 +1,7 @@
 // Package sidecar is the composition root of the proxy that runs beside one
 // app instance. It owns every goroutine of the sidecar:
 //
-//	push.Client  --state--> table (proxy.Table) <--reads-- outbound listener
+//	push.Client  --state--> table (plan.Table) <--reads-- outbound listener
 //	registration: register, heartbeat, re-register, deregister on stop
 //	health: checks the local app, flips the instance's readiness
 //	inbound listener --> local app (HTTP, or bytes for TCP and TLS)
@@ -32,6 +32,8 @@ import (
 
 	"github.com/weftmesh/weft/internal/api"
 	"github.com/weftmesh/weft/internal/proxy"
+	"github.com/weftmesh/weft/internal/proxy/conn"
+	"github.com/weftmesh/weft/internal/proxy/plan"
 	"github.com/weftmesh/weft/internal/push"
 	"github.com/weftmesh/weft/internal/registry"
 	"github.com/weftmesh/weft/internal/snapshot"
@@ -183,7 +185,7 @@ type Sidecar struct {
 	inSrv                *proxy.Server
 	in                   *proxy.Inbound
 	adminSrv             *http.Server
-	table                *proxy.Table
+	table                *plan.Table
 	compiler             snapshot.Compiler
 	snap                 atomic.Pointer[snapshot.Snapshot] // the last applied, for /config
 	api                  *api.Client
@@ -229,8 +231,8 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 		s.upLns = append(s.upLns, ln)
 	}
 
-	metrics := proxy.NewMetrics(deps.Registry)
-	s.table = proxy.NewTable(metrics, proxy.Policy{Timeout: cfg.Timeout})
+	metrics := plan.NewMetrics(deps.Registry)
+	s.table = plan.NewTable(metrics, plan.Policy{Timeout: cfg.Timeout})
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
 	out := proxy.NewOutbound(s.table, proxy.NewTransport(), proxy.NewTransport(), metrics, s.log)
 	out.H2 = proxy.NewH2CTransport()
@@ -258,7 +260,7 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 		s.in = in
 		declared := cfg.AppProtocol == "tcp"
 		s.inSrv = &proxy.Server{Name: "inbound", Resolve: in.Resolve, H2: in, Metrics: metrics, Log: s.log,
-			Opaque: func() (*proxy.Cluster, bool) { return in.AppCluster(), declared }, TCP: tcp, DetectTimeout: cfg.DetectTimeout}
+			Opaque: func() (*plan.Cluster, bool) { return in.AppCluster(), declared }, TCP: tcp, DetectTimeout: cfg.DetectTimeout}
 		if cfg.InboundTLSCert != "" {
 			cert, err := tls.LoadX509KeyPair(cfg.InboundTLSCert, cfg.InboundTLSKey)
 			if err != nil {
@@ -424,7 +426,7 @@ func listen(flag, addr string) (net.Listener, error) {
 	// Keep-alive probes are for peers across the network; a loopback
 	// listener (the app's side) skips their per-connection system calls.
 	lc := net.ListenConfig{}
-	if proxy.IsLoopback(addr) {
+	if conn.IsLoopback(addr) {
 		lc.KeepAlive = -1
 	}
 	ln, err := lc.Listen(context.Background(), "tcp", addr)

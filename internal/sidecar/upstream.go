@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/weftmesh/weft/internal/proxy"
+	"github.com/weftmesh/weft/internal/proxy/plan"
 	"github.com/weftmesh/weft/internal/registry"
 )
 
@@ -69,13 +70,13 @@ func (u Upstream) String() string {
 // path and HTTP/2 through the outbound handler, both routed to the bound
 // service; other bytes (or all of them, when the service is declared TCP
 // here or by its instances) forwarded to an instance of it.
-func (s *Sidecar) upstreamServer(u Upstream, out *proxy.Outbound, tcp *proxy.TCPProxy, m *proxy.Metrics) *proxy.Server {
+func (s *Sidecar) upstreamServer(u Upstream, out *proxy.Outbound, tcp *proxy.TCPProxy, m *plan.Metrics) *proxy.Server {
 	f := &proxy.Fixed{Service: u.Service, Table: s.table, Out: out}
 	srv := &proxy.Server{
 		Name:    "upstream/" + u.Service,
 		Resolve: f.Resolve,
 		H2:      f,
-		Opaque: func() (*proxy.Cluster, bool) {
+		Opaque: func() (*plan.Cluster, bool) {
 			c := f.Cluster()
 			return c, u.TCP || c != nil && c.Protocol == "tcp"
 		},

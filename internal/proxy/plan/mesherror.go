@@ -1,4 +1,4 @@
-package proxy
+package plan
 
 import (
 	"bufio"
@@ -25,9 +25,9 @@ const HeaderError = "X-Weft-Error"
 
 // MeshError is an answer the mesh makes itself, not the app. The one
 // place its wire forms are made is this file: an HTTP/1.1 response
-// (writeH1), a net/http response (writeStd) and an HTTP/2 header block
-// with its body (h2Parts); to a gRPC caller, each is a trailers-only
-// gRPC response whose grpc-status fits the failure (grpcCode).
+// (WriteH1), a net/http response (WriteStd) and an HTTP/2 header block
+// with its body (H2Parts); to a gRPC caller, each is a trailers-only
+// gRPC response whose grpc-status fits the failure (GRPCCode).
 type MeshError struct {
 	Status   int    `json:"-"`
 	Reason   string `json:"error"`
@@ -36,6 +36,7 @@ type MeshError struct {
 	Message  string `json:"message"`
 }
 
+// Error is the reason and the message.
 func (e *MeshError) Error() string { return e.Reason + ": " + e.Message }
 
 // body is the JSON body of the error, newline-terminated.
@@ -47,10 +48,10 @@ func (e *MeshError) body() []byte {
 	return buf.Bytes()
 }
 
-// grpcCode is the gRPC status of a mesh error, as gRPC maps HTTP
+// GRPCCode is the gRPC status of a mesh error, as gRPC maps HTTP
 // statuses (doc/http-grpc-status-mapping.md), except that a timeout is
 // DEADLINE_EXCEEDED, what the caller's own deadline would give.
-func (e *MeshError) grpcCode() string {
+func (e *MeshError) GRPCCode() string {
 	if e.Reason == ReasonUpstreamTimeout {
 		return "4" // DEADLINE_EXCEEDED
 	}
@@ -97,8 +98,8 @@ func percentEncode(s string) string {
 	return string(out)
 }
 
-// writeH1 writes the error as an HTTP/1.1 response.
-func (e *MeshError) writeH1(bw *bufio.Writer, closing bool) {
+// WriteH1 writes the error as an HTTP/1.1 response.
+func (e *MeshError) WriteH1(bw *bufio.Writer, closing bool) {
 	body := e.body()
 	bw.WriteString("HTTP/1.1 ")
 	bw.WriteString(strconv.Itoa(e.Status))
@@ -115,15 +116,15 @@ func (e *MeshError) writeH1(bw *bufio.Writer, closing bool) {
 	bw.Write(body)
 }
 
-// writeStd writes the error through net/http; grpc: as a trailers-only
+// WriteStd writes the error through net/http; grpc: as a trailers-only
 // gRPC response. It returns the HTTP status sent.
-func (e *MeshError) writeStd(w http.ResponseWriter, grpc bool) int {
+func (e *MeshError) WriteStd(w http.ResponseWriter, grpc bool) int {
 	h := w.Header()
 	h.Set(HeaderError, e.Reason)
 	h.Del("Content-Length")
 	if grpc {
 		h.Set("Content-Type", "application/grpc")
-		h.Set("Grpc-Status", e.grpcCode())
+		h.Set("Grpc-Status", e.GRPCCode())
 		h.Set("Grpc-Message", e.grpcMessage())
 		w.WriteHeader(http.StatusOK)
 		return http.StatusOK
@@ -134,15 +135,15 @@ func (e *MeshError) writeStd(w http.ResponseWriter, grpc bool) int {
 	return e.Status
 }
 
-// h2Parts is the error as an HTTP/2 response: its header block, and the
+// H2Parts is the error as an HTTP/2 response: its header block, and the
 // body that follows it (nil for gRPC, whose answer is trailers-only and
 // ends with the block).
-func (e *MeshError) h2Parts(grpc bool) (fields []hpack.HeaderField, body []byte) {
+func (e *MeshError) H2Parts(grpc bool) (fields []hpack.HeaderField, body []byte) {
 	if grpc {
 		return []hpack.HeaderField{
 			{Name: ":status", Value: "200"},
 			{Name: "content-type", Value: "application/grpc"},
-			{Name: "grpc-status", Value: e.grpcCode()},
+			{Name: "grpc-status", Value: e.GRPCCode()},
 			{Name: "grpc-message", Value: e.grpcMessage()},
 			{Name: "x-weft-error", Value: e.Reason},
 		}, nil

@@ -1,6 +1,7 @@
-package proxy
+package plan
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -21,7 +22,7 @@ func TestGRPCTimeoutFormat(t *testing.T) {
 		{"-5S", 0, false},
 	}
 	for _, c := range parse {
-		got, ok := parseGRPCTimeout(c.in)
+		got, ok := ParseGRPCTimeout(c.in)
 		if got != c.want || ok != c.ok {
 			t.Errorf("parse %q: got %v %v, want %v %v", c.in, got, ok, c.want, c.ok)
 		}
@@ -36,11 +37,23 @@ func TestGRPCTimeoutFormat(t *testing.T) {
 		{0, "0u"},
 	}
 	for _, c := range format {
-		if got := formatGRPCTimeout(c.in); got != c.want {
+		if got := FormatGRPCTimeout(c.in); got != c.want {
 			t.Errorf("format %v: got %q, want %q", c.in, got, c.want)
 		}
-		if back, ok := parseGRPCTimeout(formatGRPCTimeout(c.in)); !ok || back != c.in {
+		if back, ok := ParseGRPCTimeout(FormatGRPCTimeout(c.in)); !ok || back != c.in {
 			t.Errorf("round trip %v: got %v %v", c.in, back, ok)
 		}
+	}
+}
+
+func TestGRPCTimeoutParseEdges(t *testing.T) {
+	if d, ok := ParseGRPCTimeout("99999999H"); !ok || d != math.MaxInt64 {
+		t.Errorf("99999999H: got %v %v, want the longest Duration (it overflows otherwise)", d, ok)
+	}
+	if d, ok := ParseGRPCTimeout("2562047H"); !ok || d.Hours() != 2562047 {
+		t.Errorf("2562047H: got %v %v", d, ok)
+	}
+	if n := testing.AllocsPerRun(100, func() { ParseGRPCTimeout("100m") }); n != 0 {
+		t.Errorf("ParseGRPCTimeout allocates %v times per call, want 0", n)
 	}
 }

@@ -1,4 +1,4 @@
-package proxy
+package plan
 
 import (
 	"sort"
@@ -40,7 +40,11 @@ func NewTable(m *Metrics, policy Policy) *Table {
 // Lookup returns the cluster of a service, or nil if the mesh has no such service.
 func (t *Table) Lookup(service string) *Cluster { return (*t.m.Load())[service] }
 
-func (t *Table) lookupBytes(service []byte) *Cluster { return (*t.m.Load())[string(service)] }
+// LookupBytes is Lookup for a name in bytes (no allocation).
+func (t *Table) LookupBytes(service []byte) *Cluster { return (*t.m.Load())[string(service)] }
+
+// Policy is the policy the table's clusters follow.
+func (t *Table) Policy() Policy { return t.policy }
 
 // Services lists the service names known, sorted.
 func (t *Table) Services() []string {
@@ -64,7 +68,7 @@ func (t *Table) Update(snap *snapshot.Snapshot) {
 	for name, svc := range snap.Services {
 		ready := svc.Ready()
 		var prev map[string]*Endpoint
-		var m *serviceMetrics
+		var m *ServiceMetrics
 		var bal lb.Balancer
 		if oc := old[name]; oc != nil {
 			m, bal = oc.metrics, oc.Balancer
@@ -84,7 +88,7 @@ func (t *Table) Update(snap *snapshot.Snapshot) {
 			}
 			eps = append(eps, e)
 		}
-		c := newCluster(name, eps, t.policy.Timeout, m)
+		c := NewCluster(name, eps, t.policy.Timeout, m)
 		if bal != nil {
 			c.Balancer = bal // the balancer's own state (turn, ring) carries over
 		}

@@ -1,4 +1,4 @@
-package proxy
+package plan
 
 import (
 	"net/http"
@@ -89,8 +89,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// serviceMetrics caches the label handles of one direction and service.
-type serviceMetrics struct {
+// ServiceMetrics caches the label handles of one direction and service.
+type ServiceMetrics struct {
 	direction, service string
 	m                  *Metrics
 	duration           prometheus.Observer
@@ -98,18 +98,18 @@ type serviceMetrics struct {
 	inflight           prometheus.Gauge
 	codes              sync.Map // int -> prometheus.Counter
 	grpcCodes          sync.Map // string -> prometheus.Counter
-	tcp                atomic.Pointer[tcpMetrics]
+	tcp                atomic.Pointer[TCPMetrics]
 }
 
-// tcpMetrics are the label handles of TCP forwarding for one direction
+// TCPMetrics are the label handles of TCP forwarding for one direction
 // and service. Its methods are nil-safe.
-type tcpMetrics struct {
+type TCPMetrics struct {
 	conns, rx, tx, idle prometheus.Counter
 	active              prometheus.Gauge
 }
 
-// tcpMetrics resolves the TCP handles on first use.
-func (s *serviceMetrics) tcpMetrics() *tcpMetrics {
+// TCP is the handles of TCP forwarding, resolved on first use (nil-safe).
+func (s *ServiceMetrics) TCP() *TCPMetrics {
 	if s == nil {
 		return nil
 	}
@@ -117,7 +117,7 @@ func (s *serviceMetrics) tcpMetrics() *tcpMetrics {
 		return t
 	}
 	l := []string{s.direction, s.service}
-	t := &tcpMetrics{
+	t := &TCPMetrics{
 		conns: s.m.tcpConns.WithLabelValues(l...), rx: s.m.tcpReceived.WithLabelValues(l...),
 		tx: s.m.tcpSent.WithLabelValues(l...), idle: s.m.tcpIdle.WithLabelValues(l...),
 		active: s.m.tcpActive.WithLabelValues(l...),
@@ -126,48 +126,62 @@ func (s *serviceMetrics) tcpMetrics() *tcpMetrics {
 	return s.tcp.Load()
 }
 
-func (t *tcpMetrics) opened() {
+// Opened counts a forwarded connection, active until Closed.
+func (t *TCPMetrics) Opened() {
 	if t != nil {
 		t.conns.Inc()
 		t.active.Inc()
 	}
 }
 
-func (t *tcpMetrics) closed() {
+// Closed ends a connection counted by Opened.
+func (t *TCPMetrics) Closed() {
 	if t != nil {
 		t.active.Dec()
 	}
 }
 
-func (t *tcpMetrics) received(n int) {
+// Received counts bytes from the connecting side.
+func (t *TCPMetrics) Received(n int) {
 	if t != nil {
 		t.rx.Add(float64(n))
 	}
 }
 
-func (t *tcpMetrics) sent(n int) {
+// Sent counts bytes back to the connecting side.
+func (t *TCPMetrics) Sent(n int) {
 	if t != nil {
 		t.tx.Add(float64(n))
 	}
 }
 
-func (t *tcpMetrics) idleTimeout() {
+// IdleTimeout counts a connection closed for idling.
+func (t *TCPMetrics) IdleTimeout() {
 	if t != nil {
 		t.idle.Inc()
 	}
 }
 
-// detected counts one protocol detection outcome (nil-safe).
-func (m *Metrics) detected(listener, protocol, how string) {
+// Detected counts one protocol detection outcome (nil-safe).
+func (m *Metrics) Detected(listener, protocol, how string) {
 	if m != nil {
 		m.detections.WithLabelValues(listener, protocol, how).Inc()
 	}
 }
 
-func (m *Metrics) service(name string) *serviceMetrics { return m.forService("outbound", name) }
+// TunnelOpened counts one CONNECT tunnel (nil-safe).
+func (m *Metrics) TunnelOpened() {
+	if m != nil {
+		m.tunnels.Inc()
+	}
+}
 
-func (m *Metrics) forService(direction, name string) *serviceMetrics {
-	return &serviceMetrics{
+func (m *Metrics) service(name string) *ServiceMetrics { return m.ForService("outbound", name) }
+
+// ForService is the label handles of one direction ("outbound",
+// "inbound", "egress") and service.
+func (m *Metrics) ForService(direction, name string) *ServiceMetrics {
+	return &ServiceMetrics{
 		direction: direction, service: name, m: m,
 		duration: m.duration.WithLabelValues(direction, name),
 		retries:  m.retries.WithLabelValues(name),
@@ -175,19 +189,19 @@ func (m *Metrics) forService(direction, name string) *serviceMetrics {
 	}
 }
 
-// begin counts a request in flight; every begin is matched by one done.
+// Begin counts a request in flight; every Begin is matched by one Done.
 // Both are nil-safe.
-func (s *serviceMetrics) begin() {
+func (s *ServiceMetrics) Begin() {
 	if s != nil {
 		s.inflight.Inc()
 	}
 }
 
-// done records one finished request.
-func (s *serviceMetrics) done(code int, start time.Time) { s.doneAt(code, start, time.Now()) }
+// Done records one finished request.
+func (s *ServiceMetrics) Done(code int, start time.Time) { s.DoneAt(code, start, time.Now()) }
 
-// doneAt is done for a caller that has read the clock.
-func (s *serviceMetrics) doneAt(code int, start, now time.Time) {
+// DoneAt is Done for a caller that has read the clock.
+func (s *ServiceMetrics) DoneAt(code int, start, now time.Time) {
 	if s == nil {
 		return
 	}
@@ -200,22 +214,23 @@ func (s *serviceMetrics) doneAt(code int, start, now time.Time) {
 	c.(prometheus.Counter).Inc()
 }
 
-func (s *serviceMetrics) meshError(reason string) {
+// MeshError counts an error the mesh answered with (nil-safe).
+func (s *ServiceMetrics) MeshError(reason string) {
 	if s != nil {
 		s.m.errors.WithLabelValues(s.direction, s.service, reason).Inc()
 	}
 }
 
-func (s *serviceMetrics) retried() {
+func (s *ServiceMetrics) retried() {
 	if s != nil {
 		s.retries.Inc()
 	}
 }
 
-// grpcDone records the gRPC status of a finished gRPC response (from its
+// GRPCDone records the gRPC status of a finished gRPC response (from its
 // trailers, or its headers for a trailers-only answer); other responses
 // are ignored.
-func (s *serviceMetrics) grpcDone(resp *http.Response) {
+func (s *ServiceMetrics) GRPCDone(resp *http.Response) {
 	if s == nil || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/grpc") {
 		return
 	}
@@ -226,12 +241,12 @@ func (s *serviceMetrics) grpcDone(resp *http.Response) {
 	if code == "" {
 		code = "missing"
 	}
-	s.grpcStatus(code)
+	s.GRPCStatus(code)
 }
 
-// grpcStatus counts one gRPC response with the given grpc-status,
+// GRPCStatus counts one gRPC response with the given grpc-status,
 // including those the mesh makes itself (nil-safe).
-func (s *serviceMetrics) grpcStatus(code string) {
+func (s *ServiceMetrics) GRPCStatus(code string) {
 	if s == nil {
 		return
 	}

@@ -1,4 +1,4 @@
-package proxy
+package plan
 
 import (
 	"fmt"
@@ -40,13 +40,17 @@ type Cluster struct {
 	Timeout time.Duration
 	// MaxAttempts bounds the instances one request tries (0: DefaultMaxAttempts).
 	MaxAttempts int
-	metrics     *serviceMetrics
+	metrics     *ServiceMetrics
 }
 
-// newCluster builds a cluster with round robin over eps.
-func newCluster(service string, eps []*Endpoint, timeout time.Duration, m *serviceMetrics) *Cluster {
+// NewCluster builds a cluster with round robin over eps.
+func NewCluster(service string, eps []*Endpoint, timeout time.Duration, m *ServiceMetrics) *Cluster {
 	return &Cluster{Service: service, Endpoints: eps, Balancer: &lb.RoundRobin{}, Timeout: timeout, metrics: m}
 }
+
+// Metrics are the cluster's label handles (nil-safe methods; nil in
+// tests that pass none).
+func (c *Cluster) Metrics() *ServiceMetrics { return c.metrics }
 
 func (c *Cluster) maxAttempts() int {
 	if c.MaxAttempts > 0 {
@@ -60,19 +64,19 @@ func (c *Cluster) Pick(r request.View, tried []*Endpoint) *Endpoint {
 	return c.Balancer.Pick(c.Endpoints, r, tried)
 }
 
-// call is one request's (or TCP connection's) trip through a cluster's
+// Call is one request's (or TCP connection's) trip through a cluster's
 // plan, the same for every engine:
 //
-//	next     -> the balancer picks an untried endpoint; the attempt begins
+//	Next     -> the balancer picks an untried endpoint; the attempt begins
 //	engine   -> dial, send, await the response head within c.Timeout
-//	ok       -> the attempt succeeded (the engine relays the response)
-//	failed   -> the attempt is recorded; retry says whether the request
-//	            may go to another instance; next again, or give up with
-//	            result()
+//	OK       -> the attempt succeeded (the engine relays the response)
+//	Failed   -> the attempt is recorded; Again says whether the request
+//	            may go to another instance; Next again, or give up with
+//	            Result()
 //
 // It lives inside the engine's per-request state (no allocation); it
 // must not be copied once begun.
-type call struct {
+type Call struct {
 	c        *Cluster
 	view     request.View
 	tried    [maxAttempts]*Endpoint
@@ -85,19 +89,19 @@ type call struct {
 	start    time.Time      // when the request began, if the engine has read the clock
 }
 
-// init starts a call through c for the request view; start is when the
+// Init starts a call through c for the request view; start is when the
 // request began, if the engine has read the clock (else zero).
-func (k *call) init(c *Cluster, view request.View, start time.Time) {
-	*k = call{c: c, view: view, start: start}
+func (k *Call) Init(c *Cluster, view request.View, start time.Time) {
+	*k = Call{c: c, view: view, start: start}
 }
 
-// clear drops what the call holds (endpoints, the last error), for a call
+// Clear drops what the call holds (endpoints, the last error), for a call
 // kept between requests.
-func (k *call) clear() { *k = call{} }
+func (k *Call) Clear() { *k = Call{} }
 
-// next picks the endpoint for the next attempt and begins it; nil when
+// Next picks the endpoint for the next attempt and begins it; nil when
 // the request has had its attempts or no untried endpoint is left.
-func (k *call) next() *Endpoint {
+func (k *Call) Next() *Endpoint {
 	if k.attempts >= k.c.maxAttempts() {
 		return nil
 	}
@@ -119,60 +123,63 @@ func (k *call) next() *Endpoint {
 	return ep
 }
 
-// endpoint is the endpoint of the current (or last) attempt.
-func (k *call) endpoint() *Endpoint {
+// Attempts is how many attempts the call has begun.
+func (k *Call) Attempts() int { return k.attempts }
+
+// Endpoint is the endpoint of the current (or last) attempt.
+func (k *Call) Endpoint() *Endpoint {
 	if k.n == 0 {
 		return nil
 	}
 	return k.tried[k.n-1]
 }
 
-// ok ends the current attempt with a response from the instance.
-func (k *call) ok() {
+// OK ends the current attempt with a response from the instance.
+func (k *Call) OK() {
 	k.att.Done(endpoint.Outcome{Class: endpoint.Success, Latency: k.att.Elapsed()})
 }
 
-// okLater marks the current attempt a success to be recorded by finish:
+// OKLater marks the current attempt a success to be recorded by Finish:
 // for an engine that reads the clock when the exchange ends anyway (the
 // HTTP/1.1 fast path), so the attempt costs no clock read of its own. Its
 // latency then runs to the end of the response.
-func (k *call) okLater() { k.pending = true }
+func (k *Call) OKLater() { k.pending = true }
 
-// finish records an attempt marked okLater, at now.
-func (k *call) finish(now time.Time) {
+// Finish records an attempt marked OKLater, at now.
+func (k *Call) Finish(now time.Time) {
 	if k.pending {
 		k.pending = false
 		k.att.Done(endpoint.Outcome{Class: endpoint.Success, Latency: k.att.Since(now)})
 	}
 }
 
-// failed ends the current attempt with a failure of class and returns the
+// Failed ends the current attempt with a failure of class and returns the
 // mesh error it stands for (remembered as the last).
-func (k *call) failed(class endpoint.Class, err error) *MeshError {
-	ep := k.endpoint()
+func (k *Call) Failed(class endpoint.Class, err error) *MeshError {
+	ep := k.Endpoint()
 	k.att.Done(endpoint.Outcome{Class: class, Latency: k.att.Elapsed()})
-	k.last = upstreamError(k.c.Service, ep, class, err)
+	k.last = UpstreamError(k.c.Service, ep, class, err)
 	k.class = class
 	return k.last
 }
 
-// again is retry for the last failure.
-func (k *call) again(bodySent bool) bool { return k.last != nil && k.retry(k.class, bodySent) }
+// Again is the retry decision (Retry) for the last failure.
+func (k *Call) Again(bodySent bool) bool { return k.last != nil && k.Retry(k.class, bodySent) }
 
-// cancelled ends the current attempt because the client went away (or
+// Cancelled ends the current attempt because the client went away (or
 // the mesh answered already): it says nothing of the instance.
-func (k *call) cancelled() {
+func (k *Call) Cancelled() {
 	k.att.Done(endpoint.Outcome{Class: endpoint.Cancelled})
 }
 
-// retry is the retry decision, the same for every engine: may a request
+// Retry is the retry decision, the same for every engine: may a request
 // whose attempt failed with class go to another instance? bodySent: some
 // of its body has left (it cannot be replayed). A connect failure or a
 // refusal means the app never saw the request; a broken connection only
 // allows it for a replayable request (a safe method without a body). A
 // timeout is never retried here (the per-try timeouts of the resilience
 // policy will).
-func (k *call) retry(class endpoint.Class, bodySent bool) bool {
+func (k *Call) Retry(class endpoint.Class, bodySent bool) bool {
 	if k.attempts >= k.c.maxAttempts() {
 		return false
 	}
@@ -185,35 +192,35 @@ func (k *call) retry(class endpoint.Class, bodySent bool) bool {
 	return false
 }
 
-// sameAgain lets the endpoint of the last attempt be picked again: it
+// SameAgain lets the endpoint of the last attempt be picked again: it
 // refused the request without processing it (HTTP/2 REFUSED_STREAM), so
 // another connection to it may take it.
-func (k *call) sameAgain() {
+func (k *Call) SameAgain() {
 	if k.n > 0 {
 		k.n--
 	}
 }
 
-// pastPeer is the retry decision for a peer sidecar's own `502
+// PastPeer is the retry decision for a peer sidecar's own `502
 // upstream-connect-failed` (its app refused the connection, so the app
 // never saw the request): another instance may take it if one is left
 // untried and no body has left. Otherwise the peer's answer is relayed
 // as it is.
-func (k *call) pastPeer(bodySent bool) bool {
-	return k.n < len(k.c.Endpoints) && k.retry(endpoint.ConnectFailed, bodySent)
+func (k *Call) PastPeer(bodySent bool) bool {
+	return k.n < len(k.c.Endpoints) && k.Retry(endpoint.ConnectFailed, bodySent)
 }
 
-// result is the error to answer with when no attempt succeeded: the last
+// Result is the error to answer with when no attempt succeeded: the last
 // failure, or no-ready-instance when there was none.
-func (k *call) result() *MeshError {
+func (k *Call) Result() *MeshError {
 	if k.last != nil {
 		return k.last
 	}
 	return noReadyInstance(k.c.Service)
 }
 
-// upstreamError is the mesh error of a failed attempt on ep.
-func upstreamError(service string, ep *Endpoint, class endpoint.Class, err error) *MeshError {
+// UpstreamError is the mesh error of a failed attempt on ep.
+func UpstreamError(service string, ep *Endpoint, class endpoint.Class, err error) *MeshError {
 	status, reason := http.StatusBadGateway, ReasonUpstreamReset
 	switch class {
 	case endpoint.ConnectFailed:

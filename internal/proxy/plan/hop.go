@@ -1,4 +1,4 @@
-package proxy
+package plan
 
 import (
 	"bytes"
@@ -22,7 +22,7 @@ var hopFields = [...]struct {
 }
 
 var (
-	// hopByLen holds hopFields by name length, for isHopByHop.
+	// hopByLen holds hopFields by name length, for IsHopByHop.
 	hopByLen [24][][]byte
 	// hopHeaders are hopFields in canonical form (so deleting them from
 	// an http.Header costs no allocation), with Trailer, which net/http
@@ -43,8 +43,8 @@ func init() {
 	hopHeaders = append(hopHeaders, "Trailer")
 }
 
-// isHopByHop reports a connection-specific field of an HTTP/1 head.
-func isHopByHop(name []byte) bool {
+// IsHopByHop reports a connection-specific field of an HTTP/1 head.
+func IsHopByHop(name []byte) bool {
 	if len(name) >= len(hopByLen) {
 		return false
 	}
@@ -56,9 +56,9 @@ func isHopByHop(name []byte) bool {
 	return false
 }
 
-// connectionSpecific reports a field HTTP/2 forbids (names are lower case
+// ConnectionSpecific reports a field HTTP/2 forbids (names are lower case
 // in HTTP/2).
-func connectionSpecific(name string) bool {
+func ConnectionSpecific(name string) bool {
 	for _, n := range h2Forbidden {
 		if name == n {
 			return true
@@ -67,9 +67,9 @@ func connectionSpecific(name string) bool {
 	return false
 }
 
-// removeHopHeaders deletes hop-by-hop fields, including those that
+// RemoveHopHeaders deletes hop-by-hop fields, including those that
 // Connection names.
-func removeHopHeaders(h http.Header) {
+func RemoveHopHeaders(h http.Header) {
 	for _, f := range h["Connection"] {
 		for _, name := range strings.Split(f, ",") {
 			if name = strings.TrimSpace(name); name != "" {
