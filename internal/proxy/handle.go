@@ -397,7 +397,7 @@ func (s *Server) tunnel(cc *clientConn) {
 		s.meshError(cc, nil, merr)
 		return
 	}
-	up, _, merr := s.TCP.dial(c)
+	up, _, merr := s.TCP.Dial(c)
 	if merr != nil {
 		s.meshError(cc, c, merr)
 		return
@@ -412,7 +412,7 @@ func (s *Server) tunnel(cc *clientConn) {
 	m.Opened()
 	defer m.Closed()
 	buffered, _ := cc.BR.Peek(cc.BR.Buffered())
-	if s.TCP.pipe(cc.Conn, buffered, up, m) {
+	if s.TCP.Pipe(cc.Conn, buffered, up, m) {
 		m.IdleTimeout()
 	}
 }

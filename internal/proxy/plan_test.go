@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/weftmesh/weft/internal/proxy/plan"
+	"github.com/weftmesh/weft/internal/proxy/tcp"
 )
 
 // hungApp takes requests (HTTP/1.1 and h2c) and never answers them
@@ -160,7 +161,7 @@ func newParityFixture(t *testing.T, services map[string][]EndpointSpec, policy p
 	f.xnet = f.h1
 	f.weft = serveProxy(t, &Server{Name: "outbound", Resolve: out.Resolve, H2: out, H2Frames: out.RouteH2, Metrics: m, Log: discard})
 	fixed := &Fixed{Service: "svc", Table: f.table, Out: out}
-	f.tcp = serveProxy(t, &Server{Name: "upstream/svc", Resolve: fixed.Resolve, TCP: &TCPProxy{}, Metrics: m, Log: discard,
+	f.tcp = serveProxy(t, &Server{Name: "upstream/svc", Resolve: fixed.Resolve, TCP: &tcp.Proxy{}, Metrics: m, Log: discard,
 		Opaque: func() (*plan.Cluster, bool) { return fixed.Cluster(), true }})
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)

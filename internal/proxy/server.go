@@ -22,6 +22,7 @@ import (
 	"github.com/weftmesh/weft/internal/h1"
 	"github.com/weftmesh/weft/internal/proxy/conn"
 	"github.com/weftmesh/weft/internal/proxy/plan"
+	"github.com/weftmesh/weft/internal/proxy/tcp"
 )
 
 // Server serves a sidecar listener. HTTP/1.1 takes the fast path: one
@@ -56,7 +57,7 @@ type Server struct {
 	Opaque func() (dest *plan.Cluster, declared bool)
 	// TCP forwards connections as bytes: those Opaque sends it, and
 	// CONNECT tunnels.
-	TCP *TCPProxy
+	TCP *tcp.Proxy
 	// SNI, when set, routes TLS connections by the server name of their
 	// ClientHello and passes them through (the outbound listener, which
 	// has no other destination for them).

@@ -16,6 +16,7 @@ import (
 	"github.com/weftmesh/weft/internal/endpoint"
 	"github.com/weftmesh/weft/internal/h1"
 	"github.com/weftmesh/weft/internal/proxy/plan"
+	"github.com/weftmesh/weft/internal/proxy/tcp"
 )
 
 // scriptedApp runs serve on every connection it accepts, and closes the
@@ -402,7 +403,7 @@ func TestCloseEndsSilentTCPForward(t *testing.T) {
 	})
 	t.Cleanup(func() { close(hold) })
 	dest := plan.NewCluster("db", []*plan.Endpoint{endpoint.New("db", "db-1", app, nil)}, 0, nil)
-	srv := &Server{Name: "upstream/db", Log: discard, TCP: &TCPProxy{},
+	srv := &Server{Name: "upstream/db", Log: discard, TCP: &tcp.Proxy{},
 		Opaque: func() (*plan.Cluster, bool) { return dest, true }}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -34,6 +34,7 @@ import (
 	"github.com/weftmesh/weft/internal/proxy"
 	"github.com/weftmesh/weft/internal/proxy/conn"
 	"github.com/weftmesh/weft/internal/proxy/plan"
+	"github.com/weftmesh/weft/internal/proxy/tcp"
 	"github.com/weftmesh/weft/internal/push"
 	"github.com/weftmesh/weft/internal/registry"
 	"github.com/weftmesh/weft/internal/snapshot"
@@ -99,7 +100,7 @@ func Default() Config {
 		Admin:          "127.0.0.1:15000",
 		HealthInterval: time.Second,
 		DetectTimeout:  proxy.DefaultDetectTimeout,
-		TCPIdleTimeout: proxy.DefaultTCPIdleTimeout,
+		TCPIdleTimeout: tcp.DefaultIdleTimeout,
 		Timeout:        15 * time.Second,
 		DrainTimeout:   10 * time.Second,
 		LeaseTTL:       registry.DefaultTTL,
@@ -236,14 +237,14 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
 	out := proxy.NewOutbound(s.table, proxy.NewTransport(), proxy.NewTransport(), metrics, s.log)
 	out.H2 = proxy.NewH2CTransport()
-	tcp := &proxy.TCPProxy{IdleTimeout: cfg.TCPIdleTimeout, Log: s.log}
-	s.outSrv = &proxy.Server{Name: "outbound", Resolve: out.Resolve, SNI: out.ResolveSNI, Connect: true, H2: out, TCP: tcp,
+	bytes := &tcp.Proxy{IdleTimeout: cfg.TCPIdleTimeout, Log: s.log}
+	s.outSrv = &proxy.Server{Name: "outbound", Resolve: out.Resolve, SNI: out.ResolveSNI, Connect: true, H2: out, TCP: bytes,
 		Metrics: metrics, Log: s.log}
 	if cfg.HTTP2Engine == "weft" {
 		s.outSrv.H2Frames = out.RouteH2
 	}
 	for _, u := range cfg.Upstreams {
-		s.upSrvs = append(s.upSrvs, s.upstreamServer(u, out, tcp, metrics))
+		s.upSrvs = append(s.upSrvs, s.upstreamServer(u, out, bytes, metrics))
 	}
 
 	s.api = api.NewClient(cfg.Control)
@@ -260,7 +261,7 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 		s.in = in
 		declared := cfg.AppProtocol == "tcp"
 		s.inSrv = &proxy.Server{Name: "inbound", Resolve: in.Resolve, H2: in, Metrics: metrics, Log: s.log,
-			Opaque: func() (*plan.Cluster, bool) { return in.AppCluster(), declared }, TCP: tcp, DetectTimeout: cfg.DetectTimeout}
+			Opaque: func() (*plan.Cluster, bool) { return in.AppCluster(), declared }, TCP: bytes, DetectTimeout: cfg.DetectTimeout}
 		if cfg.InboundTLSCert != "" {
 			cert, err := tls.LoadX509KeyPair(cfg.InboundTLSCert, cfg.InboundTLSKey)
 			if err != nil {

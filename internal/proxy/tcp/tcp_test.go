@@ -1,4 +1,4 @@
-package proxy
+package tcp
 
 import (
 	"io"
@@ -11,7 +11,7 @@ import (
 	"github.com/weftmesh/weft/internal/proxy/plan"
 )
 
-// tcpFixture serves a TCPProxy with the given idle timeout in front of an
+// tcpFixture serves a Proxy with the given idle timeout in front of an
 // app served by app. It returns the proxy's address and a channel that
 // gets a value each time Forward returns.
 func tcpFixture(t *testing.T, idle time.Duration, app func(net.Conn)) (string, <-chan struct{}) {
@@ -36,7 +36,7 @@ func tcpFixture(t *testing.T, idle time.Duration, app func(net.Conn)) (string, <
 	}
 	t.Cleanup(func() { ln.Close() })
 	c := plan.NewCluster("svc", []*plan.Endpoint{endpoint.New("svc", "svc-1", appLn.Addr().String(), nil)}, 0, nil)
-	p := &TCPProxy{IdleTimeout: idle}
+	p := &Proxy{IdleTimeout: idle}
 	done := make(chan struct{}, 16)
 	go func() {
 		for {

@@ -1,4 +1,13 @@
-package proxy
+// Package tcp is the engine that forwards connections as bytes: services
+// declared TCP, connections a listener could not identify, TLS passed
+// through by its server name, and CONNECT tunnels. It uses the plan
+// (package plan) for the one decision it makes, which instance a
+// connection goes to, and the raw socket reads of package conn:
+//
+//	listener (detection) -> Proxy.Forward(client, buffered, cluster)
+//	   -> Dial: Call.Next, conn.Dial, connect failure -> the next instance
+//	   -> Pipe: two copy loops, half-close, one idle timer per pair
+package tcp
 
 import (
 	"errors"
@@ -16,7 +25,7 @@ import (
 	"github.com/weftmesh/weft/internal/request"
 )
 
-// TCPProxy forwards whole connections as bytes, for services that do not
+// Proxy forwards whole connections as bytes, for services that do not
 // speak HTTP (legacy RPC, databases) and for traffic the listener could not
 // identify. A connection is balanced as one unit:
 //
@@ -24,24 +33,24 @@ import (
 //	dial     -> a connect failure ejects the instance and moves to the next
 //	pipe     -> bytes both ways; each side's end of stream half-closes the other
 //	idle     -> no byte either way for IdleTimeout closes both sides
-type TCPProxy struct {
+type Proxy struct {
 	IdleTimeout time.Duration // 0: none
 	Log         *slog.Logger  // connections refused for want of an instance are logged here
 }
 
-// DefaultTCPIdleTimeout is Envoy's tcp_proxy default.
-const DefaultTCPIdleTimeout = time.Hour
+// DefaultIdleTimeout is Envoy's tcp_proxy default.
+const DefaultIdleTimeout = time.Hour
 
 // Forward serves one client connection: buffered holds the bytes already
 // read from it (by protocol detection). It returns when both directions
 // have ended.
-func (p *TCPProxy) Forward(client net.Conn, buffered []byte, c *plan.Cluster) {
+func (p *Proxy) Forward(client net.Conn, buffered []byte, c *plan.Cluster) {
 	log := p.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := c.Metrics().TCP()
-	up, ep, merr := p.dial(c)
+	up, ep, merr := p.Dial(c)
 	if merr != nil {
 		c.Metrics().MeshError(merr.Reason)
 		log.Warn("TCP connection refused: "+merr.Message, "service", c.Service, "reason", merr.Reason)
@@ -50,16 +59,16 @@ func (p *TCPProxy) Forward(client net.Conn, buffered []byte, c *plan.Cluster) {
 	defer up.Close()
 	m.Opened()
 	defer m.Closed()
-	if idle := p.pipe(client, buffered, up, m); idle {
+	if idle := p.Pipe(client, buffered, up, m); idle {
 		m.IdleTimeout()
 		log.Debug("TCP connection idle, closed", "service", c.Service, "instance", ep.Instance, "after", p.IdleTimeout)
 	}
 }
 
-// dial connects to an instance of c through its plan: a connect failure
+// Dial connects to an instance of c through its plan: a connect failure
 // moves to another instance, as on the HTTP path. A connection counts as
 // an attempt until it is made (its latency is the connect time).
-func (p *TCPProxy) dial(c *plan.Cluster) (net.Conn, *plan.Endpoint, *plan.MeshError) {
+func (p *Proxy) Dial(c *plan.Cluster) (net.Conn, *plan.Endpoint, *plan.MeshError) {
 	var k plan.Call
 	k.Init(c, request.None, time.Time{})
 	for ep := k.Next(); ep != nil; ep = k.Next() {
@@ -76,10 +85,10 @@ func (p *TCPProxy) dial(c *plan.Cluster) (net.Conn, *plan.Endpoint, *plan.MeshEr
 	return nil, nil, k.Result()
 }
 
-// pipe copies both ways until both directions end, half-closing each
+// Pipe copies both ways until both directions end, half-closing each
 // side's write half when the other side's stream ends. It reports whether
 // it stopped because the connection idled out.
-func (p *TCPProxy) pipe(client net.Conn, buffered []byte, up net.Conn, m *plan.TCPMetrics) (idle bool) {
+func (p *Proxy) Pipe(client net.Conn, buffered []byte, up net.Conn, m *plan.TCPMetrics) (idle bool) {
 	act := &activity{idle: p.IdleTimeout}
 	act.watch(client, up)
 	defer act.stop()
