@@ -239,6 +239,15 @@ func GRPCCode(name string) (code int, ok bool) {
 	return 0, false
 }
 
+// GRPCCodeName is the retry condition of a gRPC status code (14 is
+// "unavailable"), or "" for OK and codes gRPC does not define.
+func GRPCCodeName(code int) string {
+	if code < 0 || code >= len(grpcCodeNames) {
+		return ""
+	}
+	return grpcCodeNames[code]
+}
+
 // RetryStatus returns the HTTP status of a retry condition that is one
 // ("503"); only statuses from 500 to 599 are retry conditions.
 func RetryStatus(cond string) (status int, ok bool) {
