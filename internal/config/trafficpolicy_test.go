@@ -3,6 +3,8 @@ package config
 import (
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -306,5 +308,28 @@ func TestTrafficPolicyKindWords(t *testing.T) {
 	ids, err := ParseIDs([]byte("kind: tp\nmetadata: {name: catalog}\n"))
 	if err != nil || len(ids) != 1 || ids[0] != (ID{"TrafficPolicy", "catalog"}) {
 		t.Errorf("ParseIDs: got %v, %v; want TrafficPolicy/catalog", ids, err)
+	}
+}
+
+// Every example in the user documentation is a valid TrafficPolicy: a
+// whole resource, or a spec under a head naming the service.
+func TestTrafficPolicyDocExamples(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "traffic-policy.md"))
+	if err != nil {
+		t.Fatalf("read the docs: %v", err)
+	}
+	blocks := strings.Split(string(b), "```yaml\n")[1:]
+	if len(blocks) < 10 {
+		t.Fatalf("got %d YAML examples in docs/traffic-policy.md, want one per section", len(blocks))
+	}
+	for i, blk := range blocks {
+		blk, _, _ = strings.Cut(blk, "```")
+		doc := blk
+		if strings.HasPrefix(blk, "spec:") {
+			doc = "apiVersion: weftmesh.io/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: catalog}\n" + blk
+		}
+		if _, err := Parse([]byte(doc)); err != nil {
+			t.Errorf("example %d:\n%s\ngot error %v, want a valid TrafficPolicy", i+1, blk, err)
+		}
 	}
 }
