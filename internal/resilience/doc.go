@@ -24,7 +24,8 @@
 // DefaultXxx function giving the documented defaults, and a Validate
 // method whose error (an *OptionError) names the field, so that the
 // fields of a traffic policy resource map onto them one to one. A
-// configuration change builds a new value; state is not carried over.
+// configuration change builds a new value and state is not carried over,
+// but for Thresholds.Set and Gate.SetMax, which keep the places taken.
 package resilience
 
 import "fmt"
