@@ -79,6 +79,9 @@ func (p *Procs) StartQuiet(bin string, args ...string) (int, error) {
 // Pid is the process id of the i-th process started (from 0).
 func (p *Procs) Pid(i int) int { return p.cmds[i].Process.Pid }
 
+// Cmd is the i-th process started (from 0).
+func (p *Procs) Cmd(i int) *exec.Cmd { return p.cmds[i] }
+
 // Stop kills every process started and waits for them.
 func (p *Procs) Stop() {
 	for _, c := range p.cmds {

@@ -184,14 +184,46 @@ func resourcesView(ctx context.Context, c *api.Client, kind, name string) (view,
 }
 
 // summary is the gist of a resource for tables: an ExternalService's
-// endpoints, with their labels when wide.
+// endpoints, with their labels when wide; a TrafficPolicy's main knobs.
 func summary(r *config.Resource, wide bool) string {
-	if r.Kind == "ExternalService" {
+	switch r.Kind {
+	case "ExternalService":
 		if s, err := config.DecodeExternalService(r); err == nil {
 			return endpointList(s, wide)
 		}
+	case "TrafficPolicy":
+		if p, err := config.DecodeTrafficPolicy(r); err == nil {
+			return policySummary(p)
+		}
 	}
 	return ""
+}
+
+// policySummary is "lb=peak-ewma,timeout=15s,attempts=3", then the
+// sections that are off unless given, when they are on.
+func policySummary(p config.TrafficPolicy) string {
+	parts := []string{"lb=" + p.LoadBalancer.Policy, "timeout=" + p.Timeouts.Request,
+		fmt.Sprintf("attempts=%d", p.Retries.Attempts)}
+	cb := p.CircuitBreaker
+	if cb.FailureRatio > 0 || cb.MaxConnections > 0 || cb.MaxPendingRequests > 0 || cb.MaxRequests > 0 {
+		parts = append(parts, "circuit-breaker")
+	}
+	if !p.HealthCheck.Enabled {
+		parts = append(parts, "no-health-check")
+	}
+	if p.RateLimit.Client != nil {
+		parts = append(parts, "client-limit")
+	}
+	if p.RateLimit.Server != nil {
+		parts = append(parts, "server-limit")
+	}
+	if p.Hedging != nil {
+		parts = append(parts, "hedging")
+	}
+	if p.Fallback != nil {
+		parts = append(parts, "fallback")
+	}
+	return strings.Join(parts, ",")
 }
 
 // endpointList is "a:1,b:2", or "a:1{dc=east},b:2" with labels; "-" when empty.

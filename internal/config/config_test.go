@@ -260,7 +260,7 @@ func TestKindFor(t *testing.T) {
 			}
 		})
 	}
-	if got, want := Kinds(), []string{"ExternalService"}; !reflect.DeepEqual(got, want) {
+	if got, want := Kinds(), []string{"ExternalService", "TrafficPolicy"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Kinds: got %v, want %v", got, want)
 	}
 }

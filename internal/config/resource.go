@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 
@@ -70,14 +71,19 @@ func (e *FieldError) Error() string {
 }
 
 // kind describes one kind: the Go type of its spec, which fixes the
-// fields and their types, and the checks of the values once decoded.
+// fields and their types, the checks of the values once decoded, and the
+// words the CLI takes for it besides its name: its plural and short
+// forms, or, when it lists none, its name with an s.
 type kind struct {
 	spec     reflect.Type
 	validate func(spec json.RawMessage) *FieldError
+	words    []string // lower case
 }
 
 var kinds = map[string]kind{
 	"ExternalService": {spec: reflect.TypeFor[ExternalService](), validate: validateExternalService},
+	"TrafficPolicy": {spec: reflect.TypeFor[TrafficPolicy](), validate: validateTrafficPolicy,
+		words: []string{"trafficpolicies", "tp"}},
 }
 
 // Kinds lists the kinds the config API accepts.
@@ -91,12 +97,13 @@ func Kinds() []string {
 }
 
 // KindFor resolves a user's word for a kind (ExternalService,
-// externalservice, externalservices) to its canonical name.
+// externalservice, externalservices; trafficpolicies, tp) to its
+// canonical name.
 func KindFor(word string) (string, bool) {
 	w := strings.ToLower(word)
-	for k := range kinds {
+	for k, kd := range kinds {
 		lk := strings.ToLower(k)
-		if w == lk || w == lk+"s" {
+		if w == lk || (w == lk+"s" && kd.words == nil) || slices.Contains(kd.words, w) {
 			return k, true
 		}
 	}

@@ -1,12 +1,14 @@
 package sidecar
 
 import (
+	"fmt"
 	"math"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/weftmesh/weft/internal/push"
+	"github.com/weftmesh/weft/internal/snapshot"
 	"github.com/weftmesh/weft/internal/telemetry"
 )
 
@@ -107,7 +109,46 @@ type settingsView struct {
 type serviceView struct {
 	External  bool           `json:"external,omitempty"`
 	Protocol  string         `json:"protocol,omitempty"`
+	Policy    policyView     `json:"policy"`
 	Endpoints []endpointView `json:"endpoints"`
+}
+
+// policyView is the traffic policy in force for a service: its
+// TrafficPolicy resource with the defaults filled in, or the defaults.
+type policyView struct {
+	Resource       string   `json:"resource,omitempty"` // TrafficPolicy/NAME; none: the defaults
+	Balancer       string   `json:"balancer"`
+	RequestTimeout string   `json:"requestTimeout"`
+	PerTryTimeout  string   `json:"perTryTimeout,omitempty"`
+	Attempts       int      `json:"attempts"`
+	RetryOn        []string `json:"retryOn,omitempty"`
+	RetryBudget    string   `json:"retryBudget"`
+	CircuitBreaker string   `json:"circuitBreaker,omitempty"`
+	HealthCheck    string   `json:"healthCheck,omitempty"`
+	RateLimit      string   `json:"rateLimit,omitempty"`
+	Fallback       int      `json:"fallback,omitempty"` // the fallback answer's status
+}
+
+func viewPolicy(p *snapshot.Policy) policyView {
+	v := policyView{Resource: p.Resource, Balancer: p.LoadBalancer.Policy, RequestTimeout: duration(p.Timeouts.Request),
+		Attempts: p.Retries.Attempts, RetryOn: p.Retries.On.Conditions(),
+		RetryBudget: fmt.Sprintf("%g%% + %d/s over %s", p.Retries.Budget.Percent, p.Retries.Budget.MinPerSecond, duration(p.Retries.Budget.Window))}
+	if p.Timeouts.PerTry > 0 {
+		v.PerTryTimeout = duration(p.Timeouts.PerTry)
+	}
+	if cb := p.CircuitBreaker; cb.FailureRatio > 0 {
+		v.CircuitBreaker = fmt.Sprintf("opens at %g of %d+ requests in %s for %s", cb.FailureRatio, cb.MinRequests, duration(cb.Window), duration(cb.OpenFor))
+	}
+	if hc := p.HealthCheck; hc.Enabled {
+		v.HealthCheck = fmt.Sprintf("every %s, timeout %s, down after %d, up after %d", duration(hc.Interval), duration(hc.Timeout), hc.UnhealthyThreshold, hc.HealthyThreshold)
+	}
+	if rl := p.RateLimit.Client; rl.Enabled {
+		v.RateLimit = fmt.Sprintf("%g/s, burst %d", rl.RequestsPerSecond, rl.Burst)
+	}
+	if p.Fallback.Enabled {
+		v.Fallback = p.Fallback.Status
+	}
+	return v
 }
 
 // endpointView is one endpoint as the mesh lists it (ready: its sidecar
@@ -158,7 +199,8 @@ func (s *Sidecar) config() any {
 	for _, name := range snap.Names() {
 		svc := snap.Services[name]
 		c := s.table.Lookup(name)
-		sv := serviceView{External: svc.External, Protocol: svc.Protocol, Endpoints: make([]endpointView, 0, len(svc.Endpoints))}
+		sv := serviceView{External: svc.External, Protocol: svc.Protocol, Policy: viewPolicy(&svc.Policy),
+			Endpoints: make([]endpointView, 0, len(svc.Endpoints))}
 		for _, e := range svc.Endpoints {
 			ev := endpointView{Instance: e.Instance, Address: e.Address, Labels: e.Labels, Protocol: e.Protocol, Ready: e.Ready}
 			switch {

@@ -4,7 +4,8 @@
 //
 //	push.State (etcd key -> JSON) --Compiler.Compile--> *Snapshot
 //	   instances, service records,         services: name, endpoints
-//	   ExternalService resources            (ready or not), protocol, known
+//	   ExternalService and                  (ready or not), protocol, known,
+//	   TrafficPolicy resources              traffic policy (defaults filled)
 //	                                              |
 //	                            proxy.Table.Update (swapped atomically)
 //
@@ -43,6 +44,10 @@ type Service struct {
 	// Protocol is what every endpoint (ready or not) declares, when they
 	// agree; else "". The data path uses CommonProtocol of the ready ones.
 	Protocol string
+	// Policy is how traffic to the service flows: its TrafficPolicy with
+	// the defaults filled in, or DefaultPolicy when it has none (or its
+	// resource cannot be used, which Compile reports).
+	Policy Policy
 }
 
 // Endpoint is one instance (or external address) of a service.
@@ -88,12 +93,21 @@ func (p Problem) Error() string { return p.Key + ": " + p.Err.Error() }
 // so that an unchanged record is not decoded again. Not safe for
 // concurrent use: the push client calls it from one goroutine.
 type Compiler struct {
-	cache map[string]decoded
+	cache    map[string]decoded
+	defaults *Policy // DefaultPolicy, compiled once
+}
+
+func (c *Compiler) defaultPolicy() Policy {
+	if c.defaults == nil {
+		p := DefaultPolicy()
+		c.defaults = &p
+	}
+	return *c.defaults
 }
 
 type decoded struct {
 	raw []byte
-	v   any // registry.Instance, registry.Service or extService
+	v   any // registry.Instance, registry.Service, extService or policyRecord
 	err error
 }
 
@@ -104,11 +118,14 @@ type extService struct {
 
 // Compile builds the snapshot of st at rev. Problems lists the records
 // left out that are new or changed since the last Compile (one that
-// stays broken is reported once).
+// stays broken is reported once). A TrafficPolicy applies to the service
+// its name names once that service exists; a broken one is a problem and
+// its service has the defaults.
 func (c *Compiler) Compile(st push.State, rev int64) (*Snapshot, []Problem) {
 	next := make(map[string]decoded, len(st))
 	snap := &Snapshot{Revision: rev, Services: map[string]*Service{}}
 	var problems []Problem
+	policies := map[string]Policy{}
 	service := func(name string) *Service {
 		s := snap.Services[name]
 		if s == nil {
@@ -143,12 +160,20 @@ func (c *Compiler) Compile(st push.State, rev int64) (*Snapshot, []Problem) {
 				s.Endpoints = append(s.Endpoints, Endpoint{Instance: "external:" + e.Address, Address: e.Address,
 					Labels: e.Labels, Protocol: v.spec.Protocol, Ready: true, External: true})
 			}
+		case policyRecord:
+			policies[v.service] = v.policy
 		}
 	}
 	c.cache = next
+	defaults := c.defaultPolicy()
 	for _, s := range snap.Services {
 		sort.Slice(s.Endpoints, func(i, j int) bool { return s.Endpoints[i].Address < s.Endpoints[j].Address })
 		s.Protocol = CommonProtocol(s.Endpoints)
+		if p, ok := policies[s.Name]; ok {
+			s.Policy = p
+		} else {
+			s.Policy = defaults
+		}
 	}
 	sort.Slice(problems, func(i, j int) bool { return problems[i].Key < problems[j].Key })
 	return snap, problems
@@ -190,6 +215,13 @@ func decode(key string, raw []byte) decoded {
 			break
 		}
 		d.v = extService{name: r.Metadata.Name, spec: spec}
+	case strings.HasPrefix(key, config.KeyPrefix+policyKind+"/"):
+		pr, err := decodePolicy(key, raw)
+		if err != nil {
+			d.err = err
+			break
+		}
+		d.v = pr
 	}
 	return d
 }

@@ -16,6 +16,10 @@
 //	/upgrade     switches to protocol "echo": echoes bytes until EOF
 //	/exit?code=N exits the process with code N
 //	/health      200, or 503 after /sick until /well
+//	/fault?...   changes how every other request is answered, until the
+//	             next /fault: delay=D (answer after D), status=N (answer N
+//	             at once), hang=1 (never answer), none of them: normal.
+//	             /fault, /health, /sick and /well are never faulted.
 //
 // With --grpc it serves gRPC's interop TestService instead. With --hang it
 // reads every request and never answers, until the caller goes away (a
@@ -198,7 +202,7 @@ func main() {
 	})
 	mux.HandleFunc("/sick", func(w http.ResponseWriter, r *http.Request) { sick.Store(true) })
 	mux.HandleFunc("/well", func(w http.ResponseWriter, r *http.Request) { sick.Store(false) })
-	var h http.Handler = mux
+	var h http.Handler = faulty(mux)
 	if *hang {
 		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.Copy(io.Discard, r.Body)
@@ -220,4 +224,66 @@ func main() {
 		return
 	}
 	srv.Serve(ln)
+}
+
+// fault is how the app answers while a /fault is in force.
+type fault struct {
+	delay  time.Duration
+	status int
+	hang   bool
+}
+
+// faulty serves /fault, which sets the fault every other request (but the
+// health endpoints) gets, so a test can make a running instance slow,
+// failing or hung and well again.
+func faulty(next http.Handler) http.Handler {
+	var cur atomic.Pointer[fault]
+	cur.Store(&fault{})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/fault":
+			q := r.URL.Query()
+			var f fault
+			var err error
+			if v := q.Get("delay"); v != "" {
+				if f.delay, err = time.ParseDuration(v); err != nil {
+					http.Error(w, "delay: "+err.Error(), http.StatusBadRequest)
+					return
+				}
+			}
+			if v := q.Get("status"); v != "" {
+				if f.status, err = strconv.Atoi(v); err != nil || f.status < 200 || f.status > 599 {
+					http.Error(w, "status: must be a number from 200 to 599", http.StatusBadRequest)
+					return
+				}
+			}
+			f.hang = q.Get("hang") == "1"
+			cur.Store(&f)
+			fmt.Fprintf(w, "fault delay=%s status=%d hang=%t", f.delay, f.status, f.hang)
+			return
+		case "/health", "/sick", "/well":
+			next.ServeHTTP(w, r)
+			return
+		}
+		f := cur.Load()
+		if f.hang {
+			io.Copy(io.Discard, r.Body)
+			<-r.Context().Done()
+			return
+		}
+		if f.delay > 0 {
+			select {
+			case <-time.After(f.delay):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if f.status != 0 {
+			io.Copy(io.Discard, r.Body)
+			w.WriteHeader(f.status)
+			fmt.Fprintf(w, "fault status=%d\n", f.status)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

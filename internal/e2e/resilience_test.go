@@ -1,0 +1,387 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/weftmesh/weft/internal/meshtest"
+)
+
+// fleet is a service with n instances (a test app and its sidecar each)
+// and a consumer sidecar that calls it.
+type fleet struct {
+	m         *meshtest.Mesh
+	cp        *meshtest.Control
+	service   string
+	apps      []*meshtest.App
+	providers []*meshtest.Sidecar
+	consumer  *meshtest.Sidecar
+}
+
+// newFleet starts a control plane, n instances of service (app flags
+// appArgs, sidecar flags sidecarArgs) and a consumer, and waits until the
+// consumer routes to all of them.
+func newFleet(t *testing.T, service string, n int, appArgs, sidecarArgs []string) *fleet {
+	t.Helper()
+	m := meshtest.New(t)
+	f := &fleet{m: m, cp: m.Control(), service: service}
+	for i := range n {
+		id := fmt.Sprintf("%s-%d", service, i)
+		app := m.App(id, appArgs...)
+		args := append([]string{"--service", service, "--id", id, "--app-port", app.Port}, sidecarArgs...)
+		f.apps = append(f.apps, app)
+		f.providers = append(f.providers, m.Sidecar(f.cp, args...))
+	}
+	f.consumer = m.Sidecar(f.cp, "--service", "client-"+service)
+	waitEndpoints(t, f.consumer, service, n)
+	return f
+}
+
+// apply applies a TrafficPolicy for the fleet's service and waits until
+// the consumer runs with it (its /config shows balancer).
+func (f *fleet) apply(t *testing.T, spec, balancer string) {
+	t.Helper()
+	doc := fmt.Sprintf("apiVersion: weftmesh.io/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: %s}\nspec:\n%s", f.service, spec)
+	file := writeFile(t, "policy.yaml", doc)
+	if _, errOut, code := f.m.Weft("apply", "-f", file, "--control", f.cp.Addr); code != 0 {
+		t.Fatalf("apply %s: %s", doc, errOut)
+	}
+	f.m.Eventually(10*time.Second, func() (bool, string) {
+		p := f.serviceView(t).Policy
+		return p.Balancer == balancer, fmt.Sprintf("consumer policy %+v, want balancer %s", p, balancer)
+	})
+}
+
+type configEndpoint struct {
+	Instance    string `json:"instance"`
+	Health      string `json:"health"`
+	Attempts    uint64 `json:"attempts"`
+	Failures    uint64 `json:"failures"`
+	EjectReason string `json:"ejectReason"`
+}
+
+type configService struct {
+	Policy struct {
+		Balancer string `json:"balancer"`
+	} `json:"policy"`
+	Endpoints []configEndpoint `json:"endpoints"`
+}
+
+// serviceView is the consumer's /config entry of the fleet's service.
+func (f *fleet) serviceView(t *testing.T) configService {
+	t.Helper()
+	_, body := meshtest.Get("http://" + f.consumer.Admin + "/config")
+	var v struct {
+		Services map[string]configService `json:"services"`
+	}
+	if err := json.Unmarshal([]byte(body), &v); err != nil {
+		t.Fatalf("consumer /config: %v: %.300s", err, body)
+	}
+	return v.Services[f.service]
+}
+
+// endpoint is the consumer's view of instance i.
+func (f *fleet) endpoint(t *testing.T, i int) configEndpoint {
+	t.Helper()
+	id := fmt.Sprintf("%s-%d", f.service, i)
+	for _, e := range f.serviceView(t).Endpoints {
+		if e.Instance == id {
+			return e
+		}
+	}
+	return configEndpoint{Instance: id, Health: "absent"}
+}
+
+// fault sets the test app's fault (see testapp's /fault).
+func fault(t *testing.T, app *meshtest.App, query string) {
+	t.Helper()
+	if code, body := meshtest.Get("http://" + app.Addr + "/fault?" + query); code != 200 {
+		t.Fatalf("fault %s: %d %s", query, code, body)
+	}
+}
+
+// tally counts the answers of concurrent requests by instance and status.
+type tally struct {
+	mu       sync.Mutex
+	byBody   map[string]int
+	byStatus map[string]int
+	n        int
+}
+
+// burst sends n GETs of path to the fleet's service through the consumer
+// from workers concurrent callers.
+func (f *fleet) burst(n, workers int, path string) *tally {
+	c := meshtest.ProxyClient(f.consumer.Outbound)
+	defer c.CloseIdleConnections()
+	tl := &tally{byBody: map[string]int{}, byStatus: map[string]int{}}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(n) {
+				status, body := "error", ""
+				resp, err := c.Get("http://" + f.service + path)
+				if err == nil {
+					b := make([]byte, 256)
+					k, _ := resp.Body.Read(b)
+					resp.Body.Close()
+					body = string(b[:k])
+					status = fmt.Sprint(resp.StatusCode)
+					if e := resp.Header.Get("X-Weft-Error"); e != "" {
+						status += " " + e
+					}
+				} else {
+					status = err.Error()
+				}
+				tl.mu.Lock()
+				tl.n++
+				tl.byStatus[status]++
+				if status == "200" {
+					tl.byBody[body]++
+				}
+				tl.mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return tl
+}
+
+// TestSlowInstanceGetsLittleTraffic: three instances, one answering 200
+// ms slower. With the default balancer (P2C over peak-EWMA) it gets under
+// 10% of 2,000 requests at 10 concurrent callers; once fast again it gets
+// its share back within 30 s.
+func TestSlowInstanceGetsLittleTraffic(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "slowsvc", 3, nil, nil)
+	fault(t, f.apps[2], "delay=200ms")
+	got := f.burst(2000, 10, "/")
+	if got.byStatus["200"] != 2000 {
+		t.Fatalf("answers %v, want 2000 × 200", got.byStatus)
+	}
+	slow := got.byBody["instance=slowsvc-2"]
+	if slow >= 200 {
+		t.Errorf("the slow instance got %d of 2000 requests (%v), want under 10%%", slow, got.byBody)
+	}
+	fault(t, f.apps[2], "")
+	f.m.Eventually(30*time.Second, func() (bool, string) {
+		got := f.burst(150, 3, "/")
+		share := got.byBody["instance=slowsvc-2"]
+		return share >= 25, fmt.Sprintf("the instance made fast again got %d of the last 150 requests (%v)", share, got.byBody)
+	})
+}
+
+// TestFailingInstanceIsAvoided: three instances, one answering 503 at once
+// to everything. With the default policy at least 99.9% of 2,000
+// requests succeed (503 is retried on another instance), and the failing
+// one gets under 5% of the attempts.
+func TestFailingInstanceIsAvoided(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "failsvc", 3, nil, nil)
+	fault(t, f.apps[0], "status=503")
+	got := f.burst(2000, 10, "/")
+	if ok := got.byStatus["200"]; ok < 1998 {
+		t.Errorf("%d of 2000 requests succeeded (%v), want at least 99.9%%", ok, got.byStatus)
+	}
+	bad := f.endpoint(t, 0)
+	if bad.Attempts >= 100 {
+		t.Errorf("the failing instance got %d attempts (%+v), want under 5%% of 2000", bad.Attempts, bad)
+	}
+}
+
+// TestHungInstanceIsEjected: one instance of three accepts requests and
+// never answers. Requests to it time out as configured, it is ejected,
+// and later requests succeed; over HTTP/1.1, HTTP/2 and gRPC.
+func TestHungInstanceIsEjected(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name    string
+		appArgs []string
+		proto   string
+		call    func(ctx context.Context, outbound, service string) meshAnswer
+		ok      string
+	}{
+		{"HTTP/1.1", []string{"--h2c"}, "http", callHTTP1, "HTTP 200"},
+		{"HTTP/2", []string{"--h2c"}, "h2c", callH2C, "HTTP 200"},
+		{"gRPC", []string{"--grpc"}, "h2c", callGRPC, "gRPC OK"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			svc := "hang" + strings.NewReplacer("/", "", ".", "").Replace(strings.ToLower(c.name))
+			m := meshtest.New(t)
+			f := &fleet{m: m, cp: m.Control(), service: svc}
+			for i := range 3 {
+				args := c.appArgs
+				if i == 0 {
+					args = []string{"--hang", "--h2c"}
+				}
+				id := fmt.Sprintf("%s-%d", svc, i)
+				app := m.App(id, args...)
+				f.providers = append(f.providers, m.Sidecar(f.cp, "--service", svc, "--id", id, "--app-port", app.Port, "--app-protocol", c.proto))
+			}
+			f.consumer = m.Sidecar(f.cp, "--service", "client-"+svc)
+			waitEndpoints(t, f.consumer, svc, 3)
+			f.apply(t, "  timeouts: {request: 300ms}\n  outlierDetection: {consecutiveGatewayErrors: 2}\n", "peak-ewma")
+
+			timedOut := 0
+			for i := 0; i < 40; i++ {
+				start := time.Now()
+				got := c.call(context.Background(), f.consumer.Outbound, svc)
+				if got.status != c.ok {
+					timedOut++
+					if took := time.Since(start); got.weftError != "upstream-timeout" || took > 2*time.Second {
+						t.Fatalf("request %d: got %s after %s, want %s or upstream-timeout after about 300ms", i, got, took, c.ok)
+					}
+				}
+			}
+			if timedOut == 0 || timedOut > 4 {
+				t.Errorf("%d of 40 requests timed out, want 1 to 4 (the hung instance ejected after 2 timeouts in a row)", timedOut)
+			}
+			if e := f.endpoint(t, 0); e.Health != "ejected" {
+				t.Errorf("hung instance in the consumer's /config: %+v, want ejected", e)
+			}
+		})
+	}
+}
+
+// TestActiveCheckSeesAStoppedPeer: the registry still lists an instance
+// whose sidecar is stopped (SIGSTOP: the kernel accepts connections, nothing
+// answers); the consumer's own probes mark it down within three intervals,
+// and it gets no traffic.
+func TestActiveCheckSeesAStoppedPeer(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "probesvc", 2, nil, []string{"--lease-ttl", "60s"})
+	f.apply(t, "  healthCheck: {interval: 200ms, timeout: 100ms, unhealthyThreshold: 3, healthyThreshold: 1}\n", "peak-ewma")
+	f.burst(20, 2, "/") // the consumer now uses both peers
+	f.providers[1].Signal(syscall.SIGSTOP)
+	defer f.providers[1].Signal(syscall.SIGCONT)
+	stopped := time.Now()
+	f.m.Eventually(5*time.Second, func() (bool, string) {
+		e := f.endpoint(t, 1)
+		return e.Health == "probe-down", fmt.Sprintf("%+v", e)
+	})
+	if took := time.Since(stopped); took > 3*200*time.Millisecond+500*time.Millisecond {
+		t.Errorf("marked down after %s, want within about three intervals (600ms)", took)
+	}
+	got := f.burst(200, 4, "/")
+	if got.byStatus["200"] != 200 || got.byBody["instance=probesvc-1"] != 0 {
+		t.Errorf("with one peer stopped: %v %v, want 200 × 200 from probesvc-0", got.byStatus, got.byBody)
+	}
+	f.providers[1].Signal(syscall.SIGCONT)
+	f.m.Eventually(5*time.Second, func() (bool, string) {
+		e := f.endpoint(t, 1)
+		return e.Health == "ready", fmt.Sprintf("after SIGCONT: %+v", e)
+	})
+}
+
+// TestCircuitBreakerOpensAndCloses: the breaker opens when the failure
+// ratio passes its threshold, fails fast with 503 circuit-open, half-opens
+// after openFor and closes again once the instance recovers.
+func TestCircuitBreakerOpensAndCloses(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "cbsvc", 1, nil, nil)
+	f.apply(t, "  retries: {attempts: 1}\n  circuitBreaker: {failureRatio: 0.5, minRequests: 10, window: 10s, openFor: 1s, halfOpenRequests: 2}\n", "peak-ewma")
+	fault(t, f.apps[0], "status=500")
+	got := f.burst(10, 1, "/")
+	if got.byStatus["500"] != 10 {
+		t.Fatalf("before the breaker opens: %v, want 10 × 500 from the app", got.byStatus)
+	}
+	got = f.burst(10, 1, "/")
+	if got.byStatus["503 circuit-open"] != 10 {
+		t.Fatalf("breaker open: %v, want 10 × 503 circuit-open", got.byStatus)
+	}
+	fault(t, f.apps[0], "")
+	f.m.Eventually(5*time.Second, func() (bool, string) {
+		got := f.burst(5, 1, "/")
+		return got.byStatus["200"] == 5, fmt.Sprintf("after recovery: %v", got.byStatus)
+	})
+}
+
+// TestClientRateLimit: over a few seconds of overload the admitted rate
+// stays within 10% of the configured one (plus the burst); the others get
+// 429 rate-limited with Retry-After.
+func TestClientRateLimit(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "rlsvc", 1, nil, nil)
+	f.apply(t, "  rateLimit: {client: {requestsPerSecond: 50, burst: 5}}\n", "peak-ewma")
+	c := meshtest.ProxyClient(f.consumer.Outbound)
+	defer c.CloseIdleConnections()
+	var ok, limited int
+	start := time.Now()
+	for time.Since(start) < 3*time.Second {
+		resp, err := c.Get("http://rlsvc/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode == 200:
+			ok++
+		case resp.StatusCode == 429 && resp.Header.Get("X-Weft-Error") == "rate-limited" && resp.Header.Get("Retry-After") != "":
+			limited++
+		default:
+			t.Fatalf("got %d %q", resp.StatusCode, resp.Header.Get("X-Weft-Error"))
+		}
+	}
+	want := 50*time.Since(start).Seconds() + 5
+	if float64(ok) < 0.9*want || float64(ok) > 1.1*want || limited == 0 {
+		t.Errorf("admitted %d, limited %d in %s, want about %.0f admitted", ok, limited, time.Since(start).Round(time.Millisecond), want)
+	}
+}
+
+// TestRetryBudgetBoundsRetries: with every instance failing, retries stay
+// within the budget (20% of requests plus 10 per second by default).
+func TestRetryBudgetBoundsRetries(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "budgetsvc", 2, nil, nil)
+	for _, a := range f.apps {
+		fault(t, a, "status=503")
+	}
+	start := time.Now()
+	got := f.burst(500, 4, "/")
+	took := time.Since(start).Seconds()
+	if got.byStatus["503"] != 500 {
+		t.Errorf("answers %v, want 500 × 503 from the apps", got.byStatus)
+	}
+	retries := f.consumer.Metric(`weft_retries_total{service="budgetsvc"}`)
+	denied := f.consumer.Metric(`weft_retry_budget_exhausted_total{service="budgetsvc"}`)
+	if limit := 0.2*500 + 10*(took+1); retries > limit || retries < 0 || denied <= 0 {
+		t.Errorf("%g retries (%g denied by the budget) for 500 requests in %.1fs, want at most %.0f and some denied", retries, denied, took, limit)
+	}
+}
+
+// TestBadPolicyIsRefused: a policy with a bad field is refused naming the
+// field, and the one in force stays.
+func TestBadPolicyIsRefused(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "badsvc", 1, nil, nil)
+	f.apply(t, "  loadBalancer: {policy: least-request}\n", "least-request")
+	for _, c := range []struct{ spec, field string }{
+		{"  timeouts: {request: -1s}\n", "spec.timeouts.request"},
+		{"  loadBalancer: {policy: fastest}\n", "spec.loadBalancer.policy"},
+		{"  retries: {budget: {percent: 150}}\n", "spec.retries.budget.percent"},
+	} {
+		doc := "apiVersion: weftmesh.io/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: badsvc}\nspec:\n" + c.spec
+		_, errOut, code := f.m.Weft("apply", "-f", writeFile(t, "bad.yaml", doc), "--control", f.cp.Addr)
+		if code == 0 || !strings.Contains(errOut, c.field) {
+			t.Errorf("apply %q: exit %d, stderr %q; want a refusal naming %s", c.spec, code, errOut, c.field)
+		}
+	}
+	if p := f.serviceView(t).Policy; p.Balancer != "least-request" {
+		t.Errorf("policy in force after refused applies: %+v, want least-request", p)
+	}
+	if got := f.burst(20, 2, "/"); got.byStatus["200"] != 20 {
+		t.Errorf("traffic after refused applies: %v", got.byStatus)
+	}
+}
+
