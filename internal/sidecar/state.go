@@ -21,7 +21,9 @@ func (s *Sidecar) applyState(st push.State, rev int64) {
 		s.log.Warn("ignoring a record the control plane pushed", "key", p.Key, "err", p.Err)
 	}
 	s.snap.Store(snap)
-	s.table.Update(snap)
+	for _, err := range s.table.Update(snap) {
+		s.log.Warn("traffic policy not applied", "err", err)
+	}
 	s.log.Debug("routing table updated", "revision", rev, "services", len(snap.Services))
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"golang.org/x/net/http2/hpack"
 )
@@ -34,6 +35,50 @@ type MeshError struct {
 	Service  string `json:"service,omitempty"`
 	Instance string `json:"instance,omitempty"`
 	Message  string `json:"message"`
+	// RetryAfter, when set, is sent as Retry-After (seconds).
+	RetryAfter string `json:"-"`
+	// Fallback, when set, is the answer sent instead of the JSON body
+	// (its status, headers and body; x-weft-error still says why). A gRPC
+	// caller gets the trailers-only error as without it.
+	Fallback *Fallback `json:"-"`
+}
+
+// status is the HTTP status sent: the fallback's, if there is one.
+func (e *MeshError) status() int {
+	if e.Fallback != nil {
+		return e.Fallback.Status
+	}
+	return e.Status
+}
+
+// payload is the body sent and its content type.
+func (e *MeshError) payload() (ctype string, body []byte) {
+	if f := e.Fallback; f != nil {
+		if ct := f.Headers.Get("Content-Type"); ct != "" {
+			return ct, f.Body
+		}
+		return "text/plain; charset=utf-8", f.Body
+	}
+	return "application/json", e.body()
+}
+
+// extra calls set for each header the answer carries besides its
+// content type, length and x-weft-error.
+func (e *MeshError) extra(set func(name, value string)) {
+	if e.RetryAfter != "" {
+		set("Retry-After", e.RetryAfter)
+	}
+	if f := e.Fallback; f != nil {
+		for k, vs := range f.Headers {
+			switch k {
+			case "Content-Type", "Content-Length", HeaderError:
+				continue
+			}
+			for _, v := range vs {
+				set(k, v)
+			}
+		}
+	}
 }
 
 // Error is the reason and the message.
@@ -100,13 +145,22 @@ func percentEncode(s string) string {
 
 // WriteH1 writes the error as an HTTP/1.1 response.
 func (e *MeshError) WriteH1(bw *bufio.Writer, closing bool) {
-	body := e.body()
+	ctype, body := e.payload()
+	status := e.status()
 	bw.WriteString("HTTP/1.1 ")
-	bw.WriteString(strconv.Itoa(e.Status))
+	bw.WriteString(strconv.Itoa(status))
 	bw.WriteByte(' ')
-	bw.WriteString(http.StatusText(e.Status))
-	bw.WriteString("\r\nContent-Type: application/json\r\nX-Weft-Error: ")
+	bw.WriteString(http.StatusText(status))
+	bw.WriteString("\r\nContent-Type: ")
+	bw.WriteString(ctype)
+	bw.WriteString("\r\nX-Weft-Error: ")
 	bw.WriteString(e.Reason)
+	e.extra(func(name, value string) {
+		bw.WriteString("\r\n")
+		bw.WriteString(name)
+		bw.WriteString(": ")
+		bw.WriteString(value)
+	})
 	bw.WriteString("\r\nContent-Length: ")
 	bw.WriteString(strconv.Itoa(len(body)))
 	if closing {
@@ -129,10 +183,13 @@ func (e *MeshError) WriteStd(w http.ResponseWriter, grpc bool) int {
 		w.WriteHeader(http.StatusOK)
 		return http.StatusOK
 	}
-	h.Set("Content-Type", "application/json")
-	w.WriteHeader(e.Status)
-	w.Write(e.body())
-	return e.Status
+	ctype, body := e.payload()
+	h.Set("Content-Type", ctype)
+	e.extra(func(name, value string) { h.Add(name, value) })
+	status := e.status()
+	w.WriteHeader(status)
+	w.Write(body)
+	return status
 }
 
 // H2Parts is the error as an HTTP/2 response: its header block, and the
@@ -148,11 +205,14 @@ func (e *MeshError) H2Parts(grpc bool) (fields []hpack.HeaderField, body []byte)
 			{Name: "x-weft-error", Value: e.Reason},
 		}, nil
 	}
-	body = e.body()
-	return []hpack.HeaderField{
-		{Name: ":status", Value: strconv.Itoa(e.Status)},
-		{Name: "content-type", Value: "application/json"},
+	ctype, body := e.payload()
+	fields = []hpack.HeaderField{
+		{Name: ":status", Value: strconv.Itoa(e.status())},
+		{Name: "content-type", Value: ctype},
 		{Name: "x-weft-error", Value: e.Reason},
-		{Name: "content-length", Value: strconv.Itoa(len(body))},
-	}, body
+	}
+	e.extra(func(name, value string) {
+		fields = append(fields, hpack.HeaderField{Name: strings.ToLower(name), Value: value})
+	})
+	return append(fields, hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(len(body))}), body
 }

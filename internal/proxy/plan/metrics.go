@@ -14,13 +14,14 @@ import (
 // Metrics are the data path's golden signals. Label handles are resolved
 // once per service and status code, not per request.
 type Metrics struct {
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-	errors   *prometheus.CounterVec
-	retries  *prometheus.CounterVec
-	inflight *prometheus.GaugeVec
-	grpc     *prometheus.CounterVec
-	tunnels  prometheus.Counter
+	requests     *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
+	errors       *prometheus.CounterVec
+	retries      *prometheus.CounterVec
+	budgetDenied *prometheus.CounterVec
+	inflight     *prometheus.GaugeVec
+	grpc         *prometheus.CounterVec
+	tunnels      prometheus.Counter
 
 	tcpConns, tcpReceived, tcpSent, tcpIdle *prometheus.CounterVec
 	tcpActive                               *prometheus.GaugeVec
@@ -45,7 +46,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"direction", "service", "reason"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_retries_total",
-			Help: "Requests sent again to another instance after a connect failure.",
+			Help: "Requests sent again to another instance: after a connect failure, a refusal, a broken connection, a per-try timeout or an answer the service's policy retries.",
+		}, []string{"service"}),
+		budgetDenied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_retry_budget_exhausted_total",
+			Help: "Retries not made because the service's retry budget was spent.",
 		}, []string{"service"}),
 		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "weft_requests_in_flight",
@@ -84,7 +89,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Connections accepted, by listener, the protocol they were taken for (http1, h2, tls, tcp) and how: sniffed from the first bytes, timeout (nothing sent in time), or declared (detection skipped).",
 		}, []string{"listener", "protocol", "how"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.errors, m.retries, m.inflight, m.grpc, m.tunnels,
+	reg.MustRegister(m.requests, m.duration, m.errors, m.retries, m.budgetDenied, m.inflight, m.grpc, m.tunnels,
 		m.tcpConns, m.tcpActive, m.tcpReceived, m.tcpSent, m.tcpIdle, m.detections)
 	return m
 }
@@ -224,6 +229,12 @@ func (s *ServiceMetrics) MeshError(reason string) {
 func (s *ServiceMetrics) retried() {
 	if s != nil {
 		s.retries.Inc()
+	}
+}
+
+func (s *ServiceMetrics) budgetExhausted() {
+	if s != nil {
+		s.m.budgetDenied.WithLabelValues(s.service).Inc()
 	}
 }
 

@@ -2,12 +2,15 @@ package plan
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"time"
 
 	"github.com/weftmesh/weft/internal/endpoint"
 	"github.com/weftmesh/weft/internal/lb"
 	"github.com/weftmesh/weft/internal/request"
+	"github.com/weftmesh/weft/internal/resilience"
+	"github.com/weftmesh/weft/internal/snapshot"
 )
 
 // Endpoint is the data path's name for an endpoint (package endpoint).
@@ -40,7 +43,18 @@ type Cluster struct {
 	Timeout time.Duration
 	// MaxAttempts bounds the instances one request tries (0: DefaultMaxAttempts).
 	MaxAttempts int
-	metrics     *ServiceMetrics
+	// Overall bounds the whole request, every try included, until its
+	// response head (0: none): no retry begins after it has passed, and
+	// a try that begins late gets only what is left (TryTimeout).
+	Overall time.Duration
+	// PerTry: Timeout is a per-try timeout, so a try that times out may
+	// be retried like a reset.
+	PerTry bool
+	// RetryOn is the statuses whose answers are retried (connect failures
+	// and refusals always are, resets for replayable requests).
+	RetryOn snapshot.RetryOn
+	guard   *guard // the service's policy state; nil: plain retries, no limits
+	metrics *ServiceMetrics
 }
 
 // NewCluster builds a cluster with round robin over eps.
@@ -87,6 +101,14 @@ type Call struct {
 	class    endpoint.Class // of the last failure
 	pending  bool           // a success finish records (okLater)
 	start    time.Time      // when the request began, if the engine has read the clock
+	status   endpoint.Status
+	// statusRetry: the last attempt's answer is retried (RetryStatus).
+	statusRetry bool
+	// granted: the budget has granted the retry about to begin.
+	granted bool
+	permit  resilience.Permit
+	// admitted: the breaker issued permit, to be settled once.
+	admitted bool
 }
 
 // Init starts a call through c for the request view; start is when the
@@ -102,7 +124,12 @@ func (k *Call) Clear() { *k = Call{} }
 // Next picks the endpoint for the next attempt and begins it; nil when
 // the request has had its attempts or no untried endpoint is left.
 func (k *Call) Next() *Endpoint {
-	if k.attempts >= k.c.maxAttempts() {
+	if k.attempts == 0 {
+		if e := k.admit(); e != nil {
+			k.last = e
+			return nil
+		}
+	} else if k.attempts >= k.c.maxAttempts() || k.late() {
 		return nil
 	}
 	ep := k.c.Pick(k.view, k.tried[:k.n])
@@ -110,6 +137,10 @@ func (k *Call) Next() *Endpoint {
 		return nil
 	}
 	if k.attempts > 0 {
+		if !k.granted && !k.c.guard.retryAllowed(k.c.metrics) {
+			return nil
+		}
+		k.granted = false
 		k.c.metrics.retried()
 	}
 	k.tried[k.n] = ep
@@ -134,9 +165,15 @@ func (k *Call) Endpoint() *Endpoint {
 	return k.tried[k.n-1]
 }
 
+// Answered records what the instance answered the current attempt with
+// (its HTTP status, or a trailers-only gRPC status), for OK or OKLater
+// to report: the balancer and outlier detection count failing answers.
+func (k *Call) Answered(st endpoint.Status) { k.status = st }
+
 // OK ends the current attempt with a response from the instance.
 func (k *Call) OK() {
-	k.att.Done(endpoint.Outcome{Class: endpoint.Success, Latency: k.att.Elapsed()})
+	k.att.Done(endpoint.Outcome{Class: endpoint.Success, Latency: k.att.Elapsed(), Status: k.status})
+	k.settle(!failedAnswer(k.status))
 }
 
 // OKLater marks the current attempt a success to be recorded by Finish:
@@ -149,7 +186,8 @@ func (k *Call) OKLater() { k.pending = true }
 func (k *Call) Finish(now time.Time) {
 	if k.pending {
 		k.pending = false
-		k.att.Done(endpoint.Outcome{Class: endpoint.Success, Latency: k.att.Since(now)})
+		k.att.Done(endpoint.Outcome{Class: endpoint.Success, Latency: k.att.Since(now), Status: k.status})
+		k.settle(!failedAnswer(k.status))
 	}
 }
 
@@ -163,13 +201,130 @@ func (k *Call) Failed(class endpoint.Class, err error) *MeshError {
 	return k.last
 }
 
-// Again is the retry decision (Retry) for the last failure.
-func (k *Call) Again(bodySent bool) bool { return k.last != nil && k.Retry(k.class, bodySent) }
+// Again is the retry decision (Retry) for the last failure, or for an
+// answer RetryStatus took.
+func (k *Call) Again(bodySent bool) bool {
+	if k.statusRetry {
+		k.statusRetry = false
+		return true
+	}
+	return k.last != nil && k.Retry(k.class, bodySent)
+}
 
 // Cancelled ends the current attempt because the client went away (or
 // the mesh answered already): it says nothing of the instance.
 func (k *Call) Cancelled() {
 	k.att.Done(endpoint.Outcome{Class: endpoint.Cancelled})
+	if k.admitted {
+		k.admitted = false
+		k.permit.Cancel()
+	}
+}
+
+// RetryStatus is the retry decision for an answer: the instance answered
+// st, which the service's policy retries (retries.on), and the request
+// may go to another instance (replayable, no body sent, attempts and
+// time left, an untried instance, and the retry budget allows it). When
+// it says yes the attempt has ended (recorded with st) and the engine
+// discards the answer and asks Again and Next as after a failure.
+func (k *Call) RetryStatus(st endpoint.Status, bodySent bool) bool {
+	c := k.c
+	code, isHTTP := st.HTTP()
+	g, isGRPC := st.GRPC()
+	if !(isHTTP && c.RetryOn.Status(code) || isGRPC && c.RetryOn.GRPC(g)) {
+		return false
+	}
+	if bodySent || !k.view.Replayable() || k.attempts >= c.maxAttempts() || k.n >= len(c.Endpoints) || k.late() {
+		return false
+	}
+	if !c.guard.retryAllowed(c.metrics) {
+		return false
+	}
+	k.granted, k.statusRetry = true, true
+	ep := k.Endpoint()
+	k.att.Done(endpoint.Outcome{Class: endpoint.Success, Latency: k.att.Elapsed(), Status: st})
+	k.last = &MeshError{Status: http.StatusBadGateway, Reason: ReasonUpstreamReset, Service: c.Service, Instance: ep.Instance,
+		Message: fmt.Sprintf("%s at %s answered %s, and no other instance could take the request", ep.Instance, ep.Address, st)}
+	return true
+}
+
+// Backoff is how long to wait before the retry about to begin: none
+// after a connect failure or refusal (another instance, at once), the
+// policy's jittered backoff after an answer or a broken connection.
+func (k *Call) Backoff() time.Duration {
+	g := k.c.guard
+	if g == nil || k.attempts == 0 || k.class == endpoint.ConnectFailed || k.class == endpoint.Refused {
+		return 0
+	}
+	return g.backoff.Delay(k.attempts, rand.Uint64())
+}
+
+// TryTimeout bounds the current try's wait for its response head: the
+// cluster's Timeout, or what is left of Overall if that is sooner (0:
+// none).
+func (k *Call) TryTimeout() time.Duration {
+	c := k.c
+	if c.Overall <= 0 || k.start.IsZero() {
+		return c.Timeout
+	}
+	left := c.Overall - time.Since(k.start)
+	if left <= 0 {
+		left = time.Millisecond
+	}
+	if c.Timeout > 0 && c.Timeout < left {
+		return c.Timeout
+	}
+	return left
+}
+
+// late reports whether the request has used up its overall timeout.
+func (k *Call) late() bool {
+	return k.c.Overall > 0 && !k.start.IsZero() && time.Since(k.start) >= k.c.Overall
+}
+
+// admit lets the request in, or says why not: over the client-side rate
+// limit (429 rate-limited), or the circuit is open (503 circuit-open).
+func (k *Call) admit() *MeshError {
+	g := k.c.guard
+	if g == nil {
+		return nil
+	}
+	now := k.start
+	if now.IsZero() {
+		now = time.Now()
+	}
+	ns := now.UnixNano()
+	if g.limiter != nil {
+		if ok, after := g.limiter.Allow(ns); !ok {
+			return rateLimited(k.c.Service, after)
+		}
+	}
+	if g.breaker != nil {
+		p, ok := g.breaker.Allow(ns)
+		if !ok {
+			return circuitOpen(k.c.Service)
+		}
+		k.permit, k.admitted = p, true
+	}
+	g.budget.Request(ns)
+	return nil
+}
+
+// settle reports the request's end to the breaker, once.
+func (k *Call) settle(ok bool) {
+	if k.admitted {
+		k.admitted = false
+		k.permit.Done(ok, time.Now().UnixNano())
+	}
+}
+
+// failedAnswer: an answer the breaker counts as a failure (any 5xx, and
+// gRPC statuses that say the service could not serve the call).
+func failedAnswer(st endpoint.Status) bool {
+	if code, ok := st.HTTP(); ok {
+		return code >= 500
+	}
+	return st.Failed()
 }
 
 // Retry is the retry decision, the same for every engine: may a request
@@ -188,6 +343,8 @@ func (k *Call) Retry(class endpoint.Class, bodySent bool) bool {
 		return !bodySent
 	case endpoint.Reset:
 		return !bodySent && k.view.Replayable()
+	case endpoint.Timeout:
+		return k.c.PerTry && !bodySent && k.view.Replayable() && !k.late()
 	}
 	return false
 }
@@ -213,10 +370,17 @@ func (k *Call) PastPeer(bodySent bool) bool {
 // Result is the error to answer with when no attempt succeeded: the last
 // failure, or no-ready-instance when there was none.
 func (k *Call) Result() *MeshError {
-	if k.last != nil {
-		return k.last
+	e := k.last
+	if e == nil {
+		e = noReadyInstance(k.c.Service)
 	}
-	return noReadyInstance(k.c.Service)
+	k.settle(false)
+	if g := k.c.guard; g != nil && g.fallback != nil && (e.Reason == ReasonNoReadyInstance || e.Reason == ReasonCircuitOpen) {
+		f := *e
+		f.Fallback = g.fallback
+		return &f
+	}
+	return e
 }
 
 // UpstreamError is the mesh error of a failed attempt on ep.

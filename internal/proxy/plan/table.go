@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"fmt"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -18,14 +19,19 @@ type Table struct {
 	policy  Policy
 }
 
-// Policy is how requests to a service are sent, where no resource says
-// otherwise (per-service policy resources come with the resilience work).
+// Policy is what the sidecar itself says of how requests are sent; each
+// service's TrafficPolicy (snapshot.Policy) says the rest.
 type Policy struct {
-	// Timeout bounds each attempt's wait for the response head, from when
-	// its request has gone in full (0: none): --timeout.
+	// Timeout is the request timeout of services without a TrafficPolicy
+	// (0: none): --timeout. It bounds each attempt's wait for the
+	// response head, from when its request has gone in full.
 	Timeout time.Duration
-	// MaxAttempts bounds the instances one request tries (0: DefaultMaxAttempts).
+	// MaxAttempts, when set, overrides every service's retries.attempts
+	// (tests use it).
 	MaxAttempts int
+	// Zone is this sidecar's zone, for locality-aware balancing (the
+	// value of its own locality label; "": none).
+	Zone string
 }
 
 // NewTable returns an empty table whose clusters follow policy and report
@@ -62,16 +68,23 @@ func (t *Table) Services() []string {
 // and labels keeps its state (ejection, latency, pools). A service with
 // no ready endpoint, or known only by its record, stays in the table
 // empty: its callers get no-ready-instance, not unknown-service or egress.
-func (t *Table) Update(snap *snapshot.Snapshot) {
+//
+// Each service's traffic policy becomes its cluster's balancer, timeouts,
+// retries, budget, breaker, rate limit and fallback; their state carries
+// over while the policy stays the same. A policy that cannot be built
+// (which validation on apply prevents) is reported, and the service runs
+// with the defaults.
+func (t *Table) Update(snap *snapshot.Snapshot) []error {
 	old := *t.m.Load()
 	next := make(map[string]*Cluster, len(snap.Services))
+	var problems []error
 	for name, svc := range snap.Services {
 		ready := svc.Ready()
 		var prev map[string]*Endpoint
 		var m *ServiceMetrics
-		var bal lb.Balancer
+		var g *guard
 		if oc := old[name]; oc != nil {
-			m, bal = oc.metrics, oc.Balancer
+			m, g = oc.metrics, oc.guard
 			prev = make(map[string]*Endpoint, len(oc.Endpoints))
 			for _, e := range oc.Endpoints {
 				prev[e.Address] = e
@@ -88,11 +101,20 @@ func (t *Table) Update(snap *snapshot.Snapshot) {
 			}
 			eps = append(eps, e)
 		}
-		c := NewCluster(name, eps, t.policy.Timeout, m)
-		if bal != nil {
-			c.Balancer = bal // the balancer's own state (turn, ring) carries over
+		p := &svc.Policy
+		if p.LoadBalancer.Policy == "" { // a snapshot built without policies
+			d := snapshot.DefaultPolicy()
+			p = &d
 		}
-		c.MaxAttempts = t.policy.MaxAttempts
+		if g == nil || !g.same(p) {
+			ng, err := newGuard(*p, t.policy.Zone)
+			if err != nil {
+				problems = append(problems, fmt.Errorf("service %q: %s: %w (running with the defaults)", name, p.Resource, err))
+				ng, _ = newGuard(snapshot.DefaultPolicy(), t.policy.Zone)
+			}
+			g = ng // the balancer's, budget's and breaker's state carries over while the policy stays
+		}
+		c := t.cluster(name, eps, g, m)
 		c.Protocol = snapshot.CommonProtocol(ready) // what the endpoints routed to declare
 		next[name] = c
 	}
@@ -106,6 +128,24 @@ func (t *Table) Update(snap *snapshot.Snapshot) {
 			}
 		}
 	}
+	return problems
+}
+
+// cluster builds the cluster of a service under the policy of g.
+func (t *Table) cluster(name string, eps []*Endpoint, g *guard, m *ServiceMetrics) *Cluster {
+	p := &g.policy
+	c := &Cluster{Service: name, Endpoints: eps, Balancer: g.balancer, guard: g, metrics: m,
+		MaxAttempts: p.Retries.Attempts, RetryOn: p.Retries.On, Overall: p.Timeouts.Request, Timeout: p.Timeouts.Request}
+	if p.Resource == "" {
+		c.Overall, c.Timeout = t.policy.Timeout, t.policy.Timeout // --timeout, for services without a TrafficPolicy
+	}
+	if p.Timeouts.PerTry > 0 {
+		c.Timeout, c.PerTry = p.Timeouts.PerTry, true
+	}
+	if t.policy.MaxAttempts > 0 {
+		c.MaxAttempts = t.policy.MaxAttempts
+	}
+	return c
 }
 
 // CloseIdle closes the connections of every endpoint that carry no

@@ -1,0 +1,136 @@
+package plan
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"reflect"
+	"strconv"
+	"time"
+
+	"github.com/weftmesh/weft/internal/config"
+	"github.com/weftmesh/weft/internal/lb"
+	"github.com/weftmesh/weft/internal/resilience"
+	"github.com/weftmesh/weft/internal/snapshot"
+)
+
+// Reasons of the answers the resilience policy makes.
+const (
+	ReasonCircuitOpen = "circuit-open"
+	ReasonRateLimited = "rate-limited"
+)
+
+// guard is a service's traffic policy made into the state the plan
+// consults on every request: the balancer, the retry budget, the breaker,
+// the client-side rate limit and the fallback answer. It carries over
+// table updates while the service's policy stays the same, so a push that
+// changes only endpoints keeps budgets, breaker state and balancer state.
+type guard struct {
+	policy   snapshot.Policy
+	balancer lb.Balancer
+	budget   *resilience.RetryBudget
+	backoff  resilience.Backoff
+	breaker  *resilience.Breaker // nil: off
+	limiter  *resilience.Limiter // nil: off
+	fallback *Fallback           // nil: off
+}
+
+// Fallback is the answer a service's policy gives instead of the mesh's
+// own error when it has no healthy instance or its circuit is open.
+type Fallback struct {
+	Status  int
+	Headers http.Header
+	Body    []byte
+}
+
+// balancerName maps a TrafficPolicy's loadBalancer.policy to package lb.
+var balancerName = map[string]string{
+	config.LBPeakEWMA:     lb.NameP2C,
+	config.LBLeastRequest: lb.NameLeastRequest,
+	config.LBRoundRobin:   lb.NameRoundRobin,
+	config.LBRandom:       lb.NameRandom,
+	config.LBWeighted:     lb.NameWeighted,
+	config.LBRingHash:     lb.NameRingHash,
+}
+
+// newGuard builds the state of policy p for a caller in zone.
+func newGuard(p snapshot.Policy, zone string) (*guard, error) {
+	g := &guard{policy: p}
+	bal, err := newBalancer(p.LoadBalancer)
+	if err != nil {
+		return nil, fmt.Errorf("loadBalancer: %w", err)
+	}
+	if l := p.LoadBalancer.Locality; l.Enabled && zone != "" {
+		local, err := newBalancer(p.LoadBalancer)
+		if err != nil {
+			return nil, fmt.Errorf("loadBalancer: %w", err)
+		}
+		loc := lb.NewLocality(zone, local, bal)
+		loc.Label = l.Label
+		bal = loc
+	}
+	g.balancer = bal
+	b := p.Retries.Budget
+	if g.budget, err = resilience.NewRetryBudget(resilience.RetryBudgetOptions{Percent: b.Percent, MinPerSecond: float64(b.MinPerSecond), Window: b.Window}); err != nil {
+		return nil, fmt.Errorf("retries.budget: %w", err)
+	}
+	g.backoff = resilience.Backoff{Base: p.Retries.Backoff.Base, Max: p.Retries.Backoff.Max}
+	if cb := p.CircuitBreaker; cb.FailureRatio > 0 {
+		o := resilience.BreakerOptions{FailureRatio: cb.FailureRatio, MinRequests: cb.MinRequests, Window: cb.Window,
+			OpenFor: cb.OpenFor, HalfOpenRequests: cb.HalfOpenRequests}
+		if g.breaker, err = resilience.NewBreaker(o, time.Now().UnixNano()); err != nil {
+			return nil, fmt.Errorf("circuitBreaker: %w", err)
+		}
+	}
+	if rl := p.RateLimit.Client; rl.Enabled {
+		if g.limiter, err = resilience.NewLimiter(rl.RequestsPerSecond, rl.Burst); err != nil {
+			return nil, fmt.Errorf("rateLimit.client: %w", err)
+		}
+	}
+	if f := p.Fallback; f.Enabled {
+		fb := &Fallback{Status: f.Status, Headers: http.Header{}, Body: []byte(f.Body)}
+		for k, v := range f.Headers {
+			fb.Headers.Set(k, v)
+		}
+		g.fallback = fb
+	}
+	return g, nil
+}
+
+func newBalancer(p snapshot.LoadBalancer) (lb.Balancer, error) {
+	name, ok := balancerName[p.Policy]
+	if !ok {
+		return nil, fmt.Errorf("%w %q", lb.ErrUnknown, p.Policy)
+	}
+	if name == lb.NameRingHash && p.HashOn.Header == "" {
+		return nil, errors.New("ring-hash hashes on a header only, for now: give hashOn.header")
+	}
+	return lb.New(name, lb.Options{HashHeader: p.HashOn.Header, WeightLabel: p.WeightLabel})
+}
+
+// same reports whether g was built from policy p (maps compared by
+// content: a push that changes nothing rebuilds nothing).
+func (g *guard) same(p *snapshot.Policy) bool { return reflect.DeepEqual(&g.policy, p) }
+
+// rateLimited is the answer to a request over the client-side limit.
+func rateLimited(service string, retryAfter time.Duration) *MeshError {
+	secs := max(int((retryAfter+time.Second-1)/time.Second), 1)
+	return &MeshError{Status: http.StatusTooManyRequests, Reason: ReasonRateLimited, Service: service,
+		RetryAfter: strconv.Itoa(secs),
+		Message:    fmt.Sprintf("over the rate limit for service %q; retry after %ds", service, secs)}
+}
+
+// circuitOpen is the answer to a request while the breaker is open.
+func circuitOpen(service string) *MeshError {
+	return &MeshError{Status: http.StatusServiceUnavailable, Reason: ReasonCircuitOpen, Service: service,
+		Message: fmt.Sprintf("the circuit of service %q is open: too many of its recent requests failed", service)}
+}
+
+// retryAllowed asks the retry budget for one retry (nil guard: always).
+func (g *guard) retryAllowed(m *ServiceMetrics) bool {
+	if g == nil || g.budget.TryRetry(time.Now().UnixNano()) {
+		return true
+	}
+	m.budgetExhausted()
+	return false
+}
