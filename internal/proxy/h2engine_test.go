@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/weftmesh/weft/internal/proxy/plan"
+	"github.com/weftmesh/weft/internal/proxy/stdhttp"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -42,7 +43,7 @@ func h2EngineOutbound(t *testing.T, specs map[string][]EndpointSpec) (string, *p
 	table := plan.NewTable(m, plan.Policy{})
 	updateTable(table, specs)
 	t.Cleanup(table.CloseIdle) // after the listener's shutdown: connections to instances close
-	out := NewOutbound(table, NewTransport(), NewTransport(), m, discard)
+	out := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, discard)
 	srv := &Server{Name: "outbound", Resolve: out.Resolve, H2: out, H2Frames: out.RouteH2, Metrics: m, Log: discard}
 	return serveProxy(t, srv), table
 }
@@ -1091,7 +1092,7 @@ func TestH2EngineShutdownSendsGoAway(t *testing.T) {
 	table := plan.NewTable(m, plan.Policy{})
 	updateTable(table, oneService(app))
 	t.Cleanup(table.CloseIdle)
-	out := NewOutbound(table, NewTransport(), NewTransport(), m, discard)
+	out := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, discard)
 	srv := &Server{Name: "outbound", Resolve: out.Resolve, H2: out, H2Frames: out.RouteH2, Metrics: m, Log: discard}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"net/http"
 	"strings"
 
 	"golang.org/x/net/http2/hpack"
@@ -11,13 +10,12 @@ import (
 	"github.com/weftmesh/weft/internal/request"
 )
 
-// The request views of the three request forms (package request): each
-// is a pointer conversion of what the engine already holds, so making one
+// The request views of the fast path and of the HTTP/2 engine (package
+// request): each is a pointer conversion of what the engine already holds, so making one
 // allocates nothing.
 var (
 	_ request.View = (*h1View)(nil)
 	_ request.View = (*h2View)(nil)
-	_ request.View = (*stdView)(nil)
 )
 
 // h1View is the view of a parsed HTTP/1.1 request head.
@@ -55,19 +53,3 @@ func fieldValueFold(fields []hpack.HeaderField, name string) string {
 	}
 	return ""
 }
-
-// stdView is the view of a net/http request (the net/http path
-// allocates per request anyway; one more small value is its price).
-type stdView struct{ r *http.Request }
-
-func (v *stdView) Method() []byte { return plan.BytesOf(v.r.Method) }
-func (v *stdView) Authority() []byte {
-	host, _ := destination(v.r)
-	return plan.BytesOf(host)
-}
-func (v *stdView) Path() []byte           { return plan.BytesOf(v.r.URL.RequestURI()) }
-func (v *stdView) Header(n string) []byte { return plan.BytesOf(v.r.Header.Get(n)) }
-func (v *stdView) Replayable() bool {
-	return (v.r.Body == nil || v.r.Body == http.NoBody) && request.Safe(v.Method())
-}
-func (v *stdView) GRPC() bool { return isGRPC(v.r) }
