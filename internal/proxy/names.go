@@ -1,7 +1,7 @@
 package proxy
 
 import (
-	"golang.org/x/net/http2"
+	xhttp2 "golang.org/x/net/http2"
 
 	"github.com/weftmesh/weft/internal/proxy/plan"
 	"github.com/weftmesh/weft/internal/proxy/stdhttp"
@@ -22,4 +22,4 @@ const (
 
 // NewH2CTransport is stdhttp.NewH2CTransport: the HTTP/2 cleartext client
 // the sidecars use, for callers that speak to them as sidecars do.
-func NewH2CTransport() *http2.Transport { return stdhttp.NewH2CTransport() }
+func NewH2CTransport() *xhttp2.Transport { return stdhttp.NewH2CTransport() }

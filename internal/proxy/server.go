@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"github.com/weftmesh/weft/internal/proxy/http2"
 	"io"
 	"log/slog"
 	"net"
@@ -42,9 +43,9 @@ type Server struct {
 	// H2 serves HTTP/2 connections (prior knowledge); nil refuses them.
 	H2 http.Handler
 	// H2Frames, when set, routes HTTP/2 connections with prior knowledge
-	// on plain TCP through Weft's own HTTP/2 engine (h2front.go), which
+	// on plain TCP through Weft's own HTTP/2 engine (package http2), which
 	// forwards frames to instances that speak HTTP/2, instead of H2.
-	H2Frames H2Route
+	H2Frames http2.Route
 	// H1, when set, serves HTTP/1 connections through net/http instead of
 	// the fast path (an h2c app's inbound translates them to HTTP/2).
 	H1 http.Handler
@@ -73,6 +74,7 @@ type Server struct {
 	Metrics     *plan.Metrics
 	Log         *slog.Logger
 
+	frames   *http2.Engine   // Weft's HTTP/2 engine, when H2Frames is set
 	std      *stdhttp.Server // net/http, for connections handed off (H1, h2c upgrade, HTTP/2 the engine does not take)
 	mu       sync.Mutex
 	ln       net.Listener
@@ -120,6 +122,9 @@ func (s *Server) Serve(ln net.Listener) error {
 		return err
 	}
 	s.std = std
+	if s.H2Frames != nil {
+		s.frames = http2.New(http2.Config{Route: s.H2Frames, HeadTimeout: s.headTimeout(), ShuttingDown: s.shutdown.Load})
+	}
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); std.Serve() }()
 	s.mu.Unlock()
@@ -289,7 +294,7 @@ func (s *Server) readRequest(cc *clientConn) bool {
 	}
 	if s.H2 != nil && conn.IsH2Preface(cc.BR) {
 		if s.H2Frames != nil && cc.Sock != nil {
-			s.serveH2Frames(cc)
+			s.frames.Serve(&cc.Client)
 		} else {
 			s.serveH2(cc)
 		}
