@@ -8,10 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/weftmesh/weft/internal/h1"
@@ -259,41 +256,18 @@ func (s *Server) forwardTCP(cc *clientConn, dest *plan.Cluster) {
 	s.TCP.Forward(cc.Conn, buffered, dest)
 }
 
-// handOff gives the connection to net/http: for HTTP/1 on a listener with
-// an H1 handler, and for requests to upgrade to h2c. head, when not nil,
-// is a request head already read, replayed in front of the rest. The
-// connection stays tracked, as active, until net/http closes it, so that
-// Shutdown waits for it (hijacked and upgraded ones included) and Close
-// closes it.
+// handOff gives the connection to net/http (stdhttp.Server.HandOff): for
+// HTTP/1 on a listener with an H1 handler, and for requests to upgrade to
+// h2c. head, when not nil, is a request head already read, replayed in
+// front of the rest.
 func (s *Server) handOff(cc *clientConn, head *h1.Head) {
-	if !cc.Activate() && !cc.Active() {
-		return // closed by Shutdown
-	}
-	var pre bytes.Buffer
+	var pre []byte
 	if head != nil {
-		writeRawHead(&pre, head)
+		var b bytes.Buffer
+		writeRawHead(&b, head)
+		pre = b.Bytes()
 	}
-	b, _ := cc.BR.Peek(cc.BR.Buffered())
-	pre.Write(b)
-	cc.DL.Clear(cc.Conn)
-	hc := &handedConn{Buffered: conn.Buffered{Conn: cc.Conn, R: io.MultiReader(&pre, cc.Conn)}, closed: make(chan struct{})}
-	if !s.stdQueue.deliver(hc) {
-		return
-	}
-	cc.HandedOff = true
-	<-hc.closed
-}
-
-// handedConn is a connection net/http owns; Close tells the Server.
-type handedConn struct {
-	conn.Buffered
-	once   sync.Once
-	closed chan struct{}
-}
-
-func (c *handedConn) Close() error {
-	c.once.Do(func() { close(c.closed) })
-	return c.Buffered.Close()
+	s.std.HandOff(&cc.Client, pre)
 }
 
 // writeRawHead writes a request head as it came.
@@ -321,70 +295,4 @@ func writeRawHead(w *bytes.Buffer, h *h1.Head) {
 func isH2CUpgrade(h *h1.Head) bool {
 	return bytes.EqualFold(h.Upgrade(), []byte("h2c")) && h.Get("HTTP2-Settings") != nil &&
 		h.NamedByConnection([]byte("HTTP2-Settings")) && !hasBody(h)
-}
-
-// noUpgradeWithBody drops an h2c upgrade offered with a request body, so
-// that net/http's h2c handler serves the request as HTTP/1.1 instead of
-// reading the whole body into memory first.
-func noUpgradeWithBody(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength != 0 && strings.EqualFold(r.Header.Get("Upgrade"), "h2c") {
-			r.Header.Del("Upgrade")
-		}
-		h.ServeHTTP(w, r)
-	})
-}
-
-// connQueue is a net.Listener fed with connections the Server hands off,
-// so that a net/http server can serve them.
-type connQueue struct {
-	addr net.Addr
-	ch   chan net.Conn
-	once sync.Once
-	done chan struct{}
-}
-
-func newConnQueue(addr net.Addr) *connQueue {
-	return &connQueue{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
-}
-
-// deliver passes conn to the net/http server; false once it is closed.
-func (q *connQueue) deliver(conn net.Conn) bool {
-	select {
-	case q.ch <- conn:
-		return true
-	case <-q.done:
-		return false
-	}
-}
-
-func (q *connQueue) Accept() (net.Conn, error) {
-	select {
-	case c := <-q.ch:
-		return c, nil
-	case <-q.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (q *connQueue) Close() error {
-	q.once.Do(func() { close(q.done) })
-	return nil
-}
-
-func (q *connQueue) Addr() net.Addr { return q.addr }
-
-// upgraded passes requests to h, turning one that was upgraded to h2c
-// (the h2c handler calls h with it once the connection speaks HTTP/2)
-// into the HTTP/2 request it now is, without its upgrade fields.
-func upgraded(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ProtoMajor == 1 && strings.EqualFold(r.Header.Get("Upgrade"), "h2c") {
-			r.Header.Del("Upgrade")
-			r.Header.Del("Http2-Settings")
-			r.Header.Del("Connection")
-			r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/2.0", 2, 0
-		}
-		h.ServeHTTP(w, r)
-	})
 }

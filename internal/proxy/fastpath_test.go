@@ -13,6 +13,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/h1"
 	"github.com/weftmesh/weft/internal/proxy/plan"
+	"github.com/weftmesh/weft/internal/proxy/stdhttp"
 )
 
 // rawBackend answers every request with a fixed 1 KiB response, using the
@@ -38,11 +39,11 @@ func fastPairWith(tb testing.TB, app string, policy plan.Policy) string {
 	reg := prometheus.NewRegistry()
 	m := plan.NewMetrics(reg)
 	serve := func(s *Server) string { return serveProxy(tb, s) }
-	in := NewInbound("svc", "svc-1", app, NewTransport(), m)
+	in := stdhttp.NewInbound("svc", "svc-1", app, stdhttp.NewTransport(), m)
 	inAddr := serve(&Server{Resolve: in.Resolve, Metrics: m, Log: discard})
 	table := plan.NewTable(m, policy)
 	updateTable(table, map[string][]EndpointSpec{"svc": {{Instance: "svc-1", Address: inAddr}}})
-	out := NewOutbound(table, NewTransport(), NewTransport(), m, discard)
+	out := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, discard)
 	return serve(&Server{Resolve: out.Resolve, Connect: true, Metrics: m, Log: discard})
 }
 

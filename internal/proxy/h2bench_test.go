@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/weftmesh/weft/internal/proxy/plan"
+	"github.com/weftmesh/weft/internal/proxy/stdhttp"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/h2c"
 )
@@ -59,8 +60,8 @@ func serveH2C(tb testing.TB, h http.Handler) string {
 // chooses Weft's HTTP/2 engine, as the sidecars do, over x/net/http2's.
 func h2Mesh(tb testing.TB, app string, frames bool) string {
 	m := plan.NewMetrics(prometheus.NewRegistry())
-	in := NewInbound("svc", "svc-1", app, NewTransport(), m)
-	h2 := NewH2CTransport()
+	in := stdhttp.NewInbound("svc", "svc-1", app, stdhttp.NewTransport(), m)
+	h2 := stdhttp.NewH2CTransport()
 	in.Transport, in.H2 = h2, h2
 	tb.Cleanup(h2.CloseIdleConnections)
 	tb.Cleanup(in.CloseIdle)
@@ -72,8 +73,8 @@ func h2Mesh(tb testing.TB, app string, frames bool) string {
 	table := plan.NewTable(m, plan.Policy{})
 	updateTable(table, map[string][]EndpointSpec{"svc": {{Instance: "svc-1", Address: inAddr}}})
 	tb.Cleanup(table.CloseIdle)
-	out := NewOutbound(table, NewTransport(), NewTransport(), m, discard)
-	outH2 := NewH2CTransport()
+	out := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, discard)
+	outH2 := stdhttp.NewH2CTransport()
 	out.H2 = outH2
 	tb.Cleanup(outH2.CloseIdleConnections)
 	outSrv := &Server{Name: "outbound", Resolve: out.Resolve, Connect: true, H2: out, Metrics: m, Log: discard}

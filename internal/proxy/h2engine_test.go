@@ -23,11 +23,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/weftmesh/weft/internal/proxy/plan"
+	"github.com/weftmesh/weft/internal/proxy/stdhttp"
 	"golang.org/x/net/http2"
+
+	frames "github.com/weftmesh/weft/internal/proxy/http2"
 	"golang.org/x/net/http2/hpack"
 )
 
-// Tests of Weft's own HTTP/2 engine (h2front.go, h2stream.go, h2peer.go),
+// Tests of Weft's own HTTP/2 engine (package http2), through a listener,
 // end to end over loopback sockets: x/net/http2 clients (its Transport, or
 // a raw Framer where frames matter) in front of an outbound or a mesh of
 // outbound and inbound listeners, and net/http h2c apps (or a raw Framer
@@ -42,7 +45,7 @@ func h2EngineOutbound(t *testing.T, specs map[string][]EndpointSpec) (string, *p
 	table := plan.NewTable(m, plan.Policy{})
 	updateTable(table, specs)
 	t.Cleanup(table.CloseIdle) // after the listener's shutdown: connections to instances close
-	out := NewOutbound(table, NewTransport(), NewTransport(), m, discard)
+	out := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, discard)
 	srv := &Server{Name: "outbound", Resolve: out.Resolve, H2: out, H2Frames: out.RouteH2, Metrics: m, Log: discard}
 	return serveProxy(t, srv), table
 }
@@ -362,13 +365,13 @@ func TestH2EngineBackpressure(t *testing.T) {
 
 // 2b. A client that advertises huge windows but does not read its
 // socket: flow control holds nothing back, so the engine's own backlog
-// bound must (h2Backlog): it stops taking the app's bytes instead of
+// bound must (frames.Backlog): it stops taking the app's bytes instead of
 // queueing the whole body for a socket that takes nothing.
 func TestH2EngineBackpressureUnreadSocket(t *testing.T) {
 	checkGoroutines(t)
 	// What may legitimately be in flight: the engine's send buffer (the
 	// kernel's, autotuned up to tcp_wmem's maximum), the client's small
-	// receive buffer, h2Backlog, the app's stream window at the engine,
+	// receive buffer, frames.Backlog, the app's stream window at the engine,
 	// and a write of the app's; 1 MiB covers all but the first. The body
 	// is larger by another MiB, so an engine that queues it all fails.
 	maxAhead := tcpWmemMax() + 1<<20
@@ -416,7 +419,7 @@ func TestH2EngineBackpressureUnreadSocket(t *testing.T) {
 		<-time.After(time.Millisecond)
 	}
 	t.Logf("the app stopped after %d bytes", last)
-	if last < h2Backlog {
+	if last < frames.Backlog {
 		t.Fatalf("the app stopped after %d bytes although the client's windows are open: the engine sent less than its backlog bound", last)
 	}
 
@@ -673,9 +676,9 @@ func TestH2EngineManyConcurrentStreams(t *testing.T) {
 	stop := make(chan struct{})
 	t.Cleanup(func() { close(stop) })
 	app := serveH2C(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Nobody is answered until the engine has h2MaxStreams requests
+		// Nobody is answered until the engine has frames.MaxStreams requests
 		// open at the app at once.
-		if arrived.Add(1) >= h2MaxStreams {
+		if arrived.Add(1) >= frames.MaxStreams {
 			once.Do(func() { close(full) })
 		}
 		select {
@@ -683,7 +686,7 @@ func TestH2EngineManyConcurrentStreams(t *testing.T) {
 		case <-stop:
 			return
 		case <-time.After(3 * time.Second):
-			http.Error(w, fmt.Sprintf("only %d requests open at once, want %d", arrived.Load(), h2MaxStreams), http.StatusServiceUnavailable)
+			http.Error(w, fmt.Sprintf("only %d requests open at once, want %d", arrived.Load(), frames.MaxStreams), http.StatusServiceUnavailable)
 			return
 		}
 		io.WriteString(w, r.URL.Path)
@@ -1091,7 +1094,7 @@ func TestH2EngineShutdownSendsGoAway(t *testing.T) {
 	table := plan.NewTable(m, plan.Policy{})
 	updateTable(table, oneService(app))
 	t.Cleanup(table.CloseIdle)
-	out := NewOutbound(table, NewTransport(), NewTransport(), m, discard)
+	out := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, discard)
 	srv := &Server{Name: "outbound", Resolve: out.Resolve, H2: out, H2Frames: out.RouteH2, Metrics: m, Log: discard}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -1153,8 +1156,8 @@ func TestH2EngineShutdownSendsGoAway(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("Shutdown still waiting 2s after the idle HTTP/2 connection closed")
 	}
-	// Well below h2CloseWait: the client's close, not a timer, ends it.
-	if took := time.Since(start); took > h2CloseWait/2 {
+	// Well below frames.CloseWait: the client's close, not a timer, ends it.
+	if took := time.Since(start); took > frames.CloseWait/2 {
 		t.Fatalf("Shutdown took %s with only an idle HTTP/2 connection, which closed as soon as it saw the server's end", took)
 	}
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
@@ -1188,13 +1191,7 @@ func serveBody(t *testing.T, body []byte) (string, *atomic.Int64) {
 // shortPings shortens the health check of the instance connections dialled
 // during the test.
 func shortPings(t *testing.T, idle, timeout time.Duration) {
-	oldIdle, oldTimeout := h2PingIdle.Load(), h2PingTimeout.Load()
-	h2PingIdle.Store(int64(idle))
-	h2PingTimeout.Store(int64(timeout))
-	t.Cleanup(func() {
-		h2PingIdle.Store(oldIdle)
-		h2PingTimeout.Store(oldTimeout)
-	})
+	t.Cleanup(frames.SetPingTimes(idle, timeout))
 }
 
 // 13. An instance connection that goes silent (no answer to a request, nor

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/weftmesh/weft/internal/proxy/plan"
+	"github.com/weftmesh/weft/internal/proxy/stdhttp"
 	"github.com/weftmesh/weft/internal/proxy/tcp"
 )
 
@@ -55,8 +56,8 @@ func TestTimeoutEveryEngine(t *testing.T) {
 			table := plan.NewTable(m, plan.Policy{Timeout: timeout})
 			updateTable(table, map[string][]EndpointSpec{"svc": {{Instance: "svc-1", Address: app}}})
 			t.Cleanup(table.CloseIdle)
-			out := NewOutbound(table, NewTransport(), NewTransport(), m, discard)
-			h2 := NewH2CTransport()
+			out := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, discard)
+			h2 := stdhttp.NewH2CTransport()
 			t.Cleanup(h2.CloseIdleConnections)
 			out.H2 = h2
 			srv := &Server{Name: "outbound", Resolve: out.Resolve, H2: out, Metrics: m, Log: discard}
@@ -113,7 +114,7 @@ func TestMeshErrorsToGRPCCallers(t *testing.T) {
 			m := plan.NewMetrics(prometheus.NewRegistry())
 			table := plan.NewTable(m, plan.Policy{})
 			updateTable(table, map[string][]EndpointSpec{"empty": {}})
-			out := NewOutbound(table, NewTransport(), NewTransport(), m, discard)
+			out := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, discard)
 			srv := &Server{Name: "outbound", Resolve: out.Resolve, H2: out, Metrics: m, Log: discard}
 			if engine == "weft" {
 				srv.H2Frames = out.RouteH2
@@ -153,14 +154,14 @@ func newParityFixture(t *testing.T, services map[string][]EndpointSpec, policy p
 	f := &parityFixture{table: plan.NewTable(m, policy)}
 	updateTable(f.table, services)
 	t.Cleanup(f.table.CloseIdle)
-	out := NewOutbound(f.table, NewTransport(), NewTransport(), m, discard)
-	h2 := NewH2CTransport()
+	out := stdhttp.NewOutbound(f.table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, discard)
+	h2 := stdhttp.NewH2CTransport()
 	t.Cleanup(h2.CloseIdleConnections)
 	out.H2 = h2
 	f.h1 = serveProxy(t, &Server{Name: "outbound", Resolve: out.Resolve, H2: out, Metrics: m, Log: discard})
 	f.xnet = f.h1
 	f.weft = serveProxy(t, &Server{Name: "outbound", Resolve: out.Resolve, H2: out, H2Frames: out.RouteH2, Metrics: m, Log: discard})
-	fixed := &Fixed{Service: "svc", Table: f.table, Out: out}
+	fixed := &stdhttp.Fixed{Service: "svc", Table: f.table, Out: out}
 	f.tcp = serveProxy(t, &Server{Name: "upstream/svc", Resolve: fixed.Resolve, TCP: &tcp.Proxy{}, Metrics: m, Log: discard,
 		Opaque: func() (*plan.Cluster, bool) { return fixed.Cluster(), true }})
 	tr := &http.Transport{}

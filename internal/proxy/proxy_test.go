@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -20,32 +19,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/weftmesh/weft/internal/proxy/plan"
+	"github.com/weftmesh/weft/internal/proxy/proxytest"
+	"github.com/weftmesh/weft/internal/proxy/stdhttp"
 )
 
 var discard = slog.New(slog.DiscardHandler)
 
-// checkGoroutines fails the test if goroutines started during it are still
-// running a few seconds after its other cleanups. Call it first.
-func checkGoroutines(t *testing.T) {
-	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			n := runtime.NumGoroutine()
-			if n <= before {
-				return
-			}
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Errorf("goroutines: got %d after the test, want at most %d as before it:\n%s", n, before, buf)
-				return
-			}
-			<-time.After(10 * time.Millisecond)
-		}
-	})
-}
+// checkGoroutines is proxytest.CheckGoroutines.
+var checkGoroutines = proxytest.CheckGoroutines
 
 // server runs h on a real 127.0.0.1 socket until the end of the test.
 func server(t *testing.T, h http.Handler) *httptest.Server {
@@ -71,7 +52,7 @@ func closedAddr(t *testing.T) string {
 
 // transport is a proxy Transport closed at the end of the test.
 func transport(t *testing.T) *http.Transport {
-	tr := NewTransport()
+	tr := stdhttp.NewTransport()
 	t.Cleanup(tr.CloseIdleConnections)
 	return tr
 }
@@ -98,7 +79,7 @@ type meshSetup struct {
 	outbound *httptest.Server
 }
 
-// newMesh serves an Outbound over table on a real socket.
+// newMesh serves a stdhttp.Outbound over table on a real socket.
 func newMesh(t *testing.T, services map[string][]EndpointSpec, headerTimeout time.Duration) *meshSetup {
 	t.Helper()
 	reg := prometheus.NewRegistry()
@@ -106,7 +87,7 @@ func newMesh(t *testing.T, services map[string][]EndpointSpec, headerTimeout tim
 	table := plan.NewTable(m, plan.Policy{Timeout: headerTimeout})
 	updateTable(table, services)
 	tr := transport(t)
-	o := NewOutbound(table, tr, tr, m, discard)
+	o := stdhttp.NewOutbound(table, tr, tr, m, discard)
 	return &meshSetup{table: table, reg: reg, outbound: server(t, o)}
 }
 
@@ -200,113 +181,6 @@ func backend(t *testing.T, name string) (*httptest.Server, *seen) {
 		fmt.Fprintf(w, "%s %s", name, r.URL.Path)
 	}))
 	return s, sn
-}
-
-func TestServiceName(t *testing.T) {
-	tests := []struct{ host, want string }{
-		{"catalog", "catalog"},
-		{"catalog:8080", "catalog"},
-		{"Catalog.", "catalog"},
-		{"CATALOG:80", "catalog"},
-		{"catalog.:80", "catalog"},
-		{"my-svc", "my-svc"},
-		{"", ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.host, func(t *testing.T) {
-			if got := serviceName(tt.host); got != tt.want {
-				t.Errorf("serviceName(%q): got %q, want %q", tt.host, got, tt.want)
-			}
-		})
-	}
-}
-
-func TestRemoveHopHeaders(t *testing.T) {
-	endToEnd := http.Header{
-		"Content-Type":  {"text/plain"},
-		"Authorization": {"Bearer x"},
-		"X-Request-Id":  {"42"},
-		"Cache-Control": {"no-cache"},
-	}
-	tests := []struct {
-		name string
-		hop  http.Header // removed, added to the end-to-end ones
-	}{
-		{"standard hop-by-hop", http.Header{
-			"Connection": {"keep-alive"}, "Proxy-Connection": {"keep-alive"}, "Keep-Alive": {"timeout=5"},
-			"Proxy-Authenticate": {"Basic"}, "Proxy-Authorization": {"Basic eA=="}, "Te": {"trailers"},
-			"Trailer": {"X-Sum"}, "Transfer-Encoding": {"chunked"}, "Upgrade": {"websocket"},
-		}},
-		{"named by Connection", http.Header{"Connection": {"X-Secret, x-lower"}, "X-Secret": {"1"}, "X-Lower": {"2"}}},
-		{"named by several Connection lines", http.Header{"Connection": {"X-A", " X-B ,", "close"}, "X-A": {"1"}, "X-B": {"2"}}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := endToEnd.Clone()
-			for k, v := range tt.hop {
-				h[k] = v
-			}
-			plan.RemoveHopHeaders(h)
-			var got, want []string
-			for k := range h {
-				got = append(got, k)
-			}
-			for k := range endToEnd {
-				want = append(want, k)
-			}
-			slices.Sort(got)
-			slices.Sort(want)
-			if !slices.Equal(got, want) {
-				t.Errorf("headers left: got %v, want %v", got, want)
-			}
-		})
-	}
-}
-
-func TestPrepare(t *testing.T) {
-	tests := []struct {
-		name       string
-		remote     string
-		in         http.Header
-		wantXFF    string
-		wantTE     string
-		wantUpg    string
-		wantAbsent []string
-	}{
-		{name: "first hop", remote: "10.1.2.3:5555", in: http.Header{}, wantXFF: "10.1.2.3"},
-		{name: "appends", remote: "10.1.2.3:5555", in: http.Header{"X-Forwarded-For": {"203.0.113.9", "198.51.100.1"}},
-			wantXFF: "203.0.113.9, 198.51.100.1, 10.1.2.3"},
-		{name: "keeps TE trailers only", remote: "10.1.2.3:1", in: http.Header{"Te": {"trailers, deflate"}}, wantXFF: "10.1.2.3", wantTE: "trailers"},
-		{name: "drops other TE", remote: "10.1.2.3:1", in: http.Header{"Te": {"deflate"}}, wantXFF: "10.1.2.3", wantAbsent: []string{"Te"}},
-		{name: "keeps upgrade", remote: "10.1.2.3:1", in: http.Header{"Connection": {"keep-alive, Upgrade"}, "Upgrade": {"websocket"}, "Keep-Alive": {"1"}},
-			wantXFF: "10.1.2.3", wantUpg: "websocket", wantAbsent: []string{"Keep-Alive"}},
-		{name: "bad remote addr adds nothing", remote: "pipe", in: http.Header{}, wantAbsent: []string{"X-Forwarded-For"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := httptest.NewRequest(http.MethodGet, "/x", nil)
-			r.RemoteAddr = tt.remote
-			r.Header = tt.in
-			prepare(r)
-			if got := r.Header.Get("X-Forwarded-For"); got != tt.wantXFF {
-				t.Errorf("X-Forwarded-For: got %q, want %q", got, tt.wantXFF)
-			}
-			if got := r.Header.Get("Te"); tt.wantTE != "" && got != tt.wantTE {
-				t.Errorf("Te: got %q, want %q", got, tt.wantTE)
-			}
-			if tt.wantUpg != "" && (r.Header.Get("Upgrade") != tt.wantUpg || r.Header.Get("Connection") != "Upgrade") {
-				t.Errorf("upgrade: got Connection %q Upgrade %q, want Upgrade %q", r.Header.Get("Connection"), r.Header.Get("Upgrade"), tt.wantUpg)
-			}
-			for _, k := range tt.wantAbsent {
-				if v, ok := r.Header[k]; ok {
-					t.Errorf("%s: got %q, want absent", k, v)
-				}
-			}
-			if r.RequestURI != "" || r.URL.Scheme != "http" {
-				t.Errorf("request: got RequestURI %q scheme %q, want \"\" and http", r.RequestURI, r.URL.Scheme)
-			}
-		})
-	}
 }
 
 func specs(pairs ...string) []EndpointSpec {
@@ -693,7 +567,7 @@ func TestOutboundUpstreamReset(t *testing.T) {
 
 func newInbound(t *testing.T, app string) *httptest.Server {
 	t.Helper()
-	return server(t, NewInbound("catalog", "catalog-1", app, transport(t), plan.NewMetrics(prometheus.NewRegistry())))
+	return server(t, stdhttp.NewInbound("catalog", "catalog-1", app, transport(t), plan.NewMetrics(prometheus.NewRegistry())))
 }
 
 func TestInbound(t *testing.T) {
@@ -766,16 +640,16 @@ func BenchmarkOutboundRoundTrip(b *testing.B) {
 		io.WriteString(w, "ok")
 	}))
 	defer app.Close()
-	inTr := NewTransport()
+	inTr := stdhttp.NewTransport()
 	defer inTr.CloseIdleConnections()
-	in := httptest.NewServer(NewInbound("catalog", "catalog-1", addrOf(app), inTr, plan.NewMetrics(prometheus.NewRegistry())))
+	in := httptest.NewServer(stdhttp.NewInbound("catalog", "catalog-1", addrOf(app), inTr, plan.NewMetrics(prometheus.NewRegistry())))
 	defer in.Close()
 	m := plan.NewMetrics(prometheus.NewRegistry())
 	table := plan.NewTable(m, plan.Policy{Timeout: 5 * time.Second})
 	updateTable(table, map[string][]EndpointSpec{"catalog": {{Instance: "catalog-1", Address: addrOf(in)}}})
-	outTr := NewTransport()
+	outTr := stdhttp.NewTransport()
 	defer outTr.CloseIdleConnections()
-	out := httptest.NewServer(NewOutbound(table, outTr, outTr, m, discard))
+	out := httptest.NewServer(stdhttp.NewOutbound(table, outTr, outTr, m, discard))
 	defer out.Close()
 	ctr := &http.Transport{MaxIdleConnsPerHost: 16}
 	defer ctr.CloseIdleConnections()

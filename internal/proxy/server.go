@@ -6,7 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
+	"github.com/weftmesh/weft/internal/proxy/http2"
 	"io"
 	"log/slog"
 	"net"
@@ -16,12 +16,10 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/h2c"
-
 	"github.com/weftmesh/weft/internal/h1"
 	"github.com/weftmesh/weft/internal/proxy/conn"
 	"github.com/weftmesh/weft/internal/proxy/plan"
+	"github.com/weftmesh/weft/internal/proxy/stdhttp"
 	"github.com/weftmesh/weft/internal/proxy/tcp"
 )
 
@@ -45,9 +43,9 @@ type Server struct {
 	// H2 serves HTTP/2 connections (prior knowledge); nil refuses them.
 	H2 http.Handler
 	// H2Frames, when set, routes HTTP/2 connections with prior knowledge
-	// on plain TCP through Weft's own HTTP/2 engine (h2front.go), which
+	// on plain TCP through Weft's own HTTP/2 engine (package http2), which
 	// forwards frames to instances that speak HTTP/2, instead of H2.
-	H2Frames H2Route
+	H2Frames http2.Route
 	// H1, when set, serves HTTP/1 connections through net/http instead of
 	// the fast path (an h2c app's inbound translates them to HTTP/2).
 	H1 http.Handler
@@ -76,9 +74,8 @@ type Server struct {
 	Metrics     *plan.Metrics
 	Log         *slog.Logger
 
-	std      *http.Server  // net/http, for connections handed off (H1, h2c upgrade)
-	h2       *http2.Server // for HTTP/2 connections, prior knowledge or upgraded
-	stdQueue *connQueue
+	frames   *http2.Engine   // Weft's HTTP/2 engine, when H2Frames is set
+	std      *stdhttp.Server // net/http, for connections handed off (H1, h2c upgrade, HTTP/2 the engine does not take)
 	mu       sync.Mutex
 	ln       net.Listener
 	conns    map[*clientConn]struct{}
@@ -118,27 +115,18 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	s.ln = ln
 	s.conns = map[*clientConn]struct{}{}
-	s.stdQueue = newConnQueue(ln.Addr())
-	// One net/http server and one HTTP/2 server per listener. The HTTP/2
-	// server is configured on the net/http one, so shutting that down sends
-	// GOAWAY on every HTTP/2 connection, prior knowledge or upgraded.
-	h := s.H1
-	if h == nil {
-		h = s.H2
-	}
-	s.h2 = &http2.Server{IdleTimeout: conn.ClientIdleTimeout}
-	s.std = &http.Server{ReadHeaderTimeout: s.headTimeout(), IdleTimeout: conn.ClientIdleTimeout,
-		ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug)}
-	if h != nil {
-		s.std.Handler = noUpgradeWithBody(h2c.NewHandler(upgraded(h), s.h2))
-	}
-	if err := http2.ConfigureServer(s.std, s.h2); err != nil {
+	std, err := stdhttp.NewServer(stdhttp.ServerConfig{Addr: ln.Addr(), H1: s.H1, H2: s.H2,
+		HeadTimeout: s.headTimeout(), IdleTimeout: conn.ClientIdleTimeout, Log: s.Log})
+	if err != nil {
 		s.mu.Unlock()
-		return fmt.Errorf("configuring HTTP/2: %w", err)
+		return err
 	}
-	std := s.std
+	s.std = std
+	if s.H2Frames != nil {
+		s.frames = http2.New(http2.Config{Route: s.H2Frames, HeadTimeout: s.headTimeout(), ShuttingDown: s.shutdown.Load})
+	}
 	s.wg.Add(1)
-	go func() { defer s.wg.Done(); std.Serve(s.stdQueue) }()
+	go func() { defer s.wg.Done(); std.Serve() }()
 	s.mu.Unlock()
 	var backoff time.Duration
 	for {
@@ -306,7 +294,7 @@ func (s *Server) readRequest(cc *clientConn) bool {
 	}
 	if s.H2 != nil && conn.IsH2Preface(cc.BR) {
 		if s.H2Frames != nil && cc.Sock != nil {
-			s.serveH2Frames(cc)
+			s.frames.Serve(&cc.Client)
 		} else {
 			s.serveH2(cc)
 		}
@@ -326,7 +314,7 @@ func (s *Server) readRequest(cc *clientConn) bool {
 // serveRequest serves a request whose head has been read. It reports
 // whether the connection may carry another.
 func (s *Server) serveRequest(cc *clientConn) bool {
-	if s.std.Handler != nil && isH2CUpgrade(&cc.req) {
+	if s.std.TakesUpgrades() && isH2CUpgrade(&cc.req) {
 		s.handOff(cc, &cc.req) // net/http's h2c answers 101 and serves HTTP/2
 		return false
 	}
@@ -369,15 +357,8 @@ func isNetError(err error) bool {
 	return errors.As(err, &ne)
 }
 
-// serveH2 hands the connection to x/net/http2, which reads the preface
-// from the buffered reader first.
-func (s *Server) serveH2(cc *clientConn) {
-	cc.DL.Clear(cc.Conn)
-	s.h2.ServeConn(&conn.Buffered{Conn: cc.Conn, R: cc.BR}, &http2.ServeConnOpts{Handler: s.H2, BaseConfig: s.std})
-	// ServeConn may return while its frame reader still reads through
-	// the buffers: they are not returned to the pool.
-	cc.BR, cc.RawBR = nil, nil
-}
+// serveH2 hands the connection to x/net/http2.
+func (s *Server) serveH2(cc *clientConn) { s.std.ServeH2(&cc.Client) }
 
 // headBuffered reports whether a whole request head is already buffered,
 // so that reading it cannot block: after up to four empty lines (which

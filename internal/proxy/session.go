@@ -133,7 +133,7 @@ func (s *Server) sessionStep(cc *clientConn, fd uintptr) bool {
 			return true
 		}
 		st.begun = false
-		if needsClient(&cc.req) && !bodyInBuffer(&cc.req, cc.BR) || s.std.Handler != nil && isH2CUpgrade(&cc.req) {
+		if needsClient(&cc.req) && !bodyInBuffer(&cc.req, cc.BR) || s.std.TakesUpgrades() && isH2CUpgrade(&cc.req) {
 			st.result = sessionHeadRead
 			return true
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/weftmesh/weft/internal/endpoint"
 	"github.com/weftmesh/weft/internal/h1"
 	"github.com/weftmesh/weft/internal/proxy/plan"
+	"github.com/weftmesh/weft/internal/proxy/stdhttp"
 	"github.com/weftmesh/weft/internal/proxy/tcp"
 )
 
@@ -62,12 +63,12 @@ const (
 // outbound server itself.
 func pairServers(tb testing.TB, app string, timeout time.Duration) (outAddr string, out *Server) {
 	m := plan.NewMetrics(prometheus.NewRegistry())
-	in := NewInbound("svc", "svc-1", app, NewTransport(), m)
+	in := stdhttp.NewInbound("svc", "svc-1", app, stdhttp.NewTransport(), m)
 	in.SetTimeout(timeout)
 	inAddr := serveProxy(tb, &Server{Resolve: in.Resolve, Metrics: m, Log: discard})
 	table := plan.NewTable(m, plan.Policy{Timeout: timeout})
 	updateTable(table, map[string][]EndpointSpec{"svc": {{Instance: "svc-1", Address: inAddr}}})
-	o := NewOutbound(table, NewTransport(), NewTransport(), m, discard)
+	o := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, discard)
 	out = &Server{Resolve: o.Resolve, Metrics: m, Log: discard}
 	return serveProxy(tb, out), out
 }
@@ -511,7 +512,7 @@ func TestIdlePooledConnectionChecked(t *testing.T) {
 // oneHop serves an inbound in front of app; headTimeout 0 is the default.
 func oneHop(t *testing.T, app string, timeout, headTimeout time.Duration) string {
 	m := plan.NewMetrics(prometheus.NewRegistry())
-	in := NewInbound("svc", "svc-1", app, NewTransport(), m)
+	in := stdhttp.NewInbound("svc", "svc-1", app, stdhttp.NewTransport(), m)
 	in.SetTimeout(timeout)
 	return serveProxy(t, &Server{Resolve: in.Resolve, Metrics: m, Log: discard, HeadTimeout: headTimeout})
 }

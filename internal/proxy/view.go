@@ -1,23 +1,15 @@
 package proxy
 
 import (
-	"net/http"
-	"strings"
-
-	"golang.org/x/net/http2/hpack"
-
 	"github.com/weftmesh/weft/internal/h1"
-	"github.com/weftmesh/weft/internal/proxy/plan"
 	"github.com/weftmesh/weft/internal/request"
 )
 
-// The request views of the three request forms (package request): each
-// is a pointer conversion of what the engine already holds, so making one
+// The request view of the fast path (package request): a pointer
+// conversion of what the engine already holds, so making one
 // allocates nothing.
 var (
 	_ request.View = (*h1View)(nil)
-	_ request.View = (*h2View)(nil)
-	_ request.View = (*stdView)(nil)
 )
 
 // h1View is the view of a parsed HTTP/1.1 request head.
@@ -32,42 +24,3 @@ func (v *h1View) Path() []byte           { return originForm(v.head().Target()) 
 func (v *h1View) Header(n string) []byte { return v.head().Get(n) }
 func (v *h1View) Replayable() bool       { return replayableHead(v.head()) }
 func (v *h1View) GRPC() bool             { return request.IsGRPC(v.head().Get("Content-Type")) }
-
-// h2View is the view of a request on the HTTP/2 engine: the head as it
-// goes on to the instance.
-type h2View h2Stream
-
-func (v *h2View) field(name string) []byte { return plan.BytesOf(fieldValue(v.req, name)) }
-func (v *h2View) Method() []byte           { return v.field(":method") }
-func (v *h2View) Authority() []byte        { return v.field(":authority") }
-func (v *h2View) Path() []byte             { return v.field(":path") }
-func (v *h2View) Header(n string) []byte   { return plan.BytesOf(fieldValueFold(v.req, n)) }
-func (v *h2View) Replayable() bool         { return v.noBody && request.Safe(v.Method()) }
-func (v *h2View) GRPC() bool               { return v.isGRPC }
-
-// fieldValueFold is fieldValue for a name in any case (HTTP/2 field
-// names are lower case on the wire).
-func fieldValueFold(fields []hpack.HeaderField, name string) string {
-	for _, f := range fields {
-		if strings.EqualFold(f.Name, name) {
-			return f.Value
-		}
-	}
-	return ""
-}
-
-// stdView is the view of a net/http request (the net/http path
-// allocates per request anyway; one more small value is its price).
-type stdView struct{ r *http.Request }
-
-func (v *stdView) Method() []byte { return plan.BytesOf(v.r.Method) }
-func (v *stdView) Authority() []byte {
-	host, _ := destination(v.r)
-	return plan.BytesOf(host)
-}
-func (v *stdView) Path() []byte           { return plan.BytesOf(v.r.URL.RequestURI()) }
-func (v *stdView) Header(n string) []byte { return plan.BytesOf(v.r.Header.Get(n)) }
-func (v *stdView) Replayable() bool {
-	return (v.r.Body == nil || v.r.Body == http.NoBody) && request.Safe(v.Method())
-}
-func (v *stdView) GRPC() bool { return isGRPC(v.r) }

@@ -34,6 +34,7 @@ import (
 	"github.com/weftmesh/weft/internal/proxy"
 	"github.com/weftmesh/weft/internal/proxy/conn"
 	"github.com/weftmesh/weft/internal/proxy/plan"
+	"github.com/weftmesh/weft/internal/proxy/stdhttp"
 	"github.com/weftmesh/weft/internal/proxy/tcp"
 	"github.com/weftmesh/weft/internal/push"
 	"github.com/weftmesh/weft/internal/registry"
@@ -184,7 +185,7 @@ type Sidecar struct {
 	upSrvs               []*proxy.Server
 	outSrv               *proxy.Server
 	inSrv                *proxy.Server
-	in                   *proxy.Inbound
+	in                   *stdhttp.Inbound
 	adminSrv             *http.Server
 	table                *plan.Table
 	compiler             snapshot.Compiler
@@ -235,8 +236,8 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 	metrics := plan.NewMetrics(deps.Registry)
 	s.table = plan.NewTable(metrics, plan.Policy{Timeout: cfg.Timeout})
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
-	out := proxy.NewOutbound(s.table, proxy.NewTransport(), proxy.NewTransport(), metrics, s.log)
-	out.H2 = proxy.NewH2CTransport()
+	out := stdhttp.NewOutbound(s.table, stdhttp.NewTransport(), stdhttp.NewTransport(), metrics, s.log)
+	out.H2 = stdhttp.NewH2CTransport()
 	bytes := &tcp.Proxy{IdleTimeout: cfg.TCPIdleTimeout, Log: s.log}
 	s.outSrv = &proxy.Server{Name: "outbound", Resolve: out.Resolve, SNI: out.ResolveSNI, Connect: true, H2: out, TCP: bytes,
 		Metrics: metrics, Log: s.log}
@@ -257,7 +258,7 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 	s.rec = newRegistration(s.api, s.proxyRecord(), cfg.LeaseTTL, s.log)
 	if cfg.AppPort != 0 {
 		app := net.JoinHostPort(cfg.AppHost, strconv.Itoa(cfg.AppPort))
-		in := proxy.NewInbound(cfg.Service, cfg.ID, app, proxy.NewTransport(), metrics)
+		in := stdhttp.NewInbound(cfg.Service, cfg.ID, app, stdhttp.NewTransport(), metrics)
 		s.in = in
 		declared := cfg.AppProtocol == "tcp"
 		s.inSrv = &proxy.Server{Name: "inbound", Resolve: in.Resolve, H2: in, Metrics: metrics, Log: s.log,
@@ -273,7 +274,7 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 		if cfg.AppProtocol == "h2c" {
 			// Every request reaches the app as HTTP/2, whatever the caller
 			// spoke: HTTP/1 goes through net/http, and out as HTTP/2.
-			h2 := proxy.NewH2CTransport()
+			h2 := stdhttp.NewH2CTransport()
 			in.Transport, in.H2 = h2, h2
 			s.inSrv.H1 = in
 			if cfg.HTTP2Engine == "weft" {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/proxy"
 	"github.com/weftmesh/weft/internal/proxy/plan"
+	"github.com/weftmesh/weft/internal/proxy/stdhttp"
 	"github.com/weftmesh/weft/internal/proxy/tcp"
 	"github.com/weftmesh/weft/internal/registry"
 )
@@ -71,8 +72,8 @@ func (u Upstream) String() string {
 // path and HTTP/2 through the outbound handler, both routed to the bound
 // service; other bytes (or all of them, when the service is declared TCP
 // here or by its instances) forwarded to an instance of it.
-func (s *Sidecar) upstreamServer(u Upstream, out *proxy.Outbound, bytes *tcp.Proxy, m *plan.Metrics) *proxy.Server {
-	f := &proxy.Fixed{Service: u.Service, Table: s.table, Out: out}
+func (s *Sidecar) upstreamServer(u Upstream, out *stdhttp.Outbound, bytes *tcp.Proxy, m *plan.Metrics) *proxy.Server {
+	f := &stdhttp.Fixed{Service: u.Service, Table: s.table, Out: out}
 	srv := &proxy.Server{
 		Name:    "upstream/" + u.Service,
 		Resolve: f.Resolve,

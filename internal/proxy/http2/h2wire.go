@@ -1,4 +1,4 @@
-package proxy
+package http2
 
 import (
 	"bytes"
@@ -16,8 +16,8 @@ import (
 // Settings of Weft's own HTTP/2 engine (h2front.go, h2peer.go), the same
 // on both sides of a hop.
 const (
-	// h2MaxStreams is the SETTINGS_MAX_CONCURRENT_STREAMS a client gets.
-	h2MaxStreams = 256
+	// MaxStreams is the SETTINGS_MAX_CONCURRENT_STREAMS a client gets.
+	MaxStreams = 256
 	// h2StreamWindow is the receive window of a stream: the protocol's
 	// default, so no SETTINGS_INITIAL_WINDOW_SIZE is sent. A hop buffers
 	// at most this much per stream for a receiver slower than its sender.
@@ -41,20 +41,20 @@ const (
 	// h2MaxFrame is the frame size both sides may send (the protocol's
 	// default; no SETTINGS_MAX_FRAME_SIZE is sent).
 	h2MaxFrame = 16384
-	// h2Backlog: while a connection's socket is full and this much waits
+	// Backlog: while a connection's socket is full and this much waits
 	// to be written, no more DATA is queued for it; the streams wait as
 	// for window (their senders' credit waits with them) until the
 	// backlog has gone out. So what a hop holds for a slow reader is
 	// bounded by about twice this per connection (the buffer being
 	// written and the one gathering) and a window per stream, whatever
 	// windows the reader advertises.
-	h2Backlog = 256 << 10
+	Backlog = 256 << 10
 	// h2WriteTimeout ends a connection whose socket took nothing for this
 	// long while frames waited.
 	h2WriteTimeout = 30 * time.Second
-	// h2CloseWait bounds how long a connection closed gracefully waits
+	// CloseWait bounds how long a connection closed gracefully waits
 	// for its peer's end after its own.
-	h2CloseWait = time.Second
+	CloseWait = time.Second
 	// h2FlushAt: DATA queued for one connection in one go (a window
 	// update that releases many streams) is written out every this many
 	// bytes, not gathered whole.
@@ -94,8 +94,8 @@ type h2Writer struct {
 }
 
 // backlogged reports whether DATA should wait: the socket is full and
-// h2Backlog waits behind it. Called under mu.
-func (w *h2Writer) backlogged() bool { return w.draining && len(w.out) >= h2Backlog }
+// Backlog waits behind it. Called under mu.
+func (w *h2Writer) backlogged() bool { return w.draining && len(w.out) >= Backlog }
 
 func (w *h2Writer) init(c net.Conn) {
 	w.conn = c
@@ -152,7 +152,7 @@ func (w *h2Writer) finishClose() {
 		w.out = nil
 		if tc, ok := w.conn.(*net.TCPConn); ok {
 			tc.CloseWrite()
-			tc.SetReadDeadline(time.Now().Add(h2CloseWait))
+			tc.SetReadDeadline(time.Now().Add(CloseWait))
 			return
 		}
 		w.conn.Close()

@@ -1,4 +1,4 @@
-package proxy
+package http2
 
 import (
 	"errors"
@@ -15,11 +15,11 @@ import (
 	"golang.org/x/net/http2/hpack"
 )
 
-// H2Route is how a listener routes an HTTP/2 stream in Weft's own HTTP/2
+// Route is how a listener routes an HTTP/2 stream in Weft's own HTTP/2
 // engine (ADR 5): the cluster for the stream's :authority, whose
 // endpoints speak HTTP/2 with prior knowledge, and the :authority to send
 // on ("" keeps the client's); or the mesh error to answer.
-type H2Route func(authority string) (c *plan.Cluster, rewrite string, merr *plan.MeshError)
+type Route func(authority string) (c *plan.Cluster, rewrite string, merr *plan.MeshError)
 
 // h2Client serves one client connection that opened with the HTTP/2
 // preface, top to bottom in serve:
@@ -36,9 +36,9 @@ type H2Route func(authority string) (c *plan.Cluster, rewrite string, merr *plan
 // more buffered (h2Batch).
 type h2Client struct {
 	h2Conn
-	s     *Server
-	cc    *clientConn
-	route H2Route
+	e     *Engine
+	cc    *conn.Client
+	route Route
 	fr    *http2.Framer
 	ip    string
 
@@ -65,14 +65,39 @@ func (h *h2Client) resetByUs(id uint32) bool {
 	return false
 }
 
-// serveH2Frames serves an HTTP/2 connection with the engine.
-func (s *Server) serveH2Frames(cc *clientConn) {
-	h := &h2Client{s: s, cc: cc, route: s.H2Frames, ip: string(cc.IP), streams: map[uint32]*h2Stream{}}
-	h.w.init(cc.Conn)
+// Engine is Weft's HTTP/2 engine as one listener runs it.
+type Engine struct {
+	route        Route
+	headTimeout  time.Duration
+	shuttingDown func() bool
+}
+
+// Config is what a listener's HTTP/2 engine needs.
+type Config struct {
+	// Route routes each stream by its :authority.
+	Route Route
+	// HeadTimeout bounds the client's preface and SETTINGS.
+	HeadTimeout time.Duration
+	// ShuttingDown reports whether the listener is shutting down: a
+	// connection served then sends GOAWAY at once.
+	ShuttingDown func() bool
+}
+
+// New returns the engine of one listener.
+func New(cfg Config) *Engine {
+	return &Engine{route: cfg.Route, headTimeout: cfg.HeadTimeout, shuttingDown: cfg.ShuttingDown}
+}
+
+// Serve serves a client connection that opened with the HTTP/2 preface
+// (still unread in c.BR) until it ends. While it serves, c.GoAway ends
+// the connection gracefully.
+func (e *Engine) Serve(c *conn.Client) {
+	h := &h2Client{e: e, cc: c, route: e.route, ip: string(c.IP), streams: map[uint32]*h2Stream{}}
+	h.w.init(c.Conn)
 	h.recvWin = h2StreamWindow
 	h.sendWin = h2StreamWindow
 	h.set = h2Settings{initWin: h2StreamWindow, maxStreams: ^uint32(0)}
-	h.fr = http2.NewFramer(nil, cc.BR)
+	h.fr = http2.NewFramer(nil, c.BR)
 	h.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	h.fr.MaxHeaderListSize = h2MaxHeaderList
 	h.fr.SetReuseFrames() // no frame is kept past the next read
@@ -87,13 +112,13 @@ func (h *h2Client) serve() {
 	var b h2Batch
 	defer h.end(&b)
 	cc := h.cc
-	cc.DL.Set(cc.Conn, time.Now(), h.s.headTimeout(), 0)
+	cc.DL.Set(cc.Conn, time.Now(), h.e.headTimeout, 0)
 	if _, err := cc.BR.Discard(len(conn.H2Preface)); err != nil {
 		return
 	}
 	h.w.mu.Lock()
 	h.w.fr.WriteSettings(
-		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: h2MaxStreams},
+		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: MaxStreams},
 		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: h2MaxHeaderList},
 	)
 	h.w.fr.WriteWindowUpdate(0, h2ConnWindow-h2StreamWindow)
@@ -102,7 +127,7 @@ func (h *h2Client) serve() {
 	h.w.mu.Unlock()
 	cc.DL.Clear(cc.Conn) // from here the idle timer bounds a silent client
 	cc.SetGoAway(h.goAway)
-	if h.s.shutdown.Load() {
+	if h.e.shuttingDown() {
 		h.goAway()
 	}
 
@@ -239,7 +264,7 @@ func (h *h2Client) headers(f *http2.MetaHeadersFrame, b *h2Batch) error {
 		h.w.mu.Unlock()
 		return http2.StreamError{StreamID: id, Code: http2.ErrCodeRefusedStream}
 	}
-	if len(h.streams) >= h2MaxStreams {
+	if len(h.streams) >= MaxStreams {
 		h.w.mu.Unlock()
 		return http2.StreamError{StreamID: id, Code: http2.ErrCodeRefusedStream}
 	}
@@ -629,7 +654,7 @@ func (h *h2Client) end(b *h2Batch) {
 	h.w.mu.Unlock()
 	// The caller closes the socket next: first let the client see the
 	// last frames and end its side (a close with its bytes unread would
-	// reset the connection), for at most h2CloseWait.
-	h.cc.Conn.SetReadDeadline(time.Now().Add(h2CloseWait))
+	// reset the connection), for at most CloseWait.
+	h.cc.Conn.SetReadDeadline(time.Now().Add(CloseWait))
 	io.Copy(io.Discard, h.cc.BR)
 }

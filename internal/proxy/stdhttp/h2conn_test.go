@@ -1,8 +1,9 @@
-package proxy
+package stdhttp
 
 import (
 	"bytes"
 	"errors"
+	"github.com/weftmesh/weft/internal/proxy/proxytest"
 	"io"
 	"net"
 	"sync"
@@ -10,34 +11,9 @@ import (
 	"time"
 )
 
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (client, server net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server = <-accepted
-	if server == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { client.Close(); server.Close() })
-	return client, server
-}
-
 func TestBatchConnKeepsOrderAndFlushesOnClose(t *testing.T) {
-	checkGoroutines(t)
-	c, peer := tcpPair(t)
+	proxytest.CheckGoroutines(t)
+	c, peer := proxytest.TCPPair(t)
 	b := newBatchConn(c)
 	var want bytes.Buffer
 	got := make(chan []byte)
@@ -75,8 +51,8 @@ func TestBatchConnKeepsOrderAndFlushesOnClose(t *testing.T) {
 }
 
 func TestBatchConnReportsWriteErrors(t *testing.T) {
-	checkGoroutines(t)
-	c, peer := tcpPair(t)
+	proxytest.CheckGoroutines(t)
+	c, peer := proxytest.TCPPair(t)
 	b := newBatchConn(c)
 	defer b.Close()
 	peer.Close()
@@ -93,8 +69,8 @@ func TestBatchConnReportsWriteErrors(t *testing.T) {
 }
 
 func TestBatchConnPushesBackAndCloseReleasesWriters(t *testing.T) {
-	checkGoroutines(t)
-	c, _ := tcpPair(t) // the peer never reads
+	proxytest.CheckGoroutines(t)
+	c, _ := proxytest.TCPPair(t) // the peer never reads
 	b := newBatchConn(c)
 	blocked := make(chan error, 1)
 	go func() {
@@ -130,32 +106,4 @@ func TestBatchConnPushesBackAndCloseReleasesWriters(t *testing.T) {
 	if took := time.Since(start); took > 2*time.Second {
 		t.Fatalf("Close took %s with a peer that does not read; want about %s", took, batchCloseFlush)
 	}
-}
-
-// TestH2MeshGRPCShaped runs the benchmark's calls through the two hops
-// once, concurrently, and checks nothing is left running afterwards.
-func TestH2MeshGRPCShaped(t *testing.T) {
-	for _, frames := range []bool{true, false} {
-		t.Run(map[bool]string{true: "frames", false: "xnet"}[frames], func(t *testing.T) { testH2MeshGRPCShaped(t, frames) })
-	}
-}
-
-func testH2MeshGRPCShaped(t *testing.T, frames bool) {
-	checkGoroutines(t)
-	addr := h2Mesh(t, h2Backend(t), frames)
-	tr := newH2CClient(t)
-	var wg sync.WaitGroup
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 20; i++ {
-				if err := grpcCall(tr, addr); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
 }

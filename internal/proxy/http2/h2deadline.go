@@ -1,4 +1,4 @@
-package proxy
+package http2
 
 import (
 	"fmt"

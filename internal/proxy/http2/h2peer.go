@@ -1,4 +1,4 @@
-package proxy
+package http2
 
 import (
 	"bufio"
@@ -61,6 +61,17 @@ var h2PingIdle, h2PingTimeout atomic.Int64 // nanoseconds
 func init() {
 	h2PingIdle.Store(int64(30 * time.Second))
 	h2PingTimeout.Store(int64(15 * time.Second))
+}
+
+// SetPingTimes sets the health check's idle time and timeout for the
+// instance connections dialled from now on, and returns what puts the
+// previous ones back: for tests, which cannot wait 45 s for a dead peer.
+func SetPingTimes(idle, timeout time.Duration) (restore func()) {
+	oldIdle, oldTimeout := h2PingIdle.Swap(int64(idle)), h2PingTimeout.Swap(int64(timeout))
+	return func() {
+		h2PingIdle.Store(oldIdle)
+		h2PingTimeout.Store(oldTimeout)
+	}
 }
 
 // sinceStart is a monotonic clock for the health check: the wall clock
