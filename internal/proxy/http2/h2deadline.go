@@ -28,7 +28,7 @@ type headWait struct {
 // headClock starts the plan's bound on the wait for the response head,
 // once the attempt's request has gone in full (upDone). Called under mu.
 func (s *h2Stream) headClock() {
-	t := s.cluster.Timeout
+	t := s.k.TryTimeout()
 	if t <= 0 || s.gotFinal || s.frontClosed || !s.headBy.IsZero() {
 		return
 	}

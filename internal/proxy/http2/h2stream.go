@@ -394,6 +394,15 @@ func (s *h2Stream) responseHead(f *http2.MetaHeadersFrame, b *h2Batch) {
 		s.reopen(b)
 		return
 	}
+	st := answerStatus(status, f.Fields)
+	if s.k.RetryStatus(st, !s.noBody) {
+		// An answer the service's policy retries, to a request that can
+		// go elsewhere: this one is dropped, another instance asked.
+		s.closePeer(http2.ErrCodeCancel, b)
+		s.reopen(b)
+		return
+	}
+	s.k.Answered(st, plan.RetryAfter(fieldValue(f.Fields, "retry-after")))
 	s.k.OK()
 	s.headDone()
 	s.gotFinal, s.status = true, status
@@ -714,4 +723,15 @@ func (q *h2Pend) reset() {
 		h2PendPool.Put(&b)
 	}
 	q.buf, q.off = nil, 0
+}
+
+// answerStatus is what an instance answered: the grpc-status of a
+// trailers-only gRPC answer, else the HTTP status.
+func answerStatus(status int, fields []hpack.HeaderField) endpoint.Status {
+	if g := fieldValue(fields, "grpc-status"); g != "" {
+		if code, err := strconv.Atoi(g); err == nil {
+			return endpoint.GRPCStatus(code)
+		}
+	}
+	return endpoint.HTTPStatus(status)
 }

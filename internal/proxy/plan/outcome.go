@@ -2,6 +2,9 @@ package plan
 
 import (
 	"errors"
+	"net/http"
+	"strconv"
+	"time"
 	"unsafe"
 )
 
@@ -28,4 +31,22 @@ func BytesOf(s string) []byte {
 		return nil
 	}
 	return unsafe.Slice(unsafe.StringData(s), len(s))
+}
+
+// RetryAfter is how long a Retry-After header value asks to wait: delay
+// seconds or an HTTP date (0: none, or not understood).
+func RetryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), 0)
+	}
+	return 0
 }

@@ -91,17 +91,18 @@ func (c *Cluster) Pick(r request.View, tried []*Endpoint) *Endpoint {
 // It lives inside the engine's per-request state (no allocation); it
 // must not be copied once begun.
 type Call struct {
-	c        *Cluster
-	view     request.View
-	tried    [maxAttempts]*Endpoint
-	n        int // len of tried
-	attempts int
-	att      endpoint.Attempt
-	last     *MeshError
-	class    endpoint.Class // of the last failure
-	pending  bool           // a success finish records (okLater)
-	start    time.Time      // when the request began, if the engine has read the clock
-	status   endpoint.Status
+	c          *Cluster
+	view       request.View
+	tried      [maxAttempts]*Endpoint
+	n          int // len of tried
+	attempts   int
+	att        endpoint.Attempt
+	last       *MeshError
+	class      endpoint.Class // of the last failure
+	pending    bool           // a success finish records (okLater)
+	start      time.Time      // when the request began, if the engine has read the clock
+	status     endpoint.Status
+	retryAfter time.Duration
 	// statusRetry: the last attempt's answer is retried (RetryStatus).
 	statusRetry bool
 	// granted: the budget has granted the retry about to begin.
@@ -124,6 +125,7 @@ func (k *Call) Clear() { *k = Call{} }
 // Next picks the endpoint for the next attempt and begins it; nil when
 // the request has had its attempts or no untried endpoint is left.
 func (k *Call) Next() *Endpoint {
+	k.statusRetry = false
 	if k.attempts == 0 {
 		if e := k.admit(); e != nil {
 			k.last = e
@@ -168,11 +170,13 @@ func (k *Call) Endpoint() *Endpoint {
 // Answered records what the instance answered the current attempt with
 // (its HTTP status, or a trailers-only gRPC status), for OK or OKLater
 // to report: the balancer and outlier detection count failing answers.
-func (k *Call) Answered(st endpoint.Status) { k.status = st }
+func (k *Call) Answered(st endpoint.Status, retryAfter time.Duration) {
+	k.status, k.retryAfter = st, retryAfter
+}
 
 // OK ends the current attempt with a response from the instance.
 func (k *Call) OK() {
-	k.att.Done(endpoint.Outcome{Class: endpoint.Success, Latency: k.att.Elapsed(), Status: k.status})
+	k.att.Done(endpoint.Outcome{Class: endpoint.Success, Latency: k.att.Elapsed(), Status: k.status, RetryAfter: k.retryAfter})
 	k.settle(!failedAnswer(k.status))
 }
 
@@ -186,7 +190,7 @@ func (k *Call) OKLater() { k.pending = true }
 func (k *Call) Finish(now time.Time) {
 	if k.pending {
 		k.pending = false
-		k.att.Done(endpoint.Outcome{Class: endpoint.Success, Latency: k.att.Since(now), Status: k.status})
+		k.att.Done(endpoint.Outcome{Class: endpoint.Success, Latency: k.att.Since(now), Status: k.status, RetryAfter: k.retryAfter})
 		k.settle(!failedAnswer(k.status))
 	}
 }
@@ -215,7 +219,9 @@ func (k *Call) Again(bodySent bool) bool {
 // the mesh answered already): it says nothing of the instance.
 func (k *Call) Cancelled() {
 	k.att.Done(endpoint.Outcome{Class: endpoint.Cancelled})
-	if k.admitted {
+	if k.admitted && k.last != nil {
+		k.settle(false) // the mesh answered a failure (an engine that skips Result)
+	} else if k.admitted {
 		k.admitted = false
 		k.permit.Cancel()
 	}
@@ -266,6 +272,12 @@ func (k *Call) TryTimeout() time.Duration {
 	c := k.c
 	if c.Overall <= 0 || k.start.IsZero() {
 		return c.Timeout
+	}
+	if k.attempts <= 1 { // the first try: all of Overall is left (no clock read)
+		if c.Timeout > 0 && c.Timeout < c.Overall {
+			return c.Timeout
+		}
+		return c.Overall
 	}
 	left := c.Overall - time.Since(k.start)
 	if left <= 0 {

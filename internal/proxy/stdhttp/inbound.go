@@ -67,7 +67,7 @@ func (in *Inbound) forward(w http.ResponseWriter, r *http.Request, start time.Ti
 	var k plan.Call
 	k.Init(in.cluster, &stdView{r}, start)
 	k.Next() // the app: one endpoint, one attempt
-	resp, err := roundTrip(transportFor(r, in.Transport, in.H2), r, in.cluster.Timeout)
+	resp, err := roundTrip(transportFor(r, in.Transport, in.H2), r, k.TryTimeout())
 	if err != nil {
 		if r.Context().Err() != nil && !errors.Is(err, plan.ErrHeadTimeout) {
 			k.Cancelled()
@@ -82,6 +82,7 @@ func (in *Inbound) forward(w http.ResponseWriter, r *http.Request, start time.Ti
 		e.Message = fmt.Sprintf("app of %s at %s: %v", in.Instance, in.App, err)
 		return failStd(w, r, in.metrics, e)
 	}
+	k.Answered(answerStatus(resp), 0)
 	k.OK()
 	status := writeResponse(w, r, resp)
 	in.metrics.GRPCDone(resp)

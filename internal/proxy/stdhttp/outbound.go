@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -98,14 +99,14 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster
 	for ep := k.Next(); ep != nil; ep = k.Next() {
 		r.URL.Host = ep.Address
 		setGRPCTimeout(r)
-		resp, err := roundTrip(transportFor(r, o.Transport, o.H2), r, c.Timeout)
+		resp, err := roundTrip(transportFor(r, o.Transport, o.H2), r, k.TryTimeout())
 		if err != nil {
 			if r.Context().Err() != nil && !errors.Is(err, plan.ErrHeadTimeout) {
 				k.Cancelled()
 				return o.deadlineOrGone(w, r, c, ep)
 			}
 			k.Failed(classOf(err), err)
-			if !k.Again(sent()) {
+			if !k.Again(sent()) || !pause(r, k.Backoff()) {
 				break
 			}
 			continue
@@ -117,6 +118,15 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster
 			k.Failed(endpoint.ConnectFailed, plan.ErrPeerCouldNotConnect)
 			continue
 		}
+		st := answerStatus(resp)
+		if k.RetryStatus(st, sent()) {
+			resp.Body.Close()
+			if !pause(r, k.Backoff()) {
+				break
+			}
+			continue
+		}
+		k.Answered(st, plan.RetryAfter(resp.Header.Get("Retry-After")))
 		k.OK()
 		status := writeResponse(w, r, resp)
 		c.Metrics().GRPCDone(resp)
@@ -268,4 +278,30 @@ func (o *Outbound) deadlineOrGone(w http.ResponseWriter, r *http.Request, c *pla
 func (o *Outbound) RouteH2(authority string) (*plan.Cluster, string, *plan.MeshError) {
 	c, merr := o.lookup([]byte(authority), false)
 	return c, "", merr
+}
+
+// answerStatus is what an instance answered: the grpc-status of a
+// trailers-only gRPC answer, else the HTTP status.
+func answerStatus(resp *http.Response) endpoint.Status {
+	if g := resp.Header.Get("Grpc-Status"); g != "" {
+		if code, err := strconv.Atoi(g); err == nil {
+			return endpoint.GRPCStatus(code)
+		}
+	}
+	return endpoint.HTTPStatus(resp.StatusCode)
+}
+
+// pause waits d before a retry; false if the client went away meanwhile.
+func pause(r *http.Request, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
 }
