@@ -100,7 +100,9 @@ func TestConsecutiveDetectors(t *testing.T) {
 		{"a timeout does not", func(o *OutlierOptions) { o.Consecutive5xx, o.ConsecutiveGatewayErrors = 0, 0 },
 			[]Outcome{connect, connect, connect, connect, timeout, connect}, ReasonConnectFailure},
 		{"cancelled says nothing", nil, append(append(repeat(answer(500), 4), Outcome{Class: Cancelled}), answer(500)), ReasonConsecutive5xx},
-		{"off", func(o *OutlierOptions) { *o = OutlierOptions{Interval: time.Second, BaseEjectionTime: time.Second, MaxEjectionTime: time.Second} },
+		{"off", func(o *OutlierOptions) {
+			*o = OutlierOptions{Interval: time.Second, BaseEjectionTime: time.Second, MaxEjectionTime: time.Second}
+		},
 			repeat(connect, 20), ReasonNone},
 	}
 	for _, tt := range tests {

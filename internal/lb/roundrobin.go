@@ -27,10 +27,8 @@ func (rr *RoundRobin) Pick(set []*endpoint.Endpoint, _ request.View, tried []*en
 	}
 	now := rr.clock.now()
 	start := int(rr.next.Add(1) % uint32(n))
-	for i := 0; i < n; i++ {
-		if e := set[(start+i)%n]; usable(e, tried, now) {
-			return e
-		}
+	if e := set[start]; usable(e, tried, now) {
+		return e // the fast path: its turn, and ready
 	}
 	v, t, k := census(set, tried, now)
 	if k == 0 {
