@@ -9,7 +9,8 @@ import (
 
 // RoundRobin takes the endpoints in turn, skipping those already tried
 // and those not in the best tier (ready, then deferred, then not
-// eligible, then in connect backoff; panic mode included, see Balancer). Its counter is shared by every request to the service;
+// eligible, then in connect backoff; panic mode included: see the
+// package doc). Its counter is shared by every request to the service;
 // use one RoundRobin per service.
 type RoundRobin struct {
 	next  atomic.Uint32
