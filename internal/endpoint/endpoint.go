@@ -8,8 +8,15 @@
 //	                 |
 //	                 v
 //	state:    in flight, latency estimates (EWMA, peak EWMA), failure
-//	          rate, consecutive failures, ejected until, deferred until
-//	          (all atomic; read by balancers and /config)
+//	          rate, consecutive failures, connect backoff, outlier
+//	          ejection (outlier.go, with its Group), deferred until,
+//	          probe-down and ready flags (all atomic; read by balancers
+//	          and /config)
+//
+// Health comes from three signals, each independent: the registry (an
+// instance's own sidecar checks its app; SetReady), active probes from
+// this sidecar (package health; SetProbeDown) and passive outlier
+// detection (Done and Group). Balancers (package lb) combine them.
 //
 // HTTP/1.1, both HTTP/2 engines and TCP report every attempt through
 // Begin and Done, so ejection and latency estimates are written once.
@@ -43,8 +50,10 @@ type Endpoint struct {
 	Decay time.Duration
 
 	// Read by every Pick, written rarely.
-	ejectedUntil  atomic.Int64 // unix nanoseconds; 0 when in rotation
+	ejectedUntil  atomic.Int64 // unix nanoseconds; connect backoff; 0 when in rotation
+	outlierUntil  atomic.Int64 // unix nanoseconds; outlier ejection (outlier.go)
 	deferredUntil atomic.Int64 // unix nanoseconds; Retry-After
+	flags         atomic.Uint32
 
 	// Written per attempt: on their own cache line, away from what every
 	// Pick reads, so that a busy endpoint's counters do not slow its
@@ -57,10 +66,24 @@ type Endpoint struct {
 	fail     atomic.Uint64 // failure rate, a stamped word
 	attempts atomic.Uint64
 	failed   atomic.Uint64
+	consec   atomic.Uint64 // consecutive 5xx, gateway errors, connect failures (outlier.go)
+	errors   atomic.Uint64 // failures as the success rate counts them
 	_        [16]byte
 
 	locals [maxSlots]Local
+
+	// Outlier detection, written on ejection, under the group's lock.
+	group      atomic.Pointer[Group]
+	multiplier atomic.Int32  // ejection multiplier
+	reason     atomic.Uint32 // Reason of the last ejection
+	ejections  [NumReasons]atomic.Uint64
 }
+
+// Bits of flags.
+const (
+	flagProbeDown = 1 << iota // active probes say it is down
+	flagNotReady              // the integrator took it out (SetReady(false))
+)
 
 // New returns an endpoint in rotation with no history.
 func New(service, instance, address string, labels map[string]string) *Endpoint {
@@ -159,7 +182,9 @@ func (a Attempt) Since(now time.Time) time.Duration { return time.Duration(now.U
 // that reached the instance puts it back in good standing; a success
 // feeds the latency estimates; every failure (connect failure, reset,
 // timeout, overload status) and success feeds the failure rate; a
-// RetryAfter defers the endpoint. Done must be called once per Begin
+// RetryAfter defers the endpoint. Connect failures, resets, timeouts and
+// server errors (Status.ServerError) feed outlier detection, which may
+// eject the endpoint (outlier.go); any other answer resets its counts. Done must be called once per Begin
 // (*a is cleared, so a second call is a no-op).
 //
 // Done reads no clock: the attempt ended at its start plus o.Latency,
@@ -178,28 +203,35 @@ func (a *Attempt) Done(o Outcome) {
 		e.failed.Add(1)
 		e.ConnectFailed()
 		e.observeFailure(end, true)
+		e.outlierFailure(end, bAll, 0)
 	case Success:
 		e.connected()
 		if o.Status.Failed() {
 			e.failed.Add(1)
 			e.observeFailure(end, true)
 			e.observePeak(end, o.Latency, true)
-			break
+		} else {
+			e.observe(o.Latency)
+			e.observeFailure(end, false)
+			e.observePeak(end, o.Latency, false)
 		}
-		e.observe(o.Latency)
-		e.observeFailure(end, false)
-		e.observePeak(end, o.Latency, false)
+		e.answered(end, o.Status)
 	case Reset:
 		e.failed.Add(1)
 		e.connected() // a connection was made
 		e.observeFailure(end, true)
 		e.observePeak(end, o.Latency, true)
+		e.outlierFailure(end, b5xx|bGateway, bConnect)
 	case Timeout:
 		e.failed.Add(1) // says nothing of whether it can be reached: ejection stands
 		e.observeFailure(end, true)
 		e.observePeak(end, o.Latency, true)
+		e.outlierFailure(end, b5xx|bGateway, 0)
 	case Refused:
 		e.connected()
+		if field(e.consec.Load(), fConnect) != 0 {
+			e.tally(0, bConnect)
+		}
 	case Cancelled:
 		return // says nothing of the instance, Retry-After included
 	}
@@ -253,16 +285,58 @@ func (e *Endpoint) observe(d time.Duration) {
 }
 
 // Ejected reports whether the endpoint is out of rotation at now (unix
-// nanoseconds).
-func (e *Endpoint) Ejected(now int64) bool { return e.ejectedUntil.Load() > now }
+// nanoseconds): in its connect backoff or ejected as an outlier.
+func (e *Endpoint) Ejected(now int64) bool { return e.BackedOff(now) || e.OutlierEjected(now) }
 
-// EjectedUntil is when the endpoint returns to rotation (zero: it is in).
+// BackedOff reports whether the endpoint is in its connect backoff at now
+// (unix nanoseconds): a connection to it failed lately.
+func (e *Endpoint) BackedOff(now int64) bool { return e.ejectedUntil.Load() > now }
+
+// EjectedUntil is when the endpoint returns to rotation, the later of
+// its connect backoff and its outlier ejection (zero: it is in).
 func (e *Endpoint) EjectedUntil() time.Time {
-	if n := e.ejectedUntil.Load(); n > time.Now().UnixNano() {
+	if n := max(e.ejectedUntil.Load(), e.outlierUntil.Load()); n > time.Now().UnixNano() {
 		return time.Unix(0, n)
 	}
 	return time.Time{}
 }
+
+// SetProbeDown sets whether active probes find the endpoint down; it
+// reports whether that changed.
+func (e *Endpoint) SetProbeDown(down bool) bool { return e.setFlag(flagProbeDown, down) }
+
+// ProbeDown reports whether active probes find the endpoint down.
+func (e *Endpoint) ProbeDown() bool { return e.flags.Load()&flagProbeDown != 0 }
+
+// SetReady sets whether the endpoint is ready as far as its registry
+// record (its own sidecar's check of its app) goes; an endpoint is ready
+// from New. It reports whether that changed.
+func (e *Endpoint) SetReady(ready bool) bool { return e.setFlag(flagNotReady, !ready) }
+
+// Ready reports whether the endpoint is ready (SetReady).
+func (e *Endpoint) Ready() bool { return e.flags.Load()&flagNotReady == 0 }
+
+// setFlag sets or clears bit; it reports whether that changed it.
+func (e *Endpoint) setFlag(bit uint32, on bool) bool {
+	for {
+		old := e.flags.Load()
+		next := old &^ bit
+		if on {
+			next |= bit
+		}
+		if old == next {
+			return false
+		}
+		if e.flags.CompareAndSwap(old, next) {
+			return true
+		}
+	}
+}
+
+// Attempts is the number of attempts begun on the endpoint, ever: a
+// reader that compares it between two looks learns whether the endpoint
+// was used in between, at no cost to the data path.
+func (e *Endpoint) Attempts() uint64 { return e.attempts.Load() }
 
 // InFlight is the number of attempts begun and not done.
 func (e *Endpoint) InFlight() int { return int(e.inflight.Load()) }
@@ -283,15 +357,64 @@ type Stats struct {
 	// Failures counts failed attempts: connect failures, resets,
 	// timeouts and overload statuses.
 	Attempts, Failures  uint64
-	ConsecutiveFailures int // connect failures in a row
-	EjectedUntil        time.Time
+	ConsecutiveFailures int       // connect failures in a row
+	EjectedUntil        time.Time // the later of the connect backoff and the outlier ejection
 	DeferredUntil       time.Time // Retry-After
+	// Health is the endpoint's health by signal.
+	Health Health
+	// OutlierEjectedUntil is when an outlier ejection ends (zero: none).
+	OutlierEjectedUntil time.Time
+	// EjectionReason is the reason of the last outlier ejection
+	// (ReasonNone: never ejected).
+	EjectionReason Reason
+	// Ejections counts outlier ejections, all reasons; EjectionsBy by
+	// reason.
+	Ejections   uint64
+	EjectionsBy [NumReasons]uint64
+}
+
+// Health is an endpoint's health by signal.
+type Health struct {
+	Ready     bool // registry: its own sidecar finds its app healthy (SetReady)
+	ProbeDown bool // active probes from this sidecar fail (SetProbeDown)
+	Outlier   bool // ejected by outlier detection
+	BackedOff bool // in its connect backoff
+}
+
+// Eligible reports whether balancers pick the endpoint outside panic
+// mode: ready, not probe-down, not ejected.
+func (h Health) Eligible() bool { return h.Ready && !h.ProbeDown && !h.Outlier && !h.BackedOff }
+
+// String names the first signal that keeps the endpoint out: not-ready,
+// probe-down, ejected (outlier), backoff; or healthy.
+func (h Health) String() string {
+	switch {
+	case !h.Ready:
+		return "not-ready"
+	case h.ProbeDown:
+		return "probe-down"
+	case h.Outlier:
+		return "ejected"
+	case h.BackedOff:
+		return "backoff"
+	}
+	return "healthy"
 }
 
 // Stats reads the endpoint's state.
 func (e *Endpoint) Stats() Stats {
 	now := time.Now().UnixNano()
-	return Stats{InFlight: e.InFlight(), Latency: e.Latency(), PeakLatency: e.PeakLatency(now),
+	st := Stats{InFlight: e.InFlight(), Latency: e.Latency(), PeakLatency: e.PeakLatency(now),
 		FailureRate: e.FailureRate(now), Attempts: e.attempts.Load(), Failures: e.failed.Load(),
-		ConsecutiveFailures: int(e.failures.Load()), EjectedUntil: e.EjectedUntil(), DeferredUntil: e.DeferredUntil()}
+		ConsecutiveFailures: int(e.failures.Load()), EjectedUntil: e.EjectedUntil(), DeferredUntil: e.DeferredUntil(),
+		Health:         Health{Ready: e.Ready(), ProbeDown: e.ProbeDown(), Outlier: e.OutlierEjected(now), BackedOff: e.BackedOff(now)},
+		EjectionReason: Reason(e.reason.Load())}
+	if n := e.outlierUntil.Load(); n > now {
+		st.OutlierEjectedUntil = time.Unix(0, n)
+	}
+	for i := range st.EjectionsBy {
+		st.EjectionsBy[i] = e.ejections[i].Load()
+		st.Ejections += st.EjectionsBy[i]
+	}
+	return st
 }

@@ -75,3 +75,30 @@ func (s Status) String() string {
 	}
 	return "none"
 }
+
+// gRPC INTERNAL, which the consecutive-5xx detector counts as a 5xx.
+const grpcInternal = 13
+
+// ServerError reports whether s is a server error for outlier detection
+// (the consecutive-5xx detector and the success rate): any HTTP 5xx, and
+// gRPC UNAVAILABLE, RESOURCE_EXHAUSTED and INTERNAL.
+func (s Status) ServerError() bool {
+	switch {
+	case s >= 500 && s < 600:
+		return true
+	case s == grpcBase+grpcUnavailable, s == grpcBase+grpcResourceExhausted, s == grpcBase+grpcInternal:
+		return true
+	}
+	return false
+}
+
+// GatewayError reports whether s is a gateway error for outlier
+// detection: HTTP 502, 503 and 504, and gRPC UNAVAILABLE (what gRPC makes
+// of those three).
+func (s Status) GatewayError() bool {
+	switch s {
+	case 502, 503, 504, grpcBase + grpcUnavailable:
+		return true
+	}
+	return false
+}

@@ -8,10 +8,22 @@
 // peak-EWMA latency estimate × in flight, with failures priced in),
 // LeastRequest, Random, Weighted (smooth weighted round robin by label)
 // and RingHash (consistent hashing on a header); Locality wraps one to
-// prefer the caller's zone. New makes one by name, for configuration. Balancers read endpoint state (ejection, Retry-After
-// deferral, in flight, the estimates of package endpoint), rank the
-// untried endpoints ready, then deferred, then ejected, and never block
-// on I/O; none allocates in Pick but RingHash when it builds a ring.
+// prefer the caller's zone. New makes one by name, for configuration.
+// Balancers read endpoint state (health, Retry-After deferral, in flight,
+// the estimates of package endpoint), rank the untried endpoints (pick.go)
+//
+//	ready      eligible: ready, not probe-down, not ejected
+//	deferred   eligible, but asked to be left alone (Retry-After)
+//	unhealthy  not ready, probe-down, or ejected as an outlier
+//	ejected    in its connect backoff (a connection failed lately)
+//
+// and pick from the best tier that has one. Panic mode: when fewer than
+// the service's panic threshold (endpoint.OutlierOptions.PanicThreshold,
+// default 50%) of the set is eligible, unhealthy endpoints rank as if
+// they were healthy, as Envoy's panic mode does, so that a health signal
+// gone wrong across the set does not pile all traffic on a few; those in
+// connect backoff still rank last. Balancers never block on I/O; none
+// allocates in Pick but RingHash when it builds a ring.
 package lb
 
 import (
@@ -21,9 +33,9 @@ import (
 
 // Balancer picks an endpoint for a request from a service's endpoints.
 // tried holds the endpoints this request already tried (or is trying):
-// they are not picked again. When every untried endpoint is ejected, a
-// balancer returns one of them anyway (better a likely failure than a
-// certain one); nil when none is left.
+// they are not picked again. When no untried endpoint is eligible, a
+// balancer returns one of the others anyway (better a likely failure
+// than a certain one); nil when none is left.
 type Balancer interface {
 	Pick(set []*endpoint.Endpoint, r request.View, tried []*endpoint.Endpoint) *endpoint.Endpoint
 }

@@ -60,7 +60,8 @@ func peakCost(e *endpoint.Endpoint, now int64) float64 {
 // pickTwo is the power of two choices over cost, shared by P2C and
 // LeastRequest. The fast path draws two endpoints of the whole set and
 // keeps them when both are ready and untried; else it counts the best
-// tier and draws two of it, so every pair of that tier is as likely.
+// tier (census: panic mode included) and draws two of it, so every pair
+// of that tier is as likely.
 func pickTwo(set, tried []*endpoint.Endpoint, now int64, r *rand.Rand, cost func(*endpoint.Endpoint, int64) float64) *endpoint.Endpoint {
 	switch len(set) {
 	case 0:
@@ -74,15 +75,19 @@ func pickTwo(set, tried []*endpoint.Endpoint, now int64, r *rand.Rand, cost func
 	i, j := two(r, len(set))
 	a, b := set[i], set[j]
 	if !usable(a, tried, now) || !usable(b, tried, now) {
-		t, n := census(set, tried, now)
+		v, t, n := census(set, tried, now)
 		switch n {
 		case 0:
 			return nil
 		case 1:
-			return nth(set, tried, now, t, 0)
+			return v.nth(set, tried, t, 0)
 		}
-		i, j = two(r, n)
-		a, b = nth(set, tried, now, t, i), nth(set, tried, now, t, j)
+		// The pair drawn stands if both are of the best tier (in panic
+		// mode, ejected ones may be): every pair of the tier stays as likely.
+		if !v.in(a, tried, t) || !v.in(b, tried, t) {
+			i, j = two(r, n)
+			a, b = v.nth(set, tried, t, i), v.nth(set, tried, t, j)
+		}
 	}
 	if cost(b, now) < cost(a, now) {
 		return b

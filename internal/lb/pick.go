@@ -17,49 +17,106 @@ import (
 type tier uint8
 
 const (
-	ready    tier = iota // in rotation
-	deferred             // the instance asked to be left alone (Retry-After)
-	ejected              // out of rotation after connect failures
+	ready     tier = iota // eligible, and not deferred
+	deferred              // eligible, but the instance asked to be left alone (Retry-After)
+	unhealthy             // not eligible: not ready, probe-down or ejected as an outlier
+	ejected               // in its connect backoff: a connection failed lately
+	numTiers
 )
 
-func tierOf(e *endpoint.Endpoint, now int64) tier {
-	if e.Ejected(now) {
+// healthy is the eligibility test every balancer uses, the one place
+// that combines the health signals of package endpoint: an endpoint is
+// eligible when it is ready (registry), not probe-down (active probes)
+// and not ejected (outlier detection, connect backoff).
+func healthy(e *endpoint.Endpoint, now int64) bool {
+	return e.Ready() && !e.ProbeDown() && !e.Ejected(now)
+}
+
+// tierOf ranks e at now. In panic mode an endpoint that is not eligible
+// ranks as if it were, unless it is in its connect backoff: a refused
+// connection is a certain failure, a failed health signal only a likely
+// one.
+func tierOf(e *endpoint.Endpoint, now int64, panic bool) tier {
+	switch {
+	case e.BackedOff(now):
 		return ejected
-	}
-	if e.Deferred(now) {
+	case !panic && !healthy(e, now):
+		return unhealthy
+	case e.Deferred(now):
 		return deferred
 	}
 	return ready
 }
 
-// usable reports whether e is untried and ready: the fast paths take it
-// without looking at the rest of the set.
+// usable reports whether e is untried, eligible and not deferred: the
+// fast paths take it without looking at the rest of the set (in panic
+// mode too, where it ranks ready as well).
 func usable(e *endpoint.Endpoint, tried []*endpoint.Endpoint, now int64) bool {
-	return tierOf(e, now) == ready && !Contains(tried, e)
+	return tierOf(e, now, false) == ready && !Contains(tried, e)
 }
 
-// census finds the best tier among the untried endpoints of set and how
-// many it holds (0: every endpoint was tried).
-func census(set, tried []*endpoint.Endpoint, now int64) (best tier, n int) {
-	var counts [ejected + 1]int
+// panicThreshold is the panic threshold of set's service, in percent:
+// its group's (endpoint.Group), or the default.
+func panicThreshold(set []*endpoint.Endpoint) int {
+	if g := set[0].Group(); g != nil {
+		return g.PanicThreshold()
+	}
+	return endpoint.DefaultPanicThreshold
+}
+
+// view is how a census ranks endpoints: at a time, in panic mode or not.
+type view struct {
+	now   int64
+	panic bool
+}
+
+// tier ranks e in the view.
+func (v view) tier(e *endpoint.Endpoint) tier { return tierOf(e, v.now, v.panic) }
+
+// census finds, at now, whether set is in panic mode (fewer than its
+// panic threshold eligible), the best tier among its untried endpoints
+// and how many that tier holds (0: every endpoint was tried).
+func census(set, tried []*endpoint.Endpoint, now int64) (v view, best tier, n int) {
+	var counts [numTiers]int
+	unhealthyDeferred, eligible := 0, 0
 	for _, e := range set {
-		if !Contains(tried, e) {
-			counts[tierOf(e, now)]++
+		t := tierOf(e, now, false)
+		if t <= deferred {
+			eligible++
 		}
+		if Contains(tried, e) {
+			continue
+		}
+		counts[t]++
+		if t == unhealthy && e.Deferred(now) {
+			unhealthyDeferred++
+		}
+	}
+	v = view{now: now}
+	if len(set) > 0 && eligible*100 < panicThreshold(set)*len(set) {
+		v.panic = true
+		counts[ready] += counts[unhealthy] - unhealthyDeferred
+		counts[deferred] += unhealthyDeferred
+		counts[unhealthy] = 0
 	}
 	for t, c := range counts {
 		if c > 0 {
-			return tier(t), c
+			return v, tier(t), c
 		}
 	}
-	return ready, 0
+	return v, ready, 0
 }
 
-// nth is the k-th (from 0) untried endpoint of set in tier t; k is below
-// the count census gave.
-func nth(set, tried []*endpoint.Endpoint, now int64, t tier, k int) *endpoint.Endpoint {
+// in reports whether e is untried and of tier t in view v.
+func (v view) in(e *endpoint.Endpoint, tried []*endpoint.Endpoint, t tier) bool {
+	return v.tier(e) == t && !Contains(tried, e)
+}
+
+// nth is the k-th (from 0) untried endpoint of set in tier t of view v;
+// k is below the count census gave.
+func (v view) nth(set, tried []*endpoint.Endpoint, t tier, k int) *endpoint.Endpoint {
 	for _, e := range set {
-		if tierOf(e, now) == t && !Contains(tried, e) {
+		if v.in(e, tried, t) {
 			if k == 0 {
 				return e
 			}

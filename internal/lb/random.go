@@ -35,12 +35,16 @@ func pickRandom(set, tried []*endpoint.Endpoint, now int64, r *rand.Rand) *endpo
 	if len(set) == 0 {
 		return nil
 	}
-	if e := set[intn(r, len(set))]; usable(e, tried, now) {
+	e := set[intn(r, len(set))]
+	if usable(e, tried, now) {
 		return e
 	}
-	t, n := census(set, tried, now)
-	if n == 0 {
+	v, t, n := census(set, tried, now)
+	switch {
+	case n == 0:
 		return nil
+	case v.in(e, tried, t):
+		return e // of the best tier (in panic mode, an ejected one may be)
 	}
-	return nth(set, tried, now, t, intn(r, n))
+	return v.nth(set, tried, t, intn(r, n))
 }

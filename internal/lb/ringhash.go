@@ -83,13 +83,13 @@ func (h *RingHash) Pick(set []*endpoint.Endpoint, r request.View, tried []*endpo
 	if e := set[rg.points[i].idx]; usable(e, tried, now) {
 		return e
 	}
-	t, n := census(set, tried, now)
+	v, t, n := census(set, tried, now)
 	if n == 0 {
 		return nil
 	}
 	for k := range rg.points {
 		e := set[rg.points[(i+k)%len(rg.points)].idx]
-		if tierOf(e, now) == t && !Contains(tried, e) {
+		if v.in(e, tried, t) {
 			return e
 		}
 	}

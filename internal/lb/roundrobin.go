@@ -2,41 +2,43 @@ package lb
 
 import (
 	"sync/atomic"
-	"time"
 
 	"github.com/weftmesh/weft/internal/endpoint"
 	"github.com/weftmesh/weft/internal/request"
 )
 
-// RoundRobin takes the endpoints in turn, skipping ejected ones and those
-// already tried. Its counter is shared by every request to the service;
+// RoundRobin takes the endpoints in turn, skipping those already tried
+// and those not in the best tier (ready, then deferred, then not
+// eligible, then in connect backoff; panic mode included: see the
+// package doc). Its counter is shared by every request to the service;
 // use one RoundRobin per service.
 type RoundRobin struct {
-	next atomic.Uint32
+	next  atomic.Uint32
+	clock clock
 }
 
 var _ Balancer = (*RoundRobin)(nil)
 
-// Pick returns the next endpoint in turn that is in rotation and untried.
+// Pick returns the next endpoint in turn that is untried and of the best
+// tier; nil when every endpoint was tried.
 func (rr *RoundRobin) Pick(set []*endpoint.Endpoint, _ request.View, tried []*endpoint.Endpoint) *endpoint.Endpoint {
 	n := len(set)
 	if n == 0 {
 		return nil
 	}
-	now := time.Now().UnixNano()
-	start := rr.next.Add(1) % uint32(n)
-	var fallback *endpoint.Endpoint
+	now := rr.clock.now()
+	start := int(rr.next.Add(1) % uint32(n))
+	if e := set[start]; usable(e, tried, now) {
+		return e // the fast path: its turn, and ready
+	}
+	v, t, k := census(set, tried, now)
+	if k == 0 {
+		return nil
+	}
 	for i := 0; i < n; i++ {
-		e := set[(int(start)+i)%n]
-		if Contains(tried, e) {
-			continue
-		}
-		if !e.Ejected(now) {
+		if e := set[(start+i)%n]; v.in(e, tried, t) {
 			return e
 		}
-		if fallback == nil {
-			fallback = e
-		}
 	}
-	return fallback
+	return nil // not reached: census counted one
 }

@@ -74,24 +74,23 @@ func (w *Weighted) Pick(set []*endpoint.Endpoint, _ request.View, tried []*endpo
 	if w.key != &set[0] || w.n != len(set) {
 		w.reset(set)
 	}
-	for t := ready; t <= ejected; t++ {
-		best, total := -1, int64(0)
-		for i, e := range set {
-			if tierOf(e, now) != t || Contains(tried, e) {
-				continue
-			}
-			w.current[i] += w.weight[i]
-			total += w.weight[i]
-			if best < 0 || w.current[i] > w.current[best] {
-				best = i
-			}
+	v, t, n := census(set, tried, now)
+	if n == 0 {
+		return nil
+	}
+	best, total := -1, int64(0)
+	for i, e := range set {
+		if !v.in(e, tried, t) {
+			continue
 		}
-		if best >= 0 {
-			w.current[best] -= total
-			return set[best]
+		w.current[i] += w.weight[i]
+		total += w.weight[i]
+		if best < 0 || w.current[i] > w.current[best] {
+			best = i
 		}
 	}
-	return nil
+	w.current[best] -= total // census counted one: best >= 0
+	return set[best]
 }
 
 // reset reads the weights of a new set and starts its round afresh.
