@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/weftmesh/weft/internal/api"
+	"github.com/weftmesh/weft/internal/lb"
 	"github.com/weftmesh/weft/internal/proxy"
 	"github.com/weftmesh/weft/internal/proxy/conn"
 	"github.com/weftmesh/weft/internal/proxy/plan"
@@ -195,6 +196,7 @@ type Sidecar struct {
 	rec                  *registration // proxy record, and instance when reg != nil
 	reg                  *registration // rec, when there is an app to register
 	health               *health
+	peers                *peers
 }
 
 // New checks cfg, binds the listeners and wires the parts. Nothing runs
@@ -234,7 +236,8 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 	}
 
 	metrics := plan.NewMetrics(deps.Registry)
-	s.table = plan.NewTable(metrics, plan.Policy{Timeout: cfg.Timeout})
+	s.table = plan.NewTable(metrics, plan.Policy{Timeout: cfg.Timeout, Zone: cfg.Labels[lb.DefaultZoneLabel]})
+	s.peers = newPeers(s)
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
 	out := stdhttp.NewOutbound(s.table, stdhttp.NewTransport(), stdhttp.NewTransport(), metrics, s.log)
 	out.H2 = stdhttp.NewH2CTransport()
@@ -285,6 +288,7 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 		// A failed connect to the app withdraws the instance at once, not
 		// at the next check: TCP callers have no error to retry on.
 		in.OnAppUnreachable(s.health.checkSoon)
+		in.AnswerProbes(s.health.ok.Load) // peer sidecars' active checks
 		s.rec.setInstance(s.instance())
 		s.reg = s.rec
 	}
@@ -365,6 +369,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	}
 	serve(s.adminSrv, s.adminLn, "admin")
 	spawn(func(c context.Context) { _ = s.push.Run(c) })
+	spawn(func(c context.Context) { s.peers.run(c, s) })
 
 	regCtx, stopReg := context.WithCancel(bg)
 	regDone := make(chan struct{})

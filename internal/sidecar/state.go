@@ -24,6 +24,7 @@ func (s *Sidecar) applyState(st push.State, rev int64) {
 	for _, err := range s.table.Update(snap) {
 		s.log.Warn("traffic policy not applied", "err", err)
 	}
+	s.peers.update(s, snap)
 	s.log.Debug("routing table updated", "revision", rev, "services", len(snap.Services))
 }
 
@@ -163,7 +164,7 @@ type endpointView struct {
 	Labels       map[string]string `json:"labels,omitempty"`
 	Protocol     string            `json:"protocol,omitempty"`
 	Ready        bool              `json:"ready"`
-	Health       string            `json:"health"` // ready, not-ready, ejected, unchecked
+	Health       string            `json:"health"` // ready, not-ready, ejected, probe-down, unchecked
 	EjectedUntil *time.Time        `json:"ejectedUntil,omitempty"`
 	InFlight     int               `json:"inFlight,omitempty"`
 	Latency      string            `json:"latency,omitempty"`     // smoothed latency of successes
@@ -171,6 +172,8 @@ type endpointView struct {
 	FailureRate  float64           `json:"failureRate,omitempty"` // recent share of failed attempts, decayed to now
 	Attempts     uint64            `json:"attempts,omitempty"`
 	Failures     uint64            `json:"failures,omitempty"`
+	EjectReason  string            `json:"ejectReason,omitempty"` // of the last outlier ejection: consecutive-5xx, gateway-errors, connect-failure, success-rate
+	Ejections    uint64            `json:"ejections,omitempty"`   // outlier ejections so far
 }
 
 func (s *Sidecar) config() any {
@@ -222,6 +225,12 @@ func (s *Sidecar) config() any {
 					if !st.EjectedUntil.IsZero() {
 						t := st.EjectedUntil.UTC().Truncate(time.Millisecond)
 						ev.EjectedUntil, ev.Health = &t, "ejected"
+					}
+					if st.Health.ProbeDown {
+						ev.Health = "probe-down" // this sidecar's probes fail, whatever the registry says
+					}
+					if st.Ejections > 0 {
+						ev.EjectReason, ev.Ejections = st.EjectionReason.String(), st.Ejections
 					}
 					ev.InFlight, ev.Attempts, ev.Failures = st.InFlight, st.Attempts, st.Failures
 					if st.Latency > 0 {

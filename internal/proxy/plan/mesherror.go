@@ -24,7 +24,8 @@ const (
 // HeaderError names the header that marks an answer the mesh made itself.
 const HeaderError = "X-Weft-Error"
 
-// MeshError is an answer the mesh makes itself, not the app. The one
+// MeshError is an answer the mesh makes itself, not the app (with no
+// Reason: an answer that is no error, such as a probe's). The one
 // place its wire forms are made is this file: an HTTP/1.1 response
 // (WriteH1), a net/http response (WriteStd) and an HTTP/2 header block
 // with its body (H2Parts); to a gRPC caller, each is a trailers-only
@@ -153,8 +154,10 @@ func (e *MeshError) WriteH1(bw *bufio.Writer, closing bool) {
 	bw.WriteString(http.StatusText(status))
 	bw.WriteString("\r\nContent-Type: ")
 	bw.WriteString(ctype)
-	bw.WriteString("\r\nX-Weft-Error: ")
-	bw.WriteString(e.Reason)
+	if e.Reason != "" {
+		bw.WriteString("\r\nX-Weft-Error: ")
+		bw.WriteString(e.Reason)
+	}
 	e.extra(func(name, value string) {
 		bw.WriteString("\r\n")
 		bw.WriteString(name)
@@ -174,7 +177,9 @@ func (e *MeshError) WriteH1(bw *bufio.Writer, closing bool) {
 // gRPC response. It returns the HTTP status sent.
 func (e *MeshError) WriteStd(w http.ResponseWriter, grpc bool) int {
 	h := w.Header()
-	h.Set(HeaderError, e.Reason)
+	if e.Reason != "" {
+		h.Set(HeaderError, e.Reason)
+	}
 	h.Del("Content-Length")
 	if grpc {
 		h.Set("Content-Type", "application/grpc")
@@ -209,7 +214,9 @@ func (e *MeshError) H2Parts(grpc bool) (fields []hpack.HeaderField, body []byte)
 	fields = []hpack.HeaderField{
 		{Name: ":status", Value: strconv.Itoa(e.status())},
 		{Name: "content-type", Value: ctype},
-		{Name: "x-weft-error", Value: e.Reason},
+	}
+	if e.Reason != "" {
+		fields = append(fields, hpack.HeaderField{Name: "x-weft-error", Value: e.Reason})
 	}
 	e.extra(func(name, value string) {
 		fields = append(fields, hpack.HeaderField{Name: strings.ToLower(name), Value: value})

@@ -221,7 +221,7 @@ func (s *ServiceMetrics) DoneAt(code int, start, now time.Time) {
 
 // MeshError counts an error the mesh answered with (nil-safe).
 func (s *ServiceMetrics) MeshError(reason string) {
-	if s != nil {
+	if s != nil && reason != "" { // no reason: an answer that is no error (a probe's)
 		s.m.errors.WithLabelValues(s.direction, s.service, reason).Inc()
 	}
 }

@@ -53,8 +53,30 @@ type Cluster struct {
 	// RetryOn is the statuses whose answers are retried (connect failures
 	// and refusals always are, resets for replayable requests).
 	RetryOn snapshot.RetryOn
-	guard   *guard // the service's policy state; nil: plain retries, no limits
+	guard   *guard          // the service's policy state; nil: plain retries, no limits
+	group   *endpoint.Group // the service's outlier detection; nil: none
 	metrics *ServiceMetrics
+}
+
+// Group is the cluster's outlier detection (nil: none).
+func (c *Cluster) Group() *endpoint.Group { return c.group }
+
+// HealthCheck is the active health check the service's policy asks of
+// the sidecars that call it (Enabled false: none).
+func (c *Cluster) HealthCheck() snapshot.HealthCheck {
+	if c.guard == nil {
+		return snapshot.HealthCheck{}
+	}
+	return c.guard.policy.HealthCheck
+}
+
+// Policy is the traffic policy the cluster runs with (nil: none, a
+// cluster not built from a snapshot).
+func (c *Cluster) Policy() *snapshot.Policy {
+	if c.guard == nil {
+		return nil
+	}
+	return &c.guard.policy
 }
 
 // NewCluster builds a cluster with round robin over eps.

@@ -3,6 +3,7 @@ package plan
 import (
 	"fmt"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +18,9 @@ type Table struct {
 	m       atomic.Pointer[map[string]*Cluster]
 	metrics *Metrics
 	policy  Policy
+
+	tickMu sync.Mutex
+	ticked map[*endpoint.Group]time.Time // when each group's success rate was last checked
 }
 
 // Policy is what the sidecar itself says of how requests are sent; each
@@ -83,8 +87,9 @@ func (t *Table) Update(snap *snapshot.Snapshot) []error {
 		var prev map[string]*Endpoint
 		var m *ServiceMetrics
 		var g *guard
+		var grp *endpoint.Group
 		if oc := old[name]; oc != nil {
-			m, g = oc.metrics, oc.guard
+			m, g, grp = oc.metrics, oc.guard, oc.group
 			prev = make(map[string]*Endpoint, len(oc.Endpoints))
 			for _, e := range oc.Endpoints {
 				prev[e.Address] = e
@@ -114,7 +119,14 @@ func (t *Table) Update(snap *snapshot.Snapshot) []error {
 			}
 			g = ng // the balancer's, budget's and breaker's state carries over while the policy stays
 		}
+		grp, err := outlierGroup(grp, p.OutlierDetection)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("service %q: %s: outlierDetection: %w (running with the defaults)", name, p.Resource, err))
+			grp, _ = outlierGroup(nil, snapshot.DefaultPolicy().OutlierDetection)
+		}
+		grp.SetMembers(eps)
 		c := t.cluster(name, eps, g, m)
+		c.group = grp
 		c.Protocol = snapshot.CommonProtocol(ready) // what the endpoints routed to declare
 		next[name] = c
 	}
@@ -129,6 +141,52 @@ func (t *Table) Update(snap *snapshot.Snapshot) []error {
 		}
 	}
 	return problems
+}
+
+// outlierGroup is the service's outlier detection under o: grp with o
+// in force, or a new group.
+func outlierGroup(grp *endpoint.Group, o snapshot.OutlierDetection) (*endpoint.Group, error) {
+	opts := endpoint.OutlierOptions{Consecutive5xx: o.Consecutive5xx, ConsecutiveGatewayErrors: o.ConsecutiveGatewayErrors,
+		ConsecutiveConnectFailures: o.ConsecutiveConnectFailures, Interval: o.Interval,
+		BaseEjectionTime: o.BaseEjectionTime, MaxEjectionTime: o.MaxEjectionTime,
+		MaxEjectionPercent: int(o.MaxEjectionPercent), SuccessRateMinHosts: o.SuccessRateMinHosts,
+		SuccessRateRequestVolume: o.SuccessRateRequestVolume, SuccessRateStdevFactor: o.SuccessRateStdevFactor,
+		PanicThreshold: int(o.PanicThreshold)}
+	if grp == nil {
+		return endpoint.NewGroup(opts)
+	}
+	return grp, grp.SetOptions(opts)
+}
+
+// Tick runs the success-rate outlier check of every service whose
+// interval has passed since its last one; the sidecar calls it about
+// once a second.
+func (t *Table) Tick(now time.Time) {
+	t.tickMu.Lock()
+	defer t.tickMu.Unlock()
+	if t.ticked == nil {
+		t.ticked = map[*endpoint.Group]time.Time{}
+	}
+	seen := map[*endpoint.Group]bool{}
+	for _, c := range *t.m.Load() {
+		g := c.group
+		if g == nil {
+			continue
+		}
+		seen[g] = true
+		last, ok := t.ticked[g]
+		if !ok {
+			t.ticked[g] = now
+		} else if now.Sub(last) >= g.Options().Interval {
+			g.Tick(now)
+			t.ticked[g] = now
+		}
+	}
+	for g := range t.ticked {
+		if !seen[g] {
+			delete(t.ticked, g)
+		}
+	}
 }
 
 // cluster builds the cluster of a service under the policy of g.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/endpoint"
 	"github.com/weftmesh/weft/internal/h1"
+	"github.com/weftmesh/weft/internal/health"
 	"github.com/weftmesh/weft/internal/proxy/plan"
 )
 
@@ -24,7 +25,28 @@ type Inbound struct {
 	H2      http.RoundTripper
 	metrics *plan.ServiceMetrics
 	cluster *plan.Cluster // the app, as the fast path's only destination
+	healthy func() bool   // the sidecar's check of its app, for probes (nil: no answer to probes)
 }
+
+// AnswerProbes makes the inbound answer the probes of peer sidecars
+// (health.Path with health.Header) itself: 200 while healthy says the
+// app is up, 503 otherwise. Call it before serving.
+func (in *Inbound) AnswerProbes(healthy func() bool) { in.healthy = healthy }
+
+// probe is the answer to a probe of this sidecar, or nil when the
+// request is none.
+func (in *Inbound) probe(target []byte, header func(string) string) *plan.MeshError {
+	if in.healthy == nil || string(target) != health.Path || header(health.Header) == "" {
+		return nil
+	}
+	if in.healthy() {
+		return &plan.MeshError{Status: http.StatusOK, Fallback: probeOK}
+	}
+	return &plan.MeshError{Status: http.StatusServiceUnavailable, Reason: plan.ReasonNoReadyInstance, Service: in.Service,
+		Instance: in.Instance, Message: fmt.Sprintf("the app of %s at %s fails its health check", in.Instance, in.App)}
+}
+
+var probeOK = &plan.Fallback{Status: http.StatusOK, Headers: http.Header{}, Body: []byte("ok\n")}
 
 // NewInbound wires an Inbound.
 func NewInbound(service, instance, app string, transport http.RoundTripper, m *plan.Metrics) *Inbound {
@@ -42,7 +64,12 @@ func (in *Inbound) SetTimeout(d time.Duration) { in.cluster.Timeout = d }
 
 // Resolve is the fast path's routing decision for the inbound listener:
 // always the local app.
-func (in *Inbound) Resolve(*h1.Head, []byte, bool) (*plan.Cluster, *plan.MeshError) {
+func (in *Inbound) Resolve(req *h1.Head, _ []byte, _ bool) (*plan.Cluster, *plan.MeshError) {
+	if in.healthy != nil && len(req.Target()) == len(health.Path) {
+		if e := in.probe(req.Target(), func(name string) string { return string(req.Get(name)) }); e != nil {
+			return in.cluster, e
+		}
+	}
 	return in.cluster, nil
 }
 
@@ -51,6 +78,10 @@ func (in *Inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	in.metrics.Begin()
 	status := plan.StatusAborted
 	defer func() { in.metrics.Done(status, start) }()
+	if e := in.probe([]byte(r.URL.RequestURI()), r.Header.Get); e != nil {
+		status = e.WriteStd(w, false)
+		return
+	}
 	status = in.forward(w, r, start)
 }
 
