@@ -11,7 +11,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/weftmesh/weft/internal/h1"
 	"github.com/weftmesh/weft/internal/proxy/conn"
 	"github.com/weftmesh/weft/internal/proxy/plan"
 )
@@ -40,7 +39,7 @@ const DefaultDetectTimeout = 100 * time.Millisecond
 //	"METHOD target HTTP/1.x" line -> HTTP loop (fast path, or net/http when H1 is set)
 //	HTTP/2 preface                -> HTTP loop, which hands it to x/net/http2
 //	anything else                 -> bytes where Opaque is set, else the HTTP loop (400)
-func (s *Server) detect(cc *clientConn) bool {
+func (s *Server) detect(cc *conn.Client) bool {
 	var dest *plan.Cluster
 	if s.Opaque != nil {
 		var declared bool
@@ -85,7 +84,7 @@ func (s *Server) detect(cc *clientConn) bool {
 // forwardBySNI passes a TLS connection through, untouched, to where the
 // server name of its ClientHello says (TLS passthrough, as for HTTPS apps
 // that call a mesh service or an outside host without a proxy).
-func (s *Server) forwardBySNI(cc *clientConn) {
+func (s *Server) forwardBySNI(cc *conn.Client) {
 	cc.DL.Set(cc.Raw, time.Now(), s.headTimeout(), 0)
 	name, err := serverName(cc.BR)
 	if err != nil {
@@ -150,7 +149,7 @@ func (c *replayConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
 // terminateTLS completes the TLS handshake (ALPN offers h2 and http/1.1),
 // makes the TLS connection the one the rest of the path reads and writes,
 // and says what it carries.
-func (s *Server) terminateTLS(cc *clientConn) (string, error) {
+func (s *Server) terminateTLS(cc *conn.Client) (string, error) {
 	cc.DL.Set(cc.Raw, time.Now(), s.headTimeout(), 0)
 	// The reader that holds the first bytes keeps feeding the TLS layer;
 	// the path reads what TLS decrypts through a reader of its own.
@@ -242,7 +241,7 @@ func requestLine(br *bufio.Reader) (string, error) {
 
 // forwardTCP hands the connection to the TCP proxy, with the bytes
 // detection already read. Without a destination it closes.
-func (s *Server) forwardTCP(cc *clientConn, dest *plan.Cluster) {
+func (s *Server) forwardTCP(cc *conn.Client, dest *plan.Cluster) {
 	if dest == nil || s.TCP == nil {
 		s.Log.Warn("connection that is not HTTP has no destination on this listener; closed", "listener", s.Name,
 			"client", cc.Conn.RemoteAddr().String())
@@ -254,45 +253,4 @@ func (s *Server) forwardTCP(cc *clientConn, dest *plan.Cluster) {
 	cc.DL.Clear(cc.Conn)
 	buffered, _ := cc.BR.Peek(cc.BR.Buffered())
 	s.TCP.Forward(cc.Conn, buffered, dest)
-}
-
-// handOff gives the connection to net/http (stdhttp.Server.HandOff): for
-// HTTP/1 on a listener with an H1 handler, and for requests to upgrade to
-// h2c. head, when not nil, is a request head already read, replayed in
-// front of the rest.
-func (s *Server) handOff(cc *clientConn, head *h1.Head) {
-	var pre []byte
-	if head != nil {
-		var b bytes.Buffer
-		writeRawHead(&b, head)
-		pre = b.Bytes()
-	}
-	s.std.HandOff(&cc.Client, pre)
-}
-
-// writeRawHead writes a request head as it came.
-func writeRawHead(w *bytes.Buffer, h *h1.Head) {
-	w.Write(h.Method())
-	w.WriteByte(' ')
-	w.Write(h.Target())
-	w.WriteByte(' ')
-	w.Write(h.Proto())
-	w.WriteString("\r\n")
-	for i := 0; i < h.NumFields(); i++ {
-		name, value := h.FieldAt(i)
-		w.Write(name)
-		w.WriteString(": ")
-		w.Write(value)
-		w.WriteString("\r\n")
-	}
-	w.WriteString("\r\n")
-}
-
-// isH2CUpgrade reports whether a request asks to upgrade to HTTP/2
-// cleartext (RFC 7540 §3.2) in a way this listener takes itself: without
-// a body, which the upgrade would have to hold in memory (a request with
-// one is passed on like any other upgrade).
-func isH2CUpgrade(h *h1.Head) bool {
-	return bytes.EqualFold(h.Upgrade(), []byte("h2c")) && h.Get("HTTP2-Settings") != nil &&
-		h.NamedByConnection([]byte("HTTP2-Settings")) && !hasBody(h)
 }

@@ -1,13 +1,10 @@
 package proxy
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"github.com/weftmesh/weft/internal/proxy/http2"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,8 +13,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/weftmesh/weft/internal/h1"
 	"github.com/weftmesh/weft/internal/proxy/conn"
+	"github.com/weftmesh/weft/internal/proxy/http1"
 	"github.com/weftmesh/weft/internal/proxy/plan"
 	"github.com/weftmesh/weft/internal/proxy/stdhttp"
 	"github.com/weftmesh/weft/internal/proxy/tcp"
@@ -37,7 +34,7 @@ type Server struct {
 	// Name labels the listener in metrics: outbound, inbound, upstream/<service>.
 	Name string
 	// Resolve picks the cluster for a request (or answers a mesh error).
-	Resolve func(req *h1.Head, host []byte, proxyForm bool) (*plan.Cluster, *plan.MeshError)
+	Resolve http1.Resolve
 	// Connect allows CONNECT tunnels (outbound only).
 	Connect bool
 	// H2 serves HTTP/2 connections (prior knowledge); nil refuses them.
@@ -74,11 +71,12 @@ type Server struct {
 	Metrics     *plan.Metrics
 	Log         *slog.Logger
 
+	fast     *http1.Engine   // the HTTP/1.1 fast path
 	frames   *http2.Engine   // Weft's HTTP/2 engine, when H2Frames is set
 	std      *stdhttp.Server // net/http, for connections handed off (H1, h2c upgrade, HTTP/2 the engine does not take)
 	mu       sync.Mutex
 	ln       net.Listener
-	conns    map[*clientConn]struct{}
+	conns    map[*conn.Client]struct{}
 	shutdown atomic.Bool
 	wg       sync.WaitGroup
 }
@@ -93,20 +91,6 @@ func (s *Server) headTimeout() time.Duration {
 // DefaultHeadTimeout is Server.HeadTimeout's default.
 const DefaultHeadTimeout = 30 * time.Second
 
-// clientConn is a client connection with the fast path's state.
-type clientConn struct {
-	conn.Client
-	req       h1.Head
-	resp      h1.Head
-	start     time.Time // when the current request began
-	onSession func(uintptr) bool
-	sess      sessionState
-	// call is the plan of the request being served on the fast path
-	// (here, not on the stack: the balancer's interface call would move
-	// it to the heap per request).
-	call plan.Call
-}
-
 // Serve accepts connections until the listener is closed.
 func (s *Server) Serve(ln net.Listener) error {
 	if s.Log == nil {
@@ -114,7 +98,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.mu.Lock()
 	s.ln = ln
-	s.conns = map[*clientConn]struct{}{}
+	s.conns = map[*conn.Client]struct{}{}
 	std, err := stdhttp.NewServer(stdhttp.ServerConfig{Addr: ln.Addr(), H1: s.H1, H2: s.H2,
 		HeadTimeout: s.headTimeout(), IdleTimeout: conn.ClientIdleTimeout, Log: s.Log})
 	if err != nil {
@@ -125,6 +109,15 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.H2Frames != nil {
 		s.frames = http2.New(http2.Config{Route: s.H2Frames, HeadTimeout: s.headTimeout(), ShuttingDown: s.shutdown.Load})
 	}
+	fast := http1.Config{Resolve: s.Resolve, Connect: s.Connect, TCP: s.TCP, HeadTimeout: s.headTimeout(),
+		Metrics: s.Metrics, ShuttingDown: s.shutdown.Load}
+	if s.H2 != nil {
+		fast.ServeH2 = s.serveH2
+	}
+	if std.TakesUpgrades() {
+		fast.HandOff = std.HandOff
+	}
+	s.fast = http1.New(fast)
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); std.Serve() }()
 	s.mu.Unlock()
@@ -144,8 +137,10 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		cc := &clientConn{Client: conn.Client{Conn: nc, Raw: nc}}
-		if !s.track(cc, true) {
+		// One allocation per connection: the fast path's state, with the
+		// engine-neutral connection inside it for the other engines.
+		cc := &http1.Conn{Client: conn.Client{Conn: nc, Raw: nc}}
+		if !s.track(&cc.Client, true) {
 			nc.Close()
 			continue
 		}
@@ -154,7 +149,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-func (s *Server) track(cc *clientConn, add bool) bool {
+func (s *Server) track(cc *conn.Client, add bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if add {
@@ -235,8 +230,11 @@ func (s *Server) Close() {
 	}
 }
 
-func (s *Server) serveConn(cc *clientConn) {
+// serveConn serves one accepted connection: detection, then the engine
+// it takes.
+func (s *Server) serveConn(fc *http1.Conn) {
 	defer s.wg.Done()
+	cc := &fc.Client
 	defer s.track(cc, false)
 	defer func() {
 		if !cc.HandedOff {
@@ -258,122 +256,18 @@ func (s *Server) serveConn(cc *clientConn) {
 		return
 	}
 	if s.H1 != nil && !conn.IsH2Preface(cc.BR) {
-		s.handOff(cc, nil)
+		s.std.HandOff(cc, nil)
 		return
 	}
-	for {
-		if cc.Sock != nil {
-			// Plain requests are served inside one wait on the socket
-			// (session.go); it returns the others, head read or not.
-			switch s.session(cc) {
-			case sessionClosed:
-				return
-			case sessionHeadRead:
-				if !s.serveRequest(cc) {
-					return
-				}
-				continue
-			}
-		}
-		if !s.readRequest(cc) || !s.serveRequest(cc) {
-			return
-		}
-	}
+	s.fast.Serve(fc)
 }
 
-// readRequest waits for the next request and reads its head. It reports
-// whether there is one to serve (an HTTP/2 preface is served here).
-func (s *Server) readRequest(cc *clientConn) bool {
-	cc.DL.Set(cc.Conn, time.Now(), conn.ClientIdleTimeout, time.Minute)
-	if _, err := cc.BR.Peek(1); err != nil {
-		return false // closed, idle too long, or closed by Shutdown
+// serveH2 serves a connection that opened with the HTTP/2 preface: Weft's
+// engine on plain TCP where the listener has one, else x/net/http2.
+func (s *Server) serveH2(cc *conn.Client) {
+	if s.frames != nil && cc.Sock != nil {
+		s.frames.Serve(cc)
+		return
 	}
-	cc.start = time.Now()
-	if !cc.Activate() {
-		return false
-	}
-	if s.H2 != nil && conn.IsH2Preface(cc.BR) {
-		if s.H2Frames != nil && cc.Sock != nil {
-			s.frames.Serve(&cc.Client)
-		} else {
-			s.serveH2(cc)
-		}
-		return false
-	}
-	// Deadlines cost timer updates: set them only where a read can block.
-	if !headBuffered(cc.BR) {
-		cc.DL.Set(cc.Conn, cc.start, s.headTimeout(), time.Second)
-	}
-	if err := h1.ReadRequestHead(cc.BR, &cc.req); err != nil {
-		s.badRequest(cc, err)
-		return false
-	}
-	return true
+	s.std.ServeH2(cc)
 }
-
-// serveRequest serves a request whose head has been read. It reports
-// whether the connection may carry another.
-func (s *Server) serveRequest(cc *clientConn) bool {
-	if s.std.TakesUpgrades() && isH2CUpgrade(&cc.req) {
-		s.handOff(cc, &cc.req) // net/http's h2c answers 101 and serves HTTP/2
-		return false
-	}
-	if needsClient(&cc.req) {
-		cc.DL.Clear(cc.Conn) // the body or tunnel may take its time
-	}
-	keep := s.handle(cc)
-	if !keep || s.shutdown.Load() {
-		cc.BW.Flush()
-		return false
-	}
-	cc.Idle()
-	return true
-}
-
-// needsClient: serving the request reads more from the client than its
-// head (a body, or the bytes of a tunnel or an upgraded connection).
-func needsClient(req *h1.Head) bool {
-	return hasBody(req) || len(req.Upgrade()) > 0 || req.IsMethod(http.MethodConnect)
-}
-
-// badRequest answers a head that could not be read, and the connection
-// closes: after a framing error nothing on it can be trusted.
-func (s *Server) badRequest(cc *clientConn, err error) {
-	switch {
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), isNetError(err):
-		return // the client went away or was too slow; nobody to answer
-	case errors.Is(err, h1.ErrHeadTooLarge):
-		(&plan.MeshError{Status: http.StatusRequestHeaderFieldsTooLarge, Reason: plan.ReasonBadRequest,
-			Message: err.Error()}).WriteH1(cc.BW, true)
-	default:
-		(&plan.MeshError{Status: http.StatusBadRequest, Reason: plan.ReasonBadRequest,
-			Message: err.Error()}).WriteH1(cc.BW, true)
-	}
-	cc.BW.Flush()
-}
-
-func isNetError(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne)
-}
-
-// serveH2 hands the connection to x/net/http2.
-func (s *Server) serveH2(cc *clientConn) { s.std.ServeH2(&cc.Client) }
-
-// headBuffered reports whether a whole request head is already buffered,
-// so that reading it cannot block: after up to four empty lines (which
-// the parser skips), a line followed by an empty one, with CRLF or LF
-// line endings.
-func headBuffered(br *bufio.Reader) bool {
-	b, _ := br.Peek(br.Buffered())
-	for i := 0; i < 4; i++ {
-		if bytes.HasPrefix(b, crlf) {
-			b = b[2:]
-		} else if len(b) > 0 && b[0] == '\n' {
-			b = b[1:]
-		}
-	}
-	return bytes.Contains(b, []byte("\n\r\n")) || bytes.Contains(b, []byte("\n\n"))
-}
-
-var crlf = []byte("\r\n")

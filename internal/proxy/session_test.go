@@ -15,6 +15,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/endpoint"
 	"github.com/weftmesh/weft/internal/h1"
+	"github.com/weftmesh/weft/internal/proxy/http1"
 	"github.com/weftmesh/weft/internal/proxy/plan"
 	"github.com/weftmesh/weft/internal/proxy/stdhttp"
 	"github.com/weftmesh/weft/internal/proxy/tcp"
@@ -330,7 +331,7 @@ func TestSessionKeepAliveAfterIdle(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		get(t, c, br, "response")
 	}
-	time.Sleep(probeAfter + probeAfter/2) // the idle time is what is tested
+	time.Sleep(http1.ProbeAfter + http1.ProbeAfter/2) // the idle time is what is tested
 	get(t, c, br, "response after idling")
 }
 
@@ -344,7 +345,7 @@ func TestInterimThenSlowFinalResponse(t *testing.T) {
 				var h h1.Head
 				if h1.ReadRequestHead(br, &h) == nil {
 					io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
-					time.Sleep(probeAfter + probeAfter/2) // the app's slowness is what is tested
+					time.Sleep(http1.ProbeAfter + http1.ProbeAfter/2) // the app's slowness is what is tested
 					io.WriteString(c, okResponse)
 				}
 			})
@@ -485,7 +486,7 @@ func TestSessionRequestBodies(t *testing.T) {
 	echo("after chunked", "after chunked")
 }
 
-// A pooled connection that idled past probeAfter is checked before reuse:
+// A pooled connection that idled past http1.ProbeAfter is checked before reuse:
 // one the app half-closed meanwhile is dropped at once, not found out by a
 // wait.
 func TestIdlePooledConnectionChecked(t *testing.T) {
@@ -501,7 +502,7 @@ func TestIdlePooledConnectionChecked(t *testing.T) {
 	outAddr, _ := pairServers(t, app, 10*time.Second)
 	c, br := dialT(t, outAddr)
 	get(t, c, br, "first response")
-	time.Sleep(probeAfter + probeAfter/5) // the idle time is what is tested
+	time.Sleep(http1.ProbeAfter + http1.ProbeAfter/5) // the idle time is what is tested
 	start := time.Now()
 	get(t, c, br, "response after idling")
 	if d := time.Since(start); d > 900*time.Millisecond {

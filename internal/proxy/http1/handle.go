@@ -1,4 +1,4 @@
-package proxy
+package http1
 
 import (
 	"bufio"
@@ -27,21 +27,21 @@ import (
 //	response      -> 1xx passed on; head and body copied back; 101 pipes
 //
 // It reports whether the client connection can serve another request.
-func (s *Server) handle(cc *clientConn) bool {
+func (e *Engine) handle(cc *Conn) bool {
 	req := &cc.req
 	if req.IsMethod(http.MethodConnect) {
-		s.tunnel(cc)
+		e.tunnel(cc)
 		return false
 	}
 	host, proxyForm := destinationOf(req)
-	c, merr := s.Resolve(req, host, proxyForm)
+	c, merr := e.resolve(req, host, proxyForm)
 	if merr != nil {
-		s.meshError(cc, nil, merr)
+		e.meshError(cc, nil, merr)
 		return !hasBody(req) && !req.Close
 	}
 	m := c.Metrics()
 	m.Begin()
-	ex := exchange{s: s, cc: cc, c: c, k: &cc.call, sentAt: cc.start}
+	ex := exchange{e: e, cc: cc, c: c, k: &cc.call, sentAt: cc.start}
 	ex.k.Init(c, viewH1(req), cc.start)
 	defer func() {
 		now := time.Now() // one clock read for the metrics and the attempt
@@ -54,8 +54,8 @@ func (s *Server) handle(cc *clientConn) bool {
 
 // exchange is one request's trip through the mesh.
 type exchange struct {
-	s         *Server
-	cc        *clientConn
+	e         *Engine
+	cc        *Conn
 	c         *plan.Cluster
 	k         *plan.Call // the plan: pick, attempts, retry decision (the connection's, reused)
 	status    int        // recorded in metrics
@@ -82,7 +82,7 @@ func (ex *exchange) run() bool {
 	}
 	last := ex.k.Result()
 	ex.status = last.Status
-	ex.s.meshError(cc, c, last)
+	ex.e.meshError(cc, c, last)
 	return !ex.committed && !hasBody(req) && !req.Close
 }
 
@@ -163,12 +163,12 @@ func (ex *exchange) responseDeadline(uc *upConn) {
 //
 // A close the upstream sent while the connection idled in the pool would
 // not wake that wait if the upstream kept its socket open (a half-close),
-// so it lasts at most probeAfter (or half the response timeout): then a
+// so it lasts at most ProbeAfter (or half the response timeout): then a
 // look at the socket finds such a close, and ordinary reads take over for
 // the rest of the timeout.
 func (ex *exchange) awaitResponse(ep *plan.Endpoint, uc *upConn) (keep, done, stale bool) {
 	now := time.Now() // (not the request's start: a retry comes after earlier waits)
-	wait := probeAfter
+	wait := ProbeAfter
 	if t := ex.c.Timeout; t > 0 {
 		wait = min(wait, t/2, ex.sentAt.Add(t).Sub(now)) // half of it is left for the ordinary reads
 	}
@@ -380,30 +380,30 @@ func (ex *exchange) discardResponse(uc *upConn, ep *plan.Endpoint) {
 // tunnel answers CONNECT host:port: to an instance of the mesh service
 // the host names (connection-level balancing, as TCP services get), or to
 // the host itself for egress. Bytes are then piped both ways.
-func (s *Server) tunnel(cc *clientConn) {
+func (e *Engine) tunnel(cc *Conn) {
 	target := cc.req.Target()
-	if !s.Connect || s.TCP == nil {
-		s.meshError(cc, nil, &plan.MeshError{Status: http.StatusMethodNotAllowed, Reason: plan.ReasonBadRequest,
+	if !e.connect || e.tcp == nil {
+		e.meshError(cc, nil, &plan.MeshError{Status: http.StatusMethodNotAllowed, Reason: plan.ReasonBadRequest,
 			Message: "CONNECT is not accepted on this listener"})
 		return
 	}
 	if _, _, err := net.SplitHostPort(string(target)); err != nil {
-		s.meshError(cc, nil, &plan.MeshError{Status: http.StatusBadRequest, Reason: plan.ReasonBadRequest, Service: string(target),
+		e.meshError(cc, nil, &plan.MeshError{Status: http.StatusBadRequest, Reason: plan.ReasonBadRequest, Service: string(target),
 			Message: fmt.Sprintf("CONNECT target %q is not host:port", target)})
 		return
 	}
-	c, merr := s.Resolve(&cc.req, target, true)
+	c, merr := e.resolve(&cc.req, target, true)
 	if merr != nil {
-		s.meshError(cc, nil, merr)
+		e.meshError(cc, nil, merr)
 		return
 	}
-	up, _, merr := s.TCP.Dial(c)
+	up, _, merr := e.tcp.Dial(c)
 	if merr != nil {
-		s.meshError(cc, c, merr)
+		e.meshError(cc, c, merr)
 		return
 	}
 	defer up.Close()
-	s.Metrics.TunnelOpened()
+	e.metrics.TunnelOpened()
 	cc.BW.WriteString("HTTP/1.1 200 Connection Established\r\n\r\n")
 	if cc.BW.Flush() != nil {
 		return
@@ -412,19 +412,19 @@ func (s *Server) tunnel(cc *clientConn) {
 	m.Opened()
 	defer m.Closed()
 	buffered, _ := cc.BR.Peek(cc.BR.Buffered())
-	if s.TCP.Pipe(cc.Conn, buffered, up, m) {
+	if e.tcp.Pipe(cc.Conn, buffered, up, m) {
 		m.IdleTimeout()
 	}
 }
 
 // meshError answers with an error the mesh made. The connection closes
 // after it when the request body was not read.
-func (s *Server) meshError(cc *clientConn, c *plan.Cluster, e *plan.MeshError) {
+func (e *Engine) meshError(cc *Conn, c *plan.Cluster, merr *plan.MeshError) {
 	if c != nil {
-		c.Metrics().MeshError(e.Reason)
+		c.Metrics().MeshError(merr.Reason)
 	}
 	closing := hasBody(&cc.req) || cc.req.Close
-	e.WriteH1(cc.BW, closing)
+	merr.WriteH1(cc.BW, closing)
 	cc.BW.Flush()
 }
 

@@ -1,4 +1,4 @@
-package proxy
+package http1
 
 import (
 	"bufio"
@@ -29,7 +29,7 @@ import (
 // since the next request is never there the moment the response is out).
 // Only the client's close can hide: when it came with the last request,
 // the poller reported both at once. So a wait without a read lasts at most
-// probeAfter; then a new session starts, with a read.
+// ProbeAfter; then a new session starts, with a read.
 //
 // A request with a body still to come, an upgrade or a tunnel reads more
 // from the client than its head; the session ends with it read
@@ -40,7 +40,7 @@ import (
 type sessionState struct {
 	result   sessionResult
 	skipRead bool // the last read emptied the socket, within this session
-	probing  bool // waiting without a read, for at most probeAfter
+	probing  bool // waiting without a read, for at most ProbeAfter
 	begun    bool // the next request's first bytes have arrived
 }
 
@@ -53,15 +53,15 @@ const (
 )
 
 // session runs a session and says how it ended.
-func (s *Server) session(cc *clientConn) sessionResult {
+func (e *Engine) session(cc *Conn) sessionResult {
 	if cc.onSession == nil {
-		cc.onSession = func(fd uintptr) bool { return s.sessionStep(cc, fd) }
+		cc.onSession = func(fd uintptr) bool { return e.sessionStep(cc, fd) }
 	}
 	// The wait must not start with a deadline already past (the head
 	// timeout of a request read on the ordinary path, which an exchange
 	// can outlast): the read would fail before it began.
 	cc.sess = sessionState{}
-	s.sessionDeadline(cc)
+	e.sessionDeadline(cc)
 	for {
 		cc.sess = sessionState{result: sessionClosed}
 		err := cc.Sock.RC.Read(cc.onSession)
@@ -71,17 +71,17 @@ func (s *Server) session(cc *clientConn) sessionResult {
 		if !cc.sess.probing || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return sessionClosed // closed, idle or slow too long, or closed by Shutdown
 		}
-		// A wait without a read found nothing within probeAfter: a new
+		// A wait without a read found nothing within ProbeAfter: a new
 		// session, which starts with a read, sees a close that came
 		// with the last request. It waits with the idle timeout (the
 		// probe's deadline has passed, and would fail it at once).
-		s.sessionDeadline(cc)
+		e.sessionDeadline(cc)
 	}
 }
 
 // sessionStep is the body of the wait: it returns false to wait for the
 // poller, true when the session ends (with cc.sess.result set).
-func (s *Server) sessionStep(cc *clientConn, fd uintptr) bool {
+func (e *Engine) sessionStep(cc *Conn, fd uintptr) bool {
 	cc.Sock.FD = int(fd)
 	defer func() { cc.Sock.FD = -1 }()
 	st := &cc.sess
@@ -100,13 +100,13 @@ func (s *Server) sessionStep(cc *clientConn, fd uintptr) bool {
 			if st.skipRead && !st.begun { // (a partial head waits with its head timeout)
 				st.skipRead = false
 				st.probing = true
-				cc.DL.Set(cc.Conn, time.Now(), probeAfter, probeAfter/16)
+				cc.DL.Set(cc.Conn, time.Now(), ProbeAfter, ProbeAfter/16)
 				return false
 			}
 			st.probing = false
 			_, err := cc.BR.Peek(cc.BR.Buffered() + 1)
 			if err == conn.ErrWouldBlock {
-				s.sessionDeadline(cc)
+				e.sessionDeadline(cc)
 				return false
 			}
 			if err != nil {
@@ -128,16 +128,16 @@ func (s *Server) sessionStep(cc *clientConn, fd uintptr) bool {
 			return true
 		}
 		if err := h1.ReadRequestHead(cc.BR, &cc.req); err != nil {
-			s.badRequest(cc, err)
+			e.badRequest(cc, err)
 			st.result = sessionClosed
 			return true
 		}
 		st.begun = false
-		if needsClient(&cc.req) && !bodyInBuffer(&cc.req, cc.BR) || s.std.TakesUpgrades() && isH2CUpgrade(&cc.req) {
+		if needsClient(&cc.req) && !bodyInBuffer(&cc.req, cc.BR) || e.handOff != nil && isH2CUpgrade(&cc.req) {
 			st.result = sessionHeadRead
 			return true
 		}
-		if !s.serveRequest(cc) {
+		if !e.serveRequest(cc) {
 			st.result = sessionClosed
 			return true
 		}
@@ -146,9 +146,9 @@ func (s *Server) sessionStep(cc *clientConn, fd uintptr) bool {
 
 // sessionDeadline bounds the wait: the head timeout once a request has
 // begun, the idle timeout between requests.
-func (s *Server) sessionDeadline(cc *clientConn) {
+func (e *Engine) sessionDeadline(cc *Conn) {
 	if cc.sess.begun {
-		cc.DL.Set(cc.Conn, cc.start, s.headTimeout(), time.Second)
+		cc.DL.Set(cc.Conn, cc.start, e.headTimeout, time.Second)
 	} else {
 		cc.DL.Set(cc.Conn, time.Now(), conn.ClientIdleTimeout, time.Minute)
 	}

@@ -1,4 +1,4 @@
-package proxy
+package http1
 
 import (
 	"bufio"
@@ -44,10 +44,10 @@ type pool struct {
 const (
 	maxIdlePerPool = 512
 	idleTimeout    = 90 * time.Second
-	// probeAfter: a connection idle longer than this is checked for a
+	// ProbeAfter: a connection idle longer than this is checked for a
 	// close by the peer before it is used (apps often close idle
 	// keep-alive connections after a few seconds).
-	probeAfter = time.Second
+	ProbeAfter = time.Second
 )
 
 // get returns an idle connection that still looks open, or dials (always
@@ -65,7 +65,7 @@ func (p *pool) get(fresh bool, now time.Time) (*upConn, error) {
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
 		idle := now.Sub(c.idleSince)
-		if idle > idleTimeout || idle > probeAfter && !c.alive() {
+		if idle > idleTimeout || idle > ProbeAfter && !c.alive() {
 			c.close()
 			continue
 		}
