@@ -12,11 +12,19 @@ type EndpointSpec struct {
 	Protocol          string
 }
 
+// testPolicy is the policy of test tables: the defaults, with round
+// robin, so that tests know which instance a request goes to.
+func testPolicy() snapshot.Policy {
+	p := snapshot.DefaultPolicy()
+	p.LoadBalancer.Policy = "round-robin"
+	return p
+}
+
 // updateTable updates t with services whose endpoints are all ready.
 func updateTable(t *plan.Table, services map[string][]EndpointSpec) {
 	snap := &snapshot.Snapshot{Services: map[string]*snapshot.Service{}}
 	for name, specs := range services {
-		svc := &snapshot.Service{Name: name}
+		svc := &snapshot.Service{Name: name, Policy: testPolicy()}
 		for _, s := range specs {
 			svc.Endpoints = append(svc.Endpoints, snapshot.Endpoint{Instance: s.Instance, Address: s.Address,
 				Labels: s.Labels, Protocol: s.Protocol, Ready: true})

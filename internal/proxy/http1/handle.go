@@ -79,6 +79,9 @@ func (ex *exchange) run() bool {
 		if !ex.k.Again(ex.committed) {
 			break
 		}
+		if d := ex.k.Backoff(); d > 0 {
+			time.Sleep(d) // the retry's jittered backoff (this connection's goroutine waits)
+		}
 	}
 	last := ex.k.Result()
 	ex.status = last.Status
@@ -150,7 +153,7 @@ func (ex *exchange) send(ep *plan.Endpoint, uc *upConn) (keep, done, stale bool)
 // responseDeadline bounds the wait for the response head by the timeout,
 // if there is one, counted from when the request had gone in full.
 func (ex *exchange) responseDeadline(uc *upConn) {
-	if t := ex.c.Timeout; t > 0 {
+	if t := ex.k.TryTimeout(); t > 0 {
 		uc.dl.Set(uc.Conn, ex.sentAt, t, t/16)
 	} else {
 		uc.dl.Clear(uc.Conn)
@@ -169,7 +172,7 @@ func (ex *exchange) responseDeadline(uc *upConn) {
 func (ex *exchange) awaitResponse(ep *plan.Endpoint, uc *upConn) (keep, done, stale bool) {
 	now := time.Now() // (not the request's start: a retry comes after earlier waits)
 	wait := ProbeAfter
-	if t := ex.c.Timeout; t > 0 {
+	if t := ex.k.TryTimeout(); t > 0 {
 		wait = min(wait, t/2, ex.sentAt.Add(t).Sub(now)) // half of it is left for the ordinary reads
 	}
 	uc.dl.Set(uc.Conn, now, wait, wait/16)
@@ -215,7 +218,7 @@ func (ex *exchange) receive(ep *plan.Endpoint, uc *upConn, readErr error) (keep,
 			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				ex.committed = true
-				ex.k.Failed(endpoint.Timeout, fmt.Errorf("%w within %s", plan.ErrHeadTimeout, ex.c.Timeout))
+				ex.k.Failed(endpoint.Timeout, fmt.Errorf("%w within %s", plan.ErrHeadTimeout, ex.k.TryTimeout()))
 				return false, false, false
 			}
 			ex.k.Failed(endpoint.Reset, err) // the plan decides whether a replayable request goes elsewhere
@@ -261,6 +264,16 @@ func (ex *exchange) receive(ep *plan.Endpoint, uc *upConn, readErr error) (keep,
 		ex.discardResponse(uc, ep)
 		ex.k.Failed(endpoint.ConnectFailed, plan.ErrPeerCouldNotConnect)
 		return false, false, false
+	}
+	if resp.Status >= 500 || resp.Status == http.StatusTooManyRequests {
+		st := endpoint.HTTPStatus(resp.Status)
+		if ex.k.RetryStatus(st, ex.committed || hasBody(req)) {
+			// An answer the service's policy retries, to a request that
+			// can go elsewhere: dropped, and another instance asked.
+			ex.discardResponse(uc, ep)
+			return false, false, false
+		}
+		ex.k.Answered(st, plan.RetryAfter(string(resp.Get("Retry-After"))))
 	}
 	ex.k.OKLater()
 	return ex.relay(uc, ep)

@@ -195,7 +195,9 @@ func (t *Table) cluster(name string, eps []*Endpoint, g *guard, m *ServiceMetric
 	c := &Cluster{Service: name, Endpoints: eps, Balancer: g.balancer, guard: g, metrics: m,
 		MaxAttempts: p.Retries.Attempts, RetryOn: p.Retries.On, Overall: p.Timeouts.Request, Timeout: p.Timeouts.Request}
 	if p.Resource == "" {
-		c.Overall, c.Timeout = t.policy.Timeout, t.policy.Timeout // --timeout, for services without a TrafficPolicy
+		// --timeout, for services without a TrafficPolicy: each try's
+		// wait for its response head, as before policies.
+		c.Overall, c.Timeout = 0, t.policy.Timeout
 	}
 	if p.Timeouts.PerTry > 0 {
 		c.Timeout, c.PerTry = p.Timeouts.PerTry, true
