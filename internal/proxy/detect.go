@@ -39,42 +39,42 @@ const DefaultDetectTimeout = 100 * time.Millisecond
 //	"METHOD target HTTP/1.x" line -> HTTP loop (fast path, or net/http when H1 is set)
 //	HTTP/2 preface                -> HTTP loop, which hands it to x/net/http2
 //	anything else                 -> bytes where Opaque is set, else the HTTP loop (400)
-func (s *Server) detect(cc *conn.Client) bool {
+func (s *Listener) detect(cc *conn.Client) bool {
 	var dest *plan.Cluster
-	if s.Opaque != nil {
+	if s.cfg.Opaque != nil {
 		var declared bool
-		if dest, declared = s.Opaque(); declared {
-			s.Metrics.Detected(s.Name, ProtoTCP, "declared")
+		if dest, declared = s.cfg.Opaque(); declared {
+			s.cfg.Metrics.Detected(s.cfg.Name, ProtoTCP, "declared")
 			s.forwardTCP(cc, dest)
 			return false
 		}
 	}
 	wait := conn.ClientIdleTimeout
-	if s.Opaque != nil && s.DetectTimeout > 0 {
-		wait = s.DetectTimeout
+	if s.cfg.Opaque != nil && s.cfg.DetectTimeout > 0 {
+		wait = s.cfg.DetectTimeout
 	}
 	cc.DL.Set(cc.Conn, time.Now(), wait, 0)
 	proto, err := sniff(cc.BR)
 	if err != nil {
-		if s.Opaque != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-			s.Metrics.Detected(s.Name, ProtoTCP, "timeout")
+		if s.cfg.Opaque != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			s.cfg.Metrics.Detected(s.cfg.Name, ProtoTCP, "timeout")
 			s.forwardTCP(cc, dest)
 		}
 		return false // the client left, or sent nothing for the idle timeout
 	}
-	s.Metrics.Detected(s.Name, proto, "sniffed")
-	if proto == ProtoTLS && s.TLS != nil {
+	s.cfg.Metrics.Detected(s.cfg.Name, proto, "sniffed")
+	if proto == ProtoTLS && s.cfg.TLS != nil {
 		if proto, err = s.terminateTLS(cc); err != nil {
-			s.Log.Debug("TLS handshake failed", "listener", s.Name, "client", cc.Raw.RemoteAddr().String(), "err", err)
+			s.cfg.Log.Debug("TLS handshake failed", "listener", s.cfg.Name, "client", cc.Raw.RemoteAddr().String(), "err", err)
 			return false
 		}
-		s.Metrics.Detected(s.Name+"+tls", proto, "sniffed")
+		s.cfg.Metrics.Detected(s.cfg.Name+"+tls", proto, "sniffed")
 	}
-	if proto == ProtoTLS && s.SNI != nil {
+	if proto == ProtoTLS && s.cfg.SNI != nil {
 		s.forwardBySNI(cc)
 		return false
 	}
-	if proto == ProtoHTTP1 || proto == ProtoH2 || s.Opaque == nil {
+	if proto == ProtoHTTP1 || proto == ProtoH2 || s.cfg.Opaque == nil {
 		return true
 	}
 	s.forwardTCP(cc, dest)
@@ -84,17 +84,17 @@ func (s *Server) detect(cc *conn.Client) bool {
 // forwardBySNI passes a TLS connection through, untouched, to where the
 // server name of its ClientHello says (TLS passthrough, as for HTTPS apps
 // that call a mesh service or an outside host without a proxy).
-func (s *Server) forwardBySNI(cc *conn.Client) {
-	cc.DL.Set(cc.Raw, time.Now(), s.headTimeout(), 0)
+func (s *Listener) forwardBySNI(cc *conn.Client) {
+	cc.DL.Set(cc.Raw, time.Now(), s.cfg.HeadTimeout, 0)
 	name, err := serverName(cc.BR)
 	if err != nil {
-		s.Log.Warn("TLS connection without a usable server name; closed", "listener", s.Name,
+		s.cfg.Log.Warn("TLS connection without a usable server name; closed", "listener", s.cfg.Name,
 			"client", cc.Raw.RemoteAddr().String(), "err", err)
 		return
 	}
-	dest, merr := s.SNI(name)
+	dest, merr := s.cfg.SNI(name)
 	if merr != nil {
-		s.Log.Warn("TLS connection for "+name+" refused: "+merr.Message, "listener", s.Name, "reason", merr.Reason)
+		s.cfg.Log.Warn("TLS connection for "+name+" refused: "+merr.Message, "listener", s.cfg.Name, "reason", merr.Reason)
 		return
 	}
 	s.forwardTCP(cc, dest)
@@ -149,12 +149,12 @@ func (c *replayConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
 // terminateTLS completes the TLS handshake (ALPN offers h2 and http/1.1),
 // makes the TLS connection the one the rest of the path reads and writes,
 // and says what it carries.
-func (s *Server) terminateTLS(cc *conn.Client) (string, error) {
-	cc.DL.Set(cc.Raw, time.Now(), s.headTimeout(), 0)
+func (s *Listener) terminateTLS(cc *conn.Client) (string, error) {
+	cc.DL.Set(cc.Raw, time.Now(), s.cfg.HeadTimeout, 0)
 	// The reader that holds the first bytes keeps feeding the TLS layer;
 	// the path reads what TLS decrypts through a reader of its own.
 	cc.RawBR = cc.BR
-	tc := tls.Server(&conn.Buffered{Conn: cc.Raw, R: cc.RawBR}, s.TLS)
+	tc := tls.Server(&conn.Buffered{Conn: cc.Raw, R: cc.RawBR}, s.cfg.TLS)
 	if err := tc.Handshake(); err != nil {
 		return "", err
 	}
@@ -241,9 +241,9 @@ func requestLine(br *bufio.Reader) (string, error) {
 
 // forwardTCP hands the connection to the TCP proxy, with the bytes
 // detection already read. Without a destination it closes.
-func (s *Server) forwardTCP(cc *conn.Client, dest *plan.Cluster) {
-	if dest == nil || s.TCP == nil {
-		s.Log.Warn("connection that is not HTTP has no destination on this listener; closed", "listener", s.Name,
+func (s *Listener) forwardTCP(cc *conn.Client, dest *plan.Cluster) {
+	if dest == nil || s.cfg.TCP == nil {
+		s.cfg.Log.Warn("connection that is not HTTP has no destination on this listener; closed", "listener", s.cfg.Name,
 			"client", cc.Conn.RemoteAddr().String())
 		return
 	}
@@ -252,5 +252,5 @@ func (s *Server) forwardTCP(cc *conn.Client, dest *plan.Cluster) {
 	}
 	cc.DL.Clear(cc.Conn)
 	buffered, _ := cc.BR.Peek(cc.BR.Buffered())
-	s.TCP.Forward(cc.Conn, buffered, dest)
+	s.cfg.TCP.Forward(cc.Conn, buffered, dest)
 }

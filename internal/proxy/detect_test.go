@@ -72,7 +72,7 @@ func TestShutdownWaitsForUpgradedConnections(t *testing.T) {
 		<-release
 		io.WriteString(w, "done")
 	})
-	s := &Server{Name: "test", H2: h, Resolve: func(*h1.Head, []byte, bool) (*plan.Cluster, *plan.MeshError) { return nil, nil }, Log: discard}
+	s := newListener(t, Config{Name: "test", H2: h, Resolve: func(*h1.Head, []byte, bool) (*plan.Cluster, *plan.MeshError) { return nil, nil }, Log: discard})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -38,13 +38,13 @@ func fastPair(tb testing.TB, app string) string { return fastPairWith(tb, app, p
 func fastPairWith(tb testing.TB, app string, policy plan.Policy) string {
 	reg := prometheus.NewRegistry()
 	m := plan.NewMetrics(reg)
-	serve := func(s *Server) string { return serveProxy(tb, s) }
+	serve := func(cfg Config) string { return serveProxy(tb, cfg) }
 	in := stdhttp.NewInbound("svc", "svc-1", app, stdhttp.NewTransport(), m)
-	inAddr := serve(&Server{Resolve: in.Resolve, Metrics: m, Log: discard})
+	inAddr := serve(Config{Resolve: in.Resolve, Metrics: m, Log: discard})
 	table := plan.NewTable(m, policy)
 	updateTable(table, map[string][]EndpointSpec{"svc": {{Instance: "svc-1", Address: inAddr}}})
 	out := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, discard)
-	return serve(&Server{Resolve: out.Resolve, Connect: true, Metrics: m, Log: discard})
+	return serve(Config{Resolve: out.Resolve, Connect: true, Metrics: m, Log: discard})
 }
 
 func TestFastPathKeepAliveAndPipelining(t *testing.T) {

@@ -65,7 +65,7 @@ func h2Mesh(tb testing.TB, app string, frames bool) string {
 	in.Transport, in.H2 = h2, h2
 	tb.Cleanup(h2.CloseIdleConnections)
 	tb.Cleanup(in.CloseIdle)
-	inSrv := &Server{Name: "inbound", Resolve: in.Resolve, H2: in, H1: in, Metrics: m, Log: discard}
+	inSrv := Config{Name: "inbound", Resolve: in.Resolve, H2: in, H1: in, Metrics: m, Log: discard}
 	if frames {
 		inSrv.H2Frames = in.RouteH2
 	}
@@ -77,15 +77,30 @@ func h2Mesh(tb testing.TB, app string, frames bool) string {
 	outH2 := stdhttp.NewH2CTransport()
 	out.H2 = outH2
 	tb.Cleanup(outH2.CloseIdleConnections)
-	outSrv := &Server{Name: "outbound", Resolve: out.Resolve, Connect: true, H2: out, Metrics: m, Log: discard}
+	outSrv := Config{Name: "outbound", Resolve: out.Resolve, Connect: true, H2: out, Metrics: m, Log: discard}
 	if frames {
 		outSrv.H2Frames = out.RouteH2
 	}
 	return serveProxy(tb, outSrv)
 }
 
-// serveProxy serves s on a loopback port until the test ends.
-func serveProxy(tb testing.TB, s *Server) string {
+// serveProxy serves a listener built from cfg on 127.0.0.1 until the end
+// of the test, and returns its address.
+func serveProxy(tb testing.TB, cfg Config) string { return serveListener(tb, newListener(tb, cfg)) }
+
+// newListener is NewListener, failing the test on an error.
+func newListener(tb testing.TB, cfg Config) *Listener {
+	tb.Helper()
+	l, err := NewListener(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return l
+}
+
+// serveListener serves s on 127.0.0.1 until the end of the test, and
+// returns its address.
+func serveListener(tb testing.TB, s *Listener) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)

@@ -46,7 +46,7 @@ func h2EngineOutbound(t *testing.T, specs map[string][]EndpointSpec) (string, *p
 	updateTable(table, specs)
 	t.Cleanup(table.CloseIdle) // after the listener's shutdown: connections to instances close
 	out := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, discard)
-	srv := &Server{Name: "outbound", Resolve: out.Resolve, H2: out, H2Frames: out.RouteH2, Metrics: m, Log: discard}
+	srv := Config{Name: "outbound", Resolve: out.Resolve, H2: out, H2Frames: out.RouteH2, Metrics: m, Log: discard}
 	return serveProxy(t, srv), table
 }
 
@@ -1095,7 +1095,7 @@ func TestH2EngineShutdownSendsGoAway(t *testing.T) {
 	updateTable(table, oneService(app))
 	t.Cleanup(table.CloseIdle)
 	out := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, discard)
-	srv := &Server{Name: "outbound", Resolve: out.Resolve, H2: out, H2Frames: out.RouteH2, Metrics: m, Log: discard}
+	srv := newListener(t, Config{Name: "outbound", Resolve: out.Resolve, H2: out, H2Frames: out.RouteH2, Metrics: m, Log: discard})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

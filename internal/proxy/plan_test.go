@@ -60,7 +60,7 @@ func TestTimeoutEveryEngine(t *testing.T) {
 			h2 := stdhttp.NewH2CTransport()
 			t.Cleanup(h2.CloseIdleConnections)
 			out.H2 = h2
-			srv := &Server{Name: "outbound", Resolve: out.Resolve, H2: out, Metrics: m, Log: discard}
+			srv := Config{Name: "outbound", Resolve: out.Resolve, H2: out, Metrics: m, Log: discard}
 			if tt.engine == "weft" {
 				srv.H2Frames = out.RouteH2
 			}
@@ -115,7 +115,7 @@ func TestMeshErrorsToGRPCCallers(t *testing.T) {
 			table := plan.NewTable(m, plan.Policy{})
 			updateTable(table, map[string][]EndpointSpec{"empty": {}})
 			out := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, discard)
-			srv := &Server{Name: "outbound", Resolve: out.Resolve, H2: out, Metrics: m, Log: discard}
+			srv := Config{Name: "outbound", Resolve: out.Resolve, H2: out, Metrics: m, Log: discard}
 			if engine == "weft" {
 				srv.H2Frames = out.RouteH2
 			}
@@ -158,11 +158,11 @@ func newParityFixture(t *testing.T, services map[string][]EndpointSpec, policy p
 	h2 := stdhttp.NewH2CTransport()
 	t.Cleanup(h2.CloseIdleConnections)
 	out.H2 = h2
-	f.h1 = serveProxy(t, &Server{Name: "outbound", Resolve: out.Resolve, H2: out, Metrics: m, Log: discard})
+	f.h1 = serveProxy(t, Config{Name: "outbound", Resolve: out.Resolve, H2: out, Metrics: m, Log: discard})
 	f.xnet = f.h1
-	f.weft = serveProxy(t, &Server{Name: "outbound", Resolve: out.Resolve, H2: out, H2Frames: out.RouteH2, Metrics: m, Log: discard})
+	f.weft = serveProxy(t, Config{Name: "outbound", Resolve: out.Resolve, H2: out, H2Frames: out.RouteH2, Metrics: m, Log: discard})
 	fixed := &stdhttp.Fixed{Service: "svc", Table: f.table, Out: out}
-	f.tcp = serveProxy(t, &Server{Name: "upstream/svc", Resolve: fixed.Resolve, TCP: &tcp.Proxy{}, Metrics: m, Log: discard,
+	f.tcp = serveProxy(t, Config{Name: "upstream/svc", Resolve: fixed.Resolve, TCP: &tcp.Proxy{}, Metrics: m, Log: discard,
 		Opaque: func() (*plan.Cluster, bool) { return fixed.Cluster(), true }})
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)

@@ -4,7 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"github.com/weftmesh/weft/internal/proxy/http2"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,22 +15,42 @@ import (
 
 	"github.com/weftmesh/weft/internal/proxy/conn"
 	"github.com/weftmesh/weft/internal/proxy/http1"
+	"github.com/weftmesh/weft/internal/proxy/http2"
 	"github.com/weftmesh/weft/internal/proxy/plan"
 	"github.com/weftmesh/weft/internal/proxy/stdhttp"
 	"github.com/weftmesh/weft/internal/proxy/tcp"
 )
 
-// Server serves a sidecar listener. HTTP/1.1 takes the fast path: one
-// goroutine per client connection reads a request head, forwards head and
-// body to a pooled upstream connection, and copies the response back,
-// without net/http and without a goroutine hand-off per request (see
-// docs/adr/0002-data-path-engine.md). A connection that opens with the
-// HTTP/2 preface is served by x/net/http2 with the net/http handler in H2.
+// Listener serves one sidecar listener (outbound, inbound, an upstream
+// port): it accepts connections, decides what each speaks (detect.go:
+// TLS, HTTP/1, HTTP/2 or bytes) and hands it to the engine that serves
+// it:
 //
-// Before any of that, detect (detect.go) decides what the connection
-// speaks: where Opaque is set, connections that are not HTTP, or that stay
-// silent for DetectTimeout, are forwarded as bytes by TCP.
-type Server struct {
+//	accept -> conn.Client -> detect
+//	   bytes (declared TCP, not HTTP, silent)   -> tcp.Proxy
+//	   TLS: terminate (Config.TLS) or pass by SNI -> detect again | tcp.Proxy
+//	   HTTP/1                                   -> http1 (or stdhttp with Config.H1)
+//	   HTTP/2 preface, plain TCP, Config.H2Frames -> http2
+//	   other HTTP/2, h2c upgrades               -> stdhttp (x/net/http2, net/http)
+//
+// Shutdown drains: it closes connections as they become idle, sends
+// GOAWAY on HTTP/2 ones, and waits for the rest until its context ends.
+type Listener struct {
+	cfg      Config
+	fast     *http1.Engine   // the HTTP/1.1 fast path
+	frames   *http2.Engine   // Weft's HTTP/2 engine, when H2Frames is set
+	std      *stdhttp.Server // net/http, for connections handed off (H1, h2c upgrade, HTTP/2 the engine does not take)
+	mu       sync.Mutex
+	ln       net.Listener
+	conns    map[*conn.Client]struct{}
+	shutdown atomic.Bool
+	wg       sync.WaitGroup
+}
+
+// Config is what a listener serves and where it sends it. Resolve is
+// needed wherever HTTP/1 may arrive (every listener but one whose
+// connections are all declared TCP); every other field may be left zero.
+type Config struct {
 	// Name labels the listener in metrics: outbound, inbound, upstream/<service>.
 	Name string
 	// Resolve picks the cluster for a request (or answers a mesh error).
@@ -68,58 +88,58 @@ type Server struct {
 	// HeadTimeout bounds the arrival of a request head (and of a TLS
 	// handshake) once it has begun (0: DefaultHeadTimeout).
 	HeadTimeout time.Duration
-	Metrics     *plan.Metrics
-	Log         *slog.Logger
-
-	fast     *http1.Engine   // the HTTP/1.1 fast path
-	frames   *http2.Engine   // Weft's HTTP/2 engine, when H2Frames is set
-	std      *stdhttp.Server // net/http, for connections handed off (H1, h2c upgrade, HTTP/2 the engine does not take)
-	mu       sync.Mutex
-	ln       net.Listener
-	conns    map[*conn.Client]struct{}
-	shutdown atomic.Bool
-	wg       sync.WaitGroup
+	// Metrics counts detections, tunnels and what the engines record
+	// (nil: nothing is counted).
+	Metrics *plan.Metrics
+	// Log receives the listener's warnings (nil: discarded).
+	Log *slog.Logger
 }
 
-func (s *Server) headTimeout() time.Duration {
-	if s.HeadTimeout > 0 {
-		return s.HeadTimeout
-	}
-	return DefaultHeadTimeout
-}
-
-// DefaultHeadTimeout is Server.HeadTimeout's default.
+// DefaultHeadTimeout is Config.HeadTimeout's default.
 const DefaultHeadTimeout = 30 * time.Second
 
-// Serve accepts connections until the listener is closed.
-func (s *Server) Serve(ln net.Listener) error {
-	if s.Log == nil {
-		s.Log = slog.New(slog.DiscardHandler)
+// NewListener checks cfg and builds a listener and its engines; Serve
+// runs it.
+func NewListener(cfg Config) (*Listener, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	s.mu.Lock()
-	s.ln = ln
-	s.conns = map[*conn.Client]struct{}{}
-	std, err := stdhttp.NewServer(stdhttp.ServerConfig{Addr: ln.Addr(), H1: s.H1, H2: s.H2,
-		HeadTimeout: s.headTimeout(), IdleTimeout: conn.ClientIdleTimeout, Log: s.Log})
+	if cfg.HeadTimeout <= 0 {
+		cfg.HeadTimeout = DefaultHeadTimeout
+	}
+	s := &Listener{cfg: cfg, conns: map[*conn.Client]struct{}{}}
+	std, err := stdhttp.NewServer(stdhttp.ServerConfig{H1: cfg.H1, H2: cfg.H2,
+		HeadTimeout: cfg.HeadTimeout, IdleTimeout: conn.ClientIdleTimeout, Log: cfg.Log})
 	if err != nil {
-		s.mu.Unlock()
-		return err
+		return nil, fmt.Errorf("listener %s: %w", cfg.Name, err)
 	}
 	s.std = std
-	if s.H2Frames != nil {
-		s.frames = http2.New(http2.Config{Route: s.H2Frames, HeadTimeout: s.headTimeout(), ShuttingDown: s.shutdown.Load})
+	if cfg.H2Frames != nil {
+		s.frames = http2.New(http2.Config{Route: cfg.H2Frames, HeadTimeout: cfg.HeadTimeout, ShuttingDown: s.shutdown.Load})
 	}
-	fast := http1.Config{Resolve: s.Resolve, Connect: s.Connect, TCP: s.TCP, HeadTimeout: s.headTimeout(),
-		Metrics: s.Metrics, ShuttingDown: s.shutdown.Load}
-	if s.H2 != nil {
+	fast := http1.Config{Resolve: cfg.Resolve, Connect: cfg.Connect, TCP: cfg.TCP, HeadTimeout: cfg.HeadTimeout,
+		Metrics: cfg.Metrics, ShuttingDown: s.shutdown.Load}
+	if cfg.H2 != nil {
 		fast.ServeH2 = s.serveH2
 	}
 	if std.TakesUpgrades() {
 		fast.HandOff = std.HandOff
 	}
 	s.fast = http1.New(fast)
+	return s, nil
+}
+
+// Serve accepts connections until the listener is closed.
+func (s *Listener) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.ln != nil {
+		s.mu.Unlock()
+		return errors.New("proxy: listener " + s.cfg.Name + " is served already")
+	}
+	s.ln = ln
+	std := s.std
 	s.wg.Add(1)
-	go func() { defer s.wg.Done(); std.Serve() }()
+	go func() { defer s.wg.Done(); std.Serve(ln.Addr()) }()
 	s.mu.Unlock()
 	var backoff time.Duration
 	for {
@@ -149,7 +169,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-func (s *Server) track(cc *conn.Client, add bool) bool {
+func (s *Listener) track(cc *conn.Client, add bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if add {
@@ -165,7 +185,7 @@ func (s *Server) track(cc *conn.Client, add bool) bool {
 
 // Shutdown stops accepting, closes idle connections as they become idle,
 // and waits for active ones until ctx ends, then closes the rest.
-func (s *Server) Shutdown(ctx context.Context) error {
+func (s *Listener) Shutdown(ctx context.Context) error {
 	s.shutdown.Store(true)
 	s.mu.Lock()
 	if s.ln != nil {
@@ -213,7 +233,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // Close closes the listener and every client connection now. It does not
 // wait: a tunnel whose upstream never closes must not hold a shutdown.
-func (s *Server) Close() {
+func (s *Listener) Close() {
 	s.shutdown.Store(true)
 	s.mu.Lock()
 	if s.ln != nil {
@@ -232,7 +252,7 @@ func (s *Server) Close() {
 
 // serveConn serves one accepted connection: detection, then the engine
 // it takes.
-func (s *Server) serveConn(fc *http1.Conn) {
+func (s *Listener) serveConn(fc *http1.Conn) {
 	defer s.wg.Done()
 	cc := &fc.Client
 	defer s.track(cc, false)
@@ -255,7 +275,7 @@ func (s *Server) serveConn(fc *http1.Conn) {
 	if !s.detect(cc) {
 		return
 	}
-	if s.H1 != nil && !conn.IsH2Preface(cc.BR) {
+	if s.cfg.H1 != nil && !conn.IsH2Preface(cc.BR) {
 		s.std.HandOff(cc, nil)
 		return
 	}
@@ -264,7 +284,7 @@ func (s *Server) serveConn(fc *http1.Conn) {
 
 // serveH2 serves a connection that opened with the HTTP/2 preface: Weft's
 // engine on plain TCP where the listener has one, else x/net/http2.
-func (s *Server) serveH2(cc *conn.Client) {
+func (s *Listener) serveH2(cc *conn.Client) {
 	if s.frames != nil && cc.Sock != nil {
 		s.frames.Serve(cc)
 		return

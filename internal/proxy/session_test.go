@@ -62,16 +62,16 @@ const (
 
 // pairServers is fastPair with a response timeout on both hops, and the
 // outbound server itself.
-func pairServers(tb testing.TB, app string, timeout time.Duration) (outAddr string, out *Server) {
+func pairServers(tb testing.TB, app string, timeout time.Duration) (outAddr string, out *Listener) {
 	m := plan.NewMetrics(prometheus.NewRegistry())
 	in := stdhttp.NewInbound("svc", "svc-1", app, stdhttp.NewTransport(), m)
 	in.SetTimeout(timeout)
-	inAddr := serveProxy(tb, &Server{Resolve: in.Resolve, Metrics: m, Log: discard})
+	inAddr := serveProxy(tb, Config{Resolve: in.Resolve, Metrics: m, Log: discard})
 	table := plan.NewTable(m, plan.Policy{Timeout: timeout})
 	updateTable(table, map[string][]EndpointSpec{"svc": {{Instance: "svc-1", Address: inAddr}}})
 	o := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, discard)
-	out = &Server{Resolve: o.Resolve, Metrics: m, Log: discard}
-	return serveProxy(tb, out), out
+	out = newListener(tb, Config{Resolve: o.Resolve, Metrics: m, Log: discard})
+	return serveListener(tb, out), out
 }
 
 func readOK(t *testing.T, c net.Conn, br *bufio.Reader, what string) {
@@ -405,8 +405,8 @@ func TestCloseEndsSilentTCPForward(t *testing.T) {
 	})
 	t.Cleanup(func() { close(hold) })
 	dest := plan.NewCluster("db", []*plan.Endpoint{endpoint.New("db", "db-1", app, nil)}, 0, nil)
-	srv := &Server{Name: "upstream/db", Log: discard, TCP: &tcp.Proxy{},
-		Opaque: func() (*plan.Cluster, bool) { return dest, true }}
+	srv := newListener(t, Config{Name: "upstream/db", Log: discard, TCP: &tcp.Proxy{},
+		Opaque: func() (*plan.Cluster, bool) { return dest, true }})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -515,7 +515,7 @@ func oneHop(t *testing.T, app string, timeout, headTimeout time.Duration) string
 	m := plan.NewMetrics(prometheus.NewRegistry())
 	in := stdhttp.NewInbound("svc", "svc-1", app, stdhttp.NewTransport(), m)
 	in.SetTimeout(timeout)
-	return serveProxy(t, &Server{Resolve: in.Resolve, Metrics: m, Log: discard, HeadTimeout: headTimeout})
+	return serveProxy(t, Config{Resolve: in.Resolve, Metrics: m, Log: discard, HeadTimeout: headTimeout})
 }
 
 // delayedApp answers each path after the delay given for it (none if

@@ -183,9 +183,9 @@ type Sidecar struct {
 
 	outLn, inLn, adminLn net.Listener
 	upLns                []net.Listener
-	upSrvs               []*proxy.Server
-	outSrv               *proxy.Server
-	inSrv                *proxy.Server
+	upSrvs               []*proxy.Listener
+	outSrv               *proxy.Listener
+	inSrv                *proxy.Listener
 	in                   *stdhttp.Inbound
 	adminSrv             *http.Server
 	table                *plan.Table
@@ -242,13 +242,22 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 	out := stdhttp.NewOutbound(s.table, stdhttp.NewTransport(), stdhttp.NewTransport(), metrics, s.log)
 	out.H2 = stdhttp.NewH2CTransport()
 	bytes := &tcp.Proxy{IdleTimeout: cfg.TCPIdleTimeout, Log: s.log}
-	s.outSrv = &proxy.Server{Name: "outbound", Resolve: out.Resolve, SNI: out.ResolveSNI, Connect: true, H2: out, TCP: bytes,
+	outCfg := proxy.Config{Name: "outbound", Resolve: out.Resolve, SNI: out.ResolveSNI, Connect: true, H2: out, TCP: bytes,
 		Metrics: metrics, Log: s.log}
 	if cfg.HTTP2Engine == "weft" {
-		s.outSrv.H2Frames = out.RouteH2
+		outCfg.H2Frames = out.RouteH2
+	}
+	if s.outSrv, err = proxy.NewListener(outCfg); err != nil {
+		s.closeListeners()
+		return nil, err
 	}
 	for _, u := range cfg.Upstreams {
-		s.upSrvs = append(s.upSrvs, s.upstreamServer(u, out, bytes, metrics))
+		srv, err := s.upstreamServer(u, out, bytes, metrics)
+		if err != nil {
+			s.closeListeners()
+			return nil, err
+		}
+		s.upSrvs = append(s.upSrvs, srv)
 	}
 
 	s.api = api.NewClient(cfg.Control)
@@ -264,7 +273,7 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 		in := stdhttp.NewInbound(cfg.Service, cfg.ID, app, stdhttp.NewTransport(), metrics)
 		s.in = in
 		declared := cfg.AppProtocol == "tcp"
-		s.inSrv = &proxy.Server{Name: "inbound", Resolve: in.Resolve, H2: in, Metrics: metrics, Log: s.log,
+		inCfg := proxy.Config{Name: "inbound", Resolve: in.Resolve, H2: in, Metrics: metrics, Log: s.log,
 			Opaque: func() (*plan.Cluster, bool) { return in.AppCluster(), declared }, TCP: bytes, DetectTimeout: cfg.DetectTimeout}
 		if cfg.InboundTLSCert != "" {
 			cert, err := tls.LoadX509KeyPair(cfg.InboundTLSCert, cfg.InboundTLSKey)
@@ -272,17 +281,21 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 				s.closeListeners()
 				return nil, fmt.Errorf("--inbound-tls-cert %s, --inbound-tls-key %s: %w", cfg.InboundTLSCert, cfg.InboundTLSKey, err)
 			}
-			s.inSrv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}
+			inCfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}
 		}
 		if cfg.AppProtocol == "h2c" {
 			// Every request reaches the app as HTTP/2, whatever the caller
 			// spoke: HTTP/1 goes through net/http, and out as HTTP/2.
 			h2 := stdhttp.NewH2CTransport()
 			in.Transport, in.H2 = h2, h2
-			s.inSrv.H1 = in
+			inCfg.H1 = in
 			if cfg.HTTP2Engine == "weft" {
-				s.inSrv.H2Frames = in.RouteH2
+				inCfg.H2Frames = in.RouteH2
 			}
+		}
+		if s.inSrv, err = proxy.NewListener(inCfg); err != nil {
+			s.closeListeners()
+			return nil, err
 		}
 		s.health = newHealth(app, cfg.HealthPath, cfg.HealthInterval, s.log)
 		// A failed connect to the app withdraws the instance at once, not

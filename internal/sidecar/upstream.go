@@ -72,9 +72,9 @@ func (u Upstream) String() string {
 // path and HTTP/2 through the outbound handler, both routed to the bound
 // service; other bytes (or all of them, when the service is declared TCP
 // here or by its instances) forwarded to an instance of it.
-func (s *Sidecar) upstreamServer(u Upstream, out *stdhttp.Outbound, bytes *tcp.Proxy, m *plan.Metrics) *proxy.Server {
+func (s *Sidecar) upstreamServer(u Upstream, out *stdhttp.Outbound, bytes *tcp.Proxy, m *plan.Metrics) (*proxy.Listener, error) {
 	f := &stdhttp.Fixed{Service: u.Service, Table: s.table, Out: out}
-	srv := &proxy.Server{
+	cfg := proxy.Config{
 		Name:    "upstream/" + u.Service,
 		Resolve: f.Resolve,
 		H2:      f,
@@ -88,7 +88,7 @@ func (s *Sidecar) upstreamServer(u Upstream, out *stdhttp.Outbound, bytes *tcp.P
 		Log:           s.log,
 	}
 	if s.cfg.HTTP2Engine == "weft" {
-		srv.H2Frames = f.RouteH2
+		cfg.H2Frames = f.RouteH2
 	}
-	return srv
+	return proxy.NewListener(cfg)
 }

@@ -57,7 +57,7 @@ func NewOutbound(t *plan.Table, transport, egress http.RoundTripper, m *plan.Met
 
 func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodConnect {
-		// HTTP/1.1 CONNECT is the fast path's (Server.tunnel); a stream of
+		// HTTP/1.1 CONNECT is the fast path's (http1, Engine.tunnel); a stream of
 		// an HTTP/2 connection cannot be taken over as a byte pipe.
 		o.fail(w, r, nil, &plan.MeshError{Status: http.StatusMethodNotAllowed, Reason: plan.ReasonBadRequest, Service: r.Host,
 			Message: "CONNECT is served on HTTP/1.1 connections to this listener, not over HTTP/2"})

@@ -34,8 +34,6 @@ type Server struct {
 
 // ServerConfig is what a listener's net/http side serves.
 type ServerConfig struct {
-	// Addr is the listener's address (what net/http reports as local).
-	Addr net.Addr
 	// H1, when set, serves HTTP/1 connections handed off and h2c
 	// upgrades, instead of H2 (an h2c app's inbound translates them).
 	H1 http.Handler
@@ -56,7 +54,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if h == nil {
 		h = cfg.H2
 	}
-	s := &Server{h2: &http2.Server{IdleTimeout: cfg.IdleTimeout}, h2h: cfg.H2, queue: newConnQueue(cfg.Addr)}
+	s := &Server{h2: &http2.Server{IdleTimeout: cfg.IdleTimeout}, h2h: cfg.H2, queue: newConnQueue()}
 	s.std = &http.Server{ReadHeaderTimeout: cfg.HeadTimeout, IdleTimeout: cfg.IdleTimeout,
 		ErrorLog: slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug)}
 	if h != nil {
@@ -68,8 +66,12 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	return s, nil
 }
 
-// Serve serves what is handed off until Shutdown or Close.
-func (s *Server) Serve() error { return s.std.Serve(s.queue) }
+// Serve serves what is handed off until Shutdown or Close; addr is the
+// listener's address (what net/http reports as local).
+func (s *Server) Serve(addr net.Addr) error {
+	s.queue.addr = addr
+	return s.std.Serve(s.queue)
+}
 
 // Shutdown closes what is idle and waits for the rest (net/http's
 // Shutdown: GOAWAY on HTTP/2 connections) until ctx ends.
@@ -136,7 +138,7 @@ func noUpgradeWithBody(h http.Handler) http.Handler {
 	})
 }
 
-// connQueue is a net.Listener fed with connections the Server hands off,
+// connQueue is a net.Listener fed with connections a listener hands off,
 // so that a net/http server can serve them.
 type connQueue struct {
 	addr net.Addr
@@ -145,8 +147,8 @@ type connQueue struct {
 	done chan struct{}
 }
 
-func newConnQueue(addr net.Addr) *connQueue {
-	return &connQueue{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+func newConnQueue() *connQueue {
+	return &connQueue{ch: make(chan net.Conn), done: make(chan struct{})}
 }
 
 // deliver passes conn to the net/http server; false once it is closed.
