@@ -210,7 +210,7 @@ func TestHungInstanceIsEjected(t *testing.T) {
 		call    func(ctx context.Context, outbound, service string) meshAnswer
 		ok      string
 	}{
-		{"HTTP/1.1", []string{"--h2c"}, "http", callHTTP1, "HTTP 200"},
+		{"HTTP/1.1", nil, "http", callHTTP1, "HTTP 200"},
 		{"HTTP/2", []string{"--h2c"}, "h2c", callH2C, "HTTP 200"},
 		{"gRPC", []string{"--grpc"}, "h2c", callGRPC, "gRPC OK"},
 	}
@@ -231,7 +231,7 @@ func TestHungInstanceIsEjected(t *testing.T) {
 			}
 			f.consumer = m.Sidecar(f.cp, "--service", "client-"+svc)
 			waitEndpoints(t, f.consumer, svc, 3)
-			f.apply(t, "  timeouts: {request: 300ms}\n  outlierDetection: {consecutiveGatewayErrors: 2}\n", "peak-ewma")
+			f.apply(t, "  timeouts: {request: 300ms}\n  outlierDetection: {consecutiveGatewayErrors: 1}\n", "peak-ewma")
 
 			timedOut := 0
 			for i := 0; i < 40; i++ {
@@ -245,7 +245,7 @@ func TestHungInstanceIsEjected(t *testing.T) {
 				}
 			}
 			if timedOut == 0 || timedOut > 4 {
-				t.Errorf("%d of 40 requests timed out, want 1 to 4 (the hung instance ejected after 2 timeouts in a row)", timedOut)
+				t.Errorf("%d of 40 requests timed out, want 1 to 4 (the hung instance tried early, and ejected at its first timeout)", timedOut)
 			}
 			if e := f.endpoint(t, 0); e.Health != "ejected" {
 				t.Errorf("hung instance in the consumer's /config: %+v, want ejected", e)
@@ -261,7 +261,7 @@ func TestHungInstanceIsEjected(t *testing.T) {
 func TestActiveCheckSeesAStoppedPeer(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "probesvc", 2, nil, []string{"--lease-ttl", "60s"})
-	f.apply(t, "  healthCheck: {interval: 200ms, timeout: 100ms, unhealthyThreshold: 3, healthyThreshold: 1}\n", "peak-ewma")
+	f.apply(t, "  loadBalancer: {policy: round-robin}\n  healthCheck: {interval: 200ms, timeout: 100ms, unhealthyThreshold: 3, healthyThreshold: 1}\n", "round-robin")
 	f.burst(20, 2, "/") // the consumer now uses both peers
 	f.providers[1].Signal(syscall.SIGSTOP)
 	defer f.providers[1].Signal(syscall.SIGCONT)
@@ -340,7 +340,8 @@ func TestClientRateLimit(t *testing.T) {
 }
 
 // TestRetryBudgetBoundsRetries: with every instance failing, retries stay
-// within the budget (20% of requests plus 10 per second by default).
+// within the budget (20% of requests plus 10 per second over its 10 s
+// window, by default).
 func TestRetryBudgetBoundsRetries(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "budgetsvc", 2, nil, nil)
@@ -355,7 +356,9 @@ func TestRetryBudgetBoundsRetries(t *testing.T) {
 	}
 	retries := f.consumer.Metric(`weft_retries_total{service="budgetsvc"}`)
 	denied := f.consumer.Metric(`weft_retry_budget_exhausted_total{service="budgetsvc"}`)
-	if limit := 0.2*500 + 10*(took+1); retries > limit || retries < 0 || denied <= 0 {
+	// 20% of the requests, plus the floor of 10 a second banked over the
+	// budget's 10 s window.
+	if limit := 0.2*500 + 10*10.0; retries > limit || retries < 0 || denied <= 0 {
 		t.Errorf("%g retries (%g denied by the budget) for 500 requests in %.1fs, want at most %.0f and some denied", retries, denied, took, limit)
 	}
 }

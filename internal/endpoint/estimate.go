@@ -13,6 +13,9 @@ import (
 //     time since the estimate's last update (so a burst of fast samples
 //     moves it no faster than a slow trickle). A new endpoint starts at
 //     DefaultLatency; its first sample replaces the default.
+//     A success after the estimate went stale (no update for Decay)
+//     replaces it, as the first sample does: an instance that lost its
+//     traffic to a slow spell and is fast again is known to be at once.
 //   - a failure rate: an EWMA over attempts (each moves it 1/8 of the way
 //     to 1 for a failure, 0 for a success), where a failure is a connect
 //     failure, a reset, a timeout or an overload status (Status.Failed).
@@ -121,6 +124,10 @@ func (e *Endpoint) observePeak(t int64, d time.Duration, failed bool) {
 		switch {
 		case s > est, !sampled && !failed:
 			next, sampled = s, true
+		case !failed && since(at, now) >= e.decayNS():
+			// Stale (PeakStale): the estimate is older than the decay
+			// time and says less than this sample does.
+			next = s
 		case !failed:
 			if dt := since(at, now); dt > 0 { // within a tick a lower sample moves it nothing
 				w := math.Exp(-dt / e.decayNS())
@@ -190,6 +197,18 @@ func (e *Endpoint) PeakLatency(now int64) time.Duration {
 	n := tick(now)
 	_, at, est := unpackPeak(e.peak.Load(), n)
 	return time.Duration(e.decayed(est, since(at, n)))
+}
+
+// PeakStale reports whether the latency estimate says little at now: no
+// sample yet, or none for the decay time. P2C prices such an endpoint at
+// the latency of the one it is compared with, so a new endpoint, or one
+// that lost its traffic to a slow spell, is tried again soon instead of
+// waiting for its estimate to decay below the others' (a failure renews
+// the stamp: an endpoint that keeps failing is not stale).
+func (e *Endpoint) PeakStale(now int64) bool {
+	n := tick(now)
+	sampled, at, _ := unpackPeak(e.peak.Load(), n)
+	return !sampled || since(at, n) >= e.decayNS()
 }
 
 // FailureRate is the failure rate at now (unix nanoseconds), in [0, 1):

@@ -59,9 +59,11 @@ func TestPeakEWMA(t *testing.T) {
 			steps: []step{ok(time.Second, 10*ms), ok(time.Second+ms, 50*ms)}, read: time.Second + ms, want: 50 * ms},
 		{name: "a lower sample at the same time moves it nothing",
 			steps: []step{ok(time.Second, 50*ms), ok(time.Second, 10*ms), ok(time.Second, 10*ms)}, read: time.Second, want: 50 * ms},
-		{name: "a lower sample one decay time later moves it 1-1/e of the way",
-			steps: []step{ok(time.Second, 50*ms), ok(11*time.Second, 10*ms)}, read: 11 * time.Second,
-			want: time.Duration(50*e1*float64(ms) + 10*(1-e1)*float64(ms))},
+		{name: "a lower sample half a decay time later moves it 1-1/√e of the way",
+			steps: []step{ok(time.Second, 50*ms), ok(6*time.Second, 10*ms)}, read: 6 * time.Second,
+			want: time.Duration(50*math.Exp(-0.5)*float64(ms) + 10*(1-math.Exp(-0.5))*float64(ms))},
+		{name: "a success one decay time later replaces the stale estimate",
+			steps: []step{ok(time.Second, 50*ms), ok(11*time.Second, 10*ms)}, read: 11 * time.Second, want: 10 * ms},
 		{name: "decay counts wall time, not samples: ten samples over 10 s move it as one sample 10 s later",
 			steps: func() []step {
 				s := []step{ok(time.Second, 50*ms)}

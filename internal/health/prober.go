@@ -129,7 +129,11 @@ func (p *Prober) Set(name string, opts Options, eps []*endpoint.Endpoint) error 
 	next := &service{opts: opts, targets: make(map[*endpoint.Endpoint]*target, len(eps))}
 	for _, e := range eps {
 		if old != nil && old.targets[e] != nil {
-			next.targets[e] = old.targets[e]
+			t := old.targets[e]
+			if soon := time.Now().Add(opts.Interval); t.next.After(soon) {
+				t.next = soon // a shorter interval counts from now, not after the old one
+			}
+			next.targets[e] = t
 		} else {
 			next.targets[e] = &target{ep: e} // looked at the next round
 		}

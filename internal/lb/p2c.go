@@ -2,6 +2,7 @@ package lb
 
 import (
 	"math/rand/v2"
+	"time"
 
 	"github.com/weftmesh/weft/internal/endpoint"
 	"github.com/weftmesh/weft/internal/request"
@@ -48,13 +49,33 @@ func NewP2C(seed uint64) *P2C { return &P2C{rnd: newRand(seed)} }
 // the best tier (ready, then deferred, then ejected); nil when every
 // endpoint was tried.
 func (p *P2C) Pick(set []*endpoint.Endpoint, _ request.View, tried []*endpoint.Endpoint) *endpoint.Endpoint {
-	return pickTwo(set, tried, p.clock.now(), p.rnd, peakCost)
+	return pickTwo(set, tried, p.clock.now(), p.rnd, nil)
+}
+
+// cheaperPeak is P2C's choice between a and b: the lower peakCost, where
+// an endpoint whose estimate is stale (endpoint.PeakStale) is priced at
+// the other's latency, so only in flight and failures tell them apart.
+func cheaperPeak(a, b *endpoint.Endpoint, now int64) *endpoint.Endpoint {
+	la, lb := a.PeakLatency(now), b.PeakLatency(now)
+	switch sa, sb := a.PeakStale(now), b.PeakStale(now); {
+	case sa && !sb:
+		la = lb
+	case sb && !sa:
+		lb = la
+	}
+	if costAt(b, lb, now) < costAt(a, la, now) {
+		return b
+	}
+	return a
 }
 
 // peakCost is P2C's cost of e at now.
-func peakCost(e *endpoint.Endpoint, now int64) float64 {
+func peakCost(e *endpoint.Endpoint, now int64) float64 { return costAt(e, e.PeakLatency(now), now) }
+
+// costAt is P2C's cost of e at now with latency lat.
+func costAt(e *endpoint.Endpoint, lat time.Duration, now int64) float64 {
 	f := min(e.FailureRate(now), maxFailureRate)
-	return float64(e.PeakLatency(now)) * float64(e.InFlight()+1) * (1 + FailurePenalty*f/(1-f))
+	return float64(lat) * float64(e.InFlight()+1) * (1 + FailurePenalty*f/(1-f))
 }
 
 // pickTwo is the power of two choices over cost, shared by P2C and
@@ -88,6 +109,9 @@ func pickTwo(set, tried []*endpoint.Endpoint, now int64, r *rand.Rand, cost func
 			i, j = two(r, n)
 			a, b = v.nth(set, tried, t, i), v.nth(set, tried, t, j)
 		}
+	}
+	if cost == nil {
+		return cheaperPeak(a, b, now)
 	}
 	if cost(b, now) < cost(a, now) {
 		return b

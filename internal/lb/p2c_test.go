@@ -219,3 +219,52 @@ func TestSeedRepeats(t *testing.T) {
 		}
 	}
 }
+
+// An endpoint with no sample yet, or none for the decay time, is priced
+// at the latency of the one it is drawn with: a new instance gets traffic
+// at once, and one that lost its traffic to a slow spell is tried again
+// once its estimate is stale, not only once it has decayed below the
+// others'.
+func TestP2CTriesStaleEndpoints(t *testing.T) {
+	start := time.Now()
+	fast := endpoint.New("svc", "fast", "a:1", nil)
+	a := fast.BeginAt(start)
+	a.Done(endpoint.Outcome{Class: endpoint.Success, Latency: time.Millisecond})
+	fresh := endpoint.New("svc", "new", "b:1", nil)
+	p := NewP2C(7)
+	at := start.Add(2 * time.Millisecond).UnixNano()
+	p.clock = func() int64 { return at }
+	set := []*endpoint.Endpoint{fast, fresh}
+	// Two endpoints: every draw is the pair. Equal prices: the first drawn
+	// wins, so both are picked.
+	picked := map[*endpoint.Endpoint]int{}
+	for range 40 {
+		picked[p.Pick(set, request.None, nil)]++
+	}
+	if picked[fresh] == 0 || picked[fast] == 0 {
+		t.Errorf("a new endpoint beside a sampled 1ms one: picks %v, want both picked", picked)
+	}
+
+	// A slow spell: 200ms answers raise the estimate at once.
+	slow := fresh.BeginAt(start)
+	slow.Done(endpoint.Outcome{Class: endpoint.Success, Latency: 200 * time.Millisecond})
+	at = start.Add(time.Second).UnixNano()
+	for range 40 {
+		if e := p.Pick(set, request.None, nil); e != fast {
+			t.Fatalf("1s after a 200ms answer: picked %s, want the fast endpoint", e.Instance)
+		}
+	}
+	// After the decay time with no sample it is stale, and tried again.
+	at = start.Add(endpoint.DefaultDecay + time.Second).UnixNano()
+	fa := fast.BeginAt(time.Unix(0, at))
+	fa.Done(endpoint.Outcome{Class: endpoint.Success, Latency: time.Millisecond}) // the fast one stays fresh
+	got := 0
+	for range 40 {
+		if p.Pick(set, request.None, nil) == fresh {
+			got++
+		}
+	}
+	if got == 0 {
+		t.Errorf("an endpoint with no sample for the decay time: never picked, want it tried again")
+	}
+}
