@@ -48,15 +48,29 @@ func newFleet(t *testing.T, service string, n int, appArgs, sidecarArgs []string
 // the consumer runs with it (its /config shows balancer).
 func (f *fleet) apply(t *testing.T, spec, balancer string) {
 	t.Helper()
-	doc := fmt.Sprintf("apiVersion: weftmesh.io/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: %s}\nspec:\n%s", f.service, spec)
-	file := writeFile(t, "policy.yaml", doc)
-	if _, errOut, code := f.m.Weft("apply", "-f", file, "--control", f.cp.Addr); code != 0 {
+	applyPolicy(t, f.m, f.cp, f.consumer, f.service, spec, balancer)
+}
+
+// applyPolicy applies a TrafficPolicy for service and waits until
+// consumer runs with it (its /config shows balancer).
+func applyPolicy(t *testing.T, m *meshtest.Mesh, cp *meshtest.Control, consumer *meshtest.Sidecar, service, spec, balancer string) {
+	t.Helper()
+	doc := fmt.Sprintf("apiVersion: weftmesh.io/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: %s}\nspec:\n%s", service, spec)
+	file := writeFile(t, "policy-"+service+".yaml", doc)
+	if _, errOut, code := m.Weft("apply", "-f", file, "--control", cp.Addr); code != 0 {
 		t.Fatalf("apply %s: %s", doc, errOut)
 	}
-	f.m.Eventually(10*time.Second, func() (bool, string) {
-		p := f.serviceView(t).Policy
+	m.Eventually(10*time.Second, func() (bool, string) {
+		p := serviceConfig(t, consumer, service).Policy
 		return p.Balancer == balancer, fmt.Sprintf("consumer policy %+v, want balancer %s", p, balancer)
 	})
+}
+
+// roundRobin makes service's balancer round robin, for tests that count
+// where requests go.
+func roundRobin(t *testing.T, m *meshtest.Mesh, cp *meshtest.Control, consumer *meshtest.Sidecar, service string) {
+	t.Helper()
+	applyPolicy(t, m, cp, consumer, service, "  loadBalancer: {policy: round-robin}\n", "round-robin")
 }
 
 type configEndpoint struct {
@@ -77,14 +91,20 @@ type configService struct {
 // serviceView is the consumer's /config entry of the fleet's service.
 func (f *fleet) serviceView(t *testing.T) configService {
 	t.Helper()
-	_, body := meshtest.Get("http://" + f.consumer.Admin + "/config")
+	return serviceConfig(t, f.consumer, f.service)
+}
+
+// serviceConfig is a sidecar's /config entry of service.
+func serviceConfig(t *testing.T, sc *meshtest.Sidecar, service string) configService {
+	t.Helper()
+	_, body := meshtest.Get("http://" + sc.Admin + "/config")
 	var v struct {
 		Services map[string]configService `json:"services"`
 	}
 	if err := json.Unmarshal([]byte(body), &v); err != nil {
-		t.Fatalf("consumer /config: %v: %.300s", err, body)
+		t.Fatalf("/config of %s: %v: %.300s", sc.Admin, err, body)
 	}
-	return v.Services[f.service]
+	return v.Services[service]
 }
 
 // endpoint is the consumer's view of instance i.

@@ -52,7 +52,8 @@ func waitInstances(t *testing.T, consumer *meshtest.Sidecar, service string, n i
 
 func TestRoutesByServiceNameInProxyAndReverseForm(t *testing.T) {
 	t.Parallel()
-	_, _, consumer, _ := twoInstances(t)
+	m, cp, consumer, _ := twoInstances(t)
+	roundRobin(t, m, cp, consumer, "catalog")
 
 	// Proxy form, as an app with HTTP_PROXY calls http://catalog/ and
 	// http://catalog:8080/: round robin over both instances.

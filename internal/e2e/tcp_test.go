@@ -63,6 +63,7 @@ func TestTCPServiceThroughTwoSidecars(t *testing.T) {
 	consumer := m.Sidecar(cp, "--service", "client", "--upstream", "smtp=0", "--detect-timeout", "10s")
 	addr := consumer.Upstream(t, "smtp")
 	waitEndpoints(t, consumer, "smtp", 2)
+	roundRobin(t, m, cp, consumer, "smtp")
 
 	// Connection-level balancing: consecutive connections reach both instances.
 	seen := map[string]int{}

@@ -11,6 +11,7 @@ import (
 	"net/http/httptrace"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -106,11 +107,15 @@ func prepare(r *http.Request) {
 // and a retry can tell whether any of it was sent.
 type replayBody struct {
 	io.ReadCloser
-	read bool
+	// read is set by the transport's body writer, which may still run
+	// when the response head is in (a gRPC client stream).
+	read atomic.Bool
 }
 
 func (b *replayBody) Read(p []byte) (int, error) {
-	b.read = true
+	if !b.read.Load() {
+		b.read.Store(true)
+	}
 	return b.ReadCloser.Read(p)
 }
 

@@ -93,7 +93,7 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster
 	prepare(r)
 	r, cancel := withGRPCDeadline(r)
 	defer cancel()
-	sent := func() bool { return body != nil && body.read }
+	sent := func() bool { return body != nil && body.read.Load() }
 	var k plan.Call
 	k.Init(c, &stdView{r}, start)
 	for ep := k.Next(); ep != nil; ep = k.Next() {
