@@ -25,6 +25,15 @@ func (s *Sidecar) applyState(st push.State, rev int64) {
 		s.log.Warn("traffic policy not applied", "err", err)
 	}
 	s.peers.update(s, snap)
+	if s.in != nil {
+		rl := snapshot.RateLimit{}
+		if own := snap.Services[s.cfg.Service]; own != nil {
+			rl = own.Policy.RateLimit.Server
+		}
+		if err := s.in.SetServerLimit(rl); err != nil {
+			s.log.Warn("server-side rate limit not applied", "err", err)
+		}
+	}
 	s.log.Debug("routing table updated", "revision", rev, "services", len(snap.Services))
 }
 

@@ -83,13 +83,11 @@ func TestNewPolicy(t *testing.T) {
 kind: TrafficPolicy
 metadata: {name: catalog}
 spec:
-  loadBalancer: {policy: ring-hash, hashOn: {cookie: session}}
+  loadBalancer: {policy: ring-hash, hashOn: {header: x-user}}
   timeouts: {request: "0", perTry: 2s}
   retries: {attempts: 1, on: [], budget: {percent: 0}}
   rateLimit:
     client: {requestsPerSecond: 2.5}
-    server: {perSource: {requestsPerSecond: 100, burst: 7}}
-  hedging: {delay: 30ms}
   fallback: {status: 200, headers: {x-degraded: "1"}, body: "[]"}
 `))
 	if err != nil {
@@ -99,6 +97,11 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Fields validation refuses until the data path enforces them still
+	// convert.
+	spec.LoadBalancer.HashOn = &config.HashOnSpec{Cookie: "session"}
+	spec.RateLimit.Server = &config.ServerRateLimitSpec{PerSource: &config.RateLimitSpec{RequestsPerSecond: 100, Burst: 7}}
+	spec.Hedging = &config.HedgingSpec{Delay: "30ms", MaxPercent: 10}
 	p, err := NewPolicy(spec)
 	if err != nil {
 		t.Fatalf("NewPolicy: %v", err)

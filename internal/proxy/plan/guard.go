@@ -126,9 +126,32 @@ func circuitOpen(service string) *MeshError {
 		Message: fmt.Sprintf("the circuit of service %q is open: too many of its recent requests failed", service)}
 }
 
-// retryAllowed asks the retry budget for one retry (nil guard: always).
+// ServerLimited is c, the cluster of a sidecar's own app, under its
+// service's server-side rate limit rl (rateLimit.server): a copy sharing
+// c's endpoint, whose token bucket answers 429 rate-limited past the
+// limit (c's bucket is kept while rl stays the same; rl off: no limit).
+func (c *Cluster) ServerLimited(rl snapshot.RateLimit) (*Cluster, error) {
+	if c.guard != nil && c.guard.policy.RateLimit.Server == rl || c.guard == nil && !rl.Enabled {
+		return c, nil
+	}
+	n := *c
+	n.guard = nil
+	if rl.Enabled {
+		l, err := resilience.NewLimiter(rl.RequestsPerSecond, rl.Burst)
+		if err != nil {
+			return nil, fmt.Errorf("rateLimit.server: %w", err)
+		}
+		g := &guard{limiter: l}
+		g.policy.RateLimit.Server = rl
+		n.guard = g
+	}
+	return &n, nil
+}
+
+// retryAllowed asks the retry budget for one retry (nil guard or budget:
+// always).
 func (g *guard) retryAllowed(m *ServiceMetrics) bool {
-	if g == nil || g.budget.TryRetry(time.Now().UnixNano()) {
+	if g == nil || g.budget == nil || g.budget.TryRetry(time.Now().UnixNano()) {
 		return true
 	}
 	m.budgetExhausted()

@@ -50,6 +50,10 @@ type Cluster struct {
 	// PerTry: Timeout is a per-try timeout, so a try that times out may
 	// be retried like a reset.
 	PerTry bool
+	// MaxRequests bounds the requests in flight to one endpoint (0: no
+	// bound): an endpoint at it is passed over, and a request that finds
+	// every endpoint at it gets 503 circuit-open (circuitBreaker.maxRequests).
+	MaxRequests int
 	// RetryOn is the statuses whose answers are retried (connect failures
 	// and refusals always are, resets for replayable requests).
 	RetryOn snapshot.RetryOn
@@ -79,10 +83,15 @@ func (c *Cluster) Policy() *snapshot.Policy {
 	return &c.guard.policy
 }
 
-// NewCluster builds a cluster with round robin over eps.
+// NewCluster builds a cluster with round robin over eps, retrying what
+// the default traffic policy retries.
 func NewCluster(service string, eps []*Endpoint, timeout time.Duration, m *ServiceMetrics) *Cluster {
-	return &Cluster{Service: service, Endpoints: eps, Balancer: &lb.RoundRobin{}, Timeout: timeout, metrics: m}
+	return &Cluster{Service: service, Endpoints: eps, Balancer: &lb.RoundRobin{}, Timeout: timeout, metrics: m,
+		RetryOn: defaultRetryOn}
 }
+
+// defaultRetryOn is what the default traffic policy retries.
+var defaultRetryOn = snapshot.DefaultPolicy().Retries.On
 
 // Metrics are the cluster's label handles (nil-safe methods; nil in
 // tests that pass none).
@@ -157,6 +166,9 @@ func (k *Call) Next() *Endpoint {
 		return nil
 	}
 	ep := k.c.Pick(k.view, k.tried[:k.n])
+	if ep != nil && k.c.MaxRequests > 0 {
+		ep = k.underLimit(ep)
+	}
 	if ep == nil {
 		return nil
 	}
@@ -174,6 +186,26 @@ func (k *Call) Next() *Endpoint {
 		k.att = ep.BeginAt(k.start)
 	} else {
 		k.att = ep.Begin()
+	}
+	return ep
+}
+
+// underLimit is ep, or the first pick after it with fewer than
+// MaxRequests in flight; those at the limit count as tried. Nil, with the
+// overflow as the last error, when none is left.
+func (k *Call) underLimit(ep *Endpoint) *Endpoint {
+	for ep != nil && ep.InFlight() >= k.c.MaxRequests {
+		if k.n == len(k.tried) {
+			ep = nil
+			break
+		}
+		k.tried[k.n] = ep
+		k.n++
+		ep = k.c.Pick(k.view, k.tried[:k.n])
+	}
+	if ep == nil {
+		k.last = &MeshError{Status: http.StatusServiceUnavailable, Reason: ReasonCircuitOpen, Service: k.c.Service,
+			Message: fmt.Sprintf("every instance of %q tried has circuitBreaker.maxRequests (%d) requests in flight", k.c.Service, k.c.MaxRequests)}
 	}
 	return ep
 }
@@ -340,7 +372,9 @@ func (k *Call) admit() *MeshError {
 		}
 		k.permit, k.admitted = p, true
 	}
-	g.budget.Request(ns)
+	if g.budget != nil {
+		g.budget.Request(ns)
+	}
 	return nil
 }
 
@@ -372,11 +406,14 @@ func (k *Call) Retry(class endpoint.Class, bodySent bool) bool {
 	if k.attempts >= k.c.maxAttempts() {
 		return false
 	}
+	on := &k.c.RetryOn
 	switch class {
-	case endpoint.ConnectFailed, endpoint.Refused:
-		return !bodySent
+	case endpoint.ConnectFailed:
+		return on.ConnectFailure && !bodySent
+	case endpoint.Refused:
+		return on.RefusedStream && !bodySent
 	case endpoint.Reset:
-		return !bodySent && k.view.Replayable()
+		return on.Reset && !bodySent && k.view.Replayable()
 	case endpoint.Timeout:
 		return k.c.PerTry && !bodySent && k.view.Replayable() && !k.late()
 	}

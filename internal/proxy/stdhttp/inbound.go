@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/weftmesh/weft/internal/endpoint"
 	"github.com/weftmesh/weft/internal/h1"
 	"github.com/weftmesh/weft/internal/health"
 	"github.com/weftmesh/weft/internal/proxy/plan"
+	"github.com/weftmesh/weft/internal/snapshot"
 )
 
 // Inbound is the handler on the sidecar's inbound listener: it takes
@@ -24,7 +26,7 @@ type Inbound struct {
 	// H2 carries requests that arrived as HTTP/2 to the app (nil: HTTP/1.1).
 	H2      http.RoundTripper
 	metrics *plan.ServiceMetrics
-	cluster *plan.Cluster // the app, as the fast path's only destination
+	cluster atomic.Pointer[plan.Cluster] // the app, as the fast path's only destination
 	healthy func() bool   // the sidecar's check of its app, for probes (nil: no answer to probes)
 }
 
@@ -54,23 +56,23 @@ func NewInbound(service, instance, app string, transport http.RoundTripper, m *p
 	if m != nil {
 		in.metrics = m.ForService("inbound", service)
 	}
-	in.cluster = plan.NewCluster(service, []*plan.Endpoint{endpoint.New(service, instance, app, nil)}, 0, in.metrics)
+	in.cluster.Store(plan.NewCluster(service, []*plan.Endpoint{endpoint.New(service, instance, app, nil)}, 0, in.metrics))
 	return in
 }
 
 // SetTimeout bounds the wait for the app's response head (the default is
 // none: the caller's sidecar bounds it). Call it before serving.
-func (in *Inbound) SetTimeout(d time.Duration) { in.cluster.Timeout = d }
+func (in *Inbound) SetTimeout(d time.Duration) { in.cluster.Load().Timeout = d }
 
 // Resolve is the fast path's routing decision for the inbound listener:
 // always the local app.
 func (in *Inbound) Resolve(req *h1.Head, _ []byte, _ bool) (*plan.Cluster, *plan.MeshError) {
 	if in.healthy != nil && len(req.Target()) == len(health.Path) {
 		if e := in.probe(req.Target(), func(name string) string { return string(req.Get(name)) }); e != nil {
-			return in.cluster, e
+			return in.cluster.Load(), e
 		}
 	}
-	return in.cluster, nil
+	return in.cluster.Load(), nil
 }
 
 func (in *Inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -96,7 +98,7 @@ func (in *Inbound) forward(w http.ResponseWriter, r *http.Request, start time.Ti
 	setGRPCTimeout(r)
 	r.URL.Host = in.App
 	var k plan.Call
-	k.Init(in.cluster, &stdView{r}, start)
+	k.Init(in.cluster.Load(), &stdView{r}, start)
 	k.Next() // the app: one endpoint, one attempt
 	resp, err := roundTrip(transportFor(r, in.Transport, in.H2), r, k.TryTimeout())
 	if err != nil {
@@ -123,8 +125,20 @@ func (in *Inbound) forward(w http.ResponseWriter, r *http.Request, start time.Ti
 // RouteH2 is the HTTP/2 engine's routing for the inbound listener of an
 // app that speaks HTTP/2: always the app.
 func (in *Inbound) RouteH2(string) (*plan.Cluster, string, *plan.MeshError) {
-	return in.cluster, "", nil
+	return in.cluster.Load(), "", nil
 }
 
 // CloseIdle closes the connections to the app that carry no request.
-func (in *Inbound) CloseIdle() { in.cluster.Endpoints[0].CloseIdle() }
+func (in *Inbound) CloseIdle() { in.cluster.Load().Endpoints[0].CloseIdle() }
+
+// SetServerLimit puts the app under its service's server-side rate limit
+// (rateLimit.server; off: none): past it callers get 429 rate-limited. The
+// bucket carries over while the limit stays the same.
+func (in *Inbound) SetServerLimit(rl snapshot.RateLimit) error {
+	c, err := in.cluster.Load().ServerLimited(rl)
+	if err != nil {
+		return err
+	}
+	in.cluster.Store(c)
+	return nil
+}

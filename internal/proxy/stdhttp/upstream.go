@@ -10,11 +10,11 @@ import (
 
 // OnAppUnreachable registers f to run whenever a connection to the app
 // cannot be made (HTTP or TCP); call it before serving.
-func (in *Inbound) OnAppUnreachable(f func()) { in.cluster.Endpoints[0].OnConnectFailed = f }
+func (in *Inbound) OnAppUnreachable(f func()) { in.cluster.Load().Endpoints[0].OnConnectFailed = f }
 
 // AppCluster is the inbound's only destination, the local app, as a cluster:
 // where the inbound listener forwards connections that are not HTTP.
-func (in *Inbound) AppCluster() *plan.Cluster { return in.cluster }
+func (in *Inbound) AppCluster() *plan.Cluster { return in.cluster.Load() }
 
 // Fixed routes every request to one service, whatever its Host says: the
 // routing of an upstream listener, a local port bound to one service for
