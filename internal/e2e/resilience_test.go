@@ -270,6 +270,10 @@ func TestHungInstanceIsEjected(t *testing.T) {
 			if e := f.endpoint(t, 0); e.Health != "ejected" {
 				t.Errorf("hung instance in the consumer's /config: %+v, want ejected", e)
 			}
+			series := fmt.Sprintf(`weft_outlier_ejections_total{reason="gateway-errors",service=%q}`, svc)
+			if n := f.consumer.Metric(series); n < 1 {
+				t.Errorf("%s = %g, want at least 1", series, n)
+			}
 		})
 	}
 }
@@ -290,6 +294,9 @@ func TestActiveCheckSeesAStoppedPeer(t *testing.T) {
 		e := f.endpoint(t, 1)
 		return e.Health == "probe-down", fmt.Sprintf("%+v", e)
 	})
+	if n := f.consumer.Metric(`weft_endpoints{health="probe-down",service="probesvc"}`); n != 1 {
+		t.Errorf("weft_endpoints probe-down = %g, want 1", n)
+	}
 	if took := time.Since(stopped); took > 3*200*time.Millisecond+500*time.Millisecond {
 		t.Errorf("marked down after %s, want within about three intervals (600ms)", took)
 	}

@@ -238,6 +238,10 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 	metrics := plan.NewMetrics(deps.Registry)
 	s.table = plan.NewTable(metrics, plan.Policy{Timeout: cfg.Timeout, Zone: cfg.Labels[lb.DefaultZoneLabel]})
 	s.peers = newPeers(s)
+	if err := deps.Registry.Register(newPolicyMetrics(s)); err != nil {
+		s.closeListeners()
+		return nil, fmt.Errorf("registering the policy metrics: %w", err)
+	}
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
 	out := stdhttp.NewOutbound(s.table, stdhttp.NewTransport(), stdhttp.NewTransport(), metrics, s.log)
 	out.H2 = stdhttp.NewH2CTransport()

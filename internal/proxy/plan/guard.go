@@ -157,3 +157,13 @@ func (g *guard) retryAllowed(m *ServiceMetrics) bool {
 	m.budgetExhausted()
 	return false
 }
+
+// BreakerState is the state of the service's circuit breaker at now, for
+// metrics and /config; ok false when the service has none.
+func (c *Cluster) BreakerState(now time.Time) (state string, ok bool) {
+	if c.guard == nil || c.guard.breaker == nil {
+		return "", false
+	}
+	s, _ := c.guard.breaker.State(now.UnixNano())
+	return s.String(), true
+}
