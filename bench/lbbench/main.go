@@ -9,8 +9,8 @@
 // p99 and p99.9 latency and the success rate over the whole run and over
 // the slow window.
 //
-//	go build -o /tmp/weft ./cmd/weft && go build -o /tmp/testapp ./internal/meshtest/testapp
-//	go run ./bench/lbbench -weft /tmp/weft -app /tmp/testapp -out bench/results/lb-latest.md
+//	go build -o bin/weft ./cmd/weft && go build -o bin/testapp ./internal/meshtest/testapp
+//	go run ./bench/lbbench -weft bin/weft -app bin/testapp -out bench/results/lb-latest.md
 package main
 
 import (

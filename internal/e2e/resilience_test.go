@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -415,3 +416,84 @@ func TestBadPolicyIsRefused(t *testing.T) {
 	}
 }
 
+
+// TestKilledInstanceAtSteadyRate: three instances at 200 requests/s, one
+// killed with SIGKILL (sidecar and app): no request fails.
+func TestKilledInstanceAtSteadyRate(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "killsvc", 3, nil, nil)
+	c := meshtest.ProxyClient(f.consumer.Outbound)
+	defer c.CloseIdleConnections()
+	var failed []string
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	tick := time.NewTicker(5 * time.Millisecond) // 200 requests/s
+	defer tick.Stop()
+	start := time.Now()
+	killed := false
+	for now := range tick.C {
+		if now.Sub(start) > 4*time.Second {
+			break
+		}
+		if !killed && now.Sub(start) > time.Second {
+			killed = true
+			f.providers[1].Signal(syscall.SIGKILL)
+			f.apps[1].Signal(syscall.SIGKILL)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := c.Get("http://killsvc/")
+			msg := ""
+			if err != nil {
+				msg = err.Error()
+			} else {
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					msg = fmt.Sprintf("%d %s", resp.StatusCode, resp.Header.Get("X-Weft-Error"))
+				}
+			}
+			if msg != "" {
+				mu.Lock()
+				failed = append(failed, msg)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Errorf("%d requests failed around the SIGKILL: %v", len(failed), failed[:min(len(failed), 5)])
+	}
+}
+
+// TestServerRateLimitAndFallback: the service's own sidecar limits what
+// its inbound lets in (plain clients included), and with no ready
+// instance callers get the policy's fallback answer.
+func TestServerRateLimitAndFallback(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "srvsvc", 1, nil, []string{"--health-path", "/health"})
+	f.apply(t, "  rateLimit: {server: {requestsPerSecond: 1, burst: 2}}\n"+
+		"  fallback: {status: 200, headers: {content-type: application/json}, body: '{\"items\": []}'}\n", "peak-ewma")
+	inbound := "http://" + f.providers[0].Inbound + "/"
+	f.m.Eventually(10*time.Second, func() (bool, string) {
+		var got []int
+		for range 4 {
+			code, _ := meshtest.Get(inbound)
+			got = append(got, code)
+		}
+		return got[3] == http.StatusTooManyRequests, fmt.Sprintf("4 requests at once to the inbound: %v, want the last 429", got)
+	})
+
+	// The app fails its health check: no ready instance, the fallback.
+	if code, _ := meshtest.Get("http://" + f.apps[0].Addr + "/sick"); code != 200 {
+		t.Fatal("could not make the app sick")
+	}
+	f.m.Eventually(10*time.Second, func() (bool, string) {
+		resp, body, err := meshtest.Via(f.consumer.Outbound, "srvsvc", "/")
+		if err != nil {
+			return false, err.Error()
+		}
+		return resp.StatusCode == 200 && body == `{"items": []}` && resp.Header.Get("X-Weft-Error") == "no-ready-instance",
+			fmt.Sprintf("%d %q x-weft-error %q", resp.StatusCode, body, resp.Header.Get("X-Weft-Error"))
+	})
+}
