@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // TrafficPolicy is the spec of a TrafficPolicy resource: how the mesh
@@ -387,10 +389,10 @@ func checkLoadBalancer(p *TrafficPolicy, g given) *FieldError {
 		if n != 1 {
 			return &FieldError{Field: "spec.loadBalancer.hashOn", Msg: "must give exactly one of header, cookie or source: true"}
 		}
-		if h.Header != "" && !token(h.Header) {
+		if h.Header != "" && !httpguts.ValidHeaderFieldName(h.Header) {
 			return &FieldError{Field: "spec.loadBalancer.hashOn.header", Msg: fmt.Sprintf("%q is not a header name", h.Header)}
 		}
-		if h.Cookie != "" && !token(h.Cookie) {
+		if h.Cookie != "" && !httpguts.ValidHeaderFieldName(h.Cookie) {
 			return &FieldError{Field: "spec.loadBalancer.hashOn.cookie", Msg: fmt.Sprintf("%q is not a cookie name", h.Cookie)}
 		}
 	}
@@ -659,7 +661,7 @@ func checkFallback(p *TrafficPolicy, _ given) *FieldError {
 	}
 	for _, k := range sortedKeys(f.Headers) {
 		field := fmt.Sprintf("spec.fallback.headers[%q]", k)
-		if !token(k) {
+		if !httpguts.ValidHeaderFieldName(k) {
 			return &FieldError{Field: field, Msg: fmt.Sprintf("%q is not a header name", k)}
 		}
 		if strings.ContainsAny(f.Headers[k], "\r\n\x00") {
@@ -702,18 +704,3 @@ func atLeast(field string, v, lo float64) *FieldError {
 }
 
 func num(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
-
-// token reports whether s is an HTTP field name (RFC 9110 token), which
-// is also what a cookie name must be.
-func token(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return s != ""
-}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Names of the balancers New makes. "default" is P2C.
@@ -48,7 +50,7 @@ func (o Options) Validate(name string) error {
 		if o.HashHeader == "" {
 			return fmt.Errorf("lb: %s: no hash header: name the request header to hash on", name)
 		}
-		if !token(o.HashHeader) {
+		if !httpguts.ValidHeaderFieldName(o.HashHeader) {
 			return fmt.Errorf("lb: %s: hash header %q is not a header name", name, o.HashHeader)
 		}
 	}
@@ -82,18 +84,4 @@ func New(name string, o Options) (Balancer, error) {
 		return NewRingHash(o.HashHeader, o.VirtualNodes, o.Seed), nil
 	}
 	panic("lb: " + name + " is in Names but not in New") // not reached
-}
-
-// token reports whether s is an HTTP field name (RFC 9110 token).
-func token(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return s != ""
 }
