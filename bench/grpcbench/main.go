@@ -16,8 +16,8 @@
 // Weft pair (service interopx) run with --http2-engine x/net, the HTTP/2
 // engine before ADR 5, so both engines are compared in one run.
 //
-//	go build -o /tmp/weft ./cmd/weft && go build -o /tmp/testapp ./internal/meshtest/testapp
-//	go run ./bench/grpcbench -weft /tmp/weft -app /tmp/testapp -duration 5s -out bench/results/grpc-latest.md
+//	go build -o bin/weft ./cmd/weft && go build -o bin/testapp ./internal/meshtest/testapp
+//	go run ./bench/grpcbench -weft bin/weft -app bin/testapp -duration 5s -out bench/results/grpc-latest.md
 package main
 
 import (

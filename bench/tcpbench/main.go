@@ -6,8 +6,8 @@
 // concurrent connections, and new connections per second, with the CPU
 // time and system calls of each proxy hop per unit.
 //
-//	go build -o /tmp/weft ./cmd/weft && go build -o /tmp/testapp ./internal/meshtest/testapp
-//	go run ./bench/tcpbench -weft /tmp/weft -app /tmp/testapp -out bench/results/tcp-latest.md
+//	go build -o bin/weft ./cmd/weft && go build -o bin/testapp ./internal/meshtest/testapp
+//	go run ./bench/tcpbench -weft bin/weft -app bin/testapp -out bench/results/tcp-latest.md
 package main
 
 import (

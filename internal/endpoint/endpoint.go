@@ -82,7 +82,7 @@ type Endpoint struct {
 // Bits of flags.
 const (
 	flagProbeDown = 1 << iota // active probes say it is down
-	flagNotReady              // the integrator took it out (SetReady(false))
+	flagNotReady              // taken out by its owner (SetReady(false))
 )
 
 // New returns an endpoint in rotation with no history.

@@ -169,10 +169,10 @@ func (o OutlierOptions) Validate() error {
 }
 
 // Group is the endpoints of one service as outlier detection sees them:
-// its options, its members, and its counts of ejections. The integrator
-// makes one per service (NewGroup), gives it the service's endpoints on
-// every table update (SetMembers) and calls Tick every Interval. It runs
-// no goroutine. Its methods are safe for concurrent use.
+// its options, its members, and its counts of ejections. The routing
+// table (proxy/plan.Table) makes one per service (NewGroup), gives it the
+// service's endpoints on every update (SetMembers), and the sidecar has
+// it ticked every Interval. It runs no goroutine. Its methods are safe for concurrent use.
 type Group struct {
 	opts atomic.Pointer[OutlierOptions]
 
@@ -254,8 +254,8 @@ func (g *Group) Members() []*Endpoint {
 // SuccessRateRequestVolume attempts since the last Tick counts, and when
 // at least SuccessRateMinHosts do, those whose success rate is below
 // mean − SuccessRateStdevFactor × stdev are ejected, lowest first, as
-// MaxEjectionPercent allows. Call it every Interval (a ticker the
-// integrator owns); the first Tick only starts the count.
+// MaxEjectionPercent allows. Call it every Interval (the sidecar ticks
+// its table); the first Tick only starts the count.
 func (g *Group) Tick(now time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -4,7 +4,7 @@
 // check of its own app, and passive outlier detection in package
 // endpoint); balancers combine them (package lb).
 //
-//	integrator: prober.Set(service, opts, endpoints)   on every table update
+//	sidecar:    prober.Set(service, opts, endpoints)   on every table update
 //	            prober.Run(ctx)                        once
 //	Run: every Interval (less jitter) per endpoint
 //	     endpoint used since the last look, or within IdleAfter, or down?
