@@ -497,3 +497,42 @@ func TestServerRateLimitAndFallback(t *testing.T) {
 			fmt.Sprintf("%d %q x-weft-error %q", resp.StatusCode, body, resp.Header.Get("X-Weft-Error"))
 	})
 }
+
+// TestRateLimitEveryEngine: the client-side limit answers the same on
+// HTTP/1.1, HTTP/2 and gRPC: 429 rate-limited, for gRPC a trailers-only
+// UNAVAILABLE saying rate-limited.
+func TestRateLimitEveryEngine(t *testing.T) {
+	t.Parallel()
+	m := meshtest.New(t)
+	cp := m.Control()
+	h2app := m.App("rlh-1", "--h2c")
+	grpcApp := m.App("rlg-1", "--grpc")
+	m.Sidecar(cp, "--service", "rlh", "--id", "rlh-1", "--app-port", h2app.Port, "--app-protocol", "h2c")
+	m.Sidecar(cp, "--service", "rlg", "--id", "rlg-1", "--app-port", grpcApp.Port, "--app-protocol", "h2c")
+	consumer := m.Sidecar(cp, "--service", "client-rl")
+	waitEndpoints(t, consumer, "rlh", 1)
+	waitEndpoints(t, consumer, "rlg", 1)
+	limit := "  rateLimit: {client: {requestsPerSecond: 1, burst: 1}}\n"
+	applyPolicy(t, m, cp, consumer, "rlh", limit, "peak-ewma")
+	applyPolicy(t, m, cp, consumer, "rlg", limit, "peak-ewma")
+	for _, c := range []struct {
+		name, service string
+		call          func(ctx context.Context, outbound, service string) meshAnswer
+		ok, limited   string
+	}{
+		{"HTTP/1.1", "rlh", callHTTP1, "HTTP 200", "HTTP 429"},
+		{"HTTP/2", "rlh", callH2C, "HTTP 200", "HTTP 429"},
+		{"gRPC", "rlg", callGRPC, "gRPC OK", "gRPC Unavailable"},
+	} {
+		// Once a token is back, one call passes and the next, at once, is
+		// refused.
+		m.Eventually(5*time.Second, func() (bool, string) {
+			got := c.call(context.Background(), consumer.Outbound, c.service)
+			return got.status == c.ok, c.name + ": " + got.String()
+		})
+		got := c.call(context.Background(), consumer.Outbound, c.service)
+		if got.status != c.limited || got.weftError != "rate-limited" {
+			t.Errorf("%s, second call within the second: %s, want %s rate-limited", c.name, got, c.limited)
+		}
+	}
+}
