@@ -416,7 +416,6 @@ func TestBadPolicyIsRefused(t *testing.T) {
 	}
 }
 
-
 // TestKilledInstanceAtSteadyRate: three instances at 200 requests/s, one
 // killed with SIGKILL (sidecar and app): no request fails.
 func TestKilledInstanceAtSteadyRate(t *testing.T) {

@@ -27,7 +27,7 @@ type Inbound struct {
 	H2      http.RoundTripper
 	metrics *plan.ServiceMetrics
 	cluster atomic.Pointer[plan.Cluster] // the app, as the fast path's only destination
-	healthy func() bool   // the sidecar's check of its app, for probes (nil: no answer to probes)
+	healthy func() bool                  // the sidecar's check of its app, for probes (nil: no answer to probes)
 }
 
 // AnswerProbes makes the inbound answer the probes of peer sidecars
