@@ -84,8 +84,8 @@ func (p *pool) get(fresh bool, now time.Time) (*upConn, error) {
 // alive reports whether the peer has not closed the connection: a read
 // that would block means nothing (no end of stream, no stray bytes) is
 // waiting. (Every pooled connection is TCP, so it has sock.)
-func (c *upConn) alive() bool {
-	return c.sock == nil || c.sock.PeekNow(c.br) == conn.ErrWouldBlock
+func (u *upConn) alive() bool {
+	return u.sock == nil || u.sock.PeekNow(u.br) == conn.ErrWouldBlock
 }
 
 // put returns a connection for reuse; now is the request's start (idle
