@@ -68,7 +68,10 @@ type Endpoint struct {
 	failed   atomic.Uint64
 	consec   atomic.Uint64 // consecutive 5xx, gateway errors, connect failures (outlier.go)
 	errors   atomic.Uint64 // failures as the success rate counts them
-	_        [16]byte
+	// starts is the sum of the start times (unix ns) of the attempts in
+	// flight, for their mean age (PendingAge).
+	starts atomic.Int64
+	_      [8]byte
 
 	locals [maxSlots]Local
 
@@ -159,9 +162,11 @@ func (e *Endpoint) Begin() Attempt { return e.BeginAt(time.Now()) }
 
 // BeginAt is Begin for an engine that has read the clock already.
 func (e *Endpoint) BeginAt(now time.Time) Attempt {
+	t := now.UnixNano()
+	e.starts.Add(t)
 	e.inflight.Add(1)
 	e.attempts.Add(1)
-	return Attempt{ep: e, start: now.UnixNano()}
+	return Attempt{ep: e, start: t}
 }
 
 // Endpoint is the endpoint the attempt is on.
@@ -197,6 +202,7 @@ func (a *Attempt) Done(o Outcome) {
 	}
 	a.ep = nil
 	e.inflight.Add(-1)
+	e.starts.Add(-a.start)
 	end := a.start + int64(max(o.Latency, 0))
 	switch o.Class {
 	case ConnectFailed:
@@ -337,6 +343,27 @@ func (e *Endpoint) setFlag(bit uint32, on bool) bool {
 // reader that compares it between two looks learns whether the endpoint
 // was used in between, at no cost to the data path.
 func (e *Endpoint) Attempts() uint64 { return e.attempts.Load() }
+
+// maxPendingAge bounds what PendingAge believes: a mean age beyond it
+// comes from reading the two counters between a Begin's (or Done's) two
+// updates, which is off by about a timestamp divided by the count.
+const maxPendingAge = 10 * time.Minute
+
+// PendingAge is the mean age at now (unix ns) of the attempts in flight
+// (0: none). An endpoint that stopped answering has in-flight attempts
+// growing older long before any of them ends and moves its latency
+// estimate, so P2C prices it by this age when it exceeds the estimate.
+func (e *Endpoint) PendingAge(now int64) time.Duration {
+	n := int64(e.inflight.Load())
+	if n <= 0 {
+		return 0
+	}
+	age := time.Duration(now - e.starts.Load()/n)
+	if age < 0 || age > maxPendingAge {
+		return 0 // a torn read of the two counters
+	}
+	return age
+}
 
 // InFlight is the number of attempts begun and not done.
 func (e *Endpoint) InFlight() int { return int(e.inflight.Load()) }

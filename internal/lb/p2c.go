@@ -72,8 +72,14 @@ func cheaperPeak(a, b *endpoint.Endpoint, now int64) *endpoint.Endpoint {
 // peakCost is P2C's cost of e at now.
 func peakCost(e *endpoint.Endpoint, now int64) float64 { return costAt(e, e.PeakLatency(now), now) }
 
-// costAt is P2C's cost of e at now with latency lat.
+// costAt is P2C's cost of e at now with latency lat, or the mean age of
+// its attempts in flight if that is more: an instance that has stopped
+// answering is priced by how long its requests have waited, before the
+// first of them ends and raises its estimate.
 func costAt(e *endpoint.Endpoint, lat time.Duration, now int64) float64 {
+	if e.InFlight() > 0 {
+		lat = max(lat, e.PendingAge(now))
+	}
 	f := min(e.FailureRate(now), maxFailureRate)
 	return float64(lat) * float64(e.InFlight()+1) * (1 + FailurePenalty*f/(1-f))
 }

@@ -268,3 +268,31 @@ func TestP2CTriesStaleEndpoints(t *testing.T) {
 		t.Errorf("an endpoint with no sample for the decay time: never picked, want it tried again")
 	}
 }
+
+// An instance whose requests have been in flight longer than its
+// estimate says is priced by their age: it stops getting traffic before
+// the first slow answer comes back.
+func TestP2CPricesPendingAge(t *testing.T) {
+	start := time.Now()
+	a := endpoint.New("svc", "a", "a:1", nil)
+	b := endpoint.New("svc", "b", "b:1", nil)
+	for _, e := range []*endpoint.Endpoint{a, b} {
+		at := e.BeginAt(start)
+		at.Done(endpoint.Outcome{Class: endpoint.Success, Latency: time.Millisecond})
+	}
+	hung := b.BeginAt(start.Add(2 * time.Millisecond)) // b turned slow: this one does not come back
+	defer hung.Done(endpoint.Outcome{Class: endpoint.Cancelled})
+	p := NewP2C(5)
+	at := start.Add(500 * time.Millisecond).UnixNano()
+	p.clock = func() int64 { return at }
+	busy := a.BeginAt(time.Unix(0, at)) // as many in flight on a, just begun: only the age tells them apart
+	defer busy.Done(endpoint.Outcome{Class: endpoint.Cancelled})
+	if age := b.PendingAge(at); age < 497*time.Millisecond || age > 499*time.Millisecond {
+		t.Fatalf("PendingAge: %s, want 498ms", age)
+	}
+	for range 40 {
+		if e := p.Pick([]*endpoint.Endpoint{a, b}, request.None, nil); e != a {
+			t.Fatalf("b has had a request in flight for 498ms against a 1ms estimate: picked b, want a")
+		}
+	}
+}
