@@ -204,10 +204,7 @@ func main() {
 	mux.HandleFunc("/well", func(w http.ResponseWriter, r *http.Request) { sick.Store(false) })
 	var h http.Handler = faulty(mux)
 	if *hang {
-		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			io.Copy(io.Discard, r.Body)
-			<-r.Context().Done()
-		})
+		h = http.HandlerFunc(hangUp)
 	}
 	if *h2cMode {
 		h = h2c.NewHandler(h, &http2.Server{})
@@ -224,6 +221,12 @@ func main() {
 		return
 	}
 	srv.Serve(ln)
+}
+
+// hangUp reads the request and never answers, until the caller goes away.
+func hangUp(_ http.ResponseWriter, r *http.Request) {
+	io.Copy(io.Discard, r.Body)
+	<-r.Context().Done()
 }
 
 // fault is how the app answers while a /fault is in force.
@@ -267,8 +270,7 @@ func faulty(next http.Handler) http.Handler {
 		}
 		f := cur.Load()
 		if f.hang {
-			io.Copy(io.Discard, r.Body)
-			<-r.Context().Done()
+			hangUp(w, r)
 			return
 		}
 		if f.delay > 0 {

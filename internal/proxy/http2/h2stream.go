@@ -394,7 +394,7 @@ func (s *h2Stream) responseHead(f *http2.MetaHeadersFrame, b *h2Batch) {
 		s.reopen(b)
 		return
 	}
-	st := answerStatus(status, f.Fields)
+	st := plan.AnswerStatus(status, fieldValue(f.Fields, "grpc-status"))
 	if s.k.RetryStatus(st, !s.noBody) {
 		// An answer the service's policy retries, to a request that can
 		// go elsewhere: this one is dropped, another instance asked.
@@ -402,7 +402,11 @@ func (s *h2Stream) responseHead(f *http2.MetaHeadersFrame, b *h2Batch) {
 		s.reopen(b)
 		return
 	}
-	s.k.Answered(st, plan.RetryAfter(fieldValue(f.Fields, "retry-after")))
+	var after time.Duration
+	if st.Failed() { // only an instance that could not serve asks to be left alone
+		after = plan.RetryAfter(fieldValue(f.Fields, "retry-after"))
+	}
+	s.k.Answered(st, after)
 	s.k.OK()
 	s.headDone()
 	s.gotFinal, s.status = true, status
@@ -723,15 +727,4 @@ func (q *h2Pend) reset() {
 		h2PendPool.Put(&b)
 	}
 	q.buf, q.off = nil, 0
-}
-
-// answerStatus is what an instance answered: the grpc-status of a
-// trailers-only gRPC answer, else the HTTP status.
-func answerStatus(status int, fields []hpack.HeaderField) endpoint.Status {
-	if g := fieldValue(fields, "grpc-status"); g != "" {
-		if code, err := strconv.Atoi(g); err == nil {
-			return endpoint.GRPCStatus(code)
-		}
-	}
-	return endpoint.HTTPStatus(status)
 }

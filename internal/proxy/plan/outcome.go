@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"time"
 	"unsafe"
+
+	"github.com/weftmesh/weft/internal/endpoint"
 )
 
 // Statuses recorded in metrics for exchanges that ended without a status
@@ -31,6 +33,18 @@ func BytesOf(s string) []byte {
 		return nil
 	}
 	return unsafe.Slice(unsafe.StringData(s), len(s))
+}
+
+// AnswerStatus is what an instance answered, as the plan records it:
+// the grpc-status of a trailers-only gRPC answer (grpcStatus, "" when
+// the head has none), else the HTTP status.
+func AnswerStatus(httpStatus int, grpcStatus string) endpoint.Status {
+	if grpcStatus != "" {
+		if code, err := strconv.Atoi(grpcStatus); err == nil {
+			return endpoint.GRPCStatus(code)
+		}
+	}
+	return endpoint.HTTPStatus(httpStatus)
 }
 
 // RetryAfter is how long a Retry-After header value asks to wait: delay

@@ -54,8 +54,9 @@ type Cluster struct {
 	// bound): an endpoint at it is passed over, and a request that finds
 	// every endpoint at it gets 503 circuit-open (circuitBreaker.maxRequests).
 	MaxRequests int
-	// RetryOn is the statuses whose answers are retried (connect failures
-	// and refusals always are, resets for replayable requests).
+	// RetryOn is what a failed try is retried on (retries.on): connect
+	// failures, resets (replayable requests only), refused streams, and
+	// the statuses it names.
 	RetryOn snapshot.RetryOn
 	guard   *guard          // the service's policy state; nil: plain retries, no limits
 	group   *endpoint.Group // the service's outlier detection; nil: none
@@ -64,24 +65,6 @@ type Cluster struct {
 
 // Group is the cluster's outlier detection (nil: none).
 func (c *Cluster) Group() *endpoint.Group { return c.group }
-
-// HealthCheck is the active health check the service's policy asks of
-// the sidecars that call it (Enabled false: none).
-func (c *Cluster) HealthCheck() snapshot.HealthCheck {
-	if c.guard == nil {
-		return snapshot.HealthCheck{}
-	}
-	return c.guard.policy.HealthCheck
-}
-
-// Policy is the traffic policy the cluster runs with (nil: none, a
-// cluster not built from a snapshot).
-func (c *Cluster) Policy() *snapshot.Policy {
-	if c.guard == nil {
-		return nil
-	}
-	return &c.guard.policy
-}
 
 // NewCluster builds a cluster with round robin over eps, retrying what
 // the default traffic policy retries.

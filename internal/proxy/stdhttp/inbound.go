@@ -115,7 +115,7 @@ func (in *Inbound) forward(w http.ResponseWriter, r *http.Request, start time.Ti
 		e.Message = fmt.Sprintf("app of %s at %s: %v", in.Instance, in.App, err)
 		return failStd(w, r, in.metrics, e)
 	}
-	k.Answered(answerStatus(resp), 0)
+	k.Answered(plan.AnswerStatus(resp.StatusCode, resp.Header.Get("Grpc-Status")), 0)
 	k.OK()
 	status := writeResponse(w, r, resp)
 	in.metrics.GRPCDone(resp)

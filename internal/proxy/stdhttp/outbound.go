@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -118,7 +117,7 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster
 			k.Failed(endpoint.ConnectFailed, plan.ErrPeerCouldNotConnect)
 			continue
 		}
-		st := answerStatus(resp)
+		st := plan.AnswerStatus(resp.StatusCode, resp.Header.Get("Grpc-Status"))
 		if k.RetryStatus(st, sent()) {
 			resp.Body.Close()
 			if !pause(r, k.Backoff()) {
@@ -278,17 +277,6 @@ func (o *Outbound) deadlineOrGone(w http.ResponseWriter, r *http.Request, c *pla
 func (o *Outbound) RouteH2(authority string) (*plan.Cluster, string, *plan.MeshError) {
 	c, merr := o.lookup([]byte(authority), false)
 	return c, "", merr
-}
-
-// answerStatus is what an instance answered: the grpc-status of a
-// trailers-only gRPC answer, else the HTTP status.
-func answerStatus(resp *http.Response) endpoint.Status {
-	if g := resp.Header.Get("Grpc-Status"); g != "" {
-		if code, err := strconv.Atoi(g); err == nil {
-			return endpoint.GRPCStatus(code)
-		}
-	}
-	return endpoint.HTTPStatus(resp.StatusCode)
 }
 
 // pause waits d before a retry; false if the client went away meanwhile.
