@@ -119,7 +119,8 @@ func (ex *exchange) send(ep *plan.Endpoint, uc *upConn) (keep, done, stale bool)
 	if uc.sock != nil {
 		writes = uc.sock.Writes
 	}
-	writeRequestHead(uc.bw, req, cc.IP)
+	t, pass := ex.k.NextHopTimeout()
+	writeRequestHead(uc.bw, req, cc.IP, t, pass)
 	if !req.ExpectContinue {
 		if err := ex.sendBody(uc); err != nil {
 			return ex.sendFailed(uc, err)

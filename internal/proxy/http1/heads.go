@@ -4,17 +4,23 @@ import (
 	"bufio"
 	"bytes"
 	"strconv"
+	"time"
 
 	"github.com/weftmesh/weft/internal/h1"
 	"github.com/weftmesh/weft/internal/proxy/plan"
 )
 
-var xffName = []byte("X-Forwarded-For")
+var (
+	xffName     = []byte("X-Forwarded-For")
+	timeoutName = []byte(plan.TimeoutHeader)
+)
 
 // writeRequestHead writes the head sent upstream: origin-form target,
 // end-to-end fields, X-Forwarded-For with the client's address appended,
-// and the framing and upgrade fields this hop owns.
-func writeRequestHead(bw *bufio.Writer, req *h1.Head, clientIP []byte) {
+// the try's timeout for the next hop (plan.TimeoutHeader, when pass;
+// the client's is never passed on as it came), and the framing and
+// upgrade fields this hop owns.
+func writeRequestHead(bw *bufio.Writer, req *h1.Head, clientIP []byte, timeout time.Duration, pass bool) {
 	bw.Write(req.Method())
 	bw.WriteByte(' ')
 	bw.Write(originForm(req.Target()))
@@ -28,6 +34,9 @@ func writeRequestHead(bw *bufio.Writer, req *h1.Head, clientIP []byte) {
 		}
 		if bytes.EqualFold(name, xffName) {
 			xff++
+			continue
+		}
+		if len(name) == len(timeoutName) && bytes.EqualFold(name, timeoutName) {
 			continue
 		}
 		hasHost = hasHost || bytes.EqualFold(name, []byte("Host"))
@@ -49,6 +58,11 @@ func writeRequestHead(bw *bufio.Writer, req *h1.Head, clientIP []byte) {
 	}
 	bw.Write(clientIP)
 	bw.WriteString("\r\n")
+	if pass {
+		bw.WriteString("X-Weft-Timeout-Ms: ")
+		bw.Write(plan.AppendTimeoutHeader(bw.AvailableBuffer(), timeout))
+		bw.WriteString("\r\n")
+	}
 	if req.Chunked {
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
 	}

@@ -268,7 +268,7 @@ func (h *h2Client) headers(f *http2.MetaHeadersFrame, b *h2Batch) error {
 		h.w.mu.Unlock()
 		return http2.StreamError{StreamID: id, Code: http2.ErrCodeRefusedStream}
 	}
-	s := &h2Stream{front: h, id: id, start: time.Now(), clen: -1, timeout: -1,
+	s := &h2Stream{front: h, id: id, start: time.Now(), clen: -1, timeout: -1, hopTimeout: -1,
 		clientWin: h2StreamWindow, downWin: int64(h.set.initWin)}
 	h.streams[id] = s
 	if len(h.streams) == 1 {
@@ -361,6 +361,8 @@ func (h *h2Client) request(s *h2Stream, f *http2.MetaHeadersFrame) (authority st
 			authority = hf.Value
 		case hf.Name == "grpc-timeout":
 			s.timeout = len(req)
+		case hf.Name == plan.TimeoutHeader:
+			s.hopTimeout = len(req) // read by the plan; each try sets its own (passTimeout)
 		case hf.Name == "content-type":
 			s.isGRPC = strings.HasPrefix(hf.Value, "application/grpc")
 		case hf.Name == "x-forwarded-for":

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,11 +41,13 @@ type h2Stream struct {
 	start   time.Time
 	req     []hpack.HeaderField // the request head as it goes to the peer
 	timeout int                 // index of grpc-timeout in req, or -1
-	noBody  bool                // the request ended with its head: it can be sent again
-	isGRPC  bool
-	expires time.Time   // the grpc-timeout, if any
-	headBy  time.Time   // the plan's deadline for the response head, if any (h2deadline.go)
-	timer   *time.Timer // the caller's grpc-timeout, if it set one
+	// hopTimeout is the index of plan.TimeoutHeader in req, or -1.
+	hopTimeout int
+	noBody     bool // the request ended with its head: it can be sent again
+	isGRPC     bool
+	expires    time.Time   // the grpc-timeout, if any
+	headBy     time.Time   // the plan's deadline for the response head, if any (h2deadline.go)
+	timer      *time.Timer // the caller's grpc-timeout, if it set one
 
 	// under front.w.mu: the stream's place in its connection's headWait
 	headDue            time.Time
@@ -149,6 +152,25 @@ func (s *h2Stream) connect(ep *plan.Endpoint) {
 	}
 }
 
+// passTimeout sets the try's timeout for the next hop in req
+// (plan.TimeoutHeader), or removes the client's when none is passed.
+func (s *h2Stream) passTimeout() {
+	t, pass := s.k.NextHopTimeout()
+	switch {
+	case pass && s.hopTimeout >= 0:
+		s.req[s.hopTimeout].Value = string(plan.AppendTimeoutHeader(nil, t))
+	case pass:
+		s.hopTimeout = len(s.req)
+		s.req = append(s.req, hpack.HeaderField{Name: plan.TimeoutHeader, Value: string(plan.AppendTimeoutHeader(nil, t))})
+	case s.hopTimeout >= 0:
+		s.req = slices.Delete(s.req, s.hopTimeout, s.hopTimeout+1)
+		if s.timeout > s.hopTimeout {
+			s.timeout--
+		}
+		s.hopTimeout = -1
+	}
+}
+
 // attach opens the peer stream on p and sends the request head and what
 // has come of the body. It reports false if p takes no more streams.
 // Called under mu.
@@ -156,6 +178,7 @@ func (s *h2Stream) attach(p *h2Peer, b *h2Batch) bool {
 	if s.timeout >= 0 {
 		s.req[s.timeout].Value = plan.FormatGRPCTimeout(max(time.Until(s.expires), 0))
 	}
+	s.passTimeout()
 	p.w.mu.Lock()
 	if p.nextID > 1<<31-1 && !p.closed {
 		// Out of stream ids: no new streams here; the connection closes

@@ -58,9 +58,13 @@ type Cluster struct {
 	// failures, resets (replayable requests only), refused streams, and
 	// the statuses it names.
 	RetryOn snapshot.RetryOn
-	guard   *guard          // the service's policy state; nil: plain retries, no limits
-	group   *endpoint.Group // the service's outlier detection; nil: none
-	metrics *ServiceMetrics
+	// PassTimeout: each try tells the next hop how long it will wait
+	// (TimeoutHeader), because the next hop is a Weft sidecar or the
+	// local app; external services are not told.
+	PassTimeout bool
+	guard       *guard          // the service's policy state; nil: plain retries, no limits
+	group       *endpoint.Group // the service's outlier detection; nil: none
+	metrics     *ServiceMetrics
 }
 
 // Group is the cluster's outlier detection (nil: none).
@@ -124,12 +128,25 @@ type Call struct {
 	permit  resilience.Permit
 	// admitted: the breaker issued permit, to be settled once.
 	admitted bool
+	// try is the current try's TryTimeout.
+	try time.Duration
+	// caller is how long the caller waits for the response head, from
+	// start, when its request said so (TimeoutHeader); 0: it did not.
+	caller time.Duration
 }
 
 // Init starts a call through c for the request view; start is when the
 // request began, if the engine has read the clock (else zero).
 func (k *Call) Init(c *Cluster, view request.View, start time.Time) {
 	*k = Call{c: c, view: view, start: start}
+	if v := view.Header(TimeoutHeader); v != nil {
+		if d, ok := ParseTimeoutHeader(v); ok {
+			k.caller = d
+			if k.start.IsZero() {
+				k.start = time.Now()
+			}
+		}
+	}
 }
 
 // Clear drops what the call holds (endpoints, the last error), for a call
@@ -170,6 +187,7 @@ func (k *Call) Next() *Endpoint {
 	} else {
 		k.att = ep.Begin()
 	}
+	k.try = k.tryTimeout()
 	return ep
 }
 
@@ -303,32 +321,63 @@ func (k *Call) Backoff() time.Duration {
 }
 
 // TryTimeout bounds the current try's wait for its response head: the
-// cluster's Timeout, or what is left of Overall if that is sooner (0:
-// none).
+// cluster's Timeout, or what is left of Overall or of the caller's own
+// timeout (TimeoutHeader) if that is sooner (0: none). It is fixed when
+// the try begins (Next), so an engine may add it to when the try's
+// request went out, however often it asks.
 func (k *Call) TryTimeout() time.Duration {
+	if k.attempts == 0 {
+		return k.tryTimeout()
+	}
+	return k.try
+}
+
+func (k *Call) tryTimeout() time.Duration {
 	c := k.c
-	if c.Overall <= 0 || k.start.IsZero() {
-		return c.Timeout
+	t := c.Timeout
+	if (c.Overall <= 0 && k.caller <= 0) || k.start.IsZero() {
+		return t
 	}
-	if k.attempts <= 1 { // the first try: all of Overall is left (no clock read)
-		if c.Timeout > 0 && c.Timeout < c.Overall {
-			return c.Timeout
+	var left time.Duration
+	if k.attempts <= 1 && k.caller <= 0 { // the first try: all of Overall is left (no clock read)
+		left = c.Overall
+	} else {
+		left = k.deadline() - time.Since(k.start)
+		if left <= 0 {
+			left = time.Millisecond
 		}
-		return c.Overall
 	}
-	left := c.Overall - time.Since(k.start)
-	if left <= 0 {
-		left = time.Millisecond
-	}
-	if c.Timeout > 0 && c.Timeout < left {
-		return c.Timeout
+	if t > 0 && t < left {
+		return t
 	}
 	return left
 }
 
-// late reports whether the request has used up its overall timeout.
+// deadline is the sooner of Overall and the caller's timeout, from the
+// request's start (one of them is set).
+func (k *Call) deadline() time.Duration {
+	o := k.c.Overall
+	if k.caller > 0 && (o <= 0 || k.caller < o) {
+		return k.caller
+	}
+	return o
+}
+
+// NextHopTimeout is what the current try tells the next hop in
+// TimeoutHeader: its TryTimeout, when the cluster passes it on and has
+// one (false: send no header).
+func (k *Call) NextHopTimeout() (time.Duration, bool) {
+	if !k.c.PassTimeout {
+		return 0, false
+	}
+	t := k.TryTimeout()
+	return t, t > 0
+}
+
+// late reports whether the request has used up its overall timeout or
+// the caller's.
 func (k *Call) late() bool {
-	return k.c.Overall > 0 && !k.start.IsZero() && time.Since(k.start) >= k.c.Overall
+	return (k.c.Overall > 0 || k.caller > 0) && !k.start.IsZero() && time.Since(k.start) >= k.deadline()
 }
 
 // admit lets the request in, or says why not: over the client-side rate

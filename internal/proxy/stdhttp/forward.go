@@ -103,6 +103,19 @@ func prepare(r *http.Request) {
 	r.Close = false
 }
 
+// timeoutKey is plan.TimeoutHeader in canonical form.
+var timeoutKey = http.CanonicalHeaderKey(plan.TimeoutHeader)
+
+// passTimeout sets the try's timeout for the next hop on r
+// (plan.TimeoutHeader), or removes the client's when none is passed.
+func passTimeout(r *http.Request, k *plan.Call) {
+	if t, pass := k.NextHopTimeout(); pass {
+		r.Header[timeoutKey] = []string{string(plan.AppendTimeoutHeader(nil, t))}
+	} else {
+		delete(r.Header, timeoutKey)
+	}
+}
+
 // replayBody wraps a request body so that a failed attempt cannot close it
 // and a retry can tell whether any of it was sent.
 type replayBody struct {

@@ -56,7 +56,9 @@ func NewInbound(service, instance, app string, transport http.RoundTripper, m *p
 	if m != nil {
 		in.metrics = m.ForService("inbound", service)
 	}
-	in.cluster.Store(plan.NewCluster(service, []*plan.Endpoint{endpoint.New(service, instance, app, nil)}, 0, in.metrics))
+	c := plan.NewCluster(service, []*plan.Endpoint{endpoint.New(service, instance, app, nil)}, 0, in.metrics)
+	c.PassTimeout = true // the app may read how long its caller waits, and pass it on
+	in.cluster.Store(c)
 	return in
 }
 
@@ -100,6 +102,7 @@ func (in *Inbound) forward(w http.ResponseWriter, r *http.Request, start time.Ti
 	var k plan.Call
 	k.Init(in.cluster.Load(), &stdView{r}, start)
 	k.Next() // the app: one endpoint, one attempt
+	passTimeout(r, &k)
 	resp, err := roundTrip(transportFor(r, in.Transport, in.H2), r, k.TryTimeout())
 	if err != nil {
 		if r.Context().Err() != nil && !errors.Is(err, plan.ErrHeadTimeout) {

@@ -98,6 +98,7 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster
 	for ep := k.Next(); ep != nil; ep = k.Next() {
 		r.URL.Host = ep.Address
 		setGRPCTimeout(r)
+		passTimeout(r, &k)
 		resp, err := roundTrip(transportFor(r, o.Transport, o.H2), r, k.TryTimeout())
 		if err != nil {
 			if r.Context().Err() != nil && !errors.Is(err, plan.ErrHeadTimeout) {
