@@ -128,7 +128,7 @@ func (t *Table) Update(snap *snapshot.Snapshot) []error {
 		c := t.cluster(name, eps, g, m)
 		c.group = grp
 		c.Protocol = snapshot.CommonProtocol(ready) // what the endpoints routed to declare
-		c.PassTimeout = !svc.External                // mesh instances are sidecars: tell them the timeout
+		c.PassTimeout = !svc.External               // mesh instances are sidecars: tell them the timeout
 		next[name] = c
 	}
 	t.m.Store(&next)
