@@ -473,7 +473,30 @@ func (s *h2Stream) reopen(b *h2Batch) {
 	s.peer, s.uid = nil, 0
 	s.peerClosed, s.peerEnd, s.upDone = false, false, false
 	s.upEnd = true
+	if d := s.k.Backoff(); d > 0 {
+		// The retry's jittered backoff: the stream waits as while a
+		// connection is dialled (frames that arrive wait in upPend).
+		s.connecting = true
+		time.AfterFunc(d, s.afterBackoff)
+		return
+	}
 	s.open(b)
+}
+
+// afterBackoff begins the retry once its backoff has passed, unless the
+// client left or the mesh answered meanwhile.
+func (s *h2Stream) afterBackoff() {
+	var b h2Batch
+	defer b.flush()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.connecting = false
+	if s.frontClosed || s.peerClosed {
+		s.peerClosed = true
+		s.settle(&b)
+		return
+	}
+	s.open(&b)
 }
 
 // meshError answers the request with an error the mesh made, if no

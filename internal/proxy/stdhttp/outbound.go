@@ -171,7 +171,11 @@ func failStd(w http.ResponseWriter, r *http.Request, m *plan.ServiceMetrics, e *
 
 // wrapBody guards the request body for retries; nil when there is none.
 func wrapBody(r *http.Request) *replayBody {
-	if r.Body == nil || r.Body == http.NoBody {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		// No body (the HTTP/2 server gives every request one, empty
+		// when the stream ended with the head): the request can be
+		// replayed, and the transport sends none.
+		r.Body = http.NoBody
 		return nil
 	}
 	b := &replayBody{ReadCloser: r.Body}
