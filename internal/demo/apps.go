@@ -52,7 +52,7 @@ func (a *app) handler() http.Handler {
 	case "catalog":
 		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 			var ratings any
-			if err := a.call("http://ratings/", &ratings); err != nil {
+			if err := a.call(r, "http://ratings/", &ratings); err != nil {
 				ratings = "unavailable: " + err.Error()
 			}
 			items := []string{"loom", "shuttle", "spindle"}
@@ -64,7 +64,7 @@ func (a *app) handler() http.Handler {
 	case "web":
 		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 			var catalog map[string]any
-			if err := a.call("http://catalog/items", &catalog); err != nil {
+			if err := a.call(r, "http://catalog/items", &catalog); err != nil {
 				http.Error(w, "catalog unavailable: "+err.Error(), http.StatusBadGateway)
 				return
 			}
@@ -80,8 +80,24 @@ func (a *app) handler() http.Handler {
 	return mux
 }
 
-func (a *app) call(u string, into any) error {
-	resp, err := a.client.Get(u)
+// passedOn are the fields of the request being served that the apps copy
+// to the calls they make for it: the time the caller waits, so the mesh
+// stops waiting downstream when the caller does.
+var passedOn = []string{"X-Weft-Timeout-Ms"}
+
+// call GETs u through the sidecar on behalf of the request in, and
+// decodes the JSON answer into into.
+func (a *app) call(in *http.Request, u string, into any) error {
+	req, err := http.NewRequestWithContext(in.Context(), http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	for _, k := range passedOn {
+		if v := in.Header.Get(k); v != "" {
+			req.Header.Set(k, v)
+		}
+	}
+	resp, err := a.client.Do(req)
 	if err != nil {
 		return err
 	}
