@@ -351,8 +351,6 @@ func checkEnforced(p *TrafficPolicy, g given) *FieldError {
 	switch {
 	case g.has("retries", "maxBufferedBody"):
 		return &FieldError{Field: "spec.retries.maxBufferedBody", Msg: notYet + ": request bodies are not kept for retries, so a request with a body is retried only when none of it was sent"}
-	case p.Hedging != nil:
-		return &FieldError{Field: "spec.hedging", Msg: notYet}
 	case p.LoadBalancer.HashOn != nil && p.LoadBalancer.HashOn.Cookie != "":
 		return &FieldError{Field: "spec.loadBalancer.hashOn.cookie", Msg: notYet + " (hash on a header)"}
 	case p.LoadBalancer.HashOn != nil && p.LoadBalancer.HashOn.Source:

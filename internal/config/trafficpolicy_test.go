@@ -332,7 +332,6 @@ func TestTrafficPolicyRefusesWhatIsNotEnforced(t *testing.T) {
 		{"  loadBalancer: {policy: ring-hash, hashOn: {cookie: session}}\n", "spec.loadBalancer.hashOn.cookie"},
 		{"  loadBalancer: {policy: ring-hash, hashOn: {source: true}}\n", "spec.loadBalancer.hashOn.source"},
 		{"  rateLimit: {server: {perSource: {requestsPerSecond: 5, burst: 1}}}\n", "spec.rateLimit.server.perSource"},
-		{"  hedging: {delay: 50ms, maxPercent: 100}\n", "spec.hedging"},
 		{"  retries: {maxBufferedBody: 0}\n", "spec.retries.maxBufferedBody"},
 		{"  circuitBreaker: {maxConnections: 100}\n", "spec.circuitBreaker.maxConnections"},
 		{"  circuitBreaker: {maxPendingRequests: 10}\n", "spec.circuitBreaker.maxPendingRequests"},

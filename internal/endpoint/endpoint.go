@@ -122,9 +122,14 @@ const (
 	Timeout
 	// Cancelled: the client went away first; says nothing of the instance.
 	Cancelled
+	// Outrun: another attempt of the same request (a hedge, or the try
+	// it hedged) answered first, and this one was dropped unanswered.
+	// Its time so far is a lower bound of its latency: it raises the
+	// peak estimate when above it, and counts as nothing else.
+	Outrun
 )
 
-var classNames = [...]string{"success", "connect-failed", "reset", "refused", "timeout", "cancelled"}
+var classNames = [...]string{"success", "connect-failed", "reset", "refused", "timeout", "cancelled", "outrun"}
 
 func (c Class) String() string {
 	if int(c) < len(classNames) {
@@ -238,6 +243,9 @@ func (a *Attempt) Done(o Outcome) {
 		if field(e.consec.Load(), fConnect) != 0 {
 			e.tally(0, bConnect)
 		}
+	case Outrun:
+		e.observePeak(end, o.Latency, true) // a lower bound: it only raises the estimate
+		return
 	case Cancelled:
 		return // says nothing of the instance, Retry-After included
 	}

@@ -126,6 +126,9 @@ func (ex *exchange) send(ep *plan.Endpoint, uc *upConn) (keep, done, stale bool)
 			return ex.sendFailed(uc, err)
 		}
 	}
+	if d, ok := ex.k.HedgeAfter(!hasBody(req) && !req.ExpectContinue); ok {
+		return ex.race(ep, uc, d)
+	}
 	// The whole request still in the buffer: the upstream has had nothing
 	// to answer yet (a large body goes out in parts, and may be answered
 	// early).

@@ -26,8 +26,10 @@ type headWait struct {
 }
 
 // headClock starts the plan's bound on the wait for the response head,
-// once the attempt's request has gone in full (upDone). Called under mu.
+// and the hedge's delay if the plan hedges the request, once the
+// attempt's request has gone in full (upDone). Called under mu.
 func (s *h2Stream) headClock() {
+	s.armHedge()
 	t := s.k.TryTimeout()
 	if t <= 0 || s.gotFinal || s.frontClosed || !s.headBy.IsZero() {
 		return

@@ -302,6 +302,7 @@ func (h *h2Client) headers(f *http2.MetaHeadersFrame, b *h2Batch) error {
 	if s.cluster != nil {
 		s.m = s.cluster.Metrics()
 		s.k.Init(s.cluster, (*h2View)(s), s.start)
+		s.keep = !s.noBody && s.k.Hedges()
 	}
 	s.m.Begin()
 	if merr != nil {
@@ -405,6 +406,7 @@ func (h *h2Client) trailers(s *h2Stream, f *http2.MetaHeadersFrame, b *h2Batch) 
 	}
 	s.upTrail = f.Fields
 	s.upEnd = true
+	s.keep, s.kept = false, nil // trailers are not kept: no hedge
 	s.pushUp(b)
 	s.afterClientEnd(b)
 	return nil

@@ -321,7 +321,10 @@ func (p *h2Peer) frame(f http2.Frame, b *h2Batch) error {
 	case *http2.MetaHeadersFrame:
 		if s := p.stream(f.StreamID); s != nil {
 			s.mu.Lock()
-			if !s.peerClosed {
+			switch {
+			case s.isHedge(p, f.StreamID):
+				s.hedgeHead(f, b)
+			case !s.peerClosed:
 				s.responseHead(f, b)
 			}
 			s.mu.Unlock()
@@ -331,7 +334,10 @@ func (p *h2Peer) frame(f http2.Frame, b *h2Batch) error {
 	case *http2.RSTStreamFrame:
 		if s := p.stream(f.StreamID); s != nil {
 			s.mu.Lock()
-			if !s.peerClosed {
+			switch {
+			case s.isHedge(p, f.StreamID):
+				s.hedgeReset(f.ErrCode, b)
+			case !s.peerClosed:
 				s.peerReset(f.ErrCode, f.ErrCode == http2.ErrCodeRefusedStream, nil, b)
 			}
 			s.mu.Unlock()
@@ -386,6 +392,13 @@ func (p *h2Peer) checkAlive() {
 	p.alive.Reset(p.pingTimeout)
 }
 
+// peerStream is a stream under its id on a peer connection (the first
+// try's, or its hedge's).
+type peerStream struct {
+	id uint32
+	s  *h2Stream
+}
+
 func (p *h2Peer) stream(id uint32) *h2Stream {
 	p.w.mu.Lock()
 	s := p.streams[id]
@@ -403,6 +416,12 @@ func (p *h2Peer) data(f *http2.DataFrame, b *h2Batch) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.isHedge(p, f.StreamID) {
+		// DATA before the hedge's response head (its head wins the race
+		// and makes it the stream's peer half before any DATA).
+		s.hedgeFailed(endpoint.Reset, http2.ErrCodeProtocol, b)
+		return nil
+	}
 	if s.peerClosed {
 		return nil
 	}
@@ -441,6 +460,10 @@ func (p *h2Peer) windowUpdate(f *http2.WindowUpdateFrame, b *h2Batch) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.isHedge(p, f.StreamID) {
+		s.hedge.upWin += int64(f.Increment) // (its whole request has gone)
+		return nil
+	}
 	if s.peerClosed {
 		return nil
 	}
@@ -524,19 +547,23 @@ func (p *h2Peer) goAway(last uint32, b *h2Batch) {
 	h2PoolOf(p.ep).remove(p)
 	p.w.mu.Lock()
 	p.closed = true
-	var refused []*h2Stream
+	var refused []peerStream
 	for id, s := range p.streams {
 		if id > last {
-			refused = append(refused, s)
+			refused = append(refused, peerStream{id, s})
 		}
 	}
 	if len(p.streams) == 0 {
 		p.w.closeLocked()
 	}
 	p.w.mu.Unlock()
-	for _, s := range refused {
+	for _, r := range refused {
+		s := r.s
 		s.mu.Lock()
-		if !s.peerClosed {
+		switch {
+		case s.isHedge(p, r.id):
+			s.hedgeReset(http2.ErrCodeRefusedStream, b)
+		case !s.peerClosed:
 			s.peerReset(http2.ErrCodeRefusedStream, true, errors.New("connection going away (GOAWAY)"), b)
 		}
 		s.mu.Unlock()
@@ -554,7 +581,10 @@ func (p *h2Peer) streamError(id uint32, code http2.ErrCode, b *h2Batch) {
 		return
 	}
 	s.mu.Lock()
-	if !s.peerClosed {
+	switch {
+	case s.isHedge(p, id):
+		s.hedgeFailed(endpoint.Reset, code, b)
+	case !s.peerClosed:
 		s.peerBroke(code, fmt.Sprintf("stream error %v", code), b)
 	}
 	s.mu.Unlock()
@@ -570,14 +600,18 @@ func (p *h2Peer) end(err error, b *h2Batch) {
 		p.w.fr.WriteGoAway(0, http2.ErrCode(ce), []byte(err.Error()))
 		p.w.flushLocked()
 	}
-	streams := make([]*h2Stream, 0, len(p.streams))
-	for _, s := range p.streams {
-		streams = append(streams, s)
+	streams := make([]peerStream, 0, len(p.streams))
+	for id, s := range p.streams {
+		streams = append(streams, peerStream{id, s})
 	}
 	p.w.mu.Unlock()
-	for _, s := range streams {
+	for _, r := range streams {
+		s := r.s
 		s.mu.Lock()
-		if !s.peerClosed {
+		switch {
+		case s.isHedge(p, r.id):
+			s.hedgeReset(http2.ErrCodeInternal, b)
+		case !s.peerClosed:
 			s.peerReset(http2.ErrCodeInternal, false, fmt.Errorf("connection lost: %v", err), b)
 		}
 		s.mu.Unlock()

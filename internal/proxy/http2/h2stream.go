@@ -90,6 +90,11 @@ type h2Stream struct {
 	status   int
 	grpcResp bool
 	grpcCode string
+
+	// hedging (h2hedge.go)
+	hedge h2Hedge
+	keep  bool   // the body is kept to send again to a hedge
+	kept  []byte // the body so far, while keep
 }
 
 // open starts the peer half as the plan's next attempt: on a connection
@@ -218,6 +223,7 @@ func (s *h2Stream) sendUp(data []byte, end bool, b *h2Batch) {
 	if end {
 		s.upEnd = true
 	}
+	s.keepBody(data)
 	s.upPend.add(data)
 	s.pushUp(b)
 }
@@ -408,6 +414,7 @@ func (s *h2Stream) responseHead(f *http2.MetaHeadersFrame, b *h2Batch) {
 		s.writeDownHead(responseFields(f.Fields), false, b)
 		return
 	}
+	s.dropHedge(endpoint.Outrun, b) // the first final head wins
 	if status == http.StatusBadGateway && fieldValue(f.Fields, "x-weft-error") == plan.ReasonConnectFailed &&
 		s.k.PastPeer(!s.noBody) {
 		// The peer sidecar could not reach its app: the app never saw
@@ -560,6 +567,9 @@ func (s *h2Stream) armTimer() {
 // peerBroke handles a peer that broke the protocol on this stream.
 // Called under mu.
 func (s *h2Stream) peerBroke(code http2.ErrCode, what string, b *h2Batch) {
+	if s.firstTryFailed(endpoint.Reset, errors.New(what), code, b) {
+		return // its hedge goes on
+	}
 	s.closePeer(code, b)
 	s.meshError(s.k.Failed(endpoint.Reset, errors.New(what)), b)
 }
@@ -567,6 +577,18 @@ func (s *h2Stream) peerBroke(code http2.ErrCode, what string, b *h2Batch) {
 // peerReset handles the peer's RST_STREAM, or the end of its connection
 // (refused: the peer says it did not process the stream). Called under mu.
 func (s *h2Stream) peerReset(code http2.ErrCode, refused bool, err error, b *h2Batch) {
+	if !(code == http2.ErrCodeNo && s.peerEnd) && s.hedge.peer != nil {
+		class := endpoint.Reset
+		if refused {
+			class = endpoint.Refused
+		}
+		if err == nil {
+			err = fmt.Errorf("stream reset by the instance (%v)", code)
+		}
+		if s.firstTryFailed(class, err, 0, b) {
+			return // its hedge goes on
+		}
+	}
 	s.closePeer(0, b)
 	if code == http2.ErrCodeNo && s.peerEnd {
 		// A complete response, and the instance wants no more of the
@@ -612,27 +634,16 @@ func (s *h2Stream) peerReset(code http2.ErrCode, refused bool, err error, b *h2B
 	s.meshError(e, b)
 }
 
-// closePeer ends the peer half, with RST_STREAM when code is not 0.
-// Called under mu.
+// closePeer ends the peer half, with RST_STREAM when code is not 0, and
+// a hedge still racing. Called under mu.
 func (s *h2Stream) closePeer(code http2.ErrCode, b *h2Batch) {
+	s.dropHedge(endpoint.Cancelled, b) // (none races once the first try has answered)
 	if s.peerClosed {
 		return
 	}
 	s.peerClosed = true
-	p := s.peer
-	if p == nil {
-		return // not attached: a connect in flight sees peerClosed and gives up
-	}
-	p.w.mu.Lock()
-	if code != 0 && p.w.err == nil {
-		p.w.fr.WriteRSTStream(s.uid, code)
-	}
-	delete(p.streams, s.uid)
-	if p.closed && len(p.streams) == 0 {
-		p.w.closeLocked()
-	}
-	p.w.mu.Unlock()
-	b.add(&p.w)
+	// (not attached: a connect in flight sees peerClosed and gives up)
+	closeHalf(s.peer, s.uid, code, b)
 }
 
 // closeFront ends the front half; rst sends RST_STREAM with code.
@@ -686,6 +697,7 @@ func (s *h2Stream) settle(b *h2Batch) {
 		return
 	}
 	s.recorded = true
+	s.stopHedgeTimer()
 	s.k.Cancelled() // an attempt the client left before its outcome
 	if s.timer != nil {
 		s.timer.Stop()

@@ -33,6 +33,7 @@ type guard struct {
 	breaker  *resilience.Breaker // nil: off
 	limiter  *resilience.Limiter // nil: off
 	fallback *Fallback           // nil: off
+	hedge    *hedger             // nil: off
 }
 
 // Fallback is the answer a service's policy gives instead of the mesh's
@@ -85,6 +86,11 @@ func newGuard(p snapshot.Policy, zone string) (*guard, error) {
 	if rl := p.RateLimit.Client; rl.Enabled {
 		if g.limiter, err = resilience.NewLimiter(rl.RequestsPerSecond, rl.Burst); err != nil {
 			return nil, fmt.Errorf("rateLimit.client: %w", err)
+		}
+	}
+	if h := p.Hedging; h.Enabled {
+		if g.hedge, err = newHedger(h); err != nil {
+			return nil, fmt.Errorf("hedging: %w", err)
 		}
 	}
 	if f := p.Fallback; f.Enabled {

@@ -19,6 +19,7 @@ type Metrics struct {
 	errors       *prometheus.CounterVec
 	retries      *prometheus.CounterVec
 	budgetDenied *prometheus.CounterVec
+	hedges       *prometheus.CounterVec
 	inflight     *prometheus.GaugeVec
 	grpc         *prometheus.CounterVec
 	tunnels      prometheus.Counter
@@ -52,6 +53,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "weft_retry_budget_exhausted_total",
 			Help: "Retries not made because the service's retry budget was spent.",
 		}, []string{"service"}),
+		hedges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_hedges_total",
+			Help: "Hedges (a second try sent while the first still waits), by service and outcome: won (the hedge answered first), lost (the first try did), failed, denied (over hedging.maxPercent or the retry budget).",
+		}, []string{"service", "outcome"}),
 		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "weft_requests_in_flight",
 			Help: "Requests accepted and not yet answered, by direction and destination service.",
@@ -89,7 +94,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Connections accepted, by listener, the protocol they were taken for (http1, h2, tls, tcp) and how: sniffed from the first bytes, timeout (nothing sent in time), or declared (detection skipped).",
 		}, []string{"listener", "protocol", "how"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.errors, m.retries, m.budgetDenied, m.inflight, m.grpc, m.tunnels,
+	reg.MustRegister(m.requests, m.duration, m.errors, m.retries, m.budgetDenied, m.hedges, m.inflight, m.grpc, m.tunnels,
 		m.tcpConns, m.tcpActive, m.tcpReceived, m.tcpSent, m.tcpIdle, m.detections)
 	return m
 }
@@ -229,6 +234,13 @@ func (s *ServiceMetrics) MeshError(reason string) {
 func (s *ServiceMetrics) retried() {
 	if s != nil {
 		s.retries.Inc()
+	}
+}
+
+// hedge counts a hedge's outcome: won, lost, failed or denied.
+func (s *ServiceMetrics) hedge(outcome string) {
+	if s != nil {
+		s.m.hedges.WithLabelValues(s.service, outcome).Inc()
 	}
 }
 

@@ -133,6 +133,7 @@ type Call struct {
 	// caller is how long the caller waits for the response head, from
 	// start, when its request said so (TimeoutHeader); 0: it did not.
 	caller time.Duration
+	hedge  hedgeState
 }
 
 // Init starts a call through c for the request view; start is when the
@@ -231,7 +232,9 @@ func (k *Call) Answered(st endpoint.Status, retryAfter time.Duration) {
 
 // OK ends the current attempt with a response from the instance.
 func (k *Call) OK() {
-	k.att.Done(endpoint.Outcome{Class: endpoint.Success, Latency: k.att.Elapsed(), Status: k.status, RetryAfter: k.retryAfter})
+	lat := k.att.Elapsed()
+	k.att.Done(endpoint.Outcome{Class: endpoint.Success, Latency: lat, Status: k.status, RetryAfter: k.retryAfter})
+	k.c.guard.observe(lat)
 	k.settle(!failedAnswer(k.status))
 }
 
@@ -245,7 +248,9 @@ func (k *Call) OKLater() { k.pending = true }
 func (k *Call) Finish(now time.Time) {
 	if k.pending {
 		k.pending = false
-		k.att.Done(endpoint.Outcome{Class: endpoint.Success, Latency: k.att.Since(now), Status: k.status, RetryAfter: k.retryAfter})
+		lat := k.att.Since(now)
+		k.att.Done(endpoint.Outcome{Class: endpoint.Success, Latency: lat, Status: k.status, RetryAfter: k.retryAfter})
+		k.c.guard.observe(lat)
 		k.settle(!failedAnswer(k.status))
 	}
 }
@@ -274,6 +279,8 @@ func (k *Call) Again(bodySent bool) bool {
 // the mesh answered already): it says nothing of the instance.
 func (k *Call) Cancelled() {
 	k.att.Done(endpoint.Outcome{Class: endpoint.Cancelled})
+	k.hedge.att.Done(endpoint.Outcome{Class: endpoint.Cancelled})
+	k.hedge.racing = false
 	if k.admitted && k.last != nil {
 		k.settle(false) // the mesh answered a failure (an engine that skips Result)
 	} else if k.admitted {
@@ -406,6 +413,9 @@ func (k *Call) admit() *MeshError {
 	}
 	if g.budget != nil {
 		g.budget.Request(ns)
+	}
+	if g.hedge != nil {
+		g.hedge.limiter.Request(ns)
 	}
 	return nil
 }

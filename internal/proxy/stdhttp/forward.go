@@ -123,13 +123,44 @@ type replayBody struct {
 	// read is set by the transport's body writer, which may still run
 	// when the response head is in (a gRPC client stream).
 	read atomic.Bool
+	// keep: the body is kept, up to maxKept, to send again to a hedge;
+	// kept is whole once complete is set (by the transport's goroutine).
+	keep     bool
+	kept     []byte
+	complete atomic.Bool
 }
+
+// maxKept bounds the request body kept to send again to a hedge.
+const maxKept = 64 << 10
 
 func (b *replayBody) Read(p []byte) (int, error) {
 	if !b.read.Load() {
 		b.read.Store(true)
 	}
-	return b.ReadCloser.Read(p)
+	n, err := b.ReadCloser.Read(p)
+	if b.keep {
+		if len(b.kept)+n > maxKept {
+			b.keep, b.kept = false, nil
+		} else {
+			b.kept = append(b.kept, p[:n]...)
+			if err == io.EOF {
+				b.complete.Store(true)
+			}
+		}
+	}
+	return n, err
+}
+
+// whole is the body as kept, once the client has sent all of it; false
+// while it has not, or when it was too long to keep.
+func (b *replayBody) whole() ([]byte, bool) {
+	if b == nil {
+		return nil, true
+	}
+	if !b.complete.Load() {
+		return nil, false
+	}
+	return b.kept, true
 }
 
 func (b *replayBody) Close() error { return nil }

@@ -95,11 +95,23 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster
 	sent := func() bool { return body != nil && body.read.Load() }
 	var k plan.Call
 	k.Init(c, &stdView{r}, start)
+	kept := body != nil && k.Hedges() // (body.keep is the transport's once it reads)
+	if kept {
+		body.keep = true
+	}
 	for ep := k.Next(); ep != nil; ep = k.Next() {
 		r.URL.Host = ep.Address
 		setGRPCTimeout(r)
 		passTimeout(r, &k)
-		resp, err := roundTrip(transportFor(r, o.Transport, o.H2), r, k.TryTimeout())
+		var resp *http.Response
+		var err error
+		if d, ok := k.HedgeAfter(body == nil || kept); ok {
+			var stop func()
+			resp, ep, stop, err = hedgedTrip(transportFor(r, o.Transport, o.H2), r, body, &k, ep, d)
+			defer stop()
+		} else {
+			resp, err = roundTrip(transportFor(r, o.Transport, o.H2), r, k.TryTimeout())
+		}
 		if err != nil {
 			if r.Context().Err() != nil && !errors.Is(err, plan.ErrHeadTimeout) {
 				k.Cancelled()

@@ -1,0 +1,135 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/weftmesh/weft/internal/proxy/plan"
+	"github.com/weftmesh/weft/internal/proxy/stdhttp"
+	"github.com/weftmesh/weft/internal/snapshot"
+)
+
+// TestHedgingEveryEngine: with hedging after 30 ms, a request whose
+// first try goes to an instance that takes 2 s is sent to the other
+// instance too, and the fast answer is relayed, on every engine: HTTP/1.1
+// GETs, HTTP/2 GETs and gRPC-shaped POSTs whose body is kept and sent
+// again. Round robin sends every other request to the slow instance
+// first, so half of them are hedged; the slow attempts are dropped
+// (their handlers see the cancellation), and nothing stays in flight.
+func TestHedgingEveryEngine(t *testing.T) {
+	for _, c := range []struct {
+		engine string
+		grpc   bool
+	}{{"h1", false}, {"weft", false}, {"weft", true}, {"x/net", false}, {"x/net", true}} {
+		name := c.engine
+		if c.grpc {
+			name += "/grpc"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var slowHits, slowGone, fastHits atomic.Int64
+			echo := func(w http.ResponseWriter, r *http.Request, who string) {
+				body, _ := io.ReadAll(r.Body)
+				if c.grpc {
+					w.Header().Set("Content-Type", "application/grpc")
+					w.Header().Set("Trailer", "Grpc-Status")
+				}
+				w.Write([]byte(who + ":" + string(body)))
+				if c.grpc {
+					w.Header().Set("Grpc-Status", "0")
+				}
+			}
+			slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				slowHits.Add(1)
+				select {
+				case <-time.After(2 * time.Second):
+				case <-r.Context().Done():
+					slowGone.Add(1)
+					return
+				}
+				echo(w, r, "slow")
+			})
+			fast := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				fastHits.Add(1)
+				echo(w, r, "fast")
+			})
+			p := testPolicy()
+			p.Resource = "TrafficPolicy/svc"
+			p.Timeouts.Request = 5 * time.Second
+			p.Hedging = snapshot.Hedging{Enabled: true, Delay: 30 * time.Millisecond, MaxPercent: 100}
+			p.Retries.Budget = snapshot.RetryBudget{Percent: 100, MinPerSecond: 1000, Window: 10 * time.Second}
+			svc := &snapshot.Service{Name: "svc", Policy: p, Endpoints: sortedByAddress([]snapshot.Endpoint{
+				{Instance: "svc-slow", Address: serveH2C(t, slow), Ready: true},
+				{Instance: "svc-fast", Address: serveH2C(t, fast), Ready: true},
+			})}
+			reg := prometheus.NewRegistry()
+			m := plan.NewMetrics(reg)
+			table := plan.NewTable(m, plan.Policy{})
+			if errs := table.Update(&snapshot.Snapshot{Services: map[string]*snapshot.Service{"svc": svc}}); len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			t.Cleanup(table.CloseIdle)
+			out := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, discard)
+			h2 := stdhttp.NewH2CTransport()
+			t.Cleanup(h2.CloseIdleConnections)
+			out.H2 = h2
+			srv := Config{Name: "outbound", Resolve: out.Resolve, H2: out, Metrics: m, Log: discard}
+			if c.engine == "weft" {
+				srv.H2Frames = out.RouteH2
+			}
+			addr := serveProxy(t, srv)
+			var rt http.RoundTripper
+			if c.engine == "h1" {
+				tr := &http.Transport{}
+				t.Cleanup(tr.CloseIdleConnections)
+				rt = tr
+			} else {
+				rt = newH2CClient(t)
+			}
+
+			const requests = 8
+			for i := range requests {
+				var req *http.Request
+				payload := strings.Repeat("x", 100+i)
+				if c.grpc {
+					req = newH2Request(t, http.MethodPost, addr, "svc", "/pkg.Svc/Get", bytes.NewReader([]byte(payload)))
+					req.Header.Set("Content-Type", "application/grpc")
+				} else {
+					req = newH2Request(t, http.MethodGet, addr, "svc", "/", nil)
+					payload = ""
+				}
+				start := time.Now()
+				resp, body := h2Do(t, rt, req)
+				took := time.Since(start)
+				if resp.StatusCode != http.StatusOK || string(body) != "fast:"+payload {
+					t.Fatalf("request %d: got %d %q, want 200 %q", i, resp.StatusCode, body, "fast:"+payload)
+				}
+				if took > time.Second {
+					t.Fatalf("request %d took %v: the slow instance's answer, not the hedge's", i, took)
+				}
+			}
+			won := sample(t, reg, "weft_hedges_total", "service", "svc", "outcome", "won")
+			if slowHits.Load() < requests/2 || won != float64(slowHits.Load()) {
+				t.Errorf("slow instance got %d first tries and %v hedges won, want at least %d, every one won by its hedge", slowHits.Load(), won, requests/2)
+			}
+			if fastHits.Load() != requests {
+				t.Errorf("fast instance got %d requests, want %d (its own and the hedges)", fastHits.Load(), requests)
+			}
+			waitFor(t, 5*time.Second, "the slow attempts to be cancelled", func() bool { return slowGone.Load() == slowHits.Load() })
+			waitFor(t, 5*time.Second, "nothing in flight", func() bool {
+				for _, ep := range table.Lookup("svc").Endpoints {
+					if ep.InFlight() != 0 {
+						return false
+					}
+				}
+				return true
+			})
+		})
+	}
+}
