@@ -18,8 +18,10 @@
 //	/health      200, or 503 after /sick until /well
 //	/fault?...   changes how every other request is answered, until the
 //	             next /fault: delay=D (answer after D), status=N (answer N
-//	             at once), hang=1 (never answer), none of them: normal.
-//	             /fault, /health, /sick and /well are never faulted.
+//	             at once), hang=1 (never answer), none of them: normal;
+//	             share=F (0 to 1) applies it to that share of requests,
+//	             drawn at random. /fault, /health, /sick and /well are
+//	             never faulted.
 //
 // With --grpc it serves gRPC's interop TestService instead. With --hang it
 // reads every request and never answers, until the caller goes away (a
@@ -33,6 +35,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -234,6 +237,7 @@ type fault struct {
 	delay  time.Duration
 	status int
 	hang   bool
+	share  float64 // of requests the fault applies to (the rest are answered as usual)
 }
 
 // faulty serves /fault, which sets the fault every other request (but the
@@ -261,14 +265,25 @@ func faulty(next http.Handler) http.Handler {
 				}
 			}
 			f.hang = q.Get("hang") == "1"
+			f.share = 1
+			if v := q.Get("share"); v != "" {
+				if f.share, err = strconv.ParseFloat(v, 64); err != nil || f.share < 0 || f.share > 1 {
+					http.Error(w, "share: must be a number from 0 to 1", http.StatusBadRequest)
+					return
+				}
+			}
 			cur.Store(&f)
-			fmt.Fprintf(w, "fault delay=%s status=%d hang=%t", f.delay, f.status, f.hang)
+			fmt.Fprintf(w, "fault delay=%s status=%d hang=%t share=%g", f.delay, f.status, f.hang, f.share)
 			return
 		case "/health", "/sick", "/well":
 			next.ServeHTTP(w, r)
 			return
 		}
 		f := cur.Load()
+		if f.share < 1 && rand.Float64() >= f.share {
+			next.ServeHTTP(w, r)
+			return
+		}
 		if f.hang {
 			hangUp(w, r)
 			return
