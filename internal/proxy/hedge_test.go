@@ -133,3 +133,88 @@ func TestHedgingEveryEngine(t *testing.T) {
 		})
 	}
 }
+
+// TestHedgingWhenATryFails: one instance resets every request after
+// 100 ms, the other answers after 300 ms. Hedging after 30 ms, a request
+// whose first try goes to the resetting instance is answered by its
+// hedge, which takes over when the first try fails (won); one whose
+// hedge goes there keeps its first try when the hedge fails (failed).
+// Either way the answer is the slow instance's, with no retry, on every
+// engine. The balancer is random, so both orders come up (all 16
+// requests in one order: once in 30,000 runs).
+func TestHedgingWhenATryFails(t *testing.T) {
+	for _, engine := range []string{"h1", "weft", "x/net"} {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			resets := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case <-time.After(100 * time.Millisecond):
+					panic(http.ErrAbortHandler) // the connection (HTTP/1.1) or the stream (HTTP/2) is reset
+				case <-r.Context().Done():
+				}
+			})
+			answers := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case <-time.After(300 * time.Millisecond):
+					w.Write([]byte("answered"))
+				case <-r.Context().Done():
+				}
+			})
+			p := testPolicy()
+			p.LoadBalancer.Policy = "random"
+			p.Resource = "TrafficPolicy/svc"
+			p.Timeouts.Request = 5 * time.Second
+			p.Hedging = snapshot.Hedging{Enabled: true, Delay: 30 * time.Millisecond, MaxPercent: 100}
+			p.Retries.Budget = snapshot.RetryBudget{Percent: 100, MinPerSecond: 1000, Window: 10 * time.Second}
+			svc := &snapshot.Service{Name: "svc", Policy: p, Endpoints: sortedByAddress([]snapshot.Endpoint{
+				{Instance: "svc-resets", Address: serveH2C(t, resets), Ready: true},
+				{Instance: "svc-answers", Address: serveH2C(t, answers), Ready: true},
+			})}
+			reg := prometheus.NewRegistry()
+			m := plan.NewMetrics(reg)
+			table := plan.NewTable(m, plan.Policy{})
+			if errs := table.Update(&snapshot.Snapshot{Services: map[string]*snapshot.Service{"svc": svc}}); len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			t.Cleanup(table.CloseIdle)
+			out := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, discard)
+			h2 := stdhttp.NewH2CTransport()
+			t.Cleanup(h2.CloseIdleConnections)
+			out.H2 = h2
+			srv := Config{Name: "outbound", Resolve: out.Resolve, H2: out, Metrics: m, Log: discard}
+			if engine == "weft" {
+				srv.H2Frames = out.RouteH2
+			}
+			addr := serveProxy(t, srv)
+			var rt http.RoundTripper
+			if engine == "h1" {
+				tr := &http.Transport{}
+				t.Cleanup(tr.CloseIdleConnections)
+				rt = tr
+			} else {
+				rt = newH2CClient(t)
+			}
+			const requests = 16
+			for i := range requests {
+				resp, body := h2Do(t, rt, newH2Request(t, http.MethodGet, addr, "svc", "/", nil))
+				if resp.StatusCode != http.StatusOK || string(body) != "answered" {
+					t.Fatalf("request %d: got %d %q, want 200 \"answered\"", i, resp.StatusCode, body)
+				}
+			}
+			won := sample(t, reg, "weft_hedges_total", "service", "svc", "outcome", "won")
+			failed := sample(t, reg, "weft_hedges_total", "service", "svc", "outcome", "failed")
+			retries := sample(t, reg, "weft_retries_total", "service", "svc")
+			if won+failed != requests || won == 0 || failed == 0 || retries != 0 {
+				t.Errorf("hedges won %v, failed %v, retries %v; want %d in all, some of each, and no retry", won, failed, retries, requests)
+			}
+			waitFor(t, 5*time.Second, "nothing in flight", func() bool {
+				for _, ep := range table.Lookup("svc").Endpoints {
+					if ep.InFlight() != 0 {
+						return false
+					}
+				}
+				return true
+			})
+		})
+	}
+}

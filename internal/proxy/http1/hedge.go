@@ -69,9 +69,13 @@ func (ex *exchange) race(ep *plan.Endpoint, uc *upConn, d time.Duration) (keep, 
 	_, err = uc.br.Peek(1)
 	if err == nil && winner.CompareAndSwap(0, 1) {
 		uc2.Conn.SetReadDeadline(longAgo)
-		<-hedged
+		herr := <-hedged
 		uc2.close()
-		ex.k.HedgeLost(endpoint.Outrun)
+		if herr == nil || errors.Is(herr, os.ErrDeadlineExceeded) {
+			ex.k.HedgeLost(endpoint.Outrun) // (woken, or timed out as the first try answered)
+		} else {
+			ex.k.HedgeLost(endpoint.Reset) // it had failed already
+		}
 		return ex.receive(ep, uc, nil)
 	}
 	herr := <-hedged
