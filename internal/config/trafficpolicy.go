@@ -351,10 +351,6 @@ func checkEnforced(p *TrafficPolicy, g given) *FieldError {
 	switch {
 	case g.has("retries", "maxBufferedBody"):
 		return &FieldError{Field: "spec.retries.maxBufferedBody", Msg: notYet + ": request bodies are not kept for retries, so a request with a body is retried only when none of it was sent"}
-	case p.LoadBalancer.HashOn != nil && p.LoadBalancer.HashOn.Cookie != "":
-		return &FieldError{Field: "spec.loadBalancer.hashOn.cookie", Msg: notYet + " (hash on a header)"}
-	case p.LoadBalancer.HashOn != nil && p.LoadBalancer.HashOn.Source:
-		return &FieldError{Field: "spec.loadBalancer.hashOn.source", Msg: notYet + " (hash on a header)"}
 	case p.CircuitBreaker.MaxConnections != 0:
 		return &FieldError{Field: "spec.circuitBreaker.maxConnections", Msg: notYet + " (maxRequests is)"}
 	case p.CircuitBreaker.MaxPendingRequests != 0:

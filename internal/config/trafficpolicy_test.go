@@ -329,8 +329,6 @@ func TestTrafficPolicyDocExamples(t *testing.T) {
 // field, rather than taken and not followed.
 func TestTrafficPolicyRefusesWhatIsNotEnforced(t *testing.T) {
 	for _, c := range []struct{ spec, field string }{
-		{"  loadBalancer: {policy: ring-hash, hashOn: {cookie: session}}\n", "spec.loadBalancer.hashOn.cookie"},
-		{"  loadBalancer: {policy: ring-hash, hashOn: {source: true}}\n", "spec.loadBalancer.hashOn.source"},
 		{"  rateLimit: {server: {perSource: {requestsPerSecond: 5, burst: 1}}}\n", "spec.rateLimit.server.perSource"},
 		{"  retries: {maxBufferedBody: 0}\n", "spec.retries.maxBufferedBody"},
 		{"  circuitBreaker: {maxConnections: 100}\n", "spec.circuitBreaker.maxConnections"},

@@ -31,8 +31,12 @@ type Options struct {
 	// Seed seeds the random choices of p2c, least-request, random and
 	// ring-hash (0: a random seed). Tests set it to repeat their picks.
 	Seed uint64
-	// HashHeader is the request header ring-hash hashes (required there).
+	// HashHeader is the request header ring-hash hashes; or HashCookie,
+	// a cookie; or HashSource, the client's address (one of the three is
+	// required there).
 	HashHeader string
+	HashCookie string
+	HashSource bool
 	// VirtualNodes is ring-hash's points per endpoint (0:
 	// DefaultVirtualNodes; at most MaxVirtualNodes).
 	VirtualNodes int
@@ -47,10 +51,19 @@ func (o Options) Validate(name string) error {
 		return fmt.Errorf("lb: %s: virtual nodes %d: want 0 (the default, %d) to %d", name, o.VirtualNodes, DefaultVirtualNodes, MaxVirtualNodes)
 	}
 	if name == NameRingHash {
-		if o.HashHeader == "" {
-			return fmt.Errorf("lb: %s: no hash header: name the request header to hash on", name)
+		n := 0
+		for _, set := range []bool{o.HashHeader != "", o.HashCookie != "", o.HashSource} {
+			if set {
+				n++
+			}
 		}
-		if !httpguts.ValidHeaderFieldName(o.HashHeader) {
+		if n != 1 {
+			return fmt.Errorf("lb: %s: hash on one of a header, a cookie or the source (%d given)", name, n)
+		}
+		if o.HashCookie != "" && strings.ContainsAny(o.HashCookie, " \t\r\n;=,\"") {
+			return fmt.Errorf("lb: %s: hash cookie %q is not a cookie name", name, o.HashCookie)
+		}
+		if o.HashHeader != "" && !httpguts.ValidHeaderFieldName(o.HashHeader) {
 			return fmt.Errorf("lb: %s: hash header %q is not a header name", name, o.HashHeader)
 		}
 	}
@@ -81,7 +94,9 @@ func New(name string, o Options) (Balancer, error) {
 	case NameWeighted:
 		return NewWeighted(o.WeightLabel), nil
 	case NameRingHash:
-		return NewRingHash(o.HashHeader, o.VirtualNodes, o.Seed), nil
+		h := NewRingHash(o.HashHeader, o.VirtualNodes, o.Seed)
+		h.Cookie, h.Source = o.HashCookie, o.HashSource
+		return h, nil
 	}
 	panic("lb: " + name + " is in Names but not in New") // not reached
 }

@@ -22,7 +22,7 @@ func TestNew(t *testing.T) {
 		{name: "weighted", wantType: "*lb.Weighted"},
 		{name: "weighted", opts: Options{WeightLabel: "lb weight"}, wantErr: `lb: weighted: weight label "lb weight" has white space`},
 		{name: "ring-hash", opts: Options{HashHeader: "x-user"}, wantType: "*lb.RingHash"},
-		{name: "ring-hash", wantErr: "lb: ring-hash: no hash header: name the request header to hash on"},
+		{name: "ring-hash", wantErr: "lb: ring-hash: hash on one of a header, a cookie or the source (0 given)"},
 		{name: "ring-hash", opts: Options{HashHeader: "x user:"}, wantErr: `lb: ring-hash: hash header "x user:" is not a header name`},
 		{name: "ring-hash", opts: Options{HashHeader: "x-user", VirtualNodes: -1}, wantErr: "lb: ring-hash: virtual nodes -1: want 0 (the default, 100) to 10000"},
 		{name: "ring-hash", opts: Options{HashHeader: "x-user", VirtualNodes: 10001}, wantErr: "virtual nodes 10001"},

@@ -16,17 +16,20 @@ const DefaultVirtualNodes = 100
 // MaxVirtualNodes bounds the points per endpoint.
 const MaxVirtualNodes = 10000
 
-// RingHash is consistent hashing on a request header: each endpoint has
-// VirtualNodes points on a ring of 64-bit hashes (placed by its instance
-// id, or its address when it has none), and a request goes to the owner of
-// the first point at or after the hash of its Header value. The same value
+// RingHash is consistent hashing on a request header, a cookie or the
+// client's address: each endpoint has VirtualNodes points on a ring of
+// 64-bit hashes (placed by its instance id, or its address when it has
+// none), and a request goes to the owner of the first point at or after
+// the hash of its key: its Header value, else its Cookie's value, else,
+// with Source, the address of the client that sent it (in a sidecar's
+// outbound listener, its app: each calling instance sticks to one). The same value
 // goes to the same endpoint while the set holds it; when an endpoint
 // leaves, only the values it owned move (about 1/n of them).
 //
 // When the owner is tried, ejected or deferred (Retry-After), the request
 // goes on round the ring to the next untried endpoint of the best tier
 // (ready, then deferred, then ejected), the same one for the same value.
-// A request without the header (or with it empty) goes to a random
+// A request without the key (or with it empty) goes to a random
 // endpoint, as Random.
 //
 // The ring is built when the endpoint set changes (by its identity: a set
@@ -36,6 +39,8 @@ const MaxVirtualNodes = 10000
 // NewRingHash per service.
 type RingHash struct {
 	Header       string // the request header hashed
+	Cookie       string // or, when Header is empty, the cookie hashed
+	Source       bool   // or, when both are empty, the client's address
 	VirtualNodes int    // points per endpoint (0: DefaultVirtualNodes)
 	rnd          *rand.Rand
 	clock        clock
@@ -71,10 +76,7 @@ type point struct {
 // tried.
 func (h *RingHash) Pick(set []*endpoint.Endpoint, r request.View, tried []*endpoint.Endpoint) *endpoint.Endpoint {
 	now := h.clock.now()
-	var key []byte
-	if r != nil {
-		key = r.Header(h.Header)
-	}
+	key := h.key(r)
 	if len(key) == 0 || len(set) == 0 {
 		return pickRandom(set, tried, now, h.rnd)
 	}
@@ -94,6 +96,21 @@ func (h *RingHash) Pick(set []*endpoint.Endpoint, r request.View, tried []*endpo
 		}
 	}
 	return nil // not reached: every endpoint has points
+}
+
+// key is what the request is hashed by.
+func (h *RingHash) key(r request.View) []byte {
+	switch {
+	case r == nil:
+		return nil
+	case h.Header != "":
+		return r.Header(h.Header)
+	case h.Cookie != "":
+		return r.Cookie(h.Cookie)
+	case h.Source:
+		return r.Source()
+	}
+	return nil
 }
 
 // ringFor is the ring of set, built if the one held is another set's.

@@ -155,3 +155,58 @@ func TestRingHashRebuildsForANewSet(t *testing.T) {
 		t.Errorf("points on the new ring: got %d, want 20 (2 endpoints × 10)", len(rg.points))
 	}
 }
+
+// cookieView carries a Cookie field and a client address.
+type cookieView struct {
+	request.View
+	cookie, source string
+}
+
+func (v cookieView) Cookie(name string) []byte { return request.CookieValue([]byte(v.cookie), name) }
+func (v cookieView) Source() []byte            { return []byte(v.source) }
+
+// Hashing on a cookie or on the source: the same value goes to the same
+// endpoint, as a header does, and different values spread.
+func TestRingHashOnCookieAndSource(t *testing.T) {
+	eps := set(5)
+	for _, c := range []struct {
+		name string
+		opts Options
+		view func(i int) request.View
+	}{
+		{"cookie", Options{HashCookie: "session", Seed: 1}, func(i int) request.View {
+			return cookieView{View: request.None, cookie: fmt.Sprintf("theme=dark; session=s%d; lang=en", i)}
+		}},
+		{"source", Options{HashSource: true, Seed: 1}, func(i int) request.View {
+			return cookieView{View: request.None, source: fmt.Sprintf("10.0.%d.%d", i/250, i%250)}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b, err := New(NameRingHash, c.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := map[string]int{}
+			for i := range 1000 {
+				first := b.Pick(eps, c.view(i), nil).Instance
+				for range 3 {
+					if again := b.Pick(eps, c.view(i), nil).Instance; again != first {
+						t.Fatalf("value %d went to %s, then %s", i, first, again)
+					}
+				}
+				seen[first]++
+			}
+			if len(seen) != 5 {
+				t.Errorf("1000 values went to %v, want all 5 endpoints", seen)
+			}
+			// A request without the cookie (or address) goes anywhere.
+			got := pick(b, eps, cookieView{View: request.None, cookie: "theme=dark"}, nil, 2500)
+			if len(got) != 5 {
+				t.Errorf("requests without the key went to %s, want every endpoint", show(got))
+			}
+		})
+	}
+	if _, err := New(NameRingHash, Options{HashHeader: "x", HashSource: true}); err == nil {
+		t.Error("ring-hash on a header and the source: no error")
+	}
+}

@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/weftmesh/weft/internal/proxy/plan"
-	"github.com/weftmesh/weft/internal/proxy/stdhttp"
 	"github.com/weftmesh/weft/internal/snapshot"
 )
 
@@ -64,34 +61,11 @@ func TestHedgingEveryEngine(t *testing.T) {
 			p.Timeouts.Request = 5 * time.Second
 			p.Hedging = snapshot.Hedging{Enabled: true, Delay: 30 * time.Millisecond, MaxPercent: 100}
 			p.Retries.Budget = snapshot.RetryBudget{Percent: 100, MinPerSecond: 1000, Window: 10 * time.Second}
-			svc := &snapshot.Service{Name: "svc", Policy: p, Endpoints: sortedByAddress([]snapshot.Endpoint{
+			svc := &snapshot.Service{Name: "svc", Policy: p, Endpoints: []snapshot.Endpoint{
 				{Instance: "svc-slow", Address: serveH2C(t, slow), Ready: true},
 				{Instance: "svc-fast", Address: serveH2C(t, fast), Ready: true},
-			})}
-			reg := prometheus.NewRegistry()
-			m := plan.NewMetrics(reg)
-			table := plan.NewTable(m, plan.Policy{})
-			if errs := table.Update(&snapshot.Snapshot{Services: map[string]*snapshot.Service{"svc": svc}}); len(errs) > 0 {
-				t.Fatal(errs)
-			}
-			t.Cleanup(table.CloseIdle)
-			out := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, discard)
-			h2 := stdhttp.NewH2CTransport()
-			t.Cleanup(h2.CloseIdleConnections)
-			out.H2 = h2
-			srv := Config{Name: "outbound", Resolve: out.Resolve, H2: out, Metrics: m, Log: discard}
-			if c.engine == "weft" {
-				srv.H2Frames = out.RouteH2
-			}
-			addr := serveProxy(t, srv)
-			var rt http.RoundTripper
-			if c.engine == "h1" {
-				tr := &http.Transport{}
-				t.Cleanup(tr.CloseIdleConnections)
-				rt = tr
-			} else {
-				rt = newH2CClient(t)
-			}
+			}}
+			addr, rt, reg, table := policyOutbound(t, c.engine, svc)
 
 			const requests = 8
 			for i := range requests {
@@ -122,14 +96,7 @@ func TestHedgingEveryEngine(t *testing.T) {
 				t.Errorf("fast instance got %d requests, want %d (its own and the hedges)", fastHits.Load(), requests)
 			}
 			waitFor(t, 5*time.Second, "the slow attempts to be cancelled", func() bool { return slowGone.Load() == slowHits.Load() })
-			waitFor(t, 5*time.Second, "nothing in flight", func() bool {
-				for _, ep := range table.Lookup("svc").Endpoints {
-					if ep.InFlight() != 0 {
-						return false
-					}
-				}
-				return true
-			})
+			settled(t, table, "svc")
 		})
 	}
 }
@@ -143,7 +110,7 @@ func TestHedgingEveryEngine(t *testing.T) {
 // engine. The balancer is random, so both orders come up (all 16
 // requests in one order: once in 30,000 runs).
 func TestHedgingWhenATryFails(t *testing.T) {
-	for _, engine := range []string{"h1", "weft", "x/net"} {
+	for _, engine := range engineNames {
 		t.Run(engine, func(t *testing.T) {
 			t.Parallel()
 			resets := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -166,34 +133,11 @@ func TestHedgingWhenATryFails(t *testing.T) {
 			p.Timeouts.Request = 5 * time.Second
 			p.Hedging = snapshot.Hedging{Enabled: true, Delay: 30 * time.Millisecond, MaxPercent: 100}
 			p.Retries.Budget = snapshot.RetryBudget{Percent: 100, MinPerSecond: 1000, Window: 10 * time.Second}
-			svc := &snapshot.Service{Name: "svc", Policy: p, Endpoints: sortedByAddress([]snapshot.Endpoint{
+			svc := &snapshot.Service{Name: "svc", Policy: p, Endpoints: []snapshot.Endpoint{
 				{Instance: "svc-resets", Address: serveH2C(t, resets), Ready: true},
 				{Instance: "svc-answers", Address: serveH2C(t, answers), Ready: true},
-			})}
-			reg := prometheus.NewRegistry()
-			m := plan.NewMetrics(reg)
-			table := plan.NewTable(m, plan.Policy{})
-			if errs := table.Update(&snapshot.Snapshot{Services: map[string]*snapshot.Service{"svc": svc}}); len(errs) > 0 {
-				t.Fatal(errs)
-			}
-			t.Cleanup(table.CloseIdle)
-			out := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, discard)
-			h2 := stdhttp.NewH2CTransport()
-			t.Cleanup(h2.CloseIdleConnections)
-			out.H2 = h2
-			srv := Config{Name: "outbound", Resolve: out.Resolve, H2: out, Metrics: m, Log: discard}
-			if engine == "weft" {
-				srv.H2Frames = out.RouteH2
-			}
-			addr := serveProxy(t, srv)
-			var rt http.RoundTripper
-			if engine == "h1" {
-				tr := &http.Transport{}
-				t.Cleanup(tr.CloseIdleConnections)
-				rt = tr
-			} else {
-				rt = newH2CClient(t)
-			}
+			}}
+			addr, rt, reg, table := policyOutbound(t, engine, svc)
 			const requests = 16
 			for i := range requests {
 				resp, body := h2Do(t, rt, newH2Request(t, http.MethodGet, addr, "svc", "/", nil))
@@ -207,14 +151,7 @@ func TestHedgingWhenATryFails(t *testing.T) {
 			if won+failed != requests || won == 0 || failed == 0 || retries != 0 {
 				t.Errorf("hedges won %v, failed %v, retries %v; want %d in all, some of each, and no retry", won, failed, retries, requests)
 			}
-			waitFor(t, 5*time.Second, "nothing in flight", func() bool {
-				for _, ep := range table.Lookup("svc").Endpoints {
-					if ep.InFlight() != 0 {
-						return false
-					}
-				}
-				return true
-			})
+			settled(t, table, "svc")
 		})
 	}
 }

@@ -28,6 +28,53 @@ type View interface {
 	Replayable() bool
 	// GRPC reports a gRPC call (content-type application/grpc...).
 	GRPC() bool
+	// Cookie returns the value of the named cookie (Cookie header
+	// fields, case-sensitive name), or nil.
+	Cookie(name string) []byte
+	// Source is the address of the client that sent the request, as the
+	// listener saw it (the IP, without a port), or nil.
+	Source() []byte
+}
+
+// CookieValue finds the cookie name in one Cookie field value
+// ("a=1; b=2"), without allocating; nil when it is not there.
+func CookieValue(field []byte, name string) []byte {
+	for len(field) > 0 {
+		var pair []byte
+		if i := indexByte(field, ';'); i >= 0 {
+			pair, field = field[:i], field[i+1:]
+		} else {
+			pair, field = field, nil
+		}
+		pair = trimSpace(pair)
+		if len(pair) > len(name) && pair[len(name)] == '=' && string(pair[:len(name)]) == name {
+			v := pair[len(name)+1:]
+			if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			return v
+		}
+	}
+	return nil
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
 }
 
 // Safe reports the methods that may be repeated without asking: those
@@ -57,3 +104,5 @@ func (none) Path() []byte         { return nil }
 func (none) Header(string) []byte { return nil }
 func (none) Replayable() bool     { return false }
 func (none) GRPC() bool           { return false }
+func (none) Cookie(string) []byte { return nil }
+func (none) Source() []byte       { return nil }

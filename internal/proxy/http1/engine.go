@@ -76,6 +76,7 @@ type Conn struct {
 	// (here, not on the stack: the balancer's interface call would move
 	// it to the heap per request).
 	call plan.Call
+	view h1View // the request's view, for the plan
 }
 
 // Serve serves the connection's requests until it closes, idles out, or

@@ -42,7 +42,8 @@ func (e *Engine) handle(cc *Conn) bool {
 	m := c.Metrics()
 	m.Begin()
 	ex := exchange{e: e, cc: cc, c: c, k: &cc.call, sentAt: cc.start}
-	ex.k.Init(c, viewH1(req), cc.start)
+	cc.view = h1View{h: req, ip: cc.IP}
+	ex.k.Init(c, &cc.view, cc.start)
 	defer func() {
 		now := time.Now() // one clock read for the metrics and the attempt
 		m.DoneAt(ex.status, cc.start, now)

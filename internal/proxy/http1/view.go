@@ -1,26 +1,43 @@
 package http1
 
 import (
+	"bytes"
+
 	"github.com/weftmesh/weft/internal/h1"
 	"github.com/weftmesh/weft/internal/request"
 )
 
-// The request view of the fast path (package request): a pointer
-// conversion of what the engine already holds, so making one
-// allocates nothing.
+// The request view of the fast path (package request): two pointers
+// kept in the connection's state, so making one allocates nothing.
 var (
 	_ request.View = (*h1View)(nil)
 )
 
-// h1View is the view of a parsed HTTP/1.1 request head.
-type h1View h1.Head
+// h1View is the view of a parsed HTTP/1.1 request head, from the client
+// at ip. It lives in the client connection's state (Conn.view).
+type h1View struct {
+	h  *h1.Head
+	ip []byte
+}
 
-func viewH1(req *h1.Head) *h1View { return (*h1View)(req) }
+func (v *h1View) head() *h1.Head         { return v.h }
+func (v *h1View) Method() []byte         { return v.h.Method() }
+func (v *h1View) Authority() []byte      { host, _ := destinationOf(v.h); return host }
+func (v *h1View) Path() []byte           { return originForm(v.h.Target()) }
+func (v *h1View) Header(n string) []byte { return v.h.Get(n) }
+func (v *h1View) Replayable() bool       { return replayableHead(v.h) }
+func (v *h1View) GRPC() bool             { return request.IsGRPC(v.h.Get("Content-Type")) }
+func (v *h1View) Source() []byte         { return v.ip }
 
-func (v *h1View) head() *h1.Head         { return (*h1.Head)(v) }
-func (v *h1View) Method() []byte         { return v.head().Method() }
-func (v *h1View) Authority() []byte      { host, _ := destinationOf(v.head()); return host }
-func (v *h1View) Path() []byte           { return originForm(v.head().Target()) }
-func (v *h1View) Header(n string) []byte { return v.head().Get(n) }
-func (v *h1View) Replayable() bool       { return replayableHead(v.head()) }
-func (v *h1View) GRPC() bool             { return request.IsGRPC(v.head().Get("Content-Type")) }
+// Cookie reads the request's Cookie fields (RFC 6265 allows one; some
+// clients send several).
+func (v *h1View) Cookie(name string) []byte {
+	for i := range v.h.NumFields() {
+		if n, val := v.h.FieldAt(i); len(n) == 6 && bytes.EqualFold(n, []byte("Cookie")) {
+			if c := request.CookieValue(val, name); c != nil {
+				return c
+			}
+		}
+	}
+	return nil
+}

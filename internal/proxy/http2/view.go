@@ -22,6 +22,20 @@ func (v *h2View) Path() []byte             { return v.field(":path") }
 func (v *h2View) Header(n string) []byte   { return plan.BytesOf(fieldValueFold(v.req, n)) }
 func (v *h2View) Replayable() bool         { return v.noBody && request.Safe(v.Method()) }
 func (v *h2View) GRPC() bool               { return v.isGRPC }
+func (v *h2View) Source() []byte           { return plan.BytesOf(v.front.ip) }
+
+// Cookie reads every cookie field: HTTP/2 clients may split them
+// (RFC 9113 §8.2.3).
+func (v *h2View) Cookie(name string) []byte {
+	for _, f := range v.req {
+		if f.Name == "cookie" {
+			if c := request.CookieValue(plan.BytesOf(f.Value), name); c != nil {
+				return c
+			}
+		}
+	}
+	return nil
+}
 
 // fieldValueFold is fieldValue for a name in any case (HTTP/2 field
 // names are lower case on the wire).

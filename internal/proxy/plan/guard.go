@@ -1,7 +1,6 @@
 package plan
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"reflect"
@@ -108,10 +107,11 @@ func newBalancer(p snapshot.LoadBalancer) (lb.Balancer, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w %q", lb.ErrUnknown, p.Policy)
 	}
-	if name == lb.NameRingHash && p.HashOn.Header == "" {
-		return nil, errors.New("ring-hash hashes on a header only, for now: give hashOn.header")
+	o := lb.Options{WeightLabel: p.WeightLabel}
+	if name == lb.NameRingHash {
+		o.HashHeader, o.HashCookie, o.HashSource = p.HashOn.Header, p.HashOn.Cookie, p.HashOn.Source
 	}
-	return lb.New(name, lb.Options{HashHeader: p.HashOn.Header, WeightLabel: p.WeightLabel})
+	return lb.New(name, o)
 }
 
 // same reports whether g was built from policy p (maps compared by

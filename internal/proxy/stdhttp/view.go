@@ -1,6 +1,7 @@
 package stdhttp
 
 import (
+	"net"
 	"net/http"
 
 	"github.com/weftmesh/weft/internal/proxy/plan"
@@ -24,3 +25,20 @@ func (v *stdView) Replayable() bool {
 	return (v.r.Body == nil || v.r.Body == http.NoBody) && request.Safe(v.Method())
 }
 func (v *stdView) GRPC() bool { return isGRPC(v.r) }
+
+func (v *stdView) Cookie(name string) []byte {
+	for _, f := range v.r.Header["Cookie"] {
+		if c := request.CookieValue(plan.BytesOf(f), name); c != nil {
+			return c
+		}
+	}
+	return nil
+}
+
+func (v *stdView) Source() []byte {
+	host, _, err := net.SplitHostPort(v.r.RemoteAddr)
+	if err != nil {
+		return nil
+	}
+	return plan.BytesOf(host)
+}
