@@ -349,8 +349,6 @@ const notYet = "is not enforced by this version of Weft yet; leave it out"
 // checkEnforced refuses the fields that are valid but not enforced yet.
 func checkEnforced(p *TrafficPolicy, g given) *FieldError {
 	switch {
-	case g.has("retries", "maxBufferedBody"):
-		return &FieldError{Field: "spec.retries.maxBufferedBody", Msg: notYet + ": request bodies are not kept for retries, so a request with a body is retried only when none of it was sent"}
 	case p.CircuitBreaker.MaxConnections != 0:
 		return &FieldError{Field: "spec.circuitBreaker.maxConnections", Msg: notYet + " (maxRequests is)"}
 	case p.CircuitBreaker.MaxPendingRequests != 0:

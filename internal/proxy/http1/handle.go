@@ -49,6 +49,9 @@ func (e *Engine) handle(cc *Conn) bool {
 		m.DoneAt(ex.status, cc.start, now)
 		ex.k.Finish(now)
 		ex.k.Clear() // holds no endpoint or error past the request
+		if ex.kept != nil {
+			putKept(ex.kept)
+		}
 	}()
 	return ex.run()
 }
@@ -64,6 +67,9 @@ type exchange struct {
 	// sentAt is when the current attempt's request had gone in full:
 	// the response head timeout counts from there.
 	sentAt time.Time
+	// kept is the request body, read whole from the client to be sent
+	// again to another instance (plan.Call.KeepBody); nil: streamed.
+	kept *[]byte
 }
 
 // run drives the plan: attempt after attempt, as long as the last
@@ -127,7 +133,7 @@ func (ex *exchange) send(ep *plan.Endpoint, uc *upConn) (keep, done, stale bool)
 			return ex.sendFailed(uc, err)
 		}
 	}
-	if d, ok := ex.k.HedgeAfter(!hasBody(req) && !req.ExpectContinue); ok {
+	if d, ok := ex.k.HedgeAfter((!hasBody(req) || ex.kept != nil) && !req.ExpectContinue); ok {
 		return ex.race(ep, uc, d)
 	}
 	// The whole request still in the buffer: the upstream has had nothing
@@ -292,6 +298,22 @@ func (ex *exchange) sendBody(uc *upConn) error {
 	case req.Chunked:
 		ex.committed = true
 		err = h1.CopyChunked(uc.bw, ex.cc.BR)
+	case req.ContentLength > 0 && ex.kept != nil:
+		if _, werr := uc.bw.Write(*ex.kept); werr != nil {
+			err = &h1.WriteError{Err: werr}
+		}
+	case req.ContentLength > 0 && req.ContentLength <= ex.k.KeepBody():
+		// Kept whole, so another instance can have it too (a retry).
+		ex.kept = getKept(int(req.ContentLength))
+		if _, rerr := io.ReadFull(ex.cc.BR, *ex.kept); rerr != nil {
+			ex.committed = true
+			err = rerr
+			break
+		}
+		ex.k.Kept()
+		if _, werr := uc.bw.Write(*ex.kept); werr != nil {
+			err = &h1.WriteError{Err: werr}
+		}
 	case req.ContentLength > 0:
 		ex.committed = true
 		err = h1.CopyFixed(uc.bw, ex.cc.BR, req.ContentLength)

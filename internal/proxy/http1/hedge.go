@@ -3,6 +3,7 @@ package http1
 import (
 	"errors"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +45,9 @@ func (ex *exchange) race(ep *plan.Endpoint, uc *upConn, d time.Duration) (keep, 
 	}
 	t, pass := ex.k.HedgeHopTimeout()
 	writeRequestHead(uc2.bw, &ex.cc.req, ex.cc.IP, t, pass)
+	if ex.kept != nil {
+		uc2.bw.Write(*ex.kept) // (an error shows in Flush)
+	}
 	if err := uc2.bw.Flush(); err != nil {
 		uc2.close()
 		ex.k.HedgeLost(endpoint.Reset)
@@ -105,4 +109,23 @@ func classOfRead(err error) endpoint.Class {
 		return endpoint.Timeout
 	}
 	return endpoint.Reset
+}
+
+// keptPool holds buffers for request bodies kept to send again.
+var keptPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// getKept is a buffer of n bytes for a kept body.
+func getKept(n int) *[]byte {
+	b := keptPool.Get().(*[]byte)
+	if cap(*b) < n {
+		*b = make([]byte, n)
+	}
+	*b = (*b)[:n]
+	return b
+}
+
+func putKept(b *[]byte) {
+	if cap(*b) <= 64<<10 {
+		keptPool.Put(b)
+	}
 }

@@ -14,7 +14,8 @@ import (
 // try has gone in full and not answered after the plan's delay opens a
 // second peer half, the hedge, on a connection to another instance, and
 // sends it the request again: the head, and the body kept while it
-// passed (up to maxKept; a longer body, or trailers, is not hedged). The
+// passed (up to plan.Call.KeepBody; a longer body, or trailers, is not
+// hedged). The
 // first final response head wins:
 //
 //	first try's head -> the hedge is reset (CANCEL), dropped
@@ -27,9 +28,6 @@ import (
 // try's (its peer map holds the stream under the hedge's id); isHedge
 // tells them apart. When no connection to the hedge's instance is open,
 // one is dialled first (hedgeConnect), as for a first try.
-
-// maxKept bounds the request body a stream keeps to send again.
-const maxKept = 64 << 10
 
 // h2Hedge is a stream's hedge half, while it races the first try.
 type h2Hedge struct {
@@ -48,17 +46,21 @@ func (s *h2Stream) isHedge(p *h2Peer, id uint32) bool {
 	return s.hedge.peer == p && s.hedge.uid == id && p != nil
 }
 
-// keepBody keeps request body bytes to send again to a hedge, while the
-// request may be hedged and the body fits. Called under mu.
+// keepBody keeps request body bytes to send again, to a retry or a
+// hedge, while the body fits the plan's KeepBody; once the request has
+// ended, the plan is told it is kept whole. Called under mu.
 func (s *h2Stream) keepBody(data []byte) {
 	if !s.keep {
 		return
 	}
-	if len(s.kept)+len(data) > maxKept {
+	if int64(len(s.kept)+len(data)) > s.keepMax {
 		s.keep, s.kept = false, nil
 		return
 	}
 	s.kept = append(s.kept, data...)
+	if s.upEnd {
+		s.k.Kept()
+	}
 }
 
 // armHedge starts the hedge's delay once the first try's request has

@@ -92,9 +92,10 @@ type h2Stream struct {
 	grpcCode string
 
 	// hedging (h2hedge.go)
-	hedge h2Hedge
-	keep  bool   // the body is kept to send again to a hedge
-	kept  []byte // the body so far, while keep
+	hedge   h2Hedge
+	keep    bool   // the body is kept to send again, to a retry or a hedge
+	keepMax int64  // up to this many bytes (plan.Call.KeepBody)
+	kept    []byte // the body so far, while keep
 }
 
 // open starts the peer half as the plan's next attempt: on a connection
@@ -480,6 +481,13 @@ func (s *h2Stream) reopen(b *h2Batch) {
 	s.peer, s.uid = nil, 0
 	s.peerClosed, s.peerEnd, s.upDone = false, false, false
 	s.upEnd = true
+	if s.keep {
+		// The body, kept whole (else the plan would not retry): sent
+		// again as it came. The client has ended its side, so none of
+		// it is credited to the client twice.
+		s.upPend.reset()
+		s.upPend.add(s.kept)
+	}
 	if d := s.k.Backoff(); d > 0 {
 		// The retry's jittered backoff: the stream waits as while a
 		// connection is dialled (frames that arrive wait in upPend).

@@ -30,6 +30,9 @@ import (
 // hedging policy does); and only those the engine can send again
 // whole (without a body, or with all of it kept).
 
+// maxHedgeBody is the request body an engine keeps to send to a hedge.
+const maxHedgeBody = 64 << 10
+
 // hedger is a service's hedging policy made into state.
 type hedger struct {
 	delay   time.Duration              // fixed; 0: the quantile q of tracker

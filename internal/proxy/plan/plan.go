@@ -62,9 +62,13 @@ type Cluster struct {
 	// (TimeoutHeader), because the next hop is a Weft sidecar or the
 	// local app; external services are not told.
 	PassTimeout bool
-	guard       *guard          // the service's policy state; nil: plain retries, no limits
-	group       *endpoint.Group // the service's outlier detection; nil: none
-	metrics     *ServiceMetrics
+	// MaxBufferedBody is the largest request body an engine keeps to send
+	// it again (retries.maxBufferedBody; 0: none kept): a request whose
+	// body is kept whole may be retried as one without a body (KeepBody).
+	MaxBufferedBody int64
+	guard           *guard          // the service's policy state; nil: plain retries, no limits
+	group           *endpoint.Group // the service's outlier detection; nil: none
+	metrics         *ServiceMetrics
 }
 
 // Group is the cluster's outlier detection (nil: none).
@@ -134,6 +138,9 @@ type Call struct {
 	// start, when its request said so (TimeoutHeader); 0: it did not.
 	caller time.Duration
 	hedge  hedgeState
+	// kept: the engine holds the whole request body and can send it
+	// again (Kept).
+	kept bool
 }
 
 // Init starts a call through c for the request view; start is when the
@@ -302,7 +309,7 @@ func (k *Call) RetryStatus(st endpoint.Status, bodySent bool) bool {
 	if !(isHTTP && c.RetryOn.Status(code) || isGRPC && c.RetryOn.GRPC(g)) {
 		return false
 	}
-	if bodySent || !k.view.Replayable() || k.attempts >= c.maxAttempts() || k.n >= len(c.Endpoints) || k.late() {
+	if !k.resendable(bodySent) || k.attempts >= c.maxAttempts() || k.n >= len(c.Endpoints) || k.late() {
 		return false
 	}
 	if !c.guard.retryAllowed(c.metrics) {
@@ -451,16 +458,48 @@ func (k *Call) Retry(class endpoint.Class, bodySent bool) bool {
 	on := &k.c.RetryOn
 	switch class {
 	case endpoint.ConnectFailed:
-		return on.ConnectFailure && !bodySent
+		return on.ConnectFailure && (!bodySent || k.kept)
 	case endpoint.Refused:
-		return on.RefusedStream && !bodySent
+		return on.RefusedStream && (!bodySent || k.kept)
 	case endpoint.Reset:
-		return on.Reset && !bodySent && k.view.Replayable()
+		return on.Reset && k.resendable(bodySent)
 	case endpoint.Timeout:
-		return k.c.PerTry && !bodySent && k.view.Replayable() && !k.late()
+		return k.c.PerTry && k.resendable(bodySent) && !k.late()
 	}
 	return false
 }
+
+// resendable reports whether a request that may have reached an
+// instance can go to another: a safe method without a body
+// (View.Replayable), or an idempotent request or gRPC call whose body
+// the engine kept whole (Kept). bodySent: some of its body has left,
+// and it was not kept.
+func (k *Call) resendable(bodySent bool) bool {
+	if k.kept {
+		return true
+	}
+	return !bodySent && k.view.Replayable()
+}
+
+// KeepBody is how many bytes of request body the engine should keep, at
+// most, to send the request again (0: keep none): the cluster's
+// MaxBufferedBody for an idempotent request or a gRPC call (Idempotent),
+// or the hedging's 64 KiB when the request may be hedged.
+func (k *Call) KeepBody() int64 {
+	if !hedgeable(k.view) || len(k.c.Endpoints) < 2 {
+		return 0
+	}
+	n := k.c.MaxBufferedBody
+	if k.Hedges() {
+		n = max(n, maxHedgeBody)
+	}
+	return n
+}
+
+// Kept tells the plan the engine holds the whole request body (at most
+// KeepBody bytes) and will send it again to another instance: retries
+// then treat the request as one without a body.
+func (k *Call) Kept() { k.kept = true }
 
 // SameAgain lets the endpoint of the last attempt be picked again: it
 // refused the request without processing it (HTTP/2 REFUSED_STREAM), so

@@ -1,6 +1,7 @@
 package stdhttp
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -123,15 +124,14 @@ type replayBody struct {
 	// read is set by the transport's body writer, which may still run
 	// when the response head is in (a gRPC client stream).
 	read atomic.Bool
-	// keep: the body is kept, up to maxKept, to send again to a hedge;
-	// kept is whole once complete is set (by the transport's goroutine).
+	// keep: the body is kept, up to max bytes, to send again to a retry
+	// or a hedge; kept is whole once complete is set (by the transport's
+	// goroutine).
 	keep     bool
+	max      int64
 	kept     []byte
 	complete atomic.Bool
 }
-
-// maxKept bounds the request body kept to send again to a hedge.
-const maxKept = 64 << 10
 
 func (b *replayBody) Read(p []byte) (int, error) {
 	if !b.read.Load() {
@@ -139,7 +139,7 @@ func (b *replayBody) Read(p []byte) (int, error) {
 	}
 	n, err := b.ReadCloser.Read(p)
 	if b.keep {
-		if len(b.kept)+n > maxKept {
+		if int64(len(b.kept)+n) > b.max {
 			b.keep, b.kept = false, nil
 		} else {
 			b.kept = append(b.kept, p[:n]...)
@@ -149,6 +149,15 @@ func (b *replayBody) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// again is a fresh copy of the body for another attempt, once it is
+// kept whole (nil otherwise).
+func (b *replayBody) again() io.ReadCloser {
+	if kept, ok := b.whole(); ok && b != nil {
+		return io.NopCloser(bytes.NewReader(kept))
+	}
+	return nil
 }
 
 // whole is the body as kept, once the client has sent all of it; false

@@ -92,14 +92,29 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster
 	prepare(r)
 	r, cancel := withGRPCDeadline(r)
 	defer cancel()
-	sent := func() bool { return body != nil && body.read.Load() }
 	var k plan.Call
 	k.Init(c, &stdView{r}, start)
-	kept := body != nil && k.Hedges() // (body.keep is the transport's once it reads)
-	if kept {
-		body.keep = true
+	kept := false // the body is being kept (body.keep is the transport's once it reads)
+	if body != nil {
+		body.max = k.KeepBody()
+		body.keep, kept = body.max > 0, body.max > 0
+	}
+	// sent: some of the body has left and it is not kept whole.
+	sent := func() bool {
+		if kept {
+			if _, ok := body.whole(); ok {
+				k.Kept()
+				return false
+			}
+		}
+		return body != nil && body.read.Load()
 	}
 	for ep := k.Next(); ep != nil; ep = k.Next() {
+		if k.Attempts() > 1 && kept {
+			if b := body.again(); b != nil {
+				r.Body = b // (the plan retries a request whose body was sent only if it is kept whole)
+			}
+		}
 		r.URL.Host = ep.Address
 		setGRPCTimeout(r)
 		passTimeout(r, &k)
