@@ -199,6 +199,7 @@ func consumerOf(ctx context.Context, p registry.Proxy, service string) *consumer
 		return nil
 	}
 	v.Breaker, v.Endpoints = svc.Breaker, svc.Endpoints
+	sort.SliceStable(v.Endpoints, func(i, j int) bool { return v.Endpoints[i].Instance < v.Endpoints[j].Instance })
 	return v
 }
 
