@@ -191,7 +191,7 @@ func consumerOf(ctx context.Context, p registry.Proxy, service string) *consumer
 	}
 	cfg, err := fetchConfig(ctx, p.Admin)
 	if err != nil {
-		v.Error = "unreachable: " + err.Error()
+		v.Error = err.Error()
 		return v
 	}
 	svc, ok := cfg.Services[service]
@@ -203,8 +203,12 @@ func consumerOf(ctx context.Context, p registry.Proxy, service string) *consumer
 	return v
 }
 
+// errUnreachable is a sidecar's admin listener that gave no answer.
+var errUnreachable = errors.New("unreachable")
+
 // fetchConfig reads GET /config of the sidecar whose admin listener is
-// at admin, within sidecarTimeout.
+// at admin, within sidecarTimeout; errUnreachable when it gives no
+// answer.
 func fetchConfig(ctx context.Context, admin string) (*sidecarConfig, error) {
 	ctx, cancel := context.WithTimeout(ctx, sidecarTimeout)
 	defer cancel()
@@ -214,7 +218,7 @@ func fetchConfig(ctx context.Context, admin string) (*sidecarConfig, error) {
 	}
 	resp, err := (&http.Client{Transport: adminTransport}).Do(req)
 	if err != nil {
-		return nil, unwrapURLError(err)
+		return nil, fmt.Errorf("%w: %w", errUnreachable, unwrapURLError(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -262,6 +266,8 @@ func consumerTable(tw *tabwriter.Writer, v consumerView) {
 	}
 }
 
+// healthWord is the HEALTH cell: the endpoint's health, and until when
+// a Retry-After defers it.
 func healthWord(ep consumerEndpoint) string {
 	if ep.Deferred {
 		return ep.Health + " (deferred until " + timeOrDash(ep.DeferredUntil) + ")"
@@ -269,6 +275,7 @@ func healthWord(ep consumerEndpoint) string {
 	return ep.Health
 }
 
+// attemptsWord is the ATTEMPTS cell: attempts, and failures among them.
 func attemptsWord(ep consumerEndpoint) string {
 	if ep.Failures > 0 {
 		return fmt.Sprintf("%d (%d failed)", ep.Attempts, ep.Failures)
@@ -276,6 +283,8 @@ func attemptsWord(ep consumerEndpoint) string {
 	return fmt.Sprint(ep.Attempts)
 }
 
+// ejectionsWord is the EJECTIONS cell: outlier ejections so far, with
+// the reason of the last.
 func ejectionsWord(ep consumerEndpoint) string {
 	if ep.Ejections == 0 {
 		return "0"
@@ -288,6 +297,7 @@ func percent(r float64) string {
 	return fmt.Sprintf("%g%%", math.Round(r*1000)/10)
 }
 
+// timeOrDash writes t in RFC 3339, UTC; "-" for none.
 func timeOrDash(t *time.Time) string {
 	if t == nil || t.IsZero() {
 		return "-"
@@ -295,6 +305,7 @@ func timeOrDash(t *time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
+// orWord is s, or word when s is empty.
 func orWord(s, word string) string {
 	if s == "" {
 		return word

@@ -231,3 +231,29 @@ func isTime(s string) bool {
 	_, err := time.Parse(time.RFC3339, s)
 	return err == nil
 }
+
+// A sidecar that does not route to the service is left out; one that
+// answers but not with its config, or has no admin address, says so.
+func TestConsumerOf(t *testing.T) {
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"services":{"search":{"endpoints":[]}}}`)
+	}))
+	t.Cleanup(other.Close)
+	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no", http.StatusInternalServerError)
+	}))
+	t.Cleanup(broken.Close)
+	ctx := context.Background()
+	at := func(srv *httptest.Server) registry.Proxy {
+		return registry.Proxy{Service: "web", ID: "web-1", Admin: srv.Listener.Addr().String()}
+	}
+	if v := consumerOf(ctx, at(other), "catalog"); v != nil {
+		t.Errorf("a sidecar without catalog: got %+v, want it left out", v)
+	}
+	if v := consumerOf(ctx, at(broken), "catalog"); v == nil || v.Error != "GET /config: 500 Internal Server Error" {
+		t.Errorf("a sidecar answering 500: got %+v, want the status as its error", v)
+	}
+	if v := consumerOf(ctx, registry.Proxy{Service: "web", ID: "web-2"}, "catalog"); v == nil || v.Error != "no admin address in its proxy record" {
+		t.Errorf("a proxy record without admin: got %+v, want it said", v)
+	}
+}
