@@ -106,8 +106,26 @@ func TestConfigViewWithoutBreaker(t *testing.T) {
 	s := startSidecar(t, nil)
 	k, v := instanceRecord(t, registry.Instance{Service: "catalog", ID: "c1", Address: "127.0.0.1:1", Ready: true})
 	s.applyState(push.State{k: v}, 2)
-	view := s.config().(configView)
-	if got := view.Services["catalog"]; got.Breaker != "" || got.Policy.Hedging != "" {
-		t.Errorf("catalog without a policy: got breaker %q, hedging %q, want neither", got.Breaker, got.Policy.Hedging)
+	_, _, admin := s.Addrs()
+	resp, err := http.Get("http://" + admin + "/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var view struct {
+		Services map[string]map[string]any
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&view); err != nil {
+		t.Fatalf("/config: %v", err)
+	}
+	cat, ok := view.Services["catalog"]
+	if !ok {
+		t.Fatalf("/config: got services %v, want catalog", view.Services)
+	}
+	if b, ok := cat["breaker"]; ok {
+		t.Errorf("catalog without a policy: got breaker %v, want none", b)
+	}
+	if h, ok := cat["policy"].(map[string]any)["hedging"]; ok {
+		t.Errorf("catalog without a policy: got hedging %v, want none", h)
 	}
 }
