@@ -108,8 +108,8 @@ func TestDescribeShowsEachInstanceAsAConsumerSeesIt(t *testing.T) {
 		rows, pre := section(out, title)
 		for _, id := range []string{"catalog-1", "catalog-2"} {
 			r := rows[id]
-			if len(r) < colAttempts+1 || r[colAttempts] == "0" {
-				return false, "want attempts on both instances:\n" + out
+			if len(r) < colAttempts+1 || r[colAttempts] == "0" || r[colLatency] == "-" {
+				return false, "want attempts and a latency on both instances:\n" + out
 			}
 		}
 		return len(pre) == 1 && pre[0] == "Circuit breaker: closed", "want the TrafficPolicy's breaker, closed:\n" + out
