@@ -39,7 +39,7 @@ func init() {
 	addVerb("sidecar", "run the proxy beside one app instance", runSidecar)
 	addVerb("run", "run an app and its sidecar as one unit: weft run --service NAME --app-port P -- CMD ARGS", runRun)
 	addVerb("get", "list services, instances, proxies or resources: weft get services|instances [SERVICE]|proxies [SERVICE]|KIND [NAME]", runGet)
-	addVerb("describe", "show one service in detail: weft describe service NAME", runDescribe)
+	addVerb("describe", "show one service in detail, and its instances as each sidecar sees them: weft describe service NAME", runDescribe)
 	addVerb("apply", "create or update resources: weft apply -f FILE (- for stdin)", runApply)
 	addVerb("delete", "delete resources: weft delete KIND NAME, or weft delete -f FILE", runDelete)
 	addVerb("register", "add an endpoint of an external service: weft register SERVICE HOST:PORT [--label k=v]", runRegister)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftmesh/weft/internal/endpoint"
+	"github.com/weftmesh/weft/internal/proxy/plan"
 	"github.com/weftmesh/weft/internal/push"
 	"github.com/weftmesh/weft/internal/snapshot"
 	"github.com/weftmesh/weft/internal/telemetry"
@@ -118,10 +120,13 @@ type settingsView struct {
 	InboundTLS     bool   `json:"inboundTLS,omitempty"`
 }
 
+// serviceView is one service this sidecar routes to: its policy, the
+// live state of its circuit breaker here, and its endpoints.
 type serviceView struct {
 	External  bool           `json:"external,omitempty"`
 	Protocol  string         `json:"protocol,omitempty"`
 	Policy    policyView     `json:"policy"`
+	Breaker   string         `json:"breaker,omitempty"` // closed, open, half-open; none without a circuit breaker
 	Endpoints []endpointView `json:"endpoints"`
 }
 
@@ -138,6 +143,7 @@ type policyView struct {
 	CircuitBreaker string   `json:"circuitBreaker,omitempty"`
 	HealthCheck    string   `json:"healthCheck,omitempty"`
 	RateLimit      string   `json:"rateLimit,omitempty"`
+	Hedging        string   `json:"hedging,omitempty"`
 	Fallback       int      `json:"fallback,omitempty"` // the fallback answer's status
 }
 
@@ -157,32 +163,49 @@ func viewPolicy(p *snapshot.Policy) policyView {
 	if rl := p.RateLimit.Client; rl.Enabled {
 		v.RateLimit = fmt.Sprintf("%g/s, burst %d", rl.RequestsPerSecond, rl.Burst)
 	}
+	v.Hedging = hedging(p.Hedging)
 	if p.Fallback.Enabled {
 		v.Fallback = p.Fallback.Status
 	}
 	return v
 }
 
+// hedging says when a hedged try goes out and how many may: "after 20ms,
+// at most 10% of requests", or "after p95, ..." when it follows recent
+// latency; "" when hedging is off.
+func hedging(h snapshot.Hedging) string {
+	if !h.Enabled {
+		return ""
+	}
+	after := duration(h.Delay)
+	if h.Delay <= 0 {
+		after = fmt.Sprintf("p%d", h.Percentile)
+	}
+	return fmt.Sprintf("after %s, at most %g%% of requests", after, h.MaxPercent)
+}
+
 // endpointView is one endpoint as the mesh lists it (ready: its sidecar
 // reports its app up; external endpoints are not checked) and, when this
 // sidecar routes to it, its state here: ejected after connect failures,
-// attempts in flight, latency estimate.
+// attempts in flight, latency estimate, deferral by Retry-After.
 type endpointView struct {
-	Instance     string            `json:"instance"`
-	Address      string            `json:"address"`
-	Labels       map[string]string `json:"labels,omitempty"`
-	Protocol     string            `json:"protocol,omitempty"`
-	Ready        bool              `json:"ready"`
-	Health       string            `json:"health"` // ready, not-ready, ejected, probe-down, unchecked
-	EjectedUntil *time.Time        `json:"ejectedUntil,omitempty"`
-	InFlight     int               `json:"inFlight,omitempty"`
-	Latency      string            `json:"latency,omitempty"`     // smoothed latency of successes
-	PeakLatency  string            `json:"peakLatency,omitempty"` // the peak-EWMA estimate, decayed to now
-	FailureRate  float64           `json:"failureRate,omitempty"` // recent share of failed attempts, decayed to now
-	Attempts     uint64            `json:"attempts,omitempty"`
-	Failures     uint64            `json:"failures,omitempty"`
-	EjectReason  string            `json:"ejectReason,omitempty"` // of the last outlier ejection: consecutive-5xx, gateway-errors, connect-failure, success-rate
-	Ejections    uint64            `json:"ejections,omitempty"`   // outlier ejections so far
+	Instance      string            `json:"instance"`
+	Address       string            `json:"address"`
+	Labels        map[string]string `json:"labels,omitempty"`
+	Protocol      string            `json:"protocol,omitempty"`
+	Ready         bool              `json:"ready"`
+	Health        string            `json:"health"` // ready, not-ready, ejected, probe-down, unchecked
+	EjectedUntil  *time.Time        `json:"ejectedUntil,omitempty"`
+	Deferred      bool              `json:"deferred,omitempty"`      // it asked (Retry-After) to be left alone: picked only when nothing else is
+	DeferredUntil *time.Time        `json:"deferredUntil,omitempty"` // when its Retry-After ends
+	InFlight      int               `json:"inFlight,omitempty"`
+	Latency       string            `json:"latency,omitempty"`     // smoothed latency of successes
+	PeakLatency   string            `json:"peakLatency,omitempty"` // the peak-EWMA estimate, decayed to now
+	FailureRate   float64           `json:"failureRate,omitempty"` // recent share of failed attempts, decayed to now
+	Attempts      uint64            `json:"attempts,omitempty"`
+	Failures      uint64            `json:"failures,omitempty"`
+	EjectReason   string            `json:"ejectReason,omitempty"` // of the last outlier ejection: consecutive-5xx, gateway-errors, connect-failure, success-rate
+	Ejections     uint64            `json:"ejections,omitempty"`   // outlier ejections so far
 }
 
 func (s *Sidecar) config() any {
@@ -210,52 +233,67 @@ func (s *Sidecar) config() any {
 	if snap == nil {
 		return v
 	}
+	now := time.Now()
 	for _, name := range snap.Names() {
-		svc := snap.Services[name]
-		c := s.table.Lookup(name)
-		sv := serviceView{External: svc.External, Protocol: svc.Protocol, Policy: viewPolicy(&svc.Policy),
-			Endpoints: make([]endpointView, 0, len(svc.Endpoints))}
-		for _, e := range svc.Endpoints {
-			ev := endpointView{Instance: e.Instance, Address: e.Address, Labels: e.Labels, Protocol: e.Protocol, Ready: e.Ready}
-			switch {
-			case !e.Ready:
-				ev.Health = "not-ready"
-			case e.External:
-				ev.Health = "unchecked"
-			default:
-				ev.Health = "ready"
-			}
-			if c != nil {
-				for _, ep := range c.Endpoints {
-					if ep.Address != e.Address || ep.Instance != e.Instance {
-						continue
-					}
-					st := ep.Stats()
-					if !st.EjectedUntil.IsZero() {
-						t := st.EjectedUntil.UTC().Truncate(time.Millisecond)
-						ev.EjectedUntil, ev.Health = &t, "ejected"
-					}
-					if st.Health.ProbeDown {
-						ev.Health = "probe-down" // this sidecar's probes fail, whatever the registry says
-					}
-					if st.Ejections > 0 {
-						ev.EjectReason, ev.Ejections = st.EjectionReason.String(), st.Ejections
-					}
-					ev.InFlight, ev.Attempts, ev.Failures = st.InFlight, st.Attempts, st.Failures
-					if st.Latency > 0 {
-						ev.Latency = duration(st.Latency.Round(time.Microsecond))
-					}
-					if st.Attempts > 0 {
-						ev.PeakLatency = duration(st.PeakLatency.Round(time.Microsecond))
-						ev.FailureRate = math.Round(st.FailureRate*1000) / 1000
-					}
-				}
-			}
-			sv.Endpoints = append(sv.Endpoints, ev)
-		}
-		v.Services[name] = sv
+		v.Services[name] = viewService(snap.Services[name], s.table.Lookup(name), now)
 	}
 	return v
+}
+
+// viewService is svc as this sidecar routes to it through c (nil: not in
+// the routing table).
+func viewService(svc *snapshot.Service, c *plan.Cluster, now time.Time) serviceView {
+	sv := serviceView{External: svc.External, Protocol: svc.Protocol, Policy: viewPolicy(&svc.Policy),
+		Endpoints: make([]endpointView, 0, len(svc.Endpoints))}
+	if c != nil {
+		sv.Breaker, _ = c.BreakerState(now)
+	}
+	for _, e := range svc.Endpoints {
+		ev := endpointView{Instance: e.Instance, Address: e.Address, Labels: e.Labels, Protocol: e.Protocol, Ready: e.Ready}
+		switch {
+		case !e.Ready:
+			ev.Health = "not-ready"
+		case e.External:
+			ev.Health = "unchecked"
+		default:
+			ev.Health = "ready"
+		}
+		if c != nil {
+			for _, ep := range c.Endpoints {
+				if ep.Address == e.Address && ep.Instance == e.Instance {
+					addStats(&ev, ep.Stats())
+				}
+			}
+		}
+		sv.Endpoints = append(sv.Endpoints, ev)
+	}
+	return sv
+}
+
+// addStats fills ev with the state of its endpoint on this sidecar.
+func addStats(ev *endpointView, st endpoint.Stats) {
+	if !st.EjectedUntil.IsZero() {
+		t := st.EjectedUntil.UTC().Truncate(time.Millisecond)
+		ev.EjectedUntil, ev.Health = &t, "ejected"
+	}
+	if st.Health.ProbeDown {
+		ev.Health = "probe-down" // this sidecar's probes fail, whatever the registry says
+	}
+	if !st.DeferredUntil.IsZero() {
+		t := st.DeferredUntil.UTC().Truncate(time.Millisecond)
+		ev.Deferred, ev.DeferredUntil = true, &t
+	}
+	if st.Ejections > 0 {
+		ev.EjectReason, ev.Ejections = st.EjectionReason.String(), st.Ejections
+	}
+	ev.InFlight, ev.Attempts, ev.Failures = st.InFlight, st.Attempts, st.Failures
+	if st.Latency > 0 {
+		ev.Latency = duration(st.Latency.Round(time.Microsecond))
+	}
+	if st.Attempts > 0 {
+		ev.PeakLatency = duration(st.PeakLatency.Round(time.Microsecond))
+		ev.FailureRate = math.Round(st.FailureRate*1000) / 1000
+	}
 }
 
 // duration writes d as on the command line: 100ms, 15s, 1h (not 1h0m0s).
