@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -165,5 +166,33 @@ func TestServerNameReadsTheClientHelloWithoutConsumingIt(t *testing.T) {
 	}
 	if _, err := serverName(bufio.NewReader(bytes.NewReader(clientHello(t, "")))); err == nil {
 		t.Error("serverName of a ClientHello without SNI: got no error")
+	}
+}
+
+// A Shutdown that comes before Serve has its listener still ends Serve:
+// Serve closes the listener and returns at once instead of accepting.
+func TestShutdownBeforeServe(t *testing.T) {
+	s := newListener(t, Config{Name: "outbound", Resolve: func(*h1.Head, []byte, bool) (*plan.Cluster, *plan.MeshError) { return nil, nil }, Log: discard})
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("Serve after Shutdown: %v, want http.ErrServerClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		ln.Close()
+		t.Fatal("Serve after Shutdown still accepting after 5 s")
+	}
+	if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+		c.Close()
+		t.Error("the listener still takes connections after Serve returned")
 	}
 }

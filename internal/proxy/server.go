@@ -136,6 +136,12 @@ func (s *Listener) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 		return errors.New("proxy: listener " + s.cfg.Name + " is served already")
 	}
+	if s.shutdown.Load() {
+		// Shutdown (or Close) came first: it found no listener to close.
+		s.mu.Unlock()
+		ln.Close()
+		return http.ErrServerClosed
+	}
 	s.ln = ln
 	std := s.std
 	s.wg.Add(1)
