@@ -237,6 +237,7 @@ func TestConfigViewShowsEndpointState(t *testing.T) {
 			return false, err.Error()
 		}
 		if eps := v.Services["catalog"].Endpoints; len(eps) == 1 {
+			ep.InFlight = 0 // omitted when 0: the last look's value would stand
 			json.Unmarshal(eps[0], &ep)
 		}
 		return ep.Attempts == 1 && ep.InFlight == 0, fmt.Sprintf("%+v", ep)
