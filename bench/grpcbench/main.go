@@ -22,6 +22,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -51,6 +52,7 @@ func main() {
 	flag.StringVar(&profileDir, "profile", "", "write CPU, mutex and block profiles of both sidecars under mesh load to this directory")
 	flag.StringVar(&only, "only", "", "run only this path (direct, mesh, mesh-xnet or nginx)")
 	flag.BoolVar(&xnet, "xnet", false, "also measure a Weft pair with --http2-engine x/net")
+	flag.IntVar(&providers, "providers", 1, "provider sidecars in front of the app on the mesh path (instances of the service; with 2 or more the consumer balances, and keeps request bodies for retries)")
 	flag.Func("sidecar-env", "set `K=V` in the sidecars' environment (repeatable), e.g. GOMAXPROCS=1", func(v string) error {
 		if !strings.Contains(v, "=") {
 			return fmt.Errorf("want K=V")
@@ -92,6 +94,7 @@ var (
 	sidecarEnv []string
 	deadline   time.Duration
 	xnet       bool
+	providers  int
 )
 
 func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
@@ -144,6 +147,20 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 		costOf["mesh-xnet"] = []benchkit.Process{{Name: "client", Pid: os.Getpid()}, {Name: "consumer", Pid: procs.Pid(5)},
 			{Name: "provider", Pid: procs.Pid(4)}, {Name: "app", Pid: procs.Pid(0)}}
 	}
+	for i := 2; i <= providers; i++ {
+		// More instances of interop, all before the one app; the cost
+		// lines count the first provider only.
+		if _, err := start(weft, `msg="sidecar started"`, "sidecar", "--service", "interop", "--id", fmt.Sprintf("interop-%d", i),
+			"--app-port", port, "--app-protocol", "h2c", "--control", cp, "--outbound", "127.0.0.1:0", "--inbound", "127.0.0.1:0",
+			"--admin", "127.0.0.1:0"); err != nil {
+			return err
+		}
+	}
+	if providers > 1 {
+		if err := waitEndpoints(consAdmin, "interop", providers); err != nil {
+			return err
+		}
+	}
 	if compare == "nginx" {
 		front, pids, err := startNginx(dir, appAddr)
 		if err != nil {
@@ -161,6 +178,9 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 		fmt.Fprintf(w, ", deadline %s per call", deadline)
 	}
 	fmt.Fprintf(w, ", sidecars with %s, nginx with one worker", strings.Join(sidecarEnv, " "))
+	if providers > 1 {
+		fmt.Fprintf(w, ", %d provider sidecars (instances) on the mesh path", providers)
+	}
 	fmt.Fprint(w, "\n")
 	if showCost {
 		fmt.Fprint(w, "per call/message: CPU time, then read+write system calls, of each process (client: this one)\n")
@@ -374,5 +394,27 @@ func profiles(admins map[string]string, d time.Duration) func(phase string) {
 				fmt.Fprintln(os.Stderr, "grpcbench:", err)
 			}
 		}
+	}
+}
+
+// waitEndpoints waits until the consumer whose admin address is admin
+// routes to n endpoints of service.
+func waitEndpoints(admin, service string, n int) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var v struct {
+			Services map[string]struct{ Endpoints []json.RawMessage }
+		}
+		if resp, err := http.Get("http://" + admin + "/config"); err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&v)
+			resp.Body.Close()
+			if err == nil && len(v.Services[service].Endpoints) >= n {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the consumer does not route to %d instances of %s after 15 s", n, service)
+		}
+		time.Sleep(100 * time.Millisecond) // polling a process's state, not synchronising a test
 	}
 }
