@@ -353,8 +353,6 @@ func checkEnforced(p *TrafficPolicy, g given) *FieldError {
 		return &FieldError{Field: "spec.circuitBreaker.maxConnections", Msg: notYet + " (maxRequests is)"}
 	case p.CircuitBreaker.MaxPendingRequests != 0:
 		return &FieldError{Field: "spec.circuitBreaker.maxPendingRequests", Msg: notYet + " (maxRequests is)"}
-	case p.RateLimit.Server != nil && p.RateLimit.Server.PerSource != nil:
-		return &FieldError{Field: "spec.rateLimit.server.perSource", Msg: notYet + ": it needs the caller's identity, which comes with mutual TLS"}
 	}
 	return nil
 }

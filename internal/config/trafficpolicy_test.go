@@ -329,7 +329,6 @@ func TestTrafficPolicyDocExamples(t *testing.T) {
 // field, rather than taken and not followed.
 func TestTrafficPolicyRefusesWhatIsNotEnforced(t *testing.T) {
 	for _, c := range []struct{ spec, field string }{
-		{"  rateLimit: {server: {perSource: {requestsPerSecond: 5, burst: 1}}}\n", "spec.rateLimit.server.perSource"},
 		{"  circuitBreaker: {maxConnections: 100}\n", "spec.circuitBreaker.maxConnections"},
 		{"  circuitBreaker: {maxPendingRequests: 10}\n", "spec.circuitBreaker.maxPendingRequests"},
 	} {

@@ -19,8 +19,12 @@ import (
 	"github.com/weftmesh/weft/internal/proxy"
 )
 
-// timeoutHeader is the header a sidecar tells the next hop its timeout in.
-const timeoutHeader = "X-Weft-Timeout-Ms"
+// timeoutHeader is the header a sidecar tells the next hop its timeout
+// in, sourceHeader the one it names its service in.
+const (
+	timeoutHeader = "X-Weft-Timeout-Ms"
+	sourceHeader  = "X-Weft-Source"
+)
 
 // hopCaller sends GET path to addr naming service, with the extra header
 // fields h.
@@ -72,10 +76,12 @@ func hopGRPC(ctx context.Context, addr, service, _ string, h map[string]string) 
 
 // TestTimeoutPassedToNextHop: a sidecar tells the next hop how long it
 // waits for the answer (X-Weft-Timeout-Ms), and a sidecar told so never
-// waits longer, on every engine:
+// waits longer, on every engine; it names its service too
+// (X-Weft-Source):
 //
 //   - an app behind the mesh sees the consumer's timeout (--timeout
-//     400ms) in the header, whatever value its client put there;
+//     400ms) in the header, and the consumer's service, whatever values
+//     its client put there;
 //   - the provider's sidecar, told 300 ms, answers 504 upstream-timeout
 //     for its hung app after about 300 ms, though it has no timeout of
 //     its own for the app (without the header it would wait as long as
@@ -118,7 +124,8 @@ func TestTimeoutPassedToNextHop(t *testing.T) {
 			waitEndpoints(t, long, hungSvc, 1)
 
 			if c.headers {
-				got := c.call(context.Background(), short.Outbound, echoSvc, "/headers", map[string]string{timeoutHeader: "999999"})
+				got := c.call(context.Background(), short.Outbound, echoSvc, "/headers",
+					map[string]string{timeoutHeader: "999999", sourceHeader: "spoofed"})
 				var h http.Header
 				if got.err != nil || got.status != "HTTP 200" || json.Unmarshal([]byte(got.body), &h) != nil {
 					t.Fatalf("GET /headers through the mesh: %s", got)
@@ -127,6 +134,9 @@ func TestTimeoutPassedToNextHop(t *testing.T) {
 				if err != nil || ms <= 0 || ms > 400 {
 					t.Errorf("the app got %s: %q, want the consumer's 400 ms or what is left of it (not the client's 999999)",
 						timeoutHeader, h.Get(timeoutHeader))
+				}
+				if src := h.Get(sourceHeader); src != "dl-client-"+strconv.Itoa(i) {
+					t.Errorf("the app got %s: %q, want the calling sidecar's service dl-client-%d (not the client's spoofed)", sourceHeader, src, i)
 				}
 			}
 

@@ -535,3 +535,36 @@ func TestRateLimitEveryEngine(t *testing.T) {
 		}
 	}
 }
+
+// TestServerRateLimitPerSource: rateLimit.server.perSource gives each
+// calling service its own bucket on the provider's inbound: one caller
+// over its burst gets 429 rate-limited naming it, while another is
+// still let in.
+func TestServerRateLimitPerSource(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "pssvc", 1, nil, nil)
+	other := f.m.Sidecar(f.cp, "--service", "ps-other")
+	waitEndpoints(t, other, "pssvc", 1)
+	f.apply(t, "  rateLimit: {server: {perSource: {requestsPerSecond: 0.2, burst: 3}}}\n", "peak-ewma")
+	// The provider applies the policy from its own push: until then the
+	// caller is not limited.
+	var body string
+	f.m.Eventually(10*time.Second, func() (bool, string) {
+		resp, b, err := meshtest.Via(f.consumer.Outbound, "pssvc", "/")
+		if err != nil {
+			return false, err.Error()
+		}
+		body = b
+		return resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("X-Weft-Error") == "rate-limited",
+			fmt.Sprintf("%d %q, want the caller limited", resp.StatusCode, b)
+	})
+	if !strings.Contains(body, `service \"client-pssvc\" is over its rate limit`) {
+		t.Errorf("the refusal says %q, want it to name the calling service client-pssvc", body)
+	}
+	for i := range 3 {
+		resp, b, err := meshtest.Via(other.Outbound, "pssvc", "/")
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("request %d from another service: %v %v %q, want 200 (its own bucket)", i, err, resp, b)
+		}
+	}
+}

@@ -236,7 +236,7 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 	}
 
 	metrics := plan.NewMetrics(deps.Registry)
-	s.table = plan.NewTable(metrics, plan.Policy{Timeout: cfg.Timeout, Zone: cfg.Labels[lb.DefaultZoneLabel]})
+	s.table = plan.NewTable(metrics, plan.Policy{Timeout: cfg.Timeout, Zone: cfg.Labels[lb.DefaultZoneLabel], Source: cfg.Service})
 	s.peers = newPeers(s)
 	if err := deps.Registry.Register(newPolicyMetrics(s)); err != nil {
 		s.closeListeners()

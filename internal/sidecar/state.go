@@ -28,11 +28,11 @@ func (s *Sidecar) applyState(st push.State, rev int64) {
 	}
 	s.peers.update(s, snap)
 	if s.in != nil {
-		rl := snapshot.RateLimit{}
+		var rl, perSource snapshot.RateLimit
 		if own := snap.Services[s.cfg.Service]; own != nil {
-			rl = own.Policy.RateLimit.Server
+			rl, perSource = own.Policy.RateLimit.Server, own.Policy.RateLimit.ServerPerSource
 		}
-		if err := s.in.SetServerLimit(rl); err != nil {
+		if err := s.in.SetServerLimit(rl, perSource); err != nil {
 			s.log.Warn("server-side rate limit not applied", "err", err)
 		}
 	}

@@ -127,7 +127,7 @@ func (ex *exchange) send(ep *plan.Endpoint, uc *upConn) (keep, done, stale bool)
 		writes = uc.sock.Writes
 	}
 	t, pass := ex.k.NextHopTimeout()
-	writeRequestHead(uc.bw, req, cc.IP, t, pass)
+	writeRequestHead(uc.bw, req, cc.IP, t, pass, ex.c.Source)
 	if !req.ExpectContinue {
 		if err := ex.sendBody(uc); err != nil {
 			return ex.sendFailed(uc, err)

@@ -13,14 +13,16 @@ import (
 var (
 	xffName     = []byte("X-Forwarded-For")
 	timeoutName = []byte(plan.TimeoutHeader)
+	sourceName  = []byte(plan.SourceHeader)
 )
 
 // writeRequestHead writes the head sent upstream: origin-form target,
 // end-to-end fields, X-Forwarded-For with the client's address appended,
 // the try's timeout for the next hop (plan.TimeoutHeader, when pass;
-// the client's is never passed on as it came), and the framing and
-// upgrade fields this hop owns.
-func writeRequestHead(bw *bufio.Writer, req *h1.Head, clientIP []byte, timeout time.Duration, pass bool) {
+// the client's is never passed on as it came), the calling service
+// (plan.SourceHeader, when source is set, in place of the client's), and
+// the framing and upgrade fields this hop owns.
+func writeRequestHead(bw *bufio.Writer, req *h1.Head, clientIP []byte, timeout time.Duration, pass bool, source string) {
 	bw.Write(req.Method())
 	bw.WriteByte(' ')
 	bw.Write(originForm(req.Target()))
@@ -38,6 +40,9 @@ func writeRequestHead(bw *bufio.Writer, req *h1.Head, clientIP []byte, timeout t
 		}
 		if len(name) == len(timeoutName) && bytes.EqualFold(name, timeoutName) {
 			continue
+		}
+		if source != "" && len(name) == len(sourceName) && bytes.EqualFold(name, sourceName) {
+			continue // replaced by this sidecar's own
 		}
 		hasHost = hasHost || bytes.EqualFold(name, []byte("Host"))
 		writeField(bw, name, value)
@@ -61,6 +66,11 @@ func writeRequestHead(bw *bufio.Writer, req *h1.Head, clientIP []byte, timeout t
 	if pass {
 		bw.WriteString("X-Weft-Timeout-Ms: ")
 		bw.Write(plan.AppendTimeoutHeader(bw.AvailableBuffer(), timeout))
+		bw.WriteString("\r\n")
+	}
+	if source != "" {
+		bw.WriteString("X-Weft-Source: ")
+		bw.WriteString(source)
 		bw.WriteString("\r\n")
 	}
 	if req.Chunked {

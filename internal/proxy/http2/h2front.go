@@ -302,6 +302,7 @@ func (h *h2Client) headers(f *http2.MetaHeadersFrame, b *h2Batch) error {
 	if s.cluster != nil {
 		s.m = s.cluster.Metrics()
 		s.k.Init(s.cluster, (*h2View)(s), s.start)
+		s.setSource()
 		if !s.noBody {
 			s.keepMax = s.k.KeepBody()
 			s.keep = s.keepMax > 0

@@ -158,6 +158,25 @@ func (s *h2Stream) connect(ep *plan.Endpoint) {
 	}
 }
 
+// setSource names the calling service in the request head
+// (plan.SourceHeader), in place of what the client sent, when the
+// cluster has one. Called under mu, before the first attempt.
+func (s *h2Stream) setSource() {
+	src := s.cluster.Source
+	if src == "" {
+		return
+	}
+	set := false
+	for i := range s.req {
+		if s.req[i].Name == plan.SourceHeader {
+			s.req[i].Value, set = src, true
+		}
+	}
+	if !set {
+		s.req = append(s.req, hpack.HeaderField{Name: plan.SourceHeader, Value: src})
+	}
+}
+
 // passTimeout sets the try's timeout for the next hop in req
 // (plan.TimeoutHeader), or removes the client's when none is passed.
 func (s *h2Stream) passTimeout() {

@@ -31,8 +31,11 @@ type guard struct {
 	backoff  resilience.Backoff
 	breaker  *resilience.Breaker // nil: off
 	limiter  *resilience.Limiter // nil: off
-	fallback *Fallback           // nil: off
-	hedge    *hedger             // nil: off
+	// perSource: a bucket for each calling service (SourceHeader), on
+	// the inbound (rateLimit.server.perSource); nil: off.
+	perSource *resilience.KeyedLimiter
+	fallback  *Fallback // nil: off
+	hedge     *hedger   // nil: off
 }
 
 // Fallback is the answer a service's policy gives instead of the mesh's
@@ -133,24 +136,40 @@ func circuitOpen(service string) *MeshError {
 }
 
 // ServerLimited is c, the cluster of a sidecar's own app, under its
-// service's server-side rate limit rl (rateLimit.server): a copy sharing
-// c's endpoint, whose token bucket answers 429 rate-limited past the
-// limit (c's bucket is kept while rl stays the same; rl off: no limit).
-func (c *Cluster) ServerLimited(rl snapshot.RateLimit) (*Cluster, error) {
-	if c.guard != nil && c.guard.policy.RateLimit.Server == rl || c.guard == nil && !rl.Enabled {
+// service's server-side rate limits (rateLimit.server): rl for all
+// callers together and perSource for each calling service (SourceHeader;
+// requests that name none share one bucket). It is a copy sharing c's
+// endpoint whose buckets answer 429 rate-limited past the limits; c's
+// buckets are kept while the limits stay the same; both off: no limit.
+func (c *Cluster) ServerLimited(rl, perSource snapshot.RateLimit) (*Cluster, error) {
+	if c.guard != nil && c.guard.policy.RateLimit.Server == rl && c.guard.policy.RateLimit.ServerPerSource == perSource ||
+		c.guard == nil && !rl.Enabled && !perSource.Enabled {
 		return c, nil
 	}
 	n := *c
 	n.guard = nil
+	if !rl.Enabled && !perSource.Enabled {
+		return &n, nil
+	}
+	g := &guard{}
+	g.policy.RateLimit.Server, g.policy.RateLimit.ServerPerSource = rl, perSource
 	if rl.Enabled {
 		l, err := resilience.NewLimiter(rl.RequestsPerSecond, rl.Burst)
 		if err != nil {
 			return nil, fmt.Errorf("rateLimit.server: %w", err)
 		}
-		g := &guard{limiter: l}
-		g.policy.RateLimit.Server = rl
-		n.guard = g
+		g.limiter = l
 	}
+	if perSource.Enabled {
+		o := resilience.DefaultKeyedLimiterOptions()
+		o.Rate, o.Burst = perSource.RequestsPerSecond, perSource.Burst
+		l, err := resilience.NewKeyedLimiter(o)
+		if err != nil {
+			return nil, fmt.Errorf("rateLimit.server.perSource: %w", err)
+		}
+		g.perSource = l
+	}
+	n.guard = g
 	return &n, nil
 }
 

@@ -192,11 +192,11 @@ func TestMaxRequestsPassesOverFullEndpoints(t *testing.T) {
 func TestServerLimited(t *testing.T) {
 	app := NewCluster("svc", []*Endpoint{endpoint.New("svc", "svc-1", "127.0.0.1:1", nil)}, 0, nil)
 	rl := snapshot.RateLimit{Enabled: true, RequestsPerSecond: 1, Burst: 1}
-	lim, err := app.ServerLimited(rl)
+	lim, err := app.ServerLimited(rl, snapshot.RateLimit{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again, _ := lim.ServerLimited(rl); again != lim {
+	if again, _ := lim.ServerLimited(rl, snapshot.RateLimit{}); again != lim {
 		t.Error("the same limit again: a new cluster (and bucket), want the same")
 	}
 	if lim.Endpoints[0] != app.Endpoints[0] {
@@ -212,8 +212,49 @@ func TestServerLimited(t *testing.T) {
 	if k.Next() != nil || k.Result().Reason != ReasonRateLimited {
 		t.Errorf("second within the second: %+v, want rate-limited", k.Result())
 	}
-	if off, _ := lim.ServerLimited(snapshot.RateLimit{}); off.guard != nil {
+	if off, _ := lim.ServerLimited(snapshot.RateLimit{}, snapshot.RateLimit{}); off.guard != nil {
 		t.Error("limit off: still limited")
+	}
+}
+
+// fromSource is a request naming its calling service in SourceHeader.
+type fromSource struct {
+	request.View
+	source string
+}
+
+func (v fromSource) Header(name string) []byte {
+	if name == SourceHeader && v.source != "" {
+		return []byte(v.source)
+	}
+	return nil
+}
+
+// rateLimit.server.perSource: each calling service has its own bucket,
+// and requests that name none share one.
+func TestServerLimitedPerSource(t *testing.T) {
+	app := NewCluster("svc", []*Endpoint{endpoint.New("svc", "svc-1", "127.0.0.1:1", nil)}, 0, nil)
+	lim, err := app.ServerLimited(snapshot.RateLimit{}, snapshot.RateLimit{Enabled: true, RequestsPerSecond: 1, Burst: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admitted := map[string]int{}
+	var last *MeshError
+	for _, src := range []string{"web", "web", "web", "batch", "batch", "batch", "", "", ""} {
+		var k Call
+		k.Init(lim, fromSource{View: request.None, source: src}, time.Now())
+		if k.Next() != nil {
+			admitted[src]++
+			k.OK()
+		} else if last = k.Result(); last.Reason != ReasonRateLimited {
+			t.Fatalf("%q refused with %+v, want rate-limited", src, last)
+		}
+	}
+	if admitted["web"] != 2 || admitted["batch"] != 2 || admitted[""] != 2 {
+		t.Errorf("admitted %v, want 2 (the burst) for each source and for requests naming none", admitted)
+	}
+	if last == nil || !strings.Contains(last.Message, "callers that name no source") || last.RetryAfter == "" {
+		t.Errorf("the refusal of a request naming no source: %+v, want it named, with Retry-After", last)
 	}
 }
 

@@ -62,6 +62,10 @@ type Cluster struct {
 	// (TimeoutHeader), because the next hop is a Weft sidecar or the
 	// local app; external services are not told.
 	PassTimeout bool
+	// Source is the service this sidecar calls for, sent to the next hop
+	// in SourceHeader in place of what the request carried ("": the
+	// request's own is passed on, as to the local app).
+	Source string
 	// MaxBufferedBody is the largest request body an engine keeps to send
 	// it again (retries.maxBufferedBody; 0: none kept): a request whose
 	// body is kept whole may be retried as one without a body (KeepBody).
@@ -406,6 +410,15 @@ func (k *Call) admit() *MeshError {
 		now = time.Now()
 	}
 	ns := now.UnixNano()
+	if g.perSource != nil {
+		src := stringOf(k.view.Header(SourceHeader))
+		if src == "" {
+			src = unknownSource
+		}
+		if ok, after := g.perSource.Allow(src, ns); !ok {
+			return sourceLimited(k.c.Service, src, after)
+		}
+	}
 	if g.limiter != nil {
 		if ok, after := g.limiter.Allow(ns); !ok {
 			return rateLimited(k.c.Service, after)

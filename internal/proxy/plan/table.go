@@ -36,6 +36,9 @@ type Policy struct {
 	// Zone is this sidecar's zone, for locality-aware balancing (the
 	// value of its own locality label; "": none).
 	Zone string
+	// Source is this sidecar's service, sent to mesh services in
+	// SourceHeader ("": none sent).
+	Source string
 }
 
 // NewTable returns an empty table whose clusters follow policy and report
@@ -129,6 +132,9 @@ func (t *Table) Update(snap *snapshot.Snapshot) []error {
 		c.group = grp
 		c.Protocol = snapshot.CommonProtocol(ready) // what the endpoints routed to declare
 		c.PassTimeout = !svc.External               // mesh instances are sidecars: tell them the timeout
+		if !svc.External && t.policy.Source != "" {
+			c.Source = t.policy.Source // and who calls
+		}
 		next[name] = c
 	}
 	t.m.Store(&next)

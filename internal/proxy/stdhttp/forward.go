@@ -104,8 +104,20 @@ func prepare(r *http.Request) {
 	r.Close = false
 }
 
-// timeoutKey is plan.TimeoutHeader in canonical form.
-var timeoutKey = http.CanonicalHeaderKey(plan.TimeoutHeader)
+// timeoutKey and sourceKey are plan.TimeoutHeader and SourceHeader in
+// canonical form.
+var (
+	timeoutKey = http.CanonicalHeaderKey(plan.TimeoutHeader)
+	sourceKey  = http.CanonicalHeaderKey(plan.SourceHeader)
+)
+
+// setSource names the calling service on r (plan.SourceHeader), in
+// place of what the client sent, when c has one.
+func setSource(r *http.Request, c *plan.Cluster) {
+	if c.Source != "" {
+		r.Header[sourceKey] = []string{c.Source}
+	}
+}
 
 // passTimeout sets the try's timeout for the next hop on r
 // (plan.TimeoutHeader), or removes the client's when none is passed.

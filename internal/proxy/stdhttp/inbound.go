@@ -134,11 +134,12 @@ func (in *Inbound) RouteH2(string) (*plan.Cluster, string, *plan.MeshError) {
 // CloseIdle closes the connections to the app that carry no request.
 func (in *Inbound) CloseIdle() { in.cluster.Load().Endpoints[0].CloseIdle() }
 
-// SetServerLimit puts the app under its service's server-side rate limit
-// (rateLimit.server; off: none): past it callers get 429 rate-limited. The
-// bucket carries over while the limit stays the same.
-func (in *Inbound) SetServerLimit(rl snapshot.RateLimit) error {
-	c, err := in.cluster.Load().ServerLimited(rl)
+// SetServerLimit puts the app under its service's server-side rate
+// limits (rateLimit.server, for all callers, and perSource, for each
+// calling service; off: none): past them callers get 429 rate-limited.
+// The buckets carry over while the limits stay the same.
+func (in *Inbound) SetServerLimit(rl, perSource snapshot.RateLimit) error {
+	c, err := in.cluster.Load().ServerLimited(rl, perSource)
 	if err != nil {
 		return err
 	}

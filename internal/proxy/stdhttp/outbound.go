@@ -90,6 +90,7 @@ func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster, start time.Time) int {
 	body := wrapBody(r)
 	prepare(r)
+	setSource(r, c)
 	r, cancel := withGRPCDeadline(r)
 	defer cancel()
 	var k plan.Call
