@@ -287,3 +287,45 @@ func TestHTTP2LargeBodiesAndHeadersEndToEnd(t *testing.T) {
 type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// TestGRPCUnavailableRetriedWithItsBody: one of two instances of a gRPC
+// service answers 503 to everything (UNAVAILABLE to a gRPC client). With
+// the default retries, every unary call, body and all, succeeds: the
+// consumer keeps the call's body (retries.maxBufferedBody) and sends it
+// again to the other instance, on both HTTP/2 engines. Round robin makes
+// the failing instance take first tries (peak-EWMA would leave it after
+// its first failure) until outlier detection ejects it, after 5 in a
+// row: 5 calls are retried.
+func TestGRPCUnavailableRetriedWithItsBody(t *testing.T) {
+	t.Parallel()
+	m := meshtest.New(t)
+	cp := m.Control()
+	good := m.App("gru-1", "--grpc")
+	bad := m.App("gru-2", "--h2c")
+	fault(t, bad, "status=503")
+	m.Sidecar(cp, "--service", "gru", "--id", "gru-1", "--app-port", good.Port, "--app-protocol", "h2c")
+	m.Sidecar(cp, "--service", "gru", "--id", "gru-2", "--app-port", bad.Port, "--app-protocol", "h2c")
+	for _, engine := range []string{"weft", "x/net"} {
+		t.Run(strings.ReplaceAll(engine, "/", ""), func(t *testing.T) {
+			consumer := m.Sidecar(cp, "--service", "gru-client-"+strings.ReplaceAll(engine, "/", ""), "--http2-engine", engine)
+			waitEndpoints(t, consumer, "gru", 2)
+			roundRobin(t, m, cp, consumer, "gru")
+			_, tc := interopClient(t, m, consumer.Outbound, "gru")
+			body := make([]byte, 4096)
+			for i := range body {
+				body[i] = byte(i)
+			}
+			for i := range 20 {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				resp, err := tc.UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseSize: 16, Payload: &testgrpc.Payload{Body: body}})
+				cancel()
+				if err != nil || len(resp.GetPayload().GetBody()) != 16 {
+					t.Fatalf("call %d: %v, want an answer from the healthy instance", i, err)
+				}
+			}
+			if n := consumer.Metric(`weft_retries_total{service="gru"}`); n < 5 {
+				t.Errorf("weft_retries_total %v after 20 calls, want the 5 whose first try met the failing instance (until it was ejected) retried", n)
+			}
+		})
+	}
+}
