@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/weftmesh/weft/internal/proxy/plan"
-	"github.com/weftmesh/weft/internal/proxy/stdhttp"
 	"github.com/weftmesh/weft/internal/snapshot"
 )
 
@@ -20,7 +17,7 @@ import (
 func TestRetryBackoffEveryEngine(t *testing.T) {
 	const ceiling = 400 * time.Millisecond
 	const requests = 8
-	for _, engine := range []string{"h1", "weft", "x/net"} {
+	for _, engine := range engineNames {
 		t.Run(engine, func(t *testing.T) {
 			t.Parallel()
 			var hits atomic.Int64
@@ -38,30 +35,7 @@ func TestRetryBackoffEveryEngine(t *testing.T) {
 				svc.Endpoints = append(svc.Endpoints, snapshot.Endpoint{Instance: "svc-" + string(rune('1'+i)),
 					Address: serveH2C(t, unavailable), Ready: true})
 			}
-			svc.Endpoints = sortedByAddress(svc.Endpoints)
-			m := plan.NewMetrics(prometheus.NewRegistry())
-			table := plan.NewTable(m, plan.Policy{})
-			if errs := table.Update(&snapshot.Snapshot{Services: map[string]*snapshot.Service{"svc": svc}}); len(errs) > 0 {
-				t.Fatal(errs)
-			}
-			t.Cleanup(table.CloseIdle)
-			out := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, discard)
-			h2 := stdhttp.NewH2CTransport()
-			t.Cleanup(h2.CloseIdleConnections)
-			out.H2 = h2
-			srv := Config{Name: "outbound", Resolve: out.Resolve, H2: out, Metrics: m, Log: discard}
-			if engine == "weft" {
-				srv.H2Frames = out.RouteH2
-			}
-			addr := serveProxy(t, srv)
-			var rt http.RoundTripper
-			if engine == "h1" {
-				tr := &http.Transport{}
-				t.Cleanup(tr.CloseIdleConnections)
-				rt = tr
-			} else {
-				rt = newH2CClient(t)
-			}
+			addr, rt, _, _ := policyOutbound(t, engine, svc)
 
 			start := time.Now()
 			for range requests {

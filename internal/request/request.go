@@ -11,6 +11,8 @@
 // parsed head, so reading them allocates nothing.
 package request
 
+import "bytes"
+
 // View is a read-only look at one request.
 type View interface {
 	// Method is the request method, e.g. GET.
@@ -41,12 +43,8 @@ type View interface {
 func CookieValue(field []byte, name string) []byte {
 	for len(field) > 0 {
 		var pair []byte
-		if i := indexByte(field, ';'); i >= 0 {
-			pair, field = field[:i], field[i+1:]
-		} else {
-			pair, field = field, nil
-		}
-		pair = trimSpace(pair)
+		pair, field, _ = bytes.Cut(field, []byte{';'})
+		pair = bytes.TrimSpace(pair)
 		if len(pair) > len(name) && pair[len(name)] == '=' && string(pair[:len(name)]) == name {
 			v := pair[len(name)+1:]
 			if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
@@ -56,25 +54,6 @@ func CookieValue(field []byte, name string) []byte {
 		}
 	}
 	return nil
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
-}
-
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
 
 // Safe reports the methods that may be repeated without asking: those

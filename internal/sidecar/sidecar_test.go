@@ -203,18 +203,8 @@ func TestConfigViewShowsEndpointState(t *testing.T) {
 	k, v := instanceRecord(t, registry.Instance{Service: "catalog", ID: "c1", Address: app.Listener.Addr().String(), Ready: true, Protocol: "http"})
 	s.applyState(push.State{k: v}, 3)
 	out, _, admin := s.Addrs()
-	req, _ := http.NewRequest(http.MethodGet, "http://"+out+"/", nil)
-	req.Host = "catalog"
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("request to catalog: got %d, want 200", resp.StatusCode)
+	if code := callVia(t, out, "catalog"); code != http.StatusOK {
+		t.Fatalf("request to catalog: got %d, want 200", code)
 	}
 	var ep struct {
 		Attempts             uint64
@@ -245,4 +235,21 @@ func TestConfigViewShowsEndpointState(t *testing.T) {
 	if ep.Attempts != 1 || ep.Failures != 0 || ep.Latency == "" || ep.PeakLatency == "" || ep.FailureRate != 0 {
 		t.Errorf("endpoint state after one good request: got %+v, want 1 attempt, no failure, both latencies, failure rate 0", ep)
 	}
+}
+
+// callVia sends GET / for host through the outbound listener at out and
+// returns the status, the body read and dropped.
+func callVia(t *testing.T, out, host string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+out+"/", nil)
+	req.Host = host
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
 }

@@ -3,7 +3,6 @@ package sidecar
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -49,16 +48,7 @@ func TestConfigViewShowsBreakerAndDeferral(t *testing.T) {
 	s.applyState(push.State{k: v, "/weft/config/TrafficPolicy/catalog": json.RawMessage(policy)}, 4)
 
 	out, _, admin := s.Addrs()
-	req, _ := http.NewRequest(http.MethodGet, "http://"+out+"/", nil)
-	req.Host = "catalog"
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	callVia(t, out, "catalog")
 
 	var svc struct {
 		Policy struct {

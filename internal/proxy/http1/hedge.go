@@ -3,7 +3,6 @@ package http1
 import (
 	"errors"
 	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,10 +23,7 @@ func (ex *exchange) race(ep *plan.Endpoint, uc *upConn, d time.Duration) (keep, 
 	if err := uc.bw.Flush(); err != nil {
 		return ex.sendFailed(uc, err)
 	}
-	if t := ex.k.TryTimeout(); t > 0 && t <= d {
-		d = t
-	}
-	uc.dl.Set(uc.Conn, ex.sentAt, d, 0)
+	uc.dl.Set(uc.Conn, ex.sentAt, d, 0) // (d is within the try's timeout: HedgeAfter)
 	if _, err := uc.br.Peek(1); err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 		ex.responseDeadline(uc)
 		return ex.receive(ep, uc, err)
@@ -109,23 +105,4 @@ func classOfRead(err error) endpoint.Class {
 		return endpoint.Timeout
 	}
 	return endpoint.Reset
-}
-
-// keptPool holds buffers for request bodies kept to send again.
-var keptPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
-
-// getKept is a buffer of n bytes for a kept body.
-func getKept(n int) *[]byte {
-	b := keptPool.Get().(*[]byte)
-	if cap(*b) < n {
-		*b = make([]byte, n)
-	}
-	*b = (*b)[:n]
-	return b
-}
-
-func putKept(b *[]byte) {
-	if cap(*b) <= 64<<10 {
-		keptPool.Put(b)
-	}
 }

@@ -76,9 +76,9 @@ type hedgeState struct {
 	try    time.Duration // the hedge's TryTimeout: what the first try had left
 }
 
-// Idempotent reports the HTTP methods RFC 9110 calls idempotent: a
+// idempotent reports the HTTP methods RFC 9110 calls idempotent: a
 // request with one of them may run twice with the effect of once.
-func Idempotent(method []byte) bool {
+func idempotent(method []byte) bool {
 	switch string(method) {
 	case "GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE":
 		return true
@@ -86,7 +86,7 @@ func Idempotent(method []byte) bool {
 	return false
 }
 
-func hedgeable(v request.View) bool { return v.GRPC() || Idempotent(v.Method()) }
+func hedgeable(v request.View) bool { return v.GRPC() || idempotent(v.Method()) }
 
 // Hedges reports whether the request may be hedged, if the engine can
 // send it again: its service hedges and it is idempotent. An engine that
@@ -157,6 +157,10 @@ func (k *Call) Hedge(waited time.Duration) *Endpoint {
 	}
 	return ep
 }
+
+// HedgeTimeout bounds the hedge's wait for its response head: what the
+// first try had left when the hedge began (0: none).
+func (k *Call) HedgeTimeout() time.Duration { return k.hedge.try }
 
 // HedgeHopTimeout is what the hedge tells the next hop in TimeoutHeader
 // (as NextHopTimeout for the first try).

@@ -496,7 +496,7 @@ func (k *Call) resendable(bodySent bool) bool {
 
 // KeepBody is how many bytes of request body the engine should keep, at
 // most, to send the request again (0: keep none): the cluster's
-// MaxBufferedBody for an idempotent request or a gRPC call (Idempotent),
+// MaxBufferedBody for an idempotent request or a gRPC call (idempotent),
 // or the hedging's 64 KiB when the request may be hedged.
 func (k *Call) KeepBody() int64 {
 	if !hedgeable(k.view) || len(k.c.Endpoints) < 2 {

@@ -166,7 +166,10 @@ func (b *replayBody) Read(p []byte) (int, error) {
 // again is a fresh copy of the body for another attempt, once it is
 // kept whole (nil otherwise).
 func (b *replayBody) again() io.ReadCloser {
-	if kept, ok := b.whole(); ok && b != nil {
+	if b == nil {
+		return nil
+	}
+	if kept, ok := b.whole(); ok {
 		return io.NopCloser(bytes.NewReader(kept))
 	}
 	return nil

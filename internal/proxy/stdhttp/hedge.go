@@ -58,10 +58,7 @@ func hedgedTrip(rt http.RoundTripper, r *http.Request, body *replayBody, k *plan
 		r2.Body = io.NopCloser(bytes.NewReader(kept))
 	}
 	r2.URL.Host = ep2.Address
-	t2 := max(t1-d, 0)
-	if t1 > 0 {
-		t2 = max(t2, time.Millisecond)
-	}
+	t2 := k.HedgeTimeout()
 	if t, pass := k.HedgeHopTimeout(); pass {
 		r2.Header[timeoutKey] = []string{string(plan.AppendTimeoutHeader(nil, t))}
 	}
