@@ -98,8 +98,8 @@ type RetryBudgetSpec struct {
 // CircuitBreakerSpec limits what one endpoint is sent, and stops sending
 // to it for a while when too many requests to it fail.
 type CircuitBreakerSpec struct {
-	MaxConnections     int     `json:"maxConnections"`     // per endpoint; default 0, unlimited
-	MaxPendingRequests int     `json:"maxPendingRequests"` // waiting for a connection; default 0, unlimited
+	MaxConnections     int     `json:"maxConnections"`     // HTTP/1.1 and TCP, per endpoint; default 0, unlimited
+	MaxPendingRequests int     `json:"maxPendingRequests"` // waiting for one of those, per endpoint; default 0, unlimited
 	MaxRequests        int     `json:"maxRequests"`        // in flight; default 0, unlimited
 	FailureRatio       float64 `json:"failureRatio"`       // 0 to 1 opens the breaker; default 0, off
 	MinRequests        int     `json:"minRequests"`        // in the window before the ratio counts; default 20
@@ -333,26 +333,11 @@ func validateTrafficPolicy(spec json.RawMessage) *FieldError {
 	}
 	for _, check := range []func(*TrafficPolicy, given) *FieldError{
 		checkLoadBalancer, checkTimeouts, checkRetries, checkCircuitBreaker, checkOutlierDetection,
-		checkHealthCheck, checkRateLimit, checkHedging, checkFallback, checkEnforced,
+		checkHealthCheck, checkRateLimit, checkHedging, checkFallback,
 	} {
 		if fe := check(&p, g); fe != nil {
 			return fe
 		}
-	}
-	return nil
-}
-
-// notYet is the refusal of a field the data path does not enforce yet: a
-// policy is refused rather than taken and silently not followed.
-const notYet = "is not enforced by this version of Weft yet; leave it out"
-
-// checkEnforced refuses the fields that are valid but not enforced yet.
-func checkEnforced(p *TrafficPolicy, g given) *FieldError {
-	switch {
-	case p.CircuitBreaker.MaxConnections != 0:
-		return &FieldError{Field: "spec.circuitBreaker.maxConnections", Msg: notYet + " (maxRequests is)"}
-	case p.CircuitBreaker.MaxPendingRequests != 0:
-		return &FieldError{Field: "spec.circuitBreaker.maxPendingRequests", Msg: notYet + " (maxRequests is)"}
 	}
 	return nil
 }
@@ -518,6 +503,10 @@ func checkCircuitBreaker(p *TrafficPolicy, _ given) *FieldError {
 		if fe := atLeast("spec.circuitBreaker."+f.name, float64(f.v), f.min); fe != nil {
 			return fe
 		}
+	}
+	if cb.MaxPendingRequests > 0 && cb.MaxConnections == 0 {
+		return &FieldError{Field: "spec.circuitBreaker.maxPendingRequests",
+			Msg: "bounds the requests waiting for a connection under maxConnections, which is not set"}
 	}
 	if fe := between("spec.circuitBreaker.failureRatio", cb.FailureRatio, 0, 1); fe != nil {
 		return fe

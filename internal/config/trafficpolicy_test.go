@@ -190,6 +190,8 @@ func TestTrafficPolicyErrorsNameTheField(t *testing.T) {
 		{"budget window zero", "  retries: {budget: {window: 0s}}\n", "spec.retries.budget.window", "must be more than 0", 0},
 		{"buffered body too big", "  retries: {maxBufferedBody: 1000000000}\n", "spec.retries.maxBufferedBody", "must be between 0 and 67108864", 0},
 		{"negative max connections", "  circuitBreaker: {maxConnections: -1}\n", "spec.circuitBreaker.maxConnections", "-1 must be at least 0", 0},
+		{"pending without connections", "  circuitBreaker: {maxPendingRequests: 10}\n", "spec.circuitBreaker.maxPendingRequests",
+			"bounds the requests waiting for a connection under maxConnections, which is not set", 0},
 		{"failure ratio as a percent", "  circuitBreaker: {failureRatio: 50}\n", "spec.circuitBreaker.failureRatio", "50 must be between 0 and 1", 0},
 		{"no half-open requests", "  circuitBreaker: {halfOpenRequests: 0}\n", "spec.circuitBreaker.halfOpenRequests", "0 must be at least 1", 0},
 		{"open for nothing", "  circuitBreaker: {openFor: 0s}\n", "spec.circuitBreaker.openFor", "must be more than 0", 0},
@@ -321,20 +323,6 @@ func TestTrafficPolicyDocExamples(t *testing.T) {
 		}
 		if _, err := Parse([]byte(doc)); err != nil {
 			t.Errorf("example %d:\n%s\ngot error %v, want a valid TrafficPolicy", i+1, blk, err)
-		}
-	}
-}
-
-// Fields that are valid but not enforced yet are refused, naming the
-// field, rather than taken and not followed.
-func TestTrafficPolicyRefusesWhatIsNotEnforced(t *testing.T) {
-	for _, c := range []struct{ spec, field string }{
-		{"  circuitBreaker: {maxConnections: 100}\n", "spec.circuitBreaker.maxConnections"},
-		{"  circuitBreaker: {maxPendingRequests: 10}\n", "spec.circuitBreaker.maxPendingRequests"},
-	} {
-		_, err := Parse([]byte(policyHead + c.spec))
-		if err == nil || !strings.Contains(err.Error(), c.field+": is not enforced by this version of Weft yet") {
-			t.Errorf("%q: got %v, want a refusal of %s as not enforced yet", c.spec, err, c.field)
 		}
 	}
 }

@@ -74,6 +74,7 @@ type Endpoint struct {
 	_      [8]byte
 
 	locals [maxSlots]Local
+	conns  conns // connections engines hold open (conns.go)
 
 	// Outlier detection, written on ejection, under the group's lock.
 	group      atomic.Pointer[Group]
@@ -384,7 +385,10 @@ func (e *Endpoint) Latency() time.Duration { return time.Duration(e.ewma.Load())
 // Stats is a copy of an endpoint's state, for views such as /config.
 type Stats struct {
 	InFlight int
-	Latency  time.Duration // smoothed latency of successes (Latency)
+	// OpenConns is the HTTP/1.1 and TCP connections open to it, and
+	// WaitingForConn the requests waiting for one (circuitBreaker.maxConnections).
+	OpenConns, WaitingForConn int
+	Latency                   time.Duration // smoothed latency of successes (Latency)
 	// PeakLatency is the peak-EWMA estimate balancers read, decayed to now.
 	PeakLatency time.Duration
 	// FailureRate is the failure rate balancers read, decayed to now.
@@ -439,7 +443,7 @@ func (h Health) String() string {
 // Stats reads the endpoint's state.
 func (e *Endpoint) Stats() Stats {
 	now := time.Now().UnixNano()
-	st := Stats{InFlight: e.InFlight(), Latency: e.Latency(), PeakLatency: e.PeakLatency(now),
+	st := Stats{InFlight: e.InFlight(), OpenConns: e.OpenConns(), WaitingForConn: e.WaitingForConn(), Latency: e.Latency(), PeakLatency: e.PeakLatency(now),
 		FailureRate: e.FailureRate(now), Attempts: e.attempts.Load(), Failures: e.failed.Load(),
 		ConsecutiveFailures: int(e.failures.Load()), EjectedUntil: e.EjectedUntil(), DeferredUntil: e.DeferredUntil(),
 		Health:         Health{Ready: e.Ready(), ProbeDown: e.ProbeDown(), Outlier: e.OutlierEjected(now), BackedOff: e.BackedOff(now)},

@@ -199,9 +199,11 @@ type endpointView struct {
 	Deferred      bool              `json:"deferred,omitempty"`      // it asked (Retry-After) to be left alone: picked only when nothing else is
 	DeferredUntil *time.Time        `json:"deferredUntil,omitempty"` // when its Retry-After ends
 	InFlight      int               `json:"inFlight,omitempty"`
-	Latency       string            `json:"latency,omitempty"`     // smoothed latency of successes
-	PeakLatency   string            `json:"peakLatency,omitempty"` // the peak-EWMA estimate, decayed to now
-	FailureRate   float64           `json:"failureRate,omitempty"` // recent share of failed attempts, decayed to now
+	OpenConns     int               `json:"openConnections,omitempty"`      // HTTP/1.1 and TCP connections open to it
+	WaitingConns  int               `json:"waitingForConnection,omitempty"` // requests waiting for one (circuitBreaker.maxConnections)
+	Latency       string            `json:"latency,omitempty"`              // smoothed latency of successes
+	PeakLatency   string            `json:"peakLatency,omitempty"`          // the peak-EWMA estimate, decayed to now
+	FailureRate   float64           `json:"failureRate,omitempty"`          // recent share of failed attempts, decayed to now
 	Attempts      uint64            `json:"attempts,omitempty"`
 	Failures      uint64            `json:"failures,omitempty"`
 	EjectReason   string            `json:"ejectReason,omitempty"` // of the last outlier ejection: consecutive-5xx, gateway-errors, connect-failure, success-rate
@@ -287,6 +289,7 @@ func addStats(ev *endpointView, st endpoint.Stats) {
 		ev.EjectReason, ev.Ejections = st.EjectionReason.String(), st.Ejections
 	}
 	ev.InFlight, ev.Attempts, ev.Failures = st.InFlight, st.Attempts, st.Failures
+	ev.OpenConns, ev.WaitingConns = st.OpenConns, st.WaitingForConn
 	if st.Latency > 0 {
 		ev.Latency = duration(st.Latency.Round(time.Microsecond))
 	}

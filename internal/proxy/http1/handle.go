@@ -105,7 +105,11 @@ func (ex *exchange) try(ep *plan.Endpoint) (keep, done bool) {
 		ex.sentAt = time.Now() // a retry: its own timeout
 	}
 	for fresh := false; ; fresh = true {
-		uc, derr := h1Pool(ep).get(fresh, ex.cc.start)
+		uc, derr := h1Pool(ep).get(fresh, ex.cc.start, ex.k.ConnLimit())
+		if errors.Is(derr, endpoint.ErrConnLimit) {
+			ex.k.Overflowed(derr)
+			return false, false
+		}
 		if derr != nil {
 			ex.k.Failed(endpoint.ConnectFailed, derr)
 			return false, false
@@ -437,11 +441,12 @@ func (e *Engine) tunnel(cc *Conn) {
 		e.meshError(cc, nil, merr)
 		return
 	}
-	up, _, merr := e.tcp.Dial(c)
+	up, ep, merr := e.tcp.Dial(c)
 	if merr != nil {
 		e.meshError(cc, c, merr)
 		return
 	}
+	defer ep.ReleaseConn()
 	defer up.Close()
 	e.metrics.TunnelOpened()
 	cc.BW.WriteString("HTTP/1.1 200 Connection Established\r\n\r\n")

@@ -34,9 +34,15 @@ func (ex *exchange) race(ep *plan.Endpoint, uc *upConn, d time.Duration) (keep, 
 		return ex.receive(ep, uc, nil)
 	}
 	ex.responseDeadline(uc)
-	uc2, err := h1Pool(ep2).get(false, ex.cc.start)
+	lim := ex.k.ConnLimit()
+	lim.Wait = 0 // a hedge that would wait for a connection is not sent
+	uc2, err := h1Pool(ep2).get(false, ex.cc.start, lim)
 	if err != nil {
-		ex.k.HedgeLost(endpoint.ConnectFailed)
+		class := endpoint.ConnectFailed
+		if errors.Is(err, endpoint.ErrConnLimit) {
+			class = endpoint.Cancelled
+		}
+		ex.k.HedgeLost(class)
 		return ex.receive(ep, uc, nil)
 	}
 	t, pass := ex.k.HedgeHopTimeout()

@@ -19,23 +19,29 @@ type upConn struct {
 	idleSince time.Time
 	reused    bool // it served a request before this one
 	dl        conn.Deadline
-	sock      *conn.Sock // the socket's own reads and writes (nil: through Conn)
+	sock      *conn.Sock         // the socket's own reads and writes (nil: through Conn)
+	ep        *endpoint.Endpoint // counts the connection open until close
 }
 
 func (u *upConn) close() {
 	u.Conn.Close()
 	conn.PutBuffers(u.br, u.bw)
 	u.br, u.bw = nil, nil
+	if u.ep != nil {
+		u.ep.ReleaseConn()
+		u.ep = nil
+	}
 }
 
 // h1Slot holds each endpoint's HTTP/1.1 pool.
-var h1Slot = endpoint.NewSlot(func(e *endpoint.Endpoint) endpoint.Local { return &pool{addr: e.Address} })
+var h1Slot = endpoint.NewSlot(func(e *endpoint.Endpoint) endpoint.Local { return &pool{ep: e, addr: e.Address} })
 
 // h1Pool is the HTTP/1.1 connection pool of ep.
 func h1Pool(ep *plan.Endpoint) *pool { return ep.Local(h1Slot).(*pool) }
 
 // pool keeps idle keep-alive connections to one address, newest first.
 type pool struct {
+	ep   *endpoint.Endpoint
 	addr string
 	mu   sync.Mutex
 	idle []*upConn
@@ -52,13 +58,45 @@ const (
 
 // get returns an idle connection that still looks open, or dials (always
 // dials when fresh). now is the request's start: close enough, and free.
-func (p *pool) get(fresh bool, now time.Time) (*upConn, error) {
-	for !fresh {
+// With lim.Max connections open, it waits for one to go idle or close
+// (endpoint.AwaitConn); an error wrapping endpoint.ErrConnLimit says it
+// could not.
+func (p *pool) get(fresh bool, now time.Time, lim endpoint.ConnLimit) (*upConn, error) {
+	if !fresh {
+		if c := p.idleConn(now); c != nil {
+			return c, nil
+		}
+	}
+	if !p.ep.TakeConn(lim.Max) {
+		var c *upConn
+		err := p.ep.AwaitConn(lim, func() bool {
+			if c = p.idleConn(time.Now()); c != nil {
+				return true
+			}
+			return p.ep.TakeConn(lim.Max)
+		})
+		if err != nil || c != nil {
+			return c, err
+		}
+	}
+	nc, err := conn.Dial(p.addr)
+	if err != nil {
+		p.ep.ReleaseConn()
+		return nil, err
+	}
+	uc := &upConn{Conn: nc, ep: p.ep}
+	uc.sock, uc.br, uc.bw = conn.Buffers(nc)
+	return uc, nil
+}
+
+// idleConn takes the newest idle connection that still looks open, or nil.
+func (p *pool) idleConn(now time.Time) *upConn {
+	for {
 		p.mu.Lock()
 		n := len(p.idle)
 		if n == 0 {
 			p.mu.Unlock()
-			break
+			return nil
 		}
 		c := p.idle[n-1]
 		p.idle[n-1] = nil
@@ -70,15 +108,8 @@ func (p *pool) get(fresh bool, now time.Time) (*upConn, error) {
 			continue
 		}
 		c.reused = true
-		return c, nil
+		return c
 	}
-	nc, err := conn.Dial(p.addr)
-	if err != nil {
-		return nil, err
-	}
-	uc := &upConn{Conn: nc}
-	uc.sock, uc.br, uc.bw = conn.Buffers(nc)
-	return uc, nil
 }
 
 // alive reports whether the peer has not closed the connection: a read
@@ -100,7 +131,9 @@ func (p *pool) put(c *upConn, now time.Time) {
 	p.mu.Unlock()
 	if c != nil {
 		c.close()
+		return
 	}
+	p.ep.ConnFreed()
 }
 
 // CloseIdle closes every idle connection.

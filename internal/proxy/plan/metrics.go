@@ -20,6 +20,7 @@ type Metrics struct {
 	retries      *prometheus.CounterVec
 	budgetDenied *prometheus.CounterVec
 	hedges       *prometheus.CounterVec
+	overflows    *prometheus.CounterVec
 	inflight     *prometheus.GaugeVec
 	grpc         *prometheus.CounterVec
 	tunnels      prometheus.Counter
@@ -57,6 +58,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "weft_hedges_total",
 			Help: "Hedges (a second try sent while the first still waits), by service and outcome: won (the hedge answered first), lost (the first try did), failed, denied (over hedging.maxPercent or the retry budget).",
 		}, []string{"service", "outcome"}),
+		overflows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_connection_overflows_total",
+			Help: "Tries passed to another instance because theirs had circuitBreaker.maxConnections open and none freed in time (or maxPendingRequests waited already).",
+		}, []string{"service"}),
 		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "weft_requests_in_flight",
 			Help: "Requests accepted and not yet answered, by direction and destination service.",
@@ -94,7 +99,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Connections accepted, by listener, the protocol they were taken for (http1, h2, tls, tcp) and how: sniffed from the first bytes, timeout (nothing sent in time), or declared (detection skipped).",
 		}, []string{"listener", "protocol", "how"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.errors, m.retries, m.budgetDenied, m.hedges, m.inflight, m.grpc, m.tunnels,
+	reg.MustRegister(m.requests, m.duration, m.errors, m.retries, m.budgetDenied, m.hedges, m.overflows, m.inflight, m.grpc, m.tunnels,
 		m.tcpConns, m.tcpActive, m.tcpReceived, m.tcpSent, m.tcpIdle, m.detections)
 	return m
 }
@@ -241,6 +246,12 @@ func (s *ServiceMetrics) retried() {
 func (s *ServiceMetrics) hedge(outcome string) {
 	if s != nil {
 		s.m.hedges.WithLabelValues(s.service, outcome).Inc()
+	}
+}
+
+func (s *ServiceMetrics) overflowed() {
+	if s != nil {
+		s.m.overflows.WithLabelValues(s.service).Inc()
 	}
 }
 

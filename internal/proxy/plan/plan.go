@@ -54,6 +54,12 @@ type Cluster struct {
 	// bound): an endpoint at it is passed over, and a request that finds
 	// every endpoint at it gets 503 circuit-open (circuitBreaker.maxRequests).
 	MaxRequests int
+	// MaxConnections bounds the HTTP/1.1 and TCP connections open to one
+	// endpoint (0: no bound), and MaxPending the requests that may wait
+	// at once for one of them (0: any number): a request that cannot
+	// wait, or waits its try's whole timeout, passes to another instance
+	// (circuitBreaker.maxConnections and maxPendingRequests; ConnLimit).
+	MaxConnections, MaxPending int
 	// RetryOn is what a failed try is retried on (retries.on): connect
 	// failures, resets (replayable requests only), refused streams, and
 	// the statuses it names.
@@ -145,6 +151,9 @@ type Call struct {
 	// kept: the engine holds the whole request body and can send it
 	// again (Kept).
 	kept bool
+	// overflowed: the last try found its endpoint at MaxConnections, so
+	// the next goes elsewhere without spending the retry budget.
+	overflowed bool
 }
 
 // Init starts a call through c for the request view; start is when the
@@ -184,7 +193,9 @@ func (k *Call) Next() *Endpoint {
 	if ep == nil {
 		return nil
 	}
-	if k.attempts > 0 {
+	if k.overflowed {
+		k.overflowed = false
+	} else if k.attempts > 0 {
 		if !k.granted && !k.c.guard.retryAllowed(k.c.metrics) {
 			return nil
 		}
@@ -221,6 +232,42 @@ func (k *Call) underLimit(ep *Endpoint) *Endpoint {
 			Message: fmt.Sprintf("every instance of %q tried has circuitBreaker.maxRequests (%d) requests in flight", k.c.Service, k.c.MaxRequests)}
 	}
 	return ep
+}
+
+// ConnLimit is how many connections the current try may find open to
+// its endpoint before it waits for one, and for how long: as long as the
+// try's timeout, or DialTimeout when it has none.
+func (k *Call) ConnLimit() endpoint.ConnLimit {
+	c := k.c
+	if c.MaxConnections <= 0 {
+		return endpoint.ConnLimit{}
+	}
+	wait := k.try
+	if wait <= 0 {
+		wait = DialTimeout
+	}
+	return endpoint.ConnLimit{Max: c.MaxConnections, Pending: c.MaxPending, Wait: wait}
+}
+
+// DialTimeout bounds the wait for a connection of a try that has no
+// timeout.
+const DialTimeout = 2 * time.Second
+
+// Overflowed ends the current try before it was sent: its endpoint had
+// MaxConnections open and no connection freed in time (err, from
+// endpoint.AwaitConn). It says nothing of the instance's health, and the
+// next try, on another instance, spends no retry budget: as an instance
+// at MaxRequests, this one is passed over. Next then picks; when none is
+// left, Result is 503 circuit-open.
+func (k *Call) Overflowed(err error) *MeshError {
+	ep := k.Endpoint()
+	k.att.Done(endpoint.Outcome{Class: endpoint.Cancelled})
+	k.overflowed = true
+	k.class = endpoint.Cancelled
+	k.last = &MeshError{Status: http.StatusServiceUnavailable, Reason: ReasonCircuitOpen, Service: k.c.Service, Instance: ep.Instance,
+		Message: fmt.Sprintf("%s at %s has circuitBreaker.maxConnections (%d): %v", ep.Instance, ep.Address, k.c.MaxConnections, err)}
+	k.c.metrics.overflowed()
+	return k.last
 }
 
 // Attempts is how many attempts the call has begun.
@@ -282,6 +329,9 @@ func (k *Call) Again(bodySent bool) bool {
 	if k.statusRetry {
 		k.statusRetry = false
 		return true
+	}
+	if k.overflowed {
+		return true // nothing was sent: another instance may take it
 	}
 	return k.last != nil && k.Retry(k.class, bodySent)
 }

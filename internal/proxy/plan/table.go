@@ -200,7 +200,8 @@ func (t *Table) Tick(now time.Time) {
 func (t *Table) cluster(name string, eps []*Endpoint, g *guard, m *ServiceMetrics) *Cluster {
 	p := &g.policy
 	c := &Cluster{Service: name, Endpoints: eps, Balancer: g.balancer, guard: g, metrics: m,
-		MaxAttempts: p.Retries.Attempts, RetryOn: p.Retries.On, MaxRequests: p.CircuitBreaker.MaxRequests, Overall: p.Timeouts.Request, Timeout: p.Timeouts.Request,
+		MaxAttempts: p.Retries.Attempts, RetryOn: p.Retries.On, MaxRequests: p.CircuitBreaker.MaxRequests,
+		MaxConnections: p.CircuitBreaker.MaxConnections, MaxPending: p.CircuitBreaker.MaxPendingRequests, Overall: p.Timeouts.Request, Timeout: p.Timeouts.Request,
 		MaxBufferedBody: p.Retries.MaxBufferedBody}
 	if p.Resource == "" {
 		// --timeout, for services without a TrafficPolicy: each try's

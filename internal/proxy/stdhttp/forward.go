@@ -29,7 +29,7 @@ func NewTransport() *http.Transport {
 	d := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		Proxy:                  nil, // a sidecar never follows HTTP_PROXY itself
-		DialContext:            d.DialContext,
+		DialContext:            countedDial(d),
 		MaxIdleConns:           0,
 		MaxIdleConnsPerHost:    1024,
 		IdleConnTimeout:        90 * time.Second,
@@ -61,6 +61,56 @@ func NewH2CTransport() *http2.Transport {
 		ReadIdleTimeout: 30 * time.Second,
 		PingTimeout:     15 * time.Second,
 	}
+}
+
+// connLimitKey carries a request's endpoint and its ConnLimit to the
+// HTTP/1.1 transport's dial (withConnLimit).
+type connLimitKey struct{}
+
+type connLimit struct {
+	ep  *plan.Endpoint
+	lim endpoint.ConnLimit
+}
+
+// withConnLimit is r, for a try to ep over HTTP/1.1, with what its dial
+// must count (ctx is the request's own, before any try's).
+func withConnLimit(ctx context.Context, r *http.Request, ep *plan.Endpoint, lim endpoint.ConnLimit) *http.Request {
+	return r.WithContext(context.WithValue(ctx, connLimitKey{}, &connLimit{ep: ep, lim: lim}))
+}
+
+// countedDial dials as d does, counting each connection open on its
+// endpoint, and waits for one to close while the endpoint has
+// circuitBreaker.maxConnections (endpoint.AcquireConn). net/http hands
+// the waiting request any connection that goes idle meanwhile.
+func countedDial(d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		cl, _ := ctx.Value(connLimitKey{}).(*connLimit)
+		if cl == nil {
+			return d.DialContext(ctx, network, addr)
+		}
+		if err := cl.ep.AcquireConn(cl.lim); err != nil {
+			return nil, err
+		}
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			cl.ep.ReleaseConn()
+			return nil, err
+		}
+		return &countedConn{Conn: c, ep: cl.ep}, nil
+	}
+}
+
+// countedConn gives its endpoint's count back when it closes.
+type countedConn struct {
+	net.Conn
+	ep   *plan.Endpoint
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.ep.ReleaseConn)
+	return err
 }
 
 // transportFor keeps the protocol of the request: HTTP/2 in, HTTP/2 out.

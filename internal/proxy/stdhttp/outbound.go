@@ -93,6 +93,7 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster
 	setSource(r, c)
 	r, cancel := withGRPCDeadline(r)
 	defer cancel()
+	ctx := r.Context()
 	var k plan.Call
 	k.Init(c, &stdView{r}, start)
 	kept := false // the body is being kept (body.keep is the transport's once it reads)
@@ -117,6 +118,9 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster
 			}
 		}
 		r.URL.Host = ep.Address
+		if r.ProtoMajor != 2 || o.H2 == nil { // HTTP/1.1 out: its connections are counted
+			r = withConnLimit(ctx, r, ep, k.ConnLimit())
+		}
 		setGRPCTimeout(r)
 		passTimeout(r, &k)
 		var resp *http.Response
@@ -127,6 +131,10 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster
 			defer stop()
 		} else {
 			resp, err = roundTrip(transportFor(r, o.Transport, o.H2), r, k.TryTimeout())
+		}
+		if errors.Is(err, endpoint.ErrConnLimit) {
+			k.Overflowed(err)
+			continue
 		}
 		if err != nil {
 			if r.Context().Err() != nil && !errors.Is(err, plan.ErrHeadTimeout) {

@@ -56,6 +56,7 @@ func (p *Proxy) Forward(client net.Conn, buffered []byte, c *plan.Cluster) {
 		log.Warn("TCP connection refused: "+merr.Message, "service", c.Service, "reason", merr.Reason)
 		return
 	}
+	defer ep.ReleaseConn()
 	defer up.Close()
 	m.Opened()
 	defer m.Closed()
@@ -66,17 +67,26 @@ func (p *Proxy) Forward(client net.Conn, buffered []byte, c *plan.Cluster) {
 }
 
 // Dial connects to an instance of c through its plan: a connect failure
-// moves to another instance, as on the HTTP path. A connection counts as
-// an attempt until it is made (its latency is the connect time).
+// moves to another instance, as on the HTTP path, and so does an instance
+// at circuitBreaker.maxConnections (after waiting for one of its
+// connections to close, as the plan's ConnLimit allows). A connection
+// counts as an attempt until it is made (its latency is the connect
+// time). The caller closes the connection and then calls the endpoint's
+// ReleaseConn.
 func (p *Proxy) Dial(c *plan.Cluster) (net.Conn, *plan.Endpoint, *plan.MeshError) {
 	var k plan.Call
 	k.Init(c, request.None, time.Time{})
 	for ep := k.Next(); ep != nil; ep = k.Next() {
+		if err := ep.AcquireConn(k.ConnLimit()); err != nil {
+			k.Overflowed(err)
+			continue
+		}
 		nc, err := conn.Dial(ep.Address)
 		if err == nil {
 			k.OK()
 			return nc, ep, nil
 		}
+		ep.ReleaseConn()
 		k.Failed(endpoint.ConnectFailed, err)
 		if !k.Again(false) {
 			break

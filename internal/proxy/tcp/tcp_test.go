@@ -1,8 +1,11 @@
 package tcp
 
 import (
+	"fmt"
 	"io"
 	"net"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -165,5 +168,103 @@ func TestTCPHalfClose(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Forward did not return after both sides ended")
+	}
+}
+
+// TestMaxConnectionsHoldsThenRefuses: with circuitBreaker maxConnections
+// 1 and maxPendingRequests 1, a second connection waits until the first
+// closes and then goes through; a third, with the wait full, is closed
+// without reaching the app.
+func TestMaxConnectionsHoldsThenRefuses(t *testing.T) {
+	appLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { appLn.Close() })
+	var accepted atomic.Int64
+	go func() {
+		for {
+			c, err := appLn.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	ep := endpoint.New("svc", "svc-1", appLn.Addr().String(), nil)
+	c := plan.NewCluster("svc", []*plan.Endpoint{ep}, 5*time.Second, nil)
+	c.MaxConnections, c.MaxPending = 1, 1
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	p := &Proxy{}
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); p.Forward(conn, nil, c); conn.Close() }()
+		}
+	}()
+	echo := func(conn net.Conn, msg string) error {
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := conn.Write([]byte(msg)); err != nil {
+			return err
+		}
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(conn, buf); err != nil {
+			return err
+		}
+		if string(buf) != msg {
+			return fmt.Errorf("echoed %q, want %q", buf, msg)
+		}
+		return nil
+	}
+	dial := func() net.Conn {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+
+	first := dial()
+	if err := echo(first, "one"); err != nil {
+		t.Fatalf("the first connection: %v", err)
+	}
+	second := dial()
+	waitFor(t, "the second connection waiting", func() bool { return ep.WaitingForConn() == 1 })
+	third := dial()
+	third.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := third.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("the third connection read %d bytes, %v; want it closed (EOF) at once", n, err)
+	}
+	first.Close()
+	if err := echo(second, "two"); err != nil {
+		t.Fatalf("the second connection, once the first closed: %v", err)
+	}
+	if n := accepted.Load(); n != 2 {
+		t.Errorf("the app accepted %d connections, want 2", n)
+	}
+	second.Close()
+	waitFor(t, "no connection counted open", func() bool { return ep.OpenConns() == 0 })
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 5s: %s", what)
+		}
+		<-time.After(time.Millisecond)
 	}
 }
