@@ -80,6 +80,7 @@ type configEndpoint struct {
 	Attempts    uint64 `json:"attempts"`
 	Failures    uint64 `json:"failures"`
 	EjectReason string `json:"ejectReason"`
+	OpenConns   int    `json:"openConnections"`
 }
 
 type configService struct {
@@ -566,5 +567,29 @@ func TestServerRateLimitPerSource(t *testing.T) {
 		if err != nil || resp.StatusCode != http.StatusOK {
 			t.Fatalf("request %d from another service: %v %v %q, want 200 (its own bucket)", i, err, resp, b)
 		}
+	}
+}
+
+// TestMaxConnectionsQueuesThenOverflows: with maxConnections 2 and
+// maxPendingRequests 2, eight concurrent HTTP/1.1 requests to an
+// instance that takes a second each: two go at once, two wait for their
+// connections and are answered after them, and four get 503
+// circuit-open at once. The consumer never opens a third connection.
+func TestMaxConnectionsQueuesThenOverflows(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "mcsvc", 1, nil, nil)
+	f.apply(t, "  timeouts: {request: 10s}\n  circuitBreaker: {maxConnections: 2, maxPendingRequests: 2}\n", "peak-ewma")
+	fault(t, f.apps[0], "delay=1s")
+	start := time.Now()
+	got := f.burst(8, 8, "/")
+	took := time.Since(start)
+	if got.byStatus["200"] != 4 || got.byStatus["503 circuit-open"] != 4 {
+		t.Fatalf("eight at once: %v, want 4 × 200 and 4 × 503 circuit-open", got.byStatus)
+	}
+	if took < 2*time.Second {
+		t.Errorf("the burst took %s, want at least 2s: the waiting requests go after the first two", took)
+	}
+	if e := f.endpoint(t, 0); e.OpenConns != 2 {
+		t.Errorf("the consumer's /config: %+v, want 2 connections open to the instance", e)
 	}
 }
