@@ -23,12 +23,17 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/weftmesh/weft/internal/registry"
 )
 
-// APIVersion is the version every current kind is served at.
+// APIVersion is the version Weft's own kinds are served at.
 const APIVersion = "weftmesh.io/v1alpha1"
+
+// GatewayAPIVersion is the version of the Gateway API kinds (HTTPRoute,
+// GRPCRoute), as their manifests name it.
+const GatewayAPIVersion = "gateway.networking.k8s.io/v1"
 
 // Resource is one declarative object.
 type Resource struct {
@@ -42,6 +47,10 @@ type Resource struct {
 type Metadata struct {
 	Name   string            `json:"name"`
 	Labels map[string]string `json:"labels,omitempty"`
+	// Namespace and Annotations are taken, and have no effect, so that
+	// Kubernetes manifests apply as written: the mesh has one namespace.
+	Namespace   string            `json:"namespace,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
 	// Revision is the etcd revision that last changed the resource; set by the store.
 	Revision int64 `json:"revision,omitempty"`
 }
@@ -75,6 +84,7 @@ func (e *FieldError) Error() string {
 // words the CLI takes for it besides its name: its plural and short
 // forms, or, when it lists none, its name with an s.
 type kind struct {
+	apiVersion string // "": APIVersion
 	spec     reflect.Type
 	validate func(spec json.RawMessage) *FieldError
 	words    []string // lower case
@@ -84,6 +94,20 @@ var kinds = map[string]kind{
 	"ExternalService": {spec: reflect.TypeFor[ExternalService](), validate: validateExternalService},
 	"TrafficPolicy": {spec: reflect.TypeFor[TrafficPolicy](), validate: validateTrafficPolicy,
 		words: []string{"trafficpolicies", "tp"}},
+	"HTTPRoute": {apiVersion: GatewayAPIVersion, spec: reflect.TypeFor[gwv1.HTTPRouteSpec](), validate: validateHTTPRoute,
+		words: []string{"httproutes", "hr"}},
+	"GRPCRoute": {apiVersion: GatewayAPIVersion, spec: reflect.TypeFor[gwv1.GRPCRouteSpec](), validate: validateGRPCRoute,
+		words: []string{"grpcroutes", "gr"}},
+	"ServiceSubset": {spec: reflect.TypeFor[ServiceSubset](), validate: validateServiceSubset,
+		words: []string{"servicesubsets", "subset", "subsets"}},
+}
+
+// APIVersionOf is the apiVersion resources of kind are written with.
+func APIVersionOf(kind string) string {
+	if k, ok := kinds[kind]; ok && k.apiVersion != "" {
+		return k.apiVersion
+	}
+	return APIVersion
 }
 
 // Kinds lists the kinds the config API accepts.
@@ -121,12 +145,15 @@ func (r *Resource) Validate() error {
 
 // validate checks r field by field; the error has no Ref yet.
 func (r *Resource) validate() *FieldError {
-	if r.APIVersion != APIVersion {
-		return &FieldError{Field: "apiVersion", Msg: fmt.Sprintf("got %q, want %q", r.APIVersion, APIVersion)}
-	}
 	k, ok := kinds[r.Kind]
 	if !ok {
+		if r.APIVersion != APIVersion && r.APIVersion != GatewayAPIVersion {
+			return &FieldError{Field: "apiVersion", Msg: fmt.Sprintf("got %q, want %q (or %q for HTTPRoute and GRPCRoute)", r.APIVersion, APIVersion, GatewayAPIVersion)}
+		}
 		return &FieldError{Field: "kind", Msg: fmt.Sprintf("unknown kind %q (known: %s)", r.Kind, strings.Join(Kinds(), ", "))}
+	}
+	if want := APIVersionOf(r.Kind); r.APIVersion != want {
+		return &FieldError{Field: "apiVersion", Msg: fmt.Sprintf("got %q, want %q for kind %s", r.APIVersion, want, r.Kind)}
 	}
 	if err := registry.ValidName(r.Metadata.Name); err != nil {
 		return &FieldError{Field: "metadata.name", Msg: err.Error()}

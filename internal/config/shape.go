@@ -173,8 +173,16 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 		if !f.IsExported() {
 			continue
 		}
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
 		if name == "-" {
+			continue
+		}
+		if f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct || opts == "inline" {
+			// An embedded struct's fields are the outer one's (Gateway
+			// API's types embed with json:",inline").
+			for k, v := range jsonFields(f.Type) {
+				out[k] = v
+			}
 			continue
 		}
 		if name == "" {

@@ -48,6 +48,11 @@ type Service struct {
 	// the defaults filled in, or DefaultPolicy when it has none (or its
 	// resource cannot be used, which Compile reports).
 	Policy Policy
+	// Routes are the rules of the HTTPRoutes and GRPCRoutes whose parent
+	// is the service, in precedence order: the first that matches a
+	// request decides where it goes. None: requests go to the service's
+	// own instances.
+	Routes []Route
 }
 
 // Endpoint is one instance (or external address) of a service.
@@ -107,7 +112,7 @@ func (c *Compiler) defaultPolicy() Policy {
 
 type decoded struct {
 	raw []byte
-	v   any // registry.Instance, registry.Service, extService or policyRecord
+	v   any // registry.Instance, registry.Service, extService, policyRecord, routeRecord or subsetRecord
 	err error
 }
 
@@ -126,6 +131,8 @@ func (c *Compiler) Compile(st push.State, rev int64) (*Snapshot, []Problem) {
 	snap := &Snapshot{Revision: rev, Services: map[string]*Service{}}
 	var problems []Problem
 	policies := map[string]Policy{}
+	var routes []routeRecord
+	subsets := map[string]config.ServiceSubset{}
 	service := func(name string) *Service {
 		s := snap.Services[name]
 		if s == nil {
@@ -162,9 +169,14 @@ func (c *Compiler) Compile(st push.State, rev int64) (*Snapshot, []Problem) {
 			}
 		case policyRecord:
 			policies[v.service] = v.policy
+		case routeRecord:
+			routes = append(routes, v)
+		case subsetRecord:
+			subsets[v.name] = v.spec
 		}
 	}
 	c.cache = next
+	resolveRoutes(routes, subsets, service)
 	defaults := c.defaultPolicy()
 	for _, s := range snap.Services {
 		sort.Slice(s.Endpoints, func(i, j int) bool { return s.Endpoints[i].Address < s.Endpoints[j].Address })
@@ -174,6 +186,7 @@ func (c *Compiler) Compile(st push.State, rev int64) (*Snapshot, []Problem) {
 		} else {
 			s.Policy = defaults
 		}
+		sortRoutes(s.Routes)
 	}
 	sort.Slice(problems, func(i, j int) bool { return problems[i].Key < problems[j].Key })
 	return snap, problems
@@ -215,6 +228,20 @@ func decode(key string, raw []byte) decoded {
 			break
 		}
 		d.v = extService{name: r.Metadata.Name, spec: spec}
+	case strings.HasPrefix(key, config.KeyPrefix+"HTTPRoute/"), strings.HasPrefix(key, config.KeyPrefix+"GRPCRoute/"):
+		rr, err := decodeRoute(key, raw)
+		if err != nil {
+			d.err = err
+			break
+		}
+		d.v = rr
+	case strings.HasPrefix(key, config.KeyPrefix+"ServiceSubset/"):
+		sr, err := decodeSubset(raw)
+		if err != nil {
+			d.err = err
+			break
+		}
+		d.v = sr
 	case strings.HasPrefix(key, config.KeyPrefix+policyKind+"/"):
 		pr, err := decodePolicy(key, raw)
 		if err != nil {

@@ -39,10 +39,16 @@ func (e *Engine) handle(cc *Conn) bool {
 		e.meshError(cc, nil, merr)
 		return !hasBody(req) && !req.Close
 	}
+	cc.view = h1View{h: req, ip: cc.IP}
+	if parent := c; c.Routed() {
+		if c, merr = c.Route(&cc.view); merr != nil {
+			e.meshError(cc, parent, merr)
+			return !hasBody(req) && !req.Close
+		}
+	}
 	m := c.Metrics()
 	m.Begin()
 	ex := exchange{e: e, cc: cc, c: c, k: &cc.call, sentAt: cc.start}
-	cc.view = h1View{h: req, ip: cc.IP}
 	ex.k.Init(c, &cc.view, cc.start)
 	defer func() {
 		now := time.Now() // one clock read for the metrics and the attempt

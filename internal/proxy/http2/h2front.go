@@ -298,6 +298,14 @@ func (h *h2Client) headers(f *http2.MetaHeadersFrame, b *h2Batch) error {
 				}
 			}
 		}
+		if merr == nil && s.cluster.Routed() {
+			// The route stage; a request it refuses is the parent's.
+			if c, rerr := s.cluster.Route((*h2View)(s)); rerr != nil {
+				merr = rerr
+			} else {
+				s.cluster = c
+			}
+		}
 	}
 	if s.cluster != nil {
 		s.m = s.cluster.Metrics()

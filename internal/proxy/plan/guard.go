@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"reflect"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/weftmesh/weft/internal/config"
@@ -27,6 +28,10 @@ const (
 type guard struct {
 	policy   snapshot.Policy
 	balancer lb.Balancer
+	// subsets are the balancers of the route backends that are subsets
+	// of the service (by ServiceSubset name).
+	subsetMu sync.Mutex
+	subsets  map[string]lb.Balancer
 	budget   *resilience.RetryBudget
 	backoff  resilience.Backoff
 	breaker  *resilience.Breaker // nil: off
@@ -103,6 +108,25 @@ func newGuard(p snapshot.Policy, zone string) (*guard, error) {
 		g.fallback = fb
 	}
 	return g, nil
+}
+
+// subsetBalancer is the balancer of the service's subset name, made on
+// first use with the policy's load balancer (without locality).
+func (g *guard) subsetBalancer(name string) lb.Balancer {
+	g.subsetMu.Lock()
+	defer g.subsetMu.Unlock()
+	if b, ok := g.subsets[name]; ok {
+		return b
+	}
+	b, err := newBalancer(g.policy.LoadBalancer)
+	if err != nil {
+		b = &lb.RoundRobin{} // (newGuard built the same policy's balancer already)
+	}
+	if g.subsets == nil {
+		g.subsets = map[string]lb.Balancer{}
+	}
+	g.subsets[name] = b
+	return b
 }
 
 func newBalancer(p snapshot.LoadBalancer) (lb.Balancer, error) {

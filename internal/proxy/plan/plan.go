@@ -77,6 +77,7 @@ type Cluster struct {
 	// body is kept whole may be retried as one without a body (KeepBody).
 	MaxBufferedBody int64
 	guard           *guard          // the service's policy state; nil: plain retries, no limits
+	routes          *routes         // the service's HTTPRoutes and GRPCRoutes (Route); nil: none
 	group           *endpoint.Group // the service's outlier detection; nil: none
 	metrics         *ServiceMetrics
 }

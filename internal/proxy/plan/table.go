@@ -137,6 +137,19 @@ func (t *Table) Update(snap *snapshot.Snapshot) []error {
 		}
 		next[name] = c
 	}
+	// The route stage, once every service's cluster exists: a route's
+	// backends are other services' clusters, or subsets of them.
+	for name, svc := range snap.Services {
+		if len(svc.Routes) == 0 {
+			continue
+		}
+		rs, err := buildRoutes(name, svc.Routes, next, subsetOf)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("service %q: routes: %w (routed as if it had none)", name, err))
+			continue
+		}
+		next[name].routes = rs
+	}
 	t.m.Store(&next)
 	// Endpoints that left the table keep no connections open.
 	for name, oc := range old {

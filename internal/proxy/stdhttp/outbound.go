@@ -68,6 +68,14 @@ func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		o.fail(w, r, nil, merr)
 		return
 	}
+	if cluster != nil && cluster.Routed() {
+		c, merr := cluster.Route(&stdView{r})
+		if merr != nil {
+			o.fail(w, r, cluster.Metrics(), merr)
+			return
+		}
+		cluster = c
+	}
 	m := o.egressMetrics
 	if cluster != nil {
 		m = cluster.Metrics()

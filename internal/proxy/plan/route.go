@@ -1,0 +1,301 @@
+package plan
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/weftmesh/weft/internal/config"
+	"github.com/weftmesh/weft/internal/lb"
+	"github.com/weftmesh/weft/internal/request"
+	"github.com/weftmesh/weft/internal/snapshot"
+)
+
+// Reasons of the route stage's own answers.
+const (
+	ReasonNoRoute        = "no-route"        // routes attach to the service and none matched: 404
+	ReasonInvalidBackend = "invalid-backend" // the rule's backend does not exist: 500
+)
+
+// routes is the first stage of a request's plan for a service with
+// HTTPRoutes or GRPCRoutes: their rules in precedence order, each with
+// its backends' clusters. Built by Table.Update; immutable.
+type routes struct {
+	service string
+	rules   []*routeRule
+	names   string // the routes, for the no-route message
+}
+
+type routeRule struct {
+	r        snapshot.Route
+	ref      string // HTTPRoute/NAME rule N
+	regex    *regexp.Regexp
+	headers  []valueMatcher
+	query    []valueMatcher
+	backends []routeBackend
+	total    int // of the weights
+}
+
+type valueMatcher struct {
+	name  string
+	value string
+	regex *regexp.Regexp
+}
+
+func (m *valueMatcher) match(v []byte, ok bool) bool {
+	if !ok {
+		return false
+	}
+	if m.regex != nil {
+		return m.regex.Match(v)
+	}
+	return string(v) == m.value
+}
+
+type routeBackend struct {
+	c       *Cluster
+	weight  int
+	invalid string // why it cannot take requests (c is nil)
+}
+
+// Route is the route stage: the cluster a request to c goes to, by the
+// first of c's route rules that matches it, and a weighted choice among
+// that rule's backends. A service without routes is its own cluster. A
+// request no rule matches gets 404 no-route; one whose share goes to a
+// backend that does not exist gets 500 invalid-backend (Gateway API).
+func (c *Cluster) Route(v request.View) (*Cluster, *MeshError) {
+	rs := c.routes
+	if rs == nil {
+		return c, nil
+	}
+	return rs.route(c, v)
+}
+
+// Routed reports whether the service has routes: requests to it go
+// through Route.
+func (c *Cluster) Routed() bool { return c.routes != nil }
+
+func (rs *routes) route(parent *Cluster, v request.View) (*Cluster, *MeshError) {
+	rule := rs.match(v)
+	if rule == nil {
+		return nil, &MeshError{Status: http.StatusNotFound, Reason: ReasonNoRoute, Service: rs.service,
+			Message: fmt.Sprintf("no rule of %s matches %s %s", rs.names, v.Method(), v.Path())}
+	}
+	if len(rule.backends) == 0 {
+		return parent, nil
+	}
+	if rule.total == 0 {
+		return nil, &MeshError{Status: http.StatusInternalServerError, Reason: ReasonInvalidBackend, Service: rs.service,
+			Message: fmt.Sprintf("%s has no backend with a weight above 0", rule.ref)}
+	}
+	n := 0
+	if len(rule.backends) > 1 {
+		n = rand.IntN(rule.total)
+	}
+	for i := range rule.backends {
+		b := &rule.backends[i]
+		if n < b.weight {
+			if b.c == nil {
+				return nil, &MeshError{Status: http.StatusInternalServerError, Reason: ReasonInvalidBackend, Service: rs.service,
+					Message: fmt.Sprintf("%s: backend %s", rule.ref, b.invalid)}
+			}
+			return b.c, nil
+		}
+		n -= b.weight
+	}
+	return nil, &MeshError{Status: http.StatusInternalServerError, Reason: ReasonInvalidBackend, Service: rs.service,
+		Message: rule.ref + ": no backend chosen"} // unreachable: the weights sum to total
+}
+
+// match is the first rule that matches v.
+func (rs *routes) match(v request.View) *routeRule {
+	path := v.Path()
+	query := []byte(nil)
+	if i := bytes.IndexByte(path, '?'); i >= 0 {
+		path, query = path[:i], path[i+1:]
+	}
+	grpc := v.GRPC()
+	for _, r := range rs.rules {
+		if r.matches(v, path, query, grpc) {
+			return r
+		}
+	}
+	return nil
+}
+
+func (r *routeRule) matches(v request.View, path, query []byte, grpc bool) bool {
+	if r.r.GRPC && !grpc {
+		return false
+	}
+	switch r.r.PathType {
+	case config.PathExact:
+		if string(path) != r.r.Path {
+			return false
+		}
+	case config.PathPrefix:
+		if !prefixMatch(path, r.r.Path) {
+			return false
+		}
+	default:
+		if !r.regex.Match(path) {
+			return false
+		}
+	}
+	if r.r.Method != "" && string(v.Method()) != r.r.Method {
+		return false
+	}
+	for i := range r.headers {
+		h := &r.headers[i]
+		val := v.Header(h.name)
+		if !h.match(val, val != nil) {
+			return false
+		}
+	}
+	for i := range r.query {
+		q := &r.query[i]
+		val, ok := queryValue(query, q.name)
+		if !q.match(val, ok) {
+			return false
+		}
+	}
+	return true
+}
+
+// prefixMatch is Gateway API's PathPrefix: whole path elements, so /foo
+// matches /foo, /foo/ and /foo/bar but not /foobar; a trailing / in the
+// prefix is ignored.
+func prefixMatch(path []byte, prefix string) bool {
+	prefix = strings.TrimSuffix(prefix, "/")
+	if prefix == "" {
+		return true
+	}
+	if !bytes.HasPrefix(path, []byte(prefix)) {
+		return false
+	}
+	return len(path) == len(prefix) || path[len(prefix)] == '/'
+}
+
+// queryValue is the first value of the query parameter name (decoded),
+// and whether it is there.
+func queryValue(query []byte, name string) ([]byte, bool) {
+	for len(query) > 0 {
+		var pair []byte
+		pair, query, _ = bytes.Cut(query, []byte{'&'})
+		k, val, _ := bytes.Cut(pair, []byte{'='})
+		if string(k) != name {
+			if uk, err := url.QueryUnescape(string(k)); err != nil || uk != name {
+				continue
+			}
+		}
+		if bytes.IndexAny(val, "%+") >= 0 {
+			if uv, err := url.QueryUnescape(string(val)); err == nil {
+				return []byte(uv), true
+			}
+		}
+		return val, true
+	}
+	return nil, false
+}
+
+// buildRoutes compiles the route rules of parent; clusters holds every
+// service's cluster, subset makes a subset's.
+func buildRoutes(parent string, rules []snapshot.Route, clusters map[string]*Cluster,
+	subset func(c *Cluster, name string, labels map[string]string) *Cluster) (*routes, error) {
+	rs := &routes{service: parent}
+	seen := map[string]bool{}
+	var names []string
+	for _, sr := range rules {
+		if !seen[sr.Route] {
+			seen[sr.Route] = true
+			names = append(names, sr.Route)
+		}
+		r := &routeRule{r: sr, ref: fmt.Sprintf("%s rule %d", sr.Route, sr.Rule)}
+		if sr.RuleName != "" {
+			r.ref = fmt.Sprintf("%s rule %q", sr.Route, sr.RuleName)
+		}
+		if sr.PathType == config.PathRegex {
+			re, err := regexp.Compile("^(?:" + sr.Path + ")$")
+			if err != nil {
+				return nil, fmt.Errorf("%s: path %q: %w", r.ref, sr.Path, err)
+			}
+			r.regex = re
+		}
+		var err error
+		if r.headers, err = matchers(sr.Headers); err != nil {
+			return nil, fmt.Errorf("%s: headers: %w", r.ref, err)
+		}
+		if r.query, err = matchers(sr.Query); err != nil {
+			return nil, fmt.Errorf("%s: queryParams: %w", r.ref, err)
+		}
+		for _, b := range sr.Backends {
+			rb := routeBackend{weight: b.Weight, invalid: b.Invalid}
+			if rb.invalid == "" {
+				c := clusters[b.Service]
+				switch {
+				case c == nil:
+					rb.invalid = fmt.Sprintf("service %q does not exist", b.Service)
+				case b.Subset != "":
+					rb.c = subset(c, b.Subset, b.Labels)
+				default:
+					rb.c = c
+				}
+			}
+			r.backends = append(r.backends, rb)
+			r.total += b.Weight
+		}
+		rs.rules = append(rs.rules, r)
+	}
+	rs.names = strings.Join(names, ", ")
+	return rs, nil
+}
+
+// matchers compiles header or query matches (a regular expression must
+// match the whole value, as Envoy's safe_regex does).
+func matchers(ms []config.ValueMatch) ([]valueMatcher, error) {
+	out := make([]valueMatcher, 0, len(ms))
+	for _, m := range ms {
+		vm := valueMatcher{name: m.Name, value: m.Value}
+		if m.Regex {
+			re, err := regexp.Compile("^(?:" + m.Value + ")$")
+			if err != nil {
+				return nil, fmt.Errorf("%q: %w", m.Value, err)
+			}
+			vm.regex = re
+		}
+		out = append(out, vm)
+	}
+	return out, nil
+}
+
+// subsetOf is the cluster of c's endpoints that carry every label, with
+// a balancer of its own (kept on c's guard, so its state lasts as long
+// as the policy).
+func subsetOf(c *Cluster, name string, labels map[string]string) *Cluster {
+	sc := *c
+	sc.routes = nil
+	sc.Endpoints = nil
+	for _, e := range c.Endpoints {
+		if hasLabels(e.Labels, labels) {
+			sc.Endpoints = append(sc.Endpoints, e)
+		}
+	}
+	if c.guard != nil {
+		sc.Balancer = c.guard.subsetBalancer(name)
+	} else {
+		sc.Balancer = &lb.RoundRobin{}
+	}
+	return &sc
+}
+
+func hasLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}

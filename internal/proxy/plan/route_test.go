@@ -1,0 +1,205 @@
+package plan
+
+import (
+	"encoding/json"
+	"math"
+	"net/http"
+	"testing"
+
+	"github.com/weftmesh/weft/internal/config"
+	"github.com/weftmesh/weft/internal/push"
+	"github.com/weftmesh/weft/internal/registry"
+	"github.com/weftmesh/weft/internal/request"
+	"github.com/weftmesh/weft/internal/snapshot"
+)
+
+// routedTable is a table compiled, as a sidecar compiles a push, from
+// the resources of yaml and the instances given (service, id, labels).
+func routedTable(t *testing.T, yaml string, instances ...registry.Instance) *Table {
+	t.Helper()
+	st := push.State{}
+	for i, in := range instances {
+		in.Address = "127.0.0.1:" + string(rune('1'+i))
+		in.Ready = true
+		b, _ := json.Marshal(in)
+		st[registry.Key(in.Service, in.ID)] = b
+	}
+	if yaml != "" {
+		rs, err := config.Parse([]byte(yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			if err := r.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			b, _ := json.Marshal(r)
+			st[config.Key(r.Kind, r.Metadata.Name)] = b
+		}
+	}
+	var c snapshot.Compiler
+	snap, problems := c.Compile(st, 1)
+	if len(problems) > 0 {
+		t.Fatal(problems)
+	}
+	tb := NewTable(nil, Policy{})
+	if errs := tb.Update(snap); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	return tb
+}
+
+// routeView is a request for the route stage.
+type routeView struct {
+	request.View
+	method, path string
+	headers      map[string]string
+	grpc         bool
+}
+
+func (v routeView) Method() []byte { return []byte(v.method) }
+func (v routeView) Path() []byte   { return []byte(v.path) }
+func (v routeView) GRPC() bool     { return v.grpc }
+func (v routeView) Header(n string) []byte {
+	if h, ok := v.headers[n]; ok {
+		return []byte(h)
+	}
+	return nil
+}
+
+func get(path string, headers ...string) routeView {
+	v := routeView{method: http.MethodGet, path: path, headers: map[string]string{}}
+	for i := 0; i+1 < len(headers); i += 2 {
+		v.headers[headers[i]] = headers[i+1]
+	}
+	return v
+}
+
+const testRoutes = `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: catalog}
+spec:
+  parentRefs: [{group: "", kind: Service, name: catalog}]
+  rules:
+  - matches: [{path: {value: /api}}]
+    backendRefs: [{name: catalog, weight: 90}, {group: weftmesh.io, kind: ServiceSubset, name: v2, weight: 10}]
+  - matches:
+    - headers: [{name: x-user, value: beta}]
+    - queryParams: [{name: canary, type: RegularExpression, value: "y(es)?"}]
+    - method: DELETE
+      path: {type: RegularExpression, value: "/items/[0-9]+"}
+    backendRefs: [{group: weftmesh.io, kind: ServiceSubset, name: v2}]
+  - matches: [{path: {type: Exact, value: /gone}}]
+    backendRefs: [{name: nowhere}]
+  - matches: [{path: {type: Exact, value: /parent}}]
+---
+apiVersion: weftmesh.io/v1alpha1
+kind: ServiceSubset
+metadata: {name: v2}
+spec: {service: catalog, labels: {version: v2}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: catalog}
+spec:
+  parentRefs: [{group: "", kind: Service, name: catalog}]
+  rules:
+  - matches: [{method: {service: shop.Catalog, method: Watch}}]
+    backendRefs: [{group: weftmesh.io, kind: ServiceSubset, name: v2}]
+`
+
+func TestRouteMatches(t *testing.T) {
+	tb := routedTable(t, testRoutes,
+		registry.Instance{Service: "catalog", ID: "v1", Labels: map[string]string{"version": "v1"}},
+		registry.Instance{Service: "catalog", ID: "v2", Labels: map[string]string{"version": "v2"}})
+	parent := tb.Lookup("catalog")
+	if !parent.Routed() {
+		t.Fatal("catalog has routes: want Routed")
+	}
+	toV2 := func(v request.View) bool {
+		t.Helper()
+		c, merr := parent.Route(v)
+		if merr != nil && merr.Reason == ReasonNoRoute {
+			return false
+		}
+		if merr != nil {
+			t.Fatalf("%+v: %v", v, merr)
+		}
+		return len(c.Endpoints) == 1 && c.Endpoints[0].Instance == "v2"
+	}
+	for _, c := range []struct {
+		name string
+		v    routeView
+		v2   bool
+	}{
+		{"header", get("/", "x-user", "beta"), true},
+		{"header, other value", get("/parent", "x-user", "alpha"), false},
+		{"query by regex", get("/x?a=1&canary=yes"), true},
+		{"query regex matches whole values", get("/x?canary=yess"), false},
+		{"method and path regex", routeView{method: http.MethodDelete, path: "/items/42"}, true},
+		{"path regex is whole", routeView{method: http.MethodDelete, path: "/items/42/x"}, false},
+		{"gRPC method", routeView{method: http.MethodPost, path: "/shop.Catalog/Watch", grpc: true}, true},
+		{"gRPC route, not gRPC", routeView{method: http.MethodPost, path: "/shop.Catalog/Watch"}, false},
+	} {
+		if got := toV2(c.v); got != c.v2 {
+			t.Errorf("%s: to v2 %v, want %v", c.name, got, c.v2)
+		}
+	}
+	// The default rule (PathPrefix /, no backends): the parent itself,
+	// all its instances.
+	if c, _ := parent.Route(get("/parent")); c != parent {
+		t.Errorf("a rule without backends: got %v, want the parent", c)
+	}
+	if _, merr := parent.Route(get("/gone")); merr == nil || merr.Status != 500 || merr.Reason != ReasonInvalidBackend {
+		t.Errorf("a backend that does not exist: %v, want 500 invalid-backend", merr)
+	}
+	// PathPrefix /api matches /api and /api/x, not /apix (which no
+	// rule matches).
+	for path, want := range map[string]bool{"/api": true, "/api/x": true, "/apix": false} {
+		if _, merr := parent.Route(get(path)); (merr == nil) != want {
+			t.Errorf("%s: routed %v (%v), want %v", path, merr == nil, merr, want)
+		}
+	}
+}
+
+// A 90/10 split lands within a point of 90/10 over 20,000 choices.
+func TestRouteWeights(t *testing.T) {
+	tb := routedTable(t, testRoutes,
+		registry.Instance{Service: "catalog", ID: "v1", Labels: map[string]string{"version": "v1"}},
+		registry.Instance{Service: "catalog", ID: "v2", Labels: map[string]string{"version": "v2"}})
+	parent := tb.Lookup("catalog")
+	const n = 20000
+	subset := 0
+	for range n {
+		c, merr := parent.Route(get("/api/items"))
+		if merr != nil {
+			t.Fatal(merr)
+		}
+		if len(c.Endpoints) == 1 { // the subset (the whole service has two)
+			subset++
+		}
+	}
+	if share := float64(subset) / n; math.Abs(share-0.10) > 0.01 {
+		t.Errorf("the v2 subset got %.3f of requests, want 0.10 ± 0.01", share)
+	}
+}
+
+// A request no rule matches gets 404 no-route, naming the routes.
+func TestNoRoute(t *testing.T) {
+	tb := routedTable(t, `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: only-api}
+spec:
+  parentRefs: [{group: "", kind: Service, name: catalog}]
+  rules: [{matches: [{path: {value: /api}}]}]
+`, registry.Instance{Service: "catalog", ID: "c1"})
+	_, merr := tb.Lookup("catalog").Route(get("/other"))
+	if merr == nil || merr.Status != http.StatusNotFound || merr.Reason != ReasonNoRoute || merr.Message != "no rule of HTTPRoute/only-api matches GET /other" {
+		t.Fatalf("got %+v, want 404 no-route naming HTTPRoute/only-api", merr)
+	}
+	if tb2 := routedTable(t, "", registry.Instance{Service: "catalog", ID: "c1"}); tb2.Lookup("catalog").Routed() {
+		t.Error("a service without routes is Routed")
+	}
+}
