@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftmesh/weft/internal/config"
 	"github.com/weftmesh/weft/internal/endpoint"
 	"github.com/weftmesh/weft/internal/proxy/plan"
 	"github.com/weftmesh/weft/internal/push"
@@ -127,7 +128,54 @@ type serviceView struct {
 	Protocol  string         `json:"protocol,omitempty"`
 	Policy    policyView     `json:"policy"`
 	Breaker   string         `json:"breaker,omitempty"` // closed, open, half-open; none without a circuit breaker
+	Routes    []routeView    `json:"routes,omitempty"`  // in the order they are tried
 	Endpoints []endpointView `json:"endpoints"`
+}
+
+// routeView is one match of one rule of a route whose parent is the
+// service, in precedence order.
+type routeView struct {
+	Route    string   `json:"route"` // HTTPRoute/NAME or GRPCRoute/NAME
+	Rule     int      `json:"rule"`
+	Name     string   `json:"name,omitempty"`
+	Match    string   `json:"match"`              // e.g. PathPrefix /api, GET, header x-user=beta
+	Backends []string `json:"backends,omitempty"` // service[/subset] weight; none: the service itself
+}
+
+func viewRoute(r *snapshot.Route) routeView {
+	v := routeView{Route: r.Route, Rule: r.Rule, Name: r.RuleName}
+	parts := []string{r.PathType + " " + r.Path}
+	if r.GRPC {
+		parts = append(parts, "gRPC")
+	}
+	if r.Method != "" {
+		parts = append(parts, r.Method)
+	}
+	for _, h := range r.Headers {
+		parts = append(parts, "header "+valueMatch(h))
+	}
+	for _, q := range r.Query {
+		parts = append(parts, "query "+valueMatch(q))
+	}
+	v.Match = strings.Join(parts, ", ")
+	for _, b := range r.Backends {
+		name := b.Service
+		if b.Subset != "" {
+			name += "/" + b.Subset
+		}
+		if b.Invalid != "" {
+			name += " (invalid: " + b.Invalid + ")"
+		}
+		v.Backends = append(v.Backends, fmt.Sprintf("%s %d", name, b.Weight))
+	}
+	return v
+}
+
+func valueMatch(m config.ValueMatch) string {
+	if m.Regex {
+		return m.Name + "~" + m.Value
+	}
+	return m.Name + "=" + m.Value
 }
 
 // policyView is the traffic policy in force for a service: its
@@ -249,6 +297,9 @@ func viewService(svc *snapshot.Service, c *plan.Cluster, now time.Time) serviceV
 		Endpoints: make([]endpointView, 0, len(svc.Endpoints))}
 	if c != nil {
 		sv.Breaker, _ = c.BreakerState(now)
+	}
+	for i := range svc.Routes {
+		sv.Routes = append(sv.Routes, viewRoute(&svc.Routes[i]))
 	}
 	for _, e := range svc.Endpoints {
 		ev := endpointView{Instance: e.Instance, Address: e.Address, Labels: e.Labels, Protocol: e.Protocol, Ready: e.Ready}

@@ -1,0 +1,182 @@
+package e2e
+
+import (
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/weftmesh/weft/internal/meshtest"
+)
+
+// canaryFleet is a consumer and catalog's two instances, v1 and v2
+// (labels version=v1 and version=v2), with a ServiceSubset for each.
+func canaryFleet(t *testing.T) *fleet {
+	t.Helper()
+	m := meshtest.New(t)
+	f := &fleet{m: m, cp: m.Control(), service: "catalog"}
+	for _, v := range []string{"v1", "v2"} {
+		id := "catalog-" + v
+		app := m.App(id)
+		f.apps = append(f.apps, app)
+		f.providers = append(f.providers, m.Sidecar(f.cp, "--service", "catalog", "--id", id, "--app-port", app.Port, "--label", "version="+v))
+	}
+	f.consumer = m.Sidecar(f.cp, "--service", "web")
+	waitEndpoints(t, f.consumer, "catalog", 2)
+	apply(t, f, `apiVersion: weftmesh.io/v1alpha1
+kind: ServiceSubset
+metadata: {name: catalog-v1}
+spec: {service: catalog, labels: {version: v1}}
+---
+apiVersion: weftmesh.io/v1alpha1
+kind: ServiceSubset
+metadata: {name: catalog-v2}
+spec: {service: catalog, labels: {version: v2}}
+`)
+	return f
+}
+
+// apply applies a YAML stream with weft apply.
+func apply(t *testing.T, f *fleet, yaml string) {
+	t.Helper()
+	file := writeFile(t, "resources.yaml", yaml)
+	if out, errOut, code := f.m.Weft("apply", "-f", file, "--control", f.cp.Addr); code != 0 {
+		t.Fatalf("apply: %s %s", out, errOut)
+	}
+}
+
+// split is catalog's HTTPRoute sending v1 and v2 the given weights.
+func split(v1, v2 int) string {
+	return fmt.Sprintf(`apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: catalog-split, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: catalog}]
+  rules:
+  - backendRefs:
+    - {group: weftmesh.io, kind: ServiceSubset, name: catalog-v1, weight: %d}
+    - {group: weftmesh.io, kind: ServiceSubset, name: catalog-v2, weight: %d}
+`, v1, v2)
+}
+
+// routesInForce waits until the consumer's /config shows catalog's
+// routes with backends that contain want.
+func routesInForce(t *testing.T, f *fleet, want string) {
+	t.Helper()
+	f.m.Eventually(10*time.Second, func() (bool, string) {
+		_, body := meshtest.Get("http://" + f.consumer.Admin + "/config")
+		return strings.Contains(body, want), "consumer /config without " + want
+	})
+}
+
+// TestWeightedCanary: a 90/10 split over 5,000 requests lands within 3
+// points of 90/10; moving it to 0/100 under steady load takes effect in
+// under a second after weft apply returns, and no request fails.
+func TestWeightedCanary(t *testing.T) {
+	t.Parallel()
+	f := canaryFleet(t)
+	apply(t, f, split(90, 10))
+	routesInForce(t, f, `"catalog/catalog-v2 10"`)
+	got := f.burst(5000, 8, "/")
+	if got.byStatus["200"] != 5000 {
+		t.Fatalf("statuses %v, want 5000 × 200", got.byStatus)
+	}
+	share := float64(got.byBody["instance=catalog-v2"]) / 5000
+	if math.Abs(share-0.10) > 0.03 {
+		t.Errorf("v2 got %.3f of 5000 requests (%v), want 0.10 ± 0.03", share, got.byBody)
+	}
+
+	// Steady load while the split moves to 0/100.
+	c := meshtest.ProxyClient(f.consumer.Outbound)
+	defer c.CloseIdleConnections()
+	var stop atomic.Bool
+	var mu sync.Mutex
+	var failed []string
+	var lastV1 time.Time
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				resp, err := c.Get("http://catalog/")
+				if err != nil {
+					mu.Lock()
+					failed = append(failed, err.Error())
+					mu.Unlock()
+					continue
+				}
+				b := make([]byte, 64)
+				n, _ := resp.Body.Read(b)
+				resp.Body.Close()
+				now := time.Now()
+				mu.Lock()
+				if resp.StatusCode != http.StatusOK {
+					failed = append(failed, fmt.Sprint(resp.StatusCode, " ", resp.Header.Get("X-Weft-Error")))
+				} else if string(b[:n]) == "instance=catalog-v1" {
+					lastV1 = now
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond) // (load before the change: a window, not a synchronisation)
+	apply(t, f, split(0, 100))
+	applied := time.Now()
+	f.m.Eventually(5*time.Second, func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return time.Since(lastV1) > time.Second, fmt.Sprintf("v1 still answered %s ago", time.Since(lastV1))
+	})
+	stop.Store(true)
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Errorf("%d requests failed while the split moved: %v", len(failed), failed[:min(len(failed), 5)])
+	}
+	if took := lastV1.Sub(applied); took > time.Second {
+		t.Errorf("v1 answered %s after weft apply returned, want under 1s", took)
+	}
+	t.Logf("the last answer from v1 came %s after weft apply returned", lastV1.Sub(applied))
+}
+
+// TestHeaderRoute: a header match sends only matching requests to v2;
+// others match the catch-all rule and go to v1.
+func TestHeaderRoute(t *testing.T) {
+	t.Parallel()
+	f := canaryFleet(t)
+	apply(t, f, `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: catalog-beta}
+spec:
+  parentRefs: [{group: "", kind: Service, name: catalog}]
+  rules:
+  - matches: [{headers: [{name: X-User, value: beta}]}]
+    backendRefs: [{group: weftmesh.io, kind: ServiceSubset, name: catalog-v2}]
+  - backendRefs: [{group: weftmesh.io, kind: ServiceSubset, name: catalog-v1}]
+`)
+	routesInForce(t, f, `header x-user=beta`)
+	c := meshtest.ProxyClient(f.consumer.Outbound)
+	defer c.CloseIdleConnections()
+	for i := range 40 {
+		req, _ := http.NewRequest(http.MethodGet, "http://catalog/", nil)
+		want := "instance=catalog-v1"
+		if i%2 == 0 {
+			req.Header.Set("X-User", "beta")
+			want = "instance=catalog-v2"
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 64)
+		n, _ := resp.Body.Read(b)
+		resp.Body.Close()
+		if got := string(b[:n]); got != want {
+			t.Fatalf("request %d (x-user beta: %v): %q, want %q", i, i%2 == 0, got, want)
+		}
+	}
+}
