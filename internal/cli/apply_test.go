@@ -16,8 +16,8 @@ func TestApplyErrorsNameFileLineAndField(t *testing.T) {
 	tests := []struct {
 		name, in, want string
 	}{
-		{"metadata.namespace", strings.Replace(head, "  name: pay\n", "  name: pay\n  namespace: prod\n", 1) + "spec: {endpoints: [{address: a:1}]}\n",
-			`:5: ExternalService/pay: metadata.namespace: unknown field "namespace"`},
+		{"metadata.owner", strings.Replace(head, "  name: pay\n", "  name: pay\n  owner: prod\n", 1) + "spec: {endpoints: [{address: a:1}]}\n",
+			`:5: ExternalService/pay: metadata.owner: unknown field "owner"`},
 		{"unknown endpoint field", head + "spec:\n  endpoints:\n  - address: a:1\n    weight: 2\n",
 			`:8: ExternalService/pay: spec.endpoints[0].weight: unknown field "weight"`},
 		{"bad label key", strings.Replace(head, "  name: pay\n", "  name: pay\n  labels:\n    \"bad key!\": x\n", 1) + "spec: {endpoints: [{address: a:1}]}\n",

@@ -195,8 +195,36 @@ func summary(r *config.Resource, wide bool) string {
 		if p, err := config.DecodeTrafficPolicy(r); err == nil {
 			return policySummary(p)
 		}
+	case "HTTPRoute", "GRPCRoute":
+		if parents, rules, err := config.CompileRoute(r); err == nil {
+			return routeSummary(parents, rules)
+		}
+	case "ServiceSubset":
+		if s, err := config.DecodeServiceSubset(r); err == nil {
+			return s.Service + " " + labelString(s.Labels)
+		}
 	}
 	return ""
+}
+
+// routeSummary is "parents=catalog rules=2 backends=catalog 90,catalog-v2 10".
+func routeSummary(parents []string, rules []config.RouteRule) string {
+	var backends []string
+	seen := map[string]bool{}
+	for _, r := range rules {
+		for _, b := range r.Backends {
+			name := b.Service + b.Subset
+			if k := fmt.Sprint(name, b.Weight); !seen[k] {
+				seen[k] = true
+				backends = append(backends, fmt.Sprintf("%s %d", name, b.Weight))
+			}
+		}
+	}
+	s := fmt.Sprintf("parents=%s matches=%d", strings.Join(parents, ","), len(rules))
+	if len(backends) > 0 {
+		s += " backends=" + strings.Join(backends, ",")
+	}
+	return s
 }
 
 // policySummary is "lb=peak-ewma,timeout=15s,attempts=3", then the

@@ -150,8 +150,8 @@ func TestParseErrorsNameTheField(t *testing.T) {
 			ref: "ExternalService/pay", field: `spec.endpoints[0].labels["v"]`, msgHas: "quote it", line: 8},
 		{name: "unknown top-level field", in: doc(APIVersion, "ExternalService", "pay", okSpec) + "status: {}\n",
 			ref: "ExternalService/pay", field: "status", msgHas: `unknown field "status"`, line: 8},
-		{name: "metadata.namespace", in: strings.Replace(doc(APIVersion, "ExternalService", "pay", okSpec), "  name: pay\n", "  name: pay\n  namespace: prod\n", 1),
-			ref: "ExternalService/pay", field: "metadata.namespace", msgHas: `unknown field "namespace"`, line: 5},
+		{name: "unknown metadata field", in: strings.Replace(doc(APIVersion, "ExternalService", "pay", okSpec), "  name: pay\n", "  name: pay\n  owner: prod\n", 1),
+			ref: "ExternalService/pay", field: "metadata.owner", msgHas: `unknown field "owner"`, line: 5},
 		{name: "key given twice", in: doc(APIVersion, "ExternalService", "pay", okSpec) + "kind: ExternalService\n",
 			ref: "ExternalService/pay", field: "kind", msgHas: "given twice (first at line 2)", line: 8},
 		{name: "bad metadata label key", in: strings.Replace(doc(APIVersion, "ExternalService", "pay", okSpec), "  name: pay\n", "  name: pay\n  labels:\n    team: a\n    \"bad key!\": x\n", 1),
@@ -260,7 +260,7 @@ func TestKindFor(t *testing.T) {
 			}
 		})
 	}
-	if got, want := Kinds(), []string{"ExternalService", "TrafficPolicy"}; !reflect.DeepEqual(got, want) {
+	if got, want := Kinds(), []string{"ExternalService", "GRPCRoute", "HTTPRoute", "ServiceSubset", "TrafficPolicy"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Kinds: got %v, want %v", got, want)
 	}
 }

@@ -1,0 +1,109 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+const routeHead = `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: catalog, namespace: gateway-conformance-mesh}
+spec:
+  parentRefs: [{group: "", kind: Service, name: catalog, port: 80}]
+`
+
+// A GAMMA manifest as written for Kubernetes applies as it is: metadata
+// namespace, parentRefs of kind Service with a port, backendRefs with
+// ports and weights.
+func TestRoutesAcceptGAMMAManifests(t *testing.T) {
+	in := routeHead + `  rules:
+  - matches:
+    - path: {type: PathPrefix, value: /v2}
+      headers: [{name: version, value: two}]
+      queryParams: [{name: canary, type: RegularExpression, value: "y(es)?"}]
+      method: GET
+    backendRefs:
+    - {name: echo-v2, port: 80, weight: 90}
+    - {group: weftmesh.io, kind: ServiceSubset, name: echo-canary, weight: 10}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: grpc-echo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: grpc-echo}]
+  rules:
+  - matches: [{method: {service: grpc.Echo, method: Echo}}, {method: {type: RegularExpression, service: "grpc\\..*"}}]
+    backendRefs: [{name: grpc-echo-v2, port: 7070}]
+`
+	rs, err := Parse([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parents, rules, err := CompileRoute(&rs[0])
+	if err != nil || len(parents) != 1 || parents[0] != "catalog" || len(rules) != 1 {
+		t.Fatalf("got %v %+v %v, want catalog's one rule", parents, rules, err)
+	}
+	r := rules[0]
+	if r.PathType != PathPrefix || r.Path != "/v2" || r.Method != "GET" || len(r.Headers) != 1 || !r.Query[0].Regex ||
+		len(r.Backends) != 2 || r.Backends[0] != (RouteBackend{Service: "echo-v2", Weight: 90}) || r.Backends[1] != (RouteBackend{Subset: "echo-canary", Weight: 10}) {
+		t.Errorf("compiled %+v", r)
+	}
+	_, grules, err := CompileRoute(&rs[1])
+	if err != nil || len(grules) != 2 || grules[0].Path != "/grpc.Echo/Echo" || grules[0].PathType != PathExact ||
+		grules[1].PathType != PathRegex || !grules[0].GRPC {
+		t.Errorf("GRPCRoute compiled %+v %v", grules, err)
+	}
+}
+
+// Each mistake gets the field path, a message that says what is wrong,
+// and the line.
+func TestRouteErrorsNameTheField(t *testing.T) {
+	for _, c := range []struct {
+		name, in, field, msg string
+		line                 int
+	}{
+		{"a Gateway parent", "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec:\n  parentRefs: [{name: gw}]\n",
+			"spec.parentRefs[0].kind", "is Gateway, the default; a mesh route's parent is a service", 5},
+		{"no parent", "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules: []\n",
+			"spec.parentRefs", "needs at least one parent", 0},
+		{"the wrong apiVersion", "apiVersion: weftmesh.io/v1alpha1\nkind: HTTPRoute\nmetadata: {name: r}\nspec: {}\n",
+			"apiVersion", `want "gateway.networking.k8s.io/v1" for kind HTTPRoute`, 1},
+		{"bad regex", routeHead + "  rules:\n  - matches: [{path: {type: RegularExpression, value: \"/a(\"}}]\n",
+			"spec.rules[0].matches[0].path.value", `"/a(" is not a regular expression (RE2): missing closing )`, 7},
+		{"weight as a string", routeHead + "  rules:\n  - backendRefs: [{name: a, weight: ten}]\n",
+			"spec.rules[0].backendRefs[0].weight", "a whole number", 7},
+		{"negative weight", routeHead + "  rules:\n  - backendRefs: [{name: a, weight: -1}]\n",
+			"spec.rules[0].backendRefs[0].weight", "-1 must be between 0 and 1000000", 7},
+		{"unknown field", routeHead + "  rules:\n  - matchs: []\n",
+			"spec.rules[0].matchs", `unknown field "matchs"`, 7},
+		{"a filter", routeHead + "  rules:\n  - filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: a, value: b}]}}]\n",
+			"spec.rules[0].filters", "not followed by this version of Weft yet", 7},
+		{"a backend of another kind", routeHead + "  rules:\n  - backendRefs: [{kind: Pod, name: a}]\n",
+			"spec.rules[0].backendRefs[0].kind", "Pod of group \"\" is not a backend Weft knows", 7},
+		{"a path without /", routeHead + "  rules:\n  - matches: [{path: {value: api}}]\n",
+			"spec.rules[0].matches[0].path.value", `"api" must begin with /`, 7},
+		{"a method that is none", routeHead + "  rules:\n  - matches: [{method: FETCH}]\n",
+			"spec.rules[0].matches[0].method", `"FETCH" is not one of GET`, 7},
+		{"a header twice", routeHead + "  rules:\n  - matches: [{headers: [{name: X-A, value: a}, {name: x-a, value: b}]}]\n",
+			"spec.rules[0].matches[0].headers[1].name", "matched already", 7},
+		{"a gRPC method with /", "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: g}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: s}]\n  rules:\n  - matches: [{method: {service: a/b}}]\n",
+			"spec.rules[0].matches[0].method.service", "must not contain /", 7},
+		{"a subset without labels", "apiVersion: weftmesh.io/v1alpha1\nkind: ServiceSubset\nmetadata: {name: v2}\nspec: {service: catalog}\n",
+			"spec.labels", "needs at least one label", 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse([]byte(c.in))
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("got %v, want a field error", err)
+			}
+			if fe.Field != c.field || !strings.Contains(fe.Msg, c.msg) {
+				t.Errorf("got %s: %q, want %s: %q", fe.Field, fe.Msg, c.field, c.msg)
+			}
+			if c.line != 0 && fe.Line != c.line {
+				t.Errorf("line %d, want %d (%v)", fe.Line, c.line, err)
+			}
+		})
+	}
+}

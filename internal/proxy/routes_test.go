@@ -1,0 +1,93 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"testing"
+
+	"github.com/weftmesh/weft/internal/config"
+	"github.com/weftmesh/weft/internal/proxy/plan"
+	"github.com/weftmesh/weft/internal/snapshot"
+)
+
+// TestRoutesEveryEngine: the route stage sends gRPC calls of one method,
+// and requests with a header, to the v2 instance and the rest to v1, on
+// every engine; a request no rule matches gets 404 no-route.
+func TestRoutesEveryEngine(t *testing.T) {
+	for _, engine := range engineNames {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			answer := func(who string) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					io.Copy(io.Discard, r.Body)
+					if r.Header.Get("Content-Type") == "application/grpc" {
+						w.Header().Set("Content-Type", "application/grpc")
+						w.Header().Set("Trailer", "Grpc-Status")
+						w.Write([]byte(who))
+						w.Header().Set("Grpc-Status", "0")
+						return
+					}
+					w.Write([]byte(who))
+				})
+			}
+			v2 := []snapshot.Backend{{Service: "svc", Subset: "v2", Labels: map[string]string{"version": "v2"}, Weight: 1}}
+			v1 := []snapshot.Backend{{Service: "svc", Subset: "v1", Labels: map[string]string{"version": "v1"}, Weight: 1}}
+			svc := &snapshot.Service{Name: "svc", Policy: testPolicy(),
+				Endpoints: []snapshot.Endpoint{
+					{Instance: "svc-v1", Address: serveH2C(t, answer("v1")), Labels: map[string]string{"version": "v1"}, Ready: true},
+					{Instance: "svc-v2", Address: serveH2C(t, answer("v2")), Labels: map[string]string{"version": "v2"}, Ready: true},
+				},
+				Routes: []snapshot.Route{
+					{RouteRule: config.RouteRule{Route: "GRPCRoute/svc", GRPC: true, PathType: config.PathExact, Path: "/pkg.Svc/Get"}, Backends: v2},
+					{RouteRule: config.RouteRule{Route: "HTTPRoute/svc", PathType: config.PathPrefix, Path: "/",
+						Headers: []config.ValueMatch{{Name: "x-user", Value: "beta"}}}, Backends: v2},
+					{RouteRule: config.RouteRule{Route: "HTTPRoute/svc", Rule: 1, PathType: config.PathPrefix, Path: "/app"}, Backends: v1},
+					{RouteRule: config.RouteRule{Route: "GRPCRoute/svc", Rule: 1, GRPC: true, PathType: config.PathPrefix, Path: "/pkg.Svc"}, Backends: v1},
+				}}
+			addr, rt, _, _ := policyOutbound(t, engine, svc)
+			send := func(method, path string, grpc bool, header ...string) (*http.Response, string) {
+				t.Helper()
+				var body io.Reader
+				if grpc {
+					body = bytes.NewReader([]byte{0, 0, 0, 0, 0})
+				}
+				req := newH2Request(t, method, addr, "svc", path, body)
+				if grpc {
+					req.Header.Set("Content-Type", "application/grpc")
+				}
+				for i := 0; i+1 < len(header); i += 2 {
+					req.Header.Set(header[i], header[i+1])
+				}
+				resp, err := rt.RoundTrip(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				return resp, string(b)
+			}
+			for _, c := range []struct {
+				name, method, path string
+				grpc               bool
+				header             []string
+				want               string
+			}{
+				{"header", http.MethodGet, "/app/x", false, []string{"X-User", "beta"}, "v2"},
+				{"no header", http.MethodGet, "/app/x", false, nil, "v1"},
+				{"gRPC method", http.MethodPost, "/pkg.Svc/Get", true, nil, "v2"},
+				{"another gRPC method", http.MethodPost, "/pkg.Svc/List", true, nil, "v1"},
+			} {
+				if engine == "h1" && c.grpc {
+					continue // gRPC needs HTTP/2
+				}
+				resp, body := send(c.method, c.path, c.grpc, c.header...)
+				if resp.StatusCode != http.StatusOK || body != c.want {
+					t.Errorf("%s: %d %q, want 200 from %s", c.name, resp.StatusCode, body, c.want)
+				}
+			}
+			resp, body := send(http.MethodGet, "/other", false)
+			wantMeshError(t, resp, []byte(body), http.StatusNotFound, plan.ReasonNoRoute)
+		})
+	}
+}
