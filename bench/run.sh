@@ -11,7 +11,7 @@ REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
 
 # Settings (environment variables). Record the ones the caller set, so the
 # report can show the exact command.
-SETTINGS="WEFT_SIDECAR RUNS LAT_RUNS DURATION LAT_DURATION RATE LAT_CONNS CONNS PATHS WARMUP WEFT_WAIT QUIET_WAIT FOREIGN_MAX RETRIES RESULTS_DIR KEEP_TMP SKIP_INSTALL"
+SETTINGS="WEFT_SIDECAR WEFT_APPLY RUNS LAT_RUNS DURATION LAT_DURATION RATE LAT_CONNS CONNS PATHS WARMUP WEFT_WAIT QUIET_WAIT FOREIGN_MAX RETRIES RESULTS_DIR KEEP_TMP SKIP_INSTALL"
 CMDLINE=""
 for v in $SETTINGS; do
   if [ -n "${!v+x}" ]; then CMDLINE+="$v=$(printf '%q' "${!v}") "; fi
@@ -34,6 +34,7 @@ RETRIES="${RETRIES:-2}"           # at most this many repeats of a disturbed run
 RESULTS_DIR="${RESULTS_DIR:-$BENCH_DIR/results}"
 KEEP_TMP="${KEEP_TMP:-0}"         # 1: keep the temp dir (configs, logs)
 SKIP_INSTALL="${SKIP_INSTALL:-0}" # 1: never call apt-get
+WEFT_APPLY="${WEFT_APPLY:-}"      # resources weft apply takes before the sidecars start, e.g. bench/configs/routes-10.yaml
 WEFT_SIDECAR="${WEFT_SIDECAR:-slim}" # sidecars from the slim build (-tags sidecaronly) or the full weft binary
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -110,6 +111,7 @@ HARNESS=("$TMP/bin/harness"
   -results-dir "$RESULTS_DIR" -runs "$RUNS" -lat-runs "$LAT_RUNS" -duration "${DURATION}s" -lat-duration "${LAT_DURATION}s"
   -warmup "${WARMUP}s" -rate "$RATE" -lat-conns "$LAT_CONNS" -conns "$CONNS" -paths "$PATHS"
   -weft-sidecar "$WEFT_SIDECAR" -lg-cpu "$LG_CPU" -srv-cpu "$SRV_CPU" -weft-wait "${WEFT_WAIT}s" -weft-skip "$WEFT_SKIP"
+  -weft-apply "$(if [ -n "$WEFT_APPLY" ]; then realpath "$WEFT_APPLY"; fi)"
   -quiet-wait "${QUIET_WAIT}s" -foreign-max "$FOREIGN_MAX" -retries "$RETRIES"
   -command "$CMDLINE")
 if [ -n "$LG_CPU" ]; then

@@ -56,6 +56,7 @@ type config struct {
 	weftSkip    string
 	weftSidecar string // "slim" (weft-sidecar, built with -tags sidecaronly) or "full"
 	weftWait    time.Duration
+	weftApply   string // a file of resources weft apply takes before the sidecars start ("": none)
 	foreignMax  float64
 	quietWait   time.Duration
 	retries     int
@@ -585,6 +586,14 @@ func (c *config) setupWeft(backendPort int) (*bpath, error) {
 	if err := waitOK(addr(cport), "", "/readyz", -1, 30*time.Second, ctl); err != nil {
 		return bp, fmt.Errorf("control plane not ready: %w", err)
 	}
+	if c.weftApply != "" {
+		// Resources in force from the sidecars' first push (routes,
+		// policies): the path measured with the feature on.
+		out, err := exec.Command(weft, "apply", "-f", c.weftApply, "--control", addr(cport)).CombinedOutput()
+		if err != nil {
+			return bp, fmt.Errorf("weft apply -f %s: %v: %s", c.weftApply, err, out)
+		}
+	}
 	prov, err := c.start("weft-provider", sidecar, "sidecar", "--service", "backend",
 		"--app-port", strconv.Itoa(backendPort), "--control", addr(cport),
 		"--outbound", addr(pOut), "--inbound", addr(pIn), "--admin", addr(pAdm))
@@ -934,6 +943,7 @@ func main() {
 	flag.StringVar(&c.weftSidecar, "weft-sidecar", "full", "which build the sidecars run from: slim or full (recorded in the report)")
 	flag.StringVar(&c.weftSkip, "weft-skip", "", "if set, skip the weft path with this reason")
 	flag.DurationVar(&c.weftWait, "weft-wait", 15*time.Second, "how long to wait for the consumer sidecar to route")
+	flag.StringVar(&c.weftApply, "weft-apply", "", "a file of resources (routes, policies) to apply before the sidecars start")
 	flag.Float64Var(&c.foreignMax, "foreign-max", 10, "repeat a run once when other processes used more than this % of the server CPU")
 	flag.DurationVar(&c.quietWait, "quiet-wait", 2*time.Minute, "before each run, wait at most this long for other processes to stop using the benchmark CPUs")
 	flag.IntVar(&c.retries, "retries", 2, "how many times a run disturbed by other processes is repeated (the least disturbed is kept)")

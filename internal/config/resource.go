@@ -85,9 +85,9 @@ func (e *FieldError) Error() string {
 // forms, or, when it lists none, its name with an s.
 type kind struct {
 	apiVersion string // "": APIVersion
-	spec     reflect.Type
-	validate func(spec json.RawMessage) *FieldError
-	words    []string // lower case
+	spec       reflect.Type
+	validate   func(spec json.RawMessage) *FieldError
+	words      []string // lower case
 }
 
 var kinds = map[string]kind{
