@@ -617,6 +617,22 @@ func (c *config) setupWeft(backendPort int) (*bpath, error) {
 	if err := waitOK(bp.Addr, "backend", "/", 1024, c.weftWait, cons, prov, ctl); err != nil {
 		return bp, fmt.Errorf("consumer sidecar does not route to backend: %w", err)
 	}
+	if c.weftApply != "" {
+		// Measure only with the resources in force: routes show in the
+		// consumer's /config.
+		want, _ := os.ReadFile(c.weftApply)
+		if bytes.Contains(want, []byte("kind: HTTPRoute")) {
+			resp, err := http.Get("http://" + addr(cAdm) + "/config")
+			if err != nil {
+				return bp, fmt.Errorf("consumer /config: %w", err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !bytes.Contains(body, []byte(`"routes"`)) {
+				return bp, fmt.Errorf("%s applied, but the consumer's /config shows no routes", c.weftApply)
+			}
+		}
+	}
 	return bp, nil
 }
 
