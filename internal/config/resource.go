@@ -100,6 +100,7 @@ var kinds = map[string]kind{
 		words: []string{"grpcroutes", "gr"}},
 	"ServiceSubset": {spec: reflect.TypeFor[ServiceSubset](), validate: validateServiceSubset,
 		words: []string{"servicesubsets", "subset", "subsets"}},
+	"Fault": {spec: reflect.TypeFor[Fault](), validate: validateFault},
 }
 
 // APIVersionOf is the apiVersion resources of kind are written with.

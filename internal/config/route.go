@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -72,6 +73,102 @@ type RouteRule struct {
 	// Backends are where matching requests go, by weight; none: to the
 	// parent service itself (GAMMA).
 	Backends []RouteBackend
+	// Faults are the Fault resources the rule's ExtensionRef filters name.
+	Faults []string
+	// Timeouts and Retry override the backends' TrafficPolicy for
+	// requests this rule routes (Gateway API's timeouts and retry).
+	Timeouts *RouteTimeouts
+	Retry    *RouteRetry
+}
+
+// RouteTimeouts is a rule's timeouts: Request bounds the whole request,
+// retries included; Backend each try (0: none; a field not given keeps
+// the policy's).
+type RouteTimeouts struct {
+	Request, Backend       time.Duration
+	HasRequest, HasBackend bool
+}
+
+// RouteRetry is a rule's retry: Attempts retries (so Attempts+1 tries)
+// on connect failures, resets and the Codes, waiting Backoff at least.
+type RouteRetry struct {
+	Codes    []int
+	Attempts int // -1: the policy's
+	Backoff  time.Duration
+}
+
+// Fault is a fault a route injects into a share of the requests it
+// routes: a delay before the request is sent, an abort that answers it
+// at once, or both (the delay first), each for its own percent.
+type Fault struct {
+	Delay *FaultDelay `json:"delay,omitempty"`
+	Abort *FaultAbort `json:"abort,omitempty"`
+}
+
+// FaultDelay holds a share of requests back before they are sent.
+type FaultDelay struct {
+	FixedDelay string  `json:"fixedDelay"`
+	Percent    float64 `json:"percent"`
+}
+
+// FaultAbort answers a share of requests without sending them: with
+// HTTPStatus, or for gRPC calls with GRPCStatus when given.
+type FaultAbort struct {
+	HTTPStatus int     `json:"httpStatus,omitempty"`
+	GRPCStatus *int    `json:"grpcStatus,omitempty"`
+	Percent    float64 `json:"percent"`
+}
+
+func validateFault(spec json.RawMessage) *FieldError {
+	_, fe := decodeFault(spec)
+	return fe
+}
+
+// DecodeFault reads the spec of a validated Fault, its delay parsed.
+func DecodeFault(r *Resource) (Fault, time.Duration, error) {
+	f, fe := decodeFault(r.Spec)
+	if fe != nil {
+		return Fault{}, 0, fe
+	}
+	var d time.Duration
+	if f.Delay != nil {
+		d, _ = time.ParseDuration(f.Delay.FixedDelay)
+	}
+	return f, d, nil
+}
+
+func decodeFault(spec json.RawMessage) (Fault, *FieldError) {
+	var f Fault
+	if fe := decodeSpec(spec, &f); fe != nil {
+		return f, fe
+	}
+	if f.Delay == nil && f.Abort == nil {
+		return f, &FieldError{Field: "spec", Msg: "needs a delay, an abort or both"}
+	}
+	if d := f.Delay; d != nil {
+		v, err := time.ParseDuration(d.FixedDelay)
+		if err != nil || v <= 0 {
+			return f, &FieldError{Field: "spec.delay.fixedDelay", Msg: fmt.Sprintf("%q must be a duration above 0, e.g. 2s or 250ms", d.FixedDelay)}
+		}
+		if fe := between("spec.delay.percent", d.Percent, 0, 100); fe != nil {
+			return f, fe
+		}
+	}
+	if a := f.Abort; a != nil {
+		if a.HTTPStatus == 0 && a.GRPCStatus == nil {
+			return f, &FieldError{Field: "spec.abort", Msg: "needs httpStatus, grpcStatus or both"}
+		}
+		if a.HTTPStatus != 0 && (a.HTTPStatus < 200 || a.HTTPStatus > 599) {
+			return f, &FieldError{Field: "spec.abort.httpStatus", Msg: fmt.Sprintf("%d must be between 200 and 599", a.HTTPStatus)}
+		}
+		if g := a.GRPCStatus; g != nil && (*g < 1 || *g > 16) {
+			return f, &FieldError{Field: "spec.abort.grpcStatus", Msg: fmt.Sprintf("%d must be a gRPC status from 1 to 16 (0 is OK, which is no abort)", *g)}
+		}
+		if fe := between("spec.abort.percent", a.Percent, 0, 100); fe != nil {
+			return f, fe
+		}
+	}
+	return f, nil
 }
 
 // ValueMatch is a header or query parameter match.
@@ -142,15 +239,20 @@ func compileHTTPRoute(ref string, spec json.RawMessage) ([]string, []RouteRule, 
 	var out []RouteRule
 	for i, rule := range s.Rules {
 		at := fmt.Sprintf("spec.rules[%d]", i)
-		switch {
-		case len(rule.Filters) > 0:
-			return nil, nil, notYet(at+".filters", "filters")
-		case rule.Timeouts != nil:
-			return nil, nil, notYet(at+".timeouts", "per-route timeouts (a TrafficPolicy's timeouts are)")
-		case rule.Retry != nil:
-			return nil, nil, notYet(at+".retry", "per-route retries (a TrafficPolicy's retries are)")
-		case rule.SessionPersistence != nil:
+		if rule.SessionPersistence != nil {
 			return nil, nil, notYet(at+".sessionPersistence", "session persistence (a TrafficPolicy's ring-hash on a cookie is)")
+		}
+		faults, fe := checkFilters(rule.Filters, at)
+		if fe != nil {
+			return nil, nil, fe
+		}
+		timeouts, fe := checkRouteTimeouts(rule.Timeouts, at+".timeouts")
+		if fe != nil {
+			return nil, nil, fe
+		}
+		retry, fe := checkRouteRetry(rule.Retry, at+".retry")
+		if fe != nil {
+			return nil, nil, fe
 		}
 		backends := make([]RouteBackend, 0, len(rule.BackendRefs))
 		for j, b := range rule.BackendRefs {
@@ -163,7 +265,7 @@ func compileHTTPRoute(ref string, spec json.RawMessage) ([]string, []RouteRule, 
 			}
 			backends = append(backends, rb)
 		}
-		base := RouteRule{Route: ref, Rule: i, Match: -1, Backends: backends}
+		base := RouteRule{Route: ref, Rule: i, Match: -1, Backends: backends, Faults: faults, Timeouts: timeouts, Retry: retry}
 		if rule.Name != nil {
 			base.RuleName = string(*rule.Name)
 		}
@@ -201,11 +303,18 @@ func compileGRPCRoute(ref string, spec json.RawMessage) ([]string, []RouteRule, 
 	var out []RouteRule
 	for i, rule := range s.Rules {
 		at := fmt.Sprintf("spec.rules[%d]", i)
-		switch {
-		case len(rule.Filters) > 0:
-			return nil, nil, notYet(at+".filters", "filters")
-		case rule.SessionPersistence != nil:
+		if rule.SessionPersistence != nil {
 			return nil, nil, notYet(at+".sessionPersistence", "session persistence")
+		}
+		filters := make([]gwv1.HTTPRouteFilter, 0, len(rule.Filters))
+		for _, f := range rule.Filters {
+			filters = append(filters, gwv1.HTTPRouteFilter{Type: gwv1.HTTPRouteFilterType(f.Type),
+				RequestHeaderModifier: f.RequestHeaderModifier, ResponseHeaderModifier: f.ResponseHeaderModifier,
+				RequestMirror: f.RequestMirror, ExtensionRef: f.ExtensionRef})
+		}
+		faults, fe := checkFilters(filters, at)
+		if fe != nil {
+			return nil, nil, fe
 		}
 		backends := make([]RouteBackend, 0, len(rule.BackendRefs))
 		for j, b := range rule.BackendRefs {
@@ -218,7 +327,7 @@ func compileGRPCRoute(ref string, spec json.RawMessage) ([]string, []RouteRule, 
 			}
 			backends = append(backends, rb)
 		}
-		base := RouteRule{Route: ref, Rule: i, Match: -1, GRPC: true, Backends: backends, PathType: PathPrefix, Path: "/"}
+		base := RouteRule{Route: ref, Rule: i, Match: -1, GRPC: true, Backends: backends, Faults: faults, PathType: PathPrefix, Path: "/"}
 		if rule.Name != nil {
 			base.RuleName = string(*rule.Name)
 		}
@@ -239,6 +348,93 @@ func compileGRPCRoute(ref string, spec json.RawMessage) ([]string, []RouteRule, 
 		out = append(out, RouteRule{Route: ref, Match: -1, GRPC: true, PathType: PathPrefix, Path: "/"})
 	}
 	return parents, out, nil
+}
+
+// checkFilters reads a rule's filters: ExtensionRefs to Faults; the
+// other filter types are refused for now, by name.
+func checkFilters(fs []gwv1.HTTPRouteFilter, at string) ([]string, *FieldError) {
+	var faults []string
+	for j, f := range fs {
+		fat := fmt.Sprintf("%s.filters[%d]", at, j)
+		if f.Type != gwv1.HTTPRouteFilterExtensionRef {
+			return nil, notYet(fat, fmt.Sprintf("filters of type %s (ExtensionRef to a Fault is)", f.Type))
+		}
+		ref := f.ExtensionRef
+		if ref == nil {
+			return nil, &FieldError{Field: fat + ".extensionRef", Msg: "is required with type ExtensionRef"}
+		}
+		if string(ref.Group) != WeftGroup || ref.Kind != "Fault" {
+			return nil, &FieldError{Field: fat + ".extensionRef", Msg: fmt.Sprintf("%s of group %q is not an extension Weft knows: a Fault (group %s)", ref.Kind, ref.Group, WeftGroup)}
+		}
+		if err := registry.ValidName(string(ref.Name)); err != nil {
+			return nil, &FieldError{Field: fat + ".extensionRef.name", Msg: err.Error()}
+		}
+		faults = append(faults, string(ref.Name))
+	}
+	return faults, nil
+}
+
+// checkRouteTimeouts reads a rule's timeouts (Gateway API durations; 0s: none).
+func checkRouteTimeouts(t *gwv1.HTTPRouteTimeouts, at string) (*RouteTimeouts, *FieldError) {
+	if t == nil {
+		return nil, nil
+	}
+	var out RouteTimeouts
+	var fe *FieldError
+	if t.Request != nil {
+		if out.Request, fe = gatewayDuration(string(*t.Request), at+".request"); fe != nil {
+			return nil, fe
+		}
+		out.HasRequest = true
+	}
+	if t.BackendRequest != nil {
+		if out.Backend, fe = gatewayDuration(string(*t.BackendRequest), at+".backendRequest"); fe != nil {
+			return nil, fe
+		}
+		out.HasBackend = true
+	}
+	if out.HasRequest && out.HasBackend && out.Request > 0 && (out.Backend == 0 || out.Backend > out.Request) {
+		return nil, &FieldError{Field: at + ".backendRequest", Msg: fmt.Sprintf("%s must not be above request (%s)", out.Backend, out.Request)}
+	}
+	return &out, nil
+}
+
+// checkRouteRetry reads a rule's retry.
+func checkRouteRetry(r *gwv1.HTTPRouteRetry, at string) (*RouteRetry, *FieldError) {
+	if r == nil {
+		return nil, nil
+	}
+	out := RouteRetry{Attempts: -1}
+	for i, c := range r.Codes {
+		if c < 500 || c > 599 {
+			return nil, &FieldError{Field: fmt.Sprintf("%s.codes[%d]", at, i), Msg: fmt.Sprintf("%d: Weft retries 5xx statuses only (500 to 599)", c)}
+		}
+		out.Codes = append(out.Codes, int(c))
+	}
+	if r.Attempts != nil {
+		if *r.Attempts < 0 || *r.Attempts > 7 {
+			return nil, &FieldError{Field: at + ".attempts", Msg: fmt.Sprintf("%d must be between 0 and 7 (retries after the first try)", *r.Attempts)}
+		}
+		out.Attempts = *r.Attempts
+	}
+	if r.Backoff != nil {
+		d, fe := gatewayDuration(string(*r.Backoff), at+".backoff")
+		if fe != nil {
+			return nil, fe
+		}
+		out.Backoff = d
+	}
+	return &out, nil
+}
+
+// gatewayDuration parses a Gateway API duration (GEP-2257: 1h, 10m, 5s,
+// 250ms, and sums of them; 0s).
+func gatewayDuration(v, at string) (time.Duration, *FieldError) {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 || strings.ContainsAny(v, ".-+") {
+		return 0, &FieldError{Field: at, Msg: fmt.Sprintf("%q is not a Gateway API duration (whole numbers with h, m, s or ms: 10s, 1m30s, 250ms; 0s for none)", v)}
+	}
+	return d, nil
 }
 
 func notYet(field, what string) *FieldError {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/weftmesh/weft/internal/config"
 	"github.com/weftmesh/weft/internal/proxy/plan"
@@ -32,6 +33,7 @@ func TestRoutesEveryEngine(t *testing.T) {
 				})
 			}
 			v2 := []snapshot.Backend{{Service: "svc", Subset: "v2", Labels: map[string]string{"version": "v2"}, Weight: 1}}
+			teapot := snapshot.Fault{Name: "teapot", AbortHTTP: http.StatusTeapot, AbortGRPC: 14, AbortPercent: 100}
 			v1 := []snapshot.Backend{{Service: "svc", Subset: "v1", Labels: map[string]string{"version": "v1"}, Weight: 1}}
 			svc := &snapshot.Service{Name: "svc", Policy: testPolicy(),
 				Endpoints: []snapshot.Endpoint{
@@ -40,6 +42,12 @@ func TestRoutesEveryEngine(t *testing.T) {
 				},
 				Routes: []snapshot.Route{
 					{RouteRule: config.RouteRule{Route: "GRPCRoute/svc", GRPC: true, PathType: config.PathExact, Path: "/pkg.Svc/Get"}, Backends: v2},
+					{RouteRule: config.RouteRule{Route: "GRPCRoute/svc", Rule: 2, GRPC: true, PathType: config.PathExact, Path: "/pkg.Svc/Fail"},
+						Faults: []snapshot.Fault{teapot}},
+					{RouteRule: config.RouteRule{Route: "HTTPRoute/svc", Rule: 2, PathType: config.PathExact, Path: "/aborted"},
+						Faults: []snapshot.Fault{teapot}},
+					{RouteRule: config.RouteRule{Route: "HTTPRoute/svc", Rule: 3, PathType: config.PathExact, Path: "/delayed"}, Backends: v1,
+						Faults: []snapshot.Fault{{Name: "slow", Delay: 150 * time.Millisecond, DelayPercent: 100}}},
 					{RouteRule: config.RouteRule{Route: "HTTPRoute/svc", PathType: config.PathPrefix, Path: "/",
 						Headers: []config.ValueMatch{{Name: "x-user", Value: "beta"}}}, Backends: v2},
 					{RouteRule: config.RouteRule{Route: "HTTPRoute/svc", Rule: 1, PathType: config.PathPrefix, Path: "/app"}, Backends: v1},
@@ -88,6 +96,21 @@ func TestRoutesEveryEngine(t *testing.T) {
 			}
 			resp, body := send(http.MethodGet, "/other", false)
 			wantMeshError(t, resp, []byte(body), http.StatusNotFound, plan.ReasonNoRoute)
+
+			// Faults: an abort (its gRPC status to a gRPC call), a delay.
+			resp, body = send(http.MethodGet, "/aborted", false)
+			wantMeshError(t, resp, []byte(body), http.StatusTeapot, plan.ReasonFault)
+			if engine != "h1" {
+				resp, _ = send(http.MethodPost, "/pkg.Svc/Fail", true)
+				if st := resp.Header.Get("Grpc-Status") + resp.Trailer.Get("Grpc-Status"); st != "14" || resp.Header.Get(plan.HeaderError) != plan.ReasonFault {
+					t.Errorf("a gRPC call's abort: grpc-status %q, %s %q; want 14, fault-injected", st, plan.HeaderError, resp.Header.Get(plan.HeaderError))
+				}
+			}
+			start := time.Now()
+			resp, body = send(http.MethodGet, "/delayed", false)
+			if took := time.Since(start); resp.StatusCode != http.StatusOK || body != "v1" || took < 150*time.Millisecond {
+				t.Errorf("delayed: %d %q after %s, want 200 from v1 after at least 150ms", resp.StatusCode, body, took)
+			}
 		})
 	}
 }

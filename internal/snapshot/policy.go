@@ -156,6 +156,18 @@ func (r *RetryOn) add(cond string) error {
 	return nil
 }
 
+// WithStatuses is r retrying the given 5xx statuses in place of its own
+// (a route rule's retry.codes); its other conditions stay.
+func (r RetryOn) WithStatuses(codes []int) RetryOn {
+	r.status = [2]uint64{}
+	for _, c := range codes {
+		if c >= 500 && c < 600 {
+			r.addStatus(c)
+		}
+	}
+	return r
+}
+
 func (r *RetryOn) addStatus(s int) { i := s - 500; r.status[i/64] |= 1 << (i % 64) }
 
 // CircuitBreaker limits what one endpoint is sent (0: unlimited) and

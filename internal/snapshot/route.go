@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/weftmesh/weft/internal/config"
 )
@@ -15,6 +16,22 @@ type Route struct {
 	// Backends are the rule's backends (RouteRule.Backends, resolved);
 	// none: the parent service itself.
 	Backends []Backend
+	// Faults are the rule's Fault resources, resolved; InvalidFault says
+	// why one cannot be used (it does not exist): then every request the
+	// rule matches gets 500, as Gateway API asks of a filter it cannot
+	// follow.
+	Faults       []Fault
+	InvalidFault string
+}
+
+// Fault is a Fault resource, parsed.
+type Fault struct {
+	Name         string
+	Delay        time.Duration
+	DelayPercent float64
+	AbortHTTP    int // 0: none
+	AbortGRPC    int // 0: none (for gRPC calls, else AbortHTTP)
+	AbortPercent float64
 }
 
 // Backend is one weighted backend of a route rule.
@@ -34,6 +51,34 @@ type Backend struct {
 type routeRecord struct {
 	parents []string
 	rules   []config.RouteRule
+}
+
+// faultRecord is a decoded Fault.
+type faultRecord struct{ fault Fault }
+
+func decodeFault(raw []byte) (faultRecord, error) {
+	r, err := config.Decode(raw, 0)
+	if err != nil {
+		return faultRecord{}, fmt.Errorf("malformed resource: %w", err)
+	}
+	if err := r.Validate(); err != nil {
+		return faultRecord{}, err
+	}
+	f, delay, err := config.DecodeFault(&r)
+	if err != nil {
+		return faultRecord{}, err
+	}
+	out := Fault{Name: r.Metadata.Name}
+	if f.Delay != nil {
+		out.Delay, out.DelayPercent = delay, f.Delay.Percent
+	}
+	if a := f.Abort; a != nil {
+		out.AbortHTTP, out.AbortPercent = a.HTTPStatus, a.Percent
+		if a.GRPCStatus != nil {
+			out.AbortGRPC = *a.GRPCStatus
+		}
+	}
+	return faultRecord{fault: out}, nil
 }
 
 // subsetRecord is a decoded ServiceSubset.
@@ -78,7 +123,7 @@ func decodeSubset(raw []byte) (subsetRecord, error) {
 // resolveRoutes gives each route's parent service its rules, in
 // precedence order, with subsets resolved; a parent the mesh does not
 // list otherwise becomes a service with no instances of its own.
-func resolveRoutes(routes []routeRecord, subsets map[string]config.ServiceSubset, service func(string) *Service) {
+func resolveRoutes(routes []routeRecord, subsets map[string]config.ServiceSubset, faults map[string]Fault, service func(string) *Service) {
 	for _, rr := range routes {
 		for _, parent := range rr.parents {
 			s := service(parent)
@@ -94,6 +139,13 @@ func resolveRoutes(routes []routeRecord, subsets map[string]config.ServiceSubset
 						}
 					}
 					r.Backends = append(r.Backends, rb)
+				}
+				for _, name := range rule.Faults {
+					if f, ok := faults[name]; ok {
+						r.Faults = append(r.Faults, f)
+					} else if r.InvalidFault == "" {
+						r.InvalidFault = fmt.Sprintf("Fault/%s does not exist", name)
+					}
 				}
 				s.Routes = append(s.Routes, r)
 			}

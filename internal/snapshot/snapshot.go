@@ -133,6 +133,7 @@ func (c *Compiler) Compile(st push.State, rev int64) (*Snapshot, []Problem) {
 	policies := map[string]Policy{}
 	var routes []routeRecord
 	subsets := map[string]config.ServiceSubset{}
+	faults := map[string]Fault{}
 	service := func(name string) *Service {
 		s := snap.Services[name]
 		if s == nil {
@@ -173,10 +174,12 @@ func (c *Compiler) Compile(st push.State, rev int64) (*Snapshot, []Problem) {
 			routes = append(routes, v)
 		case subsetRecord:
 			subsets[v.name] = v.spec
+		case faultRecord:
+			faults[v.fault.Name] = v.fault
 		}
 	}
 	c.cache = next
-	resolveRoutes(routes, subsets, service)
+	resolveRoutes(routes, subsets, faults, service)
 	defaults := c.defaultPolicy()
 	for _, s := range snap.Services {
 		sort.Slice(s.Endpoints, func(i, j int) bool { return s.Endpoints[i].Address < s.Endpoints[j].Address })
@@ -235,6 +238,13 @@ func decode(key string, raw []byte) decoded {
 			break
 		}
 		d.v = rr
+	case strings.HasPrefix(key, config.KeyPrefix+"Fault/"):
+		fr, err := decodeFault(raw)
+		if err != nil {
+			d.err = err
+			break
+		}
+		d.v = fr
 	case strings.HasPrefix(key, config.KeyPrefix+"ServiceSubset/"):
 		sr, err := decodeSubset(raw)
 		if err != nil {

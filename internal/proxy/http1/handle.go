@@ -41,9 +41,13 @@ func (e *Engine) handle(cc *Conn) bool {
 	}
 	cc.view = h1View{h: req, ip: cc.IP}
 	if parent := c; c.Routed() {
-		if c, merr = c.Route(&cc.view); merr != nil {
+		var delay time.Duration
+		if c, delay, merr = c.Route(&cc.view); merr != nil {
 			e.meshError(cc, parent, merr)
 			return !hasBody(req) && !req.Close
+		}
+		if delay > 0 {
+			time.Sleep(delay) // a Fault's delay (this connection's goroutine waits)
 		}
 	}
 	m := c.Metrics()

@@ -288,6 +288,7 @@ func (h *h2Client) headers(f *http2.MetaHeadersFrame, b *h2Batch) error {
 	s.clientEnd = f.StreamEnded()
 	s.noBody = s.clientEnd
 	s.upEnd = s.clientEnd
+	var delay time.Duration // a Fault's, before the first try
 	if merr == nil {
 		var rewrite string
 		s.cluster, rewrite, merr = h.route(authority)
@@ -300,10 +301,10 @@ func (h *h2Client) headers(f *http2.MetaHeadersFrame, b *h2Batch) error {
 		}
 		if merr == nil && s.cluster.Routed() {
 			// The route stage; a request it refuses is the parent's.
-			if c, rerr := s.cluster.Route((*h2View)(s)); rerr != nil {
+			if c, d, rerr := s.cluster.Route((*h2View)(s)); rerr != nil {
 				merr = rerr
 			} else {
-				s.cluster = c
+				s.cluster, delay = c, d
 			}
 		}
 	}
@@ -329,6 +330,13 @@ func (h *h2Client) headers(f *http2.MetaHeadersFrame, b *h2Batch) error {
 		}
 	}
 	s.armTimer()
+	if delay > 0 {
+		// The stream waits as while a connection is dialled (frames that
+		// arrive wait in upPend), then opens as after a retry's backoff.
+		s.connecting = true
+		time.AfterFunc(delay, s.afterBackoff)
+		return nil
+	}
 	s.open(b)
 	return nil
 }

@@ -38,6 +38,9 @@ type MeshError struct {
 	Message  string `json:"message"`
 	// RetryAfter, when set, is sent as Retry-After (seconds).
 	RetryAfter string `json:"-"`
+	// GRPC, when set, is the grpc-status a gRPC caller gets (a fault's
+	// abort), in place of GRPCCode's mapping of Status.
+	GRPC string `json:"-"`
 	// Fallback, when set, is the answer sent instead of the JSON body
 	// (its status, headers and body; x-weft-error still says why). A gRPC
 	// caller gets the trailers-only error as without it.
@@ -98,6 +101,9 @@ func (e *MeshError) body() []byte {
 // statuses (doc/http-grpc-status-mapping.md), except that a timeout is
 // DEADLINE_EXCEEDED, what the caller's own deadline would give.
 func (e *MeshError) GRPCCode() string {
+	if e.GRPC != "" {
+		return e.GRPC
+	}
 	if e.Reason == ReasonUpstreamTimeout {
 		return "4" // DEADLINE_EXCEEDED
 	}

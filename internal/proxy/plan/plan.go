@@ -76,6 +76,9 @@ type Cluster struct {
 	// it again (retries.maxBufferedBody; 0: none kept): a request whose
 	// body is kept whole may be retried as one without a body (KeepBody).
 	MaxBufferedBody int64
+	// RetryBackoff, when its Base is set, is the backoff of retries in
+	// place of the policy's (a route rule's retry.backoff).
+	RetryBackoff resilience.Backoff
 	guard           *guard          // the service's policy state; nil: plain retries, no limits
 	routes          *routes         // the service's HTTPRoutes and GRPCRoutes (Route); nil: none
 	group           *endpoint.Group // the service's outlier detection; nil: none
@@ -385,6 +388,9 @@ func (k *Call) Backoff() time.Duration {
 	g := k.c.guard
 	if g == nil || k.attempts == 0 || k.class == endpoint.ConnectFailed || k.class == endpoint.Refused {
 		return 0
+	}
+	if k.c.RetryBackoff.Base > 0 {
+		return k.c.RetryBackoff.Delay(k.attempts, rand.Uint64())
 	}
 	return g.backoff.Delay(k.attempts, rand.Uint64())
 }

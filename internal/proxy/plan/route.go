@@ -7,11 +7,14 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/weftmesh/weft/internal/config"
 	"github.com/weftmesh/weft/internal/lb"
 	"github.com/weftmesh/weft/internal/request"
+	"github.com/weftmesh/weft/internal/resilience"
 	"github.com/weftmesh/weft/internal/snapshot"
 )
 
@@ -19,6 +22,8 @@ import (
 const (
 	ReasonNoRoute        = "no-route"        // routes attach to the service and none matched: 404
 	ReasonInvalidBackend = "invalid-backend" // the rule's backend does not exist: 500
+	ReasonInvalidFilter  = "invalid-filter"  // the rule's filter names a Fault that does not exist: 500
+	ReasonFault          = "fault-injected"  // a Fault's abort answered
 )
 
 // routes is the first stage of a request's plan for a service with
@@ -38,6 +43,7 @@ type routeRule struct {
 	query    []valueMatcher
 	backends []routeBackend
 	total    int // of the weights
+	faults   []snapshot.Fault
 }
 
 type valueMatcher struct {
@@ -67,10 +73,13 @@ type routeBackend struct {
 // that rule's backends. A service without routes is its own cluster. A
 // request no rule matches gets 404 no-route; one whose share goes to a
 // backend that does not exist gets 500 invalid-backend (Gateway API).
-func (c *Cluster) Route(v request.View) (*Cluster, *MeshError) {
+// delay is how long the engine holds the request before its first try,
+// and an abort is a MeshError with reason fault-injected: the rule's
+// Faults, drawn for this request.
+func (c *Cluster) Route(v request.View) (_ *Cluster, delay time.Duration, _ *MeshError) {
 	rs := c.routes
 	if rs == nil {
-		return c, nil
+		return c, 0, nil
 	}
 	return rs.route(c, v)
 }
@@ -79,17 +88,56 @@ func (c *Cluster) Route(v request.View) (*Cluster, *MeshError) {
 // through Route.
 func (c *Cluster) Routed() bool { return c.routes != nil }
 
-func (rs *routes) route(parent *Cluster, v request.View) (*Cluster, *MeshError) {
+func (rs *routes) route(parent *Cluster, v request.View) (*Cluster, time.Duration, *MeshError) {
 	rule := rs.match(v)
 	if rule == nil {
-		return nil, &MeshError{Status: http.StatusNotFound, Reason: ReasonNoRoute, Service: rs.service,
+		return nil, 0, &MeshError{Status: http.StatusNotFound, Reason: ReasonNoRoute, Service: rs.service,
 			Message: fmt.Sprintf("no rule of %s matches %s %s", rs.names, v.Method(), v.Path())}
 	}
+	if rule.r.InvalidFault != "" {
+		return nil, 0, &MeshError{Status: http.StatusInternalServerError, Reason: ReasonInvalidFilter, Service: rs.service,
+			Message: fmt.Sprintf("%s: %s", rule.ref, rule.r.InvalidFault)}
+	}
+	var delay time.Duration
+	for i := range rule.faults {
+		f := &rule.faults[i]
+		if f.Delay > 0 && drawn(f.DelayPercent) {
+			delay += f.Delay
+		}
+		if (f.AbortHTTP != 0 || f.AbortGRPC != 0) && drawn(f.AbortPercent) {
+			return nil, 0, rs.abort(rule, f, v.GRPC()) // answered at once, delay or not
+		}
+	}
+	c, merr := rule.backend(parent, rs.service)
+	return c, delay, merr
+}
+
+// drawn reports a random draw that falls within percent of requests.
+func drawn(percent float64) bool { return percent >= 100 || percent > 0 && rand.Float64()*100 < percent }
+
+// abort is a Fault's answer: its HTTP status, or for a gRPC call its
+// gRPC status when it has one (as a trailers-only answer).
+func (rs *routes) abort(rule *routeRule, f *snapshot.Fault, grpc bool) *MeshError {
+	e := &MeshError{Status: f.AbortHTTP, Reason: ReasonFault, Service: rs.service}
+	if e.Status == 0 {
+		e.Status = http.StatusServiceUnavailable
+	}
+	what := fmt.Sprint(e.Status)
+	if grpc && f.AbortGRPC != 0 {
+		e.GRPC = strconv.Itoa(f.AbortGRPC)
+		what = "gRPC status " + e.GRPC
+	}
+	e.Message = fmt.Sprintf("%s: Fault/%s aborted the request with %s", rule.ref, f.Name, what)
+	return e
+}
+
+// backend draws one of the rule's backends by weight.
+func (rule *routeRule) backend(parent *Cluster, service string) (*Cluster, *MeshError) {
 	if len(rule.backends) == 0 {
 		return parent, nil
 	}
 	if rule.total == 0 {
-		return nil, &MeshError{Status: http.StatusInternalServerError, Reason: ReasonInvalidBackend, Service: rs.service,
+		return nil, &MeshError{Status: http.StatusInternalServerError, Reason: ReasonInvalidBackend, Service: service,
 			Message: fmt.Sprintf("%s has no backend with a weight above 0", rule.ref)}
 	}
 	n := 0
@@ -100,14 +148,14 @@ func (rs *routes) route(parent *Cluster, v request.View) (*Cluster, *MeshError) 
 		b := &rule.backends[i]
 		if n < b.weight {
 			if b.c == nil {
-				return nil, &MeshError{Status: http.StatusInternalServerError, Reason: ReasonInvalidBackend, Service: rs.service,
+				return nil, &MeshError{Status: http.StatusInternalServerError, Reason: ReasonInvalidBackend, Service: service,
 					Message: fmt.Sprintf("%s: backend %s", rule.ref, b.invalid)}
 			}
 			return b.c, nil
 		}
 		n -= b.weight
 	}
-	return nil, &MeshError{Status: http.StatusInternalServerError, Reason: ReasonInvalidBackend, Service: rs.service,
+	return nil, &MeshError{Status: http.StatusInternalServerError, Reason: ReasonInvalidBackend, Service: service,
 		Message: rule.ref + ": no backend chosen"} // unreachable: the weights sum to total
 }
 
@@ -231,6 +279,7 @@ func buildRoutes(parent string, rules []snapshot.Route, clusters map[string]*Clu
 		if r.query, err = matchers(sr.Query); err != nil {
 			return nil, fmt.Errorf("%s: queryParams: %w", r.ref, err)
 		}
+		r.faults = sr.Faults
 		for _, b := range sr.Backends {
 			rb := routeBackend{weight: b.Weight, invalid: b.Invalid}
 			if rb.invalid == "" {
@@ -244,13 +293,51 @@ func buildRoutes(parent string, rules []snapshot.Route, clusters map[string]*Clu
 					rb.c = c
 				}
 			}
+			if rb.c != nil && (sr.Timeouts != nil || sr.Retry != nil) {
+				rb.c = withRule(rb.c, sr.Timeouts, sr.Retry)
+			}
 			r.backends = append(r.backends, rb)
 			r.total += b.Weight
+		}
+		if len(sr.Backends) == 0 && (sr.Timeouts != nil || sr.Retry != nil) {
+			// To the parent itself, under the rule's timeouts and retry.
+			r.backends = []routeBackend{{c: withRule(clusters[parent], sr.Timeouts, sr.Retry), weight: 1}}
+			r.total = 1
 		}
 		rs.rules = append(rs.rules, r)
 	}
 	rs.names = strings.Join(names, ", ")
 	return rs, nil
+}
+
+// withRule is c under a rule's timeouts and retry (Gateway API's), which
+// override its TrafficPolicy's for the requests the rule routes.
+func withRule(c *Cluster, t *config.RouteTimeouts, r *config.RouteRetry) *Cluster {
+	oc := *c
+	oc.routes = nil
+	if t != nil {
+		if t.HasRequest {
+			oc.Overall = t.Request
+			if !c.PerTry {
+				oc.Timeout = t.Request // each try may take all of it, as without perTry
+			}
+		}
+		if t.HasBackend && t.Backend > 0 {
+			oc.Timeout, oc.PerTry = t.Backend, true
+		}
+	}
+	if r != nil {
+		on := c.RetryOn
+		on.ConnectFailure, on.Reset = true, true
+		oc.RetryOn = on.WithStatuses(r.Codes)
+		if r.Attempts >= 0 {
+			oc.MaxAttempts = r.Attempts + 1
+		}
+		if r.Backoff > 0 {
+			oc.RetryBackoff = resilience.Backoff{Base: r.Backoff, Max: max(r.Backoff, 10*r.Backoff)}
+		}
+	}
+	return &oc
 }
 
 // matchers compiles header or query matches (a regular expression must

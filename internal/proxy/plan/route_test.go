@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"math"
 	"net/http"
+	"os"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/weftmesh/weft/internal/config"
 	"github.com/weftmesh/weft/internal/push"
@@ -119,7 +122,7 @@ func TestRouteMatches(t *testing.T) {
 	}
 	toV2 := func(v request.View) bool {
 		t.Helper()
-		c, merr := parent.Route(v)
+		c, _, merr := parent.Route(v)
 		if merr != nil && merr.Reason == ReasonNoRoute {
 			return false
 		}
@@ -148,16 +151,16 @@ func TestRouteMatches(t *testing.T) {
 	}
 	// The default rule (PathPrefix /, no backends): the parent itself,
 	// all its instances.
-	if c, _ := parent.Route(get("/parent")); c != parent {
+	if c, _, _ := parent.Route(get("/parent")); c != parent {
 		t.Errorf("a rule without backends: got %v, want the parent", c)
 	}
-	if _, merr := parent.Route(get("/gone")); merr == nil || merr.Status != 500 || merr.Reason != ReasonInvalidBackend {
+	if _, _, merr := parent.Route(get("/gone")); merr == nil || merr.Status != 500 || merr.Reason != ReasonInvalidBackend {
 		t.Errorf("a backend that does not exist: %v, want 500 invalid-backend", merr)
 	}
 	// PathPrefix /api matches /api and /api/x, not /apix (which no
 	// rule matches).
 	for path, want := range map[string]bool{"/api": true, "/api/x": true, "/apix": false} {
-		if _, merr := parent.Route(get(path)); (merr == nil) != want {
+		if _, _, merr := parent.Route(get(path)); (merr == nil) != want {
 			t.Errorf("%s: routed %v (%v), want %v", path, merr == nil, merr, want)
 		}
 	}
@@ -172,7 +175,7 @@ func TestRouteWeights(t *testing.T) {
 	const n = 20000
 	subset := 0
 	for range n {
-		c, merr := parent.Route(get("/api/items"))
+		c, _, merr := parent.Route(get("/api/items"))
 		if merr != nil {
 			t.Fatal(merr)
 		}
@@ -195,7 +198,7 @@ spec:
   parentRefs: [{group: "", kind: Service, name: catalog}]
   rules: [{matches: [{path: {value: /api}}]}]
 `, registry.Instance{Service: "catalog", ID: "c1"})
-	_, merr := tb.Lookup("catalog").Route(get("/other"))
+	_, _, merr := tb.Lookup("catalog").Route(get("/other"))
 	if merr == nil || merr.Status != http.StatusNotFound || merr.Reason != ReasonNoRoute || merr.Message != "no rule of HTTPRoute/only-api matches GET /other" {
 		t.Fatalf("got %+v, want 404 no-route naming HTTPRoute/only-api", merr)
 	}
@@ -203,3 +206,110 @@ spec:
 		t.Error("a service without routes is Routed")
 	}
 }
+
+const faultRoutes = `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: catalog}
+spec:
+  parentRefs: [{group: "", kind: Service, name: catalog}]
+  rules:
+  - matches: [{path: {value: /abort}}]
+    filters: [{type: ExtensionRef, extensionRef: {group: weftmesh.io, kind: Fault, name: half-abort}}]
+  - matches: [{path: {value: /delay}}]
+    filters: [{type: ExtensionRef, extensionRef: {group: weftmesh.io, kind: Fault, name: slow}}]
+  - matches: [{path: {value: /missing}}]
+    filters: [{type: ExtensionRef, extensionRef: {group: weftmesh.io, kind: Fault, name: nope}}]
+  - matches: [{path: {value: /bounded}}]
+    timeouts: {request: 300ms, backendRequest: 100ms}
+    retry: {codes: [503], attempts: 1, backoff: 50ms}
+---
+apiVersion: weftmesh.io/v1alpha1
+kind: Fault
+metadata: {name: half-abort}
+spec: {abort: {httpStatus: 418, grpcStatus: 14, percent: 50}}
+---
+apiVersion: weftmesh.io/v1alpha1
+kind: Fault
+metadata: {name: slow}
+spec: {delay: {fixedDelay: 250ms, percent: 100}}
+`
+
+// Faults: an abort for half of the requests (its gRPC status for gRPC
+// calls), a delay for all, a Fault that is not there; a rule's timeouts
+// and retry override the service's.
+func TestRouteFaultsAndOverrides(t *testing.T) {
+	tb := routedTable(t, faultRoutes, registry.Instance{Service: "catalog", ID: "c1"})
+	parent := tb.Lookup("catalog")
+	aborted := 0
+	const n = 4000
+	for range n {
+		_, _, merr := parent.Route(get("/abort"))
+		if merr != nil {
+			if merr.Status != 418 || merr.Reason != ReasonFault || merr.Message != `HTTPRoute/catalog rule 0: Fault/half-abort aborted the request with 418` {
+				t.Fatalf("abort: %+v", merr)
+			}
+			aborted++
+		}
+	}
+	if share := float64(aborted) / n; math.Abs(share-0.5) > 0.03 {
+		t.Errorf("aborted %.3f of requests, want 0.50 ± 0.03", share)
+	}
+	for {
+		if _, _, merr := parent.Route(routeView{method: http.MethodPost, path: "/abort", grpc: true}); merr != nil {
+			if merr.GRPCCode() != "14" {
+				t.Errorf("a gRPC call's abort: grpc-status %s, want 14", merr.GRPCCode())
+			}
+			break
+		}
+	}
+	if c, d, merr := parent.Route(get("/delay")); merr != nil || d != 250*time.Millisecond || c != parent {
+		t.Errorf("delay: %v %v %v, want 250ms to the parent", c, d, merr)
+	}
+	if _, _, merr := parent.Route(get("/missing")); merr == nil || merr.Status != 500 || merr.Reason != ReasonInvalidFilter ||
+		!strings.Contains(merr.Message, "Fault/nope does not exist") {
+		t.Errorf("a missing Fault: %+v, want 500 invalid-filter naming it", merr)
+	}
+	c, _, merr := parent.Route(get("/bounded"))
+	if merr != nil || c == parent {
+		t.Fatalf("bounded: %v %v, want the parent under the rule's overrides", c, merr)
+	}
+	if c.Overall != 300*time.Millisecond || c.Timeout != 100*time.Millisecond || !c.PerTry || c.MaxAttempts != 2 ||
+		!c.RetryOn.Status(503) || c.RetryOn.Status(502) || !c.RetryOn.ConnectFailure || c.RetryBackoff.Base != 50*time.Millisecond {
+		t.Errorf("the rule's overrides: overall %s, try %s (per try %v), attempts %d, retry 503 %v 502 %v, backoff %s",
+			c.Overall, c.Timeout, c.PerTry, c.MaxAttempts, c.RetryOn.Status(503), c.RetryOn.Status(502), c.RetryBackoff.Base)
+	}
+	if len(c.Endpoints) != 1 || c.Endpoints[0] != parent.Endpoints[0] {
+		t.Error("the overridden cluster does not share the parent's endpoints")
+	}
+}
+
+// BenchmarkRouteTenRules: the route stage's cost for a request that the
+// last of ten rules matches (bench/configs/routes-10.yaml).
+func BenchmarkRouteTenRules(b *testing.B) {
+	raw, err := os.ReadFile("../../../bench/configs/routes-10.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	t := &testing.T{}
+	tb := routedTable(t, string(raw), registry.Instance{Service: "backend", ID: "b1"})
+	c := tb.Lookup("backend")
+	v := &bytesView{method: []byte("GET"), path: []byte("/")}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, merr := c.Route(v); merr != nil {
+			b.Fatal(merr)
+		}
+	}
+}
+
+// bytesView is a view that allocates nothing, as the engines' do.
+type bytesView struct {
+	request.View
+	method, path []byte
+}
+
+func (v *bytesView) Method() []byte       { return v.method }
+func (v *bytesView) Path() []byte         { return v.path }
+func (v *bytesView) GRPC() bool           { return false }
+func (v *bytesView) Header(string) []byte { return nil }

@@ -69,10 +69,13 @@ func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if cluster != nil && cluster.Routed() {
-		c, merr := cluster.Route(&stdView{r})
+		c, delay, merr := cluster.Route(&stdView{r})
 		if merr != nil {
 			o.fail(w, r, cluster.Metrics(), merr)
 			return
+		}
+		if delay > 0 && !pause(r, delay) {
+			return // a Fault's delay, and the client left meanwhile
 		}
 		cluster = c
 	}
