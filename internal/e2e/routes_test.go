@@ -180,3 +180,89 @@ spec:
 		}
 	}
 }
+
+// TestFaultInjection: a 50% abort answers its status to 50% (within 5
+// points) of 2,000 requests; a delay adds its delay to every request it
+// matches (compared with undelayed ones in the same run); a rule's
+// timeouts bound a request the service's policy would let wait.
+func TestFaultInjection(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "fltsvc", 1, nil, nil)
+	apply(t, f, `apiVersion: weftmesh.io/v1alpha1
+kind: Fault
+metadata: {name: half-503}
+spec: {abort: {httpStatus: 503, percent: 50}}
+---
+apiVersion: weftmesh.io/v1alpha1
+kind: Fault
+metadata: {name: slow-200ms}
+spec: {delay: {fixedDelay: 200ms, percent: 100}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: fltsvc}
+spec:
+  parentRefs: [{group: "", kind: Service, name: fltsvc}]
+  rules:
+  - matches: [{path: {value: /flaky}}]
+    filters: [{type: ExtensionRef, extensionRef: {group: weftmesh.io, kind: Fault, name: half-503}}]
+  - matches: [{path: {value: /delayed}}]
+    filters: [{type: ExtensionRef, extensionRef: {group: weftmesh.io, kind: Fault, name: slow-200ms}}]
+  - matches: [{path: {value: /slow}}]
+    timeouts: {request: 300ms}
+  - backendRefs: [{name: fltsvc}]
+`)
+	f.m.Eventually(10*time.Second, func() (bool, string) {
+		_, body := meshtest.Get("http://" + f.consumer.Admin + "/config")
+		return strings.Contains(body, `"PathPrefix /slow"`), "consumer /config without the routes"
+	})
+	got := f.burst(2000, 8, "/flaky")
+	aborted := got.byStatus["503 fault-injected"]
+	if aborted+got.byStatus["200"] != 2000 {
+		t.Fatalf("statuses %v, want only 200 and 503 fault-injected", got.byStatus)
+	}
+	if share := float64(aborted) / 2000; math.Abs(share-0.5) > 0.05 {
+		t.Errorf("%.3f of 2,000 requests aborted, want 0.50 ± 0.05", share)
+	}
+
+	c := meshtest.ProxyClient(f.consumer.Outbound)
+	defer c.CloseIdleConnections()
+	timed := func(path string) (time.Duration, int) {
+		start := time.Now()
+		resp, err := c.Get("http://fltsvc" + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return time.Since(start), resp.StatusCode
+	}
+	var plain, delayed []time.Duration
+	for range 10 {
+		d, code := timed("/")
+		plain = append(plain, d)
+		dd, dcode := timed("/delayed")
+		delayed = append(delayed, dd)
+		if code != 200 || dcode != 200 {
+			t.Fatalf("statuses %d and %d, want 200", code, dcode)
+		}
+	}
+	for i := range delayed {
+		if delayed[i] < 200*time.Millisecond {
+			t.Errorf("a delayed request took %s, want at least the 200ms delay", delayed[i])
+		}
+	}
+	t.Logf("median latency: %s plain, %s delayed", percentile(plain, 50), percentile(delayed, 50))
+	if added := percentile(delayed, 50) - percentile(plain, 50); added < 200*time.Millisecond || added > 400*time.Millisecond {
+		t.Errorf("the delay added %s at the median, want about 200ms", added)
+	}
+
+	start := time.Now()
+	resp, err := c.Get("http://fltsvc/slow?d=3s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if took := time.Since(start); resp.StatusCode != http.StatusGatewayTimeout || resp.Header.Get("X-Weft-Error") != "upstream-timeout" || took > 2*time.Second {
+		t.Errorf("/slow under the rule's 300ms timeout: %d %q after %s, want 504 upstream-timeout in about 300ms", resp.StatusCode, resp.Header.Get("X-Weft-Error"), took)
+	}
+}
