@@ -40,6 +40,7 @@ func init() {
 	addVerb("run", "run an app and its sidecar as one unit: weft run --service NAME --app-port P -- CMD ARGS", runRun)
 	addVerb("get", "list services, instances, proxies or resources: weft get services|instances [SERVICE]|proxies [SERVICE]|KIND [NAME]", runGet)
 	addVerb("describe", "show one service in detail, and its instances as each sidecar sees them: weft describe service NAME", runDescribe)
+	addVerb("explain", "what a sidecar of one service would do with a request to another, and why: weft explain --from web --to catalog GET /items -H 'x-user: beta'", runExplain)
 	addVerb("apply", "create or update resources: weft apply -f FILE (- for stdin)", runApply)
 	addVerb("delete", "delete resources: weft delete KIND NAME, or weft delete -f FILE", runDelete)
 	addVerb("register", "add an endpoint of an external service: weft register SERVICE HOST:PORT [--label k=v]", runRegister)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"strings"
 	"context"
 	"encoding/json"
 	"errors"
@@ -210,26 +211,43 @@ var errUnreachable = errors.New("unreachable")
 // at admin, within sidecarTimeout; errUnreachable when it gives no
 // answer.
 func fetchConfig(ctx context.Context, admin string) (*sidecarConfig, error) {
+	var cfg sidecarConfig
+	if err := fetchAdmin(ctx, admin, "/config", &cfg); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// fetchAdmin decodes the JSON of GET path (and query) from the sidecar
+// whose admin listener is at admin, within sidecarTimeout. An answer
+// other than 200 is an error with its status and the body's "error".
+func fetchAdmin(ctx context.Context, admin, path string, into any) error {
 	ctx, cancel := context.WithTimeout(ctx, sidecarTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/config", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+path, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	resp, err := (&http.Client{Transport: adminTransport}).Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errUnreachable, unwrapURLError(err))
+		return fmt.Errorf("%w: %w", errUnreachable, unwrapURLError(err))
 	}
 	defer resp.Body.Close()
+	name, _, _ := strings.Cut(path, "?")
 	if resp.StatusCode != http.StatusOK {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-		return nil, fmt.Errorf("GET /config: %s", resp.Status)
+		var e struct {
+			Error string `json:"error"`
+		}
+		json.NewDecoder(io.LimitReader(resp.Body, 4<<10)).Decode(&e)
+		if e.Error != "" {
+			return fmt.Errorf("GET %s: %s: %s", name, resp.Status, e.Error)
+		}
+		return fmt.Errorf("GET %s: %s", name, resp.Status)
 	}
-	var cfg sidecarConfig
-	if err := json.NewDecoder(resp.Body).Decode(&cfg); err != nil {
-		return nil, fmt.Errorf("GET /config: %w", err)
+	if err := json.NewDecoder(resp.Body).Decode(into); err != nil {
+		return fmt.Errorf("GET %s: %w", name, err)
 	}
-	return &cfg, nil
+	return nil
 }
 
 // unwrapURLError drops the method and URL that net/http puts before the

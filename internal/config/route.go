@@ -178,6 +178,33 @@ type ValueMatch struct {
 	Regex bool
 }
 
+// Describe is what the rule matches, as weft shows it: "PathPrefix
+// /api, GET, header x-user=beta".
+func (r *RouteRule) Describe() string {
+	parts := []string{r.PathType + " " + r.Path}
+	if r.GRPC {
+		parts = append(parts, "gRPC")
+	}
+	if r.Method != "" {
+		parts = append(parts, r.Method)
+	}
+	for _, h := range r.Headers {
+		parts = append(parts, "header "+h.String())
+	}
+	for _, q := range r.Query {
+		parts = append(parts, "query "+q.String())
+	}
+	return strings.Join(parts, ", ")
+}
+
+// String is the match as weft shows it: name=value, or name~regex.
+func (m ValueMatch) String() string {
+	if m.Regex {
+		return m.Name + "~" + m.Value
+	}
+	return m.Name + "=" + m.Value
+}
+
 // RouteBackend is one backendRef: a service, or a subset of one.
 type RouteBackend struct {
 	Service string

@@ -179,6 +179,25 @@ spec:
 			t.Fatalf("request %d (x-user beta: %v): %q, want %q", i, i%2 == 0, got, want)
 		}
 	}
+
+	// weft explain says the same, from web's sidecar.
+	out, errOut, code := f.m.Weft("explain", "--control", f.cp.Addr, "--from", "web", "--to", "catalog", "GET", "/items", "-H", "X-User: beta")
+	for _, want := range []string{"GET /items -H 'X-User: beta' from web/", "HTTPRoute/catalog-beta rule 0", "matches",
+		"Decision: routed by HTTPRoute/catalog-beta rule 0", "Backend catalog/catalog-v2, 100% of requests", "catalog-v2"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("weft explain (exit %d, %s):\n%s\nwant %q in it", code, errOut, out, want)
+		}
+	}
+	t.Logf("weft explain:\n%s", out)
+	if strings.Contains(out, "catalog-v1 ") {
+		t.Errorf("weft explain for a beta user lists v1 as a candidate:\n%s", out)
+	}
+	out, _, code = f.m.Weft("explain", "--control", f.cp.Addr, "--from", "web", "--to", "catalog", "/items")
+	for _, want := range []string{"no: no header x-user (want x-user=beta)", "Decision: routed by HTTPRoute/catalog-beta rule 1", "Backend catalog/catalog-v1"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("weft explain without the header (exit %d):\n%s\nwant %q in it", code, out, want)
+		}
+	}
 }
 
 // TestFaultInjection: a 50% abort answers its status to 50% (within 5

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/weftmesh/weft/internal/config"
 	"github.com/weftmesh/weft/internal/endpoint"
 	"github.com/weftmesh/weft/internal/proxy/plan"
 	"github.com/weftmesh/weft/internal/push"
@@ -41,7 +40,9 @@ func (s *Sidecar) applyState(st push.State, rev int64) {
 }
 
 func (s *Sidecar) adminMux() *http.ServeMux {
-	return telemetry.Admin{Registry: s.deps.Registry, Ready: s.ready, Config: s.config}.Mux()
+	mux := telemetry.Admin{Registry: s.deps.Registry, Ready: s.ready, Config: s.config}.Mux()
+	mux.HandleFunc("GET /explain", s.explain)
+	return mux
 }
 
 // ready is /readyz: in sync with the control plane at least once,
@@ -144,20 +145,7 @@ type routeView struct {
 
 func viewRoute(r *snapshot.Route) routeView {
 	v := routeView{Route: r.Route, Rule: r.Rule, Name: r.RuleName}
-	parts := []string{r.PathType + " " + r.Path}
-	if r.GRPC {
-		parts = append(parts, "gRPC")
-	}
-	if r.Method != "" {
-		parts = append(parts, r.Method)
-	}
-	for _, h := range r.Headers {
-		parts = append(parts, "header "+valueMatch(h))
-	}
-	for _, q := range r.Query {
-		parts = append(parts, "query "+valueMatch(q))
-	}
-	v.Match = strings.Join(parts, ", ")
+	v.Match = r.Describe()
 	for _, b := range r.Backends {
 		name := b.Service
 		if b.Subset != "" {
@@ -169,13 +157,6 @@ func viewRoute(r *snapshot.Route) routeView {
 		v.Backends = append(v.Backends, fmt.Sprintf("%s %d", name, b.Weight))
 	}
 	return v
-}
-
-func valueMatch(m config.ValueMatch) string {
-	if m.Regex {
-		return m.Name + "~" + m.Value
-	}
-	return m.Name + "=" + m.Value
 }
 
 // policyView is the traffic policy in force for a service: its

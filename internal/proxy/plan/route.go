@@ -113,7 +113,9 @@ func (rs *routes) route(parent *Cluster, v request.View) (*Cluster, time.Duratio
 }
 
 // drawn reports a random draw that falls within percent of requests.
-func drawn(percent float64) bool { return percent >= 100 || percent > 0 && rand.Float64()*100 < percent }
+func drawn(percent float64) bool {
+	return percent >= 100 || percent > 0 && rand.Float64()*100 < percent
+}
 
 // abort is a Fault's answer: its HTTP status, or for a gRPC call its
 // gRPC status when it has one (as a trailers-only answer).
@@ -176,41 +178,60 @@ func (rs *routes) match(v request.View) *routeRule {
 }
 
 func (r *routeRule) matches(v request.View, path, query []byte, grpc bool) bool {
+	miss, _ := r.mismatch(v, path, query, grpc)
+	return miss == matched
+}
+
+// A mismatch is the first condition of a rule a request fails.
+type mismatch uint8
+
+const (
+	matched mismatch = iota
+	missGRPC
+	missPath
+	missMethod
+	missHeader // of headers[i]
+	missQuery  // of query[i]
+)
+
+// mismatch is the first of r's conditions v fails, and which header or
+// query match it is (no allocation: the hot path calls it).
+func (r *routeRule) mismatch(v request.View, path, query []byte, grpc bool) (mismatch, int) {
 	if r.r.GRPC && !grpc {
-		return false
+		return missGRPC, 0
 	}
 	switch r.r.PathType {
 	case config.PathExact:
 		if string(path) != r.r.Path {
-			return false
+			return missPath, 0
 		}
 	case config.PathPrefix:
 		if !prefixMatch(path, r.r.Path) {
-			return false
+			return missPath, 0
 		}
 	default:
 		if !r.regex.Match(path) {
-			return false
+			return missPath, 0
 		}
 	}
 	if r.r.Method != "" && string(v.Method()) != r.r.Method {
-		return false
+		return missMethod, 0
 	}
 	for i := range r.headers {
 		h := &r.headers[i]
 		val := v.Header(h.name)
 		if !h.match(val, val != nil) {
-			return false
+			return missHeader, i
 		}
 	}
 	for i := range r.query {
 		q := &r.query[i]
 		val, ok := queryValue(query, q.name)
 		if !q.match(val, ok) {
-			return false
+			return missQuery, i
 		}
 	}
-	return true
+	return matched, 0
 }
 
 // prefixMatch is Gateway API's PathPrefix: whole path elements, so /foo
@@ -385,4 +406,117 @@ func hasLabels(have, want map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// RuleCheck is how one route rule took a request: whether it matched,
+// and if not, the first condition that failed.
+type RuleCheck struct {
+	Rule    string `json:"rule"`  // HTTPRoute/NAME rule N
+	Match   string `json:"match"` // what it matches
+	Matched bool   `json:"matched"`
+	Why     string `json:"why,omitempty"`
+}
+
+// RouteDecision is what the route stage does with a request, for weft
+// explain: the rules tried in order up to the one that matched, the
+// backends it chooses among, its faults, and the error when it refuses.
+type RouteDecision struct {
+	Rules    []RuleCheck
+	Backends []BackendChoice
+	Faults   []snapshot.Fault
+	Error    *MeshError
+}
+
+// BackendChoice is one backend of the matching rule and its share.
+type BackendChoice struct {
+	Name    string  // service, or service/subset
+	Weight  int     // as written
+	Share   float64 // of the requests, 0 to 1
+	Cluster *Cluster
+	Invalid string
+}
+
+// ExplainRoute is what Route does with v, and why, without drawing.
+// A service without routes decides nothing: its own cluster.
+func (c *Cluster) ExplainRoute(v request.View) RouteDecision {
+	rs := c.routes
+	if rs == nil {
+		return RouteDecision{Backends: []BackendChoice{{Name: c.Service, Weight: 1, Share: 1, Cluster: c}}}
+	}
+	var d RouteDecision
+	path := v.Path()
+	query := []byte(nil)
+	if i := bytes.IndexByte(path, '?'); i >= 0 {
+		path, query = path[:i], path[i+1:]
+	}
+	var rule *routeRule
+	for _, r := range rs.rules {
+		miss, i := r.mismatch(v, path, query, v.GRPC())
+		check := RuleCheck{Rule: r.ref, Match: r.r.Describe(), Matched: miss == matched}
+		if miss != matched {
+			check.Why = r.why(v, path, query, miss, i)
+		}
+		d.Rules = append(d.Rules, check)
+		if miss == matched {
+			rule = r
+			break
+		}
+	}
+	if rule == nil {
+		_, _, d.Error = rs.route(c, v)
+		return d
+	}
+	if rule.r.InvalidFault != "" {
+		d.Error = &MeshError{Status: http.StatusInternalServerError, Reason: ReasonInvalidFilter, Service: rs.service,
+			Message: fmt.Sprintf("%s: %s", rule.ref, rule.r.InvalidFault)}
+		return d
+	}
+	d.Faults = rule.faults
+	if len(rule.backends) == 0 {
+		d.Backends = []BackendChoice{{Name: c.Service, Weight: 1, Share: 1, Cluster: c}}
+		return d
+	}
+	for i, b := range rule.backends {
+		bc := BackendChoice{Weight: b.weight, Cluster: b.c, Invalid: b.invalid}
+		if i < len(rule.r.Backends) {
+			sb := rule.r.Backends[i]
+			bc.Name = sb.Service
+			if sb.Subset != "" {
+				bc.Name += "/" + sb.Subset
+			}
+		}
+		if rule.total > 0 {
+			bc.Share = float64(b.weight) / float64(rule.total)
+		}
+		d.Backends = append(d.Backends, bc)
+	}
+	if rule.total == 0 {
+		_, d.Error = rule.backend(c, rs.service)
+	}
+	return d
+}
+
+// why says which condition failed.
+func (r *routeRule) why(v request.View, path, query []byte, miss mismatch, i int) string {
+	switch miss {
+	case missGRPC:
+		return "not a gRPC call (the rule is a GRPCRoute's)"
+	case missPath:
+		return fmt.Sprintf("path %s is not %s %s", path, r.r.PathType, r.r.Path)
+	case missMethod:
+		return fmt.Sprintf("method %s is not %s", v.Method(), r.r.Method)
+	case missHeader:
+		h := r.r.Headers[i]
+		if val := v.Header(h.Name); val != nil {
+			return fmt.Sprintf("header %s is %q, not %s", h.Name, val, h.String())
+		}
+		return fmt.Sprintf("no header %s (want %s)", h.Name, h.String())
+	case missQuery:
+		q := r.r.Query[i]
+		if val, ok := queryValue(query, q.Name); ok {
+			return fmt.Sprintf("query %s is %q, not %s", q.Name, val, q.String())
+		}
+		return fmt.Sprintf("no query parameter %s (want %s)", q.Name, q.String())
+	}
+	return ""
 }

@@ -1,0 +1,152 @@
+package sidecar
+
+import (
+	"fmt"
+	"net/http"
+	"net/textproto"
+	"strings"
+	"time"
+
+	"github.com/weftmesh/weft/internal/proxy/plan"
+	"github.com/weftmesh/weft/internal/request"
+	"github.com/weftmesh/weft/internal/telemetry"
+)
+
+// explainView is GET /explain: what this sidecar would do, now, with a
+// request to a service, from its own live state (weft explain).
+type explainView struct {
+	From     string           `json:"from"` // SERVICE/INSTANCE of this sidecar
+	To       string           `json:"to"`
+	Request  string           `json:"request"` // GET /items, and the headers given
+	Routes   []plan.RuleCheck `json:"routes,omitempty"`
+	Decision string           `json:"decision"`
+	Error    *explainError    `json:"error,omitempty"`
+	Faults   []string         `json:"faults,omitempty"`
+	Backends []explainBackend `json:"backends,omitempty"`
+}
+
+type explainError struct {
+	Status  int    `json:"status"`
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+}
+
+// explainBackend is one backend the request may go to, with the policy
+// it would be sent under and the instances the balancer picks among.
+type explainBackend struct {
+	Name       string         `json:"name"`
+	Share      float64        `json:"share"` // percent of the requests the rule routes
+	Invalid    string         `json:"invalid,omitempty"`
+	Policy     *policyView    `json:"policy,omitempty"`
+	Breaker    string         `json:"breaker,omitempty"`
+	Candidates []endpointView `json:"candidates"`
+}
+
+// explainRequest is the request GET /explain describes: ?method=GET
+// &path=/items&header=x-user:beta (repeatable)&grpc=1.
+type explainRequest struct {
+	method, path []byte
+	headers      http.Header
+	grpc         bool
+	request.View
+}
+
+func (v *explainRequest) Method() []byte    { return v.method }
+func (v *explainRequest) Path() []byte      { return v.path }
+func (v *explainRequest) GRPC() bool        { return v.grpc }
+func (v *explainRequest) Authority() []byte { return nil }
+func (v *explainRequest) Replayable() bool  { return request.Safe(v.method) }
+func (v *explainRequest) Source() []byte    { return nil }
+func (v *explainRequest) Cookie(name string) []byte {
+	return request.CookieValue([]byte(v.headers.Get("Cookie")), name)
+}
+func (v *explainRequest) Header(name string) []byte {
+	if vs := v.headers[textproto.CanonicalMIMEHeaderKey(name)]; len(vs) > 0 {
+		return []byte(vs[0])
+	}
+	return nil
+}
+
+func (s *Sidecar) explain(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	to := q.Get("to")
+	req := &explainRequest{method: []byte(strings.ToUpper(orDefault(q.Get("method"), http.MethodGet))),
+		path: []byte(orDefault(q.Get("path"), "/")), headers: http.Header{}}
+	desc := string(req.method) + " " + string(req.path)
+	for _, h := range q["header"] {
+		name, value, ok := strings.Cut(h, ":")
+		if !ok || strings.TrimSpace(name) == "" {
+			telemetry.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("header %q: want NAME: VALUE", h)})
+			return
+		}
+		req.headers.Add(strings.TrimSpace(name), strings.TrimSpace(value))
+		desc += fmt.Sprintf(" -H '%s: %s'", strings.TrimSpace(name), strings.TrimSpace(value))
+	}
+	req.grpc = q.Get("grpc") == "1" || request.IsGRPC([]byte(req.headers.Get("Content-Type")))
+	c := s.table.Lookup(to)
+	if c == nil {
+		telemetry.WriteJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("this sidecar knows no service named %q", to)})
+		return
+	}
+	v := explainView{From: s.cfg.Service + "/" + s.cfg.ID, To: to, Request: desc}
+	d := c.ExplainRoute(req)
+	v.Routes = d.Rules
+	switch {
+	case d.Error != nil:
+		v.Decision = fmt.Sprintf("answered by the mesh: %d %s", d.Error.Status, d.Error.Reason)
+		v.Error = &explainError{Status: d.Error.Status, Reason: d.Error.Reason, Message: d.Error.Message}
+	case len(d.Rules) == 0:
+		v.Decision = fmt.Sprintf("%s has no routes: to its own instances", to)
+	default:
+		v.Decision = "routed by " + d.Rules[len(d.Rules)-1].Rule
+	}
+	for _, f := range d.Faults {
+		v.Faults = append(v.Faults, faultWords(f.Name, f.Delay, f.DelayPercent, f.AbortHTTP, f.AbortGRPC, f.AbortPercent))
+	}
+	snap := s.snap.Load()
+	now := time.Now()
+	for _, b := range d.Backends {
+		eb := explainBackend{Name: b.Name, Share: 100 * b.Share, Invalid: b.Invalid, Candidates: []endpointView{}}
+		if b.Cluster != nil {
+			if snap != nil {
+				if svc := snap.Services[b.Cluster.Service]; svc != nil {
+					p := viewPolicy(&svc.Policy)
+					eb.Policy = &p
+				}
+			}
+			eb.Breaker, _ = b.Cluster.BreakerState(now)
+			for _, ep := range b.Cluster.Endpoints {
+				st := ep.Stats()
+				ev := endpointView{Instance: ep.Instance, Address: ep.Address, Labels: ep.Labels, Protocol: ep.Protocol,
+					Ready: st.Health.Ready, Health: st.Health.String()}
+				addStats(&ev, st)
+				eb.Candidates = append(eb.Candidates, ev)
+			}
+		}
+		v.Backends = append(v.Backends, eb)
+	}
+	telemetry.WriteJSON(w, http.StatusOK, v)
+}
+
+// faultWords says what a Fault does: "Fault/slow: delay 2s for 10%".
+func faultWords(name string, delay time.Duration, delayPct float64, abortHTTP, abortGRPC int, abortPct float64) string {
+	var parts []string
+	if delay > 0 {
+		parts = append(parts, fmt.Sprintf("delay %s for %g%%", duration(delay), delayPct))
+	}
+	if abortHTTP != 0 || abortGRPC != 0 {
+		a := fmt.Sprintf("abort with %d", abortHTTP)
+		if abortGRPC != 0 {
+			a += fmt.Sprintf(" (gRPC status %d)", abortGRPC)
+		}
+		parts = append(parts, fmt.Sprintf("%s for %g%%", a, abortPct))
+	}
+	return "Fault/" + name + ": " + strings.Join(parts, ", ")
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
