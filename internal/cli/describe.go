@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"strings"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"

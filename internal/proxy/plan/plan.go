@@ -79,10 +79,10 @@ type Cluster struct {
 	// RetryBackoff, when its Base is set, is the backoff of retries in
 	// place of the policy's (a route rule's retry.backoff).
 	RetryBackoff resilience.Backoff
-	guard           *guard          // the service's policy state; nil: plain retries, no limits
-	routes          *routes         // the service's HTTPRoutes and GRPCRoutes (Route); nil: none
-	group           *endpoint.Group // the service's outlier detection; nil: none
-	metrics         *ServiceMetrics
+	guard        *guard          // the service's policy state; nil: plain retries, no limits
+	routes       *routes         // the service's HTTPRoutes and GRPCRoutes (Route); nil: none
+	group        *endpoint.Group // the service's outlier detection; nil: none
+	metrics      *ServiceMetrics
 }
 
 // Group is the cluster's outlier detection (nil: none).
