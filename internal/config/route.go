@@ -75,11 +75,24 @@ type RouteRule struct {
 	Backends []RouteBackend
 	// Faults are the Fault resources the rule's ExtensionRef filters name.
 	Faults []string
+	// RequestHeaders and ResponseHeaders are the rule's
+	// RequestHeaderModifier and ResponseHeaderModifier filters.
+	RequestHeaders, ResponseHeaders *HeaderModifier
 	// Timeouts and Retry override the backends' TrafficPolicy for
 	// requests this rule routes (Gateway API's timeouts and retry).
 	Timeouts *RouteTimeouts
 	Retry    *RouteRetry
 }
+
+// HeaderModifier sets (replacing every value), adds and removes header
+// fields; names are lower case.
+type HeaderModifier struct {
+	Set, Add []HeaderValue
+	Remove   []string
+}
+
+// HeaderValue is one header field.
+type HeaderValue struct{ Name, Value string }
 
 // RouteTimeouts is a rule's timeouts: Request bounds the whole request,
 // retries included; Backend each try (0: none; a field not given keeps
@@ -269,7 +282,7 @@ func compileHTTPRoute(ref string, spec json.RawMessage) ([]string, []RouteRule, 
 		if rule.SessionPersistence != nil {
 			return nil, nil, notYet(at+".sessionPersistence", "session persistence (a TrafficPolicy's ring-hash on a cookie is)")
 		}
-		faults, fe := checkFilters(rule.Filters, at)
+		filters, fe := checkFilters(rule.Filters, at)
 		if fe != nil {
 			return nil, nil, fe
 		}
@@ -292,7 +305,8 @@ func compileHTTPRoute(ref string, spec json.RawMessage) ([]string, []RouteRule, 
 			}
 			backends = append(backends, rb)
 		}
-		base := RouteRule{Route: ref, Rule: i, Match: -1, Backends: backends, Faults: faults, Timeouts: timeouts, Retry: retry}
+		base := RouteRule{Route: ref, Rule: i, Match: -1, Backends: backends, Faults: filters.faults, Timeouts: timeouts, Retry: retry,
+			RequestHeaders: filters.request, ResponseHeaders: filters.response}
 		if rule.Name != nil {
 			base.RuleName = string(*rule.Name)
 		}
@@ -339,7 +353,7 @@ func compileGRPCRoute(ref string, spec json.RawMessage) ([]string, []RouteRule, 
 				RequestHeaderModifier: f.RequestHeaderModifier, ResponseHeaderModifier: f.ResponseHeaderModifier,
 				RequestMirror: f.RequestMirror, ExtensionRef: f.ExtensionRef})
 		}
-		faults, fe := checkFilters(filters, at)
+		ff, fe := checkFilters(filters, at)
 		if fe != nil {
 			return nil, nil, fe
 		}
@@ -354,7 +368,8 @@ func compileGRPCRoute(ref string, spec json.RawMessage) ([]string, []RouteRule, 
 			}
 			backends = append(backends, rb)
 		}
-		base := RouteRule{Route: ref, Rule: i, Match: -1, GRPC: true, Backends: backends, Faults: faults, PathType: PathPrefix, Path: "/"}
+		base := RouteRule{Route: ref, Rule: i, Match: -1, GRPC: true, Backends: backends, Faults: ff.faults, PathType: PathPrefix, Path: "/",
+			RequestHeaders: ff.request, ResponseHeaders: ff.response}
 		if rule.Name != nil {
 			base.RuleName = string(*rule.Name)
 		}
@@ -377,28 +392,114 @@ func compileGRPCRoute(ref string, spec json.RawMessage) ([]string, []RouteRule, 
 	return parents, out, nil
 }
 
-// checkFilters reads a rule's filters: ExtensionRefs to Faults; the
-// other filter types are refused for now, by name.
-func checkFilters(fs []gwv1.HTTPRouteFilter, at string) ([]string, *FieldError) {
-	var faults []string
+// ruleFilters is what a rule's filters compile to.
+type ruleFilters struct {
+	faults            []string
+	request, response *HeaderModifier
+}
+
+// checkFilters reads a rule's filters: header modifiers and
+// ExtensionRefs to Faults; the other filter types are refused for now,
+// by name.
+func checkFilters(fs []gwv1.HTTPRouteFilter, at string) (ruleFilters, *FieldError) {
+	var out ruleFilters
 	for j, f := range fs {
 		fat := fmt.Sprintf("%s.filters[%d]", at, j)
-		if f.Type != gwv1.HTTPRouteFilterExtensionRef {
-			return nil, notYet(fat, fmt.Sprintf("filters of type %s (ExtensionRef to a Fault is)", f.Type))
+		switch f.Type {
+		case gwv1.HTTPRouteFilterRequestHeaderModifier, gwv1.HTTPRouteFilterResponseHeaderModifier:
+			field, mod, into := "requestHeaderModifier", f.RequestHeaderModifier, &out.request
+			if f.Type == gwv1.HTTPRouteFilterResponseHeaderModifier {
+				field, mod, into = "responseHeaderModifier", f.ResponseHeaderModifier, &out.response
+			}
+			if mod == nil {
+				return out, &FieldError{Field: fat + "." + field, Msg: "is required with type " + string(f.Type)}
+			}
+			if *into != nil {
+				return out, &FieldError{Field: fat, Msg: string(f.Type) + " is given twice in this rule (Gateway API allows one)"}
+			}
+			hm, fe := checkHeaderModifier(mod, fat+"."+field)
+			if fe != nil {
+				return out, fe
+			}
+			*into = hm
+		case gwv1.HTTPRouteFilterExtensionRef:
+			ref := f.ExtensionRef
+			if ref == nil {
+				return out, &FieldError{Field: fat + ".extensionRef", Msg: "is required with type ExtensionRef"}
+			}
+			if string(ref.Group) != WeftGroup || ref.Kind != "Fault" {
+				return out, &FieldError{Field: fat + ".extensionRef", Msg: fmt.Sprintf("%s of group %q is not an extension Weft knows: a Fault (group %s)", ref.Kind, ref.Group, WeftGroup)}
+			}
+			if err := registry.ValidName(string(ref.Name)); err != nil {
+				return out, &FieldError{Field: fat + ".extensionRef.name", Msg: err.Error()}
+			}
+			out.faults = append(out.faults, string(ref.Name))
+		default:
+			return out, notYet(fat, fmt.Sprintf("filters of type %s (RequestHeaderModifier, ResponseHeaderModifier and ExtensionRef to a Fault are)", f.Type))
 		}
-		ref := f.ExtensionRef
-		if ref == nil {
-			return nil, &FieldError{Field: fat + ".extensionRef", Msg: "is required with type ExtensionRef"}
-		}
-		if string(ref.Group) != WeftGroup || ref.Kind != "Fault" {
-			return nil, &FieldError{Field: fat + ".extensionRef", Msg: fmt.Sprintf("%s of group %q is not an extension Weft knows: a Fault (group %s)", ref.Kind, ref.Group, WeftGroup)}
-		}
-		if err := registry.ValidName(string(ref.Name)); err != nil {
-			return nil, &FieldError{Field: fat + ".extensionRef.name", Msg: err.Error()}
-		}
-		faults = append(faults, string(ref.Name))
 	}
-	return faults, nil
+	return out, nil
+}
+
+// unmodifiable are the fields a header modifier may not touch: framing,
+// connection management, and the mesh's own.
+var unmodifiable = []string{"host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer",
+	"keep-alive", "proxy-connection", "x-weft-error", "x-weft-source", "x-weft-timeout-ms"}
+
+func checkHeaderModifier(m *gwv1.HTTPHeaderFilter, at string) (*HeaderModifier, *FieldError) {
+	out := &HeaderModifier{}
+	seen := map[string]string{}
+	name := func(n, field string) (string, *FieldError) {
+		l := strings.ToLower(n)
+		if n == "" || strings.ContainsAny(n, " \t:\r\n") {
+			return "", &FieldError{Field: field, Msg: fmt.Sprintf("%q is not a field name", n)}
+		}
+		if slices.Contains(unmodifiable, l) {
+			return "", &FieldError{Field: field, Msg: fmt.Sprintf("%q is not modified by routes (framing, connection or the mesh's own)", n)}
+		}
+		if prev, dup := seen[l]; dup {
+			return "", &FieldError{Field: field, Msg: fmt.Sprintf("%q is named already at %s", n, prev)}
+		}
+		seen[l] = field
+		return l, nil
+	}
+	for i, h := range m.Set {
+		n, fe := name(string(h.Name), fmt.Sprintf("%s.set[%d].name", at, i))
+		if fe != nil {
+			return nil, fe
+		}
+		if fe := headerValue(h.Value, fmt.Sprintf("%s.set[%d].value", at, i)); fe != nil {
+			return nil, fe
+		}
+		out.Set = append(out.Set, HeaderValue{n, h.Value})
+	}
+	for i, h := range m.Add {
+		n, fe := name(string(h.Name), fmt.Sprintf("%s.add[%d].name", at, i))
+		if fe != nil {
+			return nil, fe
+		}
+		if fe := headerValue(h.Value, fmt.Sprintf("%s.add[%d].value", at, i)); fe != nil {
+			return nil, fe
+		}
+		out.Add = append(out.Add, HeaderValue{n, h.Value})
+	}
+	for i, h := range m.Remove {
+		n, fe := name(h, fmt.Sprintf("%s.remove[%d]", at, i))
+		if fe != nil {
+			return nil, fe
+		}
+		out.Remove = append(out.Remove, n)
+	}
+	return out, nil
+}
+
+// headerValue refuses a value that could end the field it is written in
+// (RFC 9110 §5.5: no CR, LF or NUL).
+func headerValue(v, field string) *FieldError {
+	if strings.ContainsAny(v, "\r\n\x00") {
+		return &FieldError{Field: field, Msg: fmt.Sprintf("%q holds a CR, LF or NUL", v)}
+	}
+	return nil
 }
 
 // checkRouteTimeouts reads a rule's timeouts (Gateway API durations; 0s: none).

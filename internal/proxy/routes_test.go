@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,6 +24,12 @@ func TestRoutesEveryEngine(t *testing.T) {
 			answer := func(who string) http.Handler {
 				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					io.Copy(io.Discard, r.Body)
+					if r.URL.Path == "/edited" { // what the request's edits left
+						w.Header().Set("X-Internal", "1")
+						w.Header().Set("Cache-Control", "max-age=60")
+						fmt.Fprintf(w, "%s %s|%s|%s", who, r.Header.Get("X-Env"), strings.Join(r.Header.Values("X-Tag"), ","), r.Header.Get("X-Secret"))
+						return
+					}
 					if r.Header.Get("Content-Type") == "application/grpc" {
 						w.Header().Set("Content-Type", "application/grpc")
 						w.Header().Set("Trailer", "Grpc-Status")
@@ -41,7 +49,13 @@ func TestRoutesEveryEngine(t *testing.T) {
 					{Instance: "svc-v2", Address: serveH2C(t, answer("v2")), Labels: map[string]string{"version": "v2"}, Ready: true},
 				},
 				Routes: []snapshot.Route{
-					{RouteRule: config.RouteRule{Route: "GRPCRoute/svc", GRPC: true, PathType: config.PathExact, Path: "/pkg.Svc/Get"}, Backends: v2},
+					{RouteRule: config.RouteRule{Route: "GRPCRoute/svc", GRPC: true, PathType: config.PathExact, Path: "/pkg.Svc/Get",
+						ResponseHeaders: &config.HeaderModifier{Add: []config.HeaderValue{{Name: "x-method", Value: "get"}}}}, Backends: v2},
+					{RouteRule: config.RouteRule{Route: "HTTPRoute/svc", Rule: 4, PathType: config.PathExact, Path: "/edited",
+						RequestHeaders: &config.HeaderModifier{Set: []config.HeaderValue{{Name: "x-env", Value: "canary"}},
+							Add: []config.HeaderValue{{Name: "x-tag", Value: "b"}}, Remove: []string{"x-secret"}},
+						ResponseHeaders: &config.HeaderModifier{Set: []config.HeaderValue{{Name: "cache-control", Value: "no-store"}},
+							Remove: []string{"x-internal"}}}, Backends: v1},
 					{RouteRule: config.RouteRule{Route: "GRPCRoute/svc", Rule: 2, GRPC: true, PathType: config.PathExact, Path: "/pkg.Svc/Fail"},
 						Faults: []snapshot.Fault{teapot}},
 					{RouteRule: config.RouteRule{Route: "HTTPRoute/svc", Rule: 2, PathType: config.PathExact, Path: "/aborted"},
@@ -104,6 +118,18 @@ func TestRoutesEveryEngine(t *testing.T) {
 				resp, _ = send(http.MethodPost, "/pkg.Svc/Fail", true)
 				if st := resp.Header.Get("Grpc-Status") + resp.Trailer.Get("Grpc-Status"); st != "14" || resp.Header.Get(plan.HeaderError) != plan.ReasonFault {
 					t.Errorf("a gRPC call's abort: grpc-status %q, %s %q; want 14, fault-injected", st, plan.HeaderError, resp.Header.Get(plan.HeaderError))
+				}
+			}
+			// Header modifiers: on the request the instance gets, on the
+			// response the client gets.
+			resp, body = send(http.MethodGet, "/edited", false, "X-Env", "prod", "X-Tag", "a", "X-Secret", "s")
+			if body != "v1 canary|a,b|" || resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("X-Internal") != "" {
+				t.Errorf("edited: %q, cache-control %q, x-internal %q; want %q, no-store, none",
+					body, resp.Header.Get("Cache-Control"), resp.Header.Get("X-Internal"), "v1 canary|a,b|")
+			}
+			if engine != "h1" {
+				if resp, _ = send(http.MethodPost, "/pkg.Svc/Get", true); resp.Header.Get("X-Method") != "get" {
+					t.Errorf("a gRPC rule's response header: x-method %q, want get", resp.Header.Get("X-Method"))
 				}
 			}
 			start := time.Now()

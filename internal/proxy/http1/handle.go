@@ -40,19 +40,20 @@ func (e *Engine) handle(cc *Conn) bool {
 		return !hasBody(req) && !req.Close
 	}
 	cc.view = h1View{h: req, ip: cc.IP}
-	if parent := c; c.Routed() {
-		var delay time.Duration
-		if c, delay, merr = c.Route(&cc.view); merr != nil {
-			e.meshError(cc, parent, merr)
+	var routed plan.Routed
+	if c.Routed() {
+		if routed, merr = c.Route(&cc.view); merr != nil {
+			e.meshError(cc, c, merr)
 			return !hasBody(req) && !req.Close
 		}
-		if delay > 0 {
-			time.Sleep(delay) // a Fault's delay (this connection's goroutine waits)
+		c = routed.Cluster
+		if routed.Delay > 0 {
+			time.Sleep(routed.Delay) // a Fault's delay (this connection's goroutine waits)
 		}
 	}
 	m := c.Metrics()
 	m.Begin()
-	ex := exchange{e: e, cc: cc, c: c, k: &cc.call, sentAt: cc.start}
+	ex := exchange{e: e, cc: cc, c: c, k: &cc.call, sentAt: cc.start, edits: routed.Request, respEdits: routed.Response}
 	ex.k.Init(c, &cc.view, cc.start)
 	defer func() {
 		now := time.Now() // one clock read for the metrics and the attempt
@@ -80,6 +81,9 @@ type exchange struct {
 	// kept is the request body, read whole from the client to be sent
 	// again to another instance (plan.Call.KeepBody); nil: streamed.
 	kept *[]byte
+	// edits and respEdits are the route rule's header modifiers for the
+	// request head and the final response head (nil: none).
+	edits, respEdits *plan.HeaderEdits
 }
 
 // run drives the plan: attempt after attempt, as long as the last
@@ -141,7 +145,7 @@ func (ex *exchange) send(ep *plan.Endpoint, uc *upConn) (keep, done, stale bool)
 		writes = uc.sock.Writes
 	}
 	t, pass := ex.k.NextHopTimeout()
-	writeRequestHead(uc.bw, req, cc.IP, t, pass, ex.c.Source)
+	writeRequestHead(uc.bw, req, cc.IP, t, pass, ex.c.Source, ex.edits)
 	if !req.ExpectContinue {
 		if err := ex.sendBody(uc); err != nil {
 			return ex.sendFailed(uc, err)
@@ -261,7 +265,7 @@ func (ex *exchange) receive(ep *plan.Endpoint, uc *upConn, readErr error) (keep,
 			break
 		}
 		// 1xx: pass it on. 100 Continue releases the body held back.
-		writeResponseHead(cc.BW, resp, req, false)
+		writeResponseHead(cc.BW, resp, req, false, nil)
 		if err := cc.BW.Flush(); err != nil {
 			uc.close()
 			ex.status = plan.StatusClientGone
@@ -361,7 +365,7 @@ func (ex *exchange) relay(uc *upConn, ep *plan.Endpoint) (keep, done, stale bool
 	cc, req, resp := ex.cc, &ex.cc.req, &ex.cc.resp
 	ex.status = resp.Status
 	if resp.Status == http.StatusSwitchingProtocols {
-		writeResponseHead(cc.BW, resp, req, false)
+		writeResponseHead(cc.BW, resp, req, false, ex.respEdits)
 		if cc.BW.Flush() == nil {
 			conn.Pipe(cc.Conn, cc.BR, &conn.Buffered{Conn: uc.Conn, R: uc.br})
 		}
@@ -374,7 +378,7 @@ func (ex *exchange) relay(uc *upConn, ep *plan.Endpoint) (keep, done, stale bool
 	// The client never got 100 Continue: whether its body follows is unknown.
 	bodyPending := req.ExpectContinue && hasBody(req)
 	keepClient := !req.Close && !untilEOF && !dechunk && !bodyPending
-	writeResponseHead(cc.BW, resp, req, !keepClient)
+	writeResponseHead(cc.BW, resp, req, !keepClient, ex.respEdits)
 
 	var err error
 	switch {

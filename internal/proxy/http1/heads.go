@@ -21,8 +21,9 @@ var (
 // the try's timeout for the next hop (plan.TimeoutHeader, when pass;
 // the client's is never passed on as it came), the calling service
 // (plan.SourceHeader, when source is set, in place of the client's), and
-// the framing and upgrade fields this hop owns.
-func writeRequestHead(bw *bufio.Writer, req *h1.Head, clientIP []byte, timeout time.Duration, pass bool, source string) {
+// the framing and upgrade fields this hop owns; a route rule's edits
+// drop fields and write their own after the ones kept.
+func writeRequestHead(bw *bufio.Writer, req *h1.Head, clientIP []byte, timeout time.Duration, pass bool, source string, edits *plan.HeaderEdits) {
 	bw.Write(req.Method())
 	bw.WriteByte(' ')
 	bw.Write(originForm(req.Target()))
@@ -31,7 +32,7 @@ func writeRequestHead(bw *bufio.Writer, req *h1.Head, clientIP []byte, timeout t
 	xff := 0
 	for i := 0; i < req.NumFields(); i++ {
 		name, value := req.FieldAt(i)
-		if plan.IsHopByHop(name) || req.NamedByConnection(name) {
+		if plan.IsHopByHop(name) || req.NamedByConnection(name) || edits.Drops(name) {
 			continue
 		}
 		if bytes.EqualFold(name, xffName) {
@@ -47,13 +48,14 @@ func writeRequestHead(bw *bufio.Writer, req *h1.Head, clientIP []byte, timeout t
 		hasHost = hasHost || bytes.EqualFold(name, []byte("Host"))
 		writeField(bw, name, value)
 	}
+	edits.Each(func(name, value string) { writeStringField(bw, name, value) })
 	if !hasHost { // an HTTP/1.0 request in proxy form
 		if host, proxyForm := destinationOf(req); proxyForm {
 			writeField(bw, []byte("Host"), host)
 		}
 	}
 	bw.WriteString("X-Forwarded-For: ")
-	if xff > 0 {
+	if xff > 0 && !edits.Drops(xffName) {
 		for i := 0; i < req.NumFields(); i++ {
 			if name, value := req.FieldAt(i); bytes.EqualFold(name, xffName) {
 				bw.Write(value)
@@ -86,8 +88,9 @@ func writeRequestHead(bw *bufio.Writer, req *h1.Head, clientIP []byte, timeout t
 	bw.WriteString("\r\n")
 }
 
-// writeResponseHead writes the head sent to the client.
-func writeResponseHead(bw *bufio.Writer, resp, req *h1.Head, closing bool) {
+// writeResponseHead writes the head sent to the client, with a route
+// rule's edits on a final response (nil for 1xx).
+func writeResponseHead(bw *bufio.Writer, resp, req *h1.Head, closing bool, edits *plan.HeaderEdits) {
 	bw.WriteString("HTTP/1.1 ")
 	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(resp.Status), 10))
 	bw.WriteByte(' ')
@@ -95,11 +98,12 @@ func writeResponseHead(bw *bufio.Writer, resp, req *h1.Head, closing bool) {
 	bw.WriteString("\r\n")
 	for i := 0; i < resp.NumFields(); i++ {
 		name, value := resp.FieldAt(i)
-		if plan.IsHopByHop(name) || resp.NamedByConnection(name) {
+		if plan.IsHopByHop(name) || resp.NamedByConnection(name) || edits.Drops(name) {
 			continue
 		}
 		writeField(bw, name, value)
 	}
+	edits.Each(func(name, value string) { writeStringField(bw, name, value) })
 	switch {
 	case resp.Status == 101:
 		bw.WriteString("Connection: Upgrade\r\n")
@@ -120,5 +124,12 @@ func writeField(bw *bufio.Writer, name, value []byte) {
 	bw.Write(name)
 	bw.WriteString(": ")
 	bw.Write(value)
+	bw.WriteString("\r\n")
+}
+
+func writeStringField(bw *bufio.Writer, name, value string) {
+	bw.WriteString(name)
+	bw.WriteString(": ")
+	bw.WriteString(value)
 	bw.WriteString("\r\n")
 }

@@ -301,10 +301,11 @@ func (h *h2Client) headers(f *http2.MetaHeadersFrame, b *h2Batch) error {
 		}
 		if merr == nil && s.cluster.Routed() {
 			// The route stage; a request it refuses is the parent's.
-			if c, d, rerr := s.cluster.Route((*h2View)(s)); rerr != nil {
+			if r, rerr := s.cluster.Route((*h2View)(s)); rerr != nil {
 				merr = rerr
 			} else {
-				s.cluster, delay = c, d
+				s.cluster, delay, s.respEdits = r.Cluster, r.Delay, r.Response
+				s.editRequest(r.Request)
 			}
 		}
 	}
@@ -407,6 +408,32 @@ func (h *h2Client) request(s *h2Stream, f *http2.MetaHeadersFrame) (authority st
 	}
 	s.req = req
 	return authority, nil, nil
+}
+
+// editRequest applies a route rule's header modifier to the head sent
+// on (pseudo-fields are never named by one), and finds the timeout
+// fields again.
+func (s *h2Stream) editRequest(e *plan.HeaderEdits) {
+	if e == nil {
+		return
+	}
+	req := make([]hpack.HeaderField, 0, len(s.req)+2)
+	for _, f := range s.req {
+		if !e.DropsString(f.Name) {
+			req = append(req, f)
+		}
+	}
+	e.Each(func(name, value string) { req = append(req, hpack.HeaderField{Name: name, Value: value}) })
+	s.timeout, s.hopTimeout = -1, -1
+	for i, f := range req {
+		switch f.Name {
+		case "grpc-timeout":
+			s.timeout = i
+		case plan.TimeoutHeader:
+			s.hopTimeout = i
+		}
+	}
+	s.req = req
 }
 
 // trailers ends a request with its trailers.

@@ -43,11 +43,13 @@ type h2Stream struct {
 	timeout int                 // index of grpc-timeout in req, or -1
 	// hopTimeout is the index of plan.TimeoutHeader in req, or -1.
 	hopTimeout int
-	noBody     bool // the request ended with its head: it can be sent again
-	isGRPC     bool
-	expires    time.Time   // the grpc-timeout, if any
-	headBy     time.Time   // the plan's deadline for the response head, if any (h2deadline.go)
-	timer      *time.Timer // the caller's grpc-timeout, if it set one
+	// respEdits is the route rule's modifier of the final response head.
+	respEdits *plan.HeaderEdits
+	noBody    bool // the request ended with its head: it can be sent again
+	isGRPC    bool
+	expires   time.Time   // the grpc-timeout, if any
+	headBy    time.Time   // the plan's deadline for the response head, if any (h2deadline.go)
+	timer     *time.Timer // the caller's grpc-timeout, if it set one
 
 	// under front.w.mu: the stream's place in its connection's headWait
 	headDue            time.Time
@@ -468,7 +470,7 @@ func (s *h2Stream) responseHead(f *http2.MetaHeadersFrame, b *h2Batch) {
 		}
 	}
 	s.headersOut = true
-	s.writeDownHead(responseFields(f.Fields), end, b)
+	s.writeDownHead(editResponse(responseFields(f.Fields), s.respEdits), end, b)
 	if end {
 		s.downEnd, s.downDone = true, true
 		if s.clientEnd {
@@ -766,6 +768,22 @@ func responseFields(fields []hpack.HeaderField) []hpack.HeaderField {
 		}
 	}
 	return fields
+}
+
+// editResponse applies a route rule's header modifier to a final
+// response head (a copy when there are edits).
+func editResponse(fields []hpack.HeaderField, e *plan.HeaderEdits) []hpack.HeaderField {
+	if e == nil {
+		return fields
+	}
+	out := make([]hpack.HeaderField, 0, len(fields)+2)
+	for _, f := range fields {
+		if !e.DropsString(f.Name) {
+			out = append(out, f)
+		}
+	}
+	e.Each(func(name, value string) { out = append(out, hpack.HeaderField{Name: name, Value: value}) })
+	return out
 }
 
 // h2Pend holds a stream's bytes that wait for window, read from the

@@ -44,6 +44,8 @@ type routeRule struct {
 	backends []routeBackend
 	total    int // of the weights
 	faults   []snapshot.Fault
+	// request and response are the rule's header modifiers (nil: none).
+	request, response *HeaderEdits
 }
 
 type valueMatcher struct {
@@ -68,18 +70,32 @@ type routeBackend struct {
 	invalid string // why it cannot take requests (c is nil)
 }
 
+// Routed is where the route stage sends a request, and what it does to
+// it on the way.
+type Routed struct {
+	// Cluster is the backend's (the request's own cluster when the
+	// service has no routes).
+	Cluster *Cluster
+	// Delay is how long the engine holds the request before its first
+	// try (a Fault's).
+	Delay time.Duration
+	// Request and Response edit the heads the engine writes: to the
+	// instance and back to the client (nil: no edits).
+	Request, Response *HeaderEdits
+}
+
 // Route is the route stage: the cluster a request to c goes to, by the
 // first of c's route rules that matches it, and a weighted choice among
-// that rule's backends. A service without routes is its own cluster. A
-// request no rule matches gets 404 no-route; one whose share goes to a
-// backend that does not exist gets 500 invalid-backend (Gateway API).
-// delay is how long the engine holds the request before its first try,
-// and an abort is a MeshError with reason fault-injected: the rule's
-// Faults, drawn for this request.
-func (c *Cluster) Route(v request.View) (_ *Cluster, delay time.Duration, _ *MeshError) {
+// that rule's backends, with the rule's faults drawn for this request
+// and its header modifiers. A service without routes is its own
+// cluster. A request no rule matches gets 404 no-route; one whose share
+// goes to a backend that does not exist gets 500 invalid-backend
+// (Gateway API); a Fault's abort is a MeshError with reason
+// fault-injected.
+func (c *Cluster) Route(v request.View) (Routed, *MeshError) {
 	rs := c.routes
 	if rs == nil {
-		return c, 0, nil
+		return Routed{Cluster: c}, nil
 	}
 	return rs.route(c, v)
 }
@@ -88,28 +104,29 @@ func (c *Cluster) Route(v request.View) (_ *Cluster, delay time.Duration, _ *Mes
 // through Route.
 func (c *Cluster) Routed() bool { return c.routes != nil }
 
-func (rs *routes) route(parent *Cluster, v request.View) (*Cluster, time.Duration, *MeshError) {
+func (rs *routes) route(parent *Cluster, v request.View) (Routed, *MeshError) {
 	rule := rs.match(v)
 	if rule == nil {
-		return nil, 0, &MeshError{Status: http.StatusNotFound, Reason: ReasonNoRoute, Service: rs.service,
+		return Routed{}, &MeshError{Status: http.StatusNotFound, Reason: ReasonNoRoute, Service: rs.service,
 			Message: fmt.Sprintf("no rule of %s matches %s %s", rs.names, v.Method(), v.Path())}
 	}
 	if rule.r.InvalidFault != "" {
-		return nil, 0, &MeshError{Status: http.StatusInternalServerError, Reason: ReasonInvalidFilter, Service: rs.service,
+		return Routed{}, &MeshError{Status: http.StatusInternalServerError, Reason: ReasonInvalidFilter, Service: rs.service,
 			Message: fmt.Sprintf("%s: %s", rule.ref, rule.r.InvalidFault)}
 	}
-	var delay time.Duration
+	out := Routed{Request: rule.request, Response: rule.response}
 	for i := range rule.faults {
 		f := &rule.faults[i]
 		if f.Delay > 0 && drawn(f.DelayPercent) {
-			delay += f.Delay
+			out.Delay += f.Delay
 		}
 		if (f.AbortHTTP != 0 || f.AbortGRPC != 0) && drawn(f.AbortPercent) {
-			return nil, 0, rs.abort(rule, f, v.GRPC()) // answered at once, delay or not
+			return Routed{}, rs.abort(rule, f, v.GRPC()) // answered at once, delay or not
 		}
 	}
 	c, merr := rule.backend(parent, rs.service)
-	return c, delay, merr
+	out.Cluster = c
+	return out, merr
 }
 
 // drawn reports a random draw that falls within percent of requests.
@@ -301,6 +318,7 @@ func buildRoutes(parent string, rules []snapshot.Route, clusters map[string]*Clu
 			return nil, fmt.Errorf("%s: queryParams: %w", r.ref, err)
 		}
 		r.faults = sr.Faults
+		r.request, r.response = newHeaderEdits(sr.RequestHeaders), newHeaderEdits(sr.ResponseHeaders)
 		for _, b := range sr.Backends {
 			rb := routeBackend{weight: b.Weight, invalid: b.Invalid}
 			if rb.invalid == "" {
@@ -463,7 +481,7 @@ func (c *Cluster) ExplainRoute(v request.View) RouteDecision {
 		}
 	}
 	if rule == nil {
-		_, _, d.Error = rs.route(c, v)
+		_, d.Error = rs.route(c, v)
 		return d
 	}
 	if rule.r.InvalidFault != "" {

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"net/http"
 	"os"
@@ -122,7 +123,8 @@ func TestRouteMatches(t *testing.T) {
 	}
 	toV2 := func(v request.View) bool {
 		t.Helper()
-		c, _, merr := parent.Route(v)
+		r, merr := parent.Route(v)
+		c := r.Cluster
 		if merr != nil && merr.Reason == ReasonNoRoute {
 			return false
 		}
@@ -151,16 +153,16 @@ func TestRouteMatches(t *testing.T) {
 	}
 	// The default rule (PathPrefix /, no backends): the parent itself,
 	// all its instances.
-	if c, _, _ := parent.Route(get("/parent")); c != parent {
-		t.Errorf("a rule without backends: got %v, want the parent", c)
+	if r, _ := parent.Route(get("/parent")); r.Cluster != parent {
+		t.Errorf("a rule without backends: got %v, want the parent", r.Cluster)
 	}
-	if _, _, merr := parent.Route(get("/gone")); merr == nil || merr.Status != 500 || merr.Reason != ReasonInvalidBackend {
+	if _, merr := parent.Route(get("/gone")); merr == nil || merr.Status != 500 || merr.Reason != ReasonInvalidBackend {
 		t.Errorf("a backend that does not exist: %v, want 500 invalid-backend", merr)
 	}
 	// PathPrefix /api matches /api and /api/x, not /apix (which no
 	// rule matches).
 	for path, want := range map[string]bool{"/api": true, "/api/x": true, "/apix": false} {
-		if _, _, merr := parent.Route(get(path)); (merr == nil) != want {
+		if _, merr := parent.Route(get(path)); (merr == nil) != want {
 			t.Errorf("%s: routed %v (%v), want %v", path, merr == nil, merr, want)
 		}
 	}
@@ -175,7 +177,8 @@ func TestRouteWeights(t *testing.T) {
 	const n = 20000
 	subset := 0
 	for range n {
-		c, _, merr := parent.Route(get("/api/items"))
+		r, merr := parent.Route(get("/api/items"))
+		c := r.Cluster
 		if merr != nil {
 			t.Fatal(merr)
 		}
@@ -198,7 +201,7 @@ spec:
   parentRefs: [{group: "", kind: Service, name: catalog}]
   rules: [{matches: [{path: {value: /api}}]}]
 `, registry.Instance{Service: "catalog", ID: "c1"})
-	_, _, merr := tb.Lookup("catalog").Route(get("/other"))
+	_, merr := tb.Lookup("catalog").Route(get("/other"))
 	if merr == nil || merr.Status != http.StatusNotFound || merr.Reason != ReasonNoRoute || merr.Message != "no rule of HTTPRoute/only-api matches GET /other" {
 		t.Fatalf("got %+v, want 404 no-route naming HTTPRoute/only-api", merr)
 	}
@@ -244,7 +247,7 @@ func TestRouteFaultsAndOverrides(t *testing.T) {
 	aborted := 0
 	const n = 4000
 	for range n {
-		_, _, merr := parent.Route(get("/abort"))
+		_, merr := parent.Route(get("/abort"))
 		if merr != nil {
 			if merr.Status != 418 || merr.Reason != ReasonFault || merr.Message != `HTTPRoute/catalog rule 0: Fault/half-abort aborted the request with 418` {
 				t.Fatalf("abort: %+v", merr)
@@ -256,21 +259,22 @@ func TestRouteFaultsAndOverrides(t *testing.T) {
 		t.Errorf("aborted %.3f of requests, want 0.50 ± 0.03", share)
 	}
 	for {
-		if _, _, merr := parent.Route(routeView{method: http.MethodPost, path: "/abort", grpc: true}); merr != nil {
+		if _, merr := parent.Route(routeView{method: http.MethodPost, path: "/abort", grpc: true}); merr != nil {
 			if merr.GRPCCode() != "14" {
 				t.Errorf("a gRPC call's abort: grpc-status %s, want 14", merr.GRPCCode())
 			}
 			break
 		}
 	}
-	if c, d, merr := parent.Route(get("/delay")); merr != nil || d != 250*time.Millisecond || c != parent {
-		t.Errorf("delay: %v %v %v, want 250ms to the parent", c, d, merr)
+	if r, merr := parent.Route(get("/delay")); merr != nil || r.Delay != 250*time.Millisecond || r.Cluster != parent {
+		t.Errorf("delay: %v %v %v, want 250ms to the parent", r.Cluster, r.Delay, merr)
 	}
-	if _, _, merr := parent.Route(get("/missing")); merr == nil || merr.Status != 500 || merr.Reason != ReasonInvalidFilter ||
+	if _, merr := parent.Route(get("/missing")); merr == nil || merr.Status != 500 || merr.Reason != ReasonInvalidFilter ||
 		!strings.Contains(merr.Message, "Fault/nope does not exist") {
 		t.Errorf("a missing Fault: %+v, want 500 invalid-filter naming it", merr)
 	}
-	c, _, merr := parent.Route(get("/bounded"))
+	r, merr := parent.Route(get("/bounded"))
+	c := r.Cluster
 	if merr != nil || c == parent {
 		t.Fatalf("bounded: %v %v, want the parent under the rule's overrides", c, merr)
 	}
@@ -297,7 +301,7 @@ func BenchmarkRouteTenRules(b *testing.B) {
 	v := &bytesView{method: []byte("GET"), path: []byte("/")}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, merr := c.Route(v); merr != nil {
+		if _, merr := c.Route(v); merr != nil {
 			b.Fatal(merr)
 		}
 	}
@@ -313,3 +317,50 @@ func (v *bytesView) Method() []byte       { return v.method }
 func (v *bytesView) Path() []byte         { return v.path }
 func (v *bytesView) GRPC() bool           { return false }
 func (v *bytesView) Header(string) []byte { return nil }
+
+// A rule's header modifiers reach the engines as edits: fields set
+// replace every value, removed ones go, added ones join those kept.
+func TestRouteHeaderEdits(t *testing.T) {
+	tb := routedTable(t, `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: catalog}
+spec:
+  parentRefs: [{group: "", kind: Service, name: catalog}]
+  rules:
+  - matches: [{path: {value: /edited}}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier:
+        set: [{name: X-Env, value: canary}]
+        add: [{name: X-Tag, value: b}]
+        remove: [X-Secret]
+    - type: ResponseHeaderModifier
+      responseHeaderModifier: {set: [{name: Cache-Control, value: no-store}]}
+  - matches: [{path: {value: /plain}}]
+`, registry.Instance{Service: "catalog", ID: "c1"})
+	parent := tb.Lookup("catalog")
+	r, merr := parent.Route(get("/edited"))
+	if merr != nil || r.Request == nil || r.Response == nil {
+		t.Fatalf("got %+v %v, want request and response edits", r, merr)
+	}
+	h := http.Header{"X-Env": {"prod", "dev"}, "X-Tag": {"a"}, "X-Secret": {"s"}, "Accept": {"*/*"}}
+	r.Request.Apply(h)
+	want := http.Header{"X-Env": {"canary"}, "X-Tag": {"a", "b"}, "Accept": {"*/*"}}
+	if fmt.Sprint(h) != fmt.Sprint(want) {
+		t.Errorf("applied: %v, want %v", h, want)
+	}
+	for name, drops := range map[string]bool{"x-env": true, "X-SECRET": true, "x-tag": false, "accept": false} {
+		if r.Request.Drops([]byte(name)) != drops || r.Request.DropsString(name) != drops {
+			t.Errorf("Drops(%s) = %v, want %v", name, !drops, drops)
+		}
+	}
+	var written []string
+	r.Response.Each(func(n, v string) { written = append(written, n+": "+v) })
+	if fmt.Sprint(written) != "[cache-control: no-store]" {
+		t.Errorf("response edits write %v", written)
+	}
+	if r, _ := parent.Route(get("/plain")); r.Request != nil || r.Response != nil {
+		t.Errorf("a rule without modifiers has edits %+v", r)
+	}
+}

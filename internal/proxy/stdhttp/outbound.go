@@ -68,16 +68,17 @@ func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		o.fail(w, r, nil, merr)
 		return
 	}
+	var routed plan.Routed
 	if cluster != nil && cluster.Routed() {
-		c, delay, merr := cluster.Route(&stdView{r})
-		if merr != nil {
+		if routed, merr = cluster.Route(&stdView{r}); merr != nil {
 			o.fail(w, r, cluster.Metrics(), merr)
 			return
 		}
-		if delay > 0 && !pause(r, delay) {
+		if routed.Delay > 0 && !pause(r, routed.Delay) {
 			return // a Fault's delay, and the client left meanwhile
 		}
-		cluster = c
+		cluster = routed.Cluster
+		routed.Request.Apply(r.Header)
 	}
 	m := o.egressMetrics
 	if cluster != nil {
@@ -93,12 +94,13 @@ func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status = o.egress(w, r, host, start)
 		return
 	}
-	status = o.route(w, r, cluster, start)
+	status = o.route(w, r, cluster, start, routed.Response)
 }
 
 // route sends r through cluster's plan: an instance after another while
-// the failures allow it. It returns the status sent.
-func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster, start time.Time) int {
+// the failures allow it, with a route rule's edits (or nil) on the
+// response. It returns the status sent.
+func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster, start time.Time, respEdits *plan.HeaderEdits) int {
 	body := wrapBody(r)
 	prepare(r)
 	setSource(r, c)
@@ -175,6 +177,7 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster
 		}
 		k.Answered(st, plan.RetryAfter(resp.Header.Get("Retry-After")))
 		k.OK()
+		respEdits.Apply(resp.Header)
 		status := writeResponse(w, r, resp)
 		c.Metrics().GRPCDone(resp)
 		return status
