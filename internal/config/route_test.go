@@ -83,6 +83,8 @@ func TestRouteErrorsNameTheField(t *testing.T) {
 			"spec.rules[0].filters[0].requestHeaderModifier.set[0].name", `"Host" is not modified by routes`, 7},
 		{"a header set and removed", routeHead + "  rules:\n  - filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {set: [{name: X-A, value: b}], remove: [x-a]}}]\n",
 			"spec.rules[0].filters[0].responseHeaderModifier.remove[0]", `"x-a" is named already at spec.rules[0].filters[0].responseHeaderModifier.set[0].name`, 7},
+		{"a header value that ends its field", routeHead + "  rules:\n  - filters: [{type: RequestHeaderModifier, requestHeaderModifier: {add: [{name: X-A, value: \"b\\r\\nX-Evil: 1\"}]}}]\n",
+			"spec.rules[0].filters[0].requestHeaderModifier.add[0].value", `holds a CR, LF or NUL`, 7},
 		{"an extension of another kind", routeHead + "  rules:\n  - filters: [{type: ExtensionRef, extensionRef: {group: example.com, kind: Magic, name: m}}]\n",
 			"spec.rules[0].filters[0].extensionRef", `Magic of group "example.com" is not an extension Weft knows`, 7},
 		{"a timeout that is no duration", routeHead + "  rules:\n  - timeouts: {request: 1.5s}\n",
