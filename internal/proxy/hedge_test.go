@@ -133,6 +133,9 @@ func TestHedgingWhenATryFails(t *testing.T) {
 			p.Timeouts.Request = 5 * time.Second
 			p.Hedging = snapshot.Hedging{Enabled: true, Delay: 30 * time.Millisecond, MaxPercent: 100}
 			p.Retries.Budget = snapshot.RetryBudget{Percent: 100, MinPerSecond: 1000, Window: 10 * time.Second}
+			// The resetting instance stays in: ejected after its fifth
+			// reset, it would take only hedges, and every hedge would fail.
+			p.OutlierDetection.Consecutive5xx, p.OutlierDetection.ConsecutiveGatewayErrors = 1000, 1000
 			svc := &snapshot.Service{Name: "svc", Policy: p, Endpoints: []snapshot.Endpoint{
 				{Instance: "svc-resets", Address: serveH2C(t, resets), Ready: true},
 				{Instance: "svc-answers", Address: serveH2C(t, answers), Ready: true},
