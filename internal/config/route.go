@@ -78,6 +78,9 @@ type RouteRule struct {
 	// RequestHeaders and ResponseHeaders are the rule's
 	// RequestHeaderModifier and ResponseHeaderModifier filters.
 	RequestHeaders, ResponseHeaders *HeaderModifier
+	// Mirrors are the rule's RequestMirror filters: services (or
+	// subsets) a share of its requests is copied to.
+	Mirrors []RouteMirror
 	// Timeouts and Retry override the backends' TrafficPolicy for
 	// requests this rule routes (Gateway API's timeouts and retry).
 	Timeouts *RouteTimeouts
@@ -89,6 +92,13 @@ type RouteRule struct {
 type HeaderModifier struct {
 	Set, Add []HeaderValue
 	Remove   []string
+}
+
+// RouteMirror is one RequestMirror filter: Backend (its Weight unused)
+// gets a copy of Percent of the requests (0 to 100).
+type RouteMirror struct {
+	Backend RouteBackend
+	Percent float64
 }
 
 // HeaderValue is one header field.
@@ -306,7 +316,7 @@ func compileHTTPRoute(ref string, spec json.RawMessage) ([]string, []RouteRule, 
 			backends = append(backends, rb)
 		}
 		base := RouteRule{Route: ref, Rule: i, Match: -1, Backends: backends, Faults: filters.faults, Timeouts: timeouts, Retry: retry,
-			RequestHeaders: filters.request, ResponseHeaders: filters.response}
+			RequestHeaders: filters.request, ResponseHeaders: filters.response, Mirrors: filters.mirrors}
 		if rule.Name != nil {
 			base.RuleName = string(*rule.Name)
 		}
@@ -369,7 +379,7 @@ func compileGRPCRoute(ref string, spec json.RawMessage) ([]string, []RouteRule, 
 			backends = append(backends, rb)
 		}
 		base := RouteRule{Route: ref, Rule: i, Match: -1, GRPC: true, Backends: backends, Faults: ff.faults, PathType: PathPrefix, Path: "/",
-			RequestHeaders: ff.request, ResponseHeaders: ff.response}
+			RequestHeaders: ff.request, ResponseHeaders: ff.response, Mirrors: ff.mirrors}
 		if rule.Name != nil {
 			base.RuleName = string(*rule.Name)
 		}
@@ -396,6 +406,7 @@ func compileGRPCRoute(ref string, spec json.RawMessage) ([]string, []RouteRule, 
 type ruleFilters struct {
 	faults            []string
 	request, response *HeaderModifier
+	mirrors           []RouteMirror
 }
 
 // checkFilters reads a rule's filters: header modifiers and
@@ -422,6 +433,12 @@ func checkFilters(fs []gwv1.HTTPRouteFilter, at string) (ruleFilters, *FieldErro
 				return out, fe
 			}
 			*into = hm
+		case gwv1.HTTPRouteFilterRequestMirror:
+			m, fe := checkMirror(f.RequestMirror, fat+".requestMirror")
+			if fe != nil {
+				return out, fe
+			}
+			out.mirrors = append(out.mirrors, m)
 		case gwv1.HTTPRouteFilterExtensionRef:
 			ref := f.ExtensionRef
 			if ref == nil {
@@ -435,8 +452,42 @@ func checkFilters(fs []gwv1.HTTPRouteFilter, at string) (ruleFilters, *FieldErro
 			}
 			out.faults = append(out.faults, string(ref.Name))
 		default:
-			return out, notYet(fat, fmt.Sprintf("filters of type %s (RequestHeaderModifier, ResponseHeaderModifier and ExtensionRef to a Fault are)", f.Type))
+			return out, notYet(fat, fmt.Sprintf("filters of type %s (RequestHeaderModifier, ResponseHeaderModifier, RequestMirror and ExtensionRef to a Fault are)", f.Type))
 		}
+	}
+	return out, nil
+}
+
+// checkMirror reads a RequestMirror filter: a Service or ServiceSubset
+// of this namespace, and a share given as percent or as fraction (both
+// not at once; neither: every request).
+func checkMirror(m *gwv1.HTTPRequestMirrorFilter, at string) (RouteMirror, *FieldError) {
+	if m == nil {
+		return RouteMirror{}, &FieldError{Field: at, Msg: "is required with type RequestMirror"}
+	}
+	ref := m.BackendRef
+	b, fe := checkBackend(gwv1.BackendRef{BackendObjectReference: ref}, at+".backendRef")
+	if fe != nil {
+		return RouteMirror{}, fe
+	}
+	out := RouteMirror{Backend: b, Percent: 100}
+	switch {
+	case m.Percent != nil && m.Fraction != nil:
+		return out, &FieldError{Field: at, Msg: "percent and fraction are given both (Gateway API allows one)"}
+	case m.Percent != nil:
+		if *m.Percent < 0 || *m.Percent > 100 {
+			return out, &FieldError{Field: at + ".percent", Msg: fmt.Sprintf("%d must be between 0 and 100", *m.Percent)}
+		}
+		out.Percent = float64(*m.Percent)
+	case m.Fraction != nil:
+		den := int32(100)
+		if m.Fraction.Denominator != nil {
+			den = *m.Fraction.Denominator
+		}
+		if den < 1 || m.Fraction.Numerator < 0 || m.Fraction.Numerator > den {
+			return out, &FieldError{Field: at + ".fraction", Msg: fmt.Sprintf("%d/%d: want a numerator from 0 to a denominator of at least 1", m.Fraction.Numerator, den)}
+		}
+		out.Percent = 100 * float64(m.Fraction.Numerator) / float64(den)
 	}
 	return out, nil
 }

@@ -78,7 +78,17 @@ func TestRouteErrorsNameTheField(t *testing.T) {
 		{"unknown field", routeHead + "  rules:\n  - matchs: []\n",
 			"spec.rules[0].matchs", `unknown field "matchs"`, 7},
 		{"a filter", routeHead + "  rules:\n  - filters: [{type: RequestRedirect, requestRedirect: {hostname: example.com}}]\n",
-			"spec.rules[0].filters[0]", "filters of type RequestRedirect (RequestHeaderModifier, ResponseHeaderModifier and ExtensionRef to a Fault are) are not followed by this version of Weft yet", 7},
+			"spec.rules[0].filters[0]", "filters of type RequestRedirect (RequestHeaderModifier, ResponseHeaderModifier, RequestMirror and ExtensionRef to a Fault are) are not followed by this version of Weft yet", 7},
+		{"a mirror with percent and fraction", routeHead + "  rules:\n  - filters: [{type: RequestMirror, requestMirror: {backendRef: {name: shadow}, percent: 5, fraction: {numerator: 1}}}]\n",
+			"spec.rules[0].filters[0].requestMirror", "percent and fraction are given both", 7},
+		{"a mirror fraction above 1", routeHead + "  rules:\n  - filters: [{type: RequestMirror, requestMirror: {backendRef: {name: shadow}, fraction: {numerator: 3, denominator: 2}}}]\n",
+			"spec.rules[0].filters[0].requestMirror.fraction", "3/2: want a numerator from 0 to a denominator of at least 1", 7},
+		{"a mirror percent above 100", routeHead + "  rules:\n  - filters: [{type: RequestMirror, requestMirror: {backendRef: {name: shadow}, percent: 101}}]\n",
+			"spec.rules[0].filters[0].requestMirror.percent", "101 must be between 0 and 100", 7},
+		{"a mirror without its filter", routeHead + "  rules:\n  - filters: [{type: RequestMirror}]\n",
+			"spec.rules[0].filters[0].requestMirror", "is required with type RequestMirror", 7},
+		{"a mirror of another kind", routeHead + "  rules:\n  - filters: [{type: RequestMirror, requestMirror: {backendRef: {kind: Pod, name: a}}}]\n",
+			"spec.rules[0].filters[0].requestMirror.backendRef.kind", "Pod of group \"\" is not a backend Weft knows", 7},
 		{"a modifier of Host", routeHead + "  rules:\n  - filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: Host, value: b}]}}]\n",
 			"spec.rules[0].filters[0].requestHeaderModifier.set[0].name", `"Host" is not modified by routes`, 7},
 		{"a header set and removed", routeHead + "  rules:\n  - filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {set: [{name: X-A, value: b}], remove: [x-a]}}]\n",
@@ -127,5 +137,36 @@ func TestRouteErrorsNameTheField(t *testing.T) {
 				t.Errorf("line %d, want %d (%v)", fe.Line, c.line, err)
 			}
 		})
+	}
+}
+
+// A RequestMirror filter compiles to its backend and share: percent,
+// fraction (denominator 100 by default), or every request.
+func TestRouteMirrors(t *testing.T) {
+	in := routeHead + `  rules:
+  - filters:
+    - {type: RequestMirror, requestMirror: {backendRef: {name: shadow, port: 80}, percent: 25}}
+    - {type: RequestMirror, requestMirror: {backendRef: {group: weftmesh.io, kind: ServiceSubset, name: v3}, fraction: {numerator: 1, denominator: 8}}}
+    - {type: RequestMirror, requestMirror: {backendRef: {name: audit}, fraction: {numerator: 7}}}
+    - {type: RequestMirror, requestMirror: {backendRef: {name: all}}}
+`
+	rs, err := Parse([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rules, err := CompileRoute(&rs[0])
+	if err != nil || len(rules) != 1 {
+		t.Fatalf("got %+v %v, want one rule", rules, err)
+	}
+	want := []RouteMirror{{Backend: RouteBackend{Service: "shadow", Weight: 1}, Percent: 25}, {Backend: RouteBackend{Subset: "v3", Weight: 1}, Percent: 12.5},
+		{Backend: RouteBackend{Service: "audit", Weight: 1}, Percent: 7}, {Backend: RouteBackend{Service: "all", Weight: 1}, Percent: 100}}
+	got := rules[0].Mirrors
+	if len(got) != len(want) {
+		t.Fatalf("mirrors %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("mirror %d: got %+v, want %+v", i, got[i], want[i])
+		}
 	}
 }

@@ -21,15 +21,31 @@ var engineNames = []string{"h1", "weft", "x/net"}
 // registry and the routing table.
 func policyOutbound(t *testing.T, engine string, svc *snapshot.Service) (string, http.RoundTripper, *prometheus.Registry, *plan.Table) {
 	t.Helper()
-	svc.Endpoints = sortedByAddress(svc.Endpoints)
+	return meshOutbound(t, engine, nil, svc)
+}
+
+// meshOutbound is policyOutbound for several services, with the
+// Outbound as its mirrorer, set up by setup (nil: as it comes).
+func meshOutbound(t *testing.T, engine string, setup func(*stdhttp.Outbound), svcs ...*snapshot.Service) (string, http.RoundTripper, *prometheus.Registry, *plan.Table) {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	m := plan.NewMetrics(reg)
 	table := plan.NewTable(m, plan.Policy{})
-	if errs := table.Update(&snapshot.Snapshot{Services: map[string]*snapshot.Service{svc.Name: svc}}); len(errs) > 0 {
+	out := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, discard)
+	if setup != nil {
+		setup(out)
+	}
+	table.SetMirrorer(out)
+	t.Cleanup(out.CloseMirrors)
+	snap := &snapshot.Snapshot{Services: map[string]*snapshot.Service{}}
+	for _, svc := range svcs {
+		svc.Endpoints = sortedByAddress(svc.Endpoints)
+		snap.Services[svc.Name] = svc
+	}
+	if errs := table.Update(snap); len(errs) > 0 {
 		t.Fatal(errs)
 	}
 	t.Cleanup(table.CloseIdle)
-	out := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, discard)
 	h2 := stdhttp.NewH2CTransport()
 	t.Cleanup(h2.CloseIdleConnections)
 	out.H2 = h2

@@ -187,6 +187,7 @@ type Sidecar struct {
 	outSrv               *proxy.Listener
 	inSrv                *proxy.Listener
 	in                   *stdhttp.Inbound
+	out                  *stdhttp.Outbound
 	adminSrv             *http.Server
 	table                *plan.Table
 	compiler             snapshot.Compiler
@@ -245,6 +246,8 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
 	out := stdhttp.NewOutbound(s.table, stdhttp.NewTransport(), stdhttp.NewTransport(), metrics, s.log)
 	out.H2 = stdhttp.NewH2CTransport()
+	s.table.SetMirrorer(out) // route rules' RequestMirror copies go out through it
+	s.out = out
 	bytes := &tcp.Proxy{IdleTimeout: cfg.TCPIdleTimeout, Log: s.log}
 	outCfg := proxy.Config{Name: "outbound", Resolve: out.Resolve, SNI: out.ResolveSNI, Connect: true, H2: out, TCP: bytes,
 		Metrics: metrics, Log: s.log}
@@ -424,6 +427,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		_ = srv.Shutdown(drain)
 	}
 	_ = s.outSrv.Shutdown(drain)
+	s.out.CloseMirrors() // mirrored copies still in flight are cancelled
 	// Connections to peers and the app carry nothing now: GOAWAY and close.
 	s.table.CloseIdle()
 	if s.in != nil {

@@ -22,6 +22,14 @@ type Route struct {
 	// follow.
 	Faults       []Fault
 	InvalidFault string
+	// Mirrors are the rule's RequestMirror filters, resolved.
+	Mirrors []Mirror
+}
+
+// Mirror is where a rule copies a share of its requests to.
+type Mirror struct {
+	Backend Backend // Weight unused
+	Percent float64
 }
 
 // Fault is a Fault resource, parsed.
@@ -130,15 +138,10 @@ func resolveRoutes(routes []routeRecord, subsets map[string]config.ServiceSubset
 			for _, rule := range rr.rules {
 				r := Route{RouteRule: rule}
 				for _, b := range rule.Backends {
-					rb := Backend{Service: b.Service, Subset: b.Subset, Weight: b.Weight}
-					if b.Subset != "" {
-						if ss, ok := subsets[b.Subset]; ok {
-							rb.Service, rb.Labels = ss.Service, ss.Labels
-						} else {
-							rb.Invalid = fmt.Sprintf("ServiceSubset/%s does not exist", b.Subset)
-						}
-					}
-					r.Backends = append(r.Backends, rb)
+					r.Backends = append(r.Backends, resolveBackend(b, subsets))
+				}
+				for _, m := range rule.Mirrors {
+					r.Mirrors = append(r.Mirrors, Mirror{Backend: resolveBackend(m.Backend, subsets), Percent: m.Percent})
 				}
 				for _, name := range rule.Faults {
 					if f, ok := faults[name]; ok {
@@ -151,6 +154,19 @@ func resolveRoutes(routes []routeRecord, subsets map[string]config.ServiceSubset
 			}
 		}
 	}
+}
+
+// resolveBackend is b with its ServiceSubset's service and labels.
+func resolveBackend(b config.RouteBackend, subsets map[string]config.ServiceSubset) Backend {
+	rb := Backend{Service: b.Service, Subset: b.Subset, Weight: b.Weight}
+	if b.Subset != "" {
+		if ss, ok := subsets[b.Subset]; ok {
+			rb.Service, rb.Labels = ss.Service, ss.Labels
+		} else {
+			rb.Invalid = fmt.Sprintf("ServiceSubset/%s does not exist", b.Subset)
+		}
+	}
+	return rb
 }
 
 // sortRoutes orders rules as Gateway API's precedence does: gRPC rules

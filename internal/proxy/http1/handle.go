@@ -53,7 +53,7 @@ func (e *Engine) handle(cc *Conn) bool {
 	}
 	m := c.Metrics()
 	m.Begin()
-	ex := exchange{e: e, cc: cc, c: c, k: &cc.call, sentAt: cc.start, edits: routed.Request, respEdits: routed.Response}
+	ex := exchange{e: e, cc: cc, c: c, k: &cc.call, sentAt: cc.start, edits: routed.Request, respEdits: routed.Response, routed: routed}
 	ex.k.Init(c, &cc.view, cc.start)
 	defer func() {
 		now := time.Now() // one clock read for the metrics and the attempt
@@ -64,6 +64,9 @@ func (e *Engine) handle(cc *Conn) bool {
 			putKept(ex.kept)
 		}
 	}()
+	if ex.routed.Mirrors() && !ex.mirror() {
+		return false // the client went away while its body was read
+	}
 	return ex.run()
 }
 
@@ -79,11 +82,16 @@ type exchange struct {
 	// the response head timeout counts from there.
 	sentAt time.Time
 	// kept is the request body, read whole from the client to be sent
-	// again to another instance (plan.Call.KeepBody); nil: streamed.
-	kept *[]byte
+	// again to another instance (plan.Call.KeepBody), or for a mirror;
+	// nil: streamed. resend: the plan was told (Kept), so a try may send
+	// it again.
+	kept   *[]byte
+	resend bool
 	// edits and respEdits are the route rule's header modifiers for the
 	// request head and the final response head (nil: none).
 	edits, respEdits *plan.HeaderEdits
+	// routed is the route stage's decision, for the mirrors (mirror.go).
+	routed plan.Routed
 }
 
 // run drives the plan: attempt after attempt, as long as the last
@@ -151,7 +159,7 @@ func (ex *exchange) send(ep *plan.Endpoint, uc *upConn) (keep, done, stale bool)
 			return ex.sendFailed(uc, err)
 		}
 	}
-	if d, ok := ex.k.HedgeAfter((!hasBody(req) || ex.kept != nil) && !req.ExpectContinue); ok {
+	if d, ok := ex.k.HedgeAfter((!hasBody(req) || ex.resend) && !req.ExpectContinue); ok {
 		return ex.race(ep, uc, d)
 	}
 	// The whole request still in the buffer: the upstream has had nothing
@@ -317,6 +325,7 @@ func (ex *exchange) sendBody(uc *upConn) error {
 		ex.committed = true
 		err = h1.CopyChunked(uc.bw, ex.cc.BR)
 	case req.ContentLength > 0 && ex.kept != nil:
+		ex.committed = ex.committed || !ex.resend // (kept for a mirror only: sent once)
 		if _, werr := uc.bw.Write(*ex.kept); werr != nil {
 			err = &h1.WriteError{Err: werr}
 		}
@@ -329,6 +338,7 @@ func (ex *exchange) sendBody(uc *upConn) error {
 			break
 		}
 		ex.k.Kept()
+		ex.resend = true
 		if _, werr := uc.bw.Write(*ex.kept); werr != nil {
 			err = &h1.WriteError{Err: werr}
 		}

@@ -305,6 +305,9 @@ func (h *h2Client) headers(f *http2.MetaHeadersFrame, b *h2Batch) error {
 				merr = rerr
 			} else {
 				s.cluster, delay, s.respEdits = r.Cluster, r.Delay, r.Response
+				if r.Mirrors() {
+					s.startMirror(r) // the head as the client sent it
+				}
 				s.editRequest(r.Request)
 			}
 		}
@@ -447,6 +450,7 @@ func (h *h2Client) trailers(s *h2Stream, f *http2.MetaHeadersFrame, b *h2Batch) 
 		return http2.StreamError{StreamID: s.id, Code: http2.ErrCodeProtocol}
 	}
 	s.clientEnd = true
+	s.dropMirror(plan.MirrorIncomplete) // trailers are not mirrored
 	if s.peerClosed && !s.connecting {
 		s.afterClientEnd(b)
 		return nil
@@ -499,6 +503,9 @@ func (h *h2Client) data(f *http2.DataFrame, b *h2Batch) error {
 	}
 	if end {
 		s.clientEnd = true
+	}
+	if s.mirror != nil {
+		s.takeMirror(data, end)
 	}
 	if s.peerClosed && !s.connecting {
 		// Nobody takes the body any more (the mesh answered): drop it.

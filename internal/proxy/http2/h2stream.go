@@ -98,6 +98,8 @@ type h2Stream struct {
 	keep    bool   // the body is kept to send again, to a retry or a hedge
 	keepMax int64  // up to this many bytes (plan.Call.KeepBody)
 	kept    []byte // the body so far, while keep
+
+	mirror *h2Mirror // the body's copy for the route's mirrors, until it ends (h2mirror.go)
 }
 
 // open starts the peer half as the plan's next attempt: on a connection
@@ -726,6 +728,7 @@ func (s *h2Stream) settle(b *h2Batch) {
 		return
 	}
 	s.recorded = true
+	s.dropMirror(plan.MirrorIncomplete) // the body never ended
 	s.stopHedgeTimer()
 	s.k.Cancelled() // an attempt the client left before its outcome
 	if s.timer != nil {

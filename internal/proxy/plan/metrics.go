@@ -21,6 +21,7 @@ type Metrics struct {
 	budgetDenied *prometheus.CounterVec
 	hedges       *prometheus.CounterVec
 	overflows    *prometheus.CounterVec
+	mirrors      *prometheus.CounterVec
 	inflight     *prometheus.GaugeVec
 	grpc         *prometheus.CounterVec
 	tunnels      prometheus.Counter
@@ -62,6 +63,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "weft_connection_overflows_total",
 			Help: "Tries passed to another instance because theirs had circuitBreaker.maxConnections open and none freed in time (or maxPendingRequests waited already).",
 		}, []string{"service"}),
+		mirrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_mirrors_total",
+			Help: "Requests a route rule copied to a mirror (RequestMirror), by service, mirror and outcome: sent, busy (shed: too many in flight), body-too-large, body-streamed (chunked on HTTP/1.1), incomplete (the body could not be had whole), no-backend. The copies' answers count under direction \"mirror\".",
+		}, []string{"service", "mirror", "outcome"}),
 		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "weft_requests_in_flight",
 			Help: "Requests accepted and not yet answered, by direction and destination service.",
@@ -99,7 +104,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Connections accepted, by listener, the protocol they were taken for (http1, h2, tls, tcp) and how: sniffed from the first bytes, timeout (nothing sent in time), or declared (detection skipped).",
 		}, []string{"listener", "protocol", "how"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.errors, m.retries, m.budgetDenied, m.hedges, m.overflows, m.inflight, m.grpc, m.tunnels,
+	reg.MustRegister(m.requests, m.duration, m.errors, m.retries, m.budgetDenied, m.hedges, m.overflows, m.mirrors, m.inflight, m.grpc, m.tunnels,
 		m.tcpConns, m.tcpActive, m.tcpReceived, m.tcpSent, m.tcpIdle, m.detections)
 	return m
 }

@@ -46,6 +46,10 @@ type routeRule struct {
 	faults   []snapshot.Fault
 	// request and response are the rule's header modifiers (nil: none).
 	request, response *HeaderEdits
+	// mirrors are the rule's RequestMirror filters, sent by mirrorer
+	// (nil: the table has none, and nothing is mirrored).
+	mirrors  []routeMirror
+	mirrorer Mirrorer
 }
 
 type valueMatcher struct {
@@ -82,12 +86,17 @@ type Routed struct {
 	// Request and Response edit the heads the engine writes: to the
 	// instance and back to the client (nil: no edits).
 	Request, Response *HeaderEdits
+	// the mirrors this request drew (bit i: mirrorOf.mirrors[i];
+	// mirror.go)
+	mirrorOf  *routeRule
+	mirrorSet uint32
 }
 
 // Route is the route stage: the cluster a request to c goes to, by the
 // first of c's route rules that matches it, and a weighted choice among
 // that rule's backends, with the rule's faults drawn for this request
-// and its header modifiers. A service without routes is its own
+// and its header modifiers, and the rule's mirrors drawn (Mirrors). A
+// service without routes is its own
 // cluster. A request no rule matches gets 404 no-route; one whose share
 // goes to a backend that does not exist gets 500 invalid-backend
 // (Gateway API); a Fault's abort is a MeshError with reason
@@ -115,6 +124,9 @@ func (rs *routes) route(parent *Cluster, v request.View) (Routed, *MeshError) {
 			Message: fmt.Sprintf("%s: %s", rule.ref, rule.r.InvalidFault)}
 	}
 	out := Routed{Request: rule.request, Response: rule.response}
+	if len(rule.mirrors) > 0 {
+		out.drawMirrors(rule) // a request a fault aborts is not mirrored
+	}
 	for i := range rule.faults {
 		f := &rule.faults[i]
 		if f.Delay > 0 && drawn(f.DelayPercent) {
@@ -288,10 +300,23 @@ func queryValue(query []byte, name string) ([]byte, bool) {
 }
 
 // buildRoutes compiles the route rules of parent; clusters holds every
-// service's cluster, subset makes a subset's.
-func buildRoutes(parent string, rules []snapshot.Route, clusters map[string]*Cluster,
-	subset func(c *Cluster, name string, labels map[string]string) *Cluster) (*routes, error) {
+// service's cluster.
+func (t *Table) buildRoutes(parent string, rules []snapshot.Route, clusters map[string]*Cluster) (*routes, error) {
 	rs := &routes{service: parent}
+	// backend is a route backend's cluster, or why it has none.
+	backend := func(b snapshot.Backend) (*Cluster, string) {
+		if b.Invalid != "" {
+			return nil, b.Invalid
+		}
+		c := clusters[b.Service]
+		switch {
+		case c == nil:
+			return nil, fmt.Sprintf("service %q does not exist", b.Service)
+		case b.Subset != "":
+			return subsetOf(c, b.Subset, b.Labels), ""
+		}
+		return c, ""
+	}
 	seen := map[string]bool{}
 	var names []string
 	for _, sr := range rules {
@@ -319,19 +344,15 @@ func buildRoutes(parent string, rules []snapshot.Route, clusters map[string]*Clu
 		}
 		r.faults = sr.Faults
 		r.request, r.response = newHeaderEdits(sr.RequestHeaders), newHeaderEdits(sr.ResponseHeaders)
-		for _, b := range sr.Backends {
-			rb := routeBackend{weight: b.Weight, invalid: b.Invalid}
-			if rb.invalid == "" {
-				c := clusters[b.Service]
-				switch {
-				case c == nil:
-					rb.invalid = fmt.Sprintf("service %q does not exist", b.Service)
-				case b.Subset != "":
-					rb.c = subset(c, b.Subset, b.Labels)
-				default:
-					rb.c = c
-				}
+		if len(sr.Mirrors) > 0 && t.mirrorer != nil {
+			if r.mirrors, err = t.buildMirrors(parent, sr.Mirrors, backend); err != nil {
+				return nil, fmt.Errorf("%s: %w", r.ref, err)
 			}
+			r.mirrorer = t.mirrorer
+		}
+		for _, b := range sr.Backends {
+			rb := routeBackend{weight: b.Weight}
+			rb.c, rb.invalid = backend(b)
 			if rb.c != nil && (sr.Timeouts != nil || sr.Retry != nil) {
 				rb.c = withRule(rb.c, sr.Timeouts, sr.Retry)
 			}

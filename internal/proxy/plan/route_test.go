@@ -21,6 +21,13 @@ import (
 // the resources of yaml and the instances given (service, id, labels).
 func routedTable(t *testing.T, yaml string, instances ...registry.Instance) *Table {
 	t.Helper()
+	return routedTableWith(t, nil, nil, yaml, instances...)
+}
+
+// routedTableWith is routedTable with metrics m and mirrorer mr (either
+// may be nil).
+func routedTableWith(t *testing.T, m *Metrics, mr Mirrorer, yaml string, instances ...registry.Instance) *Table {
+	t.Helper()
 	st := push.State{}
 	for i, in := range instances {
 		in.Address = "127.0.0.1:" + string(rune('1'+i))
@@ -46,7 +53,8 @@ func routedTable(t *testing.T, yaml string, instances ...registry.Instance) *Tab
 	if len(problems) > 0 {
 		t.Fatal(problems)
 	}
-	tb := NewTable(nil, Policy{})
+	tb := NewTable(m, Policy{})
+	tb.SetMirrorer(mr)
 	if errs := tb.Update(snap); len(errs) > 0 {
 		t.Fatal(errs)
 	}

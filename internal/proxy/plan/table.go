@@ -19,6 +19,9 @@ type Table struct {
 	metrics *Metrics
 	policy  Policy
 
+	// mirrorer sends route rules' mirrored copies (nil: none sent).
+	mirrorer Mirrorer
+
 	tickMu sync.Mutex
 	ticked map[*endpoint.Group]time.Time // when each group's success rate was last checked
 }
@@ -49,6 +52,11 @@ func NewTable(m *Metrics, policy Policy) *Table {
 	t.m.Store(&empty)
 	return t
 }
+
+// SetMirrorer makes m the sender of mirrored requests (RequestMirror
+// filters), from the next Update on; without one nothing is mirrored.
+// Call it before the first Update.
+func (t *Table) SetMirrorer(m Mirrorer) { t.mirrorer = m }
 
 // Lookup returns the cluster of a service, or nil if the mesh has no such service.
 func (t *Table) Lookup(service string) *Cluster { return (*t.m.Load())[service] }
@@ -143,7 +151,7 @@ func (t *Table) Update(snap *snapshot.Snapshot) []error {
 		if len(svc.Routes) == 0 {
 			continue
 		}
-		rs, err := buildRoutes(name, svc.Routes, next, subsetOf)
+		rs, err := t.buildRoutes(name, svc.Routes, next)
 		if err != nil {
 			problems = append(problems, fmt.Errorf("service %q: routes: %w (routed as if it had none)", name, err))
 			continue

@@ -39,10 +39,14 @@ type Outbound struct {
 	Egress  http.RoundTripper
 	Metrics *plan.Metrics
 	Log     *slog.Logger
+	// MaxMirrors bounds the mirrored requests in flight at once (0:
+	// DefaultMaxMirrors); set it before the first request.
+	MaxMirrors int
 
 	egressMetrics  *plan.ServiceMetrics
 	egressClusters sync.Map // host:port -> *plan.Cluster
 	egressCount    atomic.Int32
+	mirrors        mirrors // mirrored requests in flight (mirror.go)
 }
 
 // NewOutbound wires an Outbound.
@@ -78,6 +82,10 @@ func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return // a Fault's delay, and the client left meanwhile
 		}
 		cluster = routed.Cluster
+		if routed.Mirrors() && upgradeType(r.Header) == "" {
+			mr := routed // (its own variable: only a mirrored request allocates it)
+			mirror(r, &mr)
+		}
 		routed.Request.Apply(r.Header)
 	}
 	m := o.egressMetrics
