@@ -114,15 +114,29 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 func inboundRequests(f *fleet) float64 {
 	total := 0.0
 	for _, p := range f.providers {
-		_, body := meshtest.Get("http://" + p.Admin + "/metrics")
-		for _, line := range strings.Split(body, "\n") {
-			if !strings.HasPrefix(line, "weft_requests_total{") || !strings.Contains(line, `direction="inbound"`) {
-				continue
+		total += metricSum(p.Admin, "weft_requests_total", `direction="inbound"`)
+	}
+	return total
+}
+
+// metricSum is the sum of the samples of metric name in a sidecar's
+// /metrics whose labels contain every one of labels (name="value").
+func metricSum(admin, name string, labels ...string) float64 {
+	_, body := meshtest.Get("http://" + admin + "/metrics")
+	total := 0.0
+lines:
+	for _, line := range strings.Split(body, "\n") {
+		if !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		for _, l := range labels {
+			if !strings.Contains(line, l) {
+				continue lines
 			}
-			var v float64
-			if _, err := fmt.Sscanf(line[strings.LastIndexByte(line, ' ')+1:], "%g", &v); err == nil {
-				total += v
-			}
+		}
+		var v float64
+		if _, err := fmt.Sscanf(line[strings.LastIndexByte(line, ' ')+1:], "%g", &v); err == nil {
+			total += v
 		}
 	}
 	return total
