@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -62,6 +63,22 @@ type ServiceDetail struct {
 type ApplyResult struct {
 	Ref     string `json:"ref"`
 	Outcome string `json:"outcome"`
+	// Revision is the resource's revision after the change (0 in a dry run).
+	Revision int64 `json:"revision,omitempty"`
+	// Warnings name what the resource refers to that does not exist yet.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Change is one entry of a resource's history (weft history).
+type Change struct {
+	Revision int64     `json:"revision"`
+	Time     time.Time `json:"time"`
+	// Action is created, configured or deleted.
+	Action string `json:"action"`
+	// RollbackTo is the revision a rollback restored (0: none).
+	RollbackTo int64 `json:"rollbackTo,omitempty"`
+	// Resource is the resource as the change left it (nil: deleted).
+	Resource *config.Resource `json:"resource,omitempty"`
 }
 
 // Error is the body of every non-2xx answer.
@@ -254,6 +271,27 @@ func (c *Client) Service(ctx context.Context, name string) (ServiceDetail, error
 func (c *Client) Apply(ctx context.Context, doc []byte) ([]ApplyResult, error) {
 	var out []ApplyResult
 	err := c.Do(ctx, http.MethodPost, "/v1/resources", bytes.NewReader(doc), &out)
+	return out, err
+}
+
+// DryRun is Apply that writes nothing: what applying doc would do.
+func (c *Client) DryRun(ctx context.Context, doc []byte) ([]ApplyResult, error) {
+	var out []ApplyResult
+	err := c.Do(ctx, http.MethodPost, "/v1/resources?dryRun=true", bytes.NewReader(doc), &out)
+	return out, err
+}
+
+// History lists the changes kept of one resource, oldest first.
+func (c *Client) History(ctx context.Context, kind, name string) ([]Change, error) {
+	var out []Change
+	err := c.Do(ctx, http.MethodGet, "/v1/history/"+url.PathEscape(kind)+"/"+url.PathEscape(name), nil, &out)
+	return out, err
+}
+
+// Rollback applies a resource as revision rev of its history left it.
+func (c *Client) Rollback(ctx context.Context, kind, name string, rev int64) (ApplyResult, error) {
+	var out ApplyResult
+	err := c.Do(ctx, http.MethodPost, "/v1/rollback/"+url.PathEscape(kind)+"/"+url.PathEscape(name)+"?to="+strconv.FormatInt(rev, 10), nil, &out)
 	return out, err
 }
 

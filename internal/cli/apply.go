@@ -30,30 +30,70 @@ func runApply(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "apply")
 	control := controlFlag(fs)
 	file := fs.String("f", "", "file with resources in YAML or JSON; - for standard input")
+	dry := fs.Bool("dry-run", false, "validate and print what would change (and its diff), applying nothing")
 	rest, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
 	if *file == "" || len(rest) > 0 {
-		return usagef("apply: want apply -f FILE")
+		return usagef("apply: want apply -f FILE [--dry-run]")
 	}
-	doc, err := readFile(*file)
+	doc, list, err := readResources(*file)
 	if err != nil {
 		return err
 	}
-	// Check locally first: the same validation the control plane runs,
-	// with the file name and line in front of the field that is wrong.
-	if _, err := config.Parse(doc); err != nil {
-		return inFile(*file, err)
+	c := api.NewClient(*control)
+	if *dry {
+		results, err := c.DryRun(ctx, doc)
+		if err != nil {
+			return err
+		}
+		for i, r := range results {
+			fmt.Fprintf(e.stdout, "%s %s (dry run)\n", r.Ref, r.Outcome)
+			warn(e, r)
+			if r.Outcome != config.Unchanged && i < len(list) {
+				if _, err := diffResource(ctx, e, c, *file, list[i]); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	}
-	results, err := api.NewClient(*control).Apply(ctx, doc)
+	results, err := c.Apply(ctx, doc)
 	if err != nil {
 		return err
 	}
 	for _, r := range results {
-		fmt.Fprintf(e.stdout, "%s %s\n", r.Ref, r.Outcome)
+		if r.Outcome == config.Unchanged || r.Revision == 0 {
+			fmt.Fprintf(e.stdout, "%s %s\n", r.Ref, r.Outcome)
+		} else {
+			fmt.Fprintf(e.stdout, "%s %s (revision %d)\n", r.Ref, r.Outcome, r.Revision)
+		}
+		warn(e, r)
 	}
 	return nil
+}
+
+// readResources reads and checks a file of resources locally: the same
+// validation the control plane runs, with the file name and line in
+// front of the field that is wrong.
+func readResources(file string) ([]byte, []config.Resource, error) {
+	doc, err := readFile(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	list, err := config.Parse(doc)
+	if err != nil {
+		return nil, nil, inFile(file, err)
+	}
+	return doc, list, nil
+}
+
+// warn prints an apply result's warnings on standard error.
+func warn(e *env, r api.ApplyResult) {
+	for _, w := range r.Warnings {
+		fmt.Fprintf(e.stderr, "warning: %s: %s\n", r.Ref, w)
+	}
 }
 
 // inFile puts the file name in front of an error, and the line when the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -17,12 +18,22 @@ import (
 // returns its standard output.
 func weftOut(t *testing.T, args ...string) (string, error) {
 	t.Helper()
+	out, _, err := weftOutErr(t, args...)
+	return out, err
+}
+
+// weftOutErr is weftOut with standard error too.
+func weftOutErr(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
 	var out, errOut bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	err := Run(ctx, args, &out, &errOut)
-	return out.String(), err
+	err = Run(ctx, args, &out, &errOut)
+	return out.String(), errOut.String(), err
 }
+
+// revisionsOut is apply's output without its "(revision N)" notes.
+var revisionsOut = regexp.MustCompile(` \(revision \d+\)`)
 
 // mustWeft runs a command line that must succeed.
 func mustWeft(t *testing.T, args ...string) string {
@@ -88,7 +99,7 @@ spec:
 func TestGetOutputAppliesBack(t *testing.T) {
 	cp := startControl(t)
 	file := writeFile(t, "two.yaml", twoServices)
-	if got, want := mustWeft(t, "apply", "-f", file, "--control", cp), "ExternalService/legacy created\nExternalService/ledger created\n"; got != want {
+	if got, want := revisionsOut.ReplaceAllString(mustWeft(t, "apply", "-f", file, "--control", cp), ""), "ExternalService/legacy created\nExternalService/ledger created\n"; got != want {
 		t.Fatalf("apply: got %q, want %q", got, want)
 	}
 	for _, format := range []string{"yaml", "json"} {

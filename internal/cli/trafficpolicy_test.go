@@ -39,7 +39,7 @@ spec: {}
 func TestTrafficPolicyCommands(t *testing.T) {
 	cp := startControl(t)
 	file := writeFile(t, "tp.yaml", catalogPolicy)
-	if got, want := mustWeft(t, "apply", "-f", file, "--control", cp), "TrafficPolicy/catalog created\nTrafficPolicy/search created\n"; got != want {
+	if got, want := revisionsOut.ReplaceAllString(mustWeft(t, "apply", "-f", file, "--control", cp), ""), "TrafficPolicy/catalog created\nTrafficPolicy/search created\n"; got != want {
 		t.Fatalf("apply: got %q, want %q", got, want)
 	}
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/api"
 	"github.com/weftmesh/weft/internal/config"
+	"github.com/weftmesh/weft/internal/config/configstore"
 	"github.com/weftmesh/weft/internal/push/hub"
 	"github.com/weftmesh/weft/internal/registry"
 	"github.com/weftmesh/weft/internal/registry/regstore"
@@ -45,6 +46,8 @@ func (c *Control) routes(reg *prometheus.Registry) http.Handler {
 	mux.HandleFunc("GET /v1/resources/{kind}", c.listResources)
 	mux.HandleFunc("GET /v1/resources/{kind}/{name}", c.getResource)
 	mux.HandleFunc("DELETE /v1/resources/{kind}/{name}", c.deleteResource)
+	mux.HandleFunc("GET /v1/history/{kind}/{name}", c.history)
+	mux.HandleFunc("POST /v1/rollback/{kind}/{name}", c.rollback)
 	mux.HandleFunc("GET /v1/version", func(w http.ResponseWriter, r *http.Request) {
 		telemetry.WriteJSON(w, http.StatusOK, api.Version{Version: version.Version, Store: c.storeKind()})
 	})
@@ -278,6 +281,9 @@ func (c *Control) forgetService(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// applyResources applies a file of resources, or with ?dryRun=true says
+// what applying it would do without writing: each resource's outcome,
+// its revision, and warnings for what it names that does not exist yet.
 func (c *Control) applyResources(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
 	if err != nil {
@@ -290,16 +296,116 @@ func (c *Control) applyResources(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusUnprocessableEntity, err)
 		return
 	}
+	dry := r.URL.Query().Get("dryRun") == "true"
+	warn, err := c.referenceCheck(r, list)
+	if err != nil {
+		fail(w, http.StatusServiceUnavailable, err)
+		return
+	}
 	out := make([]api.ApplyResult, 0, len(list))
 	for _, res := range list {
-		outcome, err := c.resources.Apply(r.Context(), res)
+		var ar api.ApplyResult
+		if dry {
+			ar.Outcome, _, _, err = c.resources.Plan(r.Context(), res)
+		} else {
+			ar.Outcome, ar.Revision, err = c.resources.Apply(r.Context(), res)
+		}
 		if err != nil {
 			fail(w, http.StatusServiceUnavailable, err)
 			return
 		}
-		out = append(out, api.ApplyResult{Ref: res.Ref(), Outcome: outcome})
+		ar.Ref, ar.Warnings = res.Ref(), warn(&res)
+		out = append(out, ar)
 	}
 	telemetry.WriteJSON(w, http.StatusOK, out)
+}
+
+// referenceCheck returns what warns of the services, ServiceSubsets and
+// Faults a resource names that neither exist nor come in the same file.
+func (c *Control) referenceCheck(r *http.Request, applied []config.Resource) (func(*config.Resource) []string, error) {
+	services, err := c.services(r)
+	if err != nil {
+		return nil, err
+	}
+	have := map[string]bool{}
+	for _, kind := range []string{"ServiceSubset", "Fault"} {
+		list, err := c.resources.List(r.Context(), kind)
+		if err != nil {
+			return nil, err
+		}
+		for _, res := range list {
+			have[res.Ref()] = true
+		}
+	}
+	for _, res := range applied {
+		have[res.Ref()] = true
+		if res.Kind == "ExternalService" {
+			have["service/"+res.Metadata.Name] = true
+		}
+	}
+	return func(res *config.Resource) []string {
+		refs := config.References(res)
+		var out []string
+		for _, s := range refs.Services {
+			if services[s] == nil && !have["service/"+s] {
+				out = append(out, fmt.Sprintf("service %q does not exist yet (no instance, record or ExternalService): the rules that name it take effect once it does", s))
+			}
+		}
+		for _, kind := range []struct {
+			kind  string
+			names []string
+		}{{"ServiceSubset", refs.Subsets}, {"Fault", refs.Faults}} {
+			for _, n := range kind.names {
+				if !have[kind.kind+"/"+n] {
+					out = append(out, fmt.Sprintf("%s/%s does not exist yet: requests its rules send there get 500 until it does", kind.kind, n))
+				}
+			}
+		}
+		return out
+	}, nil
+}
+
+// history lists the changes kept of one resource, oldest first.
+func (c *Control) history(w http.ResponseWriter, r *http.Request) {
+	kind, ok := kindOf(w, r)
+	if !ok {
+		return
+	}
+	h, err := c.resources.History(r.Context(), kind, r.PathValue("name"))
+	switch {
+	case err != nil:
+		fail(w, http.StatusServiceUnavailable, err)
+	case len(h) == 0:
+		fail(w, http.StatusNotFound, fmt.Errorf("%s/%s has no history (it never existed, or changed only before this version kept histories)", kind, r.PathValue("name")))
+	default:
+		out := make([]api.Change, 0, len(h))
+		for _, ch := range h {
+			out = append(out, api.Change{Revision: ch.Revision, Time: ch.Time, Action: ch.Action, RollbackTo: ch.RollbackTo, Resource: ch.Resource})
+		}
+		telemetry.WriteJSON(w, http.StatusOK, out)
+	}
+}
+
+// rollback applies a resource as an earlier revision left it (?to=REV).
+func (c *Control) rollback(w http.ResponseWriter, r *http.Request) {
+	kind, ok := kindOf(w, r)
+	if !ok {
+		return
+	}
+	to, err := strconv.ParseInt(r.URL.Query().Get("to"), 10, 64)
+	if err != nil || to <= 0 {
+		fail(w, http.StatusBadRequest, fmt.Errorf("to=%q: want the revision to roll back to (weft history lists them)", r.URL.Query().Get("to")))
+		return
+	}
+	outcome, rev, err := c.resources.Rollback(r.Context(), kind, r.PathValue("name"), to)
+	switch {
+	case errors.Is(err, configstore.ErrNoRevision):
+		fail(w, http.StatusNotFound, err)
+	case err != nil:
+		fail(w, http.StatusServiceUnavailable, err)
+	default:
+		telemetry.WriteJSON(w, http.StatusOK, api.ApplyResult{Ref: kind + "/" + r.PathValue("name"), Outcome: outcome, Revision: rev})
+	}
 }
 
 func kindOf(w http.ResponseWriter, r *http.Request) (string, bool) {

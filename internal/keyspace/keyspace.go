@@ -5,6 +5,7 @@
 //	/weft/instances/<service>/<id>   registry.Key
 //	/weft/proxies/<service>/<id>     registry.ProxyKey
 //	/weft/config/<Kind>/<name>       config.Key
+//	/weft/history/<Kind>/<name>/<t>  configstore (not pushed)
 package keyspace
 
 // Prefix is the root of every key Weft writes.

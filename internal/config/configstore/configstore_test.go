@@ -3,6 +3,7 @@ package configstore
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -58,7 +59,7 @@ func TestStoreApplyListGetDelete(t *testing.T) {
 		{"changed again is unchanged", changed, config.Unchanged},
 	}
 	for _, st := range steps {
-		got, err := cs.Apply(ctx, st.r)
+		got, _, err := cs.Apply(ctx, st.r)
 		if err != nil {
 			t.Fatalf("%s: Apply: got error %v, want nil", st.name, err)
 		}
@@ -83,7 +84,7 @@ func TestStoreApplyListGetDelete(t *testing.T) {
 	}
 	// A resource read back carries its revision; applying it again must
 	// not count the revision as a change.
-	if out, err := cs.Apply(ctx, got); err != nil || out != config.Unchanged {
+	if out, _, err := cs.Apply(ctx, got); err != nil || out != config.Unchanged {
 		t.Errorf("re-apply of Get result: got (%q, %v), want (%q, nil)", out, err, config.Unchanged)
 	}
 
@@ -122,7 +123,7 @@ func TestStoreApplyListGetDelete(t *testing.T) {
 	if _, found, _ := cs.Get(ctx, "ExternalService", "payments"); found {
 		t.Errorf("Get after Delete: got found, want not found")
 	}
-	if out, err := cs.Apply(ctx, pay); err != nil || out != config.Created {
+	if out, _, err := cs.Apply(ctx, pay); err != nil || out != config.Created {
 		t.Errorf("Apply after Delete: got (%q, %v), want (%q, nil)", out, err, config.Created)
 	}
 }
@@ -134,7 +135,7 @@ func TestStoreApplyRejectsInvalid(t *testing.T) {
 
 	bad := config.Resource{APIVersion: config.APIVersion, Kind: "ExternalService", Metadata: config.Metadata{Name: "pay"},
 		Spec: json.RawMessage(`{"endpoints":[{"address":"nope"}]}`)}
-	out, err := cs.Apply(ctx, bad)
+	out, _, err := cs.Apply(ctx, bad)
 	var fe *config.FieldError
 	if !errors.As(err, &fe) || fe.Field != "spec.endpoints[0].address" {
 		t.Fatalf("Apply invalid: got (%q, %v), want a FieldError on spec.endpoints[0].address", out, err)
@@ -142,6 +143,75 @@ func TestStoreApplyRejectsInvalid(t *testing.T) {
 	list, err := cs.List(ctx, "")
 	if err != nil || len(list) != 0 {
 		t.Errorf("List after rejected Apply: got (%d resources, %v), want (0, nil)", len(list), err)
+	}
+}
+
+// Every change is a revision in the resource's history: created,
+// configured, deleted; a dry run (Plan) writes nothing; a rollback
+// re-applies an earlier revision as a new one, also of a deleted
+// resource; a revision that deleted it, or one never kept, is refused;
+// the history keeps the last MaxHistory.
+func TestStoreHistoryAndRollback(t *testing.T) {
+	s := storetest.Open(t)
+	cs := New(s.Client)
+	ctx := storetest.Ctx(t)
+	v1 := mustParseOne(t, paymentsYAML)
+	v2 := mustParseOne(t, strings.Replace(paymentsYAML, "10.0.0.7:8443", "10.0.0.8:8443", 1))
+
+	if out, _, found, err := cs.Plan(ctx, v1); err != nil || out != config.Created || found {
+		t.Fatalf("Plan before anything: got (%q, found %v, %v), want created", out, found, err)
+	}
+	if h, _ := cs.History(ctx, "ExternalService", "payments"); len(h) != 0 {
+		t.Fatalf("a dry run wrote history: %+v", h)
+	}
+	_, rev1, err := cs.Apply(ctx, v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, stored, found, err := cs.Plan(ctx, v2); err != nil || out != config.Configured || !found || stored.Metadata.Revision != rev1 {
+		t.Fatalf("Plan of a change: got (%q, rev %d, found %v, %v), want configured against revision %d", out, stored.Metadata.Revision, found, err, rev1)
+	}
+	_, rev2, _ := cs.Apply(ctx, v2)
+	if out, rev, _ := cs.Apply(ctx, v2); out != config.Unchanged || rev != rev2 {
+		t.Errorf("an unchanged apply: got (%q, %d), want (unchanged, %d)", out, rev, rev2)
+	}
+	if _, err := cs.Delete(ctx, "ExternalService", "payments"); err != nil {
+		t.Fatal(err)
+	}
+	h, err := cs.History(ctx, "ExternalService", "payments")
+	if err != nil || len(h) != 3 {
+		t.Fatalf("history: got %d entries (%v), want 3", len(h), err)
+	}
+	if h[0].Action != config.Created || h[0].Revision != rev1 || h[1].Action != config.Configured || h[1].Revision != rev2 ||
+		h[2].Action != Deleted || h[2].Resource != nil || h[2].Revision <= rev2 || h[0].Time.IsZero() {
+		t.Errorf("history: %+v", h)
+	}
+
+	out, rev3, err := cs.Rollback(ctx, "ExternalService", "payments", rev1)
+	if err != nil || out != config.Created || rev3 <= h[2].Revision {
+		t.Fatalf("rollback of a deleted resource to %d: got (%q, %d, %v), want created at a new revision", rev1, out, rev3, err)
+	}
+	got, _, _ := cs.Get(ctx, "ExternalService", "payments")
+	if es, _ := config.DecodeExternalService(&got); es.Endpoints[1].Address != "10.0.0.7:8443" || got.Metadata.Revision != rev3 {
+		t.Errorf("after rollback: %+v at revision %d, want the first spec at %d", es, got.Metadata.Revision, rev3)
+	}
+	if h, _ = cs.History(ctx, "ExternalService", "payments"); h[len(h)-1].RollbackTo != rev1 {
+		t.Errorf("the rollback's entry: %+v, want rollbackTo %d", h[len(h)-1], rev1)
+	}
+	for _, bad := range []int64{h[2].Revision, 999999} {
+		if _, _, err := cs.Rollback(ctx, "ExternalService", "payments", bad); !errors.Is(err, ErrNoRevision) {
+			t.Errorf("rollback to %d: got %v, want ErrNoRevision", bad, err)
+		}
+	}
+
+	for i := range MaxHistory + 5 {
+		r := mustParseOne(t, strings.Replace(paymentsYAML, "10.0.0.7:8443", fmt.Sprintf("10.0.1.%d:8443", i), 1))
+		if _, _, err := cs.Apply(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h, _ = cs.History(ctx, "ExternalService", "payments"); len(h) != MaxHistory || h[len(h)-1].Resource == nil {
+		t.Errorf("history after many changes: %d entries, want the last %d", len(h), MaxHistory)
 	}
 }
 

@@ -224,7 +224,7 @@ func TestStreamEndToEnd(t *testing.T) {
 	c1 := putInstance(t, reg, "catalog", "c1")
 	res := config.Resource{APIVersion: config.APIVersion, Kind: "ExternalService", Metadata: config.Metadata{Name: "pay"},
 		Spec: json.RawMessage(`{"endpoints":[{"address":"pay.example:443"}]}`)}
-	if _, err := configstore.New(st.Client).Apply(ctx, res); err != nil {
+	if _, _, err := configstore.New(st.Client).Apply(ctx, res); err != nil {
 		t.Fatalf("config Apply: %v", err)
 	}
 	cfgKey := config.Key("ExternalService", "pay")
