@@ -25,7 +25,9 @@ func init() {
 // differ is the error of a weft diff that found differences (exit 1).
 type differ int
 
-func (d differ) Error() string { return fmt.Sprintf("%d of the file's resources differ from those in force", int(d)) }
+func (d differ) Error() string {
+	return fmt.Sprintf("%d of the file's resources differ from those in force", int(d))
+}
 
 func runDiff(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "diff")
