@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -101,14 +102,46 @@ func TestControlPlaneRestartUnderTraffic(t *testing.T) {
 	load := startLoad(consumer.Outbound, "catalog")
 	load.passed(t, 50)
 
-	ext := writeFile(t, "ext.yaml", "apiVersion: weftmesh.io/v1alpha1\nkind: ExternalService\nmetadata: {name: kept}\nspec: {endpoints: [{address: 127.0.0.1:9}]}\n")
+	ext := writeFile(t, "ext.yaml", "apiVersion: weftmesh.io/v1alpha1\nkind: ExternalService\nmetadata: {name: kept}\nspec: {endpoints: [{address: 127.0.0.1:9}]}\n"+`---
+apiVersion: weftmesh.io/v1alpha1
+kind: Fault
+metadata: {name: teapot}
+spec: {abort: {httpStatus: 418, percent: 100}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: catalog}
+spec:
+  parentRefs: [{group: "", kind: Service, name: catalog}]
+  rules:
+  - matches: [{path: {value: /teapot}}]
+    filters: [{type: ExtensionRef, extensionRef: {group: weftmesh.io, kind: Fault, name: teapot}}]
+  - backendRefs: [{name: catalog}]
+`)
 	if _, errOut, code := m.Weft("apply", "-f", ext, "--control", cp.Addr); code != 0 {
 		t.Fatalf("apply: %s", errOut)
 	}
+	teapot := func(when string) {
+		t.Helper()
+		resp, err := meshtest.ProxyClient(consumer.Outbound).Get("http://catalog/teapot")
+		if err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTeapot || resp.Header.Get("X-Weft-Error") != "fault-injected" {
+			t.Errorf("%s: /teapot answered %d %q, want the route's 418 fault-injected", when, resp.StatusCode, resp.Header.Get("X-Weft-Error"))
+		}
+	}
+	m.Eventually(10*time.Second, func() (bool, string) {
+		_, body := meshtest.Get("http://" + consumer.Admin + "/config")
+		return strings.Contains(body, "Fault/teapot"), "consumer /config without the route"
+	})
+	teapot("with the control plane up")
 	cp.Signal(syscall.SIGKILL)
 	<-cp.Done()
-	// Sidecars keep routing with what they last knew.
+	// Sidecars keep routing with what they last knew, routes included.
 	load.passed(t, 200)
+	teapot("with the control plane killed")
 	if code, body := meshtest.Get("http://" + consumer.Admin + "/readyz"); code != 200 || !strings.Contains(body, `"controlConnected": false`) {
 		t.Errorf("consumer readyz without control plane: got %d %s, want 200 and controlConnected false", code, body)
 	}
@@ -123,6 +156,10 @@ func TestControlPlaneRestartUnderTraffic(t *testing.T) {
 	if out, _, _ := m.Weft("get", "externalservices", "--control", cp2.Addr); !strings.Contains(out, "kept") {
 		t.Errorf("config after restart: got\n%s\nwant ExternalService kept", out)
 	}
+	if out, _, code := m.Weft("history", "httproute", "catalog", "--control", cp2.Addr); code != 0 || !strings.Contains(out, "created") {
+		t.Errorf("the route's history after restart: got (%d)\n%s\nwant its created revision", code, out)
+	}
+	teapot("after the restart")
 	app := m.App("catalog-v3")
 	m.Sidecar(cp2, "--service", "catalog", "--id", "catalog-v3", "--app-port", app.Port)
 	waitInstances(t, consumer, "catalog", 3)

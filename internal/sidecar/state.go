@@ -141,6 +141,9 @@ type routeView struct {
 	Name     string   `json:"name,omitempty"`
 	Match    string   `json:"match"`              // e.g. PathPrefix /api, GET, header x-user=beta
 	Backends []string `json:"backends,omitempty"` // service[/subset] weight; none: the service itself
+	// Filters are the rule's: Fault/NAME, RequestHeaderModifier,
+	// ResponseHeaderModifier, RequestMirror service[/subset] percent%.
+	Filters []string `json:"filters,omitempty"`
 }
 
 func viewRoute(r *snapshot.Route) routeView {
@@ -155,6 +158,22 @@ func viewRoute(r *snapshot.Route) routeView {
 			name += " (invalid: " + b.Invalid + ")"
 		}
 		v.Backends = append(v.Backends, fmt.Sprintf("%s %d", name, b.Weight))
+	}
+	for _, f := range r.RouteRule.Faults {
+		v.Filters = append(v.Filters, "Fault/"+f)
+	}
+	if r.RequestHeaders != nil {
+		v.Filters = append(v.Filters, "RequestHeaderModifier")
+	}
+	if r.ResponseHeaders != nil {
+		v.Filters = append(v.Filters, "ResponseHeaderModifier")
+	}
+	for _, m := range r.Mirrors {
+		name := m.Backend.Service
+		if m.Backend.Subset != "" {
+			name += "/" + m.Backend.Subset
+		}
+		v.Filters = append(v.Filters, fmt.Sprintf("RequestMirror %s %g%%", name, m.Percent))
 	}
 	return v
 }
