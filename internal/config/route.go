@@ -81,6 +81,10 @@ type RouteRule struct {
 	// Mirrors are the rule's RequestMirror filters: services (or
 	// subsets) a share of its requests is copied to.
 	Mirrors []RouteMirror
+	// Rewrite and Redirect are the rule's URLRewrite and RequestRedirect
+	// filters (nil: none; never both).
+	Rewrite  *RouteRewrite
+	Redirect *RouteRedirect
 	// Timeouts and Retry override the backends' TrafficPolicy for
 	// requests this rule routes (Gateway API's timeouts and retry).
 	Timeouts *RouteTimeouts
@@ -233,6 +237,9 @@ type RouteBackend struct {
 	Service string
 	Subset  string // a ServiceSubset's name ("": the whole service)
 	Weight  int
+	// RequestHeaders and ResponseHeaders are the backendRef's own
+	// header modifiers, applied after the rule's to the requests it takes.
+	RequestHeaders, ResponseHeaders *HeaderModifier
 }
 
 // Path match types, as Gateway API names them.
@@ -306,17 +313,22 @@ func compileHTTPRoute(ref string, spec json.RawMessage) ([]string, []RouteRule, 
 		}
 		backends := make([]RouteBackend, 0, len(rule.BackendRefs))
 		for j, b := range rule.BackendRefs {
-			if len(b.Filters) > 0 {
-				return nil, nil, notYet(fmt.Sprintf("%s.backendRefs[%d].filters", at, j), "filters")
-			}
-			rb, fe := checkBackend(b.BackendRef, fmt.Sprintf("%s.backendRefs[%d]", at, j))
+			bat := fmt.Sprintf("%s.backendRefs[%d]", at, j)
+			rb, fe := checkBackend(b.BackendRef, bat)
 			if fe != nil {
+				return nil, nil, fe
+			}
+			if fe := checkBackendFilters(&rb, b.Filters, bat); fe != nil {
 				return nil, nil, fe
 			}
 			backends = append(backends, rb)
 		}
+		if filters.redirect != nil && len(backends) > 0 {
+			return nil, nil, &FieldError{Field: at + ".backendRefs", Msg: "a rule with a RequestRedirect answers itself: it takes no backendRefs"}
+		}
 		base := RouteRule{Route: ref, Rule: i, Match: -1, Backends: backends, Faults: filters.faults, Timeouts: timeouts, Retry: retry,
-			RequestHeaders: filters.request, ResponseHeaders: filters.response, Mirrors: filters.mirrors}
+			RequestHeaders: filters.request, ResponseHeaders: filters.response, Mirrors: filters.mirrors,
+			Rewrite: filters.rewrite, Redirect: filters.redirect}
 		if rule.Name != nil {
 			base.RuleName = string(*rule.Name)
 		}
@@ -328,7 +340,11 @@ func compileHTTPRoute(ref string, spec json.RawMessage) ([]string, []RouteRule, 
 		for j, m := range rule.Matches {
 			rr := base
 			rr.Match = j
-			if fe := checkHTTPMatch(&rr, m, fmt.Sprintf("%s.matches[%d]", at, j)); fe != nil {
+			mat := fmt.Sprintf("%s.matches[%d]", at, j)
+			if fe := checkHTTPMatch(&rr, m, mat); fe != nil {
+				return nil, nil, fe
+			}
+			if fe := prefixReplaceable(&rr, mat); fe != nil {
 				return nil, nil, fe
 			}
 			out = append(out, rr)
@@ -357,23 +373,18 @@ func compileGRPCRoute(ref string, spec json.RawMessage) ([]string, []RouteRule, 
 		if rule.SessionPersistence != nil {
 			return nil, nil, notYet(at+".sessionPersistence", "session persistence")
 		}
-		filters := make([]gwv1.HTTPRouteFilter, 0, len(rule.Filters))
-		for _, f := range rule.Filters {
-			filters = append(filters, gwv1.HTTPRouteFilter{Type: gwv1.HTTPRouteFilterType(f.Type),
-				RequestHeaderModifier: f.RequestHeaderModifier, ResponseHeaderModifier: f.ResponseHeaderModifier,
-				RequestMirror: f.RequestMirror, ExtensionRef: f.ExtensionRef})
-		}
-		ff, fe := checkFilters(filters, at)
+		ff, fe := checkFilters(grpcFilters(rule.Filters), at)
 		if fe != nil {
 			return nil, nil, fe
 		}
 		backends := make([]RouteBackend, 0, len(rule.BackendRefs))
 		for j, b := range rule.BackendRefs {
-			if len(b.Filters) > 0 {
-				return nil, nil, notYet(fmt.Sprintf("%s.backendRefs[%d].filters", at, j), "filters")
-			}
-			rb, fe := checkBackend(b.BackendRef, fmt.Sprintf("%s.backendRefs[%d]", at, j))
+			bat := fmt.Sprintf("%s.backendRefs[%d]", at, j)
+			rb, fe := checkBackend(b.BackendRef, bat)
 			if fe != nil {
+				return nil, nil, fe
+			}
+			if fe := checkBackendFilters(&rb, grpcFilters(b.Filters), bat); fe != nil {
 				return nil, nil, fe
 			}
 			backends = append(backends, rb)
@@ -402,11 +413,66 @@ func compileGRPCRoute(ref string, spec json.RawMessage) ([]string, []RouteRule, 
 	return parents, out, nil
 }
 
+// grpcFilters are GRPCRoute filters in the shape of HTTPRoute's (the
+// types they share).
+func grpcFilters(fs []gwv1.GRPCRouteFilter) []gwv1.HTTPRouteFilter {
+	out := make([]gwv1.HTTPRouteFilter, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, gwv1.HTTPRouteFilter{Type: gwv1.HTTPRouteFilterType(f.Type),
+			RequestHeaderModifier: f.RequestHeaderModifier, ResponseHeaderModifier: f.ResponseHeaderModifier,
+			RequestMirror: f.RequestMirror, ExtensionRef: f.ExtensionRef})
+	}
+	return out
+}
+
+// checkBackendFilters reads a backendRef's filters: header modifiers
+// (the others are refused for now, by name).
+func checkBackendFilters(rb *RouteBackend, fs []gwv1.HTTPRouteFilter, at string) *FieldError {
+	for j, f := range fs {
+		if f.Type != gwv1.HTTPRouteFilterRequestHeaderModifier && f.Type != gwv1.HTTPRouteFilterResponseHeaderModifier {
+			return notYet(fmt.Sprintf("%s.filters[%d]", at, j), fmt.Sprintf("backendRef filters of type %s (RequestHeaderModifier and ResponseHeaderModifier are)", f.Type))
+		}
+	}
+	ff, fe := checkFilters(fs, at)
+	if fe != nil {
+		return fe
+	}
+	rb.RequestHeaders, rb.ResponseHeaders = ff.request, ff.response
+	return nil
+}
+
+// prefixReplaceable: a ReplacePrefixMatch needs a PathPrefix match to
+// replace (Gateway API).
+func prefixReplaceable(rr *RouteRule, at string) *FieldError {
+	for _, p := range []*PathModifier{pathOf(rr.Rewrite), redirectPath(rr.Redirect)} {
+		if p != nil && p.Type == ReplacePrefixMatch && rr.PathType != PathPrefix {
+			return &FieldError{Field: at + ".path.type", Msg: fmt.Sprintf("is %s, but the rule's ReplacePrefixMatch needs PathPrefix", rr.PathType)}
+		}
+	}
+	return nil
+}
+
+func pathOf(r *RouteRewrite) *PathModifier {
+	if r == nil {
+		return nil
+	}
+	return r.Path
+}
+
+func redirectPath(r *RouteRedirect) *PathModifier {
+	if r == nil {
+		return nil
+	}
+	return r.Path
+}
+
 // ruleFilters is what a rule's filters compile to.
 type ruleFilters struct {
 	faults            []string
 	request, response *HeaderModifier
 	mirrors           []RouteMirror
+	rewrite           *RouteRewrite
+	redirect          *RouteRedirect
 }
 
 // checkFilters reads a rule's filters: header modifiers and
@@ -439,6 +505,19 @@ func checkFilters(fs []gwv1.HTTPRouteFilter, at string) (ruleFilters, *FieldErro
 				return out, fe
 			}
 			out.mirrors = append(out.mirrors, m)
+		case gwv1.HTTPRouteFilterURLRewrite, gwv1.HTTPRouteFilterRequestRedirect:
+			if out.rewrite != nil || out.redirect != nil {
+				return out, &FieldError{Field: fat, Msg: "a rule takes one URLRewrite or RequestRedirect filter (Gateway API)"}
+			}
+			var fe *FieldError
+			if f.Type == gwv1.HTTPRouteFilterURLRewrite {
+				out.rewrite, fe = checkRewrite(f.URLRewrite, fat+".urlRewrite")
+			} else {
+				out.redirect, fe = checkRedirect(f.RequestRedirect, fat+".requestRedirect")
+			}
+			if fe != nil {
+				return out, fe
+			}
 		case gwv1.HTTPRouteFilterExtensionRef:
 			ref := f.ExtensionRef
 			if ref == nil {
@@ -452,7 +531,7 @@ func checkFilters(fs []gwv1.HTTPRouteFilter, at string) (ruleFilters, *FieldErro
 			}
 			out.faults = append(out.faults, string(ref.Name))
 		default:
-			return out, notYet(fat, fmt.Sprintf("filters of type %s (RequestHeaderModifier, ResponseHeaderModifier, RequestMirror and ExtensionRef to a Fault are)", f.Type))
+			return out, notYet(fat, fmt.Sprintf("filters of type %s (RequestHeaderModifier, ResponseHeaderModifier, RequestMirror, URLRewrite, RequestRedirect and ExtensionRef to a Fault are)", f.Type))
 		}
 	}
 	return out, nil

@@ -77,8 +77,22 @@ func TestRouteErrorsNameTheField(t *testing.T) {
 			"spec.rules[0].backendRefs[0].weight", "-1 must be between 0 and 1000000", 7},
 		{"unknown field", routeHead + "  rules:\n  - matchs: []\n",
 			"spec.rules[0].matchs", `unknown field "matchs"`, 7},
-		{"a filter", routeHead + "  rules:\n  - filters: [{type: RequestRedirect, requestRedirect: {hostname: example.com}}]\n",
-			"spec.rules[0].filters[0]", "filters of type RequestRedirect (RequestHeaderModifier, ResponseHeaderModifier, RequestMirror and ExtensionRef to a Fault are) are not followed by this version of Weft yet", 7},
+		{"a filter", routeHead + "  rules:\n  - filters: [{type: CORS, cors: {allowOrigins: [\"https://a.example\"]}}]\n",
+			"spec.rules[0].filters[0]", "filters of type CORS (RequestHeaderModifier, ResponseHeaderModifier, RequestMirror, URLRewrite, RequestRedirect and ExtensionRef to a Fault are) are not followed by this version of Weft yet", 7},
+		{"a redirect with backends", routeHead + "  rules:\n  - filters: [{type: RequestRedirect, requestRedirect: {hostname: example.com}}]\n    backendRefs: [{name: a}]\n",
+			"spec.rules[0].backendRefs", "a rule with a RequestRedirect answers itself: it takes no backendRefs", 0},
+		{"a rewrite and a redirect", routeHead + "  rules:\n  - filters: [{type: URLRewrite, urlRewrite: {hostname: a}}, {type: RequestRedirect, requestRedirect: {hostname: b}}]\n",
+			"spec.rules[0].filters[1]", "a rule takes one URLRewrite or RequestRedirect filter", 7},
+		{"a redirect status", routeHead + "  rules:\n  - filters: [{type: RequestRedirect, requestRedirect: {statusCode: 305}}]\n",
+			"spec.rules[0].filters[0].requestRedirect.statusCode", "305: want 301, 302, 303, 307 or 308", 7},
+		{"a prefix replaced on an exact match", routeHead + "  rules:\n  - matches: [{path: {type: Exact, value: /a}}]\n    filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /b}}}]\n",
+			"spec.rules[0].matches[0].path.type", "is Exact, but the rule's ReplacePrefixMatch needs PathPrefix", 0},
+		{"a full path without a value", routeHead + "  rules:\n  - filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplaceFullPath}}}]\n",
+			"spec.rules[0].filters[0].urlRewrite.path.replaceFullPath", "is required with type ReplaceFullPath", 7},
+		{"a rewrite to a path with a query", routeHead + "  rules:\n  - filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplaceFullPath, replaceFullPath: \"/a?b=1\"}}}]\n",
+			"spec.rules[0].filters[0].urlRewrite.path.replaceFullPath", "must be a path only", 7},
+		{"a rewrite host with a port", routeHead + "  rules:\n  - filters: [{type: URLRewrite, urlRewrite: {hostname: \"a:80\"}}]\n",
+			"spec.rules[0].filters[0].urlRewrite.hostname", `"a:80" is not a hostname`, 7},
 		{"a mirror with percent and fraction", routeHead + "  rules:\n  - filters: [{type: RequestMirror, requestMirror: {backendRef: {name: shadow}, percent: 5, fraction: {numerator: 1}}}]\n",
 			"spec.rules[0].filters[0].requestMirror", "percent and fraction are given both", 7},
 		{"a mirror fraction above 1", routeHead + "  rules:\n  - filters: [{type: RequestMirror, requestMirror: {backendRef: {name: shadow}, fraction: {numerator: 3, denominator: 2}}}]\n",
@@ -168,5 +182,24 @@ func TestRouteMirrors(t *testing.T) {
 		if got[i] != want[i] {
 			t.Errorf("mirror %d: got %+v, want %+v", i, got[i], want[i])
 		}
+	}
+}
+
+// ReplacePrefixMatch follows Gateway API's table.
+func TestPathModifier(t *testing.T) {
+	for _, c := range [][4]string{
+		{"/foo/bar", "/foo", "/xyz", "/xyz/bar"}, {"/foo/bar", "/foo", "/xyz/", "/xyz/bar"},
+		{"/foo/bar", "/foo/", "/xyz", "/xyz/bar"}, {"/foo/bar", "/foo/", "/xyz/", "/xyz/bar"},
+		{"/foo", "/foo", "/xyz", "/xyz"}, {"/foo/", "/foo", "/xyz", "/xyz/"},
+		{"/foo/bar", "/foo", "", "/bar"}, {"/foo/", "/foo", "", "/"}, {"/foo", "/foo", "", "/"},
+		{"/foo/", "/foo", "/", "/"}, {"/foo", "/foo", "/", "/"}, {"/a/b", "/", "/one", "/one/a/b"},
+	} {
+		m := PathModifier{Type: ReplacePrefixMatch, Value: c[2]}
+		if got := m.Apply(c[0], c[1]); got != c[3] {
+			t.Errorf("%s with prefix %s replaced by %q: got %s, want %s", c[0], c[1], c[2], got, c[3])
+		}
+	}
+	if got := (&PathModifier{Type: ReplaceFullPath, Value: "/x"}).Apply("/a/b", "/a"); got != "/x" {
+		t.Errorf("ReplaceFullPath: got %s", got)
 	}
 }

@@ -24,6 +24,10 @@ func TestRoutesEveryEngine(t *testing.T) {
 			answer := func(who string) http.Handler {
 				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					io.Copy(io.Discard, r.Body)
+					if strings.HasPrefix(r.URL.Path, "/new") { // what a rewrite left
+						fmt.Fprintf(w, "%s %s host=%s x-backend=%s", who, r.URL.RequestURI(), r.Host, r.Header.Get("X-Backend"))
+						return
+					}
 					if r.URL.Path == "/edited" { // what the request's edits left
 						w.Header().Set("X-Internal", "1")
 						w.Header().Set("Cache-Control", "max-age=60")
@@ -62,6 +66,13 @@ func TestRoutesEveryEngine(t *testing.T) {
 						Faults: []snapshot.Fault{teapot}},
 					{RouteRule: config.RouteRule{Route: "HTTPRoute/svc", Rule: 3, PathType: config.PathExact, Path: "/delayed"}, Backends: v1,
 						Faults: []snapshot.Fault{{Name: "slow", Delay: 150 * time.Millisecond, DelayPercent: 100}}},
+					{RouteRule: config.RouteRule{Route: "HTTPRoute/svc", Rule: 5, PathType: config.PathPrefix, Path: "/old",
+						Rewrite: &config.RouteRewrite{Hostname: "svc.internal", Path: &config.PathModifier{Type: config.ReplacePrefixMatch, Value: "/new"}}},
+						Backends: []snapshot.Backend{{Service: "svc", Subset: "v1", Labels: map[string]string{"version": "v1"}, Weight: 1,
+							RequestHeaders: &config.HeaderModifier{Set: []config.HeaderValue{{Name: "x-backend", Value: "v1"}}}}}},
+					{RouteRule: config.RouteRule{Route: "HTTPRoute/svc", Rule: 6, PathType: config.PathExact, Path: "/moved",
+						Redirect: &config.RouteRedirect{Hostname: "example.org", Status: http.StatusMovedPermanently,
+							Path: &config.PathModifier{Type: config.ReplaceFullPath, Value: "/here"}}}},
 					{RouteRule: config.RouteRule{Route: "HTTPRoute/svc", PathType: config.PathPrefix, Path: "/",
 						Headers: []config.ValueMatch{{Name: "x-user", Value: "beta"}}}, Backends: v2},
 					{RouteRule: config.RouteRule{Route: "HTTPRoute/svc", Rule: 1, PathType: config.PathPrefix, Path: "/app"}, Backends: v1},
@@ -131,6 +142,18 @@ func TestRoutesEveryEngine(t *testing.T) {
 				if resp, _ = send(http.MethodPost, "/pkg.Svc/Get", true); resp.Header.Get("X-Method") != "get" {
 					t.Errorf("a gRPC rule's response header: x-method %q, want get", resp.Header.Get("X-Method"))
 				}
+			}
+			// URLRewrite (path and host) with a backendRef's own header
+			// modifier; RequestRedirect answered by the mesh.
+			resp, body = send(http.MethodGet, "/old/items?q=1", false)
+			if want := "v1 /new/items?q=1 host=svc.internal x-backend=v1"; body != want {
+				t.Errorf("rewritten: %d %q, want %q", resp.StatusCode, body, want)
+			}
+			resp, body = send(http.MethodGet, "/moved?q=1", false)
+			if resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != "http://example.org/here?q=1" ||
+				resp.Header.Get(plan.HeaderError) != plan.ReasonRedirected {
+				t.Errorf("redirected: %d, Location %q, %s %q; want 301 to http://example.org/here?q=1, redirected",
+					resp.StatusCode, resp.Header.Get("Location"), plan.HeaderError, resp.Header.Get(plan.HeaderError))
 			}
 			start := time.Now()
 			resp, body = send(http.MethodGet, "/delayed", false)

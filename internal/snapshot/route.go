@@ -53,6 +53,9 @@ type Backend struct {
 	// Invalid says why the backend cannot take requests (a ServiceSubset
 	// that does not exist); its share of the requests gets 500.
 	Invalid string
+	// RequestHeaders and ResponseHeaders are the backendRef's header
+	// modifiers (nil: none).
+	RequestHeaders, ResponseHeaders *config.HeaderModifier
 }
 
 // routeRecord is a decoded HTTPRoute or GRPCRoute.
@@ -158,7 +161,7 @@ func resolveRoutes(routes []routeRecord, subsets map[string]config.ServiceSubset
 
 // resolveBackend is b with its ServiceSubset's service and labels.
 func resolveBackend(b config.RouteBackend, subsets map[string]config.ServiceSubset) Backend {
-	rb := Backend{Service: b.Service, Subset: b.Subset, Weight: b.Weight}
+	rb := Backend{Service: b.Service, Subset: b.Subset, Weight: b.Weight, RequestHeaders: b.RequestHeaders, ResponseHeaders: b.ResponseHeaders}
 	if b.Subset != "" {
 		if ss, ok := subsets[b.Subset]; ok {
 			rb.Service, rb.Labels = ss.Service, ss.Labels

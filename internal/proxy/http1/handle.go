@@ -153,7 +153,7 @@ func (ex *exchange) send(ep *plan.Endpoint, uc *upConn) (keep, done, stale bool)
 		writes = uc.sock.Writes
 	}
 	t, pass := ex.k.NextHopTimeout()
-	writeRequestHead(uc.bw, req, cc.IP, t, pass, ex.c.Source, ex.edits)
+	writeRequestHead(uc.bw, req, cc.IP, t, pass, ex.c.Source, ex.edits, ex.routed.Rewrite)
 	if !req.ExpectContinue {
 		if err := ex.sendBody(uc); err != nil {
 			return ex.sendFailed(uc, err)

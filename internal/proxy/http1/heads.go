@@ -22,13 +22,21 @@ var (
 // the client's is never passed on as it came), the calling service
 // (plan.SourceHeader, when source is set, in place of the client's), and
 // the framing and upgrade fields this hop owns; a route rule's edits
-// drop fields and write their own after the ones kept.
-func writeRequestHead(bw *bufio.Writer, req *h1.Head, clientIP []byte, timeout time.Duration, pass bool, source string, edits *plan.HeaderEdits) {
+// drop fields and write their own after the ones kept, and its rewrite
+// replaces the target and the Host.
+func writeRequestHead(bw *bufio.Writer, req *h1.Head, clientIP []byte, timeout time.Duration, pass bool, source string, edits *plan.HeaderEdits, rw plan.Rewrite) {
 	bw.Write(req.Method())
 	bw.WriteByte(' ')
-	bw.Write(originForm(req.Target()))
+	if rw.Path != "" {
+		bw.WriteString(rw.Path)
+	} else {
+		bw.Write(originForm(req.Target()))
+	}
 	bw.WriteString(" HTTP/1.1\r\n")
-	hasHost := false
+	hasHost := rw.Host != ""
+	if hasHost {
+		writeStringField(bw, "Host", rw.Host)
+	}
 	xff := 0
 	for i := 0; i < req.NumFields(); i++ {
 		name, value := req.FieldAt(i)
@@ -45,7 +53,12 @@ func writeRequestHead(bw *bufio.Writer, req *h1.Head, clientIP []byte, timeout t
 		if source != "" && len(name) == len(sourceName) && bytes.EqualFold(name, sourceName) {
 			continue // replaced by this sidecar's own
 		}
-		hasHost = hasHost || bytes.EqualFold(name, []byte("Host"))
+		if bytes.EqualFold(name, []byte("Host")) {
+			if rw.Host != "" {
+				continue // rewritten
+			}
+			hasHost = true
+		}
 		writeField(bw, name, value)
 	}
 	edits.Each(func(name, value string) { writeStringField(bw, name, value) })

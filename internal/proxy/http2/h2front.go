@@ -309,6 +309,7 @@ func (h *h2Client) headers(f *http2.MetaHeadersFrame, b *h2Batch) error {
 					s.startMirror(r) // the head as the client sent it
 				}
 				s.editRequest(r.Request)
+				s.rewrite(r.Rewrite)
 			}
 		}
 	}
@@ -411,6 +412,18 @@ func (h *h2Client) request(s *h2Stream, f *http2.MetaHeadersFrame) (authority st
 	}
 	s.req = req
 	return authority, nil, nil
+}
+
+// rewrite applies a route rule's URLRewrite to the head sent on.
+func (s *h2Stream) rewrite(rw plan.Rewrite) {
+	for i := range s.req {
+		switch f := &s.req[i]; {
+		case f.Name == ":path" && rw.Path != "":
+			f.Value = rw.Path
+		case (f.Name == ":authority" || f.Name == "host") && rw.Host != "":
+			f.Value = rw.Host
+		}
+	}
 }
 
 // editRequest applies a route rule's header modifier to the head sent

@@ -88,3 +88,28 @@ func (h *HeaderEdits) Apply(hd http.Header) {
 	}
 	h.Each(hd.Add)
 }
+
+// then is h followed by next: one set of edits that does what applying
+// h and then next does. A field next sets or removes is dropped from h's
+// sets and adds. Nil-safe.
+func (h *HeaderEdits) then(next *HeaderEdits) *HeaderEdits {
+	if next == nil {
+		return h
+	}
+	if h == nil {
+		return next
+	}
+	out := &HeaderEdits{remove: append(append([]string(nil), h.remove...), next.remove...)}
+	kept := func(vs []config.HeaderValue) []config.HeaderValue {
+		var k []config.HeaderValue
+		for _, v := range vs {
+			if !next.DropsString(v.Name) {
+				k = append(k, v)
+			}
+		}
+		return k
+	}
+	out.set = append(kept(h.set), next.set...)
+	out.add = append(kept(h.add), next.add...)
+	return out
+}

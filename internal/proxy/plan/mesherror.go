@@ -38,6 +38,8 @@ type MeshError struct {
 	Message  string `json:"message"`
 	// RetryAfter, when set, is sent as Retry-After (seconds).
 	RetryAfter string `json:"-"`
+	// Location, when set, is sent as Location (a route's redirect).
+	Location string `json:"location,omitempty"`
 	// GRPC, when set, is the grpc-status a gRPC caller gets (a fault's
 	// abort), in place of GRPCCode's mapping of Status.
 	GRPC string `json:"-"`
@@ -71,6 +73,9 @@ func (e *MeshError) payload() (ctype string, body []byte) {
 func (e *MeshError) extra(set func(name, value string)) {
 	if e.RetryAfter != "" {
 		set("Retry-After", e.RetryAfter)
+	}
+	if e.Location != "" {
+		set("Location", e.Location)
 	}
 	if f := e.Fallback; f != nil {
 		for k, vs := range f.Headers {

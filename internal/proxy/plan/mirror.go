@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -150,7 +151,7 @@ func (r *Routed) Mirrors() bool { return r.mirrorSet != 0 && r.mirrorOf.mirrorer
 
 // SendMirrors sends a copy of the request to each mirror that drew it:
 // head is the request as the client sent it (the rule's request edits
-// are applied to each copy), body its whole body (nil: none; copied
+// and URLRewrite are applied to each copy), body its whole body (nil: none; copied
 // here, so the caller may reuse it). Each copy's Host is the original
 // with "-shadow" appended, as Envoy and Istio do, so the mirror's app
 // can tell copies apart. Once per request: later calls do nothing.
@@ -165,7 +166,15 @@ func (r *Routed) SendMirrors(head *http.Request, body []byte) {
 		return
 	}
 	body = bytes.Clone(body)
-	host := shadowHost(head.Host)
+	host := head.Host
+	if r.Rewrite.Host != "" {
+		host = r.Rewrite.Host
+	}
+	host = shadowHost(host)
+	var target *url.URL
+	if r.Rewrite.Path != "" {
+		target, _ = url.ParseRequestURI(r.Rewrite.Path) // (nil: the client's)
+	}
 	for i := range rule.mirrors {
 		m := &rule.mirrors[i]
 		if set&(1<<i) == 0 {
@@ -177,6 +186,9 @@ func (r *Routed) SendMirrors(head *http.Request, body []byte) {
 		}
 		cp := head.Clone(context.Background())
 		cp.Host = host
+		if target != nil {
+			cp.URL.Path, cp.URL.RawPath, cp.URL.RawQuery = target.Path, target.RawPath, target.RawQuery
+		}
 		rule.request.Apply(cp.Header)
 		cp.Body, cp.ContentLength, cp.GetBody = http.NoBody, 0, nil
 		if len(body) > 0 {

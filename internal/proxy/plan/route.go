@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -24,6 +25,7 @@ const (
 	ReasonInvalidBackend = "invalid-backend" // the rule's backend does not exist: 500
 	ReasonInvalidFilter  = "invalid-filter"  // the rule's filter names a Fault that does not exist: 500
 	ReasonFault          = "fault-injected"  // a Fault's abort answered
+	ReasonRedirected     = "redirected"      // a RequestRedirect answered, with Location
 )
 
 // routes is the first stage of a request's plan for a service with
@@ -72,6 +74,10 @@ type routeBackend struct {
 	c       *Cluster
 	weight  int
 	invalid string // why it cannot take requests (c is nil)
+	// request and response are the rule's header edits followed by the
+	// backendRef's, when it has its own (nil: the rule's).
+	request, response *HeaderEdits
+	own               bool
 }
 
 // Routed is where the route stage sends a request, and what it does to
@@ -86,6 +92,8 @@ type Routed struct {
 	// Request and Response edit the heads the engine writes: to the
 	// instance and back to the client (nil: no edits).
 	Request, Response *HeaderEdits
+	// Rewrite is the rule's URLRewrite for this request.
+	Rewrite Rewrite
 	// the mirrors this request drew (bit i: mirrorOf.mirrors[i];
 	// mirror.go)
 	mirrorOf  *routeRule
@@ -109,6 +117,11 @@ func (c *Cluster) Route(v request.View) (Routed, *MeshError) {
 	return rs.route(c, v)
 }
 
+// Rewrite is a URLRewrite made for one request: the path (with the
+// query) and host the instance gets in place of the client's ("":
+// unchanged).
+type Rewrite struct{ Path, Host string }
+
 // Routed reports whether the service has routes: requests to it go
 // through Route.
 func (c *Cluster) Routed() bool { return c.routes != nil }
@@ -123,7 +136,17 @@ func (rs *routes) route(parent *Cluster, v request.View) (Routed, *MeshError) {
 		return Routed{}, &MeshError{Status: http.StatusInternalServerError, Reason: ReasonInvalidFilter, Service: rs.service,
 			Message: fmt.Sprintf("%s: %s", rule.ref, rule.r.InvalidFault)}
 	}
+	if rule.r.Redirect != nil {
+		return Routed{}, rs.redirect(rule, v)
+	}
 	out := Routed{Request: rule.request, Response: rule.response}
+	if rw := rule.r.Rewrite; rw != nil {
+		out.Rewrite.Host = rw.Hostname
+		if rw.Path != nil {
+			path, query := splitQuery(v.Path())
+			out.Rewrite.Path = rw.Path.Apply(path, rule.r.Path) + query
+		}
+	}
 	if len(rule.mirrors) > 0 {
 		out.drawMirrors(rule) // a request a fault aborts is not mirrored
 	}
@@ -136,9 +159,64 @@ func (rs *routes) route(parent *Cluster, v request.View) (Routed, *MeshError) {
 			return Routed{}, rs.abort(rule, f, v.GRPC()) // answered at once, delay or not
 		}
 	}
-	c, merr := rule.backend(parent, rs.service)
-	out.Cluster = c
-	return out, merr
+	b, merr := rule.backend(rs.service)
+	switch {
+	case merr != nil:
+		return Routed{}, merr
+	case b == nil:
+		out.Cluster = parent
+	default:
+		out.Cluster = b.c
+		if b.own {
+			out.Request, out.Response = b.request, b.response
+		}
+	}
+	return out, nil
+}
+
+// splitQuery is a request target's path, and its query with the ?.
+func splitQuery(target []byte) (path, query string) {
+	if i := bytes.IndexByte(target, '?'); i >= 0 {
+		return string(target[:i]), string(target[i:])
+	}
+	return string(target), ""
+}
+
+// redirect is a RequestRedirect's answer: its status, and a Location
+// that is the request's URL with the filter's parts in place. With no
+// port given, a new scheme takes its well-known port and otherwise the
+// request's stays (Gateway API); a well-known port is left out.
+func (rs *routes) redirect(rule *routeRule, v request.View) *MeshError {
+	rd := rule.r.Redirect
+	path, query := splitQuery(v.Path())
+	host, port := string(v.Authority()), ""
+	if h, p, err := net.SplitHostPort(host); err == nil {
+		host, port = h, p
+	}
+	scheme := "http"
+	if rd.Scheme != "" {
+		scheme, port = rd.Scheme, ""
+	}
+	if rd.Hostname != "" {
+		host = rd.Hostname
+	}
+	if rd.Port != 0 {
+		port = strconv.Itoa(rd.Port)
+	}
+	if scheme == "http" && port == "80" || scheme == "https" && port == "443" {
+		port = ""
+	}
+	if port != "" {
+		host = net.JoinHostPort(host, port)
+	} else if strings.Contains(host, ":") {
+		host = "[" + host + "]" // an IPv6 address
+	}
+	if rd.Path != nil {
+		path = rd.Path.Apply(path, rule.r.Path)
+	}
+	loc := scheme + "://" + host + path + query
+	return &MeshError{Status: rd.Status, Reason: ReasonRedirected, Service: rs.service, Location: loc,
+		Message: fmt.Sprintf("%s redirects to %s", rule.ref, loc)}
 }
 
 // drawn reports a random draw that falls within percent of requests.
@@ -162,10 +240,11 @@ func (rs *routes) abort(rule *routeRule, f *snapshot.Fault, grpc bool) *MeshErro
 	return e
 }
 
-// backend draws one of the rule's backends by weight.
-func (rule *routeRule) backend(parent *Cluster, service string) (*Cluster, *MeshError) {
+// backend draws one of the rule's backends by weight (nil: the rule
+// has none, and the parent takes the request).
+func (rule *routeRule) backend(service string) (*routeBackend, *MeshError) {
 	if len(rule.backends) == 0 {
-		return parent, nil
+		return nil, nil
 	}
 	if rule.total == 0 {
 		return nil, &MeshError{Status: http.StatusInternalServerError, Reason: ReasonInvalidBackend, Service: service,
@@ -182,7 +261,7 @@ func (rule *routeRule) backend(parent *Cluster, service string) (*Cluster, *Mesh
 				return nil, &MeshError{Status: http.StatusInternalServerError, Reason: ReasonInvalidBackend, Service: service,
 					Message: fmt.Sprintf("%s: backend %s", rule.ref, b.invalid)}
 			}
-			return b.c, nil
+			return b, nil
 		}
 		n -= b.weight
 	}
@@ -353,6 +432,11 @@ func (t *Table) buildRoutes(parent string, rules []snapshot.Route, clusters map[
 		for _, b := range sr.Backends {
 			rb := routeBackend{weight: b.Weight}
 			rb.c, rb.invalid = backend(b)
+			if b.RequestHeaders != nil || b.ResponseHeaders != nil {
+				rb.own = true
+				rb.request = r.request.then(newHeaderEdits(b.RequestHeaders))
+				rb.response = r.response.then(newHeaderEdits(b.ResponseHeaders))
+			}
 			if rb.c != nil && (sr.Timeouts != nil || sr.Retry != nil) {
 				rb.c = withRule(rb.c, sr.Timeouts, sr.Retry)
 			}
@@ -530,7 +614,7 @@ func (c *Cluster) ExplainRoute(v request.View) RouteDecision {
 		d.Backends = append(d.Backends, bc)
 	}
 	if rule.total == 0 {
-		_, d.Error = rule.backend(c, rs.service)
+		_, d.Error = rule.backend(rs.service)
 	}
 	return d
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -87,6 +88,11 @@ func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			mirror(r, &mr)
 		}
 		routed.Request.Apply(r.Header)
+		if err := rewrite(r, routed.Rewrite); err != nil {
+			o.fail(w, r, cluster.Metrics(), &plan.MeshError{Status: http.StatusInternalServerError, Reason: plan.ReasonInvalidFilter,
+				Service: cluster.Service, Message: err.Error()})
+			return
+		}
 	}
 	m := o.egressMetrics
 	if cluster != nil {
@@ -191,6 +197,21 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster
 		return status
 	}
 	return o.fail(w, r, c.Metrics(), k.Result())
+}
+
+// rewrite applies a route rule's URLRewrite to r.
+func rewrite(r *http.Request, rw plan.Rewrite) error {
+	if rw.Host != "" {
+		r.Host = rw.Host
+	}
+	if rw.Path != "" {
+		u, err := url.ParseRequestURI(rw.Path)
+		if err != nil {
+			return fmt.Errorf("the rule's URLRewrite makes %q, which is no request target: %w", rw.Path, err)
+		}
+		r.URL.Path, r.URL.RawPath, r.URL.RawQuery = u.Path, u.RawPath, u.RawQuery
+	}
+	return nil
 }
 
 // egress passes a request for a host outside the mesh straight through.
