@@ -9,6 +9,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/api"
 	"github.com/weftmesh/weft/internal/config"
+	"github.com/weftmesh/weft/internal/snapshot"
 )
 
 // getFormats are the -o formats of weft get; table is the default.
@@ -159,7 +160,23 @@ func resourcesView(ctx context.Context, c *api.Client, kind, name string) (view,
 	for i := range list {
 		v.names = append(v.names, list[i].Ref())
 	}
+	var conflicts []snapshot.RouteConflict
+	if kind == "HTTPRoute" || kind == "GRPCRoute" {
+		var err error
+		if conflicts, err = routeConflicts(ctx, c, list); err != nil {
+			return view{}, err
+		}
+	}
 	v.table = func(tw *tabwriter.Writer, wide bool) {
+		defer func() {
+			if len(conflicts) > 0 {
+				tw.Flush()
+				fmt.Fprintln(tw, "\nRULES THAT NEVER WIN (a rule first in Gateway API's precedence matches the same requests):")
+				for _, cf := range conflicts {
+					fmt.Fprintln(tw, "  "+cf.String())
+				}
+			}
+		}()
 		if wide {
 			row(tw, "NAME", "KIND", "REVISION", "PROTOCOL", "LABELS", "ENDPOINTS")
 		} else {
@@ -181,6 +198,36 @@ func resourcesView(ctx context.Context, c *api.Client, kind, name string) (view,
 		}
 	}
 	return v, nil
+}
+
+// routeConflicts are the conflicts among every HTTPRoute and GRPCRoute
+// in force that involve a route of list.
+func routeConflicts(ctx context.Context, c *api.Client, list []config.Resource) ([]snapshot.RouteConflict, error) {
+	var all []config.Resource
+	for _, kind := range []string{"HTTPRoute", "GRPCRoute"} {
+		rs, err := c.Resources(ctx, kind)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, rs...)
+	}
+	shown := map[string]bool{}
+	for i := range list {
+		shown[list[i].Ref()] = true
+	}
+	var out []snapshot.RouteConflict
+	for _, cf := range snapshot.RouteConflicts(all) {
+		if shown[routeOf(cf.Loser)] || shown[routeOf(cf.Winner)] {
+			out = append(out, cf)
+		}
+	}
+	return out, nil
+}
+
+// routeOf is the Kind/name of "Kind/name rule N".
+func routeOf(rule string) string {
+	ref, _, _ := strings.Cut(rule, " ")
+	return ref
 }
 
 // summary is the gist of a resource for tables: an ExternalService's

@@ -227,3 +227,31 @@ func squeeze(s string) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// weft get on routes names the rules that never win: a rule first in
+// Gateway API's precedence matches the same requests.
+func TestGetRoutesShowsWhichRuleWins(t *testing.T) {
+	cp := startControl(t)
+	route := func(name, backend string) string {
+		return `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: ` + name + `}
+spec:
+  parentRefs: [{group: "", kind: Service, name: catalog}]
+  rules:
+  - matches: [{path: {value: /api}}]
+    backendRefs: [{name: ` + backend + `}]
+`
+	}
+	mustWeft(t, "apply", "-f", writeFile(t, "a.yaml", route("a-team", "catalog-v2")), "--control", cp)
+	if out := mustWeft(t, "get", "httproutes", "--control", cp); strings.Contains(out, "NEVER WIN") {
+		t.Errorf("one route: got\n%s\nwant no conflicts", out)
+	}
+	mustWeft(t, "apply", "-f", writeFile(t, "b.yaml", route("b-team", "catalog-v3")), "--control", cp)
+	want := "RULES THAT NEVER WIN (a rule first in Gateway API's precedence matches the same requests):\n  HTTPRoute/b-team rule 0 on catalog (PathPrefix /api): HTTPRoute/a-team rule 0 wins\n"
+	for _, args := range [][]string{{"httproutes"}, {"httproute", "b-team"}, {"httproute", "a-team"}} {
+		if out := mustWeft(t, append([]string{"get", "--control", cp}, args...)...); !strings.HasSuffix(out, want) {
+			t.Errorf("get %v: got\n%s\nwant it to end with\n%s", args, out, want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/weftmesh/weft/internal/config"
@@ -200,7 +201,7 @@ func sortRoutes(rs []Route) {
 			return c
 		}
 		if a.PathType != config.PathRegex {
-			if c := cmp.Compare(len(b.Path), len(a.Path)); c != 0 {
+			if c := cmp.Compare(pathLen(&b.RouteRule), pathLen(&a.RouteRule)); c != 0 {
 				return c
 			}
 		}
@@ -224,4 +225,13 @@ func sortRoutes(rs []Route) {
 		}
 		return cmp.Compare(a.Match, b.Match)
 	})
+}
+
+// pathLen is the length of a rule's path for precedence: a PathPrefix's
+// trailing / does not count (it matches what the prefix without it does).
+func pathLen(r *config.RouteRule) int {
+	if r.PathType == config.PathPrefix {
+		return len(strings.TrimSuffix(r.Path, "/"))
+	}
+	return len(r.Path)
 }

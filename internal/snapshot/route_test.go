@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -92,5 +93,48 @@ func TestCompileRoutes(t *testing.T) {
 	}
 	if b := rs[1].Backends; len(b) != 1 || !strings.Contains(b[0].Invalid, "ServiceSubset/missing does not exist") {
 		t.Errorf("a missing subset: %+v, want it invalid, named", b)
+	}
+}
+
+// Two routes of one parent with a rule that matches the same requests:
+// the one Gateway API's precedence puts first wins, and the other is
+// named as never winning; rules that differ in any condition, or belong
+// to another parent, do not conflict.
+func TestRouteConflicts(t *testing.T) {
+	rs, err := config.Parse([]byte(`apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: b-team}
+spec:
+  parentRefs: [{group: "", kind: Service, name: catalog}]
+  rules:
+  - matches: [{path: {value: /api/}, headers: [{name: X-User, value: beta}]}]
+    backendRefs: [{name: catalog-v2}]
+  - matches: [{path: {type: Exact, value: /api}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: a-team}
+spec:
+  parentRefs: [{group: "", kind: Service, name: catalog}]
+  rules:
+  - matches: [{path: {value: /api}, headers: [{name: x-user, value: beta}]}]
+    backendRefs: [{name: catalog-v3}]
+  - matches: [{path: {type: Exact, value: /api/}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: other}
+spec:
+  parentRefs: [{group: "", kind: Service, name: ratings}]
+  rules:
+  - matches: [{path: {value: /api}, headers: [{name: x-user, value: beta}]}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := RouteConflicts(rs)
+	want := `[HTTPRoute/b-team rule 0 on catalog (PathPrefix /api/, header x-user=beta): HTTPRoute/a-team rule 0 wins]`
+	if fmt.Sprint(got) != want {
+		t.Errorf("got %v, want %s", got, want)
 	}
 }
