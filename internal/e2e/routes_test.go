@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"strings"
@@ -178,6 +179,44 @@ spec:
 		if got := string(b[:n]); got != want {
 			t.Fatalf("request %d (x-user beta: %v): %q, want %q", i, i%2 == 0, got, want)
 		}
+	}
+
+	// Broken files change nothing: each is refused with the file, line,
+	// resource and field, by the CLI and by the control plane's API, and
+	// the route in force keeps its revision and its routing.
+	before, _, _ := f.m.Weft("get", "httproute", "catalog-beta", "-o", "yaml", "--control", f.cp.Addr)
+	good := `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: catalog-beta}
+spec:
+  parentRefs: [{group: "", kind: Service, name: catalog}]
+  rules:
+  - matches: [{headers: [{name: X-User, value: beta}]}]
+    backendRefs: [{name: catalog, weight: 1}]
+`
+	for _, c := range []struct{ name, doc, want string }{
+		{"invalid YAML", good + "  - matches: [{\n", "resources.yaml: document 1: yaml: line 9: did not find expected node content"},
+		{"an unknown field", strings.Replace(good, "    backendRefs", "    backendRef", 1), `resources.yaml:8: HTTPRoute/catalog-beta: spec.rules[0].backendRef: unknown field "backendRef"`},
+		{"a bad regular expression", strings.Replace(good, "value: beta}", "type: RegularExpression, value: \"be(ta\"}", 1),
+			`resources.yaml:7: HTTPRoute/catalog-beta: spec.rules[0].matches[0].headers[0].value: "be(ta" is not a regular expression`},
+		{"a weight that does not parse", strings.Replace(good, "weight: 1", "weight: heavy", 1), `resources.yaml:8: HTTPRoute/catalog-beta: spec.rules[0].backendRefs[0].weight:`},
+	} {
+		file := writeFile(t, "resources.yaml", c.doc)
+		if _, errOut, code := f.m.Weft("apply", "-f", file, "--control", f.cp.Addr); code == 0 || !strings.Contains(errOut, c.want) {
+			t.Errorf("%s: apply exited %d with %q, want an error with %q", c.name, code, errOut, c.want)
+		}
+		resp, err := http.Post("http://"+f.cp.Addr+"/v1/resources", "application/yaml", strings.NewReader(c.doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnprocessableEntity || (!strings.Contains(string(body), `"field"`) && c.name != "invalid YAML") {
+			t.Errorf("%s: the API answered %d %s, want 422 naming the field", c.name, resp.StatusCode, body)
+		}
+	}
+	if after, _, _ := f.m.Weft("get", "httproute", "catalog-beta", "-o", "yaml", "--control", f.cp.Addr); after != before {
+		t.Errorf("the route in force changed after refused applies:\n%s\nwas\n%s", after, before)
 	}
 
 	// weft explain says the same, from web's sidecar.
