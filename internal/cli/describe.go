@@ -221,6 +221,20 @@ func fetchConfig(ctx context.Context, admin string) (*sidecarConfig, error) {
 // fetchAdmin decodes the JSON of GET path (and query) from the sidecar
 // whose admin listener is at admin, within sidecarTimeout. An answer
 // other than 200 is an error with its status and the body's "error".
+// adminError is a sidecar admin API's answer other than 200.
+type adminError struct {
+	status int
+	msg    string
+}
+
+func (e *adminError) Error() string { return e.msg }
+
+// adminNotFound reports a sidecar's 404.
+func adminNotFound(err error) bool {
+	var ae *adminError
+	return errors.As(err, &ae) && ae.status == http.StatusNotFound
+}
+
 func fetchAdmin(ctx context.Context, admin, path string, into any) error {
 	ctx, cancel := context.WithTimeout(ctx, sidecarTimeout)
 	defer cancel()
@@ -240,9 +254,9 @@ func fetchAdmin(ctx context.Context, admin, path string, into any) error {
 		}
 		json.NewDecoder(io.LimitReader(resp.Body, 4<<10)).Decode(&e)
 		if e.Error != "" {
-			return fmt.Errorf("GET %s: %s: %s", name, resp.Status, e.Error)
+			return &adminError{status: resp.StatusCode, msg: fmt.Sprintf("GET %s: %s: %s", name, resp.Status, e.Error)}
 		}
-		return fmt.Errorf("GET %s: %s", name, resp.Status)
+		return &adminError{status: resp.StatusCode, msg: fmt.Sprintf("GET %s: %s", name, resp.Status)}
 	}
 	if err := json.NewDecoder(resp.Body).Decode(into); err != nil {
 		return fmt.Errorf("GET %s: %w", name, err)

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/weftmesh/weft/internal/api"
 	"github.com/weftmesh/weft/internal/registry"
@@ -70,6 +71,7 @@ func runExplain(ctx context.Context, e *env, args []string) error {
 	from := fs.String("from", "", "the calling service: one of its sidecars explains")
 	to := fs.String("to", "", "the service called")
 	grpc := fs.Bool("grpc", false, "a gRPC call (as content-type application/grpc says)")
+	requestID := fs.String("request-id", "", "explain a request already served, by its x-request-id, from the recent decisions of --from's sidecars")
 	var headers headerFlags
 	fs.Var(&headers, "H", "a request header 'Name: value' (repeatable)")
 	rest, err := fs.parse(args)
@@ -78,6 +80,12 @@ func runExplain(ctx context.Context, e *env, args []string) error {
 	}
 	if err := out.check(); err != nil {
 		return err
+	}
+	if *requestID != "" {
+		if *from == "" || len(rest) > 0 {
+			return usagef("explain: want explain --from SERVICE --request-id ID")
+		}
+		return explainServed(ctx, e, api.NewClient(*control), out, *from, *requestID)
 	}
 	if *from == "" || *to == "" || len(rest) < 1 || len(rest) > 2 {
 		return usagef("explain: want explain --from SERVICE --to SERVICE [METHOD] PATH [-H 'Name: value']...")
@@ -107,6 +115,88 @@ func runExplain(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("explain: sidecar %s/%s at %s: %w", p.Service, p.ID, p.Admin, err)
 	}
 	return out.print(e.stdout, x, func(tw *tabwriter.Writer) { explainTable(tw, x) })
+}
+
+// served is GET /explain?request-id= of a sidecar (its servedView).
+type served struct {
+	From     string        `json:"from"`
+	ID       string        `json:"id"`
+	Time     time.Time     `json:"time"`
+	Duration time.Duration `json:"duration"`
+	Method   string        `json:"method"`
+	Path     string        `json:"path"`
+	Service  string        `json:"service"`
+	Rule     string        `json:"rule"`
+	Backend  string        `json:"backend"`
+	Instance string        `json:"instance"`
+	Attempts int           `json:"attempts"`
+	Status   int           `json:"status"`
+	Error    *struct {
+		Reason   string `json:"error"`
+		Instance string `json:"instance"`
+		Message  string `json:"message"`
+	} `json:"error"`
+}
+
+// explainServed asks every sidecar of service for the request of that
+// id, and prints what the one that sent it did.
+func explainServed(ctx context.Context, e *env, c *api.Client, out *output, service, id string) error {
+	proxies, err := c.Proxies(ctx, service)
+	if err != nil {
+		return fmt.Errorf("explain: list the sidecars of %s: %w", service, err)
+	}
+	asked := 0
+	for _, p := range proxies {
+		if p.Admin == "" {
+			continue
+		}
+		asked++
+		var x served
+		err := fetchAdmin(ctx, p.Admin, "/explain?"+url.Values{"request-id": {id}}.Encode(), &x)
+		if adminNotFound(err) {
+			continue // another of its sidecars sent it
+		}
+		if err != nil {
+			return fmt.Errorf("explain: sidecar %s/%s at %s: %w", p.Service, p.ID, p.Admin, err)
+		}
+		return out.print(e.stdout, x, func(tw *tabwriter.Writer) { servedTable(tw, x) })
+	}
+	if asked == 0 {
+		_, err := explainer(proxies, service) // says why none can answer
+		return err
+	}
+	return fmt.Errorf("explain: none of the %d sidecars of %s sent request %s among the requests each keeps (x-request-id)", asked, service, id)
+}
+
+func servedTable(tw *tabwriter.Writer, x served) {
+	fmt.Fprintf(tw, "Request %s: %s %s from %s to %s, at %s\n", x.ID, x.Method, x.Path, x.From, x.Service, x.Time.Local().Format(time.DateTime+".000"))
+	switch {
+	case x.Rule != "":
+		fmt.Fprintf(tw, "Decision: routed by %s\n", x.Rule)
+	case x.Attempts > 0:
+		fmt.Fprintf(tw, "Decision: %s has no routes: to its own instances\n", x.Service)
+	}
+	if x.Backend != "" {
+		fmt.Fprintf(tw, "Backend: %s\n", x.Backend)
+	}
+	if x.Instance != "" {
+		fmt.Fprintf(tw, "Instance: %s (%d attempt%s)\n", x.Instance, x.Attempts, plural(x.Attempts))
+	}
+	fmt.Fprintf(tw, "Answer: %d after %s\n", x.Status, x.Duration)
+	if x.Error != nil {
+		what := "Last failure"
+		if x.Status == 0 || x.Attempts == 0 || x.Error.Instance == "" || x.Error.Instance == x.Instance {
+			what = "Mesh error"
+		}
+		fmt.Fprintf(tw, "%s: %s: %s\n", what, x.Error.Reason, x.Error.Message)
+	}
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }
 
 // explainer is the sidecar of service that answers: the first by id with

@@ -231,6 +231,26 @@ spec:
 	if strings.Contains(out, "catalog-v1 ") {
 		t.Errorf("weft explain for a beta user lists v1 as a candidate:\n%s", out)
 	}
+	// And of a request already served, by its x-request-id.
+	req, _ := http.NewRequest(http.MethodGet, "http://catalog/items", nil)
+	req.Header.Set("X-User", "beta")
+	req.Header.Set("X-Request-Id", "e2e-beta-1")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	out, errOut, code = f.m.Weft("explain", "--control", f.cp.Addr, "--from", "web", "--request-id", "e2e-beta-1")
+	for _, want := range []string{"Request e2e-beta-1: GET /items from web/", "Decision: routed by HTTPRoute/catalog-beta rule 0",
+		"Backend: catalog/catalog-v2", "Instance: catalog-v2 (1 attempt)", "Answer: 200 after"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("weft explain --request-id (exit %d, %s):\n%s\nwant %q in it", code, errOut, out, want)
+		}
+	}
+	if _, errOut, code := f.m.Weft("explain", "--control", f.cp.Addr, "--from", "web", "--request-id", "never-sent"); code == 0 ||
+		!strings.Contains(errOut, "none of the 1 sidecars of web sent request never-sent") {
+		t.Errorf("explain of an id never sent: exit %d, %q", code, errOut)
+	}
 	out, _, code = f.m.Weft("explain", "--control", f.cp.Addr, "--from", "web", "--to", "catalog", "/items")
 	for _, want := range []string{"no: no header x-user (want x-user=beta)", "Decision: routed by HTTPRoute/catalog-beta rule 1", "Backend catalog/catalog-v1"} {
 		if code != 0 || !strings.Contains(out, want) {

@@ -69,6 +69,10 @@ func (v *explainRequest) Header(name string) []byte {
 
 func (s *Sidecar) explain(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	if id := q.Get("request-id"); id != "" {
+		s.explainServed(w, id)
+		return
+	}
 	to := q.Get("to")
 	req := &explainRequest{method: []byte(strings.ToUpper(orDefault(q.Get("method"), http.MethodGet))),
 		path: []byte(orDefault(q.Get("path"), "/")), headers: http.Header{}}
@@ -126,6 +130,25 @@ func (s *Sidecar) explain(w http.ResponseWriter, r *http.Request) {
 		v.Backends = append(v.Backends, eb)
 	}
 	telemetry.WriteJSON(w, http.StatusOK, v)
+}
+
+// servedView is GET /explain?request-id=ID: what this sidecar did with
+// a request it sent (plan.Served), and who it is.
+type servedView struct {
+	From string `json:"from"`
+	plan.Served
+}
+
+// explainServed answers with the request of that id among the last
+// plan.RecentSize this sidecar sent, or 404.
+func (s *Sidecar) explainServed(w http.ResponseWriter, id string) {
+	got, ok := s.table.Recent().Find(id)
+	if !ok {
+		telemetry.WriteJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf(
+			"request %s is not among the last %d this sidecar sent", id, plan.RecentSize)})
+		return
+	}
+	telemetry.WriteJSON(w, http.StatusOK, servedView{From: s.cfg.Service + "/" + s.cfg.ID, Served: got})
 }
 
 // faultWords says what a Fault does: "Fault/slow: delay 2s for 10%".

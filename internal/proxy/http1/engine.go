@@ -77,6 +77,10 @@ type Conn struct {
 	// it to the heap per request).
 	call plan.Call
 	view h1View // the request's view, for the plan
+	// id is the request's x-request-id (the client's, or made in idBuf),
+	// and newID the one this hop made (nil: the client's is passed on).
+	id, newID []byte
+	idBuf     [32]byte
 }
 
 // Serve serves the connection's requests until it closes, idles out, or

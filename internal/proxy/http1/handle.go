@@ -40,10 +40,17 @@ func (e *Engine) handle(cc *Conn) bool {
 		return !hasBody(req) && !req.Close
 	}
 	cc.view = h1View{h: req, ip: cc.IP}
+	cc.id, cc.newID = req.Get(plan.RequestIDHeader), nil
+	if cc.id == nil {
+		cc.id = plan.NewRequestID(&cc.idBuf)
+		cc.newID = cc.id
+	}
 	var routed plan.Routed
+	called := c // (c becomes the route's backend)
 	if c.Routed() {
 		if routed, merr = c.Route(&cc.view); merr != nil {
 			e.meshError(cc, c, merr)
+			c.Record(&plan.Visit{Start: cc.start, End: time.Now(), Status: merr.Status, Err: merr}, cc.id, req.Method(), originForm(req.Target()))
 			return !hasBody(req) && !req.Close
 		}
 		c = routed.Cluster
@@ -56,9 +63,10 @@ func (e *Engine) handle(cc *Conn) bool {
 	ex := exchange{e: e, cc: cc, c: c, k: &cc.call, sentAt: cc.start, edits: routed.Request, respEdits: routed.Response, routed: routed}
 	ex.k.Init(c, &cc.view, cc.start)
 	defer func() {
-		now := time.Now() // one clock read for the metrics and the attempt
+		now := time.Now() // one clock read for the metrics, the attempt and the record
 		m.DoneAt(ex.status, cc.start, now)
 		ex.k.Finish(now)
+		called.Record(&plan.Visit{Start: cc.start, End: now, Status: ex.status, Call: ex.k, Rule: ex.routed.RuleRef()}, cc.id, req.Method(), originForm(req.Target()))
 		ex.k.Clear() // holds no endpoint or error past the request
 		if ex.kept != nil {
 			putKept(ex.kept)
@@ -153,7 +161,7 @@ func (ex *exchange) send(ep *plan.Endpoint, uc *upConn) (keep, done, stale bool)
 		writes = uc.sock.Writes
 	}
 	t, pass := ex.k.NextHopTimeout()
-	writeRequestHead(uc.bw, req, cc.IP, t, pass, ex.c.Source, ex.edits, ex.routed.Rewrite)
+	writeRequestHead(uc.bw, req, cc.IP, t, pass, ex.c.Source, ex.edits, ex.routed.Rewrite, cc.newID)
 	if !req.ExpectContinue {
 		if err := ex.sendBody(uc); err != nil {
 			return ex.sendFailed(uc, err)

@@ -23,8 +23,9 @@ var (
 // (plan.SourceHeader, when source is set, in place of the client's), and
 // the framing and upgrade fields this hop owns; a route rule's edits
 // drop fields and write their own after the ones kept, and its rewrite
-// replaces the target and the Host.
-func writeRequestHead(bw *bufio.Writer, req *h1.Head, clientIP []byte, timeout time.Duration, pass bool, source string, edits *plan.HeaderEdits, rw plan.Rewrite) {
+// replaces the target and the Host; newID, when set, is the request's
+// x-request-id this hop made (the client sent none).
+func writeRequestHead(bw *bufio.Writer, req *h1.Head, clientIP []byte, timeout time.Duration, pass bool, source string, edits *plan.HeaderEdits, rw plan.Rewrite, newID []byte) {
 	bw.Write(req.Method())
 	bw.WriteByte(' ')
 	if rw.Path != "" {
@@ -81,6 +82,11 @@ func writeRequestHead(bw *bufio.Writer, req *h1.Head, clientIP []byte, timeout t
 	if pass {
 		bw.WriteString("X-Weft-Timeout-Ms: ")
 		bw.Write(plan.AppendTimeoutHeader(bw.AvailableBuffer(), timeout))
+		bw.WriteString("\r\n")
+	}
+	if newID != nil {
+		bw.WriteString("X-Request-Id: ")
+		bw.Write(newID)
 		bw.WriteString("\r\n")
 	}
 	if source != "" {

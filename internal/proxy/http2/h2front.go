@@ -299,11 +299,13 @@ func (h *h2Client) headers(f *http2.MetaHeadersFrame, b *h2Batch) error {
 				}
 			}
 		}
+		s.called = s.cluster
 		if merr == nil && s.cluster.Routed() {
 			// The route stage; a request it refuses is the parent's.
 			if r, rerr := s.cluster.Route((*h2View)(s)); rerr != nil {
-				merr = rerr
+				merr, s.routeErr = rerr, rerr
 			} else {
+				s.rule = r.RuleRef()
 				s.cluster, delay, s.respEdits = r.Cluster, r.Delay, r.Response
 				if r.Mirrors() {
 					s.startMirror(r) // the head as the client sent it
@@ -356,6 +358,7 @@ func (h *h2Client) request(s *h2Stream, f *http2.MetaHeadersFrame) (authority st
 	}
 	method, path, scheme := f.PseudoValue("method"), f.PseudoValue("path"), f.PseudoValue("scheme")
 	authority = f.PseudoValue("authority")
+	s.method, s.path = method, path
 	if f.PseudoValue("status") != "" || f.PseudoValue("protocol") != "" {
 		return "", nil, errors.New("response or extended-CONNECT pseudo-header in a request")
 	}
@@ -391,6 +394,8 @@ func (h *h2Client) request(s *h2Stream, f *http2.MetaHeadersFrame) (authority st
 			s.hopTimeout = len(req) // read by the plan; each try sets its own (passTimeout)
 		case hf.Name == "content-type":
 			s.isGRPC = strings.HasPrefix(hf.Value, "application/grpc")
+		case hf.Name == "x-request-id":
+			s.reqID = hf.Value
 		case hf.Name == "x-forwarded-for":
 			if xff >= 0 {
 				req[xff].Value += ", " + hf.Value
@@ -409,6 +414,11 @@ func (h *h2Client) request(s *h2Stream, f *http2.MetaHeadersFrame) (authority st
 		} else {
 			req = append(req, hpack.HeaderField{Name: "x-forwarded-for", Value: h.ip})
 		}
+	}
+	if s.reqID == "" { // the first hop names the request (plan.RequestIDHeader)
+		var buf [32]byte
+		s.reqID = string(plan.NewRequestID(&buf))
+		req = append(req, hpack.HeaderField{Name: "x-request-id", Value: s.reqID})
 	}
 	s.req = req
 	return authority, nil, nil

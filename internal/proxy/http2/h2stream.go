@@ -100,6 +100,14 @@ type h2Stream struct {
 	kept    []byte // the body so far, while keep
 
 	mirror *h2Mirror // the body's copy for the route's mirrors, until it ends (h2mirror.go)
+
+	// what Record keeps (plan.Cluster.Record): the service called, the
+	// rule that decided, the route stage's own answer, and the request's
+	// id, method and path as the client sent them
+	called              *plan.Cluster
+	rule                string
+	routeErr            *plan.MeshError
+	reqID, method, path string
 }
 
 // open starts the peer half as the plan's next attempt: on a connection
@@ -744,7 +752,13 @@ func (s *h2Stream) settle(b *h2Batch) {
 		}
 		s.m.GRPCStatus(code)
 	}
-	s.m.Done(s.status, s.start)
+	now := time.Now()
+	s.m.DoneAt(s.status, s.start, now)
+	v := plan.Visit{Start: s.start, End: now, Status: s.status, Rule: s.rule, Err: s.routeErr}
+	if s.routeErr == nil {
+		v.Call = &s.k
+	}
+	s.called.RecordString(&v, s.reqID, s.method, s.path)
 }
 
 // fieldValue returns the value of the first field named name.

@@ -80,9 +80,19 @@ type Cluster struct {
 	// place of the policy's (a route rule's retry.backoff).
 	RetryBackoff resilience.Backoff
 	guard        *guard          // the service's policy state; nil: plain retries, no limits
+	recent       *Recent         // where its requests are recorded (Record); nil: not recorded
+	subset       string          // "service/subset" for a ServiceSubset's cluster
 	routes       *routes         // the service's HTTPRoutes and GRPCRoutes (Route); nil: none
 	group        *endpoint.Group // the service's outlier detection; nil: none
 	metrics      *ServiceMetrics
+}
+
+// name is the cluster's service, or "service/subset" for a subset's.
+func (c *Cluster) name() string {
+	if c.subset != "" {
+		return c.subset
+	}
+	return c.Service
 }
 
 // Group is the cluster's outlier detection (nil: none).

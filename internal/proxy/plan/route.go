@@ -94,6 +94,8 @@ type Routed struct {
 	Request, Response *HeaderEdits
 	// Rewrite is the rule's URLRewrite for this request.
 	Rewrite Rewrite
+	// rule is the rule that decided (for Record).
+	rule *routeRule
 	// the mirrors this request drew (bit i: mirrorOf.mirrors[i];
 	// mirror.go)
 	mirrorOf  *routeRule
@@ -139,7 +141,7 @@ func (rs *routes) route(parent *Cluster, v request.View) (Routed, *MeshError) {
 	if rule.r.Redirect != nil {
 		return Routed{}, rs.redirect(rule, v)
 	}
-	out := Routed{Request: rule.request, Response: rule.response}
+	out := Routed{Request: rule.request, Response: rule.response, rule: rule}
 	if rw := rule.r.Rewrite; rw != nil {
 		out.Rewrite.Host = rw.Hostname
 		if rw.Path != nil {
@@ -508,6 +510,7 @@ func matchers(ms []config.ValueMatch) ([]valueMatcher, error) {
 func subsetOf(c *Cluster, name string, labels map[string]string) *Cluster {
 	sc := *c
 	sc.routes = nil
+	sc.subset = c.Service + "/" + name
 	sc.Endpoints = nil
 	for _, e := range c.Endpoints {
 		if hasLabels(e.Labels, labels) {

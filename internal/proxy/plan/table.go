@@ -18,6 +18,7 @@ type Table struct {
 	m       atomic.Pointer[map[string]*Cluster]
 	metrics *Metrics
 	policy  Policy
+	recent  *Recent // the requests its clusters served
 
 	// mirrorer sends route rules' mirrored copies (nil: none sent).
 	mirrorer Mirrorer
@@ -47,7 +48,7 @@ type Policy struct {
 // NewTable returns an empty table whose clusters follow policy and report
 // into m (may be nil).
 func NewTable(m *Metrics, policy Policy) *Table {
-	t := &Table{metrics: m, policy: policy}
+	t := &Table{metrics: m, policy: policy, recent: &Recent{}}
 	empty := map[string]*Cluster{}
 	t.m.Store(&empty)
 	return t
@@ -220,7 +221,7 @@ func (t *Table) Tick(now time.Time) {
 // cluster builds the cluster of a service under the policy of g.
 func (t *Table) cluster(name string, eps []*Endpoint, g *guard, m *ServiceMetrics) *Cluster {
 	p := &g.policy
-	c := &Cluster{Service: name, Endpoints: eps, Balancer: g.balancer, guard: g, metrics: m,
+	c := &Cluster{Service: name, Endpoints: eps, Balancer: g.balancer, guard: g, metrics: m, recent: t.recent,
 		MaxAttempts: p.Retries.Attempts, RetryOn: p.Retries.On, MaxRequests: p.CircuitBreaker.MaxRequests,
 		MaxConnections: p.CircuitBreaker.MaxConnections, MaxPending: p.CircuitBreaker.MaxPendingRequests, Overall: p.Timeouts.Request, Timeout: p.Timeouts.Request,
 		MaxBufferedBody: p.Retries.MaxBufferedBody}

@@ -86,6 +86,7 @@ func (in *Inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status = e.WriteStd(w, false)
 		return
 	}
+	requestID(r) // a caller outside the mesh sent none: the app gets one
 	status = in.forward(w, r, start)
 }
 

@@ -86,7 +86,7 @@ func (o *Outbound) sendMirror(c *plan.Cluster, r *http.Request, release func()) 
 		release()
 		mt.Done(status, start)
 	}()
-	status = o.route(&discard{}, r, c, start, nil)
+	status = o.route(&discard{}, r, c, start, nil, nil) // (copies are not recorded)
 }
 
 // CloseMirrors stops the mirrored requests in flight and waits for

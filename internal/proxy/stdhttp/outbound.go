@@ -73,12 +73,15 @@ func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		o.fail(w, r, nil, merr)
 		return
 	}
+	rec := &record{called: cluster, id: requestID(r), method: r.Method, target: originTarget(r.RequestURI)}
 	var routed plan.Routed
 	if cluster != nil && cluster.Routed() {
 		if routed, merr = cluster.Route(&stdView{r}); merr != nil {
 			o.fail(w, r, cluster.Metrics(), merr)
+			cluster.RecordString(&plan.Visit{Start: time.Now(), End: time.Now(), Status: merr.Status, Err: merr}, rec.id, rec.method, rec.target)
 			return
 		}
+		rec.rule = routed.RuleRef()
 		if routed.Delay > 0 && !pause(r, routed.Delay) {
 			return // a Fault's delay, and the client left meanwhile
 		}
@@ -108,13 +111,49 @@ func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status = o.egress(w, r, host, start)
 		return
 	}
-	status = o.route(w, r, cluster, start, routed.Response)
+	status = o.route(w, r, cluster, start, routed.Response, rec)
+}
+
+// record is what Record keeps of a request (plan.Cluster.Record): the
+// service called, the rule that decided, and the request's id, method
+// and target as the client sent them.
+type record struct {
+	called                   *plan.Cluster
+	id, method, target, rule string
+}
+
+// originTarget is a request target without its scheme and authority
+// (the proxy form's "http://svc/items" is "/items").
+func originTarget(t string) string {
+	rest, ok := strings.CutPrefix(t, "http://")
+	if !ok {
+		return t
+	}
+	if i := strings.IndexAny(rest, "/?"); i >= 0 && rest[i] == '/' {
+		return rest[i:]
+	} else if i >= 0 {
+		return "/" + rest[i:]
+	}
+	return "/"
+}
+
+// requestID is r's x-request-id, set to a new one when it has none (the
+// first hop names the request).
+func requestID(r *http.Request) string {
+	if id := r.Header.Get(plan.RequestIDHeader); id != "" {
+		return id
+	}
+	var buf [32]byte
+	id := string(plan.NewRequestID(&buf))
+	r.Header.Set(plan.RequestIDHeader, id)
+	return id
 }
 
 // route sends r through cluster's plan: an instance after another while
 // the failures allow it, with a route rule's edits (or nil) on the
-// response. It returns the status sent.
-func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster, start time.Time, respEdits *plan.HeaderEdits) int {
+// response. It returns the status sent, and records the request when
+// rec is set.
+func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster, start time.Time, respEdits *plan.HeaderEdits, rec *record) (status int) {
 	body := wrapBody(r)
 	prepare(r)
 	setSource(r, c)
@@ -123,6 +162,11 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster
 	ctx := r.Context()
 	var k plan.Call
 	k.Init(c, &stdView{r}, start)
+	if rec != nil {
+		defer func() {
+			rec.called.RecordString(&plan.Visit{Start: start, End: time.Now(), Status: status, Call: &k, Rule: rec.rule}, rec.id, rec.method, rec.target)
+		}()
+	}
 	kept := false // the body is being kept (body.keep is the transport's once it reads)
 	if body != nil {
 		body.max = k.KeepBody()

@@ -1,0 +1,176 @@
+package plan
+
+import (
+	"encoding/hex"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Requests served, kept for weft explain --request-id: every engine
+// records each request that went through a cluster of the routing table
+// (Cluster.Record), with the x-request-id it carried or was given
+// (NewRequestID), in a ring of the last RecentSize; the admin API finds
+// one by its id.
+
+// RequestIDHeader names the header that identifies a request across the
+// mesh (Envoy's and Istio's): passed on when the client sent one, made
+// by the first sidecar when it did not.
+const RequestIDHeader = "X-Request-Id"
+
+// RecentSize is how many requests a sidecar keeps for explain.
+const RecentSize = 1024
+
+// NewRequestID writes a new request id (32 hex digits, random) into
+// buf and returns it.
+func NewRequestID(buf *[32]byte) []byte {
+	var b [16]byte
+	a, c := rand.Uint64(), rand.Uint64()
+	for i := range 8 {
+		b[i], b[8+i] = byte(a>>(8*i)), byte(c>>(8*i))
+	}
+	hex.Encode(buf[:], b[:])
+	return buf[:]
+}
+
+// Served is what a sidecar kept of one request it sent.
+type Served struct {
+	ID       string        `json:"id"`
+	Time     time.Time     `json:"time"`
+	Duration time.Duration `json:"duration"`
+	Method   string        `json:"method"`
+	Path     string        `json:"path"` // up to its first 128 bytes
+	Service  string        `json:"service"`
+	// Rule is the route rule that decided ("": the service has no routes).
+	Rule string `json:"rule,omitempty"`
+	// Backend is the cluster the request went to: the service, or a
+	// subset "service/subset".
+	Backend string `json:"backend,omitempty"`
+	// Instance is the last instance tried, and Attempts how many tries
+	// were made.
+	Instance string `json:"instance,omitempty"`
+	Attempts int    `json:"attempts"`
+	Status   int    `json:"status"`
+	// Error is the mesh's answer when it made one, or the last failure
+	// before another instance answered.
+	Error *MeshError `json:"error,omitempty"`
+}
+
+// served is a Served in the ring: fixed arrays for what the engine has
+// as bytes, so that recording allocates nothing.
+type served struct {
+	id, path         [128]byte // (an id longer than 128 bytes is not kept)
+	idLen, pathLen   uint16
+	method           [16]byte
+	methodLen        uint8
+	at               time.Time
+	took             time.Duration
+	service, backend string
+	rule, instance   string
+	attempts, status int
+	err              *MeshError
+}
+
+// Recent is the ring of requests served. Its methods are safe for
+// concurrent use, and nil-safe.
+type Recent struct {
+	mu   sync.Mutex
+	ring [RecentSize]served
+	next int
+	n    int
+}
+
+// Visit is one request to record: what the engine knows of it besides
+// its id, method and path.
+type Visit struct {
+	Start, End time.Time
+	Status     int
+	// Call is the request's plan (nil: the route stage answered before
+	// one began); Rule the route rule that decided (Routed.RuleRef).
+	Call *Call
+	Rule string
+	// Err is the mesh's own answer, when the route stage made one.
+	Err *MeshError
+}
+
+// Record keeps one request in the ring of c's table, with its id,
+// method and path as the HTTP/1.1 engine has them (nothing when c is
+// outside the table, or the id is empty or longer than 128 bytes).
+func (c *Cluster) Record(v *Visit, id, method, path []byte) {
+	if e := c.slot(len(id)); e != nil {
+		e.idLen = uint16(copy(e.id[:], id))
+		e.pathLen = uint16(copy(e.path[:], path))
+		e.methodLen = uint8(copy(e.method[:], method))
+		c.fill(e, v)
+	}
+}
+
+// RecordString is Record for an engine that has them as strings.
+func (c *Cluster) RecordString(v *Visit, id, method, path string) {
+	if e := c.slot(len(id)); e != nil {
+		e.idLen = uint16(copy(e.id[:], id))
+		e.pathLen = uint16(copy(e.path[:], path))
+		e.methodLen = uint8(copy(e.method[:], method))
+		c.fill(e, v)
+	}
+}
+
+// slot takes the ring's next entry, locked (fill unlocks), or is nil
+// when nothing is recorded.
+func (c *Cluster) slot(idLen int) *served {
+	if c == nil || c.recent == nil || idLen == 0 || idLen > len(served{}.id) {
+		return nil
+	}
+	r := c.recent
+	r.mu.Lock()
+	e := &r.ring[r.next]
+	r.next = (r.next + 1) % RecentSize
+	r.n = min(r.n+1, RecentSize)
+	return e
+}
+
+func (c *Cluster) fill(e *served, v *Visit) {
+	e.at, e.took, e.status = v.Start, v.End.Sub(v.Start), v.Status
+	e.service, e.backend, e.rule, e.instance, e.attempts, e.err = c.Service, "", "", "", 0, v.Err
+	e.rule = v.Rule
+	if k := v.Call; k != nil && k.c != nil {
+		e.backend = k.c.name()
+		e.attempts = k.attempts
+		if ep := k.Endpoint(); ep != nil {
+			e.instance = ep.Instance
+		}
+		if e.err == nil {
+			e.err = k.last
+		}
+	}
+	c.recent.mu.Unlock()
+}
+
+// Find returns the most recent request recorded with id.
+func (r *Recent) Find(id string) (Served, bool) {
+	if r == nil {
+		return Served{}, false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := 1; i <= r.n; i++ {
+		e := &r.ring[(r.next-i+RecentSize)%RecentSize]
+		if string(e.id[:e.idLen]) != id {
+			continue
+		}
+		return Served{ID: id, Time: e.at, Duration: e.took, Method: string(e.method[:e.methodLen]), Path: string(e.path[:e.pathLen]),
+			Service: e.service, Rule: e.rule, Backend: e.backend, Instance: e.instance, Attempts: e.attempts, Status: e.status, Error: e.err}, true
+	}
+	return Served{}, false
+}
+
+// RuleRef names the route rule that decided ("": none).
+func (r *Routed) RuleRef() string {
+	if r.rule == nil {
+		return ""
+	}
+	return r.rule.ref
+}
+
+// Recent is the ring of requests the table's clusters record.
+func (t *Table) Recent() *Recent { return t.recent }

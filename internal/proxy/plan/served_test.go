@@ -1,0 +1,43 @@
+package plan
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/weftmesh/weft/internal/snapshot"
+)
+
+// The ring keeps the last RecentSize requests, finds the latest of an
+// id, refuses ids it could not keep whole, and records without
+// allocating.
+func TestRecentRing(t *testing.T) {
+	tb := NewTable(nil, Policy{})
+	g, err := newGuard(snapshot.DefaultPolicy(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tb.cluster("svc", nil, g, nil)
+	start := time.Now()
+	for i := range RecentSize + 10 {
+		c.Record(&Visit{Start: start, End: start.Add(time.Millisecond), Status: 200 + i%2}, []byte(fmt.Sprintf("id-%d", i%(RecentSize+5))), []byte("GET"), []byte("/x"))
+	}
+	if got, ok := tb.Recent().Find("id-3"); !ok || got.Status != 200+(RecentSize+8)%2 || got.Duration != time.Millisecond || got.Method != "GET" || got.Path != "/x" {
+		t.Errorf("id-3: got %+v (found %v), want its latest record", got, ok)
+	}
+	if _, ok := tb.Recent().Find("id-6"); ok {
+		t.Error("id-6 was recorded before the last RecentSize and is still found")
+	}
+	long := make([]byte, 129)
+	for i := range long {
+		long[i] = 'a'
+	}
+	c.Record(&Visit{}, long, []byte("GET"), []byte("/"))
+	if _, ok := tb.Recent().Find(string(long)); ok {
+		t.Error("an id longer than 128 bytes was kept (truncated, it would match others)")
+	}
+	id, m, p := []byte("abc"), []byte("GET"), []byte("/items")
+	if n := testing.AllocsPerRun(100, func() { c.Record(&Visit{Start: start, End: start, Status: 200}, id, m, p) }); n != 0 {
+		t.Errorf("Record allocates %v times, want 0", n)
+	}
+}
