@@ -26,7 +26,7 @@ func TestRequestIDsEveryEngine(t *testing.T) {
 			v1 := []snapshot.Backend{{Service: "svc", Subset: "v1", Labels: map[string]string{"version": "v1"}, Weight: 1}}
 			svc := &snapshot.Service{Name: "svc", Policy: testPolicy(),
 				Endpoints: []snapshot.Endpoint{{Instance: "svc-v1", Address: serveH2C(t, answer), Labels: map[string]string{"version": "v1"}, Ready: true}},
-				Routes: []snapshot.Route{{RouteRule: config.RouteRule{Route: "HTTPRoute/svc", PathType: config.PathPrefix, Path: "/app"}, Backends: v1}}}
+				Routes:    []snapshot.Route{{RouteRule: config.RouteRule{Route: "HTTPRoute/svc", PathType: config.PathPrefix, Path: "/app"}, Backends: v1}}}
 			addr, rt, _, table := policyOutbound(t, engine, svc)
 			send := func(path, id string) (*http.Response, string) {
 				req := newH2Request(t, http.MethodGet, addr, "svc", path, nil)
