@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -38,7 +39,7 @@ spec:
       labels: {dc: east}
 `)
 	out, errOut, code := m.Weft("apply", "-f", good, "--control", cp.Addr)
-	if code != 0 || strings.TrimSpace(out) != "ExternalService/legacy created" {
+	if code != 0 || !regexp.MustCompile(`^ExternalService/legacy created \(revision \d+\)$`).MatchString(strings.TrimSpace(out)) {
 		t.Fatalf("apply: exit %d, out %q, err %q", code, out, errOut)
 	}
 	if out, _, _ = m.Weft("apply", "-f", good, "--control", cp.Addr); strings.TrimSpace(out) != "ExternalService/legacy unchanged" {
