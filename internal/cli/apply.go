@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/weftmesh/weft/internal/api"
@@ -29,14 +30,14 @@ func readFile(name string) ([]byte, error) {
 func runApply(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "apply")
 	control := controlFlag(fs)
-	file := fs.String("f", "", "file with resources in YAML or JSON; - for standard input")
+	file := fs.String("f", "", "file with resources in YAML or JSON, a directory of them, or - for standard input")
 	dry := fs.Bool("dry-run", false, "validate and print what would change (and its diff), applying nothing")
 	rest, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
 	if *file == "" || len(rest) > 0 {
-		return usagef("apply: want apply -f FILE [--dry-run]")
+		return usagef("apply: want apply -f FILE|DIR|- [--dry-run]")
 	}
 	doc, list, err := readResources(*file)
 	if err != nil {
@@ -76,17 +77,50 @@ func runApply(ctx context.Context, e *env, args []string) error {
 
 // readResources reads and checks a file of resources locally: the same
 // validation the control plane runs, with the file name and line in
-// front of the field that is wrong.
+// front of the field that is wrong. A directory is every .yaml, .yml and
+// .json file in it (not below), in name order, as one stream.
 func readResources(file string) ([]byte, []config.Resource, error) {
-	doc, err := readFile(file)
-	if err != nil {
-		return nil, nil, err
+	files := []string{file}
+	if st, err := os.Stat(file); err == nil && st.IsDir() {
+		if files, err = resourceFiles(file); err != nil {
+			return nil, nil, err
+		}
 	}
-	list, err := config.Parse(doc)
-	if err != nil {
-		return nil, nil, inFile(file, err)
+	var doc []byte
+	var list []config.Resource
+	for _, f := range files {
+		b, err := readFile(f)
+		if err != nil {
+			return nil, nil, err
+		}
+		rs, err := config.Parse(b)
+		if err != nil {
+			return nil, nil, inFile(f, err)
+		}
+		if len(doc) > 0 {
+			doc = append(doc, "\n---\n"...)
+		}
+		doc, list = append(doc, b...), append(list, rs...)
 	}
 	return doc, list, nil
+}
+
+// resourceFiles are the resource files of a directory, sorted.
+func resourceFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("-f: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if ext := filepath.Ext(e.Name()); !e.IsDir() && (ext == ".yaml" || ext == ".yml" || ext == ".json") {
+			out = append(out, filepath.Join(dir, e.Name()))
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("-f %s: the directory has no .yaml, .yml or .json file", dir)
+	}
+	return out, nil
 }
 
 // warn prints an apply result's warnings on standard error.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/api"
+	"github.com/weftmesh/weft/internal/config"
 	"github.com/weftmesh/weft/internal/registry"
 )
 
@@ -95,10 +96,17 @@ func runDescribe(ctx context.Context, e *env, args []string) error {
 	if err := out.check(); err != nil {
 		return err
 	}
-	if len(rest) != 2 || (rest[0] != "service" && rest[0] != "services" && rest[0] != "svc") {
-		return usagef("describe: want describe service NAME")
+	if len(rest) != 2 {
+		return usagef("describe: want describe service NAME, or describe KIND NAME (kinds: %s)", kindWords())
 	}
 	c := api.NewClient(*control)
+	if !isServiceWord(rest[0]) {
+		kind, ok := config.KindFor(rest[0])
+		if !ok {
+			return usagef("describe: unknown kind %q (service, or a kind: %s)", rest[0], kindWords())
+		}
+		return describeResource(ctx, e, c, out, kind, rest[1])
+	}
 	d, err := c.Service(ctx, rest[1])
 	if err != nil {
 		return err

@@ -32,13 +32,13 @@ func (d differ) Error() string {
 func runDiff(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "diff")
 	control := controlFlag(fs)
-	file := fs.String("f", "", "file with resources in YAML or JSON; - for standard input")
+	file := fs.String("f", "", "file with resources in YAML or JSON, a directory of them, or - for standard input")
 	rest, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
 	if *file == "" || len(rest) > 0 {
-		return usagef("diff: want diff -f FILE")
+		return usagef("diff: want diff -f FILE|DIR|-")
 	}
 	_, list, err := readResources(*file)
 	if err != nil {

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -88,6 +90,37 @@ func TestRevisionsDryRunDiffHistoryRollback(t *testing.T) {
 	} {
 		if _, err := weftOut(t, append(c.args, "--control", cp)...); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("weft %s: got %v, want an error with %q", strings.Join(c.args, " "), err, c.want)
+		}
+	}
+}
+
+// apply -f DIR takes every resource file of the directory, in name
+// order; a mistake names the file it is in; describe shows a route's
+// rules, what it names that does not exist yet, and its revisions.
+func TestApplyDirectoryAndDescribe(t *testing.T) {
+	cp := startControl(t)
+	dir := t.TempDir()
+	for name, body := range map[string]string{"a-route.yaml": routeV1, "b-fault.json": `{"apiVersion": "weftmesh.io/v1alpha1", "kind": "Fault",
+		"metadata": {"name": "slow"}, "spec": {"delay": {"fixedDelay": "1s", "percent": 5}}}`, "notes.txt": "not a resource"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := weftOut(t, "apply", "-f", dir, "--control", cp)
+	if err != nil || !regexp.MustCompile(`^HTTPRoute/catalog created \(revision \d+\)\nFault/slow created \(revision \d+\)\n$`).MatchString(out) {
+		t.Fatalf("apply -f DIR: got (%q, %v), want the route and the fault created", out, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "c-bad.yaml"), []byte("apiVersion: weftmesh.io/v1alpha1\nkind: Fault\nmetadata: {name: x}\nspec: {delay: {fixedDelay: soon, percent: 5}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := weftOut(t, "apply", "-f", dir, "--control", cp); err == nil || !strings.Contains(err.Error(), "c-bad.yaml:4: Fault/x: spec.delay.fixedDelay") {
+		t.Errorf("apply -f DIR with a bad file: got %v, want the error naming c-bad.yaml:4", err)
+	}
+	out = mustWeft(t, "describe", "httproute", "catalog", "--control", cp)
+	for _, want := range []string{"HTTPRoute/catalog, revision ", "Rules:\n  rule 0: PathPrefix / -> catalog 90, catalog-next 10\n",
+		`Warning: service "catalog-next" does not exist yet`, "Revisions (weft history HTTPRoute catalog):\n  "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("describe httproute catalog:\n%s\nwant %q in it", out, want)
 		}
 	}
 }
