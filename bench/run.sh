@@ -36,6 +36,7 @@ KEEP_TMP="${KEEP_TMP:-0}"         # 1: keep the temp dir (configs, logs)
 SKIP_INSTALL="${SKIP_INSTALL:-0}" # 1: never call apt-get
 WEFT_APPLY="${WEFT_APPLY:-}"      # resources weft apply takes before the sidecars start, e.g. bench/configs/routes-10.yaml
 WEFT_SIDECAR="${WEFT_SIDECAR:-slim}" # sidecars from the slim build (-tags sidecaronly) or the full weft binary
+WEFT_SIDECAR_ARGS="${WEFT_SIDECAR_ARGS:-}" # more flags for both sidecars; %w: the work dir, %n: the sidecar's name (e.g. --access-log %w/%n.log)
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -111,7 +112,7 @@ HARNESS=("$TMP/bin/harness"
   -results-dir "$RESULTS_DIR" -runs "$RUNS" -lat-runs "$LAT_RUNS" -duration "${DURATION}s" -lat-duration "${LAT_DURATION}s"
   -warmup "${WARMUP}s" -rate "$RATE" -lat-conns "$LAT_CONNS" -conns "$CONNS" -paths "$PATHS"
   -weft-sidecar "$WEFT_SIDECAR" -lg-cpu "$LG_CPU" -srv-cpu "$SRV_CPU" -weft-wait "${WEFT_WAIT}s" -weft-skip "$WEFT_SKIP"
-  -weft-apply "$(if [ -n "$WEFT_APPLY" ]; then realpath "$WEFT_APPLY"; fi)"
+  -weft-apply "$(if [ -n "$WEFT_APPLY" ]; then realpath "$WEFT_APPLY"; fi)" -weft-sidecar-args "$WEFT_SIDECAR_ARGS"
   -quiet-wait "${QUIET_WAIT}s" -foreign-max "$FOREIGN_MAX" -retries "$RETRIES"
   -command "$CMDLINE")
 if [ -n "$LG_CPU" ]; then

@@ -57,6 +57,7 @@ type config struct {
 	weftSidecar string // "slim" (weft-sidecar, built with -tags sidecaronly) or "full"
 	weftWait    time.Duration
 	weftApply   string // a file of resources weft apply takes before the sidecars start ("": none)
+	weftArgs    string // more flags for both sidecars, %w the work dir and %n the sidecar's name (e.g. --access-log %w/%n.log)
 	foreignMax  float64
 	quietWait   time.Duration
 	retries     int
@@ -594,14 +595,14 @@ func (c *config) setupWeft(backendPort int) (*bpath, error) {
 			return bp, fmt.Errorf("weft apply -f %s: %v: %s", c.weftApply, err, out)
 		}
 	}
-	prov, err := c.start("weft-provider", sidecar, "sidecar", "--service", "backend",
+	prov, err := c.start("weft-provider", sidecar, append([]string{"sidecar", "--service", "backend",
 		"--app-port", strconv.Itoa(backendPort), "--control", addr(cport),
-		"--outbound", addr(pOut), "--inbound", addr(pIn), "--admin", addr(pAdm))
+		"--outbound", addr(pOut), "--inbound", addr(pIn), "--admin", addr(pAdm)}, c.sidecarArgs("weft-provider")...)...)
 	if err != nil {
 		return bp, err
 	}
-	cons, err := c.start("weft-consumer", sidecar, "sidecar", "--service", "bench-client",
-		"--control", addr(cport), "--outbound", addr(cOut), "--admin", addr(cAdm))
+	cons, err := c.start("weft-consumer", sidecar, append([]string{"sidecar", "--service", "bench-client",
+		"--control", addr(cport), "--outbound", addr(cOut), "--admin", addr(cAdm)}, c.sidecarArgs("weft-consumer")...)...)
 	if err != nil {
 		return bp, err
 	}
@@ -960,6 +961,7 @@ func main() {
 	flag.StringVar(&c.weftSkip, "weft-skip", "", "if set, skip the weft path with this reason")
 	flag.DurationVar(&c.weftWait, "weft-wait", 15*time.Second, "how long to wait for the consumer sidecar to route")
 	flag.StringVar(&c.weftApply, "weft-apply", "", "a file of resources (routes, policies) to apply before the sidecars start")
+	flag.StringVar(&c.weftArgs, "weft-sidecar-args", "", "more flags for both sidecars, space-separated; %w is the work dir, %n the sidecar's name")
 	flag.Float64Var(&c.foreignMax, "foreign-max", 10, "repeat a run once when other processes used more than this % of the server CPU")
 	flag.DurationVar(&c.quietWait, "quiet-wait", 2*time.Minute, "before each run, wait at most this long for other processes to stop using the benchmark CPUs")
 	flag.IntVar(&c.retries, "retries", 2, "how many times a run disturbed by other processes is repeated (the least disturbed is kept)")
@@ -1326,4 +1328,13 @@ func collectEnv(c *config) envInfo {
 	e.Settings = fmt.Sprintf("runs=%d, wrk %s per run at %v connections (1 thread, %s warm-up), %d fixed-rate runs of %.0f req/s for %s (+1 s warm-up) over %d connections",
 		c.runs, c.dur, c.conns, c.warm, c.latRuns, c.rate, c.latDur, c.latConns)
 	return e
+}
+
+// sidecarArgs are the extra flags of the sidecar name (-weft-sidecar-args).
+func (c *config) sidecarArgs(name string) []string {
+	var out []string
+	for _, a := range strings.Fields(c.weftArgs) {
+		out = append(out, strings.NewReplacer("%w", c.workDir, "%n", name).Replace(a))
+	}
+	return out
 }

@@ -21,6 +21,7 @@ func sidecarFlags(fs *flag.FlagSet, cfg *sidecar.Config) {
 	fs.StringVar(&cfg.AppProtocol, "app-protocol", cfg.AppProtocol, "what the app speaks: http (HTTP/1.1), h2c (HTTP/2 cleartext, e.g. a gRPC server) or tcp (bytes, no protocol detection)")
 	fs.Var(upstreams{&cfg.Upstreams}, "upstream", "local listener bound to a service, SERVICE=[HOST:]PORT[/tcp] (repeatable); /tcp skips protocol detection")
 	fs.DurationVar(&cfg.DetectTimeout, "detect-timeout", cfg.DetectTimeout, "wait this long for a connection's first bytes before taking it for TCP (inbound and upstream listeners)")
+	fs.StringVar(&cfg.AccessLog, "access-log", "", "write one JSON line per request to this file (appended), or - for standard output; off when empty")
 	fs.StringVar(&cfg.HTTP2Engine, "http2-engine", cfg.HTTP2Engine, "what forwards HTTP/2 to hops that speak it: weft (frames passed through) or x/net (x/net/http2 server and Transport)")
 	fs.StringVar(&cfg.InboundTLSCert, "inbound-tls-cert", "", "PEM certificate: terminate TLS on the inbound listener (ALPN h2, http/1.1) instead of passing it to the app")
 	fs.StringVar(&cfg.InboundTLSKey, "inbound-tls-key", "", "PEM private key of --inbound-tls-cert")

@@ -19,6 +19,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -71,6 +72,9 @@ type Config struct {
 	// (the engine before it). HTTP/2 to an HTTP/1.1 app, h2c upgrades and
 	// HTTP/2 over TLS always take x/net/http2.
 	HTTP2Engine string
+	// AccessLog is where one JSON line per request goes ("": nowhere,
+	// the default; "-": standard output; else a file, appended to).
+	AccessLog string
 	// InboundTLSCert and InboundTLSKey, when set (PEM files), make the
 	// inbound listener terminate TLS (ALPN h2 and http/1.1) instead of
 	// passing it through to the app.
@@ -188,6 +192,8 @@ type Sidecar struct {
 	inSrv                *proxy.Listener
 	in                   *stdhttp.Inbound
 	out                  *stdhttp.Outbound
+	accessLog            *plan.AccessLog // nil: off
+	accessLogFile        *os.File        // closed on stop; nil: stdout or off
 	adminSrv             *http.Server
 	table                *plan.Table
 	compiler             snapshot.Compiler
@@ -247,6 +253,19 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 	out := stdhttp.NewOutbound(s.table, stdhttp.NewTransport(), stdhttp.NewTransport(), metrics, s.log)
 	out.H2 = stdhttp.NewH2CTransport()
 	s.table.SetMirrorer(out) // route rules' RequestMirror copies go out through it
+	if cfg.AccessLog != "" {
+		w := io.Writer(os.Stdout)
+		if cfg.AccessLog != "-" {
+			f, err := os.OpenFile(cfg.AccessLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+			if err != nil {
+				s.closeListeners()
+				return nil, fmt.Errorf("--access-log: %w", err)
+			}
+			s.accessLogFile, w = f, f
+		}
+		s.accessLog = plan.NewAccessLog(w, deps.Registry)
+		s.table.SetAccessLog(s.accessLog)
+	}
 	s.out = out
 	bytes := &tcp.Proxy{IdleTimeout: cfg.TCPIdleTimeout, Log: s.log}
 	outCfg := proxy.Config{Name: "outbound", Resolve: out.Resolve, SNI: out.ResolveSNI, Connect: true, H2: out, TCP: bytes,
@@ -278,6 +297,7 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 	if cfg.AppPort != 0 {
 		app := net.JoinHostPort(cfg.AppHost, strconv.Itoa(cfg.AppPort))
 		in := stdhttp.NewInbound(cfg.Service, cfg.ID, app, stdhttp.NewTransport(), metrics)
+		in.RecordInto(s.table.Recent(), s.accessLog) // explain --request-id and the access log see the inbound too
 		s.in = in
 		declared := cfg.AppProtocol == "tcp"
 		inCfg := proxy.Config{Name: "inbound", Resolve: in.Resolve, H2: in, Metrics: metrics, Log: s.log,
@@ -389,6 +409,9 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	}
 	serve(s.adminSrv, s.adminLn, "admin")
 	spawn(func(c context.Context) { _ = s.push.Run(c) })
+	if s.accessLog != nil {
+		spawn(func(c context.Context) { _ = s.accessLog.Run(c) }) // writes what is queued before it returns
+	}
 	spawn(func(c context.Context) { s.peers.run(c, s) })
 
 	regCtx, stopReg := context.WithCancel(bg)
@@ -437,6 +460,9 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	stopBg()
 	for ; workers > 0; workers-- {
 		<-done
+	}
+	if s.accessLogFile != nil {
+		s.accessLogFile.Close()
 	}
 	s.log.Info("sidecar stopped")
 	return runErr

@@ -50,7 +50,7 @@ func (e *Engine) handle(cc *Conn) bool {
 	if c.Routed() {
 		if routed, merr = c.Route(&cc.view); merr != nil {
 			e.meshError(cc, c, merr)
-			c.Record(&plan.Visit{Start: cc.start, End: time.Now(), Status: merr.Status, Err: merr}, cc.id, req.Method(), originForm(req.Target()))
+			c.Record(&plan.Visit{Start: cc.start, End: time.Now(), Status: merr.Status, Err: merr, Bytes: -1}, cc.id, req.Method(), originForm(req.Target()), nil)
 			return !hasBody(req) && !req.Close
 		}
 		c = routed.Cluster
@@ -60,13 +60,18 @@ func (e *Engine) handle(cc *Conn) bool {
 	}
 	m := c.Metrics()
 	m.Begin()
-	ex := exchange{e: e, cc: cc, c: c, k: &cc.call, sentAt: cc.start, edits: routed.Request, respEdits: routed.Response, routed: routed}
+	ex := exchange{e: e, cc: cc, c: c, k: &cc.call, sentAt: cc.start, edits: routed.Request, respEdits: routed.Response, routed: routed, bytes: -1}
 	ex.k.Init(c, &cc.view, cc.start)
 	defer func() {
 		now := time.Now() // one clock read for the metrics, the attempt and the record
 		m.DoneAt(ex.status, cc.start, now)
 		ex.k.Finish(now)
-		called.Record(&plan.Visit{Start: cc.start, End: now, Status: ex.status, Call: ex.k, Rule: ex.routed.RuleRef()}, cc.id, req.Method(), originForm(req.Target()))
+		var src []byte // the caller, as the peer sidecar named it (inbound)
+		if called.Source == "" {
+			src = req.Get(plan.SourceHeader)
+		}
+		called.Record(&plan.Visit{Start: cc.start, End: now, Status: ex.status, Call: ex.k, Rule: ex.routed.RuleRef(), Bytes: ex.bytes},
+			cc.id, req.Method(), originForm(req.Target()), src)
 		ex.k.Clear() // holds no endpoint or error past the request
 		if ex.kept != nil {
 			putKept(ex.kept)
@@ -100,6 +105,8 @@ type exchange struct {
 	edits, respEdits *plan.HeaderEdits
 	// routed is the route stage's decision, for the mirrors (mirror.go).
 	routed plan.Routed
+	// bytes is the response body's declared length (-1: not known).
+	bytes int64
 }
 
 // run drives the plan: attempt after attempt, as long as the last
@@ -397,6 +404,10 @@ func (ex *exchange) relay(uc *upConn, ep *plan.Endpoint) (keep, done, stale bool
 	bodyPending := req.ExpectContinue && hasBody(req)
 	keepClient := !req.Close && !untilEOF && !dechunk && !bodyPending
 	writeResponseHead(cc.BW, resp, req, !keepClient, ex.respEdits)
+	ex.bytes = resp.ContentLength
+	if bodyless {
+		ex.bytes = 0
+	}
 
 	var err error
 	switch {

@@ -396,6 +396,8 @@ func (h *h2Client) request(s *h2Stream, f *http2.MetaHeadersFrame) (authority st
 			s.isGRPC = strings.HasPrefix(hf.Value, "application/grpc")
 		case hf.Name == "x-request-id":
 			s.reqID = hf.Value
+		case hf.Name == plan.SourceHeader:
+			s.source = hf.Value
 		case hf.Name == "x-forwarded-for":
 			if xff >= 0 {
 				req[xff].Value += ", " + hf.Value

@@ -108,6 +108,7 @@ type h2Stream struct {
 	rule                string
 	routeErr            *plan.MeshError
 	reqID, method, path string
+	source              string // the x-weft-source it came with (an inbound caller)
 }
 
 // open starts the peer half as the plan's next attempt: on a connection
@@ -754,11 +755,11 @@ func (s *h2Stream) settle(b *h2Batch) {
 	}
 	now := time.Now()
 	s.m.DoneAt(s.status, s.start, now)
-	v := plan.Visit{Start: s.start, End: now, Status: s.status, Rule: s.rule, Err: s.routeErr}
+	v := plan.Visit{Start: s.start, End: now, Status: s.status, Rule: s.rule, Err: s.routeErr, Bytes: -1}
 	if s.routeErr == nil {
 		v.Call = &s.k
 	}
-	s.called.RecordString(&v, s.reqID, s.method, s.path)
+	s.called.RecordString(&v, s.reqID, s.method, s.path, s.source)
 }
 
 // fieldValue returns the value of the first field named name.

@@ -81,6 +81,7 @@ type Cluster struct {
 	RetryBackoff resilience.Backoff
 	guard        *guard          // the service's policy state; nil: plain retries, no limits
 	recent       *Recent         // where its requests are recorded (Record); nil: not recorded
+	log          *AccessLog      // where they are logged too; nil: not logged
 	subset       string          // "service/subset" for a ServiceSubset's cluster
 	routes       *routes         // the service's HTTPRoutes and GRPCRoutes (Route); nil: none
 	group        *endpoint.Group // the service's outlier detection; nil: none

@@ -40,7 +40,12 @@ type Served struct {
 	Duration time.Duration `json:"duration"`
 	Method   string        `json:"method"`
 	Path     string        `json:"path"` // up to its first 128 bytes
-	Service  string        `json:"service"`
+	// Direction is outbound (this sidecar's app called) or inbound (a
+	// caller reached this sidecar's app); Source the calling service
+	// ("": not known), Service the service called.
+	Direction string `json:"direction"`
+	Source    string `json:"source,omitempty"`
+	Service   string `json:"service"`
 	// Rule is the route rule that decided ("": the service has no routes).
 	Rule string `json:"rule,omitempty"`
 	// Backend is the cluster the request went to: the service, or a
@@ -51,6 +56,9 @@ type Served struct {
 	Instance string `json:"instance,omitempty"`
 	Attempts int    `json:"attempts"`
 	Status   int    `json:"status"`
+	// Bytes is the response body's length when it was declared (-1: not
+	// known, a chunked or streamed body).
+	Bytes int64 `json:"bytes"`
 	// Error is the mesh's answer when it made one, or the last failure
 	// before another instance answered.
 	Error *MeshError `json:"error,omitempty"`
@@ -63,9 +71,13 @@ type served struct {
 	idLen, pathLen   uint16
 	method           [16]byte
 	methodLen        uint8
+	src              [64]byte // the x-weft-source an inbound request named
+	srcLen           uint8
 	at               time.Time
 	took             time.Duration
+	bytes            int64
 	service, backend string
+	direction, from  string // from: the calling service when this sidecar is it
 	rule, instance   string
 	attempts, status int
 	err              *MeshError
@@ -91,29 +103,39 @@ type Visit struct {
 	Rule string
 	// Err is the mesh's own answer, when the route stage made one.
 	Err *MeshError
+	// Bytes is the response body's declared length (-1: not known).
+	Bytes int64
 }
 
-// Record keeps one request in the ring of c's table, with its id,
-// method and path as the HTTP/1.1 engine has them (nothing when c is
-// outside the table, or the id is empty or longer than 128 bytes).
-func (c *Cluster) Record(v *Visit, id, method, path []byte) {
+// Record keeps one request in the ring of c's table (and its access
+// log), with its id, method, path and, inbound, the calling service as
+// the HTTP/1.1 engine has them (nothing when c records nothing, or the
+// id is empty or longer than 128 bytes).
+func (c *Cluster) Record(v *Visit, id, method, path, source []byte) {
 	if e := c.slot(len(id)); e != nil {
 		e.idLen = uint16(copy(e.id[:], id))
 		e.pathLen = uint16(copy(e.path[:], path))
 		e.methodLen = uint8(copy(e.method[:], method))
+		e.srcLen = uint8(copy(e.src[:], source))
 		c.fill(e, v)
 	}
 }
 
 // RecordString is Record for an engine that has them as strings.
-func (c *Cluster) RecordString(v *Visit, id, method, path string) {
+func (c *Cluster) RecordString(v *Visit, id, method, path, source string) {
 	if e := c.slot(len(id)); e != nil {
 		e.idLen = uint16(copy(e.id[:], id))
 		e.pathLen = uint16(copy(e.path[:], path))
 		e.methodLen = uint8(copy(e.method[:], method))
+		e.srcLen = uint8(copy(e.src[:], source))
 		c.fill(e, v)
 	}
 }
+
+// RecordInto makes c record its requests into r and l (either may be
+// nil): for a cluster outside the table, the inbound's. Call it before
+// serving.
+func (c *Cluster) RecordInto(r *Recent, l *AccessLog) { c.recent, c.log = r, l }
 
 // slot takes the ring's next entry, locked (fill unlocks), or is nil
 // when nothing is recorded.
@@ -130,8 +152,12 @@ func (c *Cluster) slot(idLen int) *served {
 }
 
 func (c *Cluster) fill(e *served, v *Visit) {
-	e.at, e.took, e.status = v.Start, v.End.Sub(v.Start), v.Status
+	e.at, e.took, e.status, e.bytes = v.Start, v.End.Sub(v.Start), v.Status, v.Bytes
 	e.service, e.backend, e.rule, e.instance, e.attempts, e.err = c.Service, "", "", "", 0, v.Err
+	e.direction, e.from = "outbound", c.Source
+	if c.metrics != nil {
+		e.direction = c.metrics.direction
+	}
 	e.rule = v.Rule
 	if k := v.Call; k != nil && k.c != nil {
 		e.backend = k.c.name()
@@ -143,6 +169,7 @@ func (c *Cluster) fill(e *served, v *Visit) {
 			e.err = k.last
 		}
 	}
+	c.log.offer(c, e)
 	c.recent.mu.Unlock()
 }
 
@@ -155,13 +182,27 @@ func (r *Recent) Find(id string) (Served, bool) {
 	defer r.mu.Unlock()
 	for i := 1; i <= r.n; i++ {
 		e := &r.ring[(r.next-i+RecentSize)%RecentSize]
-		if string(e.id[:e.idLen]) != id {
-			continue
+		if string(e.id[:e.idLen]) == id {
+			return e.view(), true
 		}
-		return Served{ID: id, Time: e.at, Duration: e.took, Method: string(e.method[:e.methodLen]), Path: string(e.path[:e.pathLen]),
-			Service: e.service, Rule: e.rule, Backend: e.backend, Instance: e.instance, Attempts: e.attempts, Status: e.status, Error: e.err}, true
 	}
 	return Served{}, false
+}
+
+// view is e as a Served.
+func (e *served) view() Served {
+	return Served{ID: string(e.id[:e.idLen]), Time: e.at, Duration: e.took, Method: string(e.method[:e.methodLen]),
+		Path: string(e.path[:e.pathLen]), Direction: e.direction, Source: e.source(), Service: e.service, Rule: e.rule,
+		Backend: e.backend, Instance: e.instance, Attempts: e.attempts, Status: e.status, Bytes: e.bytes, Error: e.err}
+}
+
+// source is the calling service: this sidecar's for the requests it
+// sends, else the one the request named (inbound).
+func (e *served) source() string {
+	if e.from != "" {
+		return e.from
+	}
+	return string(e.src[:e.srcLen])
 }
 
 // RuleRef names the route rule that decided ("": none).

@@ -20,7 +20,7 @@ func TestRecentRing(t *testing.T) {
 	c := tb.cluster("svc", nil, g, nil)
 	start := time.Now()
 	for i := range RecentSize + 10 {
-		c.Record(&Visit{Start: start, End: start.Add(time.Millisecond), Status: 200 + i%2}, []byte(fmt.Sprintf("id-%d", i%(RecentSize+5))), []byte("GET"), []byte("/x"))
+		c.Record(&Visit{Start: start, End: start.Add(time.Millisecond), Status: 200 + i%2}, []byte(fmt.Sprintf("id-%d", i%(RecentSize+5))), []byte("GET"), []byte("/x"), nil)
 	}
 	if got, ok := tb.Recent().Find("id-3"); !ok || got.Status != 200+(RecentSize+8)%2 || got.Duration != time.Millisecond || got.Method != "GET" || got.Path != "/x" {
 		t.Errorf("id-3: got %+v (found %v), want its latest record", got, ok)
@@ -32,12 +32,12 @@ func TestRecentRing(t *testing.T) {
 	for i := range long {
 		long[i] = 'a'
 	}
-	c.Record(&Visit{}, long, []byte("GET"), []byte("/"))
+	c.Record(&Visit{}, long, []byte("GET"), []byte("/"), nil)
 	if _, ok := tb.Recent().Find(string(long)); ok {
 		t.Error("an id longer than 128 bytes was kept (truncated, it would match others)")
 	}
 	id, m, p := []byte("abc"), []byte("GET"), []byte("/items")
-	if n := testing.AllocsPerRun(100, func() { c.Record(&Visit{Start: start, End: start, Status: 200}, id, m, p) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { c.Record(&Visit{Start: start, End: start, Status: 200}, id, m, p, nil) }); n != 0 {
 		t.Errorf("Record allocates %v times, want 0", n)
 	}
 }

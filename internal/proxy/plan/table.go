@@ -18,7 +18,8 @@ type Table struct {
 	m       atomic.Pointer[map[string]*Cluster]
 	metrics *Metrics
 	policy  Policy
-	recent  *Recent // the requests its clusters served
+	recent  *Recent    // the requests its clusters served
+	log     *AccessLog // and their access log (nil: off)
 
 	// mirrorer sends route rules' mirrored copies (nil: none sent).
 	mirrorer Mirrorer
@@ -53,6 +54,10 @@ func NewTable(m *Metrics, policy Policy) *Table {
 	t.m.Store(&empty)
 	return t
 }
+
+// SetAccessLog makes the table's clusters log each request to l, from
+// the next Update on (nil: off). Call it before the first Update.
+func (t *Table) SetAccessLog(l *AccessLog) { t.log = l }
 
 // SetMirrorer makes m the sender of mirrored requests (RequestMirror
 // filters), from the next Update on; without one nothing is mirrored.
@@ -221,7 +226,7 @@ func (t *Table) Tick(now time.Time) {
 // cluster builds the cluster of a service under the policy of g.
 func (t *Table) cluster(name string, eps []*Endpoint, g *guard, m *ServiceMetrics) *Cluster {
 	p := &g.policy
-	c := &Cluster{Service: name, Endpoints: eps, Balancer: g.balancer, guard: g, metrics: m, recent: t.recent,
+	c := &Cluster{Service: name, Endpoints: eps, Balancer: g.balancer, guard: g, metrics: m, recent: t.recent, log: t.log,
 		MaxAttempts: p.Retries.Attempts, RetryOn: p.Retries.On, MaxRequests: p.CircuitBreaker.MaxRequests,
 		MaxConnections: p.CircuitBreaker.MaxConnections, MaxPending: p.CircuitBreaker.MaxPendingRequests, Overall: p.Timeouts.Request, Timeout: p.Timeouts.Request,
 		MaxBufferedBody: p.Retries.MaxBufferedBody}

@@ -62,6 +62,10 @@ func NewInbound(service, instance, app string, transport http.RoundTripper, m *p
 	return in
 }
 
+// RecordInto makes the inbound record its requests into r and l (either
+// may be nil). Call it before serving.
+func (in *Inbound) RecordInto(r *plan.Recent, l *plan.AccessLog) { in.cluster.Load().RecordInto(r, l) }
+
 // SetTimeout bounds the wait for the app's response head (the default is
 // none: the caller's sidecar bounds it). Call it before serving.
 func (in *Inbound) SetTimeout(d time.Duration) { in.cluster.Load().Timeout = d }
@@ -86,11 +90,15 @@ func (in *Inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status = e.WriteStd(w, false)
 		return
 	}
-	requestID(r) // a caller outside the mesh sent none: the app gets one
-	status = in.forward(w, r, start)
+	id := requestID(r) // a caller outside the mesh sent none: the app gets one
+	target, source := originTarget(r.RequestURI), r.Header.Get(plan.SourceHeader)
+	status = in.forward(w, r, start, func(k *plan.Call, status int, bytes int64) {
+		in.cluster.Load().RecordString(&plan.Visit{Start: start, End: time.Now(), Status: status, Call: k, Bytes: bytes}, id, r.Method, target, source)
+	})
 }
 
-func (in *Inbound) forward(w http.ResponseWriter, r *http.Request, start time.Time) int {
+// forward sends r to the app, and records it with record once answered.
+func (in *Inbound) forward(w http.ResponseWriter, r *http.Request, start time.Time, record func(k *plan.Call, status int, bytes int64)) (status int) {
 	if r.Method == http.MethodConnect {
 		return failStd(w, r, in.metrics, &plan.MeshError{Status: http.StatusMethodNotAllowed, Reason: plan.ReasonBadRequest, Service: in.Service,
 			Instance: in.Instance, Message: "CONNECT is not accepted on the inbound listener"})
@@ -102,6 +110,8 @@ func (in *Inbound) forward(w http.ResponseWriter, r *http.Request, start time.Ti
 	r.URL.Host = in.App
 	var k plan.Call
 	k.Init(in.cluster.Load(), &stdView{r}, start)
+	bytes := int64(-1)
+	defer func() { record(&k, status, bytes) }()
 	k.Next() // the app: one endpoint, one attempt
 	passTimeout(r, &k)
 	resp, err := roundTrip(transportFor(r, in.Transport, in.H2), r, k.TryTimeout())
@@ -121,7 +131,8 @@ func (in *Inbound) forward(w http.ResponseWriter, r *http.Request, start time.Ti
 	}
 	k.Answered(plan.AnswerStatus(resp.StatusCode, resp.Header.Get("Grpc-Status")), 0)
 	k.OK()
-	status := writeResponse(w, r, resp)
+	bytes = resp.ContentLength
+	status = writeResponse(w, r, resp)
 	in.metrics.GRPCDone(resp)
 	return status
 }

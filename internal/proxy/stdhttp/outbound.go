@@ -78,7 +78,7 @@ func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if cluster != nil && cluster.Routed() {
 		if routed, merr = cluster.Route(&stdView{r}); merr != nil {
 			o.fail(w, r, cluster.Metrics(), merr)
-			cluster.RecordString(&plan.Visit{Start: time.Now(), End: time.Now(), Status: merr.Status, Err: merr}, rec.id, rec.method, rec.target)
+			cluster.RecordString(&plan.Visit{Start: time.Now(), End: time.Now(), Status: merr.Status, Err: merr, Bytes: -1}, rec.id, rec.method, rec.target, "")
 			return
 		}
 		rec.rule = routed.RuleRef()
@@ -162,9 +162,11 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster
 	ctx := r.Context()
 	var k plan.Call
 	k.Init(c, &stdView{r}, start)
+	bytes := int64(-1) // the response body's declared length
 	if rec != nil {
 		defer func() {
-			rec.called.RecordString(&plan.Visit{Start: start, End: time.Now(), Status: status, Call: &k, Rule: rec.rule}, rec.id, rec.method, rec.target)
+			rec.called.RecordString(&plan.Visit{Start: start, End: time.Now(), Status: status, Call: &k, Rule: rec.rule, Bytes: bytes},
+				rec.id, rec.method, rec.target, "")
 		}()
 	}
 	kept := false // the body is being kept (body.keep is the transport's once it reads)
@@ -236,6 +238,7 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster
 		k.Answered(st, plan.RetryAfter(resp.Header.Get("Retry-After")))
 		k.OK()
 		respEdits.Apply(resp.Header)
+		bytes = resp.ContentLength
 		status := writeResponse(w, r, resp)
 		c.Metrics().GRPCDone(resp)
 		return status
