@@ -3,8 +3,9 @@ package plan
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"io"
+	"strconv"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -24,25 +25,6 @@ type AccessLog struct {
 
 // AccessLogQueue is how many records may wait to be written.
 const AccessLogQueue = 4096
-
-// accessLine is one line of the access log.
-type accessLine struct {
-	Time       string  `json:"time"` // RFC 3339, UTC, to the microsecond
-	Direction  string  `json:"direction"`
-	Source     string  `json:"source_service,omitempty"`
-	Service    string  `json:"destination_service"`
-	Backend    string  `json:"backend,omitempty"`
-	Instance   string  `json:"instance,omitempty"`
-	Method     string  `json:"method"`
-	Path       string  `json:"path"`
-	Status     int     `json:"status"`
-	DurationMS float64 `json:"duration_ms"`
-	Bytes      int64   `json:"bytes"`
-	Attempts   int     `json:"attempts"`
-	RequestID  string  `json:"request_id"`
-	Route      string  `json:"route,omitempty"`
-	Error      string  `json:"mesh_error,omitempty"` // the reason (x-weft-error) of the mesh's answer or last failure
-}
 
 // NewAccessLog writes to w, and counts what it drops in reg (may be nil).
 func NewAccessLog(w io.Writer, reg prometheus.Registerer) *AccessLog {
@@ -71,17 +53,10 @@ func (l *AccessLog) offer(_ *Cluster, e *served) {
 
 // Run writes the queued records until ctx ends, then what is left.
 func (l *AccessLog) Run(ctx context.Context) error {
-	enc := json.NewEncoder(l.out)
-	enc.SetEscapeHTML(false)
+	buf := make([]byte, 0, 1024)
 	write := func(e *served) {
-		v := e.view()
-		line := accessLine{Time: v.Time.UTC().Format("2006-01-02T15:04:05.000000Z07:00"), Direction: v.Direction, Source: v.Source,
-			Service: v.Service, Backend: v.Backend, Instance: v.Instance, Method: v.Method, Path: v.Path, Status: v.Status,
-			DurationMS: float64(v.Duration.Microseconds()) / 1000, Bytes: v.Bytes, Attempts: v.Attempts, RequestID: v.ID, Route: v.Rule}
-		if v.Error != nil {
-			line.Error = v.Error.Reason
-		}
-		_ = enc.Encode(&line) // (a failing writer loses lines, not requests)
+		buf = e.appendJSON(buf[:0])
+		_, _ = l.out.Write(buf) // (a failing writer loses lines, not requests)
 	}
 	for {
 		select {
@@ -101,4 +76,90 @@ func (l *AccessLog) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// appendJSON appends e as one line of the access log, without
+// allocating (the writer keeps up with the data path on one CPU):
+//
+//	{"time":"…Z","direction":"outbound","source_service":"web",
+//	 "destination_service":"catalog","backend":"catalog/v2",
+//	 "instance":"catalog-v2","method":"GET","path":"/items","status":200,
+//	 "duration_ms":0.575,"bytes":1024,"attempts":1,"request_id":"…",
+//	 "route":"HTTPRoute/catalog rule 0","mesh_error":"upstream-reset"}
+func (e *served) appendJSON(b []byte) []byte {
+	b = append(b, `{"time":"`...)
+	b = e.at.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z07:00")
+	b = append(b, `","direction":`...)
+	b = appendJSONString(b, e.direction)
+	switch {
+	case e.from != "":
+		b = append(b, `,"source_service":`...)
+		b = appendJSONString(b, e.from)
+	case e.srcLen > 0:
+		b = append(b, `,"source_service":`...)
+		b = appendJSONString(b, e.src[:e.srcLen])
+	}
+	b = append(b, `,"destination_service":`...)
+	b = appendJSONString(b, e.service)
+	if e.backend != "" {
+		b = append(b, `,"backend":`...)
+		b = appendJSONString(b, e.backend)
+	}
+	if e.instance != "" {
+		b = append(b, `,"instance":`...)
+		b = appendJSONString(b, e.instance)
+	}
+	b = append(b, `,"method":`...)
+	b = appendJSONString(b, e.method[:e.methodLen])
+	b = append(b, `,"path":`...)
+	b = appendJSONString(b, e.path[:e.pathLen])
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(e.status), 10)
+	b = append(b, `,"duration_ms":`...)
+	b = strconv.AppendFloat(b, float64(e.took.Microseconds())/1000, 'f', -1, 64)
+	b = append(b, `,"bytes":`...)
+	b = strconv.AppendInt(b, e.bytes, 10)
+	b = append(b, `,"attempts":`...)
+	b = strconv.AppendInt(b, int64(e.attempts), 10)
+	b = append(b, `,"request_id":`...)
+	b = appendJSONString(b, e.id[:e.idLen])
+	if e.rule != "" {
+		b = append(b, `,"route":`...)
+		b = appendJSONString(b, e.rule)
+	}
+	if e.err != nil && e.err.Reason != "" {
+		b = append(b, `,"mesh_error":`...)
+		b = appendJSONString(b, e.err.Reason)
+	}
+	return append(b, "}\n"...)
+}
+
+// appendJSONString appends s as a JSON string: quotes, backslashes and
+// control characters escaped, bytes that are not UTF-8 as U+FFFD.
+func appendJSONString[T ~string | ~[]byte](b []byte, s T) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+			i++
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&15])
+			i++
+		case c < utf8.RuneSelf:
+			b = append(b, c)
+			i++
+		default:
+			r, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
+			if r == utf8.RuneError && size == 1 {
+				b = append(b, `\ufffd`...)
+			} else {
+				b = append(b, s[i:i+size]...)
+			}
+			i += size
+		}
+	}
+	return append(b, '"')
 }

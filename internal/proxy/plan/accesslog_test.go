@@ -33,6 +33,32 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// appendJSON escapes what JSON needs escaped, keeps UTF-8, replaces
+// what is not UTF-8, and allocates nothing.
+func TestAccessLineEncoding(t *testing.T) {
+	var e served
+	e.idLen = uint16(copy(e.id[:], "id"))
+	e.pathLen = uint16(copy(e.path[:], "/a\"b\\c\n\x01é\xff"))
+	e.methodLen = uint8(copy(e.method[:], "GET"))
+	e.direction, e.service, e.status, e.bytes = "inbound", "catalog", 200, -1
+	e.srcLen = uint8(copy(e.src[:], "web"))
+	var line map[string]any
+	b := e.appendJSON(nil)
+	if err := json.Unmarshal(b, &line); err != nil {
+		t.Fatalf("not JSON: %v: %s", err, b)
+	}
+	if line["source_service"] != "web" {
+		t.Errorf("source_service %v, want web", line["source_service"])
+	}
+	if got := line["path"]; got != "/a\"b\\c\n\x01é\ufffd" {
+		t.Errorf("path %q, want it back as sent, the invalid byte as U+FFFD", got)
+	}
+	buf := make([]byte, 0, 1024)
+	if n := testing.AllocsPerRun(100, func() { buf = e.appendJSON(buf[:0]) }); n != 0 {
+		t.Errorf("appendJSON allocates %v times a line, want 0", n)
+	}
+}
+
 // Each recorded request is one JSON line with its fields; a full queue
 // drops and counts, never waits; Run writes what is queued when it ends.
 func TestAccessLog(t *testing.T) {
