@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,15 +17,20 @@ import (
 // record the queue has no room for is dropped and counted.
 //
 //	Record -> offer (copy into the queue, or drop + count)
-//	Run    -> format as JSON, write buffered, flush when the queue empties
+//	Run    -> every 50 ms: format each as JSON, write buffered, flush
 type AccessLog struct {
 	q       chan served
 	out     *bufio.Writer
 	dropped prometheus.Counter
 }
 
-// AccessLogQueue is how many records may wait to be written.
-const AccessLogQueue = 4096
+// AccessLogQueue is how many records may wait to be written, and
+// AccessLogEvery how often they are: 4,096 in 50 ms is 80,000 requests
+// a second.
+const (
+	AccessLogQueue = 4096
+	AccessLogEvery = 50 * time.Millisecond
+)
 
 // NewAccessLog writes to w, and counts what it drops in reg (may be nil).
 func NewAccessLog(w io.Writer, reg prometheus.Registerer) *AccessLog {
@@ -51,29 +57,31 @@ func (l *AccessLog) offer(_ *Cluster, e *served) {
 	}
 }
 
-// Run writes the queued records until ctx ends, then what is left.
+// Run writes the queued records until ctx ends, then what is left. It
+// drains the queue every AccessLogEvery, not on each record: a record
+// costs the data path a copy into the queue and nothing else (no
+// goroutine woken, no write of its own).
 func (l *AccessLog) Run(ctx context.Context) error {
 	buf := make([]byte, 0, 1024)
-	write := func(e *served) {
-		buf = e.appendJSON(buf[:0])
-		_, _ = l.out.Write(buf) // (a failing writer loses lines, not requests)
+	drain := func() error {
+		for {
+			select {
+			case e := <-l.q:
+				buf = e.appendJSON(buf[:0])
+				_, _ = l.out.Write(buf) // (a failing writer loses lines, not requests)
+			default:
+				return l.out.Flush()
+			}
+		}
 	}
+	tick := time.NewTicker(AccessLogEvery)
+	defer tick.Stop()
 	for {
 		select {
-		case e := <-l.q:
-			write(&e)
-			if len(l.q) == 0 {
-				_ = l.out.Flush()
-			}
+		case <-tick.C:
+			_ = drain()
 		case <-ctx.Done():
-			for {
-				select {
-				case e := <-l.q:
-					write(&e)
-				default:
-					return l.out.Flush()
-				}
-			}
+			return drain()
 		}
 	}
 }
