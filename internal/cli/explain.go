@@ -119,19 +119,21 @@ func runExplain(ctx context.Context, e *env, args []string) error {
 
 // served is GET /explain?request-id= of a sidecar (its servedView).
 type served struct {
-	From     string        `json:"from"`
-	ID       string        `json:"id"`
-	Time     time.Time     `json:"time"`
-	Duration time.Duration `json:"duration"`
-	Method   string        `json:"method"`
-	Path     string        `json:"path"`
-	Service  string        `json:"service"`
-	Rule     string        `json:"rule"`
-	Backend  string        `json:"backend"`
-	Instance string        `json:"instance"`
-	Attempts int           `json:"attempts"`
-	Status   int           `json:"status"`
-	Error    *struct {
+	From      string        `json:"from"`
+	ID        string        `json:"id"`
+	Time      time.Time     `json:"time"`
+	Duration  time.Duration `json:"duration"`
+	Method    string        `json:"method"`
+	Path      string        `json:"path"`
+	Direction string        `json:"direction"`
+	Source    string        `json:"source"`
+	Service   string        `json:"service"`
+	Rule      string        `json:"rule"`
+	Backend   string        `json:"backend"`
+	Instance  string        `json:"instance"`
+	Attempts  int           `json:"attempts"`
+	Status    int           `json:"status"`
+	Error     *struct {
 		Reason   string `json:"error"`
 		Instance string `json:"instance"`
 		Message  string `json:"message"`
@@ -170,6 +172,9 @@ func explainServed(ctx context.Context, e *env, c *api.Client, out *output, serv
 
 func servedTable(tw *tabwriter.Writer, x served) {
 	fmt.Fprintf(tw, "Request %s: %s %s from %s to %s, at %s\n", x.ID, x.Method, x.Path, x.From, x.Service, x.Time.Local().Format(time.DateTime+".000"))
+	if x.Direction == "inbound" {
+		fmt.Fprintf(tw, "Taken in (inbound) from %s: this sidecar sent no request with this id itself\n", orWord(x.Source, "a caller outside the mesh"))
+	}
 	switch {
 	case x.Rule != "":
 		fmt.Fprintf(tw, "Decision: routed by %s\n", x.Rule)

@@ -87,7 +87,14 @@ func writeDiff(w io.Writer, from, to, a, b string) bool {
 				nb++
 			}
 		}
-		fmt.Fprintf(w, "@@ -%d,%d +%d,%d @@\n", ops[start].ai+1, na, ops[start].bi+1, nb)
+		fromLine, toLine := ops[start].ai+1, ops[start].bi+1
+		if na == 0 { // (diff -u names the line before an empty range)
+			fromLine--
+		}
+		if nb == 0 {
+			toLine--
+		}
+		fmt.Fprintf(w, "@@ -%d,%d +%d,%d @@\n", fromLine, na, toLine, nb)
 		for _, o := range ops[start:end] {
 			fmt.Fprintf(w, "%c%s\n", o.kind, o.text)
 		}

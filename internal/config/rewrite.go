@@ -89,10 +89,19 @@ func checkPathModifier(p *gwv1.HTTPPathModifier, at string) (*PathModifier, *Fie
 	if *v != "" && !strings.HasPrefix(*v, "/") {
 		return nil, &FieldError{Field: field, Msg: fmt.Sprintf("%q must begin with /", *v)}
 	}
-	if strings.ContainsAny(*v, "?#\r\n\x00 ") {
-		return nil, &FieldError{Field: field, Msg: fmt.Sprintf("%q must be a path only: no query, fragment, space or control character", *v)}
+	if i := strings.IndexFunc(*v, func(r rune) bool { return !pathChar(r) }); i >= 0 {
+		return nil, &FieldError{Field: field, Msg: fmt.Sprintf("%q must be a path only (RFC 3986 path characters, %%-escaped otherwise): %q is not one", *v, (*v)[i:i+1])}
 	}
 	return &PathModifier{Type: string(p.Type), Value: *v}, nil
+}
+
+// pathChar: what a path may hold unescaped (RFC 3986 pchar and "/").
+func pathChar(r rune) bool {
+	switch {
+	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		return true
+	}
+	return strings.ContainsRune("-._~!$&'()*+,;=:@/%", r)
 }
 
 func checkHostname(h *gwv1.PreciseHostname, at string) (string, *FieldError) {
@@ -100,8 +109,13 @@ func checkHostname(h *gwv1.PreciseHostname, at string) (string, *FieldError) {
 		return "", nil
 	}
 	s := string(*h)
-	if s == "" || len(s) > 253 || strings.ContainsAny(s, ":/?#@[] \r\n\x00*") {
-		return "", &FieldError{Field: at, Msg: fmt.Sprintf("%q is not a hostname (no port, no wildcard)", s)}
+	ok := s != "" && len(s) <= 253
+	for _, label := range strings.Split(s, ".") {
+		ok = ok && label != "" && len(label) <= 63 && label[0] != '-' && label[len(label)-1] != '-' &&
+			strings.IndexFunc(label, func(r rune) bool { return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') }) < 0
+	}
+	if !ok {
+		return "", &FieldError{Field: at, Msg: fmt.Sprintf("%q is not a hostname (RFC 1123 labels of letters, digits and -; no port, no wildcard)", s)}
 	}
 	return strings.ToLower(s), nil
 }

@@ -91,6 +91,8 @@ func TestRouteErrorsNameTheField(t *testing.T) {
 			"spec.rules[0].filters[0].urlRewrite.path.replaceFullPath", "is required with type ReplaceFullPath", 7},
 		{"a rewrite to a path with a query", routeHead + "  rules:\n  - filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplaceFullPath, replaceFullPath: \"/a?b=1\"}}}]\n",
 			"spec.rules[0].filters[0].urlRewrite.path.replaceFullPath", "must be a path only", 7},
+		{"a rewrite to a path with a tab", routeHead + "  rules:\n  - filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplaceFullPath, replaceFullPath: \"/a\\tb\"}}}]\n",
+			"spec.rules[0].filters[0].urlRewrite.path.replaceFullPath", `"\t" is not one`, 7},
 		{"a rewrite host with a port", routeHead + "  rules:\n  - filters: [{type: URLRewrite, urlRewrite: {hostname: \"a:80\"}}]\n",
 			"spec.rules[0].filters[0].urlRewrite.hostname", `"a:80" is not a hostname`, 7},
 		{"a mirror with percent and fraction", routeHead + "  rules:\n  - filters: [{type: RequestMirror, requestMirror: {backendRef: {name: shadow}, percent: 5, fraction: {numerator: 1}}}]\n",

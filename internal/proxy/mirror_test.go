@@ -175,3 +175,35 @@ func TestMirrorsEveryEngine(t *testing.T) {
 		})
 	}
 }
+
+// Copies never touch the policy state of the service real callers use:
+// a route that sends every request to subset v1 and mirrors it to a
+// failing v2 of the same service does not open the service's breaker.
+func TestMirrorsLeaveTheBreakerAlone(t *testing.T) {
+	for _, engine := range engineNames {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("v1")) })
+			failing := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "v2 fails", http.StatusInternalServerError) })
+			p := testPolicy()
+			p.Resource = "TrafficPolicy/svc"
+			p.CircuitBreaker = snapshot.CircuitBreaker{FailureRatio: 0.5, MinRequests: 5, Window: 10 * time.Second, OpenFor: 30 * time.Second, HalfOpenRequests: 1}
+			svc := &snapshot.Service{Name: "svc", Policy: p, Endpoints: []snapshot.Endpoint{
+				{Instance: "svc-v1", Address: serveH2C(t, ok), Labels: map[string]string{"version": "v1"}, Ready: true},
+				{Instance: "svc-v2", Address: serveH2C(t, failing), Labels: map[string]string{"version": "v2"}, Ready: true}},
+				Routes: []snapshot.Route{{RouteRule: config.RouteRule{Route: "HTTPRoute/svc", PathType: config.PathPrefix, Path: "/"},
+					Backends: []snapshot.Backend{{Service: "svc", Subset: "v1", Labels: map[string]string{"version": "v1"}, Weight: 1}},
+					Mirrors:  []snapshot.Mirror{{Backend: snapshot.Backend{Service: "svc", Subset: "v2", Labels: map[string]string{"version": "v2"}}, Percent: 100}}}}}
+			addr, rt, reg, _ := meshOutbound(t, engine, nil, svc)
+			for i := range 40 {
+				resp, body := h2Do(t, rt, newH2Request(t, http.MethodGet, addr, "svc", "/", nil))
+				if resp.StatusCode != http.StatusOK || string(body) != "v1" {
+					t.Fatalf("request %d: %d %q, want 200 from v1 (the mirror's failures must not open the breaker)", i, resp.StatusCode, body)
+				}
+			}
+			waitFor(t, 5*time.Second, "the copies answered", func() bool {
+				return sample(t, reg, "weft_requests_total", "direction", "mirror", "service", "svc", "code", "500") == 40
+			})
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,6 +43,16 @@ func TestRequestIDsEveryEngine(t *testing.T) {
 			_, made := send("/app/items", "")
 			if !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(made) {
 				t.Errorf("the instance got x-request-id %q, want 32 hex digits made by the sidecar", made)
+			}
+			// An empty or oversized id is replaced, not passed on (nor
+			// left out of the record and the access log).
+			for _, bad := range []string{"", strings.Repeat("x", plan.MaxRequestID+1)} {
+				req := newH2Request(t, http.MethodGet, addr, "svc", "/app/items", nil)
+				req.Header["X-Request-Id"] = []string{bad}
+				_, body := h2Do(t, rt, req)
+				if !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(string(body)) {
+					t.Errorf("a client id of %d bytes: the instance got %q, want a new one of 32 hex digits", len(bad), body)
+				}
 			}
 			if resp, _ := send("/other", "req-404"); resp.StatusCode != http.StatusNotFound {
 				t.Fatalf("/other: %d, want 404 no-route", resp.StatusCode)

@@ -131,7 +131,7 @@ func (s *Store) plan(ctx context.Context, r config.Resource) (string, []byte, in
 // did not hold.
 func (s *Store) write(ctx context.Context, kind, name string, cond clientv3.Cmp, op clientv3.Op, entry Change) (rev int64, ok bool, err error) {
 	prefix := historyKeys(kind, name)
-	keys, err := s.c.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	keys, err := s.c.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortAscend))
 	if err != nil {
 		return 0, false, fmt.Errorf("history of %s/%s: %w", kind, name, err)
 	}
@@ -155,7 +155,7 @@ func (s *Store) write(ctx context.Context, kind, name string, cond clientv3.Cmp,
 // it has none (it never existed, or changed only before histories were
 // kept).
 func (s *Store) History(ctx context.Context, kind, name string) ([]Change, error) {
-	resp, err := s.c.Get(ctx, historyKeys(kind, name), clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	resp, err := s.c.Get(ctx, historyKeys(kind, name), clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortAscend))
 	if err != nil {
 		return nil, fmt.Errorf("history of %s/%s: %w", kind, name, err)
 	}

@@ -41,7 +41,7 @@ func (e *Engine) handle(cc *Conn) bool {
 	}
 	cc.view = h1View{h: req, ip: cc.IP}
 	cc.id, cc.newID = req.Get(plan.RequestIDHeader), nil
-	if cc.id == nil {
+	if !plan.ValidRequestID(cc.id) { // none, empty or too long: this hop names it (writeRequestHead drops the client's)
 		cc.id = plan.NewRequestID(&cc.idBuf)
 		cc.newID = cc.id
 	}

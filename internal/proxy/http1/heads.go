@@ -11,9 +11,10 @@ import (
 )
 
 var (
-	xffName     = []byte("X-Forwarded-For")
-	timeoutName = []byte(plan.TimeoutHeader)
-	sourceName  = []byte(plan.SourceHeader)
+	xffName       = []byte("X-Forwarded-For")
+	timeoutName   = []byte(plan.TimeoutHeader)
+	sourceName    = []byte(plan.SourceHeader)
+	requestIDName = []byte(plan.RequestIDHeader)
 )
 
 // writeRequestHead writes the head sent upstream: origin-form target,
@@ -53,6 +54,9 @@ func writeRequestHead(bw *bufio.Writer, req *h1.Head, clientIP []byte, timeout t
 		}
 		if source != "" && len(name) == len(sourceName) && bytes.EqualFold(name, sourceName) {
 			continue // replaced by this sidecar's own
+		}
+		if newID != nil && len(name) == len(requestIDName) && bytes.EqualFold(name, requestIDName) {
+			continue // an empty or oversized id, replaced by newID
 		}
 		if bytes.EqualFold(name, []byte("Host")) {
 			if rw.Host != "" {

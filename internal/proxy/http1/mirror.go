@@ -23,7 +23,7 @@ func (ex *exchange) mirror() bool {
 	case len(req.Upgrade()) > 0:
 		return true
 	case !hasBody(req):
-		if head := mirrorHead(req, ex.cc.IP); head != nil {
+		if head := mirrorHead(req, ex.cc.IP, ex.cc.newID); head != nil {
 			r.SendMirrors(head, nil)
 		}
 		return true
@@ -44,7 +44,7 @@ func (ex *exchange) mirror() bool {
 		ex.k.Kept()
 		ex.resend = true
 	}
-	if head := mirrorHead(req, ex.cc.IP); head != nil {
+	if head := mirrorHead(req, ex.cc.IP, ex.cc.newID); head != nil {
 		r.SendMirrors(head, *ex.kept)
 	}
 	return true
@@ -53,7 +53,7 @@ func (ex *exchange) mirror() bool {
 // mirrorHead is req as a net/http request for a mirror: its end-to-end
 // fields, origin-form target and host, from clientIP (nil: a target
 // that does not parse, not mirrored).
-func mirrorHead(req *h1.Head, clientIP []byte) *http.Request {
+func mirrorHead(req *h1.Head, clientIP, newID []byte) *http.Request {
 	u, err := url.ParseRequestURI(string(originForm(req.Target())))
 	if err != nil {
 		return nil
@@ -68,6 +68,9 @@ func mirrorHead(req *h1.Head, clientIP []byte) *http.Request {
 		h[k] = append(h[k], string(value))
 	}
 	delete(h, "Host")
+	if newID != nil { // the id this hop made for the request: its copies carry it too
+		h[plan.RequestIDHeader] = []string{string(newID)}
+	}
 	host, _ := destinationOf(req)
 	return &http.Request{Method: string(req.Method()), URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: h, Host: string(host), RemoteAddr: net.JoinHostPort(string(clientIP), "0")}

@@ -395,6 +395,9 @@ func (h *h2Client) request(s *h2Stream, f *http2.MetaHeadersFrame) (authority st
 		case hf.Name == "content-type":
 			s.isGRPC = strings.HasPrefix(hf.Value, "application/grpc")
 		case hf.Name == "x-request-id":
+			if !plan.ValidRequestID(hf.Value) || s.reqID != "" {
+				continue // empty, too long or repeated: replaced by a new one below
+			}
 			s.reqID = hf.Value
 		case hf.Name == plan.SourceHeader:
 			s.source = hf.Value

@@ -109,6 +109,7 @@ type h2Stream struct {
 	routeErr            *plan.MeshError
 	reqID, method, path string
 	source              string // the x-weft-source it came with (an inbound caller)
+	bytes               int64  // the response's declared content-length (-1: none)
 }
 
 // open starts the peer half as the plan's next attempt: on a connection
@@ -465,6 +466,10 @@ func (s *h2Stream) responseHead(f *http2.MetaHeadersFrame, b *h2Batch) {
 		s.reopen(b)
 		return
 	}
+	s.bytes = -1
+	if n, err := strconv.ParseInt(fieldValue(f.Fields, "content-length"), 10, 64); err == nil {
+		s.bytes = n // (the declared length, for the record)
+	}
 	var after time.Duration
 	if st.Failed() { // only an instance that could not serve asks to be left alone
 		after = plan.RetryAfter(fieldValue(f.Fields, "retry-after"))
@@ -756,6 +761,9 @@ func (s *h2Stream) settle(b *h2Batch) {
 	now := time.Now()
 	s.m.DoneAt(s.status, s.start, now)
 	v := plan.Visit{Start: s.start, End: now, Status: s.status, Rule: s.rule, Err: s.routeErr, Bytes: -1}
+	if s.headersOut {
+		v.Bytes = s.bytes
+	}
 	if s.routeErr == nil {
 		v.Call = &s.k
 	}

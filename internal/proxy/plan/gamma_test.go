@@ -271,3 +271,21 @@ func checkGammaWeights(t *testing.T, tb *Table, grpc bool) {
 		}
 	}
 }
+
+// A redirect's Location keeps an IPv6 authority's brackets once.
+func TestRedirectIPv6Authority(t *testing.T) {
+	tb := routedTable(t, `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: echo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: echo}]
+  rules:
+  - filters: [{type: RequestRedirect, requestRedirect: {path: {type: ReplaceFullPath, replaceFullPath: /x}}}]
+`, registry.Instance{Service: "echo", ID: "e"})
+	for host, want := range map[string]string{"[::1]": "http://[::1]/x", "[::1]:8080": "http://[::1]:8080/x", "echo:80": "http://echo/x"} {
+		_, merr := tb.Lookup("echo").Route(gammaView{method: http.MethodGet, host: host, path: "/a"})
+		if merr == nil || merr.Location != want {
+			t.Errorf("authority %s: got %+v, want Location %s", host, merr, want)
+		}
+	}
+}

@@ -88,11 +88,15 @@ func (mc *mirrorCounts) count(outcome string) {
 const maxMirrors = 32
 
 // mirrorCluster is the cluster a mirror's copies go through: the
-// backend's own (its endpoints, balancer, breaker and limits), with one
-// try each and no hedge, its answers counted under direction "mirror".
+// backend's endpoints and balancer, with one try each, and none of its
+// service's policy state (no breaker, rate limit, budget, hedge or
+// fallback): copies must never open the breaker or spend the limit of
+// the service real callers use (a subset of the caller's own service,
+// often). Their answers count under direction "mirror".
 func mirrorCluster(c *Cluster, m *Metrics) *Cluster {
 	mc := *c
 	mc.routes = nil
+	mc.guard = nil
 	mc.MaxAttempts = 1 // (HedgeAfter asks for a second attempt: none)
 	mc.MaxBufferedBody = 0
 	mc.metrics = nil

@@ -208,6 +208,7 @@ func (rs *routes) redirect(rule *routeRule, v request.View) *MeshError {
 	if scheme == "http" && port == "80" || scheme == "https" && port == "443" {
 		port = ""
 	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]") // ([::1] without a port)
 	if port != "" {
 		host = net.JoinHostPort(host, port)
 	} else if strings.Contains(host, ":") {

@@ -18,6 +18,14 @@ import (
 // by the first sidecar when it did not.
 const RequestIDHeader = "X-Request-Id"
 
+// MaxRequestID is the longest x-request-id passed on: a longer one, or
+// an empty one, is replaced by a new one (ValidRequestID).
+const MaxRequestID = 128
+
+// ValidRequestID reports whether a client's x-request-id is passed on
+// as it is.
+func ValidRequestID[T ~string | ~[]byte](id T) bool { return len(id) > 0 && len(id) <= MaxRequestID }
+
 // RecentSize is how many requests a sidecar keeps for explain.
 const RecentSize = 1024
 
@@ -173,18 +181,31 @@ func (c *Cluster) fill(e *served, v *Visit) {
 	c.recent.mu.Unlock()
 }
 
-// Find returns the most recent request recorded with id.
+// Find returns the most recent request recorded with id that this
+// sidecar sent (outbound), or else the most recent it took in: an app
+// that passes the id on makes one of each, and what the sidecar decided
+// is the outbound one.
 func (r *Recent) Find(id string) (Served, bool) {
 	if r == nil {
 		return Served{}, false
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	var inbound *served
 	for i := 1; i <= r.n; i++ {
 		e := &r.ring[(r.next-i+RecentSize)%RecentSize]
-		if string(e.id[:e.idLen]) == id {
+		if string(e.id[:e.idLen]) != id {
+			continue
+		}
+		if e.direction != "inbound" {
 			return e.view(), true
 		}
+		if inbound == nil {
+			inbound = e
+		}
+	}
+	if inbound != nil {
+		return inbound.view(), true
 	}
 	return Served{}, false
 }

@@ -31,6 +31,8 @@ type mirrors struct {
 	slots  chan struct{}
 	ctx    context.Context
 	cancel context.CancelFunc
+	mu     sync.Mutex // orders wg.Add after the closed check, before CloseMirrors' Wait
+	closed bool
 	wg     sync.WaitGroup
 }
 
@@ -50,15 +52,19 @@ func (m *mirrors) init(n int) {
 func (o *Outbound) Mirror(c *plan.Cluster, r *http.Request) bool {
 	m := &o.mirrors
 	m.init(o.MaxMirrors)
-	if m.ctx.Err() != nil {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
 		return false
 	}
 	select {
 	case m.slots <- struct{}{}:
 	default:
+		m.mu.Unlock()
 		return false
 	}
 	m.wg.Add(1)
+	m.mu.Unlock()
 	go func() {
 		defer m.wg.Done()
 		timeout := MirrorTimeout
@@ -94,6 +100,9 @@ func (o *Outbound) sendMirror(c *plan.Cluster, r *http.Request, release func()) 
 func (o *Outbound) CloseMirrors() {
 	m := &o.mirrors
 	m.init(o.MaxMirrors)
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
 	m.cancel()
 	m.wg.Wait()
 }
@@ -116,6 +125,7 @@ func (d *discard) WriteHeader(int)             {}
 // read error, the mirrors are dropped. It never holds the body back.
 type teeBody struct {
 	io.ReadCloser
+	mu     sync.Mutex // Read runs in the transport's goroutine; finish also in the handler's
 	routed *plan.Routed
 	head   *http.Request
 	buf    []byte
@@ -124,24 +134,34 @@ type teeBody struct {
 
 func (t *teeBody) Read(p []byte) (int, error) {
 	n, err := t.ReadCloser.Read(p)
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if t.done {
 		return n, err
 	}
 	if len(t.buf)+n > plan.MaxMirrorBody {
-		t.finish(plan.MirrorBodyTooLarge)
+		t.finishLocked(plan.MirrorBodyTooLarge)
 	} else {
 		t.buf = append(t.buf, p[:n]...)
 	}
 	switch {
 	case err == io.EOF:
-		t.finish("")
+		t.finishLocked("")
 	case err != nil:
-		t.finish(plan.MirrorIncomplete)
+		t.finishLocked(plan.MirrorIncomplete)
 	}
 	return n, err
 }
 
+// finish ends the copy: sent when drop is "", else dropped and counted
+// as drop. The first call decides.
 func (t *teeBody) finish(drop string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.finishLocked(drop)
+}
+
+func (t *teeBody) finishLocked(drop string) {
 	if t.done {
 		return
 	}
@@ -162,16 +182,19 @@ func (t *teeBody) Close() error {
 
 // mirror hands r to the route's mirrors: at once when it has no body,
 // else as its body passes (the body is teed, never buffered ahead of
-// the upstream).
-func mirror(r *http.Request, routed *plan.Routed) {
+// the upstream). The tee it returns (nil: none) must be finished when
+// the handler ends: a body not read to its end is not mirrored.
+func mirror(r *http.Request, routed *plan.Routed) *teeBody {
 	head := r.Clone(context.Background()) // before the edits and hop handling change r
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		routed.SendMirrors(head, nil)
-		return
+		return nil
 	}
 	if r.ContentLength > plan.MaxMirrorBody {
 		routed.DropMirrors(plan.MirrorBodyTooLarge)
-		return
+		return nil
 	}
-	r.Body = &teeBody{ReadCloser: r.Body, routed: routed, head: head}
+	t := &teeBody{ReadCloser: r.Body, routed: routed, head: head}
+	r.Body = t
+	return t
 }

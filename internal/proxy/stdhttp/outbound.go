@@ -88,7 +88,9 @@ func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cluster = routed.Cluster
 		if routed.Mirrors() && upgradeType(r.Header) == "" {
 			mr := routed // (its own variable: only a mirrored request allocates it)
-			mirror(r, &mr)
+			if tee := mirror(r, &mr); tee != nil {
+				defer tee.finish(plan.MirrorIncomplete) // (the body was read to its end: sent already)
+			}
 		}
 		routed.Request.Apply(r.Header)
 		if err := rewrite(r, routed.Rewrite); err != nil {
@@ -137,11 +139,12 @@ func originTarget(t string) string {
 	return "/"
 }
 
-// requestID is r's x-request-id, set to a new one when it has none (the
-// first hop names the request).
+// requestID is r's x-request-id, set to a new one when it has none, or
+// one that is empty, too long or repeated (the first hop names the
+// request).
 func requestID(r *http.Request) string {
-	if id := r.Header.Get(plan.RequestIDHeader); id != "" {
-		return id
+	if vs := r.Header.Values(plan.RequestIDHeader); len(vs) == 1 && plan.ValidRequestID(vs[0]) {
+		return vs[0]
 	}
 	var buf [32]byte
 	id := string(plan.NewRequestID(&buf))
