@@ -112,7 +112,9 @@ func checkHostname(h *gwv1.PreciseHostname, at string) (string, *FieldError) {
 	ok := s != "" && len(s) <= 253
 	for _, label := range strings.Split(s, ".") {
 		ok = ok && label != "" && len(label) <= 63 && label[0] != '-' && label[len(label)-1] != '-' &&
-			strings.IndexFunc(label, func(r rune) bool { return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') }) < 0
+			strings.IndexFunc(label, func(r rune) bool {
+				return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-')
+			}) < 0
 	}
 	if !ok {
 		return "", &FieldError{Field: at, Msg: fmt.Sprintf("%q is not a hostname (RFC 1123 labels of letters, digits and -; no port, no wildcard)", s)}

@@ -184,7 +184,9 @@ func TestMirrorsLeaveTheBreakerAlone(t *testing.T) {
 		t.Run(engine, func(t *testing.T) {
 			t.Parallel()
 			ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("v1")) })
-			failing := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "v2 fails", http.StatusInternalServerError) })
+			failing := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				http.Error(w, "v2 fails", http.StatusInternalServerError)
+			})
 			p := testPolicy()
 			p.Resource = "TrafficPolicy/svc"
 			p.CircuitBreaker = snapshot.CircuitBreaker{FailureRatio: 0.5, MinRequests: 5, Window: 10 * time.Second, OpenFor: 30 * time.Second, HalfOpenRequests: 1}
