@@ -17,7 +17,8 @@ import (
 // TestAccessLogs: with --access-log, each sidecar writes one JSON line
 // per request: the consumer's outbound line and the provider's inbound
 // line name the same request id, the calling and the called service,
-// the instance and the status, for HTTP/1.1 and HTTP/2 callers alike.
+// the instance and the status, for HTTP/1.1 and HTTP/2 callers alike;
+// weft top shows them too.
 func TestAccessLogs(t *testing.T) {
 	t.Parallel()
 	m := meshtest.New(t)
@@ -88,6 +89,25 @@ func TestAccessLogs(t *testing.T) {
 		}
 		if d, _ := got["duration_ms"].(float64); d <= 0 || got["method"] != "GET" {
 			t.Errorf("%s %s: duration_ms %v, method %v", filepath.Base(c.file), c.id, got["duration_ms"], got["method"])
+		}
+	}
+
+	// weft top samples the same requests from the sidecars' rings.
+	out, errOut, code := m.Weft("top", "--once", "--control", cp.Addr)
+	lines := strings.Split(out, "\n")
+	find := func(words ...string) bool {
+		for _, l := range lines {
+			f := strings.Fields(l)
+			if len(f) >= len(words) && strings.Join(f[2:2+len(words)], " ") == strings.Join(words, " ") {
+				return true
+			}
+		}
+		return false
+	}
+	for _, want := range [][]string{{"outbound", "web", "logged", "GET", "/bytes?n=100", "200"}, {"inbound", "web", "logged", "GET", "/bytes?n=100", "200"},
+		{"outbound", "web", "logged", "GET", "/status?code=404", "404"}} {
+		if code != 0 || !find(want...) {
+			t.Errorf("weft top --once (exit %d, %s):\n%s\nwant a line with %v", code, errOut, out, want)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"strconv"
 	"strings"
 	"time"
 
@@ -149,6 +150,36 @@ func (s *Sidecar) explainServed(w http.ResponseWriter, id string) {
 		return
 	}
 	telemetry.WriteJSON(w, http.StatusOK, servedView{From: s.cfg.Service + "/" + s.cfg.ID, Served: got})
+}
+
+// recent is GET /recent?since=RFC3339NANO&limit=N: the requests this
+// sidecar served (both directions) that ended after since, oldest first,
+// at most limit (100 by default, RecentSize at most): weft top.
+func (s *Sidecar) recent(w http.ResponseWriter, r *http.Request) {
+	var since time.Time
+	if v := r.URL.Query().Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			telemetry.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("since=%q: want an RFC 3339 time", v)})
+			return
+		}
+		since = t
+	}
+	limit := 100
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			telemetry.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("limit=%q: want a number above 0", v)})
+			return
+		}
+		limit = min(n, plan.RecentSize)
+	}
+	list := s.table.Recent().Since(since, limit)
+	out := make([]servedView, 0, len(list))
+	for _, sv := range list {
+		out = append(out, servedView{From: s.cfg.Service + "/" + s.cfg.ID, Served: sv})
+	}
+	telemetry.WriteJSON(w, http.StatusOK, out)
 }
 
 // faultWords says what a Fault does: "Fault/slow: delay 2s for 10%".

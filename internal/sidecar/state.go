@@ -42,6 +42,7 @@ func (s *Sidecar) applyState(st push.State, rev int64) {
 func (s *Sidecar) adminMux() *http.ServeMux {
 	mux := telemetry.Admin{Registry: s.deps.Registry, Ready: s.ready, Config: s.config}.Mux()
 	mux.HandleFunc("GET /explain", s.explain)
+	mux.HandleFunc("GET /recent", s.recent)
 	return mux
 }
 

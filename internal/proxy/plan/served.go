@@ -3,6 +3,7 @@ package plan
 import (
 	"encoding/hex"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 )
@@ -208,6 +209,26 @@ func (r *Recent) Find(id string) (Served, bool) {
 		return inbound.view(), true
 	}
 	return Served{}, false
+}
+
+// Since returns, oldest first, the last limit requests recorded after
+// t (weft top's sample).
+func (r *Recent) Since(t time.Time, limit int) []Served {
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Served
+	for i := 1; i <= r.n && len(out) < limit; i++ {
+		e := &r.ring[(r.next-i+RecentSize)%RecentSize]
+		if !e.at.Add(e.took).After(t) {
+			break // (records are kept in the order requests ended)
+		}
+		out = append(out, e.view())
+	}
+	slices.Reverse(out)
+	return out
 }
 
 // view is e as a Served.
