@@ -69,10 +69,13 @@ spec:
 			if share := sent / float64(n); math.Abs(share-0.3) > 0.05 {
 				t.Errorf("%.0f of %d requests mirrored (%.1f%%), want 30%% ± 5", sent, n, 100*share)
 			}
+			// Every copy was answered 200 by the mirror (the only one that
+			// can answer it).
 			f.m.Eventually(10*time.Second, func() (bool, string) {
-				got := received()
-				return got == sent, fmt.Sprintf("the mirror's sidecar received %v copies, want %v", got, sent)
+				answered := metricSum(f.consumer.Admin, "weft_requests_total", `direction="mirror"`, `service="mirshadow"`, `code="200"`)
+				return answered == sent, fmt.Sprintf("%v copies answered 200 by the mirror, want the %v sent", answered, sent)
 			})
+			t.Logf("the mirror's sidecar counted %v requests in", received())
 		}
 		t.Logf("%s mirror: %.0f copies sent, %.0f shed (over 128 in flight)", ph.name, sent, shed)
 	}

@@ -110,6 +110,16 @@ func newGuard(p snapshot.Policy, zone string) (*guard, error) {
 	return g, nil
 }
 
+// forMirror is g for a mirror's copies: the same policy, balancer and
+// budget, and no breaker, rate limit, hedging or fallback, whose state
+// real callers share (nil-safe).
+func (g *guard) forMirror() *guard {
+	if g == nil {
+		return nil
+	}
+	return &guard{policy: g.policy, balancer: g.balancer, budget: g.budget, backoff: g.backoff}
+}
+
 // subsetBalancer is the balancer of the service's subset name, made on
 // first use with the policy's load balancer (without locality).
 func (g *guard) subsetBalancer(name string) lb.Balancer {

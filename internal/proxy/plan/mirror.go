@@ -89,14 +89,14 @@ const maxMirrors = 32
 
 // mirrorCluster is the cluster a mirror's copies go through: the
 // backend's endpoints and balancer, with one try each, and none of its
-// service's policy state (no breaker, rate limit, budget, hedge or
-// fallback): copies must never open the breaker or spend the limit of
-// the service real callers use (a subset of the caller's own service,
-// often). Their answers count under direction "mirror".
+// service's breaker, rate limits, hedging or fallback (guard.forMirror):
+// copies must never open the breaker or spend the limit of the service
+// real callers use (a subset of the caller's own service, often). Their
+// answers count under direction "mirror".
 func mirrorCluster(c *Cluster, m *Metrics) *Cluster {
 	mc := *c
 	mc.routes = nil
-	mc.guard = nil
+	mc.guard = c.guard.forMirror()
 	mc.MaxAttempts = 1 // (HedgeAfter asks for a second attempt: none)
 	mc.MaxBufferedBody = 0
 	mc.metrics = nil
