@@ -29,7 +29,7 @@ func sidecarFlags(fs *flag.FlagSet, cfg *sidecar.Config) {
 	fs.Var(labels(cfg.Labels), "label", "instance label k=v (repeatable), e.g. version=v2")
 	fs.StringVar(&cfg.Outbound, "outbound", cfg.Outbound, "listener for the app's outgoing calls (HTTP_PROXY)")
 	fs.StringVar(&cfg.Inbound, "inbound", cfg.Inbound, "listener for calls to the app from peers and plain clients")
-	fs.StringVar(&cfg.Admin, "admin", cfg.Admin, "admin listener: /healthz /readyz /metrics /config pprof")
+	fs.StringVar(&cfg.Admin, "admin", cfg.Admin, "admin listener: /healthz /readyz /metrics /config /explain /recent pprof")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "host:port peers dial (default: the inbound address, wildcard host replaced by this host's address)")
 	fs.StringVar(&cfg.HealthPath, "health-path", "", "check the app with HTTP GET of this path instead of a TCP connect")
 	fs.DurationVar(&cfg.HealthInterval, "health-interval", cfg.HealthInterval, "how often to check the app")

@@ -6,7 +6,7 @@
 //	health: checks the local app, flips the instance's readiness
 //	inbound listener --> local app (HTTP, or bytes for TCP and TLS)
 //	upstream listeners (--upstream SERVICE=PORT) --> one service each
-//	admin listener: /healthz /readyz /metrics /config pprof
+//	admin listener: /healthz /readyz /metrics /config /explain /recent pprof
 //
 // A sidecar without an app port is a consumer only: it routes the local
 // app's calls, registers only its proxy record and opens no inbound listener.
