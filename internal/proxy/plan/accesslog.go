@@ -46,7 +46,7 @@ func NewAccessLog(w io.Writer, reg prometheus.Registerer) *AccessLog {
 }
 
 // offer queues a copy of e, or drops it when the queue is full. Nil-safe.
-func (l *AccessLog) offer(_ *Cluster, e *served) {
+func (l *AccessLog) offer(e *served) {
 	if l == nil {
 		return
 	}

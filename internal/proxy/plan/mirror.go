@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -50,35 +49,22 @@ const (
 	MirrorNoBackend    = "no-backend"     // the mirror's service or subset does not exist
 )
 
+// mirrorOutcomes are every outcome of weft_mirrors_total.
+var mirrorOutcomes = []string{MirrorSent, MirrorBusy, MirrorBodyTooLarge, MirrorBodyStreamed, MirrorIncomplete, MirrorNoBackend}
+
 // routeMirror is one of a rule's mirrors, compiled.
 type routeMirror struct {
-	c       *Cluster // nil: invalid
+	c       *Cluster // nil: its service or subset does not exist
 	percent float64
-	invalid string
 	counts  mirrorCounts
 }
 
-// mirrorCounts are one mirror's weft_mirrors_total handles (nil: not
-// counted).
-type mirrorCounts struct{ sent, busy, tooLarge, streamed, incomplete, noBackend prometheus.Counter }
+// mirrorCounts are one mirror's weft_mirrors_total handles, by outcome
+// (nil: not counted).
+type mirrorCounts map[string]prometheus.Counter
 
-func (mc *mirrorCounts) count(outcome string) {
-	var c prometheus.Counter
-	switch outcome {
-	case MirrorSent:
-		c = mc.sent
-	case MirrorBusy:
-		c = mc.busy
-	case MirrorBodyTooLarge:
-		c = mc.tooLarge
-	case MirrorIncomplete:
-		c = mc.incomplete
-	case MirrorBodyStreamed:
-		c = mc.streamed
-	case MirrorNoBackend:
-		c = mc.noBackend
-	}
-	if c != nil {
+func (mc mirrorCounts) count(outcome string) {
+	if c := mc[outcome]; c != nil {
 		c.Inc()
 	}
 }
@@ -107,7 +93,7 @@ func mirrorCluster(c *Cluster, m *Metrics) *Cluster {
 }
 
 // buildMirrors compiles a rule's mirrors; backend is how a route
-// backend becomes a cluster (or why it cannot).
+// backend becomes a cluster (nil when it cannot).
 func (t *Table) buildMirrors(parent string, ms []snapshot.Mirror, backend func(snapshot.Backend) (*Cluster, string)) ([]routeMirror, error) {
 	if len(ms) > maxMirrors {
 		return nil, fmt.Errorf("%d RequestMirror filters: at most %d", len(ms), maxMirrors)
@@ -115,20 +101,18 @@ func (t *Table) buildMirrors(parent string, ms []snapshot.Mirror, backend func(s
 	out := make([]routeMirror, 0, len(ms))
 	for _, m := range ms {
 		rm := routeMirror{percent: m.Percent}
-		c, invalid := backend(m.Backend)
-		if c != nil {
+		if c, _ := backend(m.Backend); c != nil {
 			rm.c = mirrorCluster(c, t.metrics)
 		}
-		rm.invalid = invalid
 		if t.metrics != nil {
 			name := m.Backend.Service
 			if m.Backend.Subset != "" {
 				name = "ServiceSubset/" + m.Backend.Subset
 			}
-			v := t.metrics.mirrors
-			rm.counts = mirrorCounts{sent: v.WithLabelValues(parent, name, MirrorSent), busy: v.WithLabelValues(parent, name, MirrorBusy),
-				tooLarge: v.WithLabelValues(parent, name, MirrorBodyTooLarge), streamed: v.WithLabelValues(parent, name, MirrorBodyStreamed), incomplete: v.WithLabelValues(parent, name, MirrorIncomplete),
-				noBackend: v.WithLabelValues(parent, name, MirrorNoBackend)}
+			rm.counts = mirrorCounts{}
+			for _, o := range mirrorOutcomes {
+				rm.counts[o] = t.metrics.mirrors.WithLabelValues(parent, name, o)
+			}
 		}
 		out = append(out, rm)
 	}
@@ -170,15 +154,6 @@ func (r *Routed) SendMirrors(head *http.Request, body []byte) {
 		return
 	}
 	body = bytes.Clone(body)
-	host := head.Host
-	if r.Rewrite.Host != "" {
-		host = r.Rewrite.Host
-	}
-	host = shadowHost(host)
-	var target *url.URL
-	if r.Rewrite.Path != "" {
-		target, _ = url.ParseRequestURI(r.Rewrite.Path) // (nil: the client's)
-	}
 	for i := range rule.mirrors {
 		m := &rule.mirrors[i]
 		if set&(1<<i) == 0 {
@@ -189,10 +164,8 @@ func (r *Routed) SendMirrors(head *http.Request, body []byte) {
 			continue
 		}
 		cp := head.Clone(context.Background())
-		cp.Host = host
-		if target != nil {
-			cp.URL.Path, cp.URL.RawPath, cp.URL.RawQuery = target.Path, target.RawPath, target.RawQuery
-		}
+		_ = r.Rewrite.ApplyTo(cp) // (a path that does not parse: the client's, as before the rewrite)
+		cp.Host = shadowHost(cp.Host)
 		rule.request.Apply(cp.Header)
 		cp.Body, cp.ContentLength, cp.GetBody = http.NoBody, 0, nil
 		if len(body) > 0 {

@@ -124,6 +124,22 @@ func (c *Cluster) Route(v request.View) (Routed, *MeshError) {
 // unchanged).
 type Rewrite struct{ Path, Host string }
 
+// ApplyTo makes r the rewritten request (the engines built on
+// net/http, and mirrored copies).
+func (rw Rewrite) ApplyTo(r *http.Request) error {
+	if rw.Host != "" {
+		r.Host = rw.Host
+	}
+	if rw.Path != "" {
+		u, err := url.ParseRequestURI(rw.Path)
+		if err != nil {
+			return fmt.Errorf("the rule's URLRewrite makes %q, which is no request target: %w", rw.Path, err)
+		}
+		r.URL.Path, r.URL.RawPath, r.URL.RawQuery = u.Path, u.RawPath, u.RawQuery
+	}
+	return nil
+}
+
 // Routed reports whether the service has routes: requests to it go
 // through Route.
 func (c *Cluster) Routed() bool { return c.routes != nil }

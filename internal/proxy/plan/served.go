@@ -122,10 +122,7 @@ type Visit struct {
 // id is empty or longer than 128 bytes).
 func (c *Cluster) Record(v *Visit, id, method, path, source []byte) {
 	if e := c.slot(len(id)); e != nil {
-		e.idLen = uint16(copy(e.id[:], id))
-		e.pathLen = uint16(copy(e.path[:], path))
-		e.methodLen = uint8(copy(e.method[:], method))
-		e.srcLen = uint8(copy(e.src[:], source))
+		keep(e, id, method, path, source)
 		c.fill(e, v)
 	}
 }
@@ -133,12 +130,17 @@ func (c *Cluster) Record(v *Visit, id, method, path, source []byte) {
 // RecordString is Record for an engine that has them as strings.
 func (c *Cluster) RecordString(v *Visit, id, method, path, source string) {
 	if e := c.slot(len(id)); e != nil {
-		e.idLen = uint16(copy(e.id[:], id))
-		e.pathLen = uint16(copy(e.path[:], path))
-		e.methodLen = uint8(copy(e.method[:], method))
-		e.srcLen = uint8(copy(e.src[:], source))
+		keep(e, id, method, path, source)
 		c.fill(e, v)
 	}
+}
+
+// keep copies a request's id, method, path and source into e.
+func keep[T ~string | ~[]byte](e *served, id, method, path, source T) {
+	e.idLen = uint16(copy(e.id[:], id))
+	e.pathLen = uint16(copy(e.path[:], path))
+	e.methodLen = uint8(copy(e.method[:], method))
+	e.srcLen = uint8(copy(e.src[:], source))
 }
 
 // RecordInto makes c record its requests into r and l (either may be
@@ -178,7 +180,7 @@ func (c *Cluster) fill(e *served, v *Visit) {
 			e.err = k.last
 		}
 	}
-	c.log.offer(c, e)
+	c.log.offer(e)
 	c.recent.mu.Unlock()
 }
 

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -78,7 +77,8 @@ func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if cluster != nil && cluster.Routed() {
 		if routed, merr = cluster.Route(&stdView{r}); merr != nil {
 			o.fail(w, r, cluster.Metrics(), merr)
-			cluster.RecordString(&plan.Visit{Start: time.Now(), End: time.Now(), Status: merr.Status, Err: merr, Bytes: -1}, rec.id, rec.method, rec.target, "")
+			now := time.Now()
+			cluster.RecordString(&plan.Visit{Start: now, End: now, Status: merr.Status, Err: merr, Bytes: -1}, rec.id, rec.method, rec.target, "")
 			return
 		}
 		rec.rule = routed.RuleRef()
@@ -93,7 +93,7 @@ func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		routed.Request.Apply(r.Header)
-		if err := rewrite(r, routed.Rewrite); err != nil {
+		if err := routed.Rewrite.ApplyTo(r); err != nil {
 			o.fail(w, r, cluster.Metrics(), &plan.MeshError{Status: http.StatusInternalServerError, Reason: plan.ReasonInvalidFilter,
 				Service: cluster.Service, Message: err.Error()})
 			return
@@ -247,21 +247,6 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster
 		return status
 	}
 	return o.fail(w, r, c.Metrics(), k.Result())
-}
-
-// rewrite applies a route rule's URLRewrite to r.
-func rewrite(r *http.Request, rw plan.Rewrite) error {
-	if rw.Host != "" {
-		r.Host = rw.Host
-	}
-	if rw.Path != "" {
-		u, err := url.ParseRequestURI(rw.Path)
-		if err != nil {
-			return fmt.Errorf("the rule's URLRewrite makes %q, which is no request target: %w", rw.Path, err)
-		}
-		r.URL.Path, r.URL.RawPath, r.URL.RawQuery = u.Path, u.RawPath, u.RawQuery
-	}
-	return nil
 }
 
 // egress passes a request for a host outside the mesh straight through.
