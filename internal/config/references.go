@@ -37,6 +37,10 @@ func References(r *Resource) Refs {
 		}
 	case "TrafficPolicy":
 		out.Services = append(out.Services, r.Metadata.Name)
+	case "AlertRule":
+		if a, err := CompileAlertRule(r); err == nil {
+			out.Services = append(out.Services, alertServices(&a)...)
+		}
 	}
 	out.Services, out.Subsets, out.Faults = unique(out.Services), unique(out.Subsets), unique(out.Faults)
 	return out

@@ -101,6 +101,8 @@ var kinds = map[string]kind{
 	"ServiceSubset": {spec: reflect.TypeFor[ServiceSubset](), validate: validateServiceSubset,
 		words: []string{"servicesubsets", "subset", "subsets"}},
 	"Fault": {spec: reflect.TypeFor[Fault](), validate: validateFault},
+	"AlertRule": {spec: reflect.TypeFor[AlertRule](), validate: validateAlertRule,
+		words: []string{"alertrules", "ar"}},
 }
 
 // APIVersionOf is the apiVersion resources of kind are written with.
