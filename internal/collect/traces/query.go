@@ -67,7 +67,7 @@ type Summary struct {
 type Node struct {
 	Span
 	Children []*Node `json:"children,omitempty"`
-	idx      int // in the trace's spans
+	idx      int     // in the trace's spans
 }
 
 // Tree is one trace as a tree of spans.
