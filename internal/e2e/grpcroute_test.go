@@ -59,9 +59,9 @@ spec:
 		})
 	}
 	took := func() (v1, v2 float64) {
-		// gRPC answers only: the peers' health probes count as requests too.
-		return metricSum(providers[0].Admin, "weft_grpc_responses_total", `direction="inbound"`),
-			metricSum(providers[1].Admin, "weft_grpc_responses_total", `direction="inbound"`)
+		// gRPC answers (grpc-status OK) only.
+		return metricSum(providers[0].Admin, "weft_requests_total", `direction="inbound"`, `grpc_status="0"`),
+			metricSum(providers[1].Admin, "weft_requests_total", `direction="inbound"`, `grpc_status="0"`)
 	}
 	var clients []testgrpc.TestServiceClient
 	for _, sc := range []*meshtest.Sidecar{f.consumer, xnet} {

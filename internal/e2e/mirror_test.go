@@ -72,7 +72,7 @@ spec:
 			// Every copy was answered 200 by the mirror (the only one that
 			// can answer it).
 			f.m.Eventually(10*time.Second, func() (bool, string) {
-				answered := metricSum(f.consumer.Admin, "weft_requests_total", `direction="mirror"`, `service="mirshadow"`, `code="200"`)
+				answered := metricSum(f.consumer.Admin, "weft_requests_total", `direction="mirror"`, `destination_service="mirshadow"`, `response_code="200"`)
 				return answered == sent, fmt.Sprintf("%v copies answered 200 by the mirror, want the %v sent", answered, sent)
 			})
 			t.Logf("the mirror's sidecar counted %v requests in", received())

@@ -127,7 +127,7 @@ func TestAdminEndpoints(t *testing.T) {
 	cases := []struct{ path, want string }{
 		{"/healthz", "ok"},
 		{"/readyz", `"registered": true`},
-		{"/metrics", `weft_requests_total{code="200",direction="inbound",service="echo"}`},
+		{"/metrics", `weft_requests_total{destination_service="echo",direction="inbound",grpc_status="",response_code="200",route="",source_service="echoclient"}`},
 		{"/config", `"echo": {`},
 		{"/debug/pprof/", "goroutine"},
 	}
@@ -137,7 +137,7 @@ func TestAdminEndpoints(t *testing.T) {
 			t.Errorf("GET %s: got %d, want 200 containing %q; body:\n%.500s", c.path, code, c.want, body)
 		}
 	}
-	if _, body := meshtest.Get("http://" + consumer.Admin + "/metrics"); !strings.Contains(body, `weft_requests_total{code="200",direction="outbound",service="echo"}`) {
+	if _, body := meshtest.Get("http://" + consumer.Admin + "/metrics"); !strings.Contains(body, `weft_requests_total{destination_service="echo",direction="outbound",grpc_status="",response_code="200",route="",source_service="echoclient"}`) {
 		t.Errorf("consumer metrics lack the outbound request count")
 	}
 }

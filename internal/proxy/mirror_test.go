@@ -129,7 +129,7 @@ func TestMirrorsEveryEngine(t *testing.T) {
 				t.Errorf("copies:\n%q\nwant\n%q", got, want)
 			}
 			waitFor(t, 5*time.Second, "the copies' answers counted", func() bool {
-				return sample(t, reg, "weft_requests_total", "direction", "mirror", "service", "shadow", "code", "200") == float64(len(want))
+				return sample(t, reg, "weft_requests_total", "direction", "mirror", "destination_service", "shadow", "response_code", "200") == float64(len(want))
 			})
 			if s := sent(); s != float64(len(want)) {
 				t.Errorf("counted %v sent, want %d", s, len(want))
@@ -213,7 +213,7 @@ func TestMirrorsLeaveTheBreakerAlone(t *testing.T) {
 				}
 			}
 			waitFor(t, 5*time.Second, "the copies answered", func() bool {
-				return sample(t, reg, "weft_requests_total", "direction", "mirror", "service", "svc", "code", "500") == 40
+				return sample(t, reg, "weft_requests_total", "direction", "mirror", "destination_service", "svc", "response_code", "500") == 40
 			})
 		})
 	}

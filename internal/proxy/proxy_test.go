@@ -128,27 +128,36 @@ func sample(t *testing.T, reg *prometheus.Registry, name string, labels ...strin
 	for i := 0; i+1 < len(labels); i += 2 {
 		want[labels[i]] = labels[i+1]
 	}
+	total := 0.0 // (the series whose labels include those given, summed)
 	for _, f := range families {
 		if f.GetName() != name {
 			continue
 		}
 	metrics:
 		for _, m := range f.GetMetric() {
-			if len(m.GetLabel()) != len(want) {
-				continue
-			}
+			n := 0
 			for _, l := range m.GetLabel() {
-				if want[l.GetName()] != l.GetValue() {
-					continue metrics
+				if v, ok := want[l.GetName()]; ok {
+					if v != l.GetValue() {
+						continue metrics
+					}
+					n++
 				}
 			}
-			if c := m.GetCounter(); c != nil {
-				return c.GetValue()
+			if n != len(want) {
+				continue
 			}
-			return m.GetGauge().GetValue()
+			switch {
+			case m.GetCounter() != nil:
+				total += m.GetCounter().GetValue()
+			case m.GetHistogram() != nil:
+				total += float64(m.GetHistogram().GetSampleCount())
+			default:
+				total += m.GetGauge().GetValue()
+			}
 		}
 	}
-	return 0
+	return total
 }
 
 // seen is what a backend observed of the last request.
@@ -329,7 +338,7 @@ func TestOutboundRoutes(t *testing.T) {
 			}
 		})
 	}
-	if got := sample(t, ms.reg, "weft_requests_total", "direction", "outbound", "service", "catalog", "code", "200"); got != 4 {
+	if got := sample(t, ms.reg, "weft_requests_total", "direction", "outbound", "destination_service", "catalog", "response_code", "200"); got != 4 {
 		t.Errorf("weft_requests_total{catalog,200}: got %v, want 4", got)
 	}
 }

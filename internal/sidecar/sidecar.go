@@ -7,6 +7,7 @@
 //	inbound listener --> local app (HTTP, or bytes for TCP and TLS)
 //	upstream listeners (--upstream SERVICE=PORT) --> one service each
 //	admin listener: /healthz /readyz /metrics /config /explain /recent pprof
+//	reporter: every --report-interval, the metrics' growth to the control plane (report.go)
 //
 // A sidecar without an app port is a consumer only: it routes the local
 // app's calls, registers only its proxy record and opens no inbound listener.
@@ -92,6 +93,9 @@ type Config struct {
 	Timeout        time.Duration // wait for response headers from an upstream
 	DrainTimeout   time.Duration // longest wait for in-flight requests on stop
 	LeaseTTL       time.Duration
+	// ReportInterval is how often the sidecar sends the control plane a
+	// summary of the requests it carried, for weft stat.
+	ReportInterval time.Duration
 }
 
 // Default returns the documented defaults.
@@ -110,6 +114,7 @@ func Default() Config {
 		Timeout:        15 * time.Second,
 		DrainTimeout:   10 * time.Second,
 		LeaseTTL:       registry.DefaultTTL,
+		ReportInterval: DefaultReportInterval,
 	}
 }
 
@@ -165,6 +170,9 @@ func (c Config) Validate() error {
 	if c.HealthInterval <= 0 || c.Timeout < 0 || c.DrainTimeout < 0 || c.LeaseTTL < time.Second {
 		return errors.New("intervals and timeouts must be positive, and the lease TTL at least 1s")
 	}
+	if c.ReportInterval <= 0 {
+		return fmt.Errorf("--report-interval %s: must be positive", c.ReportInterval)
+	}
 	return nil
 }
 
@@ -204,6 +212,7 @@ type Sidecar struct {
 	reg                  *registration // rec, when there is an app to register
 	health               *health
 	peers                *peers
+	report               *reporter // summaries to the collection center
 }
 
 // New checks cfg, binds the listeners and wires the parts. Nothing runs
@@ -243,6 +252,7 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 	}
 
 	metrics := plan.NewMetrics(deps.Registry)
+	metrics.Source = cfg.Service // (the source_service of what this sidecar sends)
 	s.table = plan.NewTable(metrics, plan.Policy{Timeout: cfg.Timeout, Zone: cfg.Labels[lb.DefaultZoneLabel], Source: cfg.Service})
 	s.peers = newPeers(s)
 	if err := deps.Registry.Register(newPolicyMetrics(s)); err != nil {
@@ -294,6 +304,10 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 		OnState: s.applyState,
 	}
 	s.rec = newRegistration(s.api, s.proxyRecord(), cfg.LeaseTTL, s.log)
+	if s.report, err = newReporter(s.api, deps.Registry, cfg.Service, cfg.ID, cfg.ReportInterval, s.log); err != nil {
+		s.closeListeners()
+		return nil, err
+	}
 	if cfg.AppPort != 0 {
 		app := net.JoinHostPort(cfg.AppHost, strconv.Itoa(cfg.AppPort))
 		in := stdhttp.NewInbound(cfg.Service, cfg.ID, app, stdhttp.NewTransport(), metrics)
@@ -413,6 +427,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		spawn(func(c context.Context) { _ = s.accessLog.Run(c) }) // writes what is queued before it returns
 	}
 	spawn(func(c context.Context) { s.peers.run(c, s) })
+	spawn(func(c context.Context) { s.report.run(c) })
 
 	regCtx, stopReg := context.WithCancel(bg)
 	regDone := make(chan struct{})
@@ -456,6 +471,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	if s.in != nil {
 		s.in.CloseIdle()
 	}
+	s.report.last() // what the drained listeners counted last
 	s.adminSrv.Close()
 	stopBg()
 	for ; workers > 0; workers-- {

@@ -50,7 +50,10 @@ func (e *Engine) handle(cc *Conn) bool {
 	if c.Routed() {
 		if routed, merr = c.Route(&cc.view); merr != nil {
 			e.meshError(cc, c, merr)
-			c.Record(&plan.Visit{Start: cc.start, End: time.Now(), Status: merr.Status, Err: merr, Bytes: -1}, cc.id, req.Method(), originForm(req.Target()), nil)
+			now := time.Now()
+			c.Metrics().Answered(plan.Result{Status: merr.Status, Source: plan.StringOf(sourceOf(c, req)), Route: routed.RouteName()}, cc.start, now)
+			c.Record(&plan.Visit{Start: cc.start, End: now, Status: merr.Status, Err: merr, Rule: routed.RuleRef(), Bytes: -1},
+				cc.id, req.Method(), originForm(req.Target()), nil)
 			return !hasBody(req) && !req.Close
 		}
 		c = routed.Cluster
@@ -64,12 +67,9 @@ func (e *Engine) handle(cc *Conn) bool {
 	ex.k.Init(c, &cc.view, cc.start)
 	defer func() {
 		now := time.Now() // one clock read for the metrics, the attempt and the record
-		m.DoneAt(ex.status, cc.start, now)
+		src := sourceOf(called, req)
+		m.DoneAt(plan.Result{Status: ex.status, Source: plan.StringOf(src), Route: ex.routed.RouteName()}, cc.start, now)
 		ex.k.Finish(now)
-		var src []byte // the caller, as the peer sidecar named it (inbound)
-		if called.Source == "" {
-			src = req.Get(plan.SourceHeader)
-		}
 		called.Record(&plan.Visit{Start: cc.start, End: now, Status: ex.status, Call: ex.k, Rule: ex.routed.RuleRef(), Bytes: ex.bytes},
 			cc.id, req.Method(), originForm(req.Target()), src)
 		ex.k.Clear() // holds no endpoint or error past the request
@@ -514,6 +514,15 @@ func (e *Engine) meshError(cc *Conn, c *plan.Cluster, merr *plan.MeshError) {
 	closing := hasBody(&cc.req) || cc.req.Close
 	merr.WriteH1(cc.BW, closing)
 	cc.BW.Flush()
+}
+
+// sourceOf is the calling service an inbound request names, as the peer
+// sidecar named it (nil outbound: the caller is this sidecar's service).
+func sourceOf(c *plan.Cluster, req *h1.Head) []byte {
+	if c.Source != "" {
+		return nil
+	}
+	return req.Get(plan.SourceHeader)
 }
 
 // destinationOf returns the authority the request names and whether it

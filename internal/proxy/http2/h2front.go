@@ -302,10 +302,11 @@ func (h *h2Client) headers(f *http2.MetaHeadersFrame, b *h2Batch) error {
 		s.called = s.cluster
 		if merr == nil && s.cluster.Routed() {
 			// The route stage; a request it refuses is the parent's.
-			if r, rerr := s.cluster.Route((*h2View)(s)); rerr != nil {
+			r, rerr := s.cluster.Route((*h2View)(s))
+			s.rule, s.route = r.RuleRef(), r.RouteName()
+			if rerr != nil {
 				merr, s.routeErr = rerr, rerr
 			} else {
-				s.rule = r.RuleRef()
 				s.cluster, delay, s.respEdits = r.Cluster, r.Delay, r.Response
 				if r.Mirrors() {
 					s.startMirror(r) // the head as the client sent it

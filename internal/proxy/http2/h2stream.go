@@ -105,7 +105,7 @@ type h2Stream struct {
 	// rule that decided, the route stage's own answer, and the request's
 	// id, method and path as the client sent them
 	called              *plan.Cluster
-	rule                string
+	rule, route         string // the rule's ref, and its route for metrics
 	routeErr            *plan.MeshError
 	reqID, method, path string
 	source              string // the x-weft-source it came with (an inbound caller)
@@ -751,15 +751,12 @@ func (s *h2Stream) settle(b *h2Batch) {
 	if s.status == 0 {
 		s.status = plan.StatusClientGone
 	}
+	r := plan.Result{Status: s.status, Source: s.source, Route: s.route}
 	if s.grpcResp {
-		code := s.grpcCode
-		if code == "" {
-			code = "missing"
-		}
-		s.m.GRPCStatus(code)
+		r.GRPC = plan.GRPCLabel(s.grpcCode)
 	}
 	now := time.Now()
-	s.m.DoneAt(s.status, s.start, now)
+	s.m.DoneAt(r, s.start, now)
 	v := plan.Visit{Start: s.start, End: now, Status: s.status, Rule: s.rule, Err: s.routeErr, Bytes: -1}
 	if s.headersOut {
 		v.Bytes = s.bytes

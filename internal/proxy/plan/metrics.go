@@ -14,6 +14,10 @@ import (
 // Metrics are the data path's golden signals. Label handles are resolved
 // once per service and status code, not per request.
 type Metrics struct {
+	// Source is the service of this sidecar: the source_service of its
+	// outbound requests. Set it before the first ForService.
+	Source string
+
 	requests     *prometheus.CounterVec
 	duration     *prometheus.HistogramVec
 	errors       *prometheus.CounterVec
@@ -23,7 +27,6 @@ type Metrics struct {
 	overflows    *prometheus.CounterVec
 	mirrors      *prometheus.CounterVec
 	inflight     *prometheus.GaugeVec
-	grpc         *prometheus.CounterVec
 	tunnels      prometheus.Counter
 
 	tcpConns, tcpReceived, tcpSent, tcpIdle *prometheus.CounterVec
@@ -36,13 +39,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_requests_total",
-			Help: "Requests handled, by direction, destination service and response status.",
-		}, []string{"direction", "service", "code"}),
+			Help: "Requests handled, by direction, calling and called service, HTTP status, grpc-status (\"\" when not gRPC) and the route that matched (\"\" for none).",
+		}, []string{"direction", "source_service", "destination_service", "response_code", "grpc_status", "route"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "weft_request_duration_seconds",
 			Help:    "Time from request accepted to response headers written.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-		}, []string{"direction", "service"}),
+		}, []string{"direction", "source_service", "destination_service", "route"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_mesh_errors_total",
 			Help: "Errors the mesh itself answered with, by reason (the x-weft-error header).",
@@ -71,10 +74,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "weft_requests_in_flight",
 			Help: "Requests accepted and not yet answered, by direction and destination service.",
 		}, []string{"direction", "service"}),
-		grpc: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "weft_grpc_responses_total",
-			Help: "gRPC responses, by direction, destination service and grpc-status.",
-		}, []string{"direction", "service", "grpc_status"}),
 		tunnels: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "weft_connect_tunnels_total",
 			Help: "CONNECT tunnels opened, to mesh services and for egress.",
@@ -82,7 +81,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		tcpConns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_tcp_connections_total",
 			Help: "TCP connections forwarded as bytes, by direction and destination service.",
-		}, []string{"direction", "service"}),
+		}, []string{"direction", "source_service", "destination_service"}),
 		tcpActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "weft_tcp_connections_active",
 			Help: "TCP connections being forwarded now.",
@@ -90,11 +89,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		tcpReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_tcp_received_bytes_total",
 			Help: "Bytes received from the connecting side of forwarded TCP connections.",
-		}, []string{"direction", "service"}),
+		}, []string{"direction", "source_service", "destination_service"}),
 		tcpSent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_tcp_sent_bytes_total",
 			Help: "Bytes sent back to the connecting side of forwarded TCP connections.",
-		}, []string{"direction", "service"}),
+		}, []string{"direction", "source_service", "destination_service"}),
 		tcpIdle: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_tcp_idle_timeouts_total",
 			Help: "TCP connections closed because no byte moved for the idle timeout.",
@@ -104,21 +103,69 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Connections accepted, by listener, the protocol they were taken for (http1, h2, tls, tcp) and how: sniffed from the first bytes, timeout (nothing sent in time), or declared (detection skipped).",
 		}, []string{"listener", "protocol", "how"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.errors, m.retries, m.budgetDenied, m.hedges, m.overflows, m.mirrors, m.inflight, m.grpc, m.tunnels,
+	reg.MustRegister(m.requests, m.duration, m.errors, m.retries, m.budgetDenied, m.hedges, m.overflows, m.mirrors, m.inflight, m.tunnels,
 		m.tcpConns, m.tcpActive, m.tcpReceived, m.tcpSent, m.tcpIdle, m.detections)
 	return m
 }
 
-// ServiceMetrics caches the label handles of one direction and service.
+// ServiceMetrics caches the label handles of one direction and
+// destination service; per source and route (an edge) and per status the
+// handles are resolved on first use and read without a lock after.
 type ServiceMetrics struct {
 	direction, service string
-	m                  *Metrics
-	duration           prometheus.Observer
-	retries            prometheus.Counter
-	inflight           prometheus.Gauge
-	codes              sync.Map // int -> prometheus.Counter
-	grpcCodes          sync.Map // string -> prometheus.Counter
-	tcp                atomic.Pointer[TCPMetrics]
+	// source is the calling service of every request, for outbound
+	// handles (this sidecar's own service); "" for inbound, where each
+	// request names its own.
+	source   string
+	m        *Metrics
+	retries  prometheus.Counter
+	inflight prometheus.Gauge
+	edges    atomic.Pointer[map[edgeKey]*edgeMetrics] // copied on write
+	mu       sync.Mutex                               // serialises writers of edges
+	tcp      atomic.Pointer[TCPMetrics]
+}
+
+// edgeKey is what an edge's handles are keyed by.
+type edgeKey struct{ source, route string }
+
+// edgeMetrics are the handles of one source and route.
+type edgeMetrics struct {
+	s        *ServiceMetrics
+	duration prometheus.Observer
+	labels   [3]string                                      // source_service, destination_service, route
+	codes    atomic.Pointer[map[codeKey]prometheus.Counter] // copied on write
+	mu       sync.Mutex
+}
+
+// codeKey is a response's status labels.
+type codeKey struct {
+	code int
+	grpc string
+}
+
+// MaxEdges bounds the source and route pairs one direction and service
+// keeps series for; requests past it count under source "other".
+const MaxEdges = 256
+
+// UnknownSource labels requests whose caller is not known: clients
+// outside the mesh, and callers naming no valid service name.
+const UnknownSource = "unknown"
+
+// Result labels one finished request.
+type Result struct {
+	// Status is the HTTP status answered.
+	Status int
+	// GRPC is the grpc-status of a gRPC answer ("": not gRPC); see
+	// GRPCLabel.
+	GRPC string
+	// Source is the calling service an inbound request named
+	// (SourceHeader; ignored outbound, where the caller is this
+	// sidecar's service). It may be a view of a request's bytes: it is
+	// copied when kept. What is no service name (a DNS label) counts as
+	// UnknownSource.
+	Source string
+	// Route is the route resource whose rule matched ("": none).
+	Route string
 }
 
 // TCPMetrics are the label handles of TCP forwarding for one direction
@@ -136,10 +183,16 @@ func (s *ServiceMetrics) TCP() *TCPMetrics {
 	if t := s.tcp.Load(); t != nil {
 		return t
 	}
-	l := []string{s.direction, s.service}
+	// (A connection names no source: inbound, the caller is not known
+	// until mutual TLS says who it is.)
+	source := s.source
+	if source == "" {
+		source = UnknownSource
+	}
+	l, edge := []string{s.direction, s.service}, []string{s.direction, source, s.service}
 	t := &TCPMetrics{
-		conns: s.m.tcpConns.WithLabelValues(l...), rx: s.m.tcpReceived.WithLabelValues(l...),
-		tx: s.m.tcpSent.WithLabelValues(l...), idle: s.m.tcpIdle.WithLabelValues(l...),
+		conns: s.m.tcpConns.WithLabelValues(edge...), rx: s.m.tcpReceived.WithLabelValues(edge...),
+		tx: s.m.tcpSent.WithLabelValues(edge...), idle: s.m.tcpIdle.WithLabelValues(l...),
 		active: s.m.tcpActive.WithLabelValues(l...),
 	}
 	s.tcp.CompareAndSwap(nil, t)
@@ -182,6 +235,20 @@ func (t *TCPMetrics) IdleTimeout() {
 	}
 }
 
+// serviceName reports whether s can be a service's name: a DNS label
+// (registry.ValidName, without its regular expression).
+func serviceName(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // Detected counts one protocol detection outcome (nil-safe).
 func (m *Metrics) Detected(listener, protocol, how string) {
 	if m != nil {
@@ -199,14 +266,22 @@ func (m *Metrics) TunnelOpened() {
 func (m *Metrics) service(name string) *ServiceMetrics { return m.ForService("outbound", name) }
 
 // ForService is the label handles of one direction ("outbound",
-// "inbound", "egress") and service.
+// "inbound", "egress", "mirror") and destination service.
 func (m *Metrics) ForService(direction, name string) *ServiceMetrics {
-	return &ServiceMetrics{
+	s := &ServiceMetrics{
 		direction: direction, service: name, m: m,
-		duration: m.duration.WithLabelValues(direction, name),
 		retries:  m.retries.WithLabelValues(name),
 		inflight: m.inflight.WithLabelValues(direction, name),
 	}
+	if direction != "inbound" {
+		s.source = m.Source
+		if s.source == "" {
+			s.source = UnknownSource
+		}
+	}
+	empty := map[edgeKey]*edgeMetrics{}
+	s.edges.Store(&empty)
+	return s
 }
 
 // Begin counts a request in flight; every Begin is matched by one Done.
@@ -218,20 +293,89 @@ func (s *ServiceMetrics) Begin() {
 }
 
 // Done records one finished request.
-func (s *ServiceMetrics) Done(code int, start time.Time) { s.DoneAt(code, start, time.Now()) }
+func (s *ServiceMetrics) Done(r Result, start time.Time) { s.DoneAt(r, start, time.Now()) }
 
 // DoneAt is Done for a caller that has read the clock.
-func (s *ServiceMetrics) DoneAt(code int, start, now time.Time) {
+func (s *ServiceMetrics) DoneAt(r Result, start, now time.Time) {
 	if s == nil {
 		return
 	}
 	s.inflight.Dec()
-	s.duration.Observe(now.Sub(start).Seconds())
-	c, ok := s.codes.Load(code)
-	if !ok {
-		c, _ = s.codes.LoadOrStore(code, s.m.requests.WithLabelValues(s.direction, s.service, strconv.Itoa(code)))
+	s.Answered(r, start, now)
+}
+
+// Answered records a request answered that was never counted in flight
+// (Begin): the route stage's own answers, given before a plan begins.
+func (s *ServiceMetrics) Answered(r Result, start, now time.Time) {
+	if s == nil {
+		return
 	}
-	c.(prometheus.Counter).Inc()
+	e := s.edge(r.Source, r.Route)
+	e.duration.Observe(now.Sub(start).Seconds())
+	e.counter(r.Status, r.GRPC).Inc()
+}
+
+// edge is the handles of one source and route.
+func (s *ServiceMetrics) edge(source, route string) *edgeMetrics {
+	if s.source != "" {
+		source = s.source
+	}
+	k := edgeKey{source, route}
+	if e, ok := (*s.edges.Load())[k]; ok {
+		return e
+	}
+	if !serviceName(k.source) { // (only names are kept: the lookup above finds no other)
+		k.source = UnknownSource
+		if e, ok := (*s.edges.Load())[k]; ok {
+			return e
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := *s.edges.Load()
+	if e, ok := old[k]; ok {
+		return e
+	}
+	if len(old) >= MaxEdges {
+		k.source = "other"
+		if e, ok := old[k]; ok {
+			return e
+		}
+	}
+	k.source = strings.Clone(k.source) // (a view of the request's bytes)
+	e := &edgeMetrics{s: s, labels: [3]string{k.source, s.service, route}}
+	e.duration = s.m.duration.WithLabelValues(s.direction, k.source, s.service, route)
+	codes := map[codeKey]prometheus.Counter{}
+	e.codes.Store(&codes)
+	next := make(map[edgeKey]*edgeMetrics, len(old)+1)
+	for kk, v := range old {
+		next[kk] = v
+	}
+	next[k] = e
+	s.edges.Store(&next)
+	return e
+}
+
+// counter is the requests counter of one status.
+func (e *edgeMetrics) counter(status int, grpc string) prometheus.Counter {
+	k := codeKey{status, grpc}
+	if c, ok := (*e.codes.Load())[k]; ok {
+		return c
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := *e.codes.Load()
+	if c, ok := old[k]; ok {
+		return c
+	}
+	c := e.s.m.requests.WithLabelValues(e.s.direction, e.labels[0], e.labels[1], strconv.Itoa(status), grpc, e.labels[2])
+	next := make(map[codeKey]prometheus.Counter, len(old)+1)
+	for kk, v := range old {
+		next[kk] = v
+	}
+	next[k] = c
+	e.codes.Store(&next)
+	return c
 }
 
 // MeshError counts an error the mesh answered with (nil-safe).
@@ -266,32 +410,39 @@ func (s *ServiceMetrics) budgetExhausted() {
 	}
 }
 
-// GRPCDone records the gRPC status of a finished gRPC response (from its
-// trailers, or its headers for a trailers-only answer); other responses
-// are ignored.
-func (s *ServiceMetrics) GRPCDone(resp *http.Response) {
-	if s == nil || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/grpc") {
-		return
+// GRPCOf is the grpc-status label of a finished response: "" when it
+// is not gRPC, else its grpc-status (from its trailers, or its headers
+// for a trailers-only answer) as GRPCLabel gives it.
+func GRPCOf(resp *http.Response) string {
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/grpc") {
+		return ""
 	}
 	code := resp.Trailer.Get("Grpc-Status")
 	if code == "" {
 		code = resp.Header.Get("Grpc-Status")
 	}
-	if code == "" {
-		code = "missing"
-	}
-	s.GRPCStatus(code)
+	return GRPCLabel(code)
 }
 
-// GRPCStatus counts one gRPC response with the given grpc-status,
-// including those the mesh makes itself (nil-safe).
-func (s *ServiceMetrics) GRPCStatus(code string) {
-	if s == nil {
-		return
+// grpcLabels are the labels of the grpc-status codes gRPC defines.
+var grpcLabels = func() (l [17]string) {
+	for i := range l {
+		l[i] = strconv.Itoa(i)
 	}
-	c, ok := s.grpcCodes.Load(code)
-	if !ok {
-		c, _ = s.grpcCodes.LoadOrStore(code, s.m.grpc.WithLabelValues(s.direction, s.service, code))
+	return l
+}()
+
+// GRPCLabel is the label of a gRPC answer's grpc-status: the code gRPC
+// defines (0 to 16), "missing" when there is none, "invalid" for
+// anything else (so that an app cannot grow the series without bound).
+func GRPCLabel[T ~string | ~[]byte](code T) string {
+	switch {
+	case len(code) == 0:
+		return "missing"
+	case len(code) == 1 && code[0] >= '0' && code[0] <= '9':
+		return grpcLabels[code[0]-'0']
+	case len(code) == 2 && code[0] == '1' && code[1] >= '0' && code[1] <= '6':
+		return grpcLabels[10+code[1]-'0']
 	}
-	c.(prometheus.Counter).Inc()
+	return "invalid"
 }

@@ -479,7 +479,7 @@ func (k *Call) admit() *MeshError {
 	}
 	ns := now.UnixNano()
 	if g.perSource != nil {
-		src := stringOf(k.view.Header(SourceHeader))
+		src := StringOf(k.view.Header(SourceHeader))
 		if src == "" {
 			src = unknownSource
 		}

@@ -110,7 +110,8 @@ type Routed struct {
 // cluster. A request no rule matches gets 404 no-route; one whose share
 // goes to a backend that does not exist gets 500 invalid-backend
 // (Gateway API); a Fault's abort is a MeshError with reason
-// fault-injected.
+// fault-injected. With an error, the Routed names the rule that matched
+// (RuleRef, RouteName) and nothing else.
 func (c *Cluster) Route(v request.View) (Routed, *MeshError) {
 	rs := c.routes
 	if rs == nil {
@@ -151,11 +152,11 @@ func (rs *routes) route(parent *Cluster, v request.View) (Routed, *MeshError) {
 			Message: fmt.Sprintf("no rule of %s matches %s %s", rs.names, v.Method(), v.Path())}
 	}
 	if rule.r.InvalidFault != "" {
-		return Routed{}, &MeshError{Status: http.StatusInternalServerError, Reason: ReasonInvalidFilter, Service: rs.service,
+		return Routed{rule: rule}, &MeshError{Status: http.StatusInternalServerError, Reason: ReasonInvalidFilter, Service: rs.service,
 			Message: fmt.Sprintf("%s: %s", rule.ref, rule.r.InvalidFault)}
 	}
 	if rule.r.Redirect != nil {
-		return Routed{}, rs.redirect(rule, v)
+		return Routed{rule: rule}, rs.redirect(rule, v)
 	}
 	out := Routed{Request: rule.request, Response: rule.response, rule: rule}
 	if rw := rule.r.Rewrite; rw != nil {
@@ -174,13 +175,13 @@ func (rs *routes) route(parent *Cluster, v request.View) (Routed, *MeshError) {
 			out.Delay += f.Delay
 		}
 		if (f.AbortHTTP != 0 || f.AbortGRPC != 0) && drawn(f.AbortPercent) {
-			return Routed{}, rs.abort(rule, f, v.GRPC()) // answered at once, delay or not
+			return Routed{rule: rule}, rs.abort(rule, f, v.GRPC()) // answered at once, delay or not
 		}
 	}
 	b, merr := rule.backend(rs.service)
 	switch {
 	case merr != nil:
-		return Routed{}, merr
+		return Routed{rule: rule}, merr
 	case b == nil:
 		out.Cluster = parent
 	default:

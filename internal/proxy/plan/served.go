@@ -257,5 +257,14 @@ func (r *Routed) RuleRef() string {
 	return r.rule.ref
 }
 
+// RouteName names the route resource whose rule decided, as metrics
+// label it ("": none).
+func (r *Routed) RouteName() string {
+	if r.rule == nil {
+		return ""
+	}
+	return r.rule.r.Route
+}
+
 // Recent is the ring of requests the table's clusters record.
 func (t *Table) Recent() *Recent { return t.recent }

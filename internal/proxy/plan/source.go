@@ -19,9 +19,9 @@ const SourceHeader = "x-weft-source"
 // outside the mesh, and apps calling an inbound directly.
 const unknownSource = "-"
 
-// stringOf is b as a string without a copy, for a lookup that does not
-// keep it.
-func stringOf(b []byte) string {
+// StringOf is b as a string without a copy, for a lookup or a label
+// that does not keep it.
+func StringOf(b []byte) string {
 	if len(b) == 0 {
 		return ""
 	}

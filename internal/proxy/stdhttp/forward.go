@@ -325,10 +325,11 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 
 // writeResponse copies an upstream response to the client: headers less
 // hop-by-hop ones, body streamed (flushed as it comes when its length is
-// unknown), then trailers. It returns the status sent.
-func writeResponse(w http.ResponseWriter, r *http.Request, resp *http.Response) int {
+// unknown), then trailers. It returns the status sent (and the
+// grpc-status of a gRPC answer).
+func writeResponse(w http.ResponseWriter, r *http.Request, resp *http.Response) plan.Result {
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		return switchProtocols(w, r, resp)
+		return plan.Result{Status: switchProtocols(w, r, resp)}
 	}
 	defer resp.Body.Close()
 	plan.RemoveHopHeaders(resp.Header)
@@ -353,7 +354,7 @@ func writeResponse(w http.ResponseWriter, r *http.Request, resp *http.Response) 
 	for k, vv := range resp.Trailer {
 		dst[trailerKey(k)] = vv
 	}
-	return resp.StatusCode
+	return plan.Result{Status: resp.StatusCode, GRPC: plan.GRPCOf(resp)}
 }
 
 // copyBody streams src to w. An error on either side ends the copy: the

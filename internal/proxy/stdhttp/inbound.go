@@ -83,22 +83,26 @@ func (in *Inbound) Resolve(req *h1.Head, _ []byte, _ bool) (*plan.Cluster, *plan
 
 func (in *Inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	in.metrics.Begin()
-	status := plan.StatusAborted
-	defer func() { in.metrics.Done(status, start) }()
 	if e := in.probe([]byte(r.URL.RequestURI()), r.Header.Get); e != nil {
-		status = e.WriteStd(w, false)
+		e.WriteStd(w, false) // (a peer's probe is no request: not counted, as on the fast path)
 		return
 	}
+	in.metrics.Begin()
+	source := r.Header.Get(plan.SourceHeader)
+	res := plan.Result{Status: plan.StatusAborted}
+	defer func() {
+		res.Source = source
+		in.metrics.Done(res, start)
+	}()
 	id := requestID(r) // a caller outside the mesh sent none: the app gets one
-	target, source := originTarget(r.RequestURI), r.Header.Get(plan.SourceHeader)
-	status = in.forward(w, r, start, func(k *plan.Call, status int, bytes int64) {
+	target := originTarget(r.RequestURI)
+	res = in.forward(w, r, start, func(k *plan.Call, status int, bytes int64) {
 		in.cluster.Load().RecordString(&plan.Visit{Start: start, End: time.Now(), Status: status, Call: k, Bytes: bytes}, id, r.Method, target, source)
 	})
 }
 
 // forward sends r to the app, and records it with record once answered.
-func (in *Inbound) forward(w http.ResponseWriter, r *http.Request, start time.Time, record func(k *plan.Call, status int, bytes int64)) (status int) {
+func (in *Inbound) forward(w http.ResponseWriter, r *http.Request, start time.Time, record func(k *plan.Call, status int, bytes int64)) (res plan.Result) {
 	if r.Method == http.MethodConnect {
 		return failStd(w, r, in.metrics, &plan.MeshError{Status: http.StatusMethodNotAllowed, Reason: plan.ReasonBadRequest, Service: in.Service,
 			Instance: in.Instance, Message: "CONNECT is not accepted on the inbound listener"})
@@ -111,7 +115,7 @@ func (in *Inbound) forward(w http.ResponseWriter, r *http.Request, start time.Ti
 	var k plan.Call
 	k.Init(in.cluster.Load(), &stdView{r}, start)
 	bytes := int64(-1)
-	defer func() { record(&k, status, bytes) }()
+	defer func() { record(&k, res.Status, bytes) }()
 	k.Next() // the app: one endpoint, one attempt
 	passTimeout(r, &k)
 	resp, err := roundTrip(transportFor(r, in.Transport, in.H2), r, k.TryTimeout())
@@ -123,7 +127,7 @@ func (in *Inbound) forward(w http.ResponseWriter, r *http.Request, start time.Ti
 					Service: in.Service, Instance: in.Instance,
 					Message: fmt.Sprintf("grpc-timeout ran out waiting for the app of %s at %s", in.Instance, in.App)})
 			}
-			return plan.StatusClientGone
+			return plan.Result{Status: plan.StatusClientGone}
 		}
 		e := k.Failed(classOf(err), err)
 		e.Message = fmt.Sprintf("app of %s at %s: %v", in.Instance, in.App, err)
@@ -132,9 +136,7 @@ func (in *Inbound) forward(w http.ResponseWriter, r *http.Request, start time.Ti
 	k.Answered(plan.AnswerStatus(resp.StatusCode, resp.Header.Get("Grpc-Status")), 0)
 	k.OK()
 	bytes = resp.ContentLength
-	status = writeResponse(w, r, resp)
-	in.metrics.GRPCDone(resp)
-	return status
+	return writeResponse(w, r, resp)
 }
 
 // RouteH2 is the HTTP/2 engine's routing for the inbound listener of an

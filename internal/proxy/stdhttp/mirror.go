@@ -84,15 +84,15 @@ func (o *Outbound) sendMirror(c *plan.Cluster, r *http.Request, release func()) 
 	mt := c.Metrics()
 	start := time.Now()
 	mt.Begin()
-	status := plan.StatusAborted
+	res := plan.Result{Status: plan.StatusAborted}
 	defer func() {
 		if p := recover(); p != nil && p != http.ErrAbortHandler { // (a body cut off mid-way)
 			panic(p)
 		}
 		release()
-		mt.Done(status, start)
+		mt.Done(res, start)
 	}()
-	status = o.route(&discard{}, r, c, start, nil, nil) // (copies are not recorded)
+	res = o.route(&discard{}, r, c, start, nil, nil) // (copies are not recorded)
 }
 
 // CloseMirrors stops the mirrored requests in flight and waits for

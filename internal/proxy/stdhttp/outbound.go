@@ -76,9 +76,13 @@ func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var routed plan.Routed
 	if cluster != nil && cluster.Routed() {
 		if routed, merr = cluster.Route(&stdView{r}); merr != nil {
-			o.fail(w, r, cluster.Metrics(), merr)
+			start := time.Now()
+			res := o.fail(w, r, cluster.Metrics(), merr)
+			res.Route = routed.RouteName()
 			now := time.Now()
-			cluster.RecordString(&plan.Visit{Start: now, End: now, Status: merr.Status, Err: merr, Bytes: -1}, rec.id, rec.method, rec.target, "")
+			cluster.Metrics().Answered(res, start, now)
+			cluster.RecordString(&plan.Visit{Start: start, End: now, Status: merr.Status, Err: merr, Rule: routed.RuleRef(), Bytes: -1},
+				rec.id, rec.method, rec.target, "")
 			return
 		}
 		rec.rule = routed.RuleRef()
@@ -94,8 +98,11 @@ func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		routed.Request.Apply(r.Header)
 		if err := routed.Rewrite.ApplyTo(r); err != nil {
-			o.fail(w, r, cluster.Metrics(), &plan.MeshError{Status: http.StatusInternalServerError, Reason: plan.ReasonInvalidFilter,
+			start := time.Now()
+			res := o.fail(w, r, cluster.Metrics(), &plan.MeshError{Status: http.StatusInternalServerError, Reason: plan.ReasonInvalidFilter,
 				Service: cluster.Service, Message: err.Error()})
+			res.Route = routed.RouteName()
+			cluster.Metrics().Answered(res, start, time.Now())
 			return
 		}
 	}
@@ -107,13 +114,16 @@ func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m.Begin()
 	// plan.StatusAborted stays only if the response is cut off mid-body (a panic
 	// with http.ErrAbortHandler); the deferred record still runs.
-	status := plan.StatusAborted
-	defer func() { m.Done(status, start) }()
+	res := plan.Result{Status: plan.StatusAborted}
+	defer func() {
+		res.Route = routed.RouteName()
+		m.Done(res, start)
+	}()
 	if cluster == nil {
-		status = o.egress(w, r, host, start)
+		res = o.egress(w, r, host, start)
 		return
 	}
-	status = o.route(w, r, cluster, start, routed.Response, rec)
+	res = o.route(w, r, cluster, start, routed.Response, rec)
 }
 
 // record is what Record keeps of a request (plan.Cluster.Record): the
@@ -156,7 +166,7 @@ func requestID(r *http.Request) string {
 // the failures allow it, with a route rule's edits (or nil) on the
 // response. It returns the status sent, and records the request when
 // rec is set.
-func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster, start time.Time, respEdits *plan.HeaderEdits, rec *record) (status int) {
+func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster, start time.Time, respEdits *plan.HeaderEdits, rec *record) (res plan.Result) {
 	body := wrapBody(r)
 	prepare(r)
 	setSource(r, c)
@@ -168,7 +178,7 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster
 	bytes := int64(-1) // the response body's declared length
 	if rec != nil {
 		defer func() {
-			rec.called.RecordString(&plan.Visit{Start: start, End: time.Now(), Status: status, Call: &k, Rule: rec.rule, Bytes: bytes},
+			rec.called.RecordString(&plan.Visit{Start: start, End: time.Now(), Status: res.Status, Call: &k, Rule: rec.rule, Bytes: bytes},
 				rec.id, rec.method, rec.target, "")
 		}()
 	}
@@ -242,21 +252,19 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster
 		k.OK()
 		respEdits.Apply(resp.Header)
 		bytes = resp.ContentLength
-		status := writeResponse(w, r, resp)
-		c.Metrics().GRPCDone(resp)
-		return status
+		return writeResponse(w, r, resp)
 	}
 	return o.fail(w, r, c.Metrics(), k.Result())
 }
 
 // egress passes a request for a host outside the mesh straight through.
-func (o *Outbound) egress(w http.ResponseWriter, r *http.Request, host string, start time.Time) int {
+func (o *Outbound) egress(w http.ResponseWriter, r *http.Request, host string, start time.Time) plan.Result {
 	prepare(r)
 	r.URL.Host = host
 	resp, err := roundTrip(o.Egress, r, o.Table.Policy().Timeout)
 	if err != nil {
 		if r.Context().Err() != nil && !errors.Is(err, plan.ErrHeadTimeout) {
-			return plan.StatusClientGone
+			return plan.Result{Status: plan.StatusClientGone}
 		}
 		e := plan.UpstreamError(host, nil, classOf(err), fmt.Errorf("egress to %s: %w", host, err))
 		return o.fail(w, r, o.egressMetrics, e)
@@ -265,7 +273,7 @@ func (o *Outbound) egress(w http.ResponseWriter, r *http.Request, host string, s
 }
 
 // fail answers with a mesh error and returns its status.
-func (o *Outbound) fail(w http.ResponseWriter, r *http.Request, m *plan.ServiceMetrics, e *plan.MeshError) int {
+func (o *Outbound) fail(w http.ResponseWriter, r *http.Request, m *plan.ServiceMetrics, e *plan.MeshError) plan.Result {
 	if o.Log.Enabled(context.Background(), slog.LevelDebug) {
 		o.Log.Debug("mesh error", "reason", e.Reason, "service", e.Service, "instance", e.Instance, "msg", e.Message)
 	}
@@ -274,13 +282,12 @@ func (o *Outbound) fail(w http.ResponseWriter, r *http.Request, m *plan.ServiceM
 
 // failStd records a mesh error and writes it through net/http (for a
 // gRPC call, as a gRPC status).
-func failStd(w http.ResponseWriter, r *http.Request, m *plan.ServiceMetrics, e *plan.MeshError) int {
+func failStd(w http.ResponseWriter, r *http.Request, m *plan.ServiceMetrics, e *plan.MeshError) plan.Result {
 	m.MeshError(e.Reason)
-	grpc := r != nil && isGRPC(r)
-	if grpc {
-		m.GRPCStatus(e.GRPCCode())
+	if r != nil && isGRPC(r) {
+		return plan.Result{Status: e.WriteStd(w, true), GRPC: plan.GRPCLabel(e.GRPCCode())}
 	}
-	return e.WriteStd(w, grpc)
+	return plan.Result{Status: e.WriteStd(w, false)}
 }
 
 // wrapBody guards the request body for retries; nil when there is none.
@@ -382,13 +389,13 @@ func serviceNameBytes(host []byte) []byte {
 
 // deadlineOrGone ends a request whose context ended: its grpc-timeout ran
 // out here (the caller still waits for a gRPC status), or its client left.
-func (o *Outbound) deadlineOrGone(w http.ResponseWriter, r *http.Request, c *plan.Cluster, ep *plan.Endpoint) int {
+func (o *Outbound) deadlineOrGone(w http.ResponseWriter, r *http.Request, c *plan.Cluster, ep *plan.Endpoint) plan.Result {
 	if isGRPC(r) && r.Context().Err() == context.DeadlineExceeded {
 		return failStd(w, r, c.Metrics(), &plan.MeshError{Status: http.StatusGatewayTimeout, Reason: plan.ReasonUpstreamTimeout,
 			Service: c.Service, Instance: ep.Instance,
 			Message: fmt.Sprintf("grpc-timeout ran out waiting for %s at %s", ep.Instance, ep.Address)})
 	}
-	return plan.StatusClientGone
+	return plan.Result{Status: plan.StatusClientGone}
 }
 
 // RouteH2 is the HTTP/2 engine's routing for the outbound listener: the
