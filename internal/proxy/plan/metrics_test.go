@@ -82,7 +82,7 @@ func TestMetricsDoneAllocates(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { in.Begin(); in.DoneAt(r, now, now) }); n != 0 {
 		t.Errorf("DoneAt allocates %v times, want 0", n)
 	}
-	src[0] = 'x' // the label was copied, not kept as a view
+	src[0] = 'x'                                                                                                                        // the label was copied, not kept as a view
 	if got := testutil.ToFloat64(m.requests.WithLabelValues("inbound", "web", "catalog", "200", "", "HTTPRoute/catalog")); got != 102 { // (AllocsPerRun runs it once more first)
 		t.Errorf("requests from web: got %v, want 102", got)
 	}
