@@ -29,21 +29,21 @@ type Transition struct {
 
 // Status is a rule as GET /v1/alerts shows it.
 type Status struct {
-	Rule        string            `json:"rule"`
-	Service     string            `json:"service,omitempty"`
-	Edge        *config.AlertEdge `json:"edge,omitempty"`
-	Metric      string            `json:"metric"`
-	Op          string            `json:"op"`
-	Threshold   float64           `json:"threshold"` // p99 in seconds
-	Window      string            `json:"window"`
-	For         string            `json:"for"`
-	Severity    string            `json:"severity"`
-	Summary     string            `json:"summary,omitempty"`
-	State       State             `json:"state"`
-	Since       time.Time         `json:"since"`     // when the rule entered State
-	Value       *float64          `json:"value"`     // at the last evaluation; nil: no data
-	Evaluated   time.Time         `json:"evaluated"` // the last evaluation
-	History     []Transition      `json:"history"`   // oldest first, the last Config.History
+	Rule      string            `json:"rule"`
+	Service   string            `json:"service,omitempty"`
+	Edge      *config.AlertEdge `json:"edge,omitempty"`
+	Metric    string            `json:"metric"`
+	Op        string            `json:"op"`
+	Threshold float64           `json:"threshold"` // p99 in seconds
+	Window    string            `json:"window"`
+	For       string            `json:"for"`
+	Severity  string            `json:"severity"`
+	Summary   string            `json:"summary,omitempty"`
+	State     State             `json:"state"`
+	Since     time.Time         `json:"since"`     // when the rule entered State
+	Value     *float64          `json:"value"`     // at the last evaluation; nil: no data
+	Evaluated time.Time         `json:"evaluated"` // the last evaluation
+	History   []Transition      `json:"history"`   // oldest first, the last Config.History
 }
 
 // Target is "catalog" for a service, "web->catalog" for an edge.
