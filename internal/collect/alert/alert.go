@@ -76,8 +76,7 @@ type Deps struct {
 	// when it fails the rules of the last tick are kept.
 	Rules func(ctx context.Context) ([]config.Alert, error)
 	// Instances counts the instances of every service, by name; called
-	// at every tick that has a readyInstances rule. When it fails those
-	// rules have no data.
+	// at every tick. When it fails readyInstances rules have no data.
 	Instances func(ctx context.Context) (map[string]Instances, error)
 	Registry  *prometheus.Registry
 	Logger    *slog.Logger
@@ -187,21 +186,20 @@ func (e *Evaluator) Evaluate(ctx context.Context, now time.Time) {
 	}
 }
 
-// instanceCounts asks for the counts when a rule needs them.
+// instanceCounts asks for the counts; a failure is logged when a rule
+// needed them.
 func (e *Evaluator) instanceCounts(ctx context.Context, rules []config.Alert) (map[string]Instances, bool) {
-	need := false
-	for i := range rules {
-		need = need || rules[i].Metric == config.AlertReadyInstances
-	}
-	if !need {
-		return nil, false
-	}
 	counts, err := e.deps.Instances(ctx)
-	if err != nil {
-		e.log.Warn("instances not counted; readyInstances rules have no data", "err", err)
-		return nil, false
+	if err == nil {
+		return counts, true
 	}
-	return counts, true
+	for i := range rules {
+		if rules[i].Metric == config.AlertReadyInstances {
+			e.log.Warn("instances not counted; readyInstances rules have no data", "err", err)
+			break
+		}
+	}
+	return nil, false
 }
 
 // reading is a rule's figure at one evaluation; ok false when there is
