@@ -81,9 +81,25 @@ func (a *app) handler() http.Handler {
 }
 
 // passedOn are the fields of the request being served that the apps copy
-// to the calls they make for it: the time the caller waits, so the mesh
-// stops waiting downstream when the caller does.
-var passedOn = []string{"X-Weft-Timeout-Ms"}
+// to the calls they make for it, as an app in a mesh must: the time the
+// caller waits, so the mesh stops waiting downstream when the caller
+// does; the request id; and the trace context (W3C and B3), so that the
+// sidecars' spans of the calls join the trace of the request.
+var passedOn = []string{
+	"X-Weft-Timeout-Ms",
+	"X-Request-Id",
+	"Traceparent", "Tracestate",
+	"B3", "X-B3-Traceid", "X-B3-Spanid", "X-B3-Parentspanid", "X-B3-Sampled", "X-B3-Flags",
+}
+
+// passOn copies the passedOn fields of in to out.
+func passOn(out, in http.Header) {
+	for _, k := range passedOn {
+		if v := in.Values(k); len(v) > 0 {
+			out[k] = append([]string(nil), v...)
+		}
+	}
+}
 
 // call GETs u through the sidecar on behalf of the request in, and
 // decodes the JSON answer into into.
@@ -92,11 +108,7 @@ func (a *app) call(in *http.Request, u string, into any) error {
 	if err != nil {
 		return err
 	}
-	for _, k := range passedOn {
-		if v := in.Header.Get(k); v != "" {
-			req.Header.Set(k, v)
-		}
-	}
+	passOn(req.Header, in.Header)
 	resp, err := a.client.Do(req)
 	if err != nil {
 		return err
