@@ -3,6 +3,7 @@ package collect
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -31,6 +32,30 @@ func ParseWindow(s string) (time.Duration, error) {
 func roundWindow(d time.Duration) time.Duration {
 	n := (d + Resolution - 1) / Resolution
 	return min(max(n, 1), Slots) * Resolution
+}
+
+// FormatWindow writes a window as ParseWindow reads it: 1m, 90s, 1h.
+func FormatWindow(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// ServiceList is the answer of GET /v1/stats and /v1/stats/{service}.
+type ServiceList struct {
+	Window   string         `json:"window"`
+	Services []ServiceStats `json:"services"`
+}
+
+// EdgeList is the answer of GET /v1/stats?edges=true.
+type EdgeList struct {
+	Window string      `json:"window"`
+	Edges  []EdgeStats `json:"edges"`
 }
 
 // InstanceStats are one instance's figures, as its sidecar counted the

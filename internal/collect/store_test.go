@@ -277,3 +277,11 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("%s: not gathered", name)
 	return 0
 }
+
+func TestFormatWindow(t *testing.T) {
+	for d, want := range map[time.Duration]string{time.Minute: "1m", 90 * time.Second: "1m30s", time.Hour: "1h", 20 * time.Second: "20s", 70 * time.Minute: "1h10m"} {
+		if got := FormatWindow(d); got != want {
+			t.Errorf("FormatWindow(%v): got %q, want %q", d, got, want)
+		}
+	}
+}

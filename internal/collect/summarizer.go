@@ -79,6 +79,14 @@ func (s *Summarizer) Next(now time.Time) (rep Report, ok bool, err error) {
 	return rep, true, err
 }
 
+// Pending reports whether a report waits for its acknowledgement: the
+// next one Next gives is that one again.
+func (s *Summarizer) Pending() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pending != nil
+}
+
 // Acked records that the control plane has the report numbered seq; the
 // next report counts from it.
 func (s *Summarizer) Acked(seq uint64) {

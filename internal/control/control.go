@@ -5,6 +5,7 @@
 //	/v1/stream            push stream to sidecars (packages push, push/hub)
 //	/v1/instances, /v1/proxies, /v1/leases, /v1/services, /v1/resources, /v1/version
 //	                      the API used by sidecars and the CLI (package api)
+//	/v1/telemetry, /v1/stats  sidecars' summaries in, golden metrics out (package collect)
 //	/readyz, /healthz, /metrics
 package control
 
@@ -34,6 +35,9 @@ type Config struct {
 	DataDir       string   // default ./weft-data
 	EtcdEndpoints []string // external etcd; empty for embedded
 	LeaseTTL      time.Duration
+	// StatsMaxSeries bounds the collection center's memory: the most
+	// series (per instance and per edge) it holds; 0 for 10,000.
+	StatsMaxSeries int
 }
 
 // Default returns the documented defaults.
@@ -70,6 +74,7 @@ type Control struct {
 	instances *regstore.Store
 	resources *configstore.Store
 	hub       *hub.Hub
+	stats     *statsCenter
 	srv       *http.Server
 	streams   atomic.Int64
 }
@@ -100,6 +105,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Control, error) {
 		resources: configstore.New(st.Client),
 	}
 	c.hub = hub.New(st.Client, c.log)
+	if c.stats, err = newStatsCenter(cfg, deps.Registry); err != nil {
+		ln.Close()
+		st.Close()
+		return nil, err
+	}
 	c.registerMetrics(deps.Registry)
 	c.srv = &http.Server{Handler: c.routes(deps.Registry), ReadHeaderTimeout: 10 * time.Second}
 	return c, nil
