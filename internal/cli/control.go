@@ -18,6 +18,8 @@ func runControl(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory of the embedded etcd")
 	endpoints := fs.String("etcd-endpoints", "", "comma-separated URLs of an external etcd cluster (instead of the embedded one)")
 	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", cfg.LeaseTTL, "how long an instance outlives its sidecar's last heartbeat")
+	fs.IntVar(&cfg.TraceMaxSpans, "trace-max-spans", cfg.TraceMaxSpans, "most spans of recent traces kept in memory (weft traces); the oldest traces go first")
+	fs.IntVar(&cfg.TraceMaxTraces, "trace-max-traces", cfg.TraceMaxTraces, "most recent traces kept in memory")
 	lvl := logLevelFlag(fs)
 	rest, err := fs.parse(args)
 	if err != nil {

@@ -5,6 +5,7 @@
 //	/v1/stream            push stream to sidecars (packages push, push/hub)
 //	/v1/instances, /v1/proxies, /v1/leases, /v1/services, /v1/resources, /v1/version
 //	                      the API used by sidecars and the CLI (package api)
+//	/v1/traces            OTLP/HTTP spans in (POST), recent traces out (GET; package collect/traces)
 //	/v1/telemetry, /v1/stats  sidecars' summaries in, golden metrics out (package collect)
 //	/readyz, /healthz, /metrics
 package control
@@ -22,6 +23,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/weftmesh/weft/internal/collect/traces"
 	"github.com/weftmesh/weft/internal/config/configstore"
 	"github.com/weftmesh/weft/internal/push/hub"
 	"github.com/weftmesh/weft/internal/registry"
@@ -35,6 +37,9 @@ type Config struct {
 	DataDir       string   // default ./weft-data
 	EtcdEndpoints []string // external etcd; empty for embedded
 	LeaseTTL      time.Duration
+	// TraceMaxSpans and TraceMaxTraces bound the recent traces kept in
+	// memory (defaults 100,000 spans, 10,000 traces).
+	TraceMaxSpans, TraceMaxTraces int
 	// StatsMaxSeries bounds the collection center's memory: the most
 	// series (per instance and per edge) it holds; 0 for 10,000.
 	StatsMaxSeries int
@@ -42,7 +47,8 @@ type Config struct {
 
 // Default returns the documented defaults.
 func Default() Config {
-	return Config{Listen: "127.0.0.1:15010", DataDir: "./weft-data", LeaseTTL: registry.DefaultTTL}
+	return Config{Listen: "127.0.0.1:15010", DataDir: "./weft-data", LeaseTTL: registry.DefaultTTL,
+		TraceMaxSpans: 100_000, TraceMaxTraces: 10_000}
 }
 
 // Validate checks a Config.
@@ -55,6 +61,9 @@ func (c Config) Validate() error {
 	}
 	if c.LeaseTTL < time.Second {
 		return fmt.Errorf("lease TTL %s: must be at least 1s", c.LeaseTTL)
+	}
+	if c.TraceMaxSpans < 1 || c.TraceMaxTraces < 1 {
+		return fmt.Errorf("--trace-max-spans %d, --trace-max-traces %d: each must be at least 1", c.TraceMaxSpans, c.TraceMaxTraces)
 	}
 	return nil
 }
@@ -74,6 +83,7 @@ type Control struct {
 	instances *regstore.Store
 	resources *configstore.Store
 	hub       *hub.Hub
+	traces    *traces.Store
 	stats     *statsCenter
 	srv       *http.Server
 	streams   atomic.Int64
@@ -105,6 +115,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Control, error) {
 		resources: configstore.New(st.Client),
 	}
 	c.hub = hub.New(st.Client, c.log)
+	if c.traces, err = newTraceStore(cfg, deps.Registry); err != nil {
+		ln.Close()
+		st.Close()
+		return nil, err
+	}
 	if c.stats, err = newStatsCenter(cfg, deps.Registry); err != nil {
 		ln.Close()
 		st.Close()
