@@ -36,6 +36,7 @@ func sidecarFlags(fs *flag.FlagSet, cfg *sidecar.Config) {
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "longest wait for an upstream's response headers")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "longest wait for in-flight requests on stop")
 	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", cfg.LeaseTTL, "how long the instance outlives this sidecar's last heartbeat")
+	fs.DurationVar(&cfg.ReportInterval, "report-interval", cfg.ReportInterval, "how often to send the control plane a summary of the requests carried, for weft stat")
 }
 
 func newSidecarConfig() sidecar.Config {
