@@ -50,6 +50,7 @@ func (c *Control) routes(reg *prometheus.Registry) http.Handler {
 	mux.HandleFunc("POST /v1/rollback/{kind}/{name}", c.rollback)
 	c.mountTraces(mux)
 	c.mountStats(mux)
+	c.mountAlerts(mux)
 	mux.HandleFunc("GET /v1/version", func(w http.ResponseWriter, r *http.Request) {
 		telemetry.WriteJSON(w, http.StatusOK, api.Version{Version: version.Version, Store: c.storeKind()})
 	})

@@ -7,6 +7,7 @@
 //	                      the API used by sidecars and the CLI (package api)
 //	/v1/traces            OTLP/HTTP spans in (POST), recent traces out (GET; package collect/traces)
 //	/v1/telemetry, /v1/stats  sidecars' summaries in, golden metrics out (package collect)
+//	/v1/alerts            AlertRules' states and histories (package collect/alert)
 //	/readyz, /healthz, /metrics
 package control
 
@@ -40,6 +41,8 @@ type Config struct {
 	// TraceMaxSpans and TraceMaxTraces bound the recent traces kept in
 	// memory (defaults 100,000 spans, 10,000 traces).
 	TraceMaxSpans, TraceMaxTraces int
+	// AlertInterval is how often AlertRules are evaluated; 0 for 5s.
+	AlertInterval time.Duration
 	// StatsMaxSeries bounds the collection center's memory: the most
 	// series (per instance and per edge) it holds; 0 for 10,000.
 	StatsMaxSeries int
@@ -48,7 +51,7 @@ type Config struct {
 // Default returns the documented defaults.
 func Default() Config {
 	return Config{Listen: "127.0.0.1:15010", DataDir: "./weft-data", LeaseTTL: registry.DefaultTTL,
-		TraceMaxSpans: 100_000, TraceMaxTraces: 10_000}
+		TraceMaxSpans: 100_000, TraceMaxTraces: 10_000, AlertInterval: 5 * time.Second}
 }
 
 // Validate checks a Config.
@@ -58,6 +61,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.EtcdEndpoints) == 0 && c.DataDir == "" {
 		return errors.New("--data-dir: must not be empty without --etcd-endpoints")
+	}
+	if c.AlertInterval < 0 {
+		return fmt.Errorf("--alert-interval %s: must not be negative", c.AlertInterval)
 	}
 	if c.LeaseTTL < time.Second {
 		return fmt.Errorf("lease TTL %s: must be at least 1s", c.LeaseTTL)
@@ -85,6 +91,7 @@ type Control struct {
 	hub       *hub.Hub
 	traces    *traces.Store
 	stats     *statsCenter
+	alarms    *alarms
 	srv       *http.Server
 	streams   atomic.Int64
 }
@@ -125,6 +132,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Control, error) {
 		st.Close()
 		return nil, err
 	}
+	if c.alarms, err = c.newAlarms(c.stats.store, cfg.AlertInterval, deps.Registry, deps.Logger); err != nil {
+		ln.Close()
+		st.Close()
+		return nil, err
+	}
 	c.registerMetrics(deps.Registry)
 	c.srv = &http.Server{Handler: c.routes(deps.Registry), ReadHeaderTimeout: 10 * time.Second}
 	return c, nil
@@ -143,6 +155,11 @@ func (c *Control) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		_ = c.hub.Run(ctx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = c.alarms.eval.Run(ctx)
 	}()
 	// Request contexts derive from ctx, so open streams end with it.
 	c.srv.BaseContext = func(net.Listener) context.Context { return ctx }
