@@ -26,8 +26,9 @@ type AlertRule struct {
 	Service   string         `json:"service,omitempty"`
 	Edge      *AlertEdge     `json:"edge,omitempty"`
 	Condition AlertCondition `json:"condition"`
-	// Window is what the figure is computed over; default 1m, at most 1h
-	// (what the collection center keeps).
+	// Window is what the figure is computed over; default 1m, from 10s
+	// to 1h (the collection center keeps an hour in 10-second slots, and
+	// a window is rounded up to whole slots).
 	Window string `json:"window,omitempty"`
 	// For is how long the condition must hold before the alert fires;
 	// default 0: at once.
@@ -88,6 +89,7 @@ const (
 // Limits and defaults of an AlertRule.
 const (
 	DefaultAlertWindow = time.Minute
+	MinAlertWindow     = 10 * time.Second
 	MaxAlertWindow     = time.Hour
 	MaxAlertFor        = 24 * time.Hour
 	MaxAlertWebhooks   = 8
@@ -162,6 +164,9 @@ func compileAlert(s *AlertRule) (Alert, *FieldError) {
 	if s.Window != "" {
 		if a.Window, fe = duration("spec.window", s.Window, true); fe != nil {
 			return a, fe
+		}
+		if a.Window < MinAlertWindow {
+			return a, &FieldError{Field: "spec.window", Msg: fmt.Sprintf("%q must be at least %s (the collection center counts in 10-second slots)", s.Window, MinAlertWindow)}
 		}
 		if a.Window > MaxAlertWindow {
 			return a, &FieldError{Field: "spec.window", Msg: fmt.Sprintf("%q must be at most %s (the collection center keeps the last hour)", s.Window, MaxAlertWindow)}

@@ -62,6 +62,7 @@ func TestAlertRuleErrorsNameTheField(t *testing.T) {
 		{"  service: catalog\n  condition: {metric: rps, op: above}\n", "spec.condition.value", "is required", 7},
 		{"  service: catalog\n  condition: {metric: rps, op: above, value: 1}\n  window: 2h\n", "spec.window", "at most 1h", 8},
 		{"  service: catalog\n  condition: {metric: rps, op: above, value: 1}\n  window: 0s\n", "spec.window", "more than 0", 8},
+		{"  service: catalog\n  condition: {metric: rps, op: above, value: 1}\n  window: 5s\n", "spec.window", "at least 10s", 8},
 		{"  service: catalog\n  condition: {metric: rps, op: above, value: 1}\n  for: -1s\n", "spec.for", "must not be negative", 8},
 		{"  service: catalog\n  condition: {metric: rps, op: above, value: 1}\n  severity: page\n", "spec.severity", "want warning or critical", 8},
 		{"  service: catalog\n  condition: {metric: rps, op: above, value: 1}\n  webhooks:\n  - url: ftp://x\n", "spec.webhooks[0].url", "http:// or https://", 9},
