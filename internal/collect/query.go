@@ -63,12 +63,21 @@ type EdgeList struct {
 type InstanceStats struct {
 	Instance string `json:"instance"`
 	Golden
+	Histogram
+}
+
+// Histogram is the merged latency histogram the quantiles come from:
+// counts per bucket (not cumulative) in the order of Bounds, the last
+// for answers slower than every bound.
+type Histogram struct {
+	Buckets []uint64 `json:"buckets"`
 }
 
 // ServiceStats are a service's figures and its instances'.
 type ServiceStats struct {
 	Service string `json:"service"`
 	Golden
+	Histogram
 	Instances []InstanceStats `json:"instances"`
 }
 
@@ -77,6 +86,7 @@ type EdgeStats struct {
 	Source      string `json:"source"`
 	Destination string `json:"destination"`
 	Golden
+	Histogram
 }
 
 // span is the slot numbers a window covers, ending with the current one,
@@ -125,7 +135,8 @@ func (s *Store) ServiceStats(name string, window time.Duration) (ServiceStats, b
 	defer s.mu.Unlock()
 	inst, ok := s.instances[name]
 	if !ok {
-		return ServiceStats{Service: name, Golden: (&agg{}).golden(length), Instances: []InstanceStats{}}, false
+		var none agg
+		return ServiceStats{Service: name, Golden: none.golden(length), Histogram: none.histogram(), Instances: []InstanceStats{}}, false
 	}
 	return serviceStats(name, inst, from, to, length), true
 }
@@ -150,10 +161,10 @@ func serviceStats(name string, inst map[string]*ring, from, to int64, length tim
 		var a agg
 		g.sum(from, to, &a)
 		total.add(&a)
-		st.Instances = append(st.Instances, InstanceStats{Instance: id, Golden: a.golden(length)})
+		st.Instances = append(st.Instances, InstanceStats{Instance: id, Golden: a.golden(length), Histogram: a.histogram()})
 	}
 	sort.Slice(st.Instances, func(i, j int) bool { return st.Instances[i].Instance < st.Instances[j].Instance })
-	st.Golden = total.golden(length)
+	st.Golden, st.Histogram = total.golden(length), total.histogram()
 	return st
 }
 
@@ -167,7 +178,7 @@ func (s *Store) Edges(window time.Duration) []EdgeStats {
 		for dst, g := range inner {
 			var a agg
 			g.sum(from, to, &a)
-			out = append(out, EdgeStats{Source: src, Destination: dst, Golden: a.golden(length)})
+			out = append(out, EdgeStats{Source: src, Destination: dst, Golden: a.golden(length), Histogram: a.histogram()})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -180,6 +191,10 @@ func (s *Store) Edges(window time.Duration) []EdgeStats {
 		out = []EdgeStats{}
 	}
 	return out
+}
+
+func (a *agg) histogram() Histogram {
+	return Histogram{Buckets: append([]uint64(nil), a.buckets[:]...)}
 }
 
 func (a *agg) add(b *agg) {

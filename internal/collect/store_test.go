@@ -75,6 +75,9 @@ func TestStoreMergesInstancesIntoTheService(t *testing.T) {
 	if !ok || len(st.Instances) != 2 || st.Instances[0].Instance != "api-1" || st.Instances[1].Requests != 30 {
 		t.Errorf("service stats: got %+v (ok %v), want api-1 and api-2 with 10 and 30", st, ok)
 	}
+	if len(st.Buckets) != NumBuckets || st.Buckets[3] != 40 || st.Instances[0].Buckets[3] != 10 {
+		t.Errorf("histograms: got %v and api-1's %v, want 40 and 10 in bucket 3", st.Buckets, st.Instances[0].Buckets)
+	}
 	if e := s.Edge("web", "api", time.Minute); e.Requests != 40 || e.Failures != 4 {
 		t.Errorf("edge web -> api: got %+v, want 40 and 4", e)
 	}
