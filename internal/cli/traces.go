@@ -113,13 +113,17 @@ func writeTree(w io.Writer, tree traces.Tree) error {
 		}
 	})
 	extent := end.Sub(start)
-	fmt.Fprintf(w, "trace %s: %d spans, %s, %s, started %s\n", tree.TraceID, tree.Spans, strings.Join(tree.Services, ", "),
+	spans := fmt.Sprintf("%d spans", tree.Spans)
+	if tree.Spans == 1 {
+		spans = "1 span"
+	}
+	fmt.Fprintf(w, "trace %s: %s across %s, %s, started %s\n", tree.TraceID, spans, strings.Join(tree.Services, ", "),
 		shortDuration(tree.Duration), tree.Start.Local().Format("2006-01-02 15:04:05.000"))
 	if !tree.HasRoot {
 		fmt.Fprintln(w, "(its root span has not been received: the spans without a parent here are shown at the top)")
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	row(tw, "SPAN", "SERVICE", "KIND", "OFFSET", "DURATION", "STATUS", "")
+	row(tw, "SPAN", "SERVICE", "KIND", "OFFSET", "DURATION", "STATUS")
 	walk(func(n *traces.Node, depth int) {
 		name := strings.Repeat("  ", depth) + n.Name
 		if n.ParentMissing {

@@ -99,7 +99,7 @@ func TestTracesListAndTree(t *testing.T) {
 			demoTrace + " web GET / 4 catalog,ratings,web 40ms " + at(0),
 		}},
 		{"a trace", []string{demoTrace}, []string{
-			"trace " + demoTrace + ": 4 spans, catalog, ratings, web, 40ms, started " + t0.Local().Format("2006-01-02 15:04:05.000"),
+			"trace " + demoTrace + ": 4 spans across catalog, ratings, web, 40ms, started " + t0.Local().Format("2006-01-02 15:04:05.000"),
 			"SPAN SERVICE KIND OFFSET DURATION STATUS",
 			"GET / web server +0s 40ms unset |========================================|",
 			"GET catalog web client +5ms 30ms unset |     ==============================     |",
@@ -107,7 +107,7 @@ func TestTracesListAndTree(t *testing.T) {
 			"GET / ratings server +10ms 10ms unset |          ==========                    |",
 		}},
 		{"a trace without its root", []string{partialTrace}, []string{
-			"trace " + partialTrace + ": 1 spans, catalog, 3ms, started " + t0.Add(100*time.Millisecond).Local().Format("2006-01-02 15:04:05.000"),
+			"trace " + partialTrace + ": 1 span across catalog, 3ms, started " + t0.Add(100*time.Millisecond).Local().Format("2006-01-02 15:04:05.000"),
 			"(its root span has not been received: the spans without a parent here are shown at the top)",
 			"SPAN SERVICE KIND OFFSET DURATION STATUS",
 			"GET /items (parent 00000000000000e0 not received) catalog server +0s 3ms unset |========================================|",

@@ -95,7 +95,7 @@ func TestTracesFromOTLP(t *testing.T) {
 		t.Fatalf("weft traces %s: exit %d\n%s%s", id, code, out, errOut)
 	}
 	want := []string{
-		`^trace ` + id + `: 5 spans, catalog, ratings, web, 40ms, started `,
+		`^trace ` + id + `: 5 spans across catalog, ratings, web, 40ms, started `,
 		`^SPAN +SERVICE +KIND +OFFSET +DURATION +STATUS`,
 		`^GET / +web +server +\+0s +40ms +unset +\|={40}\|$`,
 		`^  GET catalog +web +client +\+2ms +30ms +unset +\|  =+ +\|$`,
