@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/weftmesh/weft/internal/collect"
 	"github.com/weftmesh/weft/internal/config"
 )
 
@@ -143,7 +144,7 @@ func (r reading) ptr() *float64 {
 func (st *ruleState) status() Status {
 	a := &st.alert
 	s := Status{Rule: a.Name, Service: a.Service, Metric: a.Metric, Op: a.Op, Threshold: a.Threshold,
-		Window: a.Window.String(), For: a.For.String(), Severity: a.Severity, Summary: a.Summary,
+		Window: collect.FormatWindow(a.Window), For: collect.FormatWindow(a.For), Severity: a.Severity, Summary: a.Summary,
 		State: st.state, Since: st.since, Value: st.last.ptr(), Evaluated: st.evaluated}
 	if a.Service == "" {
 		s.Edge = &config.AlertEdge{Source: a.Source, Destination: a.Destination}
