@@ -88,9 +88,27 @@ func TestStat(t *testing.T) {
 		}
 	}
 
+	// A thousand distinct paths make no more series: the figures are
+	// kept by service, instance and edge, not by path.
+	for i := range 1000 {
+		if resp, body, err := meshtest.Via(web.Outbound, "api", fmt.Sprintf("/p/%d", i)); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET /p/%d: %v %v %s", i, err, resp, body)
+		}
+	}
+	final := seen()
+	if got, want := final.stat["web -> api"].requests-after.stat["web -> api"].requests, uint64(1000); got != want {
+		t.Errorf("web -> api after 1,000 paths: grew by %d, want %d", got, want)
+	}
+	_, metrics := meshtest.Get("http://" + cp.Addr + "/metrics")
+	for _, want := range []string{"weft_collect_series 3\n", "weft_collect_series_dropped_total 0\n"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("control plane /metrics: want %q (api-1, web -> api, batch -> api), got:\n%s", want, grepMetric(metrics, "weft_collect"))
+		}
+	}
+
 	// The table says the same.
 	out, stderr, code := m.Weft("stat", "--window", "1h", "--control", cp.Addr)
-	a := after.stat["api"]
+	a := final.stat["api"]
 	wantRow := fmt.Sprintf("api 1 %d %.2f%%", a.requests, 100*(1-float64(a.failures)/float64(a.requests)))
 	if code != 0 || !strings.Contains(squeezeSpaces(out), wantRow) {
 		t.Errorf("weft stat: exit %d, got\n%s%s\nwant a row starting %q", code, out, stderr, wantRow)
@@ -226,3 +244,13 @@ func scrape(s *meshtest.Sidecar, direction, source, destination string) figures 
 }
 
 func squeezeSpaces(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func grepMetric(body, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(body, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
