@@ -27,12 +27,13 @@ const alertReadTimeout = 2 * time.Second
 type alarms struct {
 	eval      *alert.Evaluator
 	instances *prometheus.GaugeVec
+	published map[string]bool // services in weft_instances; only the evaluator's goroutine touches it
 }
 
 // newAlarms builds the evaluator over q, evaluating every interval (0:
 // the default, 5s).
 func (c *Control) newAlarms(q collect.Query, interval time.Duration, reg *prometheus.Registry, logger *slog.Logger) (*alarms, error) {
-	a := &alarms{instances: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	a := &alarms{published: map[string]bool{}, instances: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "weft_instances",
 		Help: "Registered instances of each service by state (ready, not_ready), as of the last alert evaluation.",
 	}, []string{"service", "state"})}
@@ -105,8 +106,14 @@ func (a *alarms) count(c *Control) func(ctx context.Context) (map[string]alert.I
 			}
 			out[in.Service] = n
 		}
-		a.instances.Reset()
+		for name := range a.published {
+			if _, ok := out[name]; !ok {
+				a.instances.DeletePartialMatch(prometheus.Labels{"service": name})
+				delete(a.published, name)
+			}
+		}
 		for name, n := range out {
+			a.published[name] = true
 			a.instances.WithLabelValues(name, "ready").Set(float64(n.Ready))
 			a.instances.WithLabelValues(name, "not_ready").Set(float64(n.Total - n.Ready))
 		}

@@ -80,7 +80,8 @@ type Deps struct {
 	Instances func(ctx context.Context) (map[string]Instances, error)
 	Registry  *prometheus.Registry
 	Logger    *slog.Logger
-	// Client posts notifications; default a client of its own.
+	// Client posts notifications; default a client with a transport of
+	// its own. Its idle connections are closed when Run returns.
 	Client *http.Client
 }
 
@@ -106,7 +107,7 @@ func New(cfg Config, deps Deps) (*Evaluator, error) {
 	}
 	cfg = cfg.withDefaults()
 	if deps.Client == nil {
-		deps.Client = &http.Client{}
+		deps.Client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
 	e := &Evaluator{cfg: cfg, deps: deps, log: deps.Logger.With("component", "alerts"), states: map[string]*ruleState{}}
 	e.firing = prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -131,6 +132,7 @@ func New(cfg Config, deps Deps) (*Evaluator, error) {
 func (e *Evaluator) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	e.out.start(ctx, &wg)
+	defer e.deps.Client.CloseIdleConnections()
 	defer wg.Wait()
 	t := time.NewTicker(e.cfg.Interval)
 	defer t.Stop()

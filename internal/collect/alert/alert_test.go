@@ -287,3 +287,24 @@ func TestHistoryIsBounded(t *testing.T) {
 		}
 	}
 }
+
+func TestRunEvaluatesUntilStopped(t *testing.T) {
+	r := newRig(t, Config{Interval: 10 * time.Millisecond}, successRule("catalog-errors", 0))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.e.Run(ctx) }()
+	// Run evaluates at once and then every Interval: a change is seen
+	// without any call from the test.
+	eventually(t, func() bool { return len(r.e.Status()) == 1 }, "the rule evaluated")
+	r.q.setService("catalog", served(10, 5))
+	eventually(t, func() bool { return r.e.Status()[0].State == Firing }, "the rule firing")
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: got %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return within 5s of its context ending")
+	}
+}
