@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,7 +20,8 @@ import (
 // 200 or 500; the sidecars report every 200ms, and weft stat shows, for
 // the service, its instance and each edge, exactly what the sidecars'
 // /metrics show for the same series: requests, failures and every
-// histogram bucket, and exactly what was sent on top of what was there.
+// histogram bucket, and exactly what was sent on top of what was there;
+// a sidecar that stops sends its last figures.
 func TestStat(t *testing.T) {
 	t.Parallel()
 	m := meshtest.New(t)
@@ -112,6 +114,25 @@ func TestStat(t *testing.T) {
 	wantRow := fmt.Sprintf("api 1 %d %.2f%%", a.requests, 100*(1-float64(a.failures)/float64(a.requests)))
 	if code != 0 || !strings.Contains(squeezeSpaces(out), wantRow) {
 		t.Errorf("weft stat: exit %d, got\n%s%s\nwant a row starting %q", code, out, stderr, wantRow)
+	}
+
+	// A sidecar that stops sends what it counted since its last report:
+	// with an interval of an hour, that is everything.
+	late := m.Sidecar(cp, "--service", "late", "--report-interval", "1h")
+	waitInstances(t, late, "api", 1)
+	send(t, late, 8)
+	counted := scrape(late, "outbound", "late", "api")
+	late.Signal(syscall.SIGTERM)
+	if code := late.ExitCode(t, 20*time.Second); code != 0 {
+		t.Fatalf("late sidecar after SIGTERM: exit %d, want 0", code)
+	}
+	var got figures
+	m.Eventually(10*time.Second, func() (bool, string) {
+		got = statOf(t, m, cp)["late -> api"]
+		return got == counted, fmt.Sprintf("late -> api: weft stat has %v, the sidecar counted %v", got, counted)
+	})
+	if counted.requests < 8 {
+		t.Errorf("late -> api: the sidecar counted %d requests, want at least the 8 sent", counted.requests)
 	}
 }
 
