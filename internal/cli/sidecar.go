@@ -36,6 +36,8 @@ func sidecarFlags(fs *flag.FlagSet, cfg *sidecar.Config) {
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "longest wait for an upstream's response headers")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "longest wait for in-flight requests on stop")
 	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", cfg.LeaseTTL, "how long the instance outlives this sidecar's last heartbeat")
+	fs.StringVar(&cfg.OTLPEndpoint, "otlp-endpoint", "", "where spans go by OTLP: http://HOST:PORT[/PATH] (OTLP/HTTP), grpc://HOST:PORT (OTLP/gRPC), or off (default: the control plane's receiver)")
+	fs.Float64Var(&cfg.TraceSampling, "trace-sampling", cfg.TraceSampling, "share of the traces begun at this sidecar that are sampled, 0 to 1 (a trace begun elsewhere follows its caller)")
 	fs.DurationVar(&cfg.ReportInterval, "report-interval", cfg.ReportInterval, "how often to send the control plane a summary of the requests carried, for weft stat")
 }
 

@@ -20,6 +20,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"io"
 	"log/slog"
 	"net"
@@ -42,6 +43,7 @@ import (
 	"github.com/weftmesh/weft/internal/push"
 	"github.com/weftmesh/weft/internal/registry"
 	"github.com/weftmesh/weft/internal/snapshot"
+	"github.com/weftmesh/weft/internal/telemetry"
 )
 
 // Config is what `weft sidecar` is told.
@@ -96,6 +98,13 @@ type Config struct {
 	// ReportInterval is how often the sidecar sends the control plane a
 	// summary of the requests it carried, for weft stat.
 	ReportInterval time.Duration
+	// OTLPEndpoint is where spans go by OTLP ("": the control plane's
+	// receiver, http://CONTROL/v1/traces; "off": no spans); see
+	// telemetry.Tracing for the forms.
+	OTLPEndpoint string
+	// TraceSampling is the share of traces begun at this sidecar that are
+	// sampled (0 to 1); a trace begun elsewhere follows its caller.
+	TraceSampling float64
 }
 
 // Default returns the documented defaults.
@@ -115,7 +124,20 @@ func Default() Config {
 		DrainTimeout:   10 * time.Second,
 		LeaseTTL:       registry.DefaultTTL,
 		ReportInterval: DefaultReportInterval,
+		TraceSampling:  DefaultTraceSampling,
 	}
+}
+
+// DefaultTraceSampling samples 1% of the traces that begin at a sidecar,
+// as Istio does by default.
+const DefaultTraceSampling = 0.01
+
+// otlpEndpoint is where the sidecar's spans go.
+func (c Config) otlpEndpoint() string {
+	if c.OTLPEndpoint == "" {
+		return "http://" + c.Control + "/v1/traces"
+	}
+	return c.OTLPEndpoint
 }
 
 // Validate checks a Config and names the flag that is wrong.
@@ -170,6 +192,12 @@ func (c Config) Validate() error {
 	if c.HealthInterval <= 0 || c.Timeout < 0 || c.DrainTimeout < 0 || c.LeaseTTL < time.Second {
 		return errors.New("intervals and timeouts must be positive, and the lease TTL at least 1s")
 	}
+	if err := telemetry.ValidateEndpoint(c.otlpEndpoint()); err != nil {
+		return fmt.Errorf("--otlp-endpoint %w", err)
+	}
+	if c.TraceSampling < 0 || c.TraceSampling > 1 {
+		return fmt.Errorf("--trace-sampling %v: want a share from 0 to 1", c.TraceSampling)
+	}
 	if c.ReportInterval <= 0 {
 		return fmt.Errorf("--report-interval %s: must be positive", c.ReportInterval)
 	}
@@ -200,8 +228,10 @@ type Sidecar struct {
 	inSrv                *proxy.Listener
 	in                   *stdhttp.Inbound
 	out                  *stdhttp.Outbound
-	accessLog            *plan.AccessLog // nil: off
-	accessLogFile        *os.File        // closed on stop; nil: stdout or off
+	accessLog            *plan.AccessLog          // nil: off
+	accessLogFile        *os.File                 // closed on stop; nil: stdout or off
+	tracing              *sdktrace.TracerProvider // sends the spans; nil: off
+	tracer               *plan.Tracer
 	adminSrv             *http.Server
 	table                *plan.Table
 	compiler             snapshot.Compiler
@@ -276,6 +306,15 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 		s.accessLog = plan.NewAccessLog(w, deps.Registry)
 		s.table.SetAccessLog(s.accessLog)
 	}
+	if ep := cfg.otlpEndpoint(); ep != telemetry.TracingOff {
+		tp, err := telemetry.NewTracerProvider(context.Background(), telemetry.Tracing{Endpoint: ep, Service: cfg.Service, Instance: cfg.ID, Log: s.log})
+		if err != nil {
+			s.closeListeners()
+			return nil, fmt.Errorf("--otlp-endpoint: %w", err)
+		}
+		s.tracing, s.tracer = tp, plan.NewTracer(tp.Tracer("weft"), cfg.TraceSampling)
+		s.table.SetTracer(s.tracer)
+	}
 	s.out = out
 	bytes := &tcp.Proxy{IdleTimeout: cfg.TCPIdleTimeout, Log: s.log}
 	outCfg := proxy.Config{Name: "outbound", Resolve: out.Resolve, SNI: out.ResolveSNI, Connect: true, H2: out, TCP: bytes,
@@ -312,6 +351,7 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 		app := net.JoinHostPort(cfg.AppHost, strconv.Itoa(cfg.AppPort))
 		in := stdhttp.NewInbound(cfg.Service, cfg.ID, app, stdhttp.NewTransport(), metrics)
 		in.RecordInto(s.table.Recent(), s.accessLog) // explain --request-id and the access log see the inbound too
+		in.TraceWith(s.tracer)
 		s.in = in
 		declared := cfg.AppProtocol == "tcp"
 		inCfg := proxy.Config{Name: "inbound", Resolve: in.Resolve, H2: in, Metrics: metrics, Log: s.log,
@@ -480,11 +520,22 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	if s.accessLogFile != nil {
 		s.accessLogFile.Close()
 	}
+	if s.tracing != nil {
+		// The spans still queued go out, for as long as draining may take.
+		ctx, cancel := context.WithTimeout(context.Background(), max(s.cfg.DrainTimeout, time.Second))
+		if err := s.tracing.Shutdown(ctx); err != nil {
+			s.log.Warn("spans not sent at stop", "err", err)
+		}
+		cancel()
+	}
 	s.log.Info("sidecar stopped")
 	return runErr
 }
 
 func (s *Sidecar) closeListeners() {
+	if s.tracing != nil { // (New failed after the exporter was made)
+		_ = s.tracing.Shutdown(context.Background())
+	}
 	for _, ln := range append([]net.Listener{s.outLn, s.inLn, s.adminLn}, s.upLns...) {
 		if ln != nil {
 			ln.Close()

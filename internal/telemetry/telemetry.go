@@ -1,6 +1,7 @@
 // Package telemetry builds what every Weft process reports through: the
-// structured logger, the Prometheus registry, and the admin endpoints
-// (/healthz, /readyz, /metrics, /config, pprof).
+// structured logger, the Prometheus registry, the admin endpoints
+// (/healthz, /readyz, /metrics, /config, pprof), and the OpenTelemetry
+// tracer provider that sends spans by OTLP (tracing.go).
 package telemetry
 
 import (

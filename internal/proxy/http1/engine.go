@@ -81,6 +81,7 @@ type Conn struct {
 	// and newID the one this hop made (nil: the client's is passed on).
 	id, newID []byte
 	idBuf     [32]byte
+	tpBuf     [plan.TraceParentLen]byte // the try's traceparent (plan.Call.TraceParent)
 }
 
 // Serve serves the connection's requests until it closes, idles out, or

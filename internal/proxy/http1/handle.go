@@ -65,11 +65,14 @@ func (e *Engine) handle(cc *Conn) bool {
 	m.Begin()
 	ex := exchange{e: e, cc: cc, c: c, k: &cc.call, sentAt: cc.start, edits: routed.Request, respEdits: routed.Response, routed: routed, bytes: -1}
 	ex.k.Init(c, &cc.view, cc.start)
+	ex.k.SetRoute(routed.RouteName(), routed.RulePath())
 	defer func() {
 		now := time.Now() // one clock read for the metrics, the attempt and the record
 		src := sourceOf(called, req)
-		m.DoneAt(plan.Result{Status: ex.status, Source: plan.StringOf(src), Route: ex.routed.RouteName()}, cc.start, now)
+		res := plan.Result{Status: ex.status, Source: plan.StringOf(src), Route: ex.routed.RouteName()}
+		m.DoneAt(res, cc.start, now)
 		ex.k.Finish(now)
+		ex.k.End(res, now)
 		called.Record(&plan.Visit{Start: cc.start, End: now, Status: ex.status, Call: ex.k, Rule: ex.routed.RuleRef(), Bytes: ex.bytes},
 			cc.id, req.Method(), originForm(req.Target()), src)
 		ex.k.Clear() // holds no endpoint or error past the request
@@ -168,7 +171,7 @@ func (ex *exchange) send(ep *plan.Endpoint, uc *upConn) (keep, done, stale bool)
 		writes = uc.sock.Writes
 	}
 	t, pass := ex.k.NextHopTimeout()
-	writeRequestHead(uc.bw, req, cc.IP, t, pass, ex.c.Source, ex.edits, ex.routed.Rewrite, cc.newID)
+	writeRequestHead(uc.bw, req, cc.IP, t, pass, ex.c.Source, ex.edits, ex.routed.Rewrite, ownFields{cc.newID, ex.k.TraceParent(&cc.tpBuf)})
 	if !req.ExpectContinue {
 		if err := ex.sendBody(uc); err != nil {
 			return ex.sendFailed(uc, err)

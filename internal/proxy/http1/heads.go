@@ -15,7 +15,13 @@ var (
 	timeoutName   = []byte(plan.TimeoutHeader)
 	sourceName    = []byte(plan.SourceHeader)
 	requestIDName = []byte(plan.RequestIDHeader)
+	traceName     = []byte(plan.TraceParentHeader)
 )
+
+// ownFields are the fields this hop writes in place of the client's:
+// the x-request-id it made (nil: the client's is passed on), and the
+// try's traceparent (nil: the client's is passed on).
+type ownFields struct{ id, traceparent []byte }
 
 // writeRequestHead writes the head sent upstream: origin-form target,
 // end-to-end fields, X-Forwarded-For with the client's address appended,
@@ -24,9 +30,9 @@ var (
 // (plan.SourceHeader, when source is set, in place of the client's), and
 // the framing and upgrade fields this hop owns; a route rule's edits
 // drop fields and write their own after the ones kept, and its rewrite
-// replaces the target and the Host; newID, when set, is the request's
-// x-request-id this hop made (the client sent none).
-func writeRequestHead(bw *bufio.Writer, req *h1.Head, clientIP []byte, timeout time.Duration, pass bool, source string, edits *plan.HeaderEdits, rw plan.Rewrite, newID []byte) {
+// replaces the target and the Host; own are the request id and trace
+// context this hop writes in place of the client's.
+func writeRequestHead(bw *bufio.Writer, req *h1.Head, clientIP []byte, timeout time.Duration, pass bool, source string, edits *plan.HeaderEdits, rw plan.Rewrite, own ownFields) {
 	bw.Write(req.Method())
 	bw.WriteByte(' ')
 	if rw.Path != "" {
@@ -55,8 +61,11 @@ func writeRequestHead(bw *bufio.Writer, req *h1.Head, clientIP []byte, timeout t
 		if source != "" && len(name) == len(sourceName) && bytes.EqualFold(name, sourceName) {
 			continue // replaced by this sidecar's own
 		}
-		if newID != nil && len(name) == len(requestIDName) && bytes.EqualFold(name, requestIDName) {
-			continue // an empty or oversized id, replaced by newID
+		if own.id != nil && len(name) == len(requestIDName) && bytes.EqualFold(name, requestIDName) {
+			continue // an empty or oversized id, replaced by own.id
+		}
+		if own.traceparent != nil && len(name) == len(traceName) && bytes.EqualFold(name, traceName) {
+			continue // the caller's span is this try's parent
 		}
 		if bytes.EqualFold(name, []byte("Host")) {
 			if rw.Host != "" {
@@ -88,9 +97,14 @@ func writeRequestHead(bw *bufio.Writer, req *h1.Head, clientIP []byte, timeout t
 		bw.Write(plan.AppendTimeoutHeader(bw.AvailableBuffer(), timeout))
 		bw.WriteString("\r\n")
 	}
-	if newID != nil {
+	if own.id != nil {
 		bw.WriteString("X-Request-Id: ")
-		bw.Write(newID)
+		bw.Write(own.id)
+		bw.WriteString("\r\n")
+	}
+	if own.traceparent != nil {
+		bw.WriteString("Traceparent: ")
+		bw.Write(own.traceparent)
 		bw.WriteString("\r\n")
 	}
 	if source != "" {

@@ -303,7 +303,7 @@ func (h *h2Client) headers(f *http2.MetaHeadersFrame, b *h2Batch) error {
 		if merr == nil && s.cluster.Routed() {
 			// The route stage; a request it refuses is the parent's.
 			r, rerr := s.cluster.Route((*h2View)(s))
-			s.rule, s.route = r.RuleRef(), r.RouteName()
+			s.rule, s.route, s.routePath = r.RuleRef(), r.RouteName(), r.RulePath()
 			if rerr != nil {
 				merr, s.routeErr = rerr, rerr
 			} else {
@@ -319,6 +319,7 @@ func (h *h2Client) headers(f *http2.MetaHeadersFrame, b *h2Batch) error {
 	if s.cluster != nil {
 		s.m = s.cluster.Metrics()
 		s.k.Init(s.cluster, (*h2View)(s), s.start)
+		s.k.SetRoute(s.route, s.routePath)
 		s.setSource()
 		if !s.noBody {
 			s.keepMax = s.k.KeepBody()

@@ -106,6 +106,7 @@ type h2Stream struct {
 	// id, method and path as the client sent them
 	called              *plan.Cluster
 	rule, route         string // the rule's ref, and its route for metrics
+	routePath           string // the rule's path, for spans
 	routeErr            *plan.MeshError
 	reqID, method, path string
 	source              string // the x-weft-source it came with (an inbound caller)
@@ -191,6 +192,23 @@ func (s *h2Stream) setSource() {
 	}
 }
 
+// passTrace sets the try's traceparent in req, in place of the client's,
+// when the plan has one for it (plan.Call.TraceParent).
+func (s *h2Stream) passTrace() {
+	var buf [plan.TraceParentLen]byte
+	tp := s.k.TraceParent(&buf)
+	if tp == nil {
+		return
+	}
+	for i := range s.req {
+		if s.req[i].Name == plan.TraceParentHeader {
+			s.req[i].Value = string(tp)
+			return
+		}
+	}
+	s.req = append(s.req, hpack.HeaderField{Name: plan.TraceParentHeader, Value: string(tp)})
+}
+
 // passTimeout sets the try's timeout for the next hop in req
 // (plan.TimeoutHeader), or removes the client's when none is passed.
 func (s *h2Stream) passTimeout() {
@@ -218,6 +236,7 @@ func (s *h2Stream) attach(p *h2Peer, b *h2Batch) bool {
 		s.req[s.timeout].Value = plan.FormatGRPCTimeout(max(time.Until(s.expires), 0))
 	}
 	s.passTimeout()
+	s.passTrace()
 	p.w.mu.Lock()
 	if p.nextID > 1<<31-1 && !p.closed {
 		// Out of stream ids: no new streams here; the connection closes
@@ -757,6 +776,7 @@ func (s *h2Stream) settle(b *h2Batch) {
 	}
 	now := time.Now()
 	s.m.DoneAt(r, s.start, now)
+	s.k.End(r, now)
 	v := plan.Visit{Start: s.start, End: now, Status: s.status, Rule: s.rule, Err: s.routeErr, Bytes: -1}
 	if s.headersOut {
 		v.Bytes = s.bytes

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/weftmesh/weft/internal/endpoint"
@@ -79,13 +80,16 @@ type Cluster struct {
 	// RetryBackoff, when its Base is set, is the backoff of retries in
 	// place of the policy's (a route rule's retry.backoff).
 	RetryBackoff resilience.Backoff
-	guard        *guard          // the service's policy state; nil: plain retries, no limits
-	recent       *Recent         // where its requests are recorded (Record); nil: not recorded
-	log          *AccessLog      // where they are logged too; nil: not logged
-	subset       string          // "service/subset" for a ServiceSubset's cluster
-	routes       *routes         // the service's HTTPRoutes and GRPCRoutes (Route); nil: none
-	group        *endpoint.Group // the service's outlier detection; nil: none
-	metrics      *ServiceMetrics
+	// Server: the inbound's cluster, whose attempts are server spans.
+	Server  bool
+	tracer  *Tracer         // makes its requests' spans; nil: none
+	guard   *guard          // the service's policy state; nil: plain retries, no limits
+	recent  *Recent         // where its requests are recorded (Record); nil: not recorded
+	log     *AccessLog      // where they are logged too; nil: not logged
+	subset  string          // "service/subset" for a ServiceSubset's cluster
+	routes  *routes         // the service's HTTPRoutes and GRPCRoutes (Route); nil: none
+	group   *endpoint.Group // the service's outlier detection; nil: none
+	metrics *ServiceMetrics
 }
 
 // name is the cluster's service, or "service/subset" for a subset's.
@@ -169,12 +173,16 @@ type Call struct {
 	// overflowed: the last try found its endpoint at MaxConnections, so
 	// the next goes elsewhere without spending the retry budget.
 	overflowed bool
+	trace      callTrace // the spans (trace.go)
 }
 
 // Init starts a call through c for the request view; start is when the
 // request began, if the engine has read the clock (else zero).
 func (k *Call) Init(c *Cluster, view request.View, start time.Time) {
 	*k = Call{c: c, view: view, start: start}
+	if c.tracer != nil && view.Method() != nil { // (a TCP connection has no span)
+		k.trace.begin(c.tracer, view)
+	}
 	if v := view.Header(TimeoutHeader); v != nil {
 		if d, ok := ParseTimeoutHeader(v); ok {
 			k.caller = d
@@ -226,6 +234,7 @@ func (k *Call) Next() *Endpoint {
 		k.att = ep.Begin()
 	}
 	k.try = k.tryTimeout()
+	k.startSpan(ep)
 	return ep
 }
 
@@ -277,6 +286,7 @@ const DialTimeout = 2 * time.Second
 func (k *Call) Overflowed(err error) *MeshError {
 	ep := k.Endpoint()
 	k.att.Done(endpoint.Outcome{Class: endpoint.Cancelled})
+	k.endSpan(0, "", ReasonCircuitOpen, time.Time{})
 	k.overflowed = true
 	k.class = endpoint.Cancelled
 	k.last = &MeshError{Status: http.StatusServiceUnavailable, Reason: ReasonCircuitOpen, Service: k.c.Service, Instance: ep.Instance,
@@ -333,6 +343,7 @@ func (k *Call) Finish(now time.Time) {
 func (k *Call) Failed(class endpoint.Class, err error) *MeshError {
 	ep := k.Endpoint()
 	k.att.Done(endpoint.Outcome{Class: class, Latency: k.att.Elapsed()})
+	k.failSpan(class, 0)
 	k.last = UpstreamError(k.c.Service, ep, class, err)
 	k.class = class
 	return k.last
@@ -355,6 +366,7 @@ func (k *Call) Again(bodySent bool) bool {
 // the mesh answered already): it says nothing of the instance.
 func (k *Call) Cancelled() {
 	k.att.Done(endpoint.Outcome{Class: endpoint.Cancelled})
+	k.failSpan(endpoint.Cancelled, 0)
 	k.hedge.att.Done(endpoint.Outcome{Class: endpoint.Cancelled})
 	k.hedge.racing = false
 	if k.admitted && k.last != nil {
@@ -387,6 +399,14 @@ func (k *Call) RetryStatus(st endpoint.Status, bodySent bool) bool {
 	k.granted, k.statusRetry = true, true
 	ep := k.Endpoint()
 	k.att.Done(endpoint.Outcome{Class: endpoint.Success, Latency: k.att.Elapsed(), Status: st})
+	if k.trace.span != nil {
+		code, _ := st.HTTP()
+		grpc := ""
+		if g, ok := st.GRPC(); ok {
+			grpc = strconv.Itoa(g)
+		}
+		k.endSpan(code, grpc, "retried", time.Time{})
+	}
 	k.last = &MeshError{Status: http.StatusBadGateway, Reason: ReasonUpstreamReset, Service: c.Service, Instance: ep.Instance,
 		Message: fmt.Sprintf("%s at %s answered %s, and no other instance could take the request", ep.Instance, ep.Address, st)}
 	return true

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/weftmesh/weft/internal/config"
 )
 
 // Requests served, kept for weft explain --request-id: every engine
@@ -148,6 +150,10 @@ func keep[T ~string | ~[]byte](e *served, id, method, path, source T) {
 // serving.
 func (c *Cluster) RecordInto(r *Recent, l *AccessLog) { c.recent, c.log = r, l }
 
+// SetTracer makes c trace its requests with t (nil: off), for a cluster
+// outside a table (the inbound's). Call it before c serves.
+func (c *Cluster) SetTracer(t *Tracer) { c.tracer = t }
+
 // slot takes the ring's next entry, locked (fill unlocks), or is nil
 // when nothing is recorded.
 func (c *Cluster) slot(idLen int) *served {
@@ -264,6 +270,15 @@ func (r *Routed) RouteName() string {
 		return ""
 	}
 	return r.rule.r.Route
+}
+
+// RulePath is the path the deciding rule matches, for spans' http.route
+// ("": none, or a regular expression).
+func (r *Routed) RulePath() string {
+	if r.rule == nil || r.rule.r.PathType == config.PathRegex {
+		return ""
+	}
+	return r.rule.r.Path
 }
 
 // Recent is the ring of requests the table's clusters record.

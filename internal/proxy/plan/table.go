@@ -20,6 +20,7 @@ type Table struct {
 	policy  Policy
 	recent  *Recent    // the requests its clusters served
 	log     *AccessLog // and their access log (nil: off)
+	tracer  *Tracer    // and their spans (nil: off)
 
 	// mirrorer sends route rules' mirrored copies (nil: none sent).
 	mirrorer Mirrorer
@@ -58,6 +59,10 @@ func NewTable(m *Metrics, policy Policy) *Table {
 // SetAccessLog makes the table's clusters log each request to l, from
 // the next Update on (nil: off). Call it before the first Update.
 func (t *Table) SetAccessLog(l *AccessLog) { t.log = l }
+
+// SetTracer makes the table's clusters trace their requests with t, from
+// the next Update on (nil: off). Call it before the first Update.
+func (t *Table) SetTracer(tr *Tracer) { t.tracer = tr }
 
 // SetMirrorer makes m the sender of mirrored requests (RequestMirror
 // filters), from the next Update on; without one nothing is mirrored.
@@ -226,7 +231,7 @@ func (t *Table) Tick(now time.Time) {
 // cluster builds the cluster of a service under the policy of g.
 func (t *Table) cluster(name string, eps []*Endpoint, g *guard, m *ServiceMetrics) *Cluster {
 	p := &g.policy
-	c := &Cluster{Service: name, Endpoints: eps, Balancer: g.balancer, guard: g, metrics: m, recent: t.recent, log: t.log,
+	c := &Cluster{Service: name, Endpoints: eps, Balancer: g.balancer, guard: g, metrics: m, recent: t.recent, log: t.log, tracer: t.tracer,
 		MaxAttempts: p.Retries.Attempts, RetryOn: p.Retries.On, MaxRequests: p.CircuitBreaker.MaxRequests,
 		MaxConnections: p.CircuitBreaker.MaxConnections, MaxPending: p.CircuitBreaker.MaxPendingRequests, Overall: p.Timeouts.Request, Timeout: p.Timeouts.Request,
 		MaxBufferedBody: p.Retries.MaxBufferedBody}

@@ -159,6 +159,7 @@ func prepare(r *http.Request) {
 var (
 	timeoutKey = http.CanonicalHeaderKey(plan.TimeoutHeader)
 	sourceKey  = http.CanonicalHeaderKey(plan.SourceHeader)
+	traceKey   = http.CanonicalHeaderKey(plan.TraceParentHeader)
 )
 
 // setSource names the calling service on r (plan.SourceHeader), in
@@ -176,6 +177,10 @@ func passTimeout(r *http.Request, k *plan.Call) {
 		r.Header[timeoutKey] = []string{string(plan.AppendTimeoutHeader(nil, t))}
 	} else {
 		delete(r.Header, timeoutKey)
+	}
+	var buf [plan.TraceParentLen]byte
+	if tp := k.TraceParent(&buf); tp != nil {
+		r.Header[traceKey] = []string{string(tp)} // the try's span is the next hop's parent
 	}
 }
 

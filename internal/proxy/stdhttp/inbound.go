@@ -62,6 +62,14 @@ func NewInbound(service, instance, app string, transport http.RoundTripper, m *p
 	return in
 }
 
+// TraceWith makes the inbound's requests server spans of t (nil: none).
+// Call it before serving.
+func (in *Inbound) TraceWith(t *plan.Tracer) {
+	c := in.cluster.Load()
+	c.Server = true
+	c.SetTracer(t)
+}
+
 // RecordInto makes the inbound record its requests into r and l (either
 // may be nil). Call it before serving.
 func (in *Inbound) RecordInto(r *plan.Recent, l *plan.AccessLog) { in.cluster.Load().RecordInto(r, l) }
@@ -114,6 +122,7 @@ func (in *Inbound) forward(w http.ResponseWriter, r *http.Request, start time.Ti
 	r.URL.Host = in.App
 	var k plan.Call
 	k.Init(in.cluster.Load(), &stdView{r}, start)
+	defer func() { k.End(res, time.Now()) }()
 	bytes := int64(-1)
 	defer func() { record(&k, res.Status, bytes) }()
 	k.Next() // the app: one endpoint, one attempt

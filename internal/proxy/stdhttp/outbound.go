@@ -85,7 +85,7 @@ func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				rec.id, rec.method, rec.target, "")
 			return
 		}
-		rec.rule = routed.RuleRef()
+		rec.rule, rec.route, rec.path = routed.RuleRef(), routed.RouteName(), routed.RulePath()
 		if routed.Delay > 0 && !pause(r, routed.Delay) {
 			return // a Fault's delay, and the client left meanwhile
 		}
@@ -132,6 +132,7 @@ func (o *Outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type record struct {
 	called                   *plan.Cluster
 	id, method, target, rule string
+	route, path              string // the rule's route and path, for spans
 }
 
 // originTarget is a request target without its scheme and authority
@@ -175,8 +176,10 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster
 	ctx := r.Context()
 	var k plan.Call
 	k.Init(c, &stdView{r}, start)
+	defer func() { k.End(res, time.Now()) }()
 	bytes := int64(-1) // the response body's declared length
 	if rec != nil {
+		k.SetRoute(rec.route, rec.path)
 		defer func() {
 			rec.called.RecordString(&plan.Visit{Start: start, End: time.Now(), Status: res.Status, Call: &k, Rule: rec.rule, Bytes: bytes},
 				rec.id, rec.method, rec.target, "")

@@ -1,0 +1,229 @@
+package plan
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	oteltrace "go.opentelemetry.io/otel/trace"
+
+	"github.com/weftmesh/weft/internal/endpoint"
+	"github.com/weftmesh/weft/internal/request"
+)
+
+// traced is a request with headers, as bytes (no allocation per lookup).
+type traced struct {
+	request.View
+	headers map[string][]byte
+}
+
+var tracedGET, tracedSvc, tracedPath = []byte("GET"), []byte("svc"), []byte("/items")
+
+func (v traced) Method() []byte    { return tracedGET }
+func (v traced) Authority() []byte { return tracedSvc }
+func (v traced) Path() []byte      { return tracedPath }
+func (v traced) GRPC() bool        { return false }
+func (v traced) Header(n string) []byte {
+	for k, val := range v.headers {
+		if strings.EqualFold(k, n) {
+			return val
+		}
+	}
+	return nil
+}
+
+func tracedCluster(t *testing.T, ratio float64, server bool) (*Cluster, *tracetest.SpanRecorder) {
+	t.Helper()
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { tp.Shutdown(t.Context()) })
+	eps := []*Endpoint{endpoint.New("svc", "svc-1", "127.0.0.1:1", nil), endpoint.New("svc", "svc-2", "127.0.0.1:2", nil)}
+	c := NewCluster("svc", eps, 0, nil)
+	c.Server = server
+	c.SetTracer(NewTracer(tp.Tracer("test"), ratio))
+	return c, rec
+}
+
+func attr(s sdktrace.ReadOnlySpan, key string) (attribute.Value, bool) {
+	for _, a := range s.Attributes() {
+		if string(a.Key) == key {
+			return a.Value, true
+		}
+	}
+	return attribute.Value{}, false
+}
+
+// A sampled request: one client span per attempt, children of the
+// caller's span, the retry's with http.request.resend_count; each try
+// carries its own span on.
+func TestSpansPerAttempt(t *testing.T) {
+	c, rec := tracedCluster(t, 0, false) // ratio 0: the caller's sampled flag decides
+	const parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	var k Call
+	k.Init(c, traced{headers: map[string][]byte{"traceparent": []byte(parent), "tracestate": []byte("vendor=x")}}, time.Now())
+	k.SetRoute("HTTPRoute/svc", "/items")
+	var buf [TraceParentLen]byte
+	if k.Next() == nil {
+		t.Fatal("no endpoint")
+	}
+	first := string(k.TraceParent(&buf))
+	k.Failed(endpoint.ConnectFailed, errors.New("refused"))
+	if k.Next() == nil {
+		t.Fatal("no second endpoint")
+	}
+	second := string(k.TraceParent(&buf))
+	k.OK()
+	k.End(Result{Status: 200}, time.Now())
+	k.End(Result{Status: 200}, time.Now()) // (a second End does nothing)
+
+	spans := rec.Ended()
+	if len(spans) != 2 {
+		t.Fatalf("got %d spans, want 2 (one per attempt)", len(spans))
+	}
+	for i, s := range spans {
+		if s.Name() != "GET /items" || s.SpanKind() != oteltrace.SpanKindClient {
+			t.Errorf("span %d: %q kind %v, want \"GET /items\" client", i, s.Name(), s.SpanKind())
+		}
+		if got := s.Parent().SpanID().String(); got != "b7ad6b7169203331" || s.SpanContext().TraceID().String() != "0af7651916cd43dd8448eb211c80319c" {
+			t.Errorf("span %d: parent %s trace %s, want the caller's", i, got, s.SpanContext().TraceID())
+		}
+		if ts := s.SpanContext().TraceState().Get("vendor"); ts != "x" {
+			t.Errorf("span %d: tracestate vendor=%q, want x (passed on)", i, ts)
+		}
+		want := "00-" + s.SpanContext().TraceID().String() + "-" + s.SpanContext().SpanID().String() + "-01"
+		if got := []string{first, second}[i]; got != want {
+			t.Errorf("try %d sent traceparent %s, want %s (its own span)", i, got, want)
+		}
+		if v, _ := attr(s, "http.route"); v.AsString() != "/items" {
+			t.Errorf("span %d: http.route %q, want /items", i, v.AsString())
+		}
+	}
+	if v, ok := attr(spans[0], "error.type"); !ok || v.AsString() != endpoint.ConnectFailed.String() || spans[0].Status().Code != codes.Error {
+		t.Errorf("first try: error.type %q status %v, want %q, Error", v.AsString(), spans[0].Status().Code, endpoint.ConnectFailed)
+	}
+	if _, ok := attr(spans[0], "http.request.resend_count"); ok {
+		t.Error("first try has http.request.resend_count, want none")
+	}
+	if v, _ := attr(spans[1], "http.request.resend_count"); v.AsInt64() != 1 {
+		t.Errorf("second try: resend_count %d, want 1", v.AsInt64())
+	}
+	if v, _ := attr(spans[1], "http.response.status_code"); v.AsInt64() != 200 || spans[1].Status().Code == codes.Error {
+		t.Errorf("second try: status %d (%v), want 200 and no error", v.AsInt64(), spans[1].Status().Code)
+	}
+}
+
+// The sampling decision: a caller's flag is followed; a trace that
+// begins here is drawn at the ratio, and one not sampled still carries a
+// context on, unsampled, so that the next hops follow.
+func TestSpanSampling(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		ratio   float64
+		headers map[string][]byte
+		spans   int
+		sent    string // "caller": its own passed on; "unsampled": a new one, flags 00; "span": the try's
+	}{
+		{"caller not sampled", 1, map[string][]byte{"traceparent": []byte("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00")}, 0, "caller"},
+		{"caller sampled", 0, map[string][]byte{"traceparent": []byte("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")}, 1, "span"},
+		{"b3 single sampled", 0, map[string][]byte{"b3": []byte("80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")}, 1, "span"},
+		{"b3 multi sampled", 0, map[string][]byte{"x-b3-traceid": []byte("463ac35c9f6413ad"), "x-b3-spanid": []byte("a2fb4a1d1a96d312"), "x-b3-sampled": []byte("1")}, 1, "span"},
+		{"b3 not sampled", 1, map[string][]byte{"b3": []byte("80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-0")}, 0, "caller"},
+		{"begins here, ratio 1", 1, nil, 1, "span"},
+		{"begins here, ratio 0", 0, nil, 0, "unsampled"},
+		{"malformed traceparent begins here", 0, map[string][]byte{"traceparent": []byte("00-zzf7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")}, 0, "unsampled"},
+		{"all-zero trace id begins here", 0, map[string][]byte{"traceparent": []byte("00-00000000000000000000000000000000-b7ad6b7169203331-01")}, 0, "unsampled"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, rec := tracedCluster(t, tc.ratio, false)
+			var k Call
+			k.Init(c, traced{headers: tc.headers}, time.Now())
+			k.Next()
+			var buf [TraceParentLen]byte
+			sent := k.TraceParent(&buf)
+			k.OK()
+			k.End(Result{Status: 200}, time.Now())
+			if n := len(rec.Ended()); n != tc.spans {
+				t.Errorf("got %d spans, want %d", n, tc.spans)
+			}
+			switch tc.sent {
+			case "caller":
+				if sent != nil {
+					t.Errorf("sent %s, want the caller's passed on", sent)
+				}
+			case "unsampled":
+				if sc, ok := parseTraceParent(sent); !ok || sc.IsSampled() {
+					t.Errorf("sent %q, want a new unsampled traceparent", sent)
+				}
+			case "span":
+				sc, ok := parseTraceParent(sent)
+				if !ok || !sc.IsSampled() || len(rec.Ended()) == 0 || sc.SpanID() != rec.Ended()[0].SpanContext().SpanID() {
+					t.Errorf("sent %q, want the span's", sent)
+				}
+			}
+			if tc.name == "b3 multi sampled" && len(rec.Ended()) == 1 {
+				if got := rec.Ended()[0].SpanContext().TraceID().String(); got != "0000000000000000463ac35c9f6413ad" {
+					t.Errorf("trace id %s, want the 64-bit B3 id widened", got)
+				}
+			}
+		})
+	}
+}
+
+// The inbound's attempt is the server span; 4xx is no error there.
+func TestServerSpan(t *testing.T) {
+	c, rec := tracedCluster(t, 1, true)
+	var k Call
+	k.Init(c, traced{}, time.Now())
+	k.Next()
+	k.OK()
+	k.End(Result{Status: 404}, time.Now())
+	spans := rec.Ended()
+	if len(spans) != 1 || spans[0].SpanKind() != oteltrace.SpanKindServer || spans[0].Status().Code == codes.Error {
+		t.Fatalf("spans %v, want one server span without error", spans)
+	}
+	if spans[0].Parent().IsValid() {
+		t.Errorf("a trace begun here has a parent: %v", spans[0].Parent())
+	}
+}
+
+// A request that is not sampled costs no allocation.
+func TestUnsampledAllocates(t *testing.T) {
+	c, _ := tracedCluster(t, 0, false)
+	v := traced{headers: map[string][]byte{"traceparent": []byte("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00")}}
+	none := traced{}
+	var buf [TraceParentLen]byte
+	for _, view := range []*traced{&v, &none} {
+		var k Call
+		if n := testing.AllocsPerRun(100, func() {
+			k.Init(c, view, time.Time{}) // (a pointer: the interface holds it without allocating)
+			k.Next()
+			k.TraceParent(&buf)
+			k.OK()
+			k.End(Result{Status: 200}, time.Time{})
+		}); n != 0 {
+			t.Errorf("an unsampled request allocates %v times, want 0", n)
+		}
+	}
+}
+
+func FuzzParseTraceParent(f *testing.F) {
+	f.Add("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+	f.Add("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, v string) {
+		sc, ok := parseTraceParent([]byte(v))
+		if !ok {
+			return
+		}
+		var buf [TraceParentLen]byte
+		again, ok2 := parseTraceParent(formatTraceParent(&buf, sc))
+		if !ok2 || again.TraceID() != sc.TraceID() || again.SpanID() != sc.SpanID() || again.IsSampled() != sc.IsSampled() {
+			t.Errorf("%q: parsed %v, formatted and parsed again %v", v, sc, again)
+		}
+	})
+}

@@ -1,0 +1,100 @@
+package telemetry
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+)
+
+// TracingOff is the --otlp-endpoint that sends no spans.
+const TracingOff = "off"
+
+// Tracing is where a process's spans go and who it is.
+type Tracing struct {
+	// Endpoint is an OTLP receiver: http://HOST:PORT[/PATH] or https://
+	// for OTLP/HTTP (PATH defaults to /v1/traces), grpc://HOST:PORT for
+	// OTLP/gRPC without TLS, grpcs://HOST:PORT with it.
+	Endpoint string
+	// Service and Instance name the process (service.name,
+	// service.instance.id).
+	Service, Instance string
+	// MaxQueue bounds the spans waiting to be sent; past it spans are
+	// dropped (the SDK's batch processor).
+	MaxQueue int
+	// Log takes the exporter's errors (a receiver that cannot be
+	// reached), in place of the SDK's default of the standard logger.
+	Log *slog.Logger
+}
+
+// ValidateEndpoint checks an --otlp-endpoint value.
+func ValidateEndpoint(endpoint string) error {
+	if endpoint == TracingOff {
+		return nil
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("%q: want http://HOST:PORT[/PATH], https://..., grpc://HOST:PORT, grpcs://HOST:PORT or off", endpoint)
+	}
+	switch u.Scheme {
+	case "http", "https", "grpc", "grpcs":
+		return nil
+	}
+	return fmt.Errorf("%q: scheme %q: want http, https (OTLP/HTTP), grpc or grpcs (OTLP/gRPC)", endpoint, u.Scheme)
+}
+
+// NewTracerProvider returns an OpenTelemetry tracer provider that batches
+// spans to t.Endpoint by OTLP. Shut it down to send what is queued.
+func NewTracerProvider(ctx context.Context, t Tracing) (*sdktrace.TracerProvider, error) {
+	if err := ValidateEndpoint(t.Endpoint); err != nil {
+		return nil, err
+	}
+	u, _ := url.Parse(t.Endpoint)
+	var client otlptrace.Client
+	switch u.Scheme {
+	case "http", "https":
+		opts := []otlptracehttp.Option{otlptracehttp.WithEndpoint(u.Host)}
+		if u.Scheme == "http" {
+			opts = append(opts, otlptracehttp.WithInsecure())
+		}
+		if p := strings.TrimSuffix(u.Path, "/"); p != "" {
+			opts = append(opts, otlptracehttp.WithURLPath(u.Path))
+		}
+		client = otlptracehttp.NewClient(opts...)
+	default:
+		opts := []otlptracegrpc.Option{otlptracegrpc.WithEndpoint(u.Host)}
+		if u.Scheme == "grpc" {
+			opts = append(opts, otlptracegrpc.WithInsecure())
+		}
+		client = otlptracegrpc.NewClient(opts...)
+	}
+	if t.Log != nil {
+		log := t.Log
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("sending spans", "endpoint", t.Endpoint, "err", err) }))
+	}
+	exp, err := otlptrace.New(ctx, client)
+	if err != nil {
+		return nil, fmt.Errorf("OTLP exporter for %s: %w", t.Endpoint, err)
+	}
+	res := resource.NewSchemaless(attribute.String("service.name", t.Service), attribute.String("service.instance.id", t.Instance))
+	queue := t.MaxQueue
+	if queue <= 0 {
+		queue = sdktrace.DefaultMaxQueueSize
+	}
+	return sdktrace.NewTracerProvider(
+		sdktrace.WithBatcher(exp, sdktrace.WithMaxQueueSize(queue)),
+		sdktrace.WithResource(res),
+		// Whether a request is sampled is decided on the request path
+		// (plan.Tracer): the spans made are the sampled ones.
+		sdktrace.WithSampler(sdktrace.AlwaysSample()),
+	), nil
+}
