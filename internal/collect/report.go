@@ -126,5 +126,8 @@ func (s *Series) validate() error {
 	return nil
 }
 
-// Age is the report's AgeMillis as a duration.
-func (r *Report) Age() time.Duration { return time.Duration(r.AgeMillis) * time.Millisecond }
+// Age is the report's AgeMillis as a duration, at most Retention: older
+// figures are filed in the oldest slot, not lost.
+func (r *Report) Age() time.Duration {
+	return time.Duration(min(max(r.AgeMillis, 0), Retention.Milliseconds())) * time.Millisecond
+}

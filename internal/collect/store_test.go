@@ -2,6 +2,7 @@ package collect
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -119,7 +120,16 @@ func TestStoreWindows(t *testing.T) {
 			t.Errorf("window %s: got %d requests, want %d", tc.window, got, tc.want)
 		}
 	}
-	c.advance(16 * time.Minute) // the first report is now over an hour old
+	ancient := report(5, apiIn, 17, 0, 2)
+	ancient.AgeMillis = math.MaxInt64 // filed in the oldest slot, not lost
+	ingest(t, s, "api", "api-1", ancient)
+	if got, want := s.Service("api", time.Hour).Requests, uint64(5+7+11+13+17); got != want {
+		t.Errorf("with a report of an age past the hour: got %d requests over the hour, want %d", got, want)
+	}
+	if got := s.Service("api", 50*time.Minute).Requests; got != 5+7+11+13 {
+		t.Errorf("with a report of an age past the hour: got %d requests over 50m, want %d (it is in the oldest slot)", got, 5+7+11+13)
+	}
+	c.advance(16 * time.Minute) // the first reports are now over an hour old
 	if got := s.Service("api", time.Hour).Requests; got != 7+11+13 {
 		t.Errorf("an hour later: got %d requests, want %d (the oldest slot gone)", got, 7+11+13)
 	}
