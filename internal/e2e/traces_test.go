@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,10 +14,12 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	oteltrace "go.opentelemetry.io/otel/trace"
 
+	"github.com/weftmesh/weft/internal/collect/traces"
 	"github.com/weftmesh/weft/internal/meshtest"
 )
 
@@ -140,4 +145,112 @@ func TestTracesFromOTLP(t *testing.T) {
 			t.Errorf("control plane /metrics: want %s", want)
 		}
 	}
+}
+
+// TestTracesThroughTheDemo sends one request to the demo's web through
+// web's sidecar, inside a trace the test begins, and finds it in the
+// control plane as one trace: the sidecars' spans of web, catalog and
+// ratings, each below the span of the call that led to it and starting
+// after it.
+func TestTracesThroughTheDemo(t *testing.T) {
+	t.Parallel()
+	m := meshtest.New(t)
+	p := m.Start("demo", m.Bins.Weft, []string{"TMPDIR=" + t.TempDir()},
+		"demo", "--listen", "127.0.0.1:0", "--outbound", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--load-interval", "0")
+	outbound := p.WaitLog(t, regexp.MustCompile(`curl -x http://(\S+) http://catalog/items`), 60*time.Second)[1]
+	control := p.WaitLog(t, regexp.MustCompile(`a control plane at (\S+),`), time.Second)[1]
+	m.Eventually(20*time.Second, func() (bool, string) {
+		resp, body, err := meshtest.Via(outbound, "web", "/")
+		if err != nil {
+			return false, err.Error()
+		}
+		return resp.StatusCode == 200 && strings.Contains(body, "got the catalog from catalog-v"), body
+	})
+
+	// The request, in a trace begun (and sampled) here.
+	client, stop := tracerFor(t, control, "e2e-client")
+	ctx, sp := client.Start(context.Background(), "GET http://web/", oteltrace.WithSpanKind(oteltrace.SpanKindClient))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://web/", nil)
+	propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(req.Header))
+	resp, body, err := meshtest.ViaRequest(outbound, req)
+	sp.End()
+	stop()
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET http://web/ through web's sidecar: %v %s", err, body)
+	}
+	id := sp.SpanContext().TraceID().String()
+
+	// The sidecars export in batches, each on its own: wait until every
+	// service's spans have come and no span waits for its parent.
+	var tree traces.Tree
+	m.Eventually(30*time.Second, func() (bool, string) {
+		out, errOut, code := m.Weft("traces", "--control", control, "-o", "json", id)
+		if code != 0 {
+			return false, out + errOut
+		}
+		tree = traces.Tree{}
+		if err := json.Unmarshal([]byte(out), &tree); err != nil {
+			return false, err.Error()
+		}
+		for _, sv := range []string{"web", "catalog", "ratings"} {
+			if !slices.Contains(tree.Services, sv) {
+				return false, out
+			}
+		}
+		return len(tree.Roots) == 1, out
+	})
+
+	// One root, the test's span; below it, a chain of calls down to
+	// ratings' server span.
+	if len(tree.Roots) != 1 || tree.Roots[0].Service != "e2e-client" {
+		b, _ := json.MarshalIndent(tree, "", " ")
+		t.Fatalf("trace %s: want one root, the test's span; got:\n%s", id, b)
+	}
+	var chain []string
+	var walk func(n *traces.Node, parent *traces.Node) bool
+	walk = func(n *traces.Node, parent *traces.Node) bool {
+		// A span may end after its parent (a client span ends at the
+		// answer's headers, the server's once the body is written), but
+		// it starts after it.
+		if parent != nil && n.Start.Before(parent.Start) {
+			t.Errorf("%s %s %q starts at %s, before its parent %s %q at %s", n.Service, n.Kind, n.Name, n.Start,
+				parent.Service, parent.Name, parent.Start)
+		}
+		chain = append(chain, n.Service+"/"+n.Kind)
+		if n.Service == "ratings" && n.Kind == "server" {
+			return true
+		}
+		for _, c := range n.Children {
+			if walk(c, n) {
+				return true
+			}
+		}
+		chain = chain[:len(chain)-1]
+		return false
+	}
+	if !walk(tree.Roots[0], nil) {
+		b, _ := json.MarshalIndent(tree, "", " ")
+		t.Fatalf("trace %s: no ratings server span below the root:\n%s", id, b)
+	}
+	// The mesh's hops in order: web's sidecar takes the call in, catalog's,
+	// then ratings'; each service's server span below a client span.
+	var order []string
+	for i, hop := range chain {
+		if strings.HasSuffix(hop, "/server") {
+			order = append(order, strings.TrimSuffix(hop, "/server"))
+			if i == 0 || !strings.HasSuffix(chain[i-1], "/client") {
+				t.Errorf("path to ratings %v: %s's server span is not below a client span", chain, hop)
+			}
+		}
+	}
+	if strings.Join(order, ",") != "web,catalog,ratings" {
+		t.Errorf("path to ratings %v: server spans of %v, want web, catalog, ratings in that order", chain, order)
+	}
+
+	out, errOut, code := m.Weft("traces", "--control", control, "--service", "ratings")
+	if code != 0 || !regexp.MustCompile(`(?m)^`+id+`\s+e2e-client GET http://web/\s+\d+\s+catalog,e2e-client,ratings,web\s`).MatchString(out) {
+		t.Errorf("weft traces --service ratings: exit %d, want %s rooted at the test's span across catalog, e2e-client, ratings, web:\n%s%s", code, id, out, errOut)
+	}
+	out, _, _ = m.Weft("traces", "--control", control, id)
+	t.Logf("weft traces %s:\n%s", id, out)
 }
