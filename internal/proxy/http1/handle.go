@@ -487,9 +487,11 @@ func (e *Engine) tunnel(cc *Conn) {
 		e.meshError(cc, nil, merr)
 		return
 	}
+	start := time.Now()
 	up, ep, merr := e.tcp.Dial(c)
 	if merr != nil {
 		e.meshError(cc, c, merr)
+		c.RecordConn(plan.Conn{Start: start, End: time.Now(), Err: merr, Source: cc.Conn.RemoteAddr(), Tunnel: true})
 		return
 	}
 	defer ep.ReleaseConn()
@@ -503,9 +505,11 @@ func (e *Engine) tunnel(cc *Conn) {
 	m.Opened()
 	defer m.Closed()
 	buffered, _ := cc.BR.Peek(cc.BR.Buffered())
-	if e.tcp.Pipe(cc.Conn, buffered, up, m) {
+	idle, rx, tx := e.tcp.Pipe(cc.Conn, buffered, up, m)
+	if idle {
 		m.IdleTimeout()
 	}
+	c.RecordConn(plan.Conn{Start: start, End: time.Now(), Endpoint: ep, Received: rx, Sent: tx, Idle: idle, Source: cc.Conn.RemoteAddr(), Tunnel: true})
 }
 
 // meshError answers with an error the mesh made. The connection closes

@@ -3,6 +3,7 @@ package plan
 import (
 	"bufio"
 	"context"
+	"encoding/hex"
 	"io"
 	"strconv"
 	"time"
@@ -127,10 +128,21 @@ func (e *served) appendJSON(b []byte) []byte {
 	b = strconv.AppendFloat(b, float64(e.took.Microseconds())/1000, 'f', -1, 64)
 	b = append(b, `,"bytes":`...)
 	b = strconv.AppendInt(b, e.bytes, 10)
+	if e.received >= 0 { // a TCP connection: bytes is what it sent back
+		b = append(b, `,"bytes_received":`...)
+		b = strconv.AppendInt(b, e.received, 10)
+	}
 	b = append(b, `,"attempts":`...)
 	b = strconv.AppendInt(b, int64(e.attempts), 10)
 	b = append(b, `,"request_id":`...)
 	b = appendJSONString(b, e.id[:e.idLen])
+	if e.trace != [16]byte{} {
+		var id [32]byte
+		hex.Encode(id[:], e.trace[:])
+		b = append(b, `,"trace_id":"`...)
+		b = append(b, id[:]...)
+		b = append(b, '"')
+	}
 	if e.rule != "" {
 		b = append(b, `,"route":`...)
 		b = appendJSONString(b, e.rule)

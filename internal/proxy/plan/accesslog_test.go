@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/weftmesh/weft/internal/endpoint"
 	"github.com/weftmesh/weft/internal/snapshot"
 )
 
@@ -102,6 +104,27 @@ func TestAccessLog(t *testing.T) {
 	for k, v := range want {
 		if first[k] != v {
 			t.Errorf("%s: got %v, want %v (line %s)", k, first[k], v, lines[0])
+		}
+	}
+}
+
+// A TCP connection is one line: method TCP, the client's address as
+// path, the bytes both ways; a traced request carries its trace id.
+func TestAccessLogConnAndTrace(t *testing.T) {
+	var out lockedBuffer
+	l := NewAccessLog(&out, nil)
+	c := NewCluster("db", nil, 0, nil)
+	c.RecordInto(&Recent{}, l)
+	start := time.Date(2026, 12, 4, 1, 2, 3, 0, time.UTC)
+	ep := endpoint.New("db", "db-1", "127.0.0.1:5432", nil)
+	c.RecordConn(Conn{Start: start, End: start.Add(2 * time.Second), Endpoint: ep, Received: 10, Sent: 20, Source: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	l.Run(ctx) // (writes what is queued, then returns)
+	line := out.String()
+	for _, want := range []string{`"method":"TCP"`, `"path":"127.0.0.1:40000"`, `"instance":"db-1"`, `"bytes":20,"bytes_received":10`, `"duration_ms":2000`, `"attempts":1`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("line %s lacks %s", line, want)
 		}
 	}
 }

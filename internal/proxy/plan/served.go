@@ -3,6 +3,7 @@ package plan
 import (
 	"encoding/hex"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"sync"
 	"time"
@@ -70,9 +71,15 @@ type Served struct {
 	// Bytes is the response body's length when it was declared (-1: not
 	// known, a chunked or streamed body).
 	Bytes int64 `json:"bytes"`
+	// BytesReceived is, for a TCP connection (method TCP or CONNECT),
+	// the bytes from the client; Bytes those sent back.
+	BytesReceived int64 `json:"bytesReceived,omitempty"`
 	// Error is the mesh's answer when it made one, or the last failure
 	// before another instance answered.
 	Error *MeshError `json:"error,omitempty"`
+	// TraceID is the request's trace ("": not traced), sampled or not:
+	// weft traces TRACE_ID shows it when it was.
+	TraceID string `json:"traceId,omitempty"`
 }
 
 // served is a Served in the ring: fixed arrays for what the engine has
@@ -92,6 +99,8 @@ type served struct {
 	rule, instance   string
 	attempts, status int
 	err              *MeshError
+	trace            [16]byte // the trace id (all zero: none)
+	received         int64    // a TCP connection's bytes from the client (-1: not one)
 }
 
 // Recent is the ring of requests served. Its methods are safe for
@@ -116,6 +125,7 @@ type Visit struct {
 	Err *MeshError
 	// Bytes is the response body's declared length (-1: not known).
 	Bytes int64
+	conn  *Conn // a TCP connection's (RecordConn)
 }
 
 // Record keeps one request in the ring of c's table (and its access
@@ -135,6 +145,45 @@ func (c *Cluster) RecordString(v *Visit, id, method, path, source string) {
 		keep(e, id, method, path, source)
 		c.fill(e, v)
 	}
+}
+
+// Conn is one TCP connection forwarded as bytes, to record.
+type Conn struct {
+	Start, End time.Time
+	// Endpoint is the instance it went to (nil: none, Err says why).
+	Endpoint *Endpoint
+	// Received and Sent are the bytes from and back to the client.
+	Received, Sent int64
+	// Idle: closed by the idle timeout. Tunnel: an HTTP CONNECT tunnel.
+	Idle, Tunnel bool
+	// Source is the client's address.
+	Source net.Addr
+	Err    *MeshError
+}
+
+// RecordConn keeps a TCP connection in the ring of c's table and its
+// access log, with a new id, method TCP (CONNECT for a tunnel) and the
+// client's address as path.
+func (c *Cluster) RecordConn(conn Conn) {
+	var idBuf [32]byte
+	id := NewRequestID(&idBuf)
+	e := c.slot(len(id))
+	if e == nil {
+		return
+	}
+	method, path := "TCP", ""
+	if conn.Tunnel {
+		method = "CONNECT"
+	}
+	if conn.Source != nil {
+		path = conn.Source.String()
+	}
+	keep(e, id, BytesOf(method), BytesOf(path), nil)
+	status := 0
+	if conn.Err != nil {
+		status = conn.Err.Status
+	}
+	c.fill(e, &Visit{Start: conn.Start, End: conn.End, Status: status, Err: conn.Err, Bytes: conn.Sent, conn: &conn})
 }
 
 // keep copies a request's id, method, path and source into e.
@@ -176,7 +225,17 @@ func (c *Cluster) fill(e *served, v *Visit) {
 		e.direction = c.metrics.direction
 	}
 	e.rule = v.Rule
+	e.trace, e.received = [16]byte{}, -1
+	if cn := v.conn; cn != nil {
+		e.received, e.attempts = cn.Received, 1
+		if cn.Endpoint != nil {
+			e.instance = cn.Endpoint.Instance
+		}
+	}
 	if k := v.Call; k != nil && k.c != nil {
+		if id, ok := k.TraceID(); ok {
+			e.trace = id
+		}
 		e.backend = k.c.name()
 		e.attempts = k.attempts
 		if ep := k.Endpoint(); ep != nil {
@@ -243,7 +302,16 @@ func (r *Recent) Since(t time.Time, limit int) []Served {
 func (e *served) view() Served {
 	return Served{ID: string(e.id[:e.idLen]), Time: e.at, Duration: e.took, Method: string(e.method[:e.methodLen]),
 		Path: string(e.path[:e.pathLen]), Direction: e.direction, Source: e.source(), Service: e.service, Rule: e.rule,
-		Backend: e.backend, Instance: e.instance, Attempts: e.attempts, Status: e.status, Bytes: e.bytes, Error: e.err}
+		Backend: e.backend, Instance: e.instance, Attempts: e.attempts, Status: e.status, Bytes: e.bytes, Error: e.err,
+		TraceID: e.traceID(), BytesReceived: max(e.received, 0)}
+}
+
+// traceID is e's trace id in hex ("": none).
+func (e *served) traceID() string {
+	if e.trace == [16]byte{} {
+		return ""
+	}
+	return hex.EncodeToString(e.trace[:])
 }
 
 // source is the calling service: this sidecar's for the requests it

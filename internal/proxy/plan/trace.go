@@ -71,7 +71,10 @@ type callTrace struct {
 	// caller is the trace context the request came with (Valid: it had
 	// one); own is the one this hop made for a request without.
 	caller, own oteltrace.SpanContext
-	sampled     bool
+	// id is the request's trace id, once it has one (for the access log
+	// and explain: it outlives the spans).
+	id      oteltrace.TraceID
+	sampled bool
 	// span is the current attempt's (nil: none open).
 	span oteltrace.Span
 	// name is the spans' name, "{method}" or "{method} {route}".
@@ -96,7 +99,7 @@ func (t *callTrace) begin(tr *Tracer, view interface{ Header(string) []byte }) {
 		sc, ok = parseB3(view)
 	}
 	if ok {
-		t.caller, t.sampled = sc, sc.IsSampled()
+		t.caller, t.sampled, t.id = sc, sc.IsSampled(), sc.TraceID()
 		return
 	}
 	// The trace begins here.
@@ -109,6 +112,7 @@ func (t *callTrace) begin(tr *Tracer, view interface{ Header(string) []byte }) {
 	t.sampled = b>>1 < tr.threshold
 	if !t.sampled {
 		t.own = oteltrace.NewSpanContext(oteltrace.SpanContextConfig{TraceID: tid, SpanID: sid})
+		t.id = tid
 	}
 }
 
@@ -165,6 +169,7 @@ func (k *Call) startSpan(ep *Endpoint) {
 		ctx = oteltrace.ContextWithRemoteSpanContext(ctx, t.caller)
 	}
 	_, t.span = t.tr.t.Start(ctx, t.name, oteltrace.WithSpanKind(kind), oteltrace.WithTimestamp(start), oteltrace.WithAttributes(attrs...))
+	t.id = t.span.SpanContext().TraceID()
 }
 
 // endSpan ends the current attempt's span: with the HTTP status the
@@ -235,24 +240,9 @@ func (k *Call) TraceParent(buf *[TraceParentLen]byte) []byte {
 	return nil
 }
 
-// TraceID is the request's trace id, as 32 hex digits, written into buf
-// (nil: not traced).
-func (k *Call) TraceID(buf *[32]byte) []byte {
-	t := &k.trace
-	var id oteltrace.TraceID
-	switch {
-	case t.span != nil:
-		id = t.span.SpanContext().TraceID()
-	case t.caller.IsValid():
-		id = t.caller.TraceID()
-	case t.own.IsValid():
-		id = t.own.TraceID()
-	default:
-		return nil
-	}
-	hex.Encode(buf[:], id[:])
-	return buf[:]
-}
+// TraceID is the request's trace id (false: none, the request is not
+// traced or its trace has not begun).
+func (k *Call) TraceID() (oteltrace.TraceID, bool) { return k.trace.id, k.trace.id.IsValid() }
 
 // formatTraceParent writes sc as a traceparent value.
 func formatTraceParent(buf *[TraceParentLen]byte, sc oteltrace.SpanContext) []byte {

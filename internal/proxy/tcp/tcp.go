@@ -49,21 +49,25 @@ func (p *Proxy) Forward(client net.Conn, buffered []byte, c *plan.Cluster) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	start := time.Now()
 	m := c.Metrics().TCP()
 	up, ep, merr := p.Dial(c)
 	if merr != nil {
 		c.Metrics().MeshError(merr.Reason)
 		log.Warn("TCP connection refused: "+merr.Message, "service", c.Service, "reason", merr.Reason)
+		c.RecordConn(plan.Conn{Start: start, End: time.Now(), Err: merr, Source: client.RemoteAddr()})
 		return
 	}
 	defer ep.ReleaseConn()
 	defer up.Close()
 	m.Opened()
 	defer m.Closed()
-	if idle := p.Pipe(client, buffered, up, m); idle {
+	idle, rx, tx := p.Pipe(client, buffered, up, m)
+	if idle {
 		m.IdleTimeout()
 		log.Debug("TCP connection idle, closed", "service", c.Service, "instance", ep.Instance, "after", p.IdleTimeout)
 	}
+	c.RecordConn(plan.Conn{Start: start, End: time.Now(), Endpoint: ep, Received: rx, Sent: tx, Idle: idle, Source: client.RemoteAddr()})
 }
 
 // Dial connects to an instance of c through its plan: a connect failure
@@ -97,8 +101,9 @@ func (p *Proxy) Dial(c *plan.Cluster) (net.Conn, *plan.Endpoint, *plan.MeshError
 
 // Pipe copies both ways until both directions end, half-closing each
 // side's write half when the other side's stream ends. It reports whether
-// it stopped because the connection idled out.
-func (p *Proxy) Pipe(client net.Conn, buffered []byte, up net.Conn, m *plan.TCPMetrics) (idle bool) {
+// it stopped because the connection idled out, and the bytes received
+// from the client and sent back to it.
+func (p *Proxy) Pipe(client net.Conn, buffered []byte, up net.Conn, m *plan.TCPMetrics) (idle bool, rx, tx int64) {
 	act := &activity{idle: p.IdleTimeout}
 	act.watch(client, up)
 	defer act.stop()
@@ -106,18 +111,19 @@ func (p *Proxy) Pipe(client net.Conn, buffered []byte, up net.Conn, m *plan.TCPM
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		received := func(n int) { rx += int64(n); m.Received(n) }
 		if len(buffered) > 0 {
 			if _, err := up.Write(buffered); err != nil {
 				act.abort(client, up)
 				return
 			}
-			m.Received(len(buffered))
+			received(len(buffered))
 		}
-		act.copy(up, client, m.Received, client, up)
+		act.copy(up, client, received, client, up)
 	}()
-	act.copy(client, up, m.Sent, client, up)
-	wg.Wait()
-	return act.idledOut.Load()
+	act.copy(client, up, func(n int) { tx += int64(n); m.Sent(n) }, client, up)
+	wg.Wait() // (rx is the goroutine's until here)
+	return act.idledOut.Load(), rx, tx
 }
 
 // activity is what both directions of one piped connection share: when a
