@@ -20,6 +20,7 @@ func runControl(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", cfg.LeaseTTL, "how long an instance outlives its sidecar's last heartbeat")
 	fs.IntVar(&cfg.TraceMaxSpans, "trace-max-spans", cfg.TraceMaxSpans, "most spans of recent traces kept in memory (weft traces); the oldest traces go first")
 	fs.IntVar(&cfg.TraceMaxTraces, "trace-max-traces", cfg.TraceMaxTraces, "most recent traces kept in memory")
+	fs.IntVar(&cfg.StatsMaxSeries, "stats-max-series", cfg.StatsMaxSeries, "most series (per instance and per edge) the collection center keeps for weft stat; more are dropped and counted")
 	fs.DurationVar(&cfg.AlertInterval, "alert-interval", cfg.AlertInterval, "how often AlertRules are evaluated (weft alerts)")
 	lvl := logLevelFlag(fs)
 	rest, err := fs.parse(args)

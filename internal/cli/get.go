@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -250,8 +251,20 @@ func summary(r *config.Resource, wide bool) string {
 		if s, err := config.DecodeServiceSubset(r); err == nil {
 			return s.Service + " " + labelString(s.Labels)
 		}
+	case "AlertRule":
+		if a, err := config.CompileAlertRule(r); err == nil {
+			return fmt.Sprintf("%s %s %s %s window=%s for=%s", a.Target(), a.Metric, a.Op, alertValue(a), a.Window, a.For)
+		}
 	}
 	return ""
+}
+
+// alertValue is an alert's threshold as its rule writes it.
+func alertValue(a config.Alert) string {
+	if a.Metric == config.AlertP99 {
+		return time.Duration(a.Threshold * float64(time.Second)).String()
+	}
+	return strconv.FormatFloat(a.Threshold, 'g', -1, 64)
 }
 
 // routeSummary is "parents=catalog rules=2 backends=catalog 90,catalog-v2 10".

@@ -51,7 +51,7 @@ type Config struct {
 // Default returns the documented defaults.
 func Default() Config {
 	return Config{Listen: "127.0.0.1:15010", DataDir: "./weft-data", LeaseTTL: registry.DefaultTTL,
-		TraceMaxSpans: 100_000, TraceMaxTraces: 10_000, AlertInterval: 5 * time.Second}
+		TraceMaxSpans: 100_000, TraceMaxTraces: 10_000, AlertInterval: 5 * time.Second, StatsMaxSeries: 10_000}
 }
 
 // Validate checks a Config.
@@ -67,6 +67,9 @@ func (c Config) Validate() error {
 	}
 	if c.LeaseTTL < time.Second {
 		return fmt.Errorf("lease TTL %s: must be at least 1s", c.LeaseTTL)
+	}
+	if c.StatsMaxSeries < 0 {
+		return fmt.Errorf("--stats-max-series %d: must not be negative", c.StatsMaxSeries)
 	}
 	if c.TraceMaxSpans < 1 || c.TraceMaxTraces < 1 {
 		return fmt.Errorf("--trace-max-spans %d, --trace-max-traces %d: each must be at least 1", c.TraceMaxSpans, c.TraceMaxTraces)
