@@ -122,6 +122,8 @@ func startInstance(ctx context.Context, in instance, cfg Config, controlAddr str
 	scfg.AppProtocol = in.protocol
 	scfg.Inbound, scfg.Outbound, scfg.Admin = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	scfg.DrainTimeout = 2 * time.Second
+	scfg.TraceSampling = 1                // every demo request is traced: weft traces shows them
+	scfg.ReportInterval = 2 * time.Second // weft stat moves soon after traffic does
 	if in.service == "web" {
 		scfg.Outbound, scfg.Admin = cfg.Outbound, cfg.Admin
 		// web reaches the TCP service through a local port, as a database
@@ -206,6 +208,11 @@ Try (from another terminal):
   go run ./cmd/weft get services --control %[1]s
   go run ./cmd/weft get instances catalog --control %[1]s
   go run ./cmd/weft describe service catalog -o yaml --control %[1]s
+  go run ./cmd/weft stat --control %[1]s               # golden metrics per service
+  go run ./cmd/weft stat --edges --control %[1]s       # the call graph
+  go run ./cmd/weft top --control %[1]s                # live requests
+  go run ./cmd/weft traces --control %[1]s             # recent traces; weft traces ID for one
+  go run ./cmd/weft alerts --control %[1]s             # alert rules (weft apply -f an AlertRule)
   curl http://%[3]s/config                             # what web's sidecar routes with
   curl http://%[3]s/metrics | grep weft_               # its metrics
   curl http://%[1]s/metrics | grep weft_               # the control plane's
