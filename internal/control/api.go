@@ -30,8 +30,18 @@ func (c *Control) routes(reg *prometheus.Registry) http.Handler {
 		Name: "weft_control_push_messages_total",
 		Help: "Messages written to sidecar streams, pings included.",
 	})
-	reg.MustRegister(pushed)
-	mux.Handle("GET /v1/stream", &hub.Handler{Hub: c.hub, Streams: &c.streams, OnSend: func(n int) { pushed.Add(float64(n)) }})
+	latency := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "weft_control_push_latency_seconds",
+		Help:    "Time from a change reaching the control plane (its store's watch) to its write on a sidecar stream.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	})
+	streamErrors := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weft_control_stream_errors_total",
+		Help: "Sidecar streams refused (bad-request) or ended because they could not be written (write).",
+	}, []string{"reason"})
+	reg.MustRegister(pushed, latency, streamErrors)
+	mux.Handle("GET /v1/stream", &hub.Handler{Hub: c.hub, Streams: &c.streams, OnSend: func(n int) { pushed.Add(float64(n)) },
+		OnPush: func(d time.Duration) { latency.Observe(d.Seconds()) }, OnError: func(r string) { streamErrors.WithLabelValues(r).Inc() }})
 	mux.HandleFunc("PUT /v1/instances/{service}/{id}", c.putInstance)
 	mux.HandleFunc("DELETE /v1/instances/{service}/{id}", c.deleteInstance)
 	mux.HandleFunc("GET /v1/instances", c.listInstances)

@@ -62,6 +62,9 @@ type Hub struct {
 		line       []byte
 	}
 	ready chan struct{}
+	// appliedAt is when the hub took in its latest change (zero: only
+	// the first load), for the push latency.
+	appliedAt time.Time
 }
 
 // New returns a Hub; Run fills it.
@@ -152,6 +155,7 @@ func (h *Hub) apply(rev int64, events []*clientv3.Event) {
 	}
 	if rev > h.rev {
 		h.rev = rev
+		h.appliedAt = time.Now()
 	}
 	if n := len(h.changes); n > maxLog {
 		drop := n - maxLog/2
@@ -174,6 +178,14 @@ func (h *Hub) valid(key string, v []byte) bool {
 func (h *Hub) broadcastLocked() {
 	close(h.changed)
 	h.changed = make(chan struct{})
+}
+
+// AppliedAt is when the hub took in its latest change from the store
+// (zero: none since its first load).
+func (h *Hub) AppliedAt() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.appliedAt
 }
 
 // Since returns the encoded line that brings a receiver at revision since up

@@ -628,3 +628,45 @@ func TestHubRevisionCoversOnlyAppliedEvents(t *testing.T) {
 // TestMain fails the package when goroutines started by its tests (etcd,
 // watches, streams, clients) outlive them.
 func TestMain(m *testing.M) { storetest.Main(m) }
+
+// A change written to an open stream reports its push latency; a stream
+// refused reports its reason.
+func TestStreamReportsLatencyAndErrors(t *testing.T) {
+	st := storetest.Open(t)
+	hub := startHub(t, st.Client)
+	var mu sync.Mutex
+	var latencies []time.Duration
+	var reasons []string
+	srv := httptest.NewServer(&Handler{Hub: hub,
+		OnPush:  func(d time.Duration) { mu.Lock(); latencies = append(latencies, d); mu.Unlock() },
+		OnError: func(r string) { mu.Lock(); reasons = append(reasons, r); mu.Unlock() }})
+	t.Cleanup(srv.Close)
+
+	resp, err := http.Get(srv.URL + "?since=x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("since=x: got %d, want 400", resp.StatusCode)
+	}
+
+	client, _, _ := startClient(t, srv.URL)
+	waitFor(t, 5*time.Second, "the first snapshot", func() (bool, string) { return client.Synced(), "not synced" })
+	mu.Lock()
+	if len(latencies) != 0 {
+		t.Errorf("the first snapshot reported latency %v, want none (it is no change)", latencies)
+	}
+	mu.Unlock()
+	putInstance(t, regstore.New(st.Client), "catalog", "c1")
+	waitFor(t, 5*time.Second, "the change's push latency", func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(latencies) >= 1 && latencies[0] < 5*time.Second, fmt.Sprint(latencies)
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(reasons, []string{"bad-request"}) {
+		t.Errorf("errors: got %q, want [bad-request]", reasons)
+	}
+}

@@ -17,6 +17,13 @@ type Handler struct {
 	Streams *atomic.Int64
 	// OnSend is called with the number of lines written; may be nil.
 	OnSend func(lines int)
+	// OnPush is called with how long after the hub took in a change it
+	// was written to this stream (updates only, not the first snapshot);
+	// may be nil.
+	OnPush func(latency time.Duration)
+	// OnError is called when a stream is refused or ends because it could
+	// not be written ("bad-request", "write"); may be nil.
+	OnError func(reason string)
 }
 
 func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -25,6 +32,7 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		since, err = 0, nil
 	}
 	if err != nil || since < 0 {
+		s.failed("bad-request")
 		http.Error(w, "since: must be a non-negative revision", http.StatusBadRequest)
 		return
 	}
@@ -51,10 +59,15 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// Already current: say so, so the client knows it is in sync.
 			line = push.Encode(push.Message{Type: push.TypeUpdate, Revision: rev})
 		}
+		snapshot := first
 		first = false
 		if line != nil {
 			if !s.write(w, rc, line) {
+				s.failed("write")
 				return
+			}
+			if at := s.Hub.AppliedAt(); !snapshot && s.OnPush != nil && !at.IsZero() {
+				s.OnPush(time.Since(at))
 			}
 			since = rev
 			ping.Reset(push.PingInterval)
@@ -65,9 +78,16 @@ func (s *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-changed:
 		case <-ping.C:
 			if !s.write(w, rc, push.PingLine) {
+				s.failed("write")
 				return
 			}
 		}
+	}
+}
+
+func (s *Handler) failed(reason string) {
+	if s.OnError != nil {
+		s.OnError(reason)
 	}
 }
 
