@@ -484,8 +484,8 @@ func getJSON(u string, v any) error {
 	return nil
 }
 
-// byService is a result's values keyed by the given labels' values.
-func byService(rs []promResult, labels ...string) map[string]float64 {
+// valuesBy is a result's values keyed by the given labels' values.
+func valuesBy(rs []promResult, labels ...string) map[string]float64 {
 	out := map[string]float64{}
 	for _, r := range rs {
 		var key []string
@@ -503,8 +503,7 @@ func byService(rs []promResult, labels ...string) map[string]float64 {
 func checkDashboardQueries(t *testing.T, api string) {
 	d := readDashboard(t)
 	// The service variable's query, as Grafana runs it.
-	eventually := meshtest.Eventually
-	eventually(t, 10*time.Second, func() (bool, string) {
+	meshtest.Eventually(t, 10*time.Second, func() (bool, string) {
 		var r struct{ Data []string }
 		if err := getJSON(api+"/api/v1/label/destination_service/values?"+url.Values{"match[]": {"weft_requests_total"}}.Encode(), &r); err != nil {
 			return false, err.Error()
@@ -517,56 +516,53 @@ func checkDashboardQueries(t *testing.T, api string) {
 	// queries not named here need only be valid.
 	want := map[string]func(rs []promResult) (bool, string){
 		"Requests/s A": func(rs []promResult) (bool, string) {
-			v := byService(rs, "destination_service")
+			v := valuesBy(rs, "destination_service")
 			return v["echo"] > 0 && v["interop"] > 0, fmt.Sprintf("got %v, want echo and interop above 0", v)
 		},
 		// echo's app answers a quarter of requests 500; every gRPC
 		// call to interop fails with HTTP 200 and grpc-status 12.
 		"Success rate A": func(rs []promResult) (bool, string) {
-			v := byService(rs, "destination_service")
+			v := valuesBy(rs, "destination_service")
 			_, ok := v["interop"]
 			return v["echo"] > 0.5 && v["echo"] < 0.95 && ok && v["interop"] == 0, fmt.Sprintf("got %v, want echo near 0.75 and interop 0", v)
 		},
 		"Calls by source service A": func(rs []promResult) (bool, string) {
-			v := byService(rs, "source_service", "destination_service")
+			v := valuesBy(rs, "source_service", "destination_service")
 			return v["web->echo"] > 0 && v["web->interop"] > 0, fmt.Sprintf("got %v, want web->echo and web->interop above 0", v)
 		},
 		"Calls by source service B": func(rs []promResult) (bool, string) {
-			v := byService(rs, "source_service", "destination_service")
+			v := valuesBy(rs, "source_service", "destination_service")
 			_, ok := v["web->interop"]
 			return v["web->echo"] > 0.5 && v["web->echo"] < 0.95 && ok && v["web->interop"] == 0, fmt.Sprintf("got %v, want web->echo near 0.75 and web->interop 0", v)
 		},
 		"Endpoints by health A": func(rs []promResult) (bool, string) {
-			v := byService(rs, "service", "health")
+			v := valuesBy(rs, "service", "health")
 			return v["echo->healthy"] == 1 && v["interop->healthy"] == 1, fmt.Sprintf("got %v, want one healthy endpoint of echo and of interop", v)
 		},
 		"Sidecar streams A": func(rs []promResult) (bool, string) {
-			v := byService(rs)
+			v := valuesBy(rs)
 			return v[""] == 3, fmt.Sprintf("got %v, want 3", v)
 		},
 		"Instances by state A": func(rs []promResult) (bool, string) {
-			v := byService(rs, "service", "state")
+			v := valuesBy(rs, "service", "state")
 			return v["echo->ready"] == 1 && v["interop->ready"] == 1, fmt.Sprintf("got %v, want echo and interop with one ready instance", v)
 		},
 	}
-	for _, panel := range []string{"Latency (p50, p95, p99)", "Calls by source service"} {
-		for _, ref := range []string{"A", "B", "C"} {
-			if panel == "Calls by source service" && ref != "C" {
-				continue
-			}
-			want[panel+" "+ref] = func(rs []promResult) (bool, string) {
-				v := byService(rs, "source_service", "destination_service")
-				if len(v) != 2 {
-					return false, fmt.Sprintf("got %v, want echo and interop", v)
-				}
-				for k, s := range v {
-					if !finite(s) || s <= 0 || s > 10 {
-						return false, fmt.Sprintf("got %v, want a latency in seconds for %s", v, k)
-					}
-				}
-				return true, ""
+	// Latencies, of each service and of each edge: two, in seconds.
+	latency := func(rs []promResult) (bool, string) {
+		v := valuesBy(rs, "source_service", "destination_service")
+		if len(v) != 2 {
+			return false, fmt.Sprintf("got %v, want echo and interop", v)
+		}
+		for k, s := range v {
+			if !finite(s) || s <= 0 || s > 10 {
+				return false, fmt.Sprintf("got %v, want a latency in seconds for %s", v, k)
 			}
 		}
+		return true, ""
+	}
+	for _, k := range []string{"Latency (p50, p95, p99) A", "Latency (p50, p95, p99) B", "Latency (p50, p95, p99) C", "Calls by source service C"} {
+		want[k] = latency
 	}
 
 	seen := map[string]bool{}
@@ -584,7 +580,7 @@ func checkDashboardQueries(t *testing.T, api string) {
 				}
 				return
 			}
-			eventually(t, 15*time.Second, func() (bool, string) {
+			meshtest.Eventually(t, 15*time.Second, func() (bool, string) {
 				rs, err := query(api, expr)
 				if err != nil {
 					t.Fatalf("%s: %v\n%s", q, err, expr)
