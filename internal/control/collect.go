@@ -45,6 +45,7 @@ func (c *Control) mountStats(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/telemetry/{service}/{instance}", c.stats.report)
 	mux.HandleFunc("GET /v1/stats", c.stats.list)
 	mux.HandleFunc("GET /v1/stats/{service}", c.stats.service)
+	mux.HandleFunc("GET /v1/stats/{service}/series", c.stats.series)
 }
 
 // report is POST /v1/telemetry/{service}/{instance}: one sidecar's
@@ -132,6 +133,35 @@ func (sc *statsCenter) service(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	telemetry.WriteJSON(w, http.StatusOK, collect.ServiceList{Window: collect.FormatWindow(window), Services: []collect.ServiceStats{st}})
+}
+
+// series is GET /v1/stats/{service}/series?window=1h&step=1m: the
+// service's figures step by step over the window (collect.SeriesList),
+// oldest first; window 10s to 1h (default 1h), step 10s to the window
+// (default a sixtieth of it).
+func (sc *statsCenter) series(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("service")
+	q := r.URL.Query()
+	window := collect.DefaultSeriesWindow
+	if q.Get("window") != "" {
+		d, err := collect.ParseWindow(q.Get("window"))
+		if err != nil {
+			fail(w, http.StatusBadRequest, err)
+			return
+		}
+		window = d
+	}
+	step, err := collect.ParseStep(q.Get("step"), window)
+	if err != nil {
+		fail(w, http.StatusBadRequest, err)
+		return
+	}
+	list, ok := sc.store.ServiceSeries(name, window, step)
+	if !ok {
+		fail(w, http.StatusNotFound, fmt.Errorf("service %q: no figures: none of its sidecars reported requests received in the last hour", name))
+		return
+	}
+	telemetry.WriteJSON(w, http.StatusOK, list)
 }
 
 func statsQuery(r *http.Request) (window time.Duration, edges bool, err error) {

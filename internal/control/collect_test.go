@@ -67,6 +67,25 @@ func TestTelemetryInStatsOut(t *testing.T) {
 	if len(edges.Edges) != 0 {
 		t.Errorf("edges of web: got %+v, want none", edges)
 	}
+	var series collect.SeriesList
+	getJSON(t, tc, "/v1/stats/api/series?window=10m&step=2m", &series)
+	if series.Service != "api" || series.Window != "10m" || series.Step != "2m" || len(series.Points) != 5 || series.Points[4].Requests != 5 {
+		t.Errorf("GET /v1/stats/api/series: got %+v, want 5 points of 2m, the last with 5 requests", series)
+	}
+	getJSON(t, tc, "/v1/stats/api/series", &series)
+	if series.Window != "1h" || series.Step != "1m" || len(series.Points) != 60 {
+		t.Errorf("GET /v1/stats/api/series: got window %s, step %s, %d points; want 1h, 1m, 60", series.Window, series.Step, len(series.Points))
+	}
+	for path, want := range map[string]string{
+		"/v1/stats/nope/series":                  "no figures",
+		"/v1/stats/api/series?window=2h":         "window",
+		"/v1/stats/api/series?step=5s":           "step",
+		"/v1/stats/api/series?step=2m&window=1m": "step",
+	} {
+		if code, body := tc.get(t, path); code/100 != 4 || !strings.Contains(body, want) {
+			t.Errorf("GET %s: got %d %s, want 4xx naming %q", path, code, body, want)
+		}
+	}
 	for path, want := range map[string]int{
 		"/v1/stats/nope":         http.StatusNotFound,
 		"/v1/stats?window=5s":    http.StatusBadRequest,
