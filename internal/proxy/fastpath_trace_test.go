@@ -1,0 +1,61 @@
+package proxy
+
+import (
+	"bufio"
+	"net"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/weftmesh/weft/internal/h1"
+	"github.com/weftmesh/weft/internal/proxy/plan"
+	"github.com/weftmesh/weft/internal/proxy/stdhttp"
+)
+
+// fastPairTraced is fastPairWith with both hops tracing at ratio (spans
+// recorded in memory).
+func fastPairTraced(tb testing.TB, app string, ratio float64) string {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(tracetest.NewSpanRecorder()))
+	tb.Cleanup(func() { tp.Shutdown(tb.Context()) })
+	tr := plan.NewTracer(tp.Tracer("bench"), ratio)
+	reg := prometheus.NewRegistry()
+	m := plan.NewMetrics(reg)
+	m.Source = "client"
+	serve := func(cfg Config) string { return serveProxy(tb, cfg) }
+	in := stdhttp.NewInbound("svc", "svc-1", app, stdhttp.NewTransport(), m)
+	in.TraceWith(tr)
+	inAddr := serve(Config{Resolve: in.Resolve, Metrics: m, Log: discard})
+	table := plan.NewTable(m, plan.Policy{Source: "client"})
+	table.SetTracer(tr)
+	updateTable(table, map[string][]EndpointSpec{"svc": {{Instance: "svc-1", Address: inAddr}}})
+	out := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, discard)
+	return serve(Config{Resolve: out.Resolve, Connect: true, Metrics: m, Log: discard})
+}
+
+// BenchmarkFastPathPairTraced is BenchmarkFastPathPair with tracing on
+// at 1%, as the sidecars run by default: what the spans cost per request.
+func BenchmarkFastPathPairTraced(b *testing.B) {
+	c, err := net.Dial("tcp", fastPairTraced(b, rawBackend(b), 0.01))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	req := []byte("GET / HTTP/1.1\r\nHost: svc\r\nUser-Agent: bench\r\n\r\n")
+	br := bufio.NewReader(c)
+	var resp h1.Head
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		if err := h1.ReadResponseHead(br, &resp); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := br.Discard(int(resp.ContentLength)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
