@@ -260,7 +260,7 @@ func TestKindFor(t *testing.T) {
 			}
 		})
 	}
-	if got, want := Kinds(), []string{"AlertRule", "ExternalService", "Fault", "GRPCRoute", "HTTPRoute", "ServiceSubset", "TrafficPolicy"}; !reflect.DeepEqual(got, want) {
+	if got, want := Kinds(), []string{"AlertRule", "AuthorizationPolicy", "ExternalService", "Fault", "GRPCRoute", "HTTPRoute", "ServiceSubset", "TrafficPolicy"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Kinds: got %v, want %v", got, want)
 	}
 }

@@ -37,6 +37,10 @@ func References(r *Resource) Refs {
 		}
 	case "TrafficPolicy":
 		out.Services = append(out.Services, r.Metadata.Name)
+	case "AuthorizationPolicy":
+		if a, err := CompileAuthorizationPolicy(r); err == nil {
+			out.Services = append(out.Services, authzServices(&a)...)
+		}
 	case "AlertRule":
 		if a, err := CompileAlertRule(r); err == nil {
 			out.Services = append(out.Services, alertServices(&a)...)

@@ -87,7 +87,10 @@ type kind struct {
 	apiVersion string // "": APIVersion
 	spec       reflect.Type
 	validate   func(spec json.RawMessage) *FieldError
-	words      []string // lower case
+	// named, when set, is the validator instead of validate, for a kind
+	// whose checks depend on the resource's name.
+	named func(name string, spec json.RawMessage) *FieldError
+	words []string // lower case
 }
 
 var kinds = map[string]kind{
@@ -103,6 +106,8 @@ var kinds = map[string]kind{
 	"Fault": {spec: reflect.TypeFor[Fault](), validate: validateFault},
 	"AlertRule": {spec: reflect.TypeFor[AlertRule](), validate: validateAlertRule,
 		words: []string{"alertrules", "ar"}},
+	"AuthorizationPolicy": {spec: reflect.TypeFor[AuthorizationPolicy](), named: validateAuthorizationPolicy,
+		words: []string{"authorizationpolicies", "authz", "ap"}},
 }
 
 // APIVersionOf is the apiVersion resources of kind are written with.
@@ -175,6 +180,9 @@ func (r *Resource) validate() *FieldError {
 	}
 	if fe := checkShape(docContent(&n), k.spec, "spec", nil); fe != nil {
 		return fe
+	}
+	if k.named != nil {
+		return k.named(r.Metadata.Name, r.Spec)
 	}
 	return k.validate(r.Spec)
 }
