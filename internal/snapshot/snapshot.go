@@ -31,6 +31,10 @@ import (
 type Snapshot struct {
 	Revision int64
 	Services map[string]*Service
+	// Authorization is every AuthorizationPolicy of the mesh, sorted by
+	// name: each inbound compiles those of its service and the mesh
+	// policy (package security/authz).
+	Authorization []config.Authorization
 }
 
 // Service is one name the mesh routes to.
@@ -63,6 +67,7 @@ type Endpoint struct {
 	Protocol string // http, h2c, tcp ("" for an HTTP external service)
 	Ready    bool   // the instance's sidecar reports its app up (external: always)
 	External bool   // from an ExternalService: nothing checks it
+	MTLS     bool   // its sidecar takes mutual TLS (registry.Instance.MTLS)
 }
 
 // Ready returns the endpoints traffic may go to.
@@ -112,7 +117,7 @@ func (c *Compiler) defaultPolicy() Policy {
 
 type decoded struct {
 	raw []byte
-	v   any // registry.Instance, registry.Service, extService, policyRecord, routeRecord or subsetRecord
+	v   any // registry.Instance, registry.Service, extService, policyRecord, routeRecord, subsetRecord, faultRecord or config.Authorization
 	err error
 }
 
@@ -158,7 +163,7 @@ func (c *Compiler) Compile(st push.State, rev int64) (*Snapshot, []Problem) {
 		case registry.Instance:
 			s := service(v.Service)
 			s.Endpoints = append(s.Endpoints, Endpoint{Instance: v.ID, Address: v.Address, Labels: v.Labels,
-				Protocol: v.Protocol, Ready: v.Ready})
+				Protocol: v.Protocol, Ready: v.Ready, MTLS: v.MTLS})
 		case registry.Service:
 			service(v.Name)
 		case extService:
@@ -176,6 +181,8 @@ func (c *Compiler) Compile(st push.State, rev int64) (*Snapshot, []Problem) {
 			subsets[v.name] = v.spec
 		case faultRecord:
 			faults[v.fault.Name] = v.fault
+		case config.Authorization:
+			snap.Authorization = append(snap.Authorization, v)
 		}
 	}
 	c.cache = next
@@ -191,6 +198,7 @@ func (c *Compiler) Compile(st push.State, rev int64) (*Snapshot, []Problem) {
 		}
 		sortRoutes(s.Routes)
 	}
+	sort.Slice(snap.Authorization, func(i, j int) bool { return snap.Authorization[i].Name < snap.Authorization[j].Name })
 	sort.Slice(problems, func(i, j int) bool { return problems[i].Key < problems[j].Key })
 	return snap, problems
 }
@@ -252,6 +260,13 @@ func decode(key string, raw []byte) decoded {
 			break
 		}
 		d.v = sr
+	case strings.HasPrefix(key, config.KeyPrefix+authorizationKind+"/"):
+		a, err := decodeAuthorization(key, raw)
+		if err != nil {
+			d.err = err
+			break
+		}
+		d.v = a
 	case strings.HasPrefix(key, config.KeyPrefix+policyKind+"/"):
 		pr, err := decodePolicy(key, raw)
 		if err != nil {

@@ -47,6 +47,8 @@ type MeshError struct {
 	// (its status, headers and body; x-weft-error still says why). A gRPC
 	// caller gets the trailers-only error as without it.
 	Fallback *Fallback `json:"-"`
+	// authz is the authorization decision that denied (authz.go).
+	authz string
 }
 
 // status is the HTTP status sent: the fallback's, if there is one.

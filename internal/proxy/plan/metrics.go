@@ -32,6 +32,8 @@ type Metrics struct {
 	tcpConns, tcpReceived, tcpSent, tcpIdle *prometheus.CounterVec
 	tcpActive                               *prometheus.GaugeVec
 	detections                              *prometheus.CounterVec
+	refused                                 *prometheus.CounterVec
+	authz                                   *prometheus.CounterVec
 }
 
 // NewMetrics registers the data path metrics in reg.
@@ -102,9 +104,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "weft_protocol_detections_total",
 			Help: "Connections accepted, by listener, the protocol they were taken for (http1, h2, tls, tcp) and how: sniffed from the first bytes, timeout (nothing sent in time), or declared (detection skipped).",
 		}, []string{"listener", "protocol", "how"}),
+		authz: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_authz_decisions_total",
+			Help: "Requests the inbound's AuthorizationPolicies decided on, by service and decision (allow or deny); none while no policy applies and the mesh default allows.",
+		}, []string{"service", "decision"}),
 	}
+	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weft_connections_refused_total",
+		Help: "Connections a listener closed at once, by reason: not-mtls (a strict inbound takes only mutual TLS from peer sidecars), handshake (a peer's mutual TLS failed: no certificate, another CA, expired, not a workload identity).",
+	}, []string{"listener", "reason"})
+	reg.MustRegister(m.refused)
 	reg.MustRegister(m.requests, m.duration, m.errors, m.retries, m.budgetDenied, m.hedges, m.overflows, m.mirrors, m.inflight, m.tunnels,
-		m.tcpConns, m.tcpActive, m.tcpReceived, m.tcpSent, m.tcpIdle, m.detections)
+		m.tcpConns, m.tcpActive, m.tcpReceived, m.tcpSent, m.tcpIdle, m.detections, m.authz)
 	return m
 }
 
@@ -256,6 +267,13 @@ func (m *Metrics) Detected(listener, protocol, how string) {
 	}
 }
 
+// Refused counts a connection a listener closed at once (nil-safe).
+func (m *Metrics) Refused(listener, reason string) {
+	if m != nil {
+		m.refused.WithLabelValues(listener, reason).Inc()
+	}
+}
+
 // TunnelOpened counts one CONNECT tunnel (nil-safe).
 func (m *Metrics) TunnelOpened() {
 	if m != nil {
@@ -383,6 +401,15 @@ func (s *ServiceMetrics) MeshError(reason string) {
 	if s != nil && reason != "" { // no reason: an answer that is no error (a probe's)
 		s.m.errors.WithLabelValues(s.direction, s.service, reason).Inc()
 	}
+}
+
+// authzCounters are the handles of the service's authorization
+// decisions (nil, nil when nothing is counted).
+func (s *ServiceMetrics) authzCounters() (allow, deny prometheus.Counter) {
+	if s == nil {
+		return nil, nil
+	}
+	return s.m.authz.WithLabelValues(s.service, "allow"), s.m.authz.WithLabelValues(s.service, "deny")
 }
 
 func (s *ServiceMetrics) retried() {

@@ -88,6 +88,7 @@ type Cluster struct {
 	log     *AccessLog      // where they are logged too; nil: not logged
 	subset  string          // "service/subset" for a ServiceSubset's cluster
 	routes  *routes         // the service's HTTPRoutes and GRPCRoutes (Route); nil: none
+	authz   *Authorization  // the inbound's authorization (authz.go); nil: none
 	group   *endpoint.Group // the service's outlier detection; nil: none
 	metrics *ServiceMetrics
 }

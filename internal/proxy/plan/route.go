@@ -96,6 +96,8 @@ type Routed struct {
 	Rewrite Rewrite
 	// rule is the rule that decided (for Record).
 	rule *routeRule
+	// authz is the inbound's authorization decision (Authorization).
+	authz string
 	// the mirrors this request drew (bit i: mirrorOf.mirrors[i];
 	// mirror.go)
 	mirrorOf  *routeRule
@@ -111,13 +113,23 @@ type Routed struct {
 // goes to a backend that does not exist gets 500 invalid-backend
 // (Gateway API); a Fault's abort is a MeshError with reason
 // fault-injected. With an error, the Routed names the rule that matched
-// (RuleRef, RouteName) and nothing else.
+// (RuleRef, RouteName) and nothing else. On the inbound, authorization
+// comes first (authz.go): a request it denies gets 403 denied.
 func (c *Cluster) Route(v request.View) (Routed, *MeshError) {
+	var decided string
+	if c.authz != nil {
+		var merr *MeshError
+		if decided, merr = c.authz.check(v); merr != nil {
+			return Routed{authz: decided}, merr
+		}
+	}
 	rs := c.routes
 	if rs == nil {
-		return Routed{Cluster: c}, nil
+		return Routed{Cluster: c, authz: decided}, nil
 	}
-	return rs.route(c, v)
+	out, merr := rs.route(c, v)
+	out.authz = decided
+	return out, merr
 }
 
 // Rewrite is a URLRewrite made for one request: the path (with the
@@ -141,9 +153,9 @@ func (rw Rewrite) ApplyTo(r *http.Request) error {
 	return nil
 }
 
-// Routed reports whether the service has routes: requests to it go
-// through Route.
-func (c *Cluster) Routed() bool { return c.routes != nil }
+// Routed reports whether the service has routes, or its inbound an
+// authorization in force: requests to it go through Route.
+func (c *Cluster) Routed() bool { return c.routes != nil || c.authorized() }
 
 func (rs *routes) route(parent *Cluster, v request.View) (Routed, *MeshError) {
 	rule := rs.match(v)

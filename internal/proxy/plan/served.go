@@ -60,6 +60,10 @@ type Served struct {
 	Service   string `json:"service"`
 	// Rule is the route rule that decided ("": the service has no routes).
 	Rule string `json:"rule,omitempty"`
+	// Authorization is what the inbound's AuthorizationPolicies decided,
+	// "allowed by AuthorizationPolicy/NAME rule N" ("": none in force,
+	// or not known to the engine that served it).
+	Authorization string `json:"authorization,omitempty"`
 	// Backend is the cluster the request went to: the service, or a
 	// subset "service/subset".
 	Backend string `json:"backend,omitempty"`
@@ -97,6 +101,7 @@ type served struct {
 	service, backend string
 	direction, from  string // from: the calling service when this sidecar is it
 	rule, instance   string
+	authz            string
 	attempts, status int
 	err              *MeshError
 	trace            [16]byte // the trace id (all zero: none)
@@ -121,6 +126,9 @@ type Visit struct {
 	// one began); Rule the route rule that decided (Routed.RuleRef).
 	Call *Call
 	Rule string
+	// Authorization is the inbound's authorization decision
+	// (Routed.Authorization; a denial is read from Err).
+	Authorization string
 	// Err is the mesh's own answer, when the route stage made one.
 	Err *MeshError
 	// Bytes is the response body's declared length (-1: not known).
@@ -225,6 +233,10 @@ func (c *Cluster) fill(e *served, v *Visit) {
 		e.direction = c.metrics.direction
 	}
 	e.rule = v.Rule
+	e.authz = v.Authorization
+	if v.Err != nil && v.Err.authz != "" {
+		e.authz = v.Err.authz
+	}
 	e.trace, e.received = [16]byte{}, -1
 	if cn := v.conn; cn != nil {
 		e.received, e.attempts = cn.Received, 1
@@ -301,7 +313,7 @@ func (r *Recent) Since(t time.Time, limit int) []Served {
 // view is e as a Served.
 func (e *served) view() Served {
 	return Served{ID: string(e.id[:e.idLen]), Time: e.at, Duration: e.took, Method: string(e.method[:e.methodLen]),
-		Path: string(e.path[:e.pathLen]), Direction: e.direction, Source: e.source(), Service: e.service, Rule: e.rule,
+		Path: string(e.path[:e.pathLen]), Direction: e.direction, Source: e.source(), Service: e.service, Rule: e.rule, Authorization: e.authz,
 		Backend: e.backend, Instance: e.instance, Attempts: e.attempts, Status: e.status, Bytes: e.bytes, Error: e.err,
 		TraceID: e.traceID(), BytesReceived: max(e.received, 0)}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/weftmesh/weft/internal/h1"
 	"github.com/weftmesh/weft/internal/health"
 	"github.com/weftmesh/weft/internal/proxy/plan"
+	"github.com/weftmesh/weft/internal/security/authz"
 	"github.com/weftmesh/weft/internal/snapshot"
 )
 
@@ -27,6 +28,7 @@ type Inbound struct {
 	H2      http.RoundTripper
 	metrics *plan.ServiceMetrics
 	cluster atomic.Pointer[plan.Cluster] // the app, as the fast path's only destination
+	authz   *plan.Authorization          // the service's AuthorizationPolicies, shared by every copy of cluster
 	healthy func() bool                  // the sidecar's check of its app, for probes (nil: no answer to probes)
 }
 
@@ -58,9 +60,16 @@ func NewInbound(service, instance, app string, transport http.RoundTripper, m *p
 	}
 	c := plan.NewCluster(service, []*plan.Endpoint{endpoint.New(service, instance, app, nil)}, 0, in.metrics)
 	c.PassTimeout = true // the app may read how long its caller waits, and pass it on
+	in.authz = plan.NewAuthorization(service, in.metrics)
+	c.Authorize(in.authz)
 	in.cluster.Store(c)
 	return in
 }
+
+// SetAuthorization puts the service's compiled AuthorizationPolicies in
+// force for the next request, on every engine (nil: every request is
+// let through).
+func (in *Inbound) SetAuthorization(m *authz.Matcher) { in.authz.Set(m) }
 
 // TraceWith makes the inbound's requests server spans of t (nil: none).
 // Call it before serving.
@@ -104,8 +113,19 @@ func (in *Inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	id := requestID(r) // a caller outside the mesh sent none: the app gets one
 	target := originTarget(r.RequestURI)
+	c := in.cluster.Load()
+	var decided string // the authorization's decision
+	if c.Routed() {
+		routed, merr := c.Route(&stdView{r}) // authorization first
+		if merr != nil {
+			res = failStd(w, r, in.metrics, merr)
+			c.RecordString(&plan.Visit{Start: start, End: time.Now(), Status: res.Status, Err: merr, Bytes: -1}, id, r.Method, target, source)
+			return
+		}
+		decided = routed.Authorization()
+	}
 	res = in.forward(w, r, start, func(k *plan.Call, status int, bytes int64) {
-		in.cluster.Load().RecordString(&plan.Visit{Start: start, End: time.Now(), Status: status, Call: k, Bytes: bytes}, id, r.Method, target, source)
+		c.RecordString(&plan.Visit{Start: start, End: time.Now(), Status: status, Call: k, Authorization: decided, Bytes: bytes}, id, r.Method, target, source)
 	})
 }
 

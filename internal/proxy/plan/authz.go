@@ -1,0 +1,104 @@
+package plan
+
+import (
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weftmesh/weft/internal/request"
+	"github.com/weftmesh/weft/internal/security/authz"
+)
+
+// Authorization on the inbound: the first step of the route stage of
+// the inbound's cluster (Cluster.Route) asks the service's compiled
+// AuthorizationPolicies (package security/authz) whether the calling
+// service may make the request; a denied request is answered 403
+// denied (gRPC: PERMISSION_DENIED) before any plan begins, counted in
+// weft_authz_decisions_total, and recorded with the rule that decided.
+
+// ReasonDenied is the reason of a request authorization refused: 403.
+const ReasonDenied = "denied"
+
+// Authorization is the authorization of one inbound: its service's
+// matcher, swapped atomically when the policies change, and the
+// counters of its decisions. Its methods are safe for concurrent use.
+type Authorization struct {
+	service string
+	metrics *ServiceMetrics
+	m       atomic.Pointer[authz.Matcher]
+
+	once        sync.Once // resolves the counters on the first matcher set
+	allow, deny prometheus.Counter
+}
+
+// NewAuthorization is the authorization of service's inbound, counted
+// in m (nil: not counted); it lets every request through until Set.
+func NewAuthorization(service string, m *ServiceMetrics) *Authorization {
+	return &Authorization{service: service, metrics: m}
+}
+
+// Set puts m in force from the next request on (nil: every request is
+// let through, and none is counted).
+func (a *Authorization) Set(m *authz.Matcher) {
+	if m != nil {
+		a.once.Do(func() { a.allow, a.deny = a.metrics.authzCounters() })
+	}
+	a.m.Store(m)
+}
+
+// Matcher is the matcher in force (nil: none).
+func (a *Authorization) Matcher() *authz.Matcher { return a.m.Load() }
+
+// Authorize makes a guard c's route stage (the inbound's cluster). Call
+// it before c serves; copies of c (ServerLimited) share a.
+func (c *Cluster) Authorize(a *Authorization) { c.authz = a }
+
+// authorized is true when c's route stage has an authorization in force.
+func (c *Cluster) authorized() bool { return c.authz != nil && c.authz.m.Load() != nil }
+
+// check decides on v: the decision's words for the record, and the
+// mesh error of a denial (nil: allowed).
+func (a *Authorization) check(v request.View) (string, *MeshError) {
+	m := a.m.Load()
+	if m == nil {
+		return "", nil
+	}
+	source := authzSource(v)
+	d := m.Decide(source, v)
+	if d.Allow {
+		if a.allow != nil {
+			a.allow.Inc()
+		}
+		return d.Text, nil
+	}
+	if a.deny != nil {
+		a.deny.Inc()
+	}
+	who := "a caller that names no service (no sidecar)"
+	if source != "" {
+		who = fmt.Sprintf("service %q", source)
+	}
+	return d.Text, &MeshError{Status: http.StatusForbidden, Reason: ReasonDenied, Service: a.service,
+		Message: fmt.Sprintf("%s calling %q is %s", who, a.service, d.Text), authz: d.Text}
+}
+
+// authzSource is the calling service as authorization takes it ("":
+// none). This is the one place it is read: until mutual TLS vouches for
+// the peer, it is the service the caller's sidecar names in
+// SourceHeader, which a client reaching the inbound without a sidecar
+// can set as it likes; once the peer's certificate is verified, its
+// identity takes the header's place here, and the matcher is unchanged.
+func authzSource(v request.View) string {
+	s := StringOf(v.Header(SourceHeader))
+	if !serviceName(s) {
+		return ""
+	}
+	return s
+}
+
+// Authorization is the authorization decision on the request, for the
+// record ("allowed by AuthorizationPolicy/NAME rule N"; "": none made).
+func (r *Routed) Authorization() string { return r.authz }
