@@ -10,6 +10,8 @@ import (
 
 	"github.com/weftmesh/weft/internal/proxy/plan"
 	"github.com/weftmesh/weft/internal/request"
+	"github.com/weftmesh/weft/internal/security/authz"
+	"github.com/weftmesh/weft/internal/snapshot"
 	"github.com/weftmesh/weft/internal/telemetry"
 )
 
@@ -21,9 +23,13 @@ type explainView struct {
 	Request  string           `json:"request"` // GET /items, and the headers given
 	Routes   []plan.RuleCheck `json:"routes,omitempty"`
 	Decision string           `json:"decision"`
-	Error    *explainError    `json:"error,omitempty"`
-	Faults   []string         `json:"faults,omitempty"`
-	Backends []explainBackend `json:"backends,omitempty"`
+	// Authorization is what the called service's inbound would decide,
+	// by its AuthorizationPolicies, on the request from this sidecar's
+	// service ("": none in force).
+	Authorization string           `json:"authorization,omitempty"`
+	Error         *explainError    `json:"error,omitempty"`
+	Faults        []string         `json:"faults,omitempty"`
+	Backends      []explainBackend `json:"backends,omitempty"`
 }
 
 type explainError struct {
@@ -109,6 +115,9 @@ func (s *Sidecar) explain(w http.ResponseWriter, r *http.Request) {
 		v.Faults = append(v.Faults, faultWords(f.Name, f.Delay, f.DelayPercent, f.AbortHTTP, f.AbortGRPC, f.AbortPercent))
 	}
 	snap := s.snap.Load()
+	if d.Error == nil && snap != nil {
+		s.explainAuthorization(&v, snap, d.Backends, req)
+	}
 	now := time.Now()
 	for _, b := range d.Backends {
 		eb := explainBackend{Name: b.Name, Share: 100 * b.Share, Invalid: b.Invalid, Candidates: []endpointView{}}
@@ -131,6 +140,37 @@ func (s *Sidecar) explain(w http.ResponseWriter, r *http.Request) {
 		v.Backends = append(v.Backends, eb)
 	}
 	telemetry.WriteJSON(w, http.StatusOK, v)
+}
+
+// explainAuthorization says what the inbound of each backend's service
+// would decide on req from this sidecar's service, by the policies in
+// snap: in v.Authorization and the decision, and as the error when it
+// denies.
+func (s *Sidecar) explainAuthorization(v *explainView, snap *snapshot.Snapshot, backends []plan.BackendChoice, req request.View) {
+	seen := map[string]bool{}
+	var words []string
+	for _, b := range backends {
+		if b.Cluster == nil || seen[b.Cluster.Service] {
+			continue
+		}
+		svc := b.Cluster.Service
+		seen[svc] = true
+		m, err := authz.Compile(svc, snap.Authorization)
+		if err != nil || m == nil {
+			continue
+		}
+		dec := m.Decide(s.cfg.Service, req)
+		words = append(words, fmt.Sprintf("at the inbound of %s: %s", svc, dec.Text))
+		if !dec.Allow && v.Error == nil {
+			v.Error = &explainError{Status: http.StatusForbidden, Reason: plan.ReasonDenied,
+				Message: fmt.Sprintf("service %q calling %q is %s", s.cfg.Service, svc, dec.Text)}
+		}
+	}
+	if len(words) == 0 {
+		return
+	}
+	v.Authorization = strings.Join(words, "; ")
+	v.Decision += "; authorization " + v.Authorization
 }
 
 // servedView is GET /explain?request-id=ID: what this sidecar did with
