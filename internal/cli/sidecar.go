@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +40,8 @@ func sidecarFlags(fs *flag.FlagSet, cfg *sidecar.Config) {
 	fs.StringVar(&cfg.OTLPEndpoint, "otlp-endpoint", "", "where spans go by OTLP: http://HOST:PORT[/PATH] (OTLP/HTTP), grpc://HOST:PORT (OTLP/gRPC), or off (default: the control plane's receiver)")
 	fs.Float64Var(&cfg.TraceSampling, "trace-sampling", cfg.TraceSampling, "share of the traces begun at this sidecar that are sampled, 0 to 1 (a trace begun elsewhere follows its caller)")
 	fs.DurationVar(&cfg.ReportInterval, "report-interval", cfg.ReportInterval, "how often to send the control plane a summary of the requests carried, for weft stat")
+	cfg.JoinToken = os.Getenv("WEFT_JOIN_TOKEN")
+	fs.Var(secretFlag{&cfg.JoinToken}, "join-token", "join token from weft token create: the control plane then issues this sidecar's workload certificate (env WEFT_JOIN_TOKEN, which keeps it out of ps)")
 }
 
 func newSidecarConfig() sidecar.Config {

@@ -105,6 +105,9 @@ type Config struct {
 	// TraceSampling is the share of traces begun at this sidecar that are
 	// sampled (0 to 1); a trace begun elsewhere follows its caller.
 	TraceSampling float64
+	// JoinToken, when set, proves this sidecar's service to the control
+	// plane, which then issues its workload certificate (certs.go).
+	JoinToken string
 }
 
 // Default returns the documented defaults.
@@ -243,6 +246,7 @@ type Sidecar struct {
 	health               *health
 	peers                *peers
 	report               *reporter // summaries to the collection center
+	certs                *certs    // workload certificate; nil without a join token
 }
 
 // New checks cfg, binds the listeners and wires the parts. Nothing runs
@@ -343,6 +347,10 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 		OnState: s.applyState,
 	}
 	s.rec = newRegistration(s.api, s.proxyRecord(), cfg.LeaseTTL, s.log)
+	if err := s.startCerts(); err != nil {
+		s.closeListeners()
+		return nil, err
+	}
 	if s.report, err = newReporter(s.api, deps.Registry, cfg.Service, cfg.ID, cfg.ReportInterval, s.log); err != nil {
 		s.closeListeners()
 		return nil, err
@@ -468,6 +476,9 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	}
 	spawn(func(c context.Context) { s.peers.run(c, s) })
 	spawn(func(c context.Context) { s.report.run(c) })
+	if s.certs != nil {
+		spawn(func(c context.Context) { s.certs.run(c) })
+	}
 
 	regCtx, stopReg := context.WithCancel(bg)
 	regDone := make(chan struct{})
