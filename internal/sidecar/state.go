@@ -10,6 +10,7 @@ import (
 	"github.com/weftmesh/weft/internal/endpoint"
 	"github.com/weftmesh/weft/internal/proxy/plan"
 	"github.com/weftmesh/weft/internal/push"
+	"github.com/weftmesh/weft/internal/security/authz"
 	"github.com/weftmesh/weft/internal/snapshot"
 	"github.com/weftmesh/weft/internal/telemetry"
 )
@@ -34,6 +35,11 @@ func (s *Sidecar) applyState(st push.State, rev int64) {
 		}
 		if err := s.in.SetServerLimit(rl, perSource); err != nil {
 			s.log.Warn("server-side rate limit not applied", "err", err)
+		}
+		if m, err := authz.Compile(s.cfg.Service, snap.Authorization); err != nil {
+			s.log.Warn("authorization policies not applied (the previous ones stay in force)", "err", err)
+		} else {
+			s.in.SetAuthorization(m)
 		}
 	}
 	s.log.Debug("routing table updated", "revision", rev, "services", len(snap.Services))
@@ -88,6 +94,7 @@ type configView struct {
 	Listeners        listenersView          `json:"listeners"`
 	App              *appView               `json:"app,omitempty"`
 	Settings         settingsView           `json:"settings"`
+	Certificate      *certView              `json:"certificate,omitempty"` // with --join-token (certs.go)
 	Services         map[string]serviceView `json:"services"`
 }
 
@@ -271,7 +278,8 @@ func (s *Sidecar) config() any {
 			DrainTimeout: duration(s.cfg.DrainTimeout), LeaseTTL: duration(s.cfg.LeaseTTL),
 			HTTP2Engine: s.cfg.HTTP2Engine, InboundTLS: s.cfg.InboundTLSCert != "",
 		},
-		Services: map[string]serviceView{},
+		Services:    map[string]serviceView{},
+		Certificate: s.certView(),
 	}
 	if s.inLn != nil {
 		v.Listeners.Advertise = s.advertise()

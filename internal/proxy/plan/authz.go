@@ -3,6 +3,7 @@ package plan
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -82,7 +83,7 @@ func (a *Authorization) check(v request.View) (string, *MeshError) {
 		who = fmt.Sprintf("service %q", source)
 	}
 	return d.Text, &MeshError{Status: http.StatusForbidden, Reason: ReasonDenied, Service: a.service,
-		Message: fmt.Sprintf("%s calling %q is %s", who, a.service, d.Text), authz: d.Text}
+		Message: fmt.Sprintf("%s calling %q is %s", who, a.service, d.Text), authz: d.Text, source: strings.Clone(source)}
 }
 
 // authzSource is the calling service as authorization takes it ("":

@@ -47,8 +47,9 @@ type MeshError struct {
 	// (its status, headers and body; x-weft-error still says why). A gRPC
 	// caller gets the trailers-only error as without it.
 	Fallback *Fallback `json:"-"`
-	// authz is the authorization decision that denied (authz.go).
-	authz string
+	// authz is the authorization decision that denied, and source the
+	// calling service it denied (authz.go).
+	authz, source string
 }
 
 // status is the HTTP status sent: the fallback's, if there is one.

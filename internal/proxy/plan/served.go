@@ -236,6 +236,9 @@ func (c *Cluster) fill(e *served, v *Visit) {
 	e.authz = v.Authorization
 	if v.Err != nil && v.Err.authz != "" {
 		e.authz = v.Err.authz
+		if e.srcLen == 0 { // (an engine that names no source with the route stage's answer)
+			e.srcLen = uint8(copy(e.src[:], v.Err.source))
+		}
 	}
 	e.trace, e.received = [16]byte{}, -1
 	if cn := v.conn; cn != nil {
