@@ -25,6 +25,7 @@
 package endpoint
 
 import (
+	"crypto/tls"
 	"maps"
 	"sync/atomic"
 	"time"
@@ -48,6 +49,10 @@ type Endpoint struct {
 	// Decay, when set before the endpoint is shared, is the decay time of
 	// its peak-EWMA latency estimate and failure rate (0: DefaultDecay).
 	Decay time.Duration
+
+	// tls, when set, is how a connection to it is secured: mutual TLS
+	// with the peer sidecar (nil: plain TCP). Read at each dial.
+	tls atomic.Pointer[tls.Config]
 
 	// Read by every Pick, written rarely.
 	ejectedUntil  atomic.Int64 // unix nanoseconds; connect backoff; 0 when in rotation
@@ -96,6 +101,13 @@ func New(service, instance, address string, labels map[string]string) *Endpoint 
 	e.makeLocals()
 	return e
 }
+
+// SetTLS makes new connections to e use mutual TLS with cfg (nil:
+// plain TCP); open connections stay as they are.
+func (e *Endpoint) SetTLS(cfg *tls.Config) { e.tls.Store(cfg) }
+
+// TLS is how new connections to e are secured (nil: plain TCP).
+func (e *Endpoint) TLS() *tls.Config { return e.tls.Load() }
 
 // SameIdentity reports whether e is the endpoint another spec describes:
 // same instance, address, labels and protocol. State carries over only then.

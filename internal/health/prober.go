@@ -21,11 +21,14 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/weftmesh/weft/internal/endpoint"
+
+	"github.com/weftmesh/weft/internal/proxy/conn"
 )
 
 // Defaults of Config.
@@ -59,6 +62,7 @@ type Config struct {
 // with Run and each other.
 type Prober struct {
 	probe     ProbeFunc
+	ownProbe  bool // Config.Probe was nil: endpoints with mutual TLS are probed over it
 	idleAfter time.Duration
 	maxConc   int
 	log       *slog.Logger
@@ -96,7 +100,7 @@ func New(cfg Config) *Prober {
 	p := &Prober{probe: cfg.Probe, idleAfter: cfg.IdleAfter, maxConc: cfg.MaxConcurrent, log: cfg.Logger,
 		services: map[string]*service{}, wake: make(chan struct{}, 1)}
 	if p.probe == nil {
-		p.probe = HTTPProbe(nil)
+		p.probe, p.ownProbe = HTTPProbe(nil), true
 	}
 	if p.idleAfter <= 0 {
 		p.idleAfter = DefaultIdleAfter
@@ -230,7 +234,15 @@ func (p *Prober) dispatch(ctx context.Context, now time.Time, wg *sync.WaitGroup
 func (p *Prober) run(ctx context.Context, name string, t *target, timeout time.Duration, start time.Time) {
 	defer p.poke()
 	pctx, cancel := context.WithTimeout(ctx, timeout)
-	err := p.probe(pctx, t.ep.Address)
+	probe := p.probe
+	if cfg := t.ep.TLS(); cfg != nil && p.ownProbe {
+		// A peer that takes mutual TLS is probed over it, as its traffic
+		// goes (a strict inbound refuses plain connections).
+		probe = HTTPProbe(func(context.Context, string, string) (net.Conn, error) {
+			return conn.DialPeer(t.ep.Address, cfg, conn.ALPNMeshHTTP1)
+		})
+	}
+	err := probe(pctx, t.ep.Address)
 	cancel()
 	p.mu.Lock()
 	defer p.mu.Unlock()

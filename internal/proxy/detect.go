@@ -9,10 +9,12 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/weftmesh/weft/internal/proxy/conn"
 	"github.com/weftmesh/weft/internal/proxy/plan"
+	"github.com/weftmesh/weft/internal/security"
 )
 
 // Protocols a listener tells apart from a connection's first bytes.
@@ -41,28 +43,50 @@ const DefaultDetectTimeout = 100 * time.Millisecond
 //	anything else                 -> bytes where Opaque is set, else the HTTP loop (400)
 func (s *Listener) detect(cc *conn.Client) bool {
 	var dest *plan.Cluster
+	strict := s.cfg.Strict != nil && s.cfg.Strict()
 	if s.cfg.Opaque != nil {
 		var declared bool
-		if dest, declared = s.cfg.Opaque(); declared {
+		// (A peer's mutual TLS must be told from the app's bytes: with
+		// MeshTLS, a declared TCP app's connections are sniffed too.)
+		if dest, declared = s.cfg.Opaque(); declared && s.cfg.MeshTLS == nil {
 			s.cfg.Metrics.Detected(s.cfg.Name, ProtoTCP, "declared")
 			s.forwardTCP(cc, dest)
 			return false
 		}
 	}
 	wait := conn.ClientIdleTimeout
-	if s.cfg.Opaque != nil && s.cfg.DetectTimeout > 0 {
+	if s.cfg.Opaque != nil && s.cfg.DetectTimeout > 0 && !strict {
 		wait = s.cfg.DetectTimeout
 	}
 	cc.DL.Set(cc.Conn, time.Now(), wait, 0)
 	proto, err := sniff(cc.BR)
 	if err != nil {
-		if s.cfg.Opaque != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		if s.cfg.Opaque != nil && !strict && errors.Is(err, os.ErrDeadlineExceeded) {
 			s.cfg.Metrics.Detected(s.cfg.Name, ProtoTCP, "timeout")
 			s.forwardTCP(cc, dest)
 		}
 		return false // the client left, or sent nothing for the idle timeout
 	}
 	s.cfg.Metrics.Detected(s.cfg.Name, proto, "sniffed")
+	if proto == ProtoTLS && s.cfg.MeshTLS != nil && meshHello(cc.BR) {
+		if proto, err = s.terminateMeshTLS(cc); err != nil {
+			s.cfg.Log.Warn("mutual TLS from a peer refused", "listener", s.cfg.Name, "client", cc.Raw.RemoteAddr().String(), "err", err)
+			s.cfg.Metrics.Refused(s.cfg.Name, "handshake")
+			return false
+		}
+		s.cfg.Metrics.Detected(s.cfg.Name+"+mtls", proto, "negotiated")
+		if proto == ProtoTCP {
+			s.forwardTCP(cc, dest)
+			return false
+		}
+		return true
+	}
+	if strict {
+		s.cfg.Log.Warn("connection refused: this inbound takes only mutual TLS from peer sidecars (strict mode)", "listener", s.cfg.Name,
+			"client", cc.Raw.RemoteAddr().String(), "detected", proto)
+		s.cfg.Metrics.Refused(s.cfg.Name, "not-mtls")
+		return false
+	}
 	if proto == ProtoTLS && s.cfg.TLS != nil {
 		if proto, err = s.terminateTLS(cc); err != nil {
 			s.cfg.Log.Debug("TLS handshake failed", "listener", s.cfg.Name, "client", cc.Raw.RemoteAddr().String(), "err", err)
@@ -166,6 +190,60 @@ func (s *Listener) terminateTLS(cc *conn.Client) (string, error) {
 		return ProtoH2, nil
 	}
 	return sniff(cc.BR)
+}
+
+// meshHello reports whether the buffered ClientHello offers a mesh ALPN
+// protocol: a peer sidecar's mutual TLS, not the app's own TLS.
+func meshHello(br *bufio.Reader) bool {
+	hdr, err := br.Peek(5)
+	if err != nil {
+		return false
+	}
+	record, err := br.Peek(5 + (int(hdr[3])<<8 | int(hdr[4])))
+	if err != nil {
+		return false
+	}
+	mesh := false
+	cfg := &tls.Config{GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+		for _, p := range h.SupportedProtos {
+			if slices.Contains(conn.MeshALPN, p) {
+				mesh = true
+			}
+		}
+		return nil, errHelloRead
+	}}
+	_ = tls.Server(&replayConn{r: bytes.NewReader(record)}, cfg).Handshake()
+	return mesh
+}
+
+// terminateMeshTLS completes a peer sidecar's mutual TLS handshake (its
+// certificate checked by MeshTLS), makes the TLS connection the one the
+// rest of the path reads and writes, names the peer, and says what the
+// connection carries, as its ALPN protocol does.
+func (s *Listener) terminateMeshTLS(cc *conn.Client) (string, error) {
+	cc.DL.Set(cc.Raw, time.Now(), s.cfg.HeadTimeout, 0)
+	cc.RawBR = cc.BR
+	tc := tls.Server(&conn.Buffered{Conn: cc.Raw, R: cc.RawBR}, s.cfg.MeshTLS)
+	if err := tc.Handshake(); err != nil {
+		return "", err
+	}
+	st := tc.ConnectionState()
+	peer, err := security.PeerService(st)
+	if err != nil {
+		return "", err
+	}
+	cc.Conn, cc.Sock, cc.Peer = tc, nil, peer
+	cc.BR = conn.GetReader(tc)
+	cc.BW.Reset(tc)
+	switch st.NegotiatedProtocol {
+	case conn.ALPNMeshH2:
+		return ProtoH2, nil
+	case conn.ALPNMeshTCP:
+		return ProtoTCP, nil
+	case conn.ALPNMeshHTTP1:
+		return ProtoHTTP1, nil
+	}
+	return "", fmt.Errorf("mutual TLS negotiated %q, not one of %v", st.NegotiatedProtocol, conn.MeshALPN)
 }
 
 // sniff classifies the connection by its first bytes without consuming

@@ -148,8 +148,13 @@ func TestHedgingWhenATryFails(t *testing.T) {
 					t.Fatalf("request %d: got %d %q, want 200 \"answered\"", i, resp.StatusCode, body)
 				}
 			}
-			won := sample(t, reg, "weft_hedges_total", "service", "svc", "outcome", "won")
-			failed := sample(t, reg, "weft_hedges_total", "service", "svc", "outcome", "failed")
+			// (A hedge's outcome may be counted just after its answer went out.)
+			var won, failed float64
+			waitFor(t, 5*time.Second, "every hedge's outcome counted", func() bool {
+				won = sample(t, reg, "weft_hedges_total", "service", "svc", "outcome", "won")
+				failed = sample(t, reg, "weft_hedges_total", "service", "svc", "outcome", "failed")
+				return won+failed >= requests
+			})
 			retries := sample(t, reg, "weft_retries_total", "service", "svc")
 			if won+failed != requests || won == 0 || failed == 0 || retries != 0 {
 				t.Errorf("hedges won %v, failed %v, retries %v; want %d in all, some of each, and no retry", won, failed, retries, requests)

@@ -121,7 +121,7 @@ func TestMirrorsEveryEngine(t *testing.T) {
 				send(http.MethodPost, "/pkg.Svc/Get", "\x00\x00\x00\x00\x02hi", true)
 				want = append(want, "POST /pkg.Svc/Get host=svc-shadow x-env=canary body=\x00\x00\x00\x00\x02hi")
 			}
-			waitFor(t, 5*time.Second, "the copies at the mirror", func() bool { return len(shadow.seen()) == len(want) })
+			waitFor(t, 15*time.Second, "the copies at the mirror", func() bool { return len(shadow.seen()) == len(want) })
 			got := shadow.seen()
 			slices.Sort(got) // (copies go in parallel)
 			slices.Sort(want)

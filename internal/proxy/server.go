@@ -81,6 +81,17 @@ type Config struct {
 	// http/1.1) instead of forwarding it as bytes; what it carries is
 	// detected again.
 	TLS *tls.Config
+	// MeshTLS, when set, terminates the mutual TLS of peer sidecars: a
+	// ClientHello offering a mesh ALPN protocol (conn.MeshALPN) is
+	// handshaken with it, the peer's certificate gives the connection's
+	// Peer, and the protocol it negotiated says what it carries. Other
+	// TLS goes on as TLS sets, or as bytes.
+	MeshTLS *tls.Config
+	// Strict, when set and true, refuses every connection that is not
+	// mutual TLS from a peer sidecar (the service's strict mode); it is
+	// asked at each new connection, so a change of mode takes effect at
+	// once.
+	Strict func() bool
 	// DetectTimeout is how long a listener with Opaque waits for a new
 	// connection's first line before forwarding it as TCP (0: as long as
 	// the client idle timeout).

@@ -40,11 +40,15 @@ type Instance struct {
 	Address string            `json:"address"` // host:port that peers dial (the sidecar's inbound)
 	Labels  map[string]string `json:"labels,omitempty"`
 	// Protocol is what the instance's app speaks: http, h2c or tcp (empty: http).
-	Protocol string    `json:"protocol,omitempty"`
-	Ready    bool      `json:"ready"`
-	Node     string    `json:"node,omitempty"` // host name of the machine
-	Since    time.Time `json:"since"`          // when this sidecar registered
-	Lease    LeaseID   `json:"lease,omitempty"`
+	Protocol string `json:"protocol,omitempty"`
+	// MTLS: the instance's sidecar takes mutual TLS from peer sidecars
+	// (it holds a workload certificate), so peers that hold one too
+	// connect to it over mutual TLS.
+	MTLS  bool      `json:"mtls,omitempty"`
+	Ready bool      `json:"ready"`
+	Node  string    `json:"node,omitempty"` // host name of the machine
+	Since time.Time `json:"since"`          // when this sidecar registered
+	Lease LeaseID   `json:"lease,omitempty"`
 }
 
 // Key is the etcd key of an instance.

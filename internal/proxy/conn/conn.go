@@ -47,6 +47,9 @@ type Client struct {
 	// HandedOff: net/http owns the connection now; the listener must not
 	// close it.
 	HandedOff bool
+	// Peer is the service of the peer sidecar at the other end, as its
+	// certificate proves it ("": not a mutual-TLS connection).
+	Peer string
 
 	state  atomic.Int32
 	goAway atomic.Pointer[func()]

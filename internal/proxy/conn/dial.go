@@ -1,6 +1,8 @@
 package conn
 
 import (
+	"crypto/tls"
+	"fmt"
 	"net"
 	"time"
 )
@@ -27,6 +29,42 @@ func Dial(addr string) (net.Conn, error) {
 		return loopbackDialer.Dial("tcp", addr)
 	}
 	return dialer.Dial("tcp", addr)
+}
+
+// The ALPN protocols of mutual TLS between sidecars name what the
+// connection carries once the handshake is done; the receiving sidecar
+// tells mesh TLS from an app's own TLS by them.
+const (
+	ALPNMeshHTTP1 = "weft/http1"
+	ALPNMeshH2    = "weft/h2"
+	ALPNMeshTCP   = "weft/tcp"
+)
+
+// MeshALPN are the ALPN protocols of mutual TLS between sidecars.
+var MeshALPN = []string{ALPNMeshH2, ALPNMeshHTTP1, ALPNMeshTCP}
+
+// DialPeer connects to a peer sidecar at addr: over mutual TLS with cfg
+// (the connection to carry alpn), or plain TCP when cfg is nil. It is
+// the one dialer of connections to other sidecars, for every engine.
+func DialPeer(addr string, cfg *tls.Config, alpn string) (net.Conn, error) {
+	raw, err := Dial(addr)
+	if err != nil || cfg == nil {
+		return raw, err
+	}
+	c := cfg.Clone() // (the session cache is shared: resumption keeps the handshake short)
+	c.NextProtos = []string{alpn}
+	tc := tls.Client(raw, c)
+	raw.SetDeadline(time.Now().Add(DialTimeout))
+	if err := tc.Handshake(); err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("mutual TLS with %s: %w", addr, err)
+	}
+	if got := tc.ConnectionState().NegotiatedProtocol; got != alpn {
+		raw.Close()
+		return nil, fmt.Errorf("mutual TLS with %s: the peer took %q for %q (not a Weft sidecar of this version?)", addr, got, alpn)
+	}
+	raw.SetDeadline(time.Time{})
+	return tc, nil
 }
 
 // IsLoopback reports whether a host:port names this host's loopback.

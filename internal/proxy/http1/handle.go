@@ -51,7 +51,7 @@ func (e *Engine) handle(cc *Conn) bool {
 		if routed, merr = c.Route(&cc.view); merr != nil {
 			e.meshError(cc, c, merr)
 			now := time.Now()
-			c.Metrics().Answered(plan.Result{Status: merr.Status, Source: plan.StringOf(sourceOf(c, req)), Route: routed.RouteName()}, cc.start, now)
+			c.Metrics().Answered(plan.Result{Status: merr.Status, Source: plan.StringOf(sourceOf(c, cc)), Route: routed.RouteName()}, cc.start, now)
 			c.Record(&plan.Visit{Start: cc.start, End: now, Status: merr.Status, Err: merr, Rule: routed.RuleRef(), Bytes: -1},
 				cc.id, req.Method(), originForm(req.Target()), nil)
 			return !hasBody(req) && !req.Close
@@ -68,7 +68,7 @@ func (e *Engine) handle(cc *Conn) bool {
 	ex.k.SetRoute(routed.RouteName(), routed.RulePath())
 	defer func() {
 		now := time.Now() // one clock read for the metrics, the attempt and the record
-		src := sourceOf(called, req)
+		src := sourceOf(called, cc)
 		res := plan.Result{Status: ex.status, Source: plan.StringOf(src), Route: ex.routed.RouteName()}
 		m.DoneAt(res, cc.start, now)
 		ex.k.Finish(now)
@@ -523,13 +523,17 @@ func (e *Engine) meshError(cc *Conn, c *plan.Cluster, merr *plan.MeshError) {
 	cc.BW.Flush()
 }
 
-// sourceOf is the calling service an inbound request names, as the peer
-// sidecar named it (nil outbound: the caller is this sidecar's service).
-func sourceOf(c *plan.Cluster, req *h1.Head) []byte {
-	if c.Source != "" {
+// sourceOf is the calling service of an inbound request: the peer
+// sidecar's, as its certificate proves it over mutual TLS, else as the
+// peer named it (nil outbound: the caller is this sidecar's service).
+func sourceOf(c *plan.Cluster, cc *Conn) []byte {
+	switch {
+	case c.Source != "":
 		return nil
+	case cc.Peer != "":
+		return plan.BytesOf(cc.Peer)
 	}
-	return req.Get(plan.SourceHeader)
+	return cc.req.Get(plan.SourceHeader)
 }
 
 // destinationOf returns the authority the request names and whether it

@@ -79,7 +79,7 @@ func (p *pool) get(fresh bool, now time.Time, lim endpoint.ConnLimit) (*upConn, 
 			return c, err
 		}
 	}
-	nc, err := conn.Dial(p.addr)
+	nc, err := conn.DialPeer(p.addr, p.ep.TLS(), conn.ALPNMeshHTTP1)
 	if err != nil {
 		p.ep.ReleaseConn()
 		return nil, err

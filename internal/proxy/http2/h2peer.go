@@ -14,6 +14,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/weftmesh/weft/internal/endpoint"
+	"github.com/weftmesh/weft/internal/proxy/conn"
 	"github.com/weftmesh/weft/internal/proxy/plan"
 )
 
@@ -215,23 +216,20 @@ func (pl *h2Pool) remove(p *h2Peer) {
 	}
 }
 
-// h2Dialer dials instances for the HTTP/2 engine.
-var h2Dialer = net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
-
 // dialH2 connects to ep, sends the preface and SETTINGS, and starts the
 // connection's reader.
 func dialH2(ep *plan.Endpoint) (*h2Peer, error) {
-	conn, err := h2Dialer.Dial("tcp", ep.Address)
+	nc, err := conn.DialPeer(ep.Address, ep.TLS(), conn.ALPNMeshH2)
 	if err != nil {
 		return nil, err
 	}
 	p := &h2Peer{ep: ep, streams: map[uint32]*h2Stream{}, nextID: 1,
 		set: h2Settings{initWin: h2StreamWindow, maxStreams: 100}, settled: make(chan struct{})}
-	p.w.init(conn)
+	p.w.init(nc)
 	p.w.wake = p.resume
 	p.sendWin = h2StreamWindow
 	p.recvWin = h2ConnWindow
-	br := bufio.NewReaderSize(stampReads{conn, &p.lastRead}, 32<<10)
+	br := bufio.NewReaderSize(stampReads{nc, &p.lastRead}, 32<<10)
 	p.fr = http2.NewFramer(nil, br)
 	p.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	p.fr.MaxHeaderListSize = h2MaxHeaderList
@@ -248,7 +246,7 @@ func dialH2(ep *plan.Endpoint) (*h2Peer, error) {
 	err = p.w.err
 	p.w.mu.Unlock()
 	if err != nil {
-		conn.Close()
+		nc.Close()
 		return nil, err
 	}
 	p.lastRead.Store(sinceStart())
@@ -260,7 +258,7 @@ func dialH2(ep *plan.Endpoint) (*h2Peer, error) {
 	// Streams wait for the peer's SETTINGS, so none is opened beyond its
 	// MAX_CONCURRENT_STREAMS (it would be refused, and a request with a
 	// body cannot be sent again). One round trip per new connection.
-	t := time.NewTimer(h2Dialer.Timeout)
+	t := time.NewTimer(conn.DialTimeout)
 	defer t.Stop()
 	select {
 	case <-p.settled:
@@ -268,7 +266,7 @@ func dialH2(ep *plan.Endpoint) (*h2Peer, error) {
 		p.w.mu.Lock()
 		p.w.fail(errors.New("no SETTINGS from the peer"))
 		p.w.mu.Unlock()
-		return nil, fmt.Errorf("%s: no HTTP/2 SETTINGS within %s", ep.Address, h2Dialer.Timeout)
+		return nil, fmt.Errorf("%s: no HTTP/2 SETTINGS within %s", ep.Address, conn.DialTimeout)
 	}
 	p.w.mu.Lock()
 	closed := p.closed || p.w.err != nil

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"crypto/tls"
 	"fmt"
 	"sort"
 	"sync"
@@ -21,6 +22,7 @@ type Table struct {
 	recent  *Recent    // the requests its clusters served
 	log     *AccessLog // and their access log (nil: off)
 	tracer  *Tracer    // and their spans (nil: off)
+	peerTLS PeerTLS    // mutual TLS to peer sidecars that take it (nil: plain TCP)
 
 	// mirrorer sends route rules' mirrored copies (nil: none sent).
 	mirrorer Mirrorer
@@ -59,6 +61,18 @@ func NewTable(m *Metrics, policy Policy) *Table {
 // SetAccessLog makes the table's clusters log each request to l, from
 // the next Update on (nil: off). Call it before the first Update.
 func (t *Table) SetAccessLog(l *AccessLog) { t.log = l }
+
+// PeerTLS gives the TLS config of connections to a peer sidecar of a
+// service: mutual TLS, the peer's identity checked against the service
+// (security.Credentials.ClientConfig).
+type PeerTLS interface {
+	ClientConfig(service string) *tls.Config
+}
+
+// SetPeerTLS makes connections to peer sidecars that take mutual TLS
+// (snapshot.Endpoint.MTLS) use it, from the next Update on (nil: plain
+// TCP to every peer). Call it before the first Update.
+func (t *Table) SetPeerTLS(p PeerTLS) { t.peerTLS = p }
 
 // SetTracer makes the table's clusters trace their requests with t, from
 // the next Update on (nil: off). Call it before the first Update.
@@ -120,11 +134,20 @@ func (t *Table) Update(snap *snapshot.Snapshot) []error {
 			m = t.metrics.service(name)
 		}
 		eps := make([]*Endpoint, 0, len(ready))
+		var peerTLS *tls.Config // the service's, made once
 		for _, s := range ready {
 			e := prev[s.Address]
 			if e == nil || !e.SameIdentity(s.Instance, s.Address, s.Protocol, s.Labels) {
 				e = endpoint.New(name, s.Instance, s.Address, s.Labels)
 				e.Protocol = s.Protocol
+			}
+			if s.MTLS && !s.External && t.peerTLS != nil {
+				if peerTLS == nil {
+					peerTLS = t.peerTLS.ClientConfig(name)
+				}
+				e.SetTLS(peerTLS)
+			} else {
+				e.SetTLS(nil)
 			}
 			eps = append(eps, e)
 		}

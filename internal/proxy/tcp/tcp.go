@@ -85,7 +85,7 @@ func (p *Proxy) Dial(c *plan.Cluster) (net.Conn, *plan.Endpoint, *plan.MeshError
 			k.Overflowed(err)
 			continue
 		}
-		nc, err := conn.Dial(ep.Address)
+		nc, err := conn.DialPeer(ep.Address, ep.TLS(), conn.ALPNMeshTCP)
 		if err == nil {
 			k.OK()
 			return nc, ep, nil

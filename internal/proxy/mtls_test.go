@@ -1,0 +1,260 @@
+package proxy
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weftmesh/weft/internal/proxy/conn"
+	"github.com/weftmesh/weft/internal/proxy/plan"
+	"github.com/weftmesh/weft/internal/proxy/stdhttp"
+	"github.com/weftmesh/weft/internal/proxy/tcp"
+	"github.com/weftmesh/weft/internal/security"
+	"github.com/weftmesh/weft/internal/security/ca"
+	"github.com/weftmesh/weft/internal/snapshot"
+)
+
+// testCA opens a CA in a temporary directory.
+func testCA(t *testing.T) *ca.CA {
+	t.Helper()
+	c, err := ca.Open(ca.Config{Dir: t.TempDir(), TrustDomain: "weft.test"})
+	if err != nil {
+		t.Fatalf("ca.Open: %v", err)
+	}
+	return c
+}
+
+// workload is Credentials holding a certificate c signs for service.
+func workload(t *testing.T, c *ca.CA, service string) *security.Credentials {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, _ := x509.ParseCertificateRequest(der)
+	got, err := c.Sign(csr, service, time.Hour)
+	if err != nil {
+		t.Fatalf("Sign: %v", err)
+	}
+	cert := &tls.Certificate{PrivateKey: key, Leaf: got.Cert}
+	for _, x := range got.Chain {
+		cert.Certificate = append(cert.Certificate, x.Raw)
+	}
+	creds := security.NewCredentials()
+	if err := creds.Update(cert, c.Bundle()); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	return creds
+}
+
+// mtlsSide is one end of a mutual-TLS pair of sidecars.
+type mtlsSide struct {
+	out, upstream, in string // the outbound, a TCP upstream listener bound to svc, the inbound
+	m                 *plan.Metrics
+	reg               *prometheus.Registry
+}
+
+// mtlsPair is a caller's sidecar (creds of service "client") in front of
+// the inbound of service svc (creds server) for app, speaking appProto
+// (http, h2c or tcp); strict makes the inbound take only mutual TLS.
+func mtlsPair(t *testing.T, client, server *security.Credentials, app, appProto string, strict bool) mtlsSide {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	m := plan.NewMetrics(reg)
+	in := stdhttp.NewInbound("svc", "svc-1", app, stdhttp.NewTransport(), m)
+	h2 := stdhttp.NewH2CTransport()
+	if appProto == "h2c" {
+		in.Transport, in.H2 = h2, h2
+	}
+	t.Cleanup(h2.CloseIdleConnections)
+	t.Cleanup(in.CloseIdle)
+	meshTLS := server.ServerConfig()
+	meshTLS.NextProtos = conn.MeshALPN
+	bytes := &tcp.Proxy{}
+	inCfg := Config{Name: "inbound", Resolve: in.Resolve, H2: in, H2Frames: in.RouteH2, Metrics: m, Log: discard, TCP: bytes,
+		MeshTLS: meshTLS, Strict: func() bool { return strict },
+		Opaque: func() (*plan.Cluster, bool) { return in.AppCluster(), appProto == "tcp" }}
+	if appProto == "h2c" {
+		inCfg.H1 = in
+	}
+	inAddr := serveProxy(t, inCfg)
+	table := plan.NewTable(m, plan.Policy{}) // (no x-weft-source sent: the inbound knows the caller by its certificate)
+	table.SetPeerTLS(client)
+	snap := &snapshot.Snapshot{Services: map[string]*snapshot.Service{"svc": {Name: "svc", Policy: testPolicy(), Protocol: appProto,
+		Endpoints: []snapshot.Endpoint{{Instance: "svc-1", Address: inAddr, Protocol: appProto, Ready: true, MTLS: true}}}}}
+	if errs := table.Update(snap); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	t.Cleanup(table.CloseIdle)
+	out := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, discard)
+	outH2 := stdhttp.NewH2CTransport()
+	out.H2 = outH2
+	t.Cleanup(outH2.CloseIdleConnections)
+	return mtlsSide{
+		out: serveProxy(t, Config{Name: "outbound", Resolve: out.Resolve, H2: out, H2Frames: out.RouteH2, Metrics: m, Log: discard}),
+		upstream: serveProxy(t, Config{Name: "upstream/svc", TCP: bytes, Metrics: m, Log: discard,
+			Opaque: func() (*plan.Cluster, bool) { return table.Lookup("svc"), true }}),
+		in: inAddr, m: m, reg: reg,
+	}
+}
+
+// tcpEcho is a TCP app that echoes each line back upper-cased.
+func tcpEcho(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				b := make([]byte, 256)
+				for {
+					n, err := c.Read(b)
+					if err != nil {
+						return
+					}
+					c.Write([]byte(strings.ToUpper(string(b[:n]))))
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// Sidecars speak mutual TLS to a peer that takes it, on HTTP/1.1,
+// HTTP/2 (gRPC-shaped) and TCP; the inbound knows the caller by its
+// certificate (no x-weft-source is sent); a strict inbound refuses the
+// plain connections of clients without a sidecar.
+func TestMutualTLSEveryProtocol(t *testing.T) {
+	authority := testCA(t)
+	client, server := workload(t, authority, "client"), workload(t, authority, "svc")
+	h1App := serveH2C(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "app saw %s %s source=%q", r.Proto, r.URL.Path, r.Header.Get(plan.SourceHeader))
+	}))
+
+	t.Run("http1", func(t *testing.T) {
+		p := mtlsPair(t, client, server, h1App, "http", true)
+		resp, err := (&http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(mustURL(t, "http://"+p.out))}}).Get("http://svc/items")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "app saw HTTP/1.1 /items") {
+			t.Fatalf("got %d %q, want 200 from the app", resp.StatusCode, body)
+		}
+		waitFor(t, 5*time.Second, "the inbound's count of the caller by its certificate", func() bool {
+			return sample(t, p.reg, "weft_requests_total", "direction", "inbound", "source_service", "client", "response_code", "200") == 1
+		})
+		if n := sample(t, p.reg, "weft_protocol_detections_total", "listener", "inbound+mtls", "protocol", "http1"); n != 1 {
+			t.Errorf("mutual-TLS connections carrying HTTP/1.1: got %v, want 1", n)
+		}
+		// A client without a sidecar: refused, and counted.
+		resp, err = http.Get("http://" + p.in + "/items")
+		if err == nil {
+			resp.Body.Close()
+			t.Fatalf("plain GET to the strict inbound: got %d, want the connection refused", resp.StatusCode)
+		}
+		if n := sample(t, p.reg, "weft_connections_refused_total", "listener", "inbound", "reason", "not-mtls"); n != 1 {
+			t.Errorf("refused plain connections: got %v, want 1", n)
+		}
+	})
+
+	t.Run("h2", func(t *testing.T) {
+		p := mtlsPair(t, client, server, h1App, "h2c", true)
+		req := newH2Request(t, http.MethodPost, p.out, "svc", "/pkg.Svc/Get", strings.NewReader("hi"))
+		resp, body := h2Do(t, newH2CClient(t), req)
+		if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "app saw HTTP/2.0 /pkg.Svc/Get") {
+			t.Fatalf("got %d %q, want 200 from the app over HTTP/2", resp.StatusCode, body)
+		}
+		if n := sample(t, p.reg, "weft_protocol_detections_total", "listener", "inbound+mtls", "protocol", "h2"); n != 1 {
+			t.Errorf("mutual-TLS connections carrying HTTP/2: got %v, want 1", n)
+		}
+	})
+
+	t.Run("tcp", func(t *testing.T) {
+		p := mtlsPair(t, client, server, tcpEcho(t), "tcp", true)
+		c, err := net.Dial("tcp", p.upstream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "balance loom\n")
+		got := make([]byte, 64)
+		n, err := io.ReadAtLeast(c, got, len("BALANCE LOOM\n"))
+		if err != nil || string(got[:n]) != "BALANCE LOOM\n" {
+			t.Fatalf("got %q (%v), want the app's echo through mutual TLS", got[:n], err)
+		}
+		if n := sample(t, p.reg, "weft_protocol_detections_total", "listener", "inbound+mtls", "protocol", "tcp"); n != 1 {
+			t.Errorf("mutual-TLS connections carrying TCP: got %v, want 1", n)
+		}
+	})
+}
+
+// A certificate from another CA, or one for the wrong service, gets no
+// connection: the inbound refuses the first (and counts it), the caller
+// the second; either way the request fails with the mesh's own error.
+func TestMutualTLSRefusals(t *testing.T) {
+	authority, other := testCA(t), testCA(t)
+	app := serveH2C(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "app") }))
+	for _, tc := range []struct {
+		name           string
+		client, server *security.Credentials
+		refusedIn      float64 // connections the inbound refused
+	}{
+		{"client from another CA", workload(t, other, "client"), workload(t, authority, "svc"), 1},
+		{"server for another service", workload(t, authority, "client"), workload(t, authority, "not-svc"), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := mtlsPair(t, tc.client, tc.server, app, "http", true)
+			resp, err := (&http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(mustURL(t, "http://"+p.out))}}).Get("http://svc/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode < 500 || resp.Header.Get("X-Weft-Error") == "" {
+				t.Fatalf("got %d %q (x-weft-error %q), want the mesh's 5xx", resp.StatusCode, body, resp.Header.Get("X-Weft-Error"))
+			}
+			if !strings.Contains(string(body), "mutual TLS") {
+				t.Errorf("body %q does not say mutual TLS failed", body)
+			}
+			waitFor(t, 5*time.Second, "the inbound's count of refused handshakes", func() bool {
+				return sample(t, p.reg, "weft_connections_refused_total", "listener", "inbound", "reason", "handshake") >= tc.refusedIn
+			})
+		})
+	}
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
