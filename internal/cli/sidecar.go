@@ -42,6 +42,7 @@ func sidecarFlags(fs *flag.FlagSet, cfg *sidecar.Config) {
 	fs.DurationVar(&cfg.ReportInterval, "report-interval", cfg.ReportInterval, "how often to send the control plane a summary of the requests carried, for weft stat")
 	cfg.JoinToken = os.Getenv("WEFT_JOIN_TOKEN")
 	fs.Var(secretFlag{&cfg.JoinToken}, "join-token", "join token from weft token create: the control plane then issues this sidecar's workload certificate (env WEFT_JOIN_TOKEN, which keeps it out of ps)")
+	fs.StringVar(&cfg.MTLSMode, "mtls", cfg.MTLSMode, "what the inbound takes: permissive (mutual TLS from peer sidecars with a certificate, plain connections from others) or strict (mutual TLS only; needs --join-token)")
 }
 
 func newSidecarConfig() sidecar.Config {

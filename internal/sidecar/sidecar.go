@@ -108,6 +108,11 @@ type Config struct {
 	// JoinToken, when set, proves this sidecar's service to the control
 	// plane, which then issues its workload certificate (certs.go).
 	JoinToken string
+	// MTLSMode is what the inbound takes: MTLSPermissive (the default),
+	// mutual TLS from peer sidecars that hold a certificate and plain
+	// connections from the rest; or MTLSStrict, mutual TLS only. It needs
+	// a JoinToken: without a certificate there is no mutual TLS.
+	MTLSMode string
 }
 
 // Default returns the documented defaults.
@@ -128,8 +133,15 @@ func Default() Config {
 		LeaseTTL:       registry.DefaultTTL,
 		ReportInterval: DefaultReportInterval,
 		TraceSampling:  DefaultTraceSampling,
+		MTLSMode:       MTLSPermissive,
 	}
 }
+
+// The inbound's modes of mutual TLS (Config.MTLSMode).
+const (
+	MTLSPermissive = "permissive"
+	MTLSStrict     = "strict"
+)
 
 // DefaultTraceSampling samples 1% of the traces that begin at a sidecar,
 // as Istio does by default.
@@ -200,6 +212,12 @@ func (c Config) Validate() error {
 	}
 	if c.TraceSampling < 0 || c.TraceSampling > 1 {
 		return fmt.Errorf("--trace-sampling %v: want a share from 0 to 1", c.TraceSampling)
+	}
+	switch {
+	case c.MTLSMode != MTLSPermissive && c.MTLSMode != MTLSStrict:
+		return fmt.Errorf("--mtls %q: want permissive or strict", c.MTLSMode)
+	case c.MTLSMode == MTLSStrict && c.JoinToken == "":
+		return errors.New("--mtls strict: needs --join-token (a sidecar without a certificate cannot take mutual TLS)")
 	}
 	if c.ReportInterval <= 0 {
 		return fmt.Errorf("--report-interval %s: must be positive", c.ReportInterval)
@@ -351,6 +369,9 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 		s.closeListeners()
 		return nil, err
 	}
+	if creds := s.Credentials(); creds != nil {
+		s.table.SetPeerTLS(creds) // to the peers that take mutual TLS
+	}
 	if s.report, err = newReporter(s.api, deps.Registry, cfg.Service, cfg.ID, cfg.ReportInterval, s.log); err != nil {
 		s.closeListeners()
 		return nil, err
@@ -364,6 +385,15 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 		declared := cfg.AppProtocol == "tcp"
 		inCfg := proxy.Config{Name: "inbound", Resolve: in.Resolve, H2: in, Metrics: metrics, Log: s.log,
 			Opaque: func() (*plan.Cluster, bool) { return in.AppCluster(), declared }, TCP: bytes, DetectTimeout: cfg.DetectTimeout}
+		if creds := s.Credentials(); creds != nil {
+			// Peer sidecars' mutual TLS (told from the app's own TLS by
+			// ALPN), and in strict mode nothing else.
+			meshTLS := creds.ServerConfig()
+			meshTLS.NextProtos = conn.MeshALPN
+			inCfg.MeshTLS = meshTLS
+			strict := cfg.MTLSMode == MTLSStrict
+			inCfg.Strict = func() bool { return strict }
+		}
 		if cfg.InboundTLSCert != "" {
 			cert, err := tls.LoadX509KeyPair(cfg.InboundTLSCert, cfg.InboundTLSKey)
 			if err != nil {
@@ -428,6 +458,7 @@ func (s *Sidecar) instance() registry.Instance {
 		Address:  s.advertise(),
 		Labels:   s.cfg.Labels,
 		Protocol: s.cfg.AppProtocol,
+		MTLS:     s.certs != nil, // (its inbound takes peers' mutual TLS once the certificate is in)
 		Node:     host,
 		Since:    time.Now().UTC().Truncate(time.Second),
 	}
