@@ -86,6 +86,21 @@ func (a *Authorization) check(v request.View) (string, *MeshError) {
 		Message: fmt.Sprintf("%s calling %q is %s", who, a.service, d.Text), authz: d.Text, source: strings.Clone(source)}
 }
 
+// authorizeConn decides on a TCP connection to c (view request.None),
+// which has no method, path or header, and names no calling service
+// until mutual TLS vouches for its peer: a caller "unknown". Requests
+// are decided by Route, not here (nil).
+func (c *Cluster) authorizeConn(v request.View) *MeshError {
+	if c.authz == nil || v != request.None {
+		return nil
+	}
+	_, merr := c.authz.check(v)
+	if merr != nil {
+		merr.Message = fmt.Sprintf("a TCP connection (it names no calling service) to %q is %s", c.authz.service, merr.authz)
+	}
+	return merr
+}
+
 // authzSource is the calling service as authorization takes it ("":
 // none). This is the one place it is read: until mutual TLS vouches for
 // the peer, it is the service the caller's sidecar names in

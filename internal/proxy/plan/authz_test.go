@@ -5,11 +5,13 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/weftmesh/weft/internal/config"
+	"github.com/weftmesh/weft/internal/endpoint"
 	"github.com/weftmesh/weft/internal/push"
 	"github.com/weftmesh/weft/internal/request"
 	"github.com/weftmesh/weft/internal/security/authz"
@@ -211,5 +213,41 @@ func TestRouteAuthorizedAllocatesNothing(t *testing.T) {
 	}
 	if merr != nil {
 		t.Errorf("got %v, want allowed", merr)
+	}
+}
+
+// A TCP connection names no source: with a policy that lets only web
+// in, it is refused 403 denied before any attempt, and recorded; with
+// an ALLOW rule for unknown callers it goes through.
+func TestConnectionsAreAuthorized(t *testing.T) {
+	c, a := inboundCluster(t, prometheus.NewRegistry())
+	c.Endpoints = []*Endpoint{endpoint.New("catalog", "catalog-1", "127.0.0.1:1", nil)}
+	c.RecordInto(&Recent{}, nil)
+	var k Call
+	k.Init(c, request.None, time.Time{})
+	if ep := k.Next(); ep == nil {
+		t.Fatalf("no policy: got no endpoint, want catalog-1")
+	}
+	k.Clear()
+
+	a.Set(matcherOf(t, "catalog", catalogPolicies))
+	k.Init(c, request.None, time.Time{})
+	if ep := k.Next(); ep != nil {
+		t.Fatalf("ALLOW only for web and ratings: got %s, want the connection refused", ep.Instance)
+	}
+	merr := k.Result()
+	if merr.Status != http.StatusForbidden || merr.Reason != ReasonDenied || !strings.Contains(merr.Message, "TCP connection") {
+		t.Fatalf("got %d %s %q, want 403 denied for a TCP connection", merr.Status, merr.Reason, merr.Message)
+	}
+	c.RecordConn(Conn{Start: time.Now(), End: time.Now(), Err: merr})
+	if got := c.recent.Since(time.Time{}, 1); len(got) != 1 || got[0].Method != "TCP" || !strings.HasPrefix(got[0].Authorization, "denied") {
+		t.Errorf("record: got %+v, want the TCP connection with its denial", got)
+	}
+
+	a.Set(matcherOf(t, "catalog", catalogPolicies+"---\napiVersion: weftmesh.io/v1alpha1\nkind: AuthorizationPolicy\n"+
+		"metadata: {name: catalog-tcp}\nspec: {service: catalog, rules: [{from: [{service: unknown}]}]}\n"))
+	k.Init(c, request.None, time.Time{})
+	if ep := k.Next(); ep == nil {
+		t.Errorf("an ALLOW rule for unknown callers: got %v, want catalog-1", k.Result())
 	}
 }

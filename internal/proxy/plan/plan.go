@@ -203,6 +203,10 @@ func (k *Call) Clear() { *k = Call{} }
 func (k *Call) Next() *Endpoint {
 	k.statusRetry = false
 	if k.attempts == 0 {
+		if e := k.c.authorizeConn(k.view); e != nil { // (a TCP connection; requests were authorized by Route)
+			k.last = e
+			return nil
+		}
 		if e := k.admit(); e != nil {
 			k.last = e
 			return nil
