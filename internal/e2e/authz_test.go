@@ -83,6 +83,12 @@ spec:
 	if _, body := meshtest.Get("http://" + provider.Admin + "/explain?request-id=e2e-denied-1"); !strings.Contains(body, `"authorization": "denied by AuthorizationPolicy/catalog-deny rule 0"`) {
 		t.Errorf("catalog's admin /explain?request-id:\n%s\nwant the authorization decision in it", body)
 	}
+	if code, _ := call(web, "e2e-allowed-1"); code != http.StatusOK {
+		t.Fatalf("web: got %d, want 200", code)
+	}
+	if _, body := meshtest.Get("http://" + provider.Admin + "/explain?request-id=e2e-allowed-1"); !strings.Contains(body, `"authorization": "allowed by the mesh-wide default (allow)"`) {
+		t.Errorf("catalog's admin /explain?request-id of an allowed request:\n%s\nwant the authorization decision in it", body)
+	}
 	// Of a request asked about, from the caller's sidecar.
 	out, errOut, code = m.Weft("explain", "--control", cp.Addr, "--from", "ratings", "--to", "catalog", "GET", "/items/7")
 	for _, want := range []string{"authorization at the inbound of catalog: denied by AuthorizationPolicy/catalog-deny rule 0",

@@ -156,6 +156,9 @@ func TestAuthorizationEveryEngine(t *testing.T) {
 			if n := sample(t, reg, "weft_requests_total", "direction", "inbound", "source_service", "ratings", "response_code", "403"); n != 1 {
 				t.Errorf("weft_requests_total inbound from ratings 403: got %v, want 1", n)
 			}
+			if got, ok := recent.Find("web-1"); !ok || got.Authorization != "allowed by the mesh-wide default (allow)" || got.Status != http.StatusOK {
+				t.Errorf("record of the allowed request: got %+v (found %v), want 200 and the default", got, ok)
+			}
 			if got, ok := recent.Find("ratings-1"); !ok || got.Authorization != "denied by AuthorizationPolicy/catalog-deny rule 0" || got.Status != http.StatusForbidden {
 				t.Errorf("record of the denied request: got %+v (found %v), want 403 and the deny rule", got, ok)
 			}

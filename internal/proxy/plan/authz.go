@@ -101,6 +101,19 @@ func (c *Cluster) authorizeConn(v request.View) *MeshError {
 	return merr
 }
 
+// recorded is the decision on the request v, in words, for the record
+// of a request Route let through: the engines carry Routed only as far
+// as their plan, so the call repeats the decision (allocation-free, not
+// counted again) rather than every engine carrying its words. "" for a
+// TCP connection (authorizeConn records its own) or with none in force.
+func (a *Authorization) recorded(v request.View) string {
+	m := a.m.Load()
+	if m == nil || v == request.None {
+		return ""
+	}
+	return m.Decide(authzSource(v), v).Text
+}
+
 // authzSource is the calling service as authorization takes it ("":
 // none). This is the one place it is read: until mutual TLS vouches for
 // the peer, it is the service the caller's sidecar names in

@@ -208,8 +208,15 @@ func TestRouteAuthorizedAllocatesNothing(t *testing.T) {
 	a.Set(matcherOf(t, "catalog", catalogPolicies))
 	v := from("web", "GET", "/items/7", "x-user", "beta")
 	var merr *MeshError
-	if n := testing.AllocsPerRun(1000, func() { _, merr = c.Route(v) }); n != 0 {
-		t.Errorf("Route of an allowed request: got %v allocations, want 0", n)
+	var k Call
+	if n := testing.AllocsPerRun(1000, func() {
+		_, merr = c.Route(v)
+		k.Init(c, v, time.Time{})
+	}); n != 0 {
+		t.Errorf("Route and Init of an allowed request: got %v allocations, want 0", n)
+	}
+	if k.authz != "allowed by AuthorizationPolicy/catalog rule 0" {
+		t.Errorf("the call's decision: got %q, want allowed by AuthorizationPolicy/catalog rule 0", k.authz)
 	}
 	if merr != nil {
 		t.Errorf("got %v, want allowed", merr)

@@ -175,6 +175,9 @@ type Call struct {
 	// the next goes elsewhere without spending the retry budget.
 	overflowed bool
 	trace      callTrace // the spans (trace.go)
+	// authz is the inbound's authorization decision, for the record
+	// ("": none in force).
+	authz string
 }
 
 // Init starts a call through c for the request view; start is when the
@@ -183,6 +186,9 @@ func (k *Call) Init(c *Cluster, view request.View, start time.Time) {
 	*k = Call{c: c, view: view, start: start}
 	if c.tracer != nil && view.Method() != nil { // (a TCP connection has no span)
 		k.trace.begin(c.tracer, view)
+	}
+	if c.authz != nil {
+		k.authz = c.authz.recorded(view)
 	}
 	if v := view.Header(TimeoutHeader); v != nil {
 		if d, ok := ParseTimeoutHeader(v); ok {

@@ -61,8 +61,7 @@ type Served struct {
 	// Rule is the route rule that decided ("": the service has no routes).
 	Rule string `json:"rule,omitempty"`
 	// Authorization is what the inbound's AuthorizationPolicies decided,
-	// "allowed by AuthorizationPolicy/NAME rule N" ("": none in force,
-	// or not known to the engine that served it).
+	// "allowed by AuthorizationPolicy/NAME rule N" ("": none in force).
 	Authorization string `json:"authorization,omitempty"`
 	// Backend is the cluster the request went to: the service, or a
 	// subset "service/subset".
@@ -127,7 +126,8 @@ type Visit struct {
 	Call *Call
 	Rule string
 	// Authorization is the inbound's authorization decision
-	// (Routed.Authorization; a denial is read from Err).
+	// (Routed.Authorization); "": a denial's is read from Err, and an
+	// allowed request's from Call.
 	Authorization string
 	// Err is the mesh's own answer, when the route stage made one.
 	Err *MeshError
@@ -258,6 +258,9 @@ func (c *Cluster) fill(e *served, v *Visit) {
 		}
 		if e.err == nil {
 			e.err = k.last
+		}
+		if e.authz == "" {
+			e.authz = k.authz
 		}
 	}
 	c.log.offer(e)
