@@ -50,7 +50,7 @@ func createToken(t *testing.T, m *meshtest.Mesh, cp *meshtest.Control, args ...s
 func TestCertificates(t *testing.T) {
 	t.Parallel()
 	m := meshtest.New(t)
-	cp := m.Control("--cert-ttl", "4s")
+	cp := m.Control("--cert-ttl", "6s")
 	token := createToken(t, m, cp, "--service", "web", "--ttl", "1h")
 	id, secret, _ := strings.Cut(token, ".")
 
@@ -78,10 +78,10 @@ func TestCertificates(t *testing.T) {
 	other := m.Sidecar(cp, "--service", "catalog", "--join-token", token)
 	other.WaitLog(t, regexp.MustCompile(`no workload certificate yet.*403 Forbidden.*is for service web, not catalog`), 20*time.Second)
 
-	// Rotation with 4 s certificates: several renewals, and the certificate
+	// Rotation with 6 s certificates: several renewals, and the certificate
 	// in force is never expired when looked at.
 	serials := map[string]bool{}
-	m.Eventually(30*time.Second, func() (bool, string) {
+	m.Eventually(45*time.Second, func() (bool, string) {
 		c, raw := certOf(t, web)
 		now := time.Now()
 		if c == nil || c.State != "valid" || !now.Before(c.NotAfter) {
