@@ -157,14 +157,18 @@ func TestMutualTLSEveryProtocol(t *testing.T) {
 
 	t.Run("http1", func(t *testing.T) {
 		p := mtlsPair(t, client, server, h1App, "http", true)
-		resp, err := (&http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(mustURL(t, "http://"+p.out))}}).Get("http://svc/items")
+		// A caller that claims to be another service is who its
+		// certificate says it is.
+		req, _ := http.NewRequest(http.MethodGet, "http://svc/items", nil)
+		req.Header.Set(plan.SourceHeader, "forged")
+		resp, err := (&http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(mustURL(t, "http://"+p.out))}}).Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "app saw HTTP/1.1 /items") {
-			t.Fatalf("got %d %q, want 200 from the app", resp.StatusCode, body)
+		if resp.StatusCode != 200 || string(body) != `app saw HTTP/1.1 /items source="client"` {
+			t.Fatalf("got %d %q, want 200 from the app, told the source its certificate proves", resp.StatusCode, body)
 		}
 		waitFor(t, 5*time.Second, "the inbound's count of the caller by its certificate", func() bool {
 			return sample(t, p.reg, "weft_requests_total", "direction", "inbound", "source_service", "client", "response_code", "200") == 1
@@ -186,8 +190,9 @@ func TestMutualTLSEveryProtocol(t *testing.T) {
 	t.Run("h2", func(t *testing.T) {
 		p := mtlsPair(t, client, server, h1App, "h2c", true)
 		req := newH2Request(t, http.MethodPost, p.out, "svc", "/pkg.Svc/Get", strings.NewReader("hi"))
+		req.Header.Set(plan.SourceHeader, "forged")
 		resp, body := h2Do(t, newH2CClient(t), req)
-		if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "app saw HTTP/2.0 /pkg.Svc/Get") {
+		if resp.StatusCode != 200 || string(body) != `app saw HTTP/2.0 /pkg.Svc/Get source="client"` {
 			t.Fatalf("got %d %q, want 200 from the app over HTTP/2", resp.StatusCode, body)
 		}
 		if n := sample(t, p.reg, "weft_protocol_detections_total", "listener", "inbound+mtls", "protocol", "h2"); n != 1 {

@@ -40,6 +40,9 @@ func (e *Engine) handle(cc *Conn) bool {
 		return !hasBody(req) && !req.Close
 	}
 	cc.view = h1View{h: req, ip: cc.IP}
+	if cc.Peer != "" {
+		cc.view.peer = plan.BytesOf(cc.Peer)
+	}
 	cc.id, cc.newID = req.Get(plan.RequestIDHeader), nil
 	if !plan.ValidRequestID(cc.id) { // none, empty or too long: this hop names it (writeRequestHead drops the client's)
 		cc.id = plan.NewRequestID(&cc.idBuf)
@@ -171,7 +174,7 @@ func (ex *exchange) send(ep *plan.Endpoint, uc *upConn) (keep, done, stale bool)
 		writes = uc.sock.Writes
 	}
 	t, pass := ex.k.NextHopTimeout()
-	writeRequestHead(uc.bw, req, cc.IP, t, pass, ex.c.Source, ex.edits, ex.routed.Rewrite, ownFields{cc.newID, ex.k.TraceParent(&cc.tpBuf)})
+	writeRequestHead(uc.bw, req, cc.IP, t, pass, ex.source(), ex.edits, ex.routed.Rewrite, ownFields{cc.newID, ex.k.TraceParent(&cc.tpBuf)})
 	if !req.ExpectContinue {
 		if err := ex.sendBody(uc); err != nil {
 			return ex.sendFailed(uc, err)
@@ -521,6 +524,16 @@ func (e *Engine) meshError(cc *Conn, c *plan.Cluster, merr *plan.MeshError) {
 	closing := hasBody(&cc.req) || cc.req.Close
 	merr.WriteH1(cc.BW, closing)
 	cc.BW.Flush()
+}
+
+// source is the calling service the next hop is told (SourceHeader):
+// this sidecar's own outbound; inbound, the peer its certificate proves
+// ("": the caller's header is passed on as it came).
+func (ex *exchange) source() string {
+	if ex.c.Source != "" {
+		return ex.c.Source
+	}
+	return ex.cc.Peer
 }
 
 // sourceOf is the calling service of an inbound request: the peer

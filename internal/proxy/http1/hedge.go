@@ -46,7 +46,7 @@ func (ex *exchange) race(ep *plan.Endpoint, uc *upConn, d time.Duration) (keep, 
 		return ex.receive(ep, uc, nil)
 	}
 	t, pass := ex.k.HedgeHopTimeout()
-	writeRequestHead(uc2.bw, &ex.cc.req, ex.cc.IP, t, pass, ex.c.Source, ex.edits, ex.routed.Rewrite, ownFields{ex.cc.newID, ex.k.TraceParent(&ex.cc.tpBuf)})
+	writeRequestHead(uc2.bw, &ex.cc.req, ex.cc.IP, t, pass, ex.source(), ex.edits, ex.routed.Rewrite, ownFields{ex.cc.newID, ex.k.TraceParent(&ex.cc.tpBuf)})
 	if ex.kept != nil {
 		uc2.bw.Write(*ex.kept) // (an error shows in Flush)
 	}

@@ -2,8 +2,10 @@ package http1
 
 import (
 	"bytes"
+	"strings"
 
 	"github.com/weftmesh/weft/internal/h1"
+	"github.com/weftmesh/weft/internal/proxy/plan"
 	"github.com/weftmesh/weft/internal/request"
 )
 
@@ -18,16 +20,24 @@ var (
 type h1View struct {
 	h  *h1.Head
 	ip []byte
+	// peer is the calling service its mutual-TLS certificate proves (nil:
+	// none): the request's source (plan.SourceHeader) whatever it says.
+	peer []byte
 }
 
-func (v *h1View) head() *h1.Head         { return v.h }
-func (v *h1View) Method() []byte         { return v.h.Method() }
-func (v *h1View) Authority() []byte      { host, _ := destinationOf(v.h); return host }
-func (v *h1View) Path() []byte           { return originForm(v.h.Target()) }
-func (v *h1View) Header(n string) []byte { return v.h.Get(n) }
-func (v *h1View) Replayable() bool       { return replayableHead(v.h) }
-func (v *h1View) GRPC() bool             { return request.IsGRPC(v.h.Get("Content-Type")) }
-func (v *h1View) Source() []byte         { return v.ip }
+func (v *h1View) head() *h1.Head    { return v.h }
+func (v *h1View) Method() []byte    { return v.h.Method() }
+func (v *h1View) Authority() []byte { host, _ := destinationOf(v.h); return host }
+func (v *h1View) Path() []byte      { return originForm(v.h.Target()) }
+func (v *h1View) Header(n string) []byte {
+	if v.peer != nil && len(n) == len(plan.SourceHeader) && strings.EqualFold(n, plan.SourceHeader) {
+		return v.peer
+	}
+	return v.h.Get(n)
+}
+func (v *h1View) Replayable() bool { return replayableHead(v.h) }
+func (v *h1View) GRPC() bool       { return request.IsGRPC(v.h.Get("Content-Type")) }
+func (v *h1View) Source() []byte   { return v.ip }
 
 // Cookie reads the request's Cookie fields (RFC 6265 allows one; some
 // clients send several).

@@ -427,8 +427,30 @@ func (h *h2Client) request(s *h2Stream, f *http2.MetaHeadersFrame) (authority st
 		s.reqID = string(plan.NewRequestID(&buf))
 		req = append(req, hpack.HeaderField{Name: "x-request-id", Value: s.reqID})
 	}
+	if peer := h.cc.Peer; peer != "" && s.source != peer {
+		// Over mutual TLS the caller is who its certificate says, whatever
+		// the header said: the app, policies and metrics see that.
+		req = setField(req, plan.SourceHeader, peer)
+		s.source = peer
+	}
 	s.req = req
 	return authority, nil, nil
+}
+
+// setField sets the field name (lower case) of a head to value: each
+// field of that name gets it, or one is added at the end (no field moves:
+// the stream keeps indexes into the head).
+func setField(fields []hpack.HeaderField, name, value string) []hpack.HeaderField {
+	set := false
+	for i := range fields {
+		if fields[i].Name == name {
+			fields[i].Value, set = value, true
+		}
+	}
+	if !set {
+		fields = append(fields, hpack.HeaderField{Name: name, Value: value})
+	}
+	return fields
 }
 
 // rewrite applies a route rule's URLRewrite to the head sent on.

@@ -106,6 +106,12 @@ func (in *Inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	in.metrics.Begin()
 	source := r.Header.Get(plan.SourceHeader)
+	if peer := peerOf(r); peer != "" {
+		// Over mutual TLS the caller is who its certificate says: the
+		// app, policies and metrics see that, whatever the header said.
+		source = peer
+		r.Header[sourceKey] = []string{peer}
+	}
 	res := plan.Result{Status: plan.StatusAborted}
 	defer func() {
 		res.Source = source

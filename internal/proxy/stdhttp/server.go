@@ -56,7 +56,13 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	s := &Server{h2: &http2.Server{IdleTimeout: cfg.IdleTimeout}, h2h: cfg.H2, queue: newConnQueue()}
 	s.std = &http.Server{ReadHeaderTimeout: cfg.HeadTimeout, IdleTimeout: cfg.IdleTimeout,
-		ErrorLog: slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug)}
+		ErrorLog: slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if hc, ok := c.(*handedConn); ok && hc.peer != "" {
+				return withPeer(ctx, hc.peer)
+			}
+			return ctx
+		}}
 	if h != nil {
 		s.std.Handler = noUpgradeWithBody(h2c.NewHandler(upgraded(h), s.h2))
 	}
@@ -87,7 +93,11 @@ func (s *Server) TakesUpgrades() bool { return s.std.Handler != nil }
 // x/net/http2, which reads the preface from the buffered reader first.
 func (s *Server) ServeH2(c *conn.Client) {
 	c.DL.Clear(c.Conn)
-	s.h2.ServeConn(&conn.Buffered{Conn: c.Conn, R: c.BR}, &http2.ServeConnOpts{Handler: s.h2h, BaseConfig: s.std})
+	opts := &http2.ServeConnOpts{Handler: s.h2h, BaseConfig: s.std}
+	if c.Peer != "" {
+		opts.Context = withPeer(context.Background(), c.Peer)
+	}
+	s.h2.ServeConn(&conn.Buffered{Conn: c.Conn, R: c.BR}, opts)
 	// ServeConn may return while its frame reader still reads through
 	// the buffers: they are not returned to the pool.
 	c.BR, c.RawBR = nil, nil
@@ -106,7 +116,7 @@ func (s *Server) HandOff(c *conn.Client, head []byte) {
 	b, _ := c.BR.Peek(c.BR.Buffered())
 	pre.Write(b)
 	c.DL.Clear(c.Conn)
-	hc := &handedConn{Buffered: conn.Buffered{Conn: c.Conn, R: io.MultiReader(pre, c.Conn)}, closed: make(chan struct{})}
+	hc := &handedConn{Buffered: conn.Buffered{Conn: c.Conn, R: io.MultiReader(pre, c.Conn)}, closed: make(chan struct{}), peer: c.Peer}
 	if !s.queue.deliver(hc) {
 		return
 	}
@@ -119,6 +129,22 @@ type handedConn struct {
 	conn.Buffered
 	once   sync.Once
 	closed chan struct{}
+	peer   string // the service its mutual-TLS certificate proves ("": none)
+}
+
+// peerKey keys, in a request's context, the calling service a
+// mutual-TLS connection's certificate proves.
+type peerKey struct{}
+
+func withPeer(ctx context.Context, peer string) context.Context {
+	return context.WithValue(ctx, peerKey{}, peer)
+}
+
+// peerOf is the service the certificate of r's connection proves ("":
+// not mutual TLS).
+func peerOf(r *http.Request) string {
+	p, _ := r.Context().Value(peerKey{}).(string)
+	return p
 }
 
 func (c *handedConn) Close() error {
