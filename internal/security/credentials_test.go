@@ -198,6 +198,72 @@ func TestRotationNeedsNoNewConfig(t *testing.T) {
 	}
 }
 
+// TestResumption: client configs share a session cache, and a resumed
+// session is checked against the bundle in force like a full handshake.
+func TestResumption(t *testing.T) {
+	t.Parallel()
+	root := newCA(t, "weft.local", nil)
+	web := creds(t, issue(t, root, "web", time.Hour), root.Bundle()...)
+	catalog := creds(t, issue(t, root, "catalog", time.Hour), root.Bundle()...)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	server := catalog.ServerConfig()
+	serve := make(chan error, 1)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				serve <- nil
+				return
+			}
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			tc := tls.Server(c, server)
+			if err := tc.Handshake(); err == nil {
+				tc.Write([]byte{1})
+			}
+			c.Close()
+		}
+	}()
+	dial := func(cfg *tls.Config) (tls.ConnectionState, error) {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		tc := tls.Client(c, cfg)
+		if err := tc.Handshake(); err != nil {
+			return tls.ConnectionState{}, err
+		}
+		_, err = io.ReadFull(tc, make([]byte, 1)) // the session ticket comes with it
+		return tc.ConnectionState(), err
+	}
+	if _, err := dial(web.ClientConfig("catalog")); err != nil {
+		t.Fatalf("first handshake: %v", err)
+	}
+	st, err := dial(web.ClientConfig("catalog")) // another config, the same cache
+	if err != nil || !st.DidResume {
+		t.Fatalf("second handshake: resumed %v, err %v; want a resumed session", st.DidResume, err)
+	}
+	if svc, err := security.PeerService(st); err != nil || svc != "catalog" {
+		t.Errorf("PeerService of a resumed session: got %q, %v; want catalog", svc, err)
+	}
+	// The client's bundle moves to another root: the cached session of the
+	// old one is refused, not resumed blindly.
+	other := newCA(t, "weft.local", nil)
+	if err := web.Update(issue(t, other, "web", time.Hour), other.Bundle()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dial(web.ClientConfig("catalog")); err == nil || !strings.Contains(err.Error(), "unknown authority") {
+		t.Errorf("resuming after the bundle changed: got %v, want the server refused for an unknown authority", err)
+	}
+	ln.Close()
+	<-serve
+}
+
 func TestBundleOverlap(t *testing.T) {
 	t.Parallel()
 	oldRoot := newCA(t, "weft.local", nil)
