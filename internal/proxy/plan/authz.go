@@ -115,11 +115,13 @@ func (a *Authorization) recorded(v request.View) string {
 }
 
 // authzSource is the calling service as authorization takes it ("":
-// none). This is the one place it is read: until mutual TLS vouches for
-// the peer, it is the service the caller's sidecar names in
-// SourceHeader, which a client reaching the inbound without a sidecar
-// can set as it likes; once the peer's certificate is verified, its
-// identity takes the header's place here, and the matcher is unchanged.
+// none). This is the one place it is read, from SourceHeader: over
+// mutual TLS the engines' views give the peer's proven service there
+// (its certificate), whatever the header said; from a plain connection
+// it is what the caller wrote, a claim that a client reaching the
+// inbound without a sidecar can make as it likes. A TCP connection
+// names none yet (authorizeConn). The matcher takes the source as an
+// argument and does not change with where it comes from.
 func authzSource(v request.View) string {
 	s := StringOf(v.Header(SourceHeader))
 	if !serviceName(s) {

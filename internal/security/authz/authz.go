@@ -12,10 +12,10 @@
 // policies apply, a request must match one of their rules; else the
 // mesh-wide default decides. Decide allocates nothing.
 //
-// The source is an argument: the caller says who is calling. Until
-// mutual TLS vouches for the peer, that is the service the caller's
-// sidecar names (package plan reads it); a verified peer identity will
-// take its place without a change here.
+// The source is an argument: the caller says who is calling. Package
+// plan reads it: over mutual TLS the peer's proven service, else the
+// service a plain caller names in x-weft-source; where it comes from
+// changes nothing here.
 package authz
 
 import (
