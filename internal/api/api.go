@@ -146,15 +146,18 @@ func isDialError(err error) bool {
 type Client struct {
 	Base string // http://host:port
 	HTTP *http.Client
+	// Token is the API token sent as a bearer token ("": none).
+	Token string
 }
 
-// NewClient accepts host:port or a URL.
+// NewClient accepts host:port or a URL. Its token is LoadToken's.
 func NewClient(addr string) *Client {
 	base := addr
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
-	return &Client{Base: strings.TrimRight(base, "/"), HTTP: &http.Client{Transport: Transport, Timeout: 10 * time.Second}}
+	return &Client{Base: strings.TrimRight(base, "/"), HTTP: &http.Client{Transport: Transport, Timeout: 10 * time.Second},
+		Token: LoadToken(addr)}
 }
 
 // Transport reaches the control plane directly: HTTP_PROXY in the
@@ -171,6 +174,9 @@ func (c *Client) Do(ctx context.Context, method, path string, body io.Reader, ou
 	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, body)
 	if err != nil {
 		return err
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {

@@ -8,6 +8,8 @@
 //	/v1/traces            OTLP/HTTP spans in (POST), recent traces out (GET; package collect/traces)
 //	/v1/telemetry, /v1/stats  sidecars' summaries in, golden metrics out (package collect)
 //	/v1/alerts            AlertRules' states and histories (package collect/alert)
+//	/ui/                  the dashboard (package dashboard)
+//	/v1/tokens, /v1/certificates, /v1/ca  join tokens and workload certificates (tokens.go, certs.go)
 //	/readyz, /healthz, /metrics
 package control
 
@@ -26,9 +28,11 @@ import (
 
 	"github.com/weftmesh/weft/internal/collect/traces"
 	"github.com/weftmesh/weft/internal/config/configstore"
+	"github.com/weftmesh/weft/internal/dashboard"
 	"github.com/weftmesh/weft/internal/push/hub"
 	"github.com/weftmesh/weft/internal/registry"
 	"github.com/weftmesh/weft/internal/registry/regstore"
+	"github.com/weftmesh/weft/internal/security"
 	"github.com/weftmesh/weft/internal/store"
 )
 
@@ -46,12 +50,20 @@ type Config struct {
 	// StatsMaxSeries bounds the collection center's memory: the most
 	// series (per instance and per edge) it holds; 0 for 10,000.
 	StatsMaxSeries int
+	// TrustDomain names the mesh in workload identities
+	// (spiffe://<trust-domain>/service/<name>); CertTTL is the lifetime
+	// of a workload certificate; CACert and CAKey, both or neither, are
+	// the operator's CA instead of a root made in <data-dir>/ca (certs.go).
+	TrustDomain   string
+	CertTTL       time.Duration
+	CACert, CAKey string
 }
 
 // Default returns the documented defaults.
 func Default() Config {
 	return Config{Listen: "127.0.0.1:15010", DataDir: "./weft-data", LeaseTTL: registry.DefaultTTL,
-		TraceMaxSpans: 100_000, TraceMaxTraces: 10_000, AlertInterval: 5 * time.Second, StatsMaxSeries: 10_000}
+		TraceMaxSpans: 100_000, TraceMaxTraces: 10_000, AlertInterval: 5 * time.Second, StatsMaxSeries: 10_000,
+		TrustDomain: security.DefaultTrustDomain, CertTTL: DefaultCertTTL}
 }
 
 // Validate checks a Config.
@@ -74,6 +86,15 @@ func (c Config) Validate() error {
 	if c.TraceMaxSpans < 1 || c.TraceMaxTraces < 1 {
 		return fmt.Errorf("--trace-max-spans %d, --trace-max-traces %d: each must be at least 1", c.TraceMaxSpans, c.TraceMaxTraces)
 	}
+	if err := security.ValidTrustDomain(c.TrustDomain); err != nil {
+		return fmt.Errorf("--trust-domain: %w", err)
+	}
+	if c.CertTTL < time.Second {
+		return fmt.Errorf("--cert-ttl %s: must be at least 1s", c.CertTTL)
+	}
+	if (c.CACert == "") != (c.CAKey == "") {
+		return errors.New("--ca-cert and --ca-key go together")
+	}
 	return nil
 }
 
@@ -95,6 +116,8 @@ type Control struct {
 	traces    *traces.Store
 	stats     *statsCenter
 	alarms    *alarms
+	dash      *dashboard.Handler // /ui/
+	identity  *identity          // the CA (certs.go)
 	srv       *http.Server
 	streams   atomic.Int64
 }
@@ -140,8 +163,25 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Control, error) {
 		st.Close()
 		return nil, err
 	}
+	if c.identity, err = newIdentity(cfg, deps.Registry, c.log); err != nil {
+		ln.Close()
+		st.Close()
+		return nil, err
+	}
 	c.registerMetrics(deps.Registry)
-	c.srv = &http.Server{Handler: c.routes(deps.Registry), ReadHeaderTimeout: 10 * time.Second}
+	token, err := loadAPIToken(cfg.DataDir)
+	if err != nil {
+		ln.Close()
+		st.Close()
+		return nil, err
+	}
+	if paths, err := saveForUser(ln.Addr().String(), token); err != nil {
+		c.log.Warn("the API token could not be left for the local user's CLI (give it WEFT_TOKEN)", "err", err)
+	} else {
+		c.log.Info("API token for the local user's CLI", "files", paths)
+	}
+	c.srv = &http.Server{Handler: authenticate(token, c.routes(deps.Registry)), ReadHeaderTimeout: 10 * time.Second}
+	c.srv.RegisterOnShutdown(c.dash.Close) // the dashboard's event streams end, as the push streams do
 	return c, nil
 }
 

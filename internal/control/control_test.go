@@ -71,6 +71,9 @@ func start(t *testing.T) *testControl {
 func (tc *testControl) do(t *testing.T, method, path, body string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(method, "http://"+tc.Addr()+path, strings.NewReader(body))
+	if tc.api.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+tc.api.Token) // (the API token it left for this user)
+	}
 	resp, err := tc.http.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)

@@ -61,7 +61,7 @@ func (h *webhook) first(state alert.State) (delivery, bool) {
 // alertStatus is one rule's status from GET /v1/alerts.
 func alertStatus(t *testing.T, cp *meshtest.Control, rule string) alert.Status {
 	t.Helper()
-	_, body := meshtest.Get("http://" + cp.Addr + "/v1/alerts")
+	_, body := cp.API(http.MethodGet, "/v1/alerts", "", nil)
 	var list []alert.Status
 	if err := json.Unmarshal([]byte(body), &list); err != nil {
 		t.Fatalf("GET /v1/alerts: %v: %.300s", err, body)

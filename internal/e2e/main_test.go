@@ -20,6 +20,15 @@ import (
 // processes, so -parallel above GOMAXPROCS shortens a run further.
 func TestMain(m *testing.M) {
 	flag.Parse()
+	// The control planes leave their API token for the CLI of the local
+	// user: here, in a directory of this test binary's own, which every
+	// process it starts inherits.
+	cfgDir, err := os.MkdirTemp("", "weft-e2e-config-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv("XDG_CONFIG_HOME", cfgDir)
 	if _, err := meshtest.Build(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -29,5 +38,6 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	meshtest.Cleanup()
+	os.RemoveAll(cfgDir)
 	os.Exit(code)
 }

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"strings"
@@ -205,14 +204,9 @@ spec:
 		if _, errOut, code := f.m.Weft("apply", "-f", file, "--control", f.cp.Addr); code == 0 || !strings.Contains(errOut, c.want) {
 			t.Errorf("%s: apply exited %d with %q, want an error with %q", c.name, code, errOut, c.want)
 		}
-		resp, err := http.Post("http://"+f.cp.Addr+"/v1/resources", "application/yaml", strings.NewReader(c.doc))
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnprocessableEntity || (!strings.Contains(string(body), `"field"`) && c.name != "invalid YAML") {
-			t.Errorf("%s: the API answered %d %s, want 422 naming the field", c.name, resp.StatusCode, body)
+		status, body := f.cp.API(http.MethodPost, "/v1/resources", "application/yaml", strings.NewReader(c.doc))
+		if status != http.StatusUnprocessableEntity || (!strings.Contains(string(body), `"field"`) && c.name != "invalid YAML") {
+			t.Errorf("%s: the API answered %d %s, want 422 naming the field", c.name, status, body)
 		}
 	}
 	if after, _, _ := f.m.Weft("get", "httproute", "catalog-beta", "-o", "yaml", "--control", f.cp.Addr); after != before {

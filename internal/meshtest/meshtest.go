@@ -28,6 +28,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/weftmesh/weft/internal/api"
 )
 
 // Bins are the built binaries.
@@ -363,6 +365,26 @@ var Client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 // Get returns the status and body of GET url (status 0 on a transport error, body then the error).
 func Get(url string) (int, string) {
 	resp, err := Client.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// API sends a request to the control plane's API with the token it left
+// for this user (api.LoadToken), and returns the status and body.
+func (c *Control) API(method, path, contentType string, body io.Reader) (int, string) {
+	req, err := http.NewRequest(method, "http://"+c.Addr+path, body)
+	if err != nil {
+		return 0, err.Error()
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	req.Header.Set("Authorization", "Bearer "+api.LoadToken(c.Addr))
+	resp, err := Client.Do(req)
 	if err != nil {
 		return 0, err.Error()
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/control"
+	"github.com/weftmesh/weft/internal/api"
 	"github.com/weftmesh/weft/internal/security"
 	"github.com/weftmesh/weft/internal/telemetry"
 )
@@ -50,7 +51,10 @@ func newToken(t *testing.T, controlAddr string, req security.TokenRequest) strin
 	b, _ := json.Marshal(req)
 	tr := &http.Transport{Proxy: nil}
 	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Post("http://"+controlAddr+"/v1/tokens", "application/json", strings.NewReader(string(b)))
+	post, _ := http.NewRequest(http.MethodPost, "http://"+controlAddr+"/v1/tokens", strings.NewReader(string(b)))
+	post.Header.Set("Content-Type", "application/json")
+	post.Header.Set("Authorization", "Bearer "+api.LoadToken(controlAddr)) // (the API token the control plane left for this user)
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(post)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,8 +37,17 @@ func Ctx(t testing.TB) context.Context {
 // Main runs the tests, then fails the binary if goroutines started during
 // them are still running 5 s later. Call it from TestMain.
 func Main(m *testing.M) {
+	// Control planes leave their API token for the local user's CLI: in
+	// tests, in a directory of the test binary's own.
+	cfgDir, err := os.MkdirTemp("", "weft-test-config-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv("XDG_CONFIG_HOME", cfgDir)
 	before := runtime.NumGoroutine()
 	code := m.Run()
+	os.RemoveAll(cfgDir)
 	deadline := time.Now().Add(5 * time.Second)
 	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
 		<-time.After(10 * time.Millisecond) // polling interval while goroutines wind down
