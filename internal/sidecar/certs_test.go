@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftmesh/weft/internal/control"
 	"github.com/weftmesh/weft/internal/api"
+	"github.com/weftmesh/weft/internal/control"
 	"github.com/weftmesh/weft/internal/security"
 	"github.com/weftmesh/weft/internal/telemetry"
 )
