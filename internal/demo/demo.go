@@ -200,6 +200,8 @@ func printTry(cfg Config, ledger string) {
 Weft demo is running: web -> catalog (v1, v2) -> ratings over HTTP, and web -> ledger over
 plain TCP, each instance with its own sidecar, a control plane at %[1]s, and light load on web.
 
+Dashboard: http://%[1]s/ui/   (services, topology, traces, alarms, live requests)
+
 Try (from another terminal):
   curl -x http://%[2]s http://catalog/items          # proxy mode, as apps with HTTP_PROXY do
   curl -H 'Host: catalog' http://%[2]s/items         # reverse mode
