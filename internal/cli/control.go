@@ -22,6 +22,10 @@ func runControl(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&cfg.TraceMaxTraces, "trace-max-traces", cfg.TraceMaxTraces, "most recent traces kept in memory")
 	fs.IntVar(&cfg.StatsMaxSeries, "stats-max-series", cfg.StatsMaxSeries, "most series (per instance and per edge) the collection center keeps for weft stat; more are dropped and counted")
 	fs.DurationVar(&cfg.AlertInterval, "alert-interval", cfg.AlertInterval, "how often AlertRules are evaluated (weft alerts)")
+	fs.StringVar(&cfg.TrustDomain, "trust-domain", cfg.TrustDomain, "trust domain of workload identities, spiffe://<trust-domain>/service/<name>")
+	fs.DurationVar(&cfg.CertTTL, "cert-ttl", cfg.CertTTL, "lifetime of workload certificates (sidecars renew at about 70%)")
+	fs.StringVar(&cfg.CACert, "ca-cert", "", "PEM CA certificate (a root, or an intermediate then its chain) to sign with, instead of the root made in --data-dir/ca")
+	fs.StringVar(&cfg.CAKey, "ca-key", "", "PEM private key of --ca-cert (mode 0600)")
 	lvl := logLevelFlag(fs)
 	rest, err := fs.parse(args)
 	if err != nil {

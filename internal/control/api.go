@@ -17,6 +17,7 @@ import (
 	"github.com/weftmesh/weft/internal/api"
 	"github.com/weftmesh/weft/internal/config"
 	"github.com/weftmesh/weft/internal/config/configstore"
+	"github.com/weftmesh/weft/internal/dashboard"
 	"github.com/weftmesh/weft/internal/push/hub"
 	"github.com/weftmesh/weft/internal/registry"
 	"github.com/weftmesh/weft/internal/registry/regstore"
@@ -61,6 +62,9 @@ func (c *Control) routes(reg *prometheus.Registry) http.Handler {
 	c.mountTraces(mux)
 	c.mountStats(mux)
 	c.mountAlerts(mux)
+	c.dash = dashboard.Mount(mux, c.log)
+	c.mountTokens(mux)
+	c.mountCertificates(mux)
 	mux.HandleFunc("GET /v1/version", func(w http.ResponseWriter, r *http.Request) {
 		telemetry.WriteJSON(w, http.StatusOK, api.Version{Version: version.Version, Store: c.storeKind()})
 	})
