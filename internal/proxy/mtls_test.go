@@ -74,6 +74,12 @@ type mtlsSide struct {
 // the inbound of service svc (creds server) for app, speaking appProto
 // (http, h2c or tcp); strict makes the inbound take only mutual TLS.
 func mtlsPair(t *testing.T, client, server *security.Credentials, app, appProto string, strict bool) mtlsSide {
+	return mtlsPairWith(t, client, server, app, appProto, strict, true)
+}
+
+// mtlsPairWith is mtlsPair whose outbound forwards HTTP/2 with Weft's
+// engine (frames) or with x/net's.
+func mtlsPairWith(t *testing.T, client, server *security.Credentials, app, appProto string, strict, frames bool) mtlsSide {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	m := plan.NewMetrics(reg)
@@ -106,8 +112,12 @@ func mtlsPair(t *testing.T, client, server *security.Credentials, app, appProto 
 	outH2 := stdhttp.NewH2CTransport()
 	out.H2 = outH2
 	t.Cleanup(outH2.CloseIdleConnections)
+	outCfg := Config{Name: "outbound", Resolve: out.Resolve, H2: out, Metrics: m, Log: discard}
+	if frames {
+		outCfg.H2Frames = out.RouteH2
+	}
 	return mtlsSide{
-		out: serveProxy(t, Config{Name: "outbound", Resolve: out.Resolve, H2: out, H2Frames: out.RouteH2, Metrics: m, Log: discard}),
+		out: serveProxy(t, outCfg),
 		upstream: serveProxy(t, Config{Name: "upstream/svc", TCP: bytes, Metrics: m, Log: discard,
 			Opaque: func() (*plan.Cluster, bool) { return table.Lookup("svc"), true }}),
 		in: inAddr, m: m, reg: reg,
@@ -191,6 +201,18 @@ func TestMutualTLSEveryProtocol(t *testing.T) {
 		p := mtlsPair(t, client, server, h1App, "h2c", true)
 		req := newH2Request(t, http.MethodPost, p.out, "svc", "/pkg.Svc/Get", strings.NewReader("hi"))
 		req.Header.Set(plan.SourceHeader, "forged")
+		resp, body := h2Do(t, newH2CClient(t), req)
+		if resp.StatusCode != 200 || string(body) != `app saw HTTP/2.0 /pkg.Svc/Get source="client"` {
+			t.Fatalf("got %d %q, want 200 from the app over HTTP/2", resp.StatusCode, body)
+		}
+		if n := sample(t, p.reg, "weft_protocol_detections_total", "listener", "inbound+mtls", "protocol", "h2"); n != 1 {
+			t.Errorf("mutual-TLS connections carrying HTTP/2: got %v, want 1", n)
+		}
+	})
+
+	t.Run("h2 through x/net", func(t *testing.T) {
+		p := mtlsPairWith(t, client, server, h1App, "h2c", true, false)
+		req := newH2Request(t, http.MethodPost, p.out, "svc", "/pkg.Svc/Get", strings.NewReader("hi"))
 		resp, body := h2Do(t, newH2CClient(t), req)
 		if resp.StatusCode != 200 || string(body) != `app saw HTTP/2.0 /pkg.Svc/Get source="client"` {
 			t.Fatalf("got %d %q, want 200 from the app over HTTP/2", resp.StatusCode, body)

@@ -52,6 +52,13 @@ func NewH2CTransport() *http2.Transport {
 		AllowHTTP:          true,
 		DisableCompression: true,
 		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			if cl, _ := ctx.Value(connLimitKey{}).(*connLimit); cl != nil && cl.ep.TLS() != nil {
+				c, err := conn.DialPeer(addr, cl.ep.TLS(), conn.ALPNMeshH2) // a peer sidecar that takes mutual TLS
+				if err != nil {
+					return nil, err
+				}
+				return newBatchConn(c), nil
+			}
 			c, err := d.DialContext(ctx, network, addr)
 			if err != nil {
 				return nil, err
@@ -91,7 +98,13 @@ func countedDial(d *net.Dialer) func(ctx context.Context, network, addr string) 
 		if err := cl.ep.AcquireConn(cl.lim); err != nil {
 			return nil, err
 		}
-		c, err := d.DialContext(ctx, network, addr)
+		var c net.Conn
+		var err error
+		if cfg := cl.ep.TLS(); cfg != nil {
+			c, err = conn.DialPeer(addr, cfg, conn.ALPNMeshHTTP1) // a peer sidecar that takes mutual TLS
+		} else {
+			c, err = d.DialContext(ctx, network, addr)
+		}
 		if err != nil {
 			cl.ep.ReleaseConn()
 			return nil, err

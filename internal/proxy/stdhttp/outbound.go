@@ -209,6 +209,8 @@ func (o *Outbound) route(w http.ResponseWriter, r *http.Request, c *plan.Cluster
 		r.URL.Host = ep.Address
 		if r.ProtoMajor != 2 || o.H2 == nil { // HTTP/1.1 out: its connections are counted
 			r = withConnLimit(ctx, r, ep, k.ConnLimit())
+		} else if ep.TLS() != nil {
+			r = withConnLimit(ctx, r, ep, endpoint.ConnLimit{}) // (for its dial's mutual TLS)
 		}
 		setGRPCTimeout(r)
 		passTimeout(r, &k)
