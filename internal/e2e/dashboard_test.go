@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -193,9 +194,39 @@ spec:
   condition: {metric: rps, op: above, value: 0.01}
   window: 5m
   summary: catalog is called
+---
+apiVersion: weftmesh.io/v1alpha1
+kind: Fault
+metadata: {name: catalog-broken}
+spec:
+  abort: {httpStatus: 503, percent: 100}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: catalog}
+spec:
+  parentRefs: [{group: "", kind: Service, name: catalog}]
+  rules:
+  - matches: [{path: {type: Exact, value: /broken}}]
+    filters: [{type: ExtensionRef, extensionRef: {group: weftmesh.io, kind: Fault, name: catalog-broken}}]
+  - matches: [{path: {type: PathPrefix, value: /}}]
 `)
 	if out, errOut, code := m.Weft("apply", "-f", rule, "--control", dash[2]); code != 0 {
 		t.Fatalf("weft apply: %s%s", out, errOut)
+	}
+	// Requests web's sidecar aborts with a fault: mesh errors of catalog.
+	const broken = 3
+	m.Eventually(10*time.Second, func() (bool, string) {
+		resp, _, err := meshtest.Via(outbound, "catalog", "/broken")
+		if err != nil {
+			return false, err.Error()
+		}
+		return resp.Header.Get("x-weft-error") == "fault-injected", "GET catalog/broken: " + resp.Status + " " + resp.Header.Get("x-weft-error")
+	})
+	for range broken - 1 {
+		if resp, _, err := meshtest.Via(outbound, "catalog", "/broken"); err != nil || resp.Header.Get("x-weft-error") != "fault-injected" {
+			t.Fatalf("GET catalog/broken: %v %v", resp, err)
+		}
 	}
 	var stats collect.ServiceList
 	var edges collect.EdgeList
@@ -295,13 +326,24 @@ spec:
 	if seen := eval[string](b, `document.querySelector('#instances tr[data-instance="catalog-v1"] .seen-by').textContent`); !strings.Contains(seen, "web/web-1: ready") {
 		t.Errorf("catalog-v1 as web's sidecar sees it: %q, want web/web-1: ready ...", seen)
 	}
+	if got := cells(b, "#errors tr[data-reason]", "data-reason")["fault-injected"]["count"]; got != strconv.Itoa(broken) {
+		t.Errorf("service catalog: %q fault-injected errors, want the %d web's sidecar answered", got, broken)
+	}
+	if rules := eval[int](b, `document.querySelectorAll('#routes table.routes tbody tr').length`); rules != 2 {
+		t.Errorf("service catalog: %d route rules shown, want HTTPRoute/catalog's 2", rules)
+	}
+	refs := eval[[]string](b, `[...document.querySelectorAll('#resources details')].map((d) => d.dataset.ref)`)
+	if !slices.Contains(refs, "HTTPRoute/catalog") || !slices.Contains(refs, "Fault/catalog-broken") {
+		t.Errorf("service catalog: resources %v, want HTTPRoute/catalog and Fault/catalog-broken as YAML", refs)
+	}
+	b.shot("service-1280x800")
 	// The explain view, for a request typed in.
 	b.do("explain", chromedp.SetValue(chromedp.CSS(`#explain-path`), "/items"), chromedp.Click(chromedp.CSS(`#explain-go`)),
 		chromedp.WaitVisible(chromedp.CSS(`#explain-decision`)))
 	if d := eval[string](b, `document.querySelector('#explain-out').textContent`); !strings.Contains(d, "GET /items to catalog, as sidecar web/web-1") || !strings.Contains(d, "catalog-v2") {
 		t.Errorf("explain GET /items from web: %q, want the request and catalog's instances", d)
 	}
-	b.shot("service-1280x800")
+	b.shot("explain-1280x800")
 
 	// A click on a trace opens its waterfall: every span of the trace.
 	id := eval[string](b, `document.querySelector('#service-traces tr[data-trace]').dataset.trace`)
