@@ -76,6 +76,9 @@ func (p *Procs) StartQuiet(bin string, args ...string) (int, error) {
 	return cmd.Process.Pid, nil
 }
 
+// Len is the number of processes started.
+func (p *Procs) Len() int { return len(p.cmds) }
+
 // Pid is the process id of the i-th process started (from 0).
 func (p *Procs) Pid(i int) int { return p.cmds[i].Process.Pid }
 

@@ -14,7 +14,10 @@
 // GOMAXPROCS=1); -deadline gives every call a deadline (grpc-timeout);
 // -only direct|mesh|mesh-xnet|nginx runs one path. -xnet adds a second
 // Weft pair (service interopx) run with --http2-engine x/net, the HTTP/2
-// engine before ADR 5, so both engines are compared in one run.
+// engine before ADR 5, so both engines are compared in one run. -mtls (on
+// by default) adds a Weft pair that speaks mutual TLS (path mesh-mtls,
+// service interop-mtls: both sidecars with join tokens, the provider
+// --mtls strict) and reports its figures against the plain pair's.
 //
 //	go build -o bin/weft ./cmd/weft && go build -o bin/testapp ./internal/meshtest/testapp
 //	go run ./bench/grpcbench -weft bin/weft -app bin/testapp -duration 5s -out bench/results/grpc-latest.md
@@ -32,6 +35,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -50,7 +54,8 @@ func main() {
 	conc := flag.Int("concurrency", 32, "concurrent callers")
 	outFile := flag.String("out", "", "also write the report as markdown here")
 	flag.StringVar(&profileDir, "profile", "", "write CPU, mutex and block profiles of both sidecars under mesh load to this directory")
-	flag.StringVar(&only, "only", "", "run only this path (direct, mesh, mesh-xnet or nginx)")
+	flag.StringVar(&only, "only", "", "run only this path (direct, mesh, mesh-mtls, mesh-xnet or nginx)")
+	flag.BoolVar(&withMTLS, "mtls", true, "also measure a Weft pair with mutual TLS (mesh-mtls) and compare it with the plain pair")
 	flag.BoolVar(&xnet, "xnet", false, "also measure a Weft pair with --http2-engine x/net")
 	flag.IntVar(&providers, "providers", 1, "provider sidecars in front of the app on the mesh path (instances of the service; with 2 or more the consumer balances, and keeps request bodies for retries)")
 	flag.Func("sidecar-env", "set `K=V` in the sidecars' environment (repeatable), e.g. GOMAXPROCS=1", func(v string) error {
@@ -95,7 +100,12 @@ var (
 	deadline   time.Duration
 	xnet       bool
 	providers  int
+	withMTLS   bool
 )
+
+// minMTLSvsPlain is the issue's target: the mutual TLS pair keeps at
+// least this share of the plain pair's figures.
+const minMTLSvsPlain = 0.85
 
 func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 	defer procs.Stop()
@@ -147,6 +157,15 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 		costOf["mesh-xnet"] = []benchkit.Process{{Name: "client", Pid: os.Getpid()}, {Name: "consumer", Pid: procs.Pid(5)},
 			{Name: "provider", Pid: procs.Pid(4)}, {Name: "app", Pid: procs.Pid(0)}}
 	}
+	if withMTLS {
+		target, pids, err := startMTLSPair(weft, cp, port)
+		if err != nil {
+			return fmt.Errorf("mesh-mtls: %w", err)
+		}
+		targets = append(targets, struct{ name, target, authority string }{"mesh-mtls", target, "interop-mtls"})
+		costOf["mesh-mtls"] = []benchkit.Process{{Name: "client", Pid: os.Getpid()}, {Name: "consumer", Pid: pids[1]},
+			{Name: "provider", Pid: pids[0]}, {Name: "app", Pid: procs.Pid(0)}}
+	}
 	for i := 2; i <= providers; i++ {
 		// More instances of interop, all before the one app; the cost
 		// lines count the first provider only.
@@ -187,6 +206,8 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 	}
 	fmt.Fprint(w, "\n")
 	fmt.Fprintf(w, "%-9s %-16s %12s %10s %10s %10s\n", "path", "call", "per second", "p50", "p99", "max")
+	// figures[path] = unary calls/s, stream messages/s.
+	figures := map[string][2]float64{}
 	for _, p := range targets {
 		if only != "" && p.name != only {
 			continue
@@ -235,6 +256,7 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 			}
 		})
 		fmt.Fprintf(w, "%-9s %-16s %12.0f %10s %10s %10s\n", p.name, "stream msgs 1 KiB", srate*100, "", "", "")
+		figures[p.name] = [2]float64{rate, srate * 100}
 		if showCost {
 			fmt.Fprintf(w, "  per message: %s\n", benchkit.Cost(before, benchkit.Measure(costOf[p.name]), float64(len(streams)*100)))
 		}
@@ -243,7 +265,63 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 		}
 		conn.Close()
 	}
+	if m, plain := figures["mesh-mtls"], figures["mesh"]; withMTLS && m[0] > 0 && plain[0] > 0 {
+		fmt.Fprintf(w, "\nmutual TLS (same run): mesh-mtls / mesh, target >= %.2f\n", minMTLSvsPlain)
+		for i, what := range []string{"unary 1 KiB /s", "stream msgs 1 KiB /s"} {
+			x := m[i] / plain[i]
+			met := "met"
+			if !(x >= minMTLSvsPlain) {
+				met = "NOT met"
+			}
+			fmt.Fprintf(w, "  %-22s %10.0f / %-10.0f = %.2f  %s\n", what, m[i], plain[i], x, met)
+		}
+		fmt.Fprint(w, "  (the nginx pair here is h2c between its hops: no TLS pair to compare with on gRPC yet)\n")
+	}
 	return nil
+}
+
+// startMTLSPair starts the mesh-mtls pair: a provider (service
+// interop-mtls, h2c, --mtls strict) and a consumer, both with join tokens,
+// and waits until the provider takes the consumer's connections as mutual
+// TLS. It returns the consumer's outbound address and the pids of the
+// provider and the consumer. The tokens are created with weft, so weft
+// must be the full binary.
+func startMTLSPair(weft, cp, appPort string) (string, [2]int, error) {
+	var pids [2]int
+	pt, err := benchkit.JoinToken(weft, cp, "interop-mtls")
+	if err != nil {
+		return "", pids, err
+	}
+	ct, err := benchkit.JoinToken(weft, cp, "client-mtls")
+	if err != nil {
+		return "", pids, err
+	}
+	provAdmin, err := procs.StartEnv(slices.Concat(sidecarEnv, []string{"WEFT_JOIN_TOKEN=" + pt}), weft, `msg="sidecar started".* admin=(\S+)`,
+		"sidecar", "--service", "interop-mtls", "--app-port", appPort, "--app-protocol", "h2c", "--mtls", "strict",
+		"--control", cp, "--outbound", "127.0.0.1:0", "--inbound", "127.0.0.1:0", "--admin", "127.0.0.1:0")
+	if err != nil {
+		return "", pids, err
+	}
+	pids[0] = procs.Pid(procs.Len() - 1)
+	out, err := procs.StartEnv(slices.Concat(sidecarEnv, []string{"WEFT_JOIN_TOKEN=" + ct}), weft, `msg="sidecar started".* outbound=(\S+)`,
+		"sidecar", "--service", "client-mtls", "--control", cp, "--outbound", "127.0.0.1:0", "--admin", "127.0.0.1:0")
+	if err != nil {
+		return "", pids, err
+	}
+	pids[1] = procs.Pid(procs.Len() - 1)
+	conn, err := grpc.NewClient("passthrough:///"+out, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("interop-mtls"))
+	if err != nil {
+		return "", pids, err
+	}
+	defer conn.Close()
+	tc := testgrpc.NewTestServiceClient(conn)
+	err = benchkit.WaitMTLS(provAdmin, 15*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := tc.EmptyCall(ctx, &testgrpc.Empty{})
+		return err
+	})
+	return out, pids, err
 }
 
 // startNginx starts two nginx hops in front of the app, configured as

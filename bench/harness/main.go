@@ -24,6 +24,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,6 +32,8 @@ import (
 	"syscall"
 	"text/template"
 	"time"
+
+	"github.com/weftmesh/weft/bench/benchkit"
 )
 
 // ---------------------------------------------------------------- config
@@ -61,6 +64,11 @@ type config struct {
 	foreignMax  float64
 	quietWait   time.Duration
 	retries     int
+
+	// The Weft control plane, shared by the weft and weft-mtls pairs
+	// (started by the first of them).
+	ctl     *proc
+	ctlAddr string
 }
 
 // ---------------------------------------------------------------- processes
@@ -94,12 +102,21 @@ func (c *config) start(name, bin string, args ...string) (*proc, error) {
 
 // startOn is start pinned to the given CPU.
 func (c *config) startOn(cpu, name, bin string, args ...string) (*proc, error) {
+	return c.startOnEnv(cpu, nil, name, bin, args...)
+}
+
+// startOnEnv is startOn with variables added to the environment (kept out
+// of the log line: a join token is a secret).
+func (c *config) startOnEnv(cpu string, env []string, name, bin string, args ...string) (*proc, error) {
 	logPath := filepath.Join(c.workDir, "logs", name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
 	cmd := c.pinned(cpu, bin, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -323,6 +340,7 @@ type bpath struct {
 	Name  string  `json:"name"`
 	Title string  `json:"title"`
 	Addr  string  `json:"addr"`
+	Host  string  `json:"host"` // the Host header of every request (the service the Weft consumer routes to)
 	Hops  []*proc `json:"-"`
 	// HopNames are the hops in request order (front first).
 	HopNames []string          `json:"hops"`
@@ -412,11 +430,16 @@ var httpc = &http.Client{
 
 // probe does GET http://addr/path with the given Host header.
 func probe(a, host, path string) (int, int, error) {
-	req, _ := http.NewRequest("GET", "http://"+a+path, nil)
+	return probeWith(httpc, "http", a, host, path)
+}
+
+// probeWith is probe with a client and a scheme (https for a TLS hop).
+func probeWith(hc *http.Client, scheme, a, host, path string) (int, int, error) {
+	req, _ := http.NewRequest("GET", scheme+"://"+a+path, nil)
 	if host != "" {
 		req.Host = host
 	}
-	resp, err := httpc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -428,10 +451,15 @@ func probe(a, host, path string) (int, int, error) {
 // waitOK polls until GET returns 200 (and, if wantLen >= 0, that many body
 // bytes) or the deadline passes. It gives up early if one of ps died.
 func waitOK(a, host, path string, wantLen int, limit time.Duration, ps ...*proc) error {
+	return waitOKWith(httpc, "http", a, host, path, wantLen, limit, ps...)
+}
+
+// waitOKWith is waitOK with a client and a scheme.
+func waitOKWith(hc *http.Client, scheme, a, host, path string, wantLen int, limit time.Duration, ps ...*proc) error {
 	deadline := time.Now().Add(limit)
 	var last string
 	for {
-		code, n, err := probe(a, host, path)
+		code, n, err := probeWith(hc, scheme, a, host, path)
 		switch {
 		case err != nil:
 			last = err.Error()
@@ -446,7 +474,7 @@ func waitOK(a, host, path string, wantLen int, limit time.Duration, ps ...*proc)
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("GET http://%s%s (Host: %s) not OK after %s: %s", a, path, host, limit, last)
+			return fmt.Errorf("GET %s://%s%s (Host: %s) not OK after %s: %s", scheme, a, path, host, limit, last)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -489,7 +517,15 @@ func firstLine(s string) string {
 
 // ---------------------------------------------------------------- setup
 
-type hopConf struct{ Listen, Upstream, Dir string }
+// hopConf is what a hop's config template gets. TLSListen: the hop takes
+// TLS (the back hop of a TLS pair); TLSUpstream: it speaks TLS to the next
+// hop (the front hop of a TLS pair).
+type hopConf struct {
+	Listen, Upstream, Dir  string
+	TLSListen, TLSUpstream bool
+	TLS                    *tlsFiles
+	TLSName                string // the back hop's name in its certificate
+}
 
 func (c *config) render(tmplName, dir string, hc hopConf) (string, error) {
 	t, err := template.ParseFiles(filepath.Join(c.benchDir, "configs", tmplName))
@@ -510,8 +546,22 @@ func (c *config) render(tmplName, dir string, hc hopConf) (string, error) {
 }
 
 // setupPair starts a two-hop proxy pair of nginx or haproxy in front of the
-// backend and returns the front address.
+// backend and returns the front address. Kinds nginx-tls and haproxy-tls
+// speak mutual TLS 1.3 between the two hops, with certificates made for the
+// run.
 func (c *config) setupPair(kind string, backendAddr string) (*bpath, error) {
+	base, withTLS := strings.CutSuffix(kind, "-tls")
+	var certs *tlsFiles
+	var tlsProbe *http.Client
+	if withTLS {
+		var err error
+		if certs, err = makeCerts(filepath.Join(c.workDir, kind+"-certs")); err != nil {
+			return nil, err
+		}
+		if tlsProbe, err = certs.httpsClient(); err != nil {
+			return nil, err
+		}
+	}
 	front, err := freePort()
 	if err != nil {
 		return nil, err
@@ -529,10 +579,17 @@ func (c *config) setupPair(kind string, backendAddr string) (*bpath, error) {
 	for i := len(hops) - 1; i >= 0; i-- {
 		h := hops[i]
 		dir := filepath.Join(c.workDir, h.name)
+		hc := hopConf{Listen: h.listen, Upstream: h.up, Dir: dir}
+		suffix := ""
+		if withTLS {
+			suffix = "-tls"
+			hc.TLS, hc.TLSName = certs, tlsServerName
+			hc.TLSListen, hc.TLSUpstream = i == 1, i == 0
+		}
 		var p *proc
-		switch kind {
+		switch base {
 		case "nginx":
-			cfg, err := c.render("nginx.conf.tmpl", dir, hopConf{h.listen, h.up, dir})
+			cfg, err := c.render("nginx"+suffix+".conf.tmpl", dir, hc)
 			if err != nil {
 				return nil, err
 			}
@@ -541,7 +598,7 @@ func (c *config) setupPair(kind string, backendAddr string) (*bpath, error) {
 				return nil, err
 			}
 		case "haproxy":
-			cfg, err := c.render("haproxy.cfg.tmpl", dir, hopConf{h.listen, h.up, dir})
+			cfg, err := c.render("haproxy"+suffix+".cfg.tmpl", dir, hc)
 			if err != nil {
 				return nil, err
 			}
@@ -551,6 +608,14 @@ func (c *config) setupPair(kind string, backendAddr string) (*bpath, error) {
 			}
 		}
 		bp.Hops = append([]*proc{p}, bp.Hops...)
+		if hc.TLSListen {
+			// The back hop takes only TLS with a client certificate: ask it
+			// as the front hop will.
+			if err := waitOKWith(tlsProbe, "https", h.listen, "backend", "/", 1024, 15*time.Second, p); err != nil {
+				return bp, err
+			}
+			continue
+		}
 		if err := waitOK(h.listen, "backend", "/", 1024, 15*time.Second, p); err != nil {
 			return bp, err
 		}
@@ -561,14 +626,55 @@ func (c *config) setupPair(kind string, backendAddr string) (*bpath, error) {
 	return bp, nil
 }
 
-// setupWeft starts the control plane and a provider and a consumer sidecar.
-func (c *config) setupWeft(backendPort int) (*bpath, error) {
-	bp := &bpath{Name: "weft"}
+// control starts the Weft control plane once (both Weft pairs share it)
+// and applies -weft-apply.
+func (c *config) control() (*proc, error) {
+	if c.ctl != nil {
+		return c.ctl, nil
+	}
+	weft := filepath.Join(c.binDir, "weft")
+	cport, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dataDir := filepath.Join(c.workDir, "weft-data")
+	// The control plane is not on the request path: keep it off the server
+	// CPU (it does background work that would slow every path down).
+	ctl, err := c.startOn(c.lgCPU, "weft-control", weft, "control", "--listen", addr(cport), "--data-dir", dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitOK(addr(cport), "", "/readyz", -1, 30*time.Second, ctl); err != nil {
+		return nil, fmt.Errorf("control plane not ready: %w", err)
+	}
+	if c.weftApply != "" {
+		// Resources in force from the sidecars' first push (routes,
+		// policies): the path measured with the feature on.
+		out, err := exec.Command(weft, "apply", "-f", c.weftApply, "--control", addr(cport)).CombinedOutput()
+		if err != nil {
+			return nil, fmt.Errorf("weft apply -f %s: %v: %s", c.weftApply, err, out)
+		}
+	}
+	c.ctl, c.ctlAddr = ctl, addr(cport)
+	return ctl, nil
+}
+
+// setupWeft starts a provider and a consumer sidecar (and the control
+// plane, if not yet). With mtls (path weft-mtls) both sidecars get a join
+// token, so a workload certificate, and the provider's inbound takes only
+// mutual TLS (--mtls strict); its service is backend-mtls, so the plain
+// pair's consumer never reaches it.
+func (c *config) setupWeft(backendPort int, mtls bool) (*bpath, error) {
+	name, service, client := "weft", "backend", "bench-client"
+	if mtls {
+		name, service, client = "weft-mtls", "backend-mtls", "bench-client-mtls"
+	}
+	bp := &bpath{Name: name, Host: service}
 	weft := filepath.Join(c.binDir, "weft")
 	// The sidecars run from weft-sidecar: the slim build by default, a copy
 	// of the full binary with WEFT_SIDECAR=full.
 	sidecar := filepath.Join(c.binDir, "weft-sidecar")
-	ports := make([]int, 6)
+	ports := make([]int, 5)
 	for i := range ports {
 		p, err := freePort()
 		if err != nil {
@@ -576,38 +682,40 @@ func (c *config) setupWeft(backendPort int) (*bpath, error) {
 		}
 		ports[i] = p
 	}
-	cport, pOut, pIn, pAdm, cOut, cAdm := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
-	dataDir := filepath.Join(c.workDir, "weft-data")
-	// The control plane is not on the request path: keep it off the server
-	// CPU (it does background work that would slow every path down).
-	ctl, err := c.startOn(c.lgCPU, "weft-control", weft, "control", "--listen", addr(cport), "--data-dir", dataDir)
+	pOut, pIn, pAdm, cOut, cAdm := ports[0], ports[1], ports[2], ports[3], ports[4]
+	ctl, err := c.control()
 	if err != nil {
 		return bp, err
 	}
-	if err := waitOK(addr(cport), "", "/readyz", -1, 30*time.Second, ctl); err != nil {
-		return bp, fmt.Errorf("control plane not ready: %w", err)
-	}
-	if c.weftApply != "" {
-		// Resources in force from the sidecars' first push (routes,
-		// policies): the path measured with the feature on.
-		out, err := exec.Command(weft, "apply", "-f", c.weftApply, "--control", addr(cport)).CombinedOutput()
+	var provEnv, consEnv, provMTLS []string
+	if mtls {
+		// weft token create is in the full binary; the sidecars take the
+		// token from the environment (kept out of ps).
+		pt, err := benchkit.JoinToken(weft, c.ctlAddr, service)
 		if err != nil {
-			return bp, fmt.Errorf("weft apply -f %s: %v: %s", c.weftApply, err, out)
+			return bp, err
 		}
+		ct, err := benchkit.JoinToken(weft, c.ctlAddr, client)
+		if err != nil {
+			return bp, err
+		}
+		provEnv, consEnv = []string{"WEFT_JOIN_TOKEN=" + pt}, []string{"WEFT_JOIN_TOKEN=" + ct}
+		provMTLS = []string{"--mtls", "strict"}
 	}
-	prov, err := c.start("weft-provider", sidecar, append([]string{"sidecar", "--service", "backend",
-		"--app-port", strconv.Itoa(backendPort), "--control", addr(cport),
-		"--outbound", addr(pOut), "--inbound", addr(pIn), "--admin", addr(pAdm)}, c.sidecarArgs("weft-provider")...)...)
+	provName, consName := name+"-provider", name+"-consumer"
+	prov, err := c.startOnEnv(c.srvCPU, provEnv, provName, sidecar, append(append([]string{"sidecar", "--service", service,
+		"--app-port", strconv.Itoa(backendPort), "--control", c.ctlAddr,
+		"--outbound", addr(pOut), "--inbound", addr(pIn), "--admin", addr(pAdm)}, provMTLS...), c.sidecarArgs(provName)...)...)
 	if err != nil {
 		return bp, err
 	}
-	cons, err := c.start("weft-consumer", sidecar, append([]string{"sidecar", "--service", "bench-client",
-		"--control", addr(cport), "--outbound", addr(cOut), "--admin", addr(cAdm)}, c.sidecarArgs("weft-consumer")...)...)
+	cons, err := c.startOnEnv(c.srvCPU, consEnv, consName, sidecar, append([]string{"sidecar", "--service", client,
+		"--control", c.ctlAddr, "--outbound", addr(cOut), "--admin", addr(cAdm)}, c.sidecarArgs(consName)...)...)
 	if err != nil {
 		return bp, err
 	}
 	bp.Hops = []*proc{cons, prov}
-	bp.HopNames = []string{"weft-consumer", "weft-provider"}
+	bp.HopNames = []string{consName, provName}
 	bp.Addr = addr(cOut)
 	if err := waitOK(addr(pAdm), "", "/readyz", -1, 20*time.Second, prov, ctl); err != nil {
 		return bp, fmt.Errorf("provider sidecar not ready: %w", err)
@@ -615,12 +723,32 @@ func (c *config) setupWeft(backendPort int) (*bpath, error) {
 	if err := waitOK(addr(cAdm), "", "/readyz", -1, 20*time.Second, cons, ctl); err != nil {
 		return bp, fmt.Errorf("consumer sidecar not ready: %w", err)
 	}
-	if err := waitOK(bp.Addr, "backend", "/", 1024, c.weftWait, cons, prov, ctl); err != nil {
-		return bp, fmt.Errorf("consumer sidecar does not route to backend: %w", err)
+	if mtls {
+		// Measure only once the consumer's connections really are mutual
+		// TLS: the provider has taken one as such.
+		err := benchkit.WaitMTLS(addr(pAdm), c.weftWait, func() error {
+			for _, p := range []*proc{cons, prov, ctl} {
+				if !p.alive() {
+					return fmt.Errorf("%s exited (%v); log tail:\n%s", p.name, p.err, p.logTail(15))
+				}
+			}
+			code, n, err := probe(bp.Addr, service, "/")
+			if err == nil && (code != 200 || n != 1024) {
+				err = fmt.Errorf("HTTP %d, %d body bytes", code, n)
+			}
+			return err
+		})
+		if err != nil {
+			return bp, fmt.Errorf("consumer sidecar does not route to %s over mutual TLS: %w", service, err)
+		}
+		logf("%s: the provider takes the consumer's connections as mutual TLS", name)
+	} else if err := waitOK(bp.Addr, service, "/", 1024, c.weftWait, cons, prov, ctl); err != nil {
+		return bp, fmt.Errorf("consumer sidecar does not route to %s: %w", service, err)
 	}
-	if c.weftApply != "" {
+	if c.weftApply != "" && !mtls {
 		// Measure only with the resources in force: routes show in the
-		// consumer's /config.
+		// consumer's /config. (Resources name the service backend, not
+		// the weft-mtls pair's backend-mtls.)
 		want, _ := os.ReadFile(c.weftApply)
 		if bytes.Contains(want, []byte("kind: HTTPRoute")) {
 			resp, err := http.Get("http://" + addr(cAdm) + "/config")
@@ -785,7 +913,7 @@ func (c *config) wrk(bp *bpath, backend *proc, conns int, d time.Duration, recor
 	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
 	defer cancel()
 	args := []string{"-t1", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", int(d.Seconds())),
-		"--timeout", "2s", "--latency", "-H", "Host: backend", "http://" + bp.Addr + "/"}
+		"--timeout", "2s", "--latency", "-H", "Host: " + bp.Host, "http://" + bp.Addr + "/"}
 	bin := "wrk"
 	if c.lgCPU != "" {
 		args = append([]string{"-c", c.lgCPU, "wrk"}, args...)
@@ -859,7 +987,7 @@ func (c *config) loadgen(bp *bpath, backend *proc) (latRun, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.latDur+time.Second+30*time.Second)
 	defer cancel()
 	samplesFile := filepath.Join(c.workDir, "latency-samples.txt")
-	args := []string{"-addr", bp.Addr, "-host", "backend", "-rate", fmt.Sprint(c.rate),
+	args := []string{"-addr", bp.Addr, "-host", bp.Host, "-rate", fmt.Sprint(c.rate),
 		"-duration", c.latDur.String(), "-warmup", "1s", "-conns", strconv.Itoa(c.latConns),
 		"-samples", samplesFile}
 	bin := filepath.Join(c.binDir, "loadgen")
@@ -988,6 +1116,10 @@ func main() {
 		c.conns = append(c.conns, n)
 	}
 	c.paths = strings.FieldsFunc(paths, func(r rune) bool { return r == ',' || r == ' ' })
+	var added bool
+	if c.paths, added = withDirect(c.paths); added {
+		logf("added the direct path: the TLS comparisons need the added latency over direct")
+	}
 	if out, err := exec.Command("getconf", "CLK_TCK").Output(); err == nil {
 		if v, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64); err == nil && v > 0 {
 			clkTck = v
@@ -1037,20 +1169,23 @@ func run(c *config) int {
 		switch name {
 		case "direct":
 			bp = &bpath{Name: "direct", Addr: addr(bport)}
-		case "nginx", "haproxy":
+		case "nginx", "haproxy", "nginx-tls", "haproxy-tls":
 			bp, err = c.setupPair(name, addr(bport))
-		case "weft":
+		case "weft", "weft-mtls":
 			if c.weftSkip != "" {
-				bp, err = &bpath{Name: "weft"}, errors.New(c.weftSkip)
+				bp, err = &bpath{Name: name}, errors.New(c.weftSkip)
 			} else {
-				bp, err = c.setupWeft(bport)
+				bp, err = c.setupWeft(bport, name == "weft-mtls")
 			}
 		default:
-			logf("unknown path %q (want direct, weft, nginx, haproxy)", name)
+			logf("unknown path %q (want %s)", name, strings.Join(knownPaths, ", "))
 			return 2
 		}
 		if bp == nil {
 			bp = &bpath{Name: name}
+		}
+		if bp.Host == "" {
+			bp.Host = "backend"
 		}
 		bp.Title = pathTitle(name)
 		bp.Tput = map[int][]tputRun{}
@@ -1060,7 +1195,7 @@ func run(c *config) int {
 			for _, p := range bp.Hops {
 				p.stop()
 			}
-			if name != "weft" {
+			if !isWeft(name) {
 				failed = true
 			}
 		} else {
@@ -1089,7 +1224,7 @@ func run(c *config) int {
 		if err != nil {
 			bp.Skip = fmt.Sprintf("failed during %s: %v", what, err)
 			logf("path %s FAILED during %s: %v", bp.Name, what, err)
-			if bp.Name != "weft" {
+			if !isWeft(bp.Name) {
 				failed = true
 			}
 			return false
@@ -1220,8 +1355,35 @@ func run(c *config) int {
 	return 0
 }
 
+// knownPaths are the paths -paths takes.
+var knownPaths = []string{"direct", "weft", "nginx", "haproxy", "weft-mtls", "nginx-tls", "haproxy-tls"}
+
+// isWeft says whether a path is a Weft pair (which may be skipped, with
+// the reason in the report, without failing the run).
+func isWeft(name string) bool { return name == "weft" || name == "weft-mtls" }
+
+// withDirect puts direct first in paths when an mTLS or TLS path is there
+// without it: the report's added latencies (path − direct) need it.
+func withDirect(paths []string) ([]string, bool) {
+	if slices.Contains(paths, "direct") {
+		return paths, false
+	}
+	for _, p := range paths {
+		if strings.HasSuffix(p, "-tls") || p == "weft-mtls" {
+			return append([]string{"direct"}, paths...), true
+		}
+	}
+	return paths, false
+}
+
 func pathTitle(name string) string {
 	switch name {
+	case "weft-mtls":
+		return "weft pair with mutual TLS (consumer sidecar → mTLS → provider sidecar, --mtls strict → backend)"
+	case "nginx-tls":
+		return "nginx pair with mutual TLS between the hops (nginx → TLS → nginx → backend)"
+	case "haproxy-tls":
+		return "haproxy pair with mutual TLS between the hops (haproxy → TLS → haproxy → backend)"
 	case "direct":
 		return "direct (load → backend)"
 	case "weft":

@@ -338,6 +338,8 @@ func writeResults(c *config, env envInfo, all []*bpath) error {
 		}
 	}
 
+	b.WriteString(mtlsSection(c, byName))
+
 	w("## Run conditions\n\n")
 	w("| path | other processes on CPU %s (load), max %% | other processes on CPU %s (servers), max %% | irq+softirq on CPU %s, max %% | steal, max %% | new TIME_WAIT sockets per wrk run (median) |\n|---|---:|---:|---:|---:|---:|\n", dash(env.LgCPU), dash(env.SrvCPU), dash(env.SrvCPU))
 	var maxLag float64

@@ -4,7 +4,10 @@
 // through an nginx pair (stream module) and a HAProxy pair (mode tcp). It
 // reports bulk throughput on one connection, small round trips on
 // concurrent connections, and new connections per second, with the CPU
-// time and system calls of each proxy hop per unit.
+// time and system calls of each proxy hop per unit. -mtls (on by default)
+// adds a second Weft pair that speaks mutual TLS (path weft-mtls: both
+// sidecars with join tokens, the provider --mtls strict) and reports its
+// figures against the plain pair's, measured in the same run.
 //
 //	go build -o bin/weft ./cmd/weft && go build -o bin/testapp ./internal/meshtest/testapp
 //	go run ./bench/tcpbench -weft bin/weft -app bin/testapp -out bench/results/tcp-latest.md
@@ -20,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +42,7 @@ func main() {
 		sidecarEnv = append(sidecarEnv, v)
 		return nil
 	})
+	flag.BoolVar(&withMTLS, "mtls", true, "also measure a Weft pair with mutual TLS (weft-mtls) and compare it with the plain pair")
 	compare := flag.String("compare", "nginx,haproxy", "also measure these TCP proxy pairs, comma-separated (nginx: stream module; haproxy: mode tcp); empty for none")
 	flag.Parse()
 	if *weft == "" || *app == "" {
@@ -67,6 +72,13 @@ func main() {
 
 // sidecarEnv is added to the sidecars' environment (-sidecar-env).
 var sidecarEnv []string
+
+// withMTLS adds the weft-mtls path (-mtls).
+var withMTLS bool
+
+// minMTLSvsPlain is the issue's target: the mutual TLS pair keeps at
+// least this share of the plain pair's figures.
+const minMTLSvsPlain = 0.85
 
 // path is one way to reach the echo app, with the proxy processes on it.
 type path struct {
@@ -105,6 +117,13 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int, bulk int64,
 		{"direct", appAddr, nil},
 		{"weft", up, []benchkit.Process{{Name: "consumer", Pid: procs.Pid(3)}, {Name: "provider", Pid: procs.Pid(2)}}},
 	}
+	if withMTLS {
+		p, err := startMTLSPair(&procs, weft, cp, port)
+		if err != nil {
+			return fmt.Errorf("weft-mtls: %w", err)
+		}
+		paths = append(paths, p)
+	}
 	for _, name := range compare {
 		p, err := startPair(&procs, dir, name, appAddr)
 		if err != nil {
@@ -124,14 +143,19 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int, bulk int64,
 		strings.Join(sidecarEnv, " "))
 	fmt.Fprintf(w, "cost: CPU time and read+write system calls per MiB, round trip or connection, of each proxy hop (front, back);\n")
 	fmt.Fprintf(w, "system calls as /proc/PID/io counts them: read and write only, so nginx's and HAProxy's recv/send show as 0\n\n")
-	fmt.Fprintf(w, "%-8s %-22s %14s %10s %10s %10s  %s\n", "path", "measure", "value", "p50", "p99", "max", "cost per unit")
+	fmt.Fprintf(w, "%-9s %-22s %14s %10s %10s %10s  %s\n", "path", "measure", "value", "p50", "p99", "max", "cost per unit")
+	// figures[path] = bulk MiB/s, round trips/s, connects/s, for the
+	// mutual TLS comparison.
+	figures := map[string][3]float64{}
 	for _, p := range paths {
 		before := benchkit.Measure(p.hops)
 		mibs, err := bulkEcho(p.addr, bulk)
 		if err != nil {
 			return fmt.Errorf("%s bulk: %w", p.name, err)
 		}
-		fmt.Fprintf(w, "%-8s %-22s %9.0f MiB/s %32s  %s\n", p.name, "bulk echo", mibs, "",
+		fig := figures[p.name]
+		fig[0] = mibs
+		fmt.Fprintf(w, "%-9s %-22s %9.0f MiB/s %32s  %s\n", p.name, "bulk echo", mibs, "",
 			benchkit.Cost(before, benchkit.Measure(p.hops), float64(bulk>>20)))
 
 		conns := make([]net.Conn, conc)
@@ -149,7 +173,8 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int, bulk int64,
 		for _, c := range conns {
 			c.Close()
 		}
-		fmt.Fprintf(w, "%-8s %-22s %11.0f /s %10s %10s %10s  %s\n", p.name, "round trips 64 B", rate,
+		fig[1] = rate
+		fmt.Fprintf(w, "%-9s %-22s %11.0f /s %10s %10s %10s  %s\n", p.name, "round trips 64 B", rate,
 			benchkit.Pct(lat, 50), benchkit.Pct(lat, 99), benchkit.Pct(lat, 100), benchkit.Cost(before, after, float64(len(lat))))
 
 		waitTimeWait()
@@ -163,10 +188,67 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int, bulk int64,
 			return roundTrip(c, msg, back[:64])
 		})
 		after = benchkit.Measure(p.hops)
-		fmt.Fprintf(w, "%-8s %-22s %11.0f /s %10s %10s %10s  %s\n", p.name, "connect + round trip", crate,
+		fmt.Fprintf(w, "%-9s %-22s %11.0f /s %10s %10s %10s  %s\n", p.name, "connect + round trip", crate,
 			benchkit.Pct(clat, 50), benchkit.Pct(clat, 99), benchkit.Pct(clat, 100), benchkit.Cost(before, after, float64(len(clat))))
+		fig[2] = crate
+		figures[p.name] = fig
+	}
+	if withMTLS {
+		m, plain := figures["weft-mtls"], figures["weft"]
+		fmt.Fprintf(w, "\nmutual TLS (same run): weft-mtls / weft, target >= %.2f\n", minMTLSvsPlain)
+		for i, what := range []string{"bulk echo MiB/s", "round trips 64 B /s", "connect + round trip /s"} {
+			x := m[i] / plain[i]
+			met := "met"
+			if !(x >= minMTLSvsPlain) {
+				met = "NOT met"
+			}
+			fmt.Fprintf(w, "  %-24s %10.0f / %-10.0f = %.2f  %s\n", what, m[i], plain[i], x, met)
+		}
+		fmt.Fprint(w, "  (the nginx and HAProxy pairs here are plain TCP: no TLS pair to compare with on TCP yet)\n")
 	}
 	return nil
+}
+
+// startMTLSPair starts the weft-mtls pair: a provider (service echo-mtls,
+// --app-protocol tcp, --mtls strict) and a consumer with an upstream
+// listener for it, both with join tokens, and waits until the provider
+// takes the consumer's connections as mutual TLS. The token is created
+// with weft, so weft must be the full binary.
+func startMTLSPair(procs *benchkit.Procs, weft, cp, appPort string) (path, error) {
+	pt, err := benchkit.JoinToken(weft, cp, "echo-mtls")
+	if err != nil {
+		return path{}, err
+	}
+	ct, err := benchkit.JoinToken(weft, cp, "client-mtls")
+	if err != nil {
+		return path{}, err
+	}
+	provAdmin, err := procs.StartEnv(slices.Concat(sidecarEnv, []string{"WEFT_JOIN_TOKEN=" + pt}), weft, `msg="sidecar started".* admin=(\S+)`,
+		"sidecar", "--service", "echo-mtls", "--app-port", appPort, "--app-protocol", "tcp", "--mtls", "strict",
+		"--control", cp, "--outbound", "127.0.0.1:0", "--inbound", "127.0.0.1:0", "--admin", "127.0.0.1:0")
+	if err != nil {
+		return path{}, err
+	}
+	prov := procs.Pid(procs.Len() - 1)
+	up, err := procs.StartEnv(slices.Concat(sidecarEnv, []string{"WEFT_JOIN_TOKEN=" + ct}), weft, `msg="upstream listener".* address=(\S+)`,
+		"sidecar", "--service", "client-mtls", "--upstream", "echo-mtls=0/tcp", "--control", cp, "--outbound", "127.0.0.1:0", "--admin", "127.0.0.1:0")
+	if err != nil {
+		return path{}, err
+	}
+	cons := procs.Pid(procs.Len() - 1)
+	err = benchkit.WaitMTLS(provAdmin, 15*time.Second, func() error {
+		c, err := net.DialTimeout("tcp", up, time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(time.Second))
+		return roundTrip(c, []byte("x"), make([]byte, 1))
+	})
+	if err != nil {
+		return path{}, err
+	}
+	return path{"weft-mtls", up, []benchkit.Process{{Name: "consumer", Pid: cons}, {Name: "provider", Pid: prov}}}, nil
 }
 
 // timeWait is the number of TCP sockets in TIME_WAIT (/proc/net/sockstat),
