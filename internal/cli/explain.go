@@ -133,7 +133,10 @@ type served struct {
 	Instance  string        `json:"instance"`
 	Attempts  int           `json:"attempts"`
 	Status    int           `json:"status"`
-	Error     *struct {
+	// Authorization is the inbound's decision; TraceID the request's trace.
+	Authorization string `json:"authorization"`
+	TraceID       string `json:"traceId"`
+	Error         *struct {
 		Reason   string `json:"error"`
 		Instance string `json:"instance"`
 		Message  string `json:"message"`
@@ -186,6 +189,12 @@ func servedTable(tw *tabwriter.Writer, x served) {
 	}
 	if x.Instance != "" {
 		fmt.Fprintf(tw, "Instance: %s (%d attempt%s)\n", x.Instance, x.Attempts, plural(x.Attempts))
+	}
+	if x.Authorization != "" {
+		fmt.Fprintf(tw, "Authorization: %s\n", x.Authorization)
+	}
+	if x.TraceID != "" {
+		fmt.Fprintf(tw, "Trace: %s (weft traces %s, when it was sampled)\n", x.TraceID, x.TraceID)
 	}
 	fmt.Fprintf(tw, "Answer: %d after %s\n", x.Status, x.Duration)
 	if x.Error != nil {

@@ -251,6 +251,18 @@ func summary(r *config.Resource, wide bool) string {
 		if s, err := config.DecodeServiceSubset(r); err == nil {
 			return s.Service + " " + labelString(s.Labels)
 		}
+	case "AuthorizationPolicy":
+		if a, err := config.CompileAuthorizationPolicy(r); err == nil {
+			target := a.Service
+			if target == "" {
+				target = "mesh"
+			}
+			out := fmt.Sprintf("%s %s rules=%d", target, a.Action, len(a.Rules))
+			if a.Default != "" {
+				out += " default=" + a.Default
+			}
+			return out
+		}
 	case "AlertRule":
 		if a, err := config.CompileAlertRule(r); err == nil {
 			return fmt.Sprintf("%s %s %s %s window=%s for=%s", a.Target(), a.Metric, a.Op, alertValue(a), a.Window, a.For)
