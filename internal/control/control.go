@@ -57,6 +57,9 @@ type Config struct {
 	TrustDomain   string
 	CertTTL       time.Duration
 	CACert, CAKey string
+	// CARotate retires the generated root at this start: a new one is
+	// made, the old kept in the trust bundle until it expires.
+	CARotate bool
 }
 
 // Default returns the documented defaults.
@@ -181,6 +184,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Control, error) {
 		c.log.Info("API token for the local user's CLI", "files", paths)
 	}
 	c.srv = &http.Server{Handler: authenticate(token, c.routes(deps.Registry)), ReadHeaderTimeout: 10 * time.Second}
+	c.dash.RequireToken(token)             // its figures ask for the same token as the API
 	c.srv.RegisterOnShutdown(c.dash.Close) // the dashboard's event streams end, as the push streams do
 	return c, nil
 }

@@ -60,6 +60,7 @@ type Handler struct {
 	mux     *http.ServeMux
 	admin   *http.Client
 	streams atomic.Int64
+	token   atomic.Pointer[string] // the API token the figures ask for; nil: none
 	done    chan struct{}
 	once    sync.Once
 }
@@ -118,7 +119,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(w, http.StatusForbidden, err.Error())
 		return
 	}
+	if err := h.authorized(r); err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="weft"`)
+		refuse(w, http.StatusUnauthorized, err.Error())
+		return
+	}
 	h.mux.ServeHTTP(w, r)
+}
+
+// RequireToken makes the figures (/ui/api/..., /ui/events) ask for the
+// control plane's API token, as the API does; the pages' files stay
+// open (they hold no figures).
+func (h *Handler) RequireToken(token string) {
+	if token == "" {
+		h.token.Store(nil)
+		return
+	}
+	h.token.Store(&token)
 }
 
 // Close ends the open event streams and makes new ones end at once; the

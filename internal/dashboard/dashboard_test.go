@@ -50,14 +50,16 @@ func startControl(t *testing.T) *controlPlane {
 	return cp
 }
 
-func do(t *testing.T, c *http.Client, method, u string, header map[string]string) (*http.Response, string) {
+func do(t *testing.T, c *http.Client, method, u string, headers ...map[string]string) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, u, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k, v := range header {
-		req.Header.Set(k, v)
+	for _, header := range headers {
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
 	}
 	resp, err := c.Do(req)
 	if err != nil {
@@ -104,7 +106,7 @@ func TestAssetsCarryTheCSP(t *testing.T) {
 		{"/ui/api/nosuch", "application/json", 404},
 	}
 	for _, tc := range cases {
-		resp, body := do(t, c, http.MethodGet, base+tc.path, nil)
+		resp, body := do(t, c, http.MethodGet, base+tc.path, cp.auth)
 		if resp.StatusCode != tc.code || !strings.HasPrefix(resp.Header.Get("Content-Type"), tc.ctype) {
 			t.Errorf("GET %s: got %d %s, want %d %s; body %.200s", tc.path, resp.StatusCode, resp.Header.Get("Content-Type"), tc.code, tc.ctype, body)
 		}
@@ -127,7 +129,7 @@ func TestAssetsCarryTheCSP(t *testing.T) {
 	noRedirect := *c
 	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	for _, p := range []string{"/ui"} {
-		resp, _ := do(t, &noRedirect, http.MethodGet, base+p, nil)
+		resp, _ := do(t, &noRedirect, http.MethodGet, base+p)
 		if loc := resp.Header.Get("Location"); resp.StatusCode/100 != 3 || !strings.HasSuffix(loc, "/ui/") {
 			t.Errorf("GET %s: got %d to %q, want a redirect to /ui/", p, resp.StatusCode, loc)
 		}
@@ -141,7 +143,7 @@ func TestAssetsHaveNoInlineScriptOrStyle(t *testing.T) {
 	cp := startControl(t)
 	c := client(t)
 	base := "http://" + cp.addr + "/ui/"
-	_, index := do(t, c, http.MethodGet, base, nil)
+	_, index := do(t, c, http.MethodGet, base)
 	inline := regexp.MustCompile(`<script(?:\s[^>]*)?>`)
 	for _, tag := range inline.FindAllString(index, -1) {
 		if !strings.Contains(tag, " src=") {
@@ -161,7 +163,7 @@ func TestAssetsHaveNoInlineScriptOrStyle(t *testing.T) {
 			continue
 		}
 		seen[name] = true
-		resp, js := do(t, c, http.MethodGet, base+"js/"+name, nil)
+		resp, js := do(t, c, http.MethodGet, base+"js/"+name)
 		if resp.StatusCode != 200 {
 			t.Errorf("GET js/%s: %d", name, resp.StatusCode)
 			continue
@@ -206,7 +208,7 @@ func TestRefusesOtherOriginsAndWrites(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, path := range []string{"/ui/", "/ui/api/overview", "/ui/events?page=nope"} {
-				resp, body := do(t, c, tc.method, "http://"+host+path, tc.header)
+				resp, body := do(t, c, tc.method, "http://"+host+path, cp.auth, tc.header)
 				code := resp.StatusCode
 				if tc.code == 200 && path == "/ui/events?page=nope" {
 					code = 200 // let through, refused only for its page
@@ -238,7 +240,7 @@ func TestPagesShowWhatTheAPIReports(t *testing.T) {
 	var stats collect.ServiceList
 	getJSON(t, c, base+"/v1/stats?window=5m", &stats, cp.auth)
 	var o dashboard.Overview
-	getJSON(t, c, base+"/ui/api/overview?window=5m", &o)
+	getJSON(t, c, base+"/ui/api/overview?window=5m", &o, cp.auth)
 	if o.Window != "5m" || len(o.Services) != 1 || o.Services[0].Golden == nil {
 		t.Fatalf("overview: got %+v, want api over 5m", o)
 	}
@@ -253,7 +255,7 @@ func TestPagesShowWhatTheAPIReports(t *testing.T) {
 	}
 
 	var p dashboard.ServicePage
-	getJSON(t, c, base+"/ui/api/service/api?window=5m", &p)
+	getJSON(t, c, base+"/ui/api/service/api?window=5m", &p, cp.auth)
 	if p.Golden == nil || *p.Golden != stats.Services[0].Golden || len(p.Instances) != 2 || p.Instances[0].Golden.Requests != 40 {
 		t.Errorf("service page: got %+v, want the API's figures and api-1 with 40", p)
 	}
@@ -276,7 +278,7 @@ func TestPagesShowWhatTheAPIReports(t *testing.T) {
 		"/ui/api/trace/123":                              {400, ""},
 		"/ui/api/trace/0123456789abcdef0123456789abcdef": {404, "not found"},
 	} {
-		resp, body := do(t, c, http.MethodGet, base+path, nil)
+		resp, body := do(t, c, http.MethodGet, base+path, cp.auth)
 		if resp.StatusCode != want.code || !strings.Contains(body, want.body) {
 			t.Errorf("GET %s: got %d %s, want %d with %s", path, resp.StatusCode, body, want.code, want.body)
 		}
@@ -285,11 +287,7 @@ func TestPagesShowWhatTheAPIReports(t *testing.T) {
 
 func getJSON(t *testing.T, c *http.Client, u string, v any, header ...map[string]string) {
 	t.Helper()
-	var h map[string]string
-	if len(header) > 0 {
-		h = header[0]
-	}
-	resp, body := do(t, c, http.MethodGet, u, h)
+	resp, body := do(t, c, http.MethodGet, u, header...)
 	if resp.StatusCode != 200 {
 		t.Fatalf("GET %s: got %d %s", u, resp.StatusCode, body)
 	}
@@ -410,7 +408,7 @@ func TestEventsEndWhenTheDashboardCloses(t *testing.T) {
 		t.Fatalf("first event %q, want update", name)
 	}
 	// One stream at most: the next is refused, and says why.
-	resp2, body := do(t, c, http.MethodGet, base+"/ui/events?page=overview", nil)
+	resp2, body := do(t, c, http.MethodGet, base+"/ui/events?page=overview")
 	if resp2.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "too many dashboard pages open") {
 		t.Errorf("second stream: got %d %s, want 503 too many", resp2.StatusCode, body)
 	}
@@ -429,7 +427,7 @@ func TestEventsRefuseBadPages(t *testing.T) {
 		"/ui/events?page=service&name=Nope!":  `"field": "service"`,
 		"/ui/events?page=overview&window=1ms": `"field": "window"`,
 	} {
-		resp, body := do(t, c, http.MethodGet, base+path, nil)
+		resp, body := do(t, c, http.MethodGet, base+path)
 		if resp.StatusCode != 400 || !strings.Contains(body, want) {
 			t.Errorf("GET %s: got %d %s, want 400 with %s", path, resp.StatusCode, body, want)
 		}
@@ -442,5 +440,41 @@ func TestNewChecksItsConfig(t *testing.T) {
 	}
 	if _, err := dashboard.New(dashboard.Config{Interval: time.Millisecond}, dashboard.Deps{API: http.NewServeMux()}); err == nil {
 		t.Error("New with a 1ms interval: no error")
+	}
+}
+
+func TestFiguresAskForTheAPIToken(t *testing.T) {
+	cp := startControl(t)
+	if cp.auth["Authorization"] == "" {
+		t.Skip("this control plane's API asks for no token")
+	}
+	c := client(t)
+	base := "http://" + cp.addr
+	token := strings.TrimPrefix(cp.auth["Authorization"], "Bearer ")
+	cookie := func(v string) map[string]string { return map[string]string{"Cookie": dashboard.TokenCookie + "=" + v} }
+	cases := []struct {
+		name, path string
+		header     map[string]string
+		code       int
+		want       string
+	}{
+		{"page without the token", "/ui/", nil, 200, "<script"},
+		{"script without the token", "/ui/js/app.js", nil, 200, "import"},
+		{"figures without the token", "/ui/api/overview", nil, 401, "needs this control plane's API token"},
+		{"stream without the token", "/ui/events?page=overview", nil, 401, "file api-token"},
+		{"session without the token", "/ui/api/session", nil, 401, "API token"},
+		{"wrong cookie", "/ui/api/overview", cookie("nope"), 401, "wrong API token"},
+		{"wrong bearer", "/ui/api/overview", map[string]string{"Authorization": "Bearer nope"}, 401, "wrong API token"},
+		{"cookie", "/ui/api/session", cookie(token), 200, `"authorized": true`},
+		{"bearer", "/ui/api/overview", cp.auth, 200, `"services"`},
+	}
+	for _, tc := range cases {
+		resp, body := do(t, c, http.MethodGet, base+tc.path, tc.header)
+		if resp.StatusCode != tc.code || !strings.Contains(body, tc.want) {
+			t.Errorf("%s: got %d %.200s, want %d with %q", tc.name, resp.StatusCode, body, tc.code, tc.want)
+		}
+		if strings.Contains(body, token) {
+			t.Errorf("%s: the answer shows the token", tc.name)
+		}
 	}
 }

@@ -1,9 +1,12 @@
 package dashboard
 
 import (
+	"crypto/subtle"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/weftmesh/weft/internal/api"
 	"github.com/weftmesh/weft/internal/telemetry"
@@ -44,6 +47,35 @@ func sameOrigin(r *http.Request) error {
 		return fmt.Errorf("the dashboard serves only its own pages: this request came from %s (Origin), not from http://%s; open http://%s/ui/ directly", origin, r.Host, r.Host)
 	}
 	return nil
+}
+
+// TokenCookie is the cookie the dashboard's pages keep the API token
+// in once it is given (SameSite=Strict, path /ui/).
+const TokenCookie = "weft_token"
+
+// authorized refuses a request for figures without the API token, when
+// the dashboard asks for one: in the TokenCookie cookie (what the pages
+// send) or as Authorization: Bearer TOKEN.
+func (h *Handler) authorized(r *http.Request) error {
+	want := h.token.Load()
+	if want == nil || !(strings.HasPrefix(r.URL.Path, "/ui/api/") || r.URL.Path == "/ui/events") {
+		return nil
+	}
+	got := ""
+	if c, err := r.Cookie(TokenCookie); err == nil {
+		got = c.Value
+	}
+	if a := r.Header.Get("Authorization"); strings.HasPrefix(a, "Bearer ") {
+		got = strings.TrimPrefix(a, "Bearer ")
+	}
+	if got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(*want)) == 1 {
+		return nil
+	}
+	if got != "" {
+		return errors.New("wrong API token for this control plane (the one in its data dir, file api-token, is asked for)")
+	}
+	return errors.New("the dashboard needs this control plane's API token, as the CLI does: give it on the page " +
+		"(it is in the control plane's data dir, file api-token, and in the file weft control wrote for its user, ~/.config/weft/tokens/HOST_PORT)")
 }
 
 // refuse answers with an error in the API's form.

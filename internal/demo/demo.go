@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -99,7 +100,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	// Print the addresses actually bound (the flags may say port 0).
 	cfg.Control, cfg.Outbound, cfg.Admin = cp.Addr(), webOut, webAdmin
-	printTry(cfg, ledger)
+	printTry(cfg, ledger, dashboardLink(cp.Addr(), dir))
 	<-ctx.Done()
 	select {
 	case err := <-errs:
@@ -194,13 +195,25 @@ func load(ctx context.Context, outbound string, every time.Duration) {
 	}
 }
 
-func printTry(cfg Config, ledger string) {
+// dashboardLink is the dashboard's address with the control plane's API
+// token (from its data dir) in the fragment, which the page keeps and
+// no request carries.
+func dashboardLink(addr, dataDir string) string {
+	link := "http://" + addr + "/ui/"
+	if b, err := os.ReadFile(filepath.Join(dataDir, control.APITokenFile)); err == nil {
+		link += "#/?token=" + strings.TrimSpace(string(b))
+	}
+	return link
+}
+
+func printTry(cfg Config, ledger, dashboard string) {
 	w := cfg.Out
 	fmt.Fprintf(w, `
 Weft demo is running: web -> catalog (v1, v2) -> ratings over HTTP, and web -> ledger over
 plain TCP, each instance with its own sidecar, a control plane at %[1]s, and light load on web.
 
-Dashboard: http://%[1]s/ui/   (services, topology, traces, alarms, live requests)
+Dashboard: %[5]s
+           (services, topology, traces, alarms, live requests)
 
 Try (from another terminal):
   curl -x http://%[2]s http://catalog/items          # proxy mode, as apps with HTTP_PROXY do
@@ -222,5 +235,5 @@ Try (from another terminal):
                                    # then answers BALANCE loom (or shuttle, spindle) and QUIT
 
 Ctrl-C stops everything.
-`, cfg.Control, cfg.Outbound, cfg.Admin, strings.Replace(ledger, ":", " ", 1))
+`, cfg.Control, cfg.Outbound, cfg.Admin, strings.Replace(ledger, ":", " ", 1), dashboard)
 }

@@ -70,8 +70,48 @@ export function stream(page, params, onUpdate, onProblem) {
     setStatus('problem', 'bad');
     onProblem(JSON.parse(ev.data).error);
   });
-  es.addEventListener('error', () => setStatus(es.readyState === EventSource.CLOSED ? 'stopped' : 'reconnecting', 'bad'));
+  es.addEventListener('error', () => {
+    setStatus(es.readyState === EventSource.CLOSED ? 'stopped' : 'reconnecting', 'bad');
+    if (es.readyState === EventSource.CLOSED) checkSession();
+  });
   return () => es.close();
+}
+
+// The API token: given once (on the form, or as #/?token= in a link,
+// as weft demo prints it), kept in a cookie the figures are sent with.
+function keepToken(token) {
+  document.cookie = `weft_token=${encodeURIComponent(token)}; Path=/ui/; SameSite=Strict`;
+}
+
+// checkSession asks whether the figures may be read; when the token is
+// missing or wrong, it shows the form that asks for it.
+async function checkSession() {
+  const resp = await fetch('api/session', {headers: {Accept: 'application/json'}});
+  if (resp.status !== 401) return true;
+  const body = await resp.json().catch(() => ({}));
+  const main = document.getElementById('main');
+  const input = Object.assign(document.createElement('input'), {type: 'password', id: 'token', size: 40, autocomplete: 'off', required: true});
+  const form = document.createElement('form');
+  form.className = 'search';
+  form.id = 'token-form';
+  const label = document.createElement('label');
+  label.append('API token ', input);
+  const button = Object.assign(document.createElement('button'), {type: 'submit', textContent: 'Open'});
+  form.append(label, button);
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    keepToken(input.value.trim());
+    mounted = '';
+    start();
+  });
+  const msg = Object.assign(document.createElement('p'), {className: 'problem', textContent: body.error || 'This dashboard needs the API token.'});
+  const title = Object.assign(document.createElement('h1'), {textContent: 'API token'});
+  if (unmount) unmount();
+  unmount = null;
+  mounted = '';
+  main.replaceChildren(title, msg, form);
+  setStatus('needs the token', 'bad');
+  return false;
 }
 
 // alarmBadge shows how many alarms fire in the navigation.
@@ -116,5 +156,18 @@ document.getElementById('window').addEventListener('change', (ev) => {
   r.params.set('window', ev.target.value);
   location.hash = '#/' + (r.page === 'overview' ? '' : r.page) + (r.name ? '/' + encodeURIComponent(r.name) : '') + '?' + r.params.toString();
 });
-window.addEventListener('hashchange', render);
-render();
+// start takes a token from the address, checks that the figures may
+// be read, and shows the page.
+async function start() {
+  const r = route();
+  if (r.params.has('token')) {
+    keepToken(r.params.get('token'));
+    r.params.delete('token');
+    const qs = r.params.toString();
+    history.replaceState(null, '', '#/' + (r.page === 'overview' ? '' : r.page) + (r.name ? '/' + encodeURIComponent(r.name) : '') + (qs ? '?' + qs : ''));
+  }
+  if (await checkSession()) render();
+}
+
+window.addEventListener('hashchange', () => (route().params.has('token') ? start() : render()));
+start();
