@@ -26,6 +26,7 @@ func runControl(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&cfg.CertTTL, "cert-ttl", cfg.CertTTL, "lifetime of workload certificates (sidecars renew at about 70%)")
 	fs.StringVar(&cfg.CACert, "ca-cert", "", "PEM CA certificate (a root, or an intermediate then its chain) to sign with, instead of the root made in --data-dir/ca")
 	fs.StringVar(&cfg.CAKey, "ca-key", "", "PEM private key of --ca-cert (mode 0600)")
+	fs.BoolVar(&cfg.CARotate, "ca-rotate", false, "at this start, replace the generated root with a new one; the old stays trusted until it expires (give it once, not on every start)")
 	lvl := logLevelFlag(fs)
 	rest, err := fs.parse(args)
 	if err != nil {

@@ -33,14 +33,24 @@ type identity struct {
 // newIdentity opens the CA: the operator's (--ca-cert, --ca-key), or the
 // root in <data-dir>/ca, made on first start.
 func newIdentity(cfg Config, reg *prometheus.Registry, log *slog.Logger) (*identity, error) {
-	c, err := ca.Open(ca.Config{Dir: filepath.Join(cfg.DataDir, "ca"), CertFile: cfg.CACert, KeyFile: cfg.CAKey, TrustDomain: cfg.TrustDomain})
+	dir := filepath.Join(cfg.DataDir, "ca")
+	if cfg.CARotate {
+		if cfg.CACert != "" {
+			return nil, errors.New("--ca-rotate rotates the root made in --data-dir/ca; with --ca-cert, give the new CA there (and the old anchor in " + filepath.Join(dir, ca.PreviousFile) + ")")
+		}
+		if err := ca.Rotate(dir); err != nil {
+			return nil, fmt.Errorf("--ca-rotate: %w", err)
+		}
+		log.Warn("CA root rotated: a new root is made; the old one stays in the trust bundle until it expires (remove "+ca.PreviousFile+" once every sidecar has renewed)", "dir", dir)
+	}
+	c, err := ca.Open(ca.Config{Dir: dir, CertFile: cfg.CACert, KeyFile: cfg.CAKey, TrustDomain: cfg.TrustDomain})
 	if err != nil {
 		return nil, err
 	}
 	root := c.Certificate()
 	switch {
 	case c.Created:
-		log.Info("CA root created", "dir", filepath.Join(cfg.DataDir, "ca"), "trust_domain", c.TrustDomain(), "not_after", root.NotAfter.UTC())
+		log.Info("CA root created", "dir", dir, "trust_domain", c.TrustDomain(), "not_after", root.NotAfter.UTC())
 	default:
 		log.Info("CA loaded", "source", c.Source(), "subject", root.Subject.String(), "trust_domain", c.TrustDomain(), "not_after", root.NotAfter.UTC())
 	}

@@ -207,3 +207,40 @@ func TestCertificateOutlivesControlPlane(t *testing.T) {
 		t.Errorf("control plane back: want one certificate by join token:\n%s", grepLines(metrics, "weft_control_certificates"))
 	}
 }
+
+// TestRootRotation: weft control --ca-rotate makes a new root and keeps
+// the old one in the trust bundle, so a sidecar holding a certificate of
+// the old root renews by proof, without its join token, onto the new.
+func TestRootRotation(t *testing.T) {
+	// Not parallel: the control plane is restarted on the address it had.
+	m := meshtest.New(t)
+	cp := m.Control("--cert-ttl", "20s")
+	token := createToken(t, m, cp, "--service", "web")
+	web := m.Sidecar(cp, "--service", "web", "--join-token", token)
+	var first *sidecarCert
+	m.Eventually(20*time.Second, func() (bool, string) {
+		c, raw := certOf(t, web)
+		first = c
+		return c != nil && c.State == "valid", raw
+	})
+	cp.Signal(syscall.SIGTERM)
+	if code := cp.ExitCode(t, 20*time.Second); code != 0 {
+		t.Fatalf("control plane exit %d after SIGTERM", code)
+	}
+	rotated := m.ControlAt(cp.Addr, cp.DataDir, "--cert-ttl", "20s", "--ca-rotate")
+	rotated.WaitLog(t, regexp.MustCompile(`msg="CA root rotated`), 10*time.Second)
+	rotated.WaitLog(t, regexp.MustCompile(`msg="CA root created"`), 10*time.Second)
+	m.Eventually(30*time.Second, func() (bool, string) {
+		c, raw := certOf(t, web)
+		return c != nil && c.State == "valid" && c.Serial != first.Serial, raw
+	})
+	_, metrics := meshtest.Get("http://" + rotated.Addr + "/metrics")
+	if !strings.Contains(metrics, `weft_control_certificates_issued_total{how="renewal"} 1`) ||
+		!strings.Contains(metrics, `weft_control_certificates_issued_total{how="join-token"} 0`) {
+		t.Errorf("after rotation: want one renewal by proof (the old root still trusted) and no join:\n%s", grepLines(metrics, "weft_control_certificates"))
+	}
+	out, _, code := m.Weft("check", "--control", rotated.Addr)
+	if code != 0 || !strings.Contains(out, "spiffe://weft.local/service/web") {
+		t.Errorf("weft check after rotation: exit %d\n%s", code, out)
+	}
+}

@@ -198,12 +198,14 @@ func TestPreviousRootOverlap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Rotation as docs/security.md tells it: the root becomes previous.crt
-	// and the key goes; the next start makes a new root.
-	if err := os.Rename(filepath.Join(dir, ca.RootCertFile), filepath.Join(dir, ca.PreviousFile)); err != nil {
+	// Rotate: the root goes to previous.crt and the key goes; the next
+	// start makes a new root.
+	if err := ca.Rotate(dir); err != nil {
 		t.Fatal(err)
 	}
-	os.Remove(filepath.Join(dir, ca.RootKeyFile))
+	if _, err := os.Stat(filepath.Join(dir, ca.RootKeyFile)); !os.IsNotExist(err) {
+		t.Errorf("the old key after Rotate: %v, want it removed", err)
+	}
 	second, err := ca.Open(ca.Config{Dir: dir, TrustDomain: "weft.local"})
 	if err != nil {
 		t.Fatal(err)

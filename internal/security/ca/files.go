@@ -172,3 +172,41 @@ func previousRoots(path string, now time.Time) ([]*x509.Certificate, error) {
 	}
 	return out, nil
 }
+
+// Rotate retires the generated root in dir: its certificate is added to
+// previous.crt (kept in the trust bundle until it expires, the overlap)
+// and its key is removed, so the next Open makes a new root. Sidecars
+// move to the new root at their next renewal, by proof, since the old
+// root still vouches for the certificate they hold.
+func Rotate(dir string) error {
+	certPath, keyPath := filepath.Join(dir, RootCertFile), filepath.Join(dir, RootKeyFile)
+	old, err := os.ReadFile(certPath)
+	if err != nil {
+		return fmt.Errorf("rotate the CA root: %w", err)
+	}
+	if _, err := security.ParseCertificates(old); err != nil {
+		return fmt.Errorf("rotate the CA root: %s: %w", certPath, err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, PreviousFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("rotate the CA root: %w", err)
+	}
+	if _, err := f.Write(old); err != nil {
+		f.Close()
+		return fmt.Errorf("rotate the CA root: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("rotate the CA root: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("rotate the CA root: %w", err)
+	}
+	if err := os.Remove(keyPath); err != nil {
+		return fmt.Errorf("rotate the CA root: %w", err)
+	}
+	if err := os.Remove(certPath); err != nil {
+		return fmt.Errorf("rotate the CA root: %w", err)
+	}
+	return nil
+}
