@@ -214,16 +214,23 @@ spec:
 	if out, errOut, code := m.Weft("apply", "-f", rule, "--control", dash[2]); code != 0 {
 		t.Fatalf("weft apply: %s%s", out, errOut)
 	}
-	// Requests web's sidecar aborts with a fault: mesh errors of catalog.
-	const broken = 3
+	// Requests web's sidecar aborts with a fault, once it has the route:
+	// mesh errors of catalog, and none reaches it.
+	admin := p.WaitLog(t, regexp.MustCompile(`curl http://(\S+)/config`), time.Second)[1]
 	m.Eventually(10*time.Second, func() (bool, string) {
-		resp, _, err := meshtest.Via(outbound, "catalog", "/broken")
-		if err != nil {
+		var cfg struct {
+			Services map[string]struct {
+				Routes []struct{ Route string } `json:"routes"`
+			} `json:"services"`
+		}
+		if err := getJSON("http://"+admin+"/config", &cfg); err != nil {
 			return false, err.Error()
 		}
-		return resp.Header.Get("x-weft-error") == "fault-injected", "GET catalog/broken: " + resp.Status + " " + resp.Header.Get("x-weft-error")
+		r := cfg.Services["catalog"].Routes
+		return len(r) == 2, fmt.Sprintf("web's sidecar routes catalog with %v, want HTTPRoute/catalog's 2 rules", r)
 	})
-	for range broken - 1 {
+	const broken = 3
+	for range broken {
 		if resp, _, err := meshtest.Via(outbound, "catalog", "/broken"); err != nil || resp.Header.Get("x-weft-error") != "fault-injected" {
 			t.Fatalf("GET catalog/broken: %v %v", resp, err)
 		}
@@ -244,10 +251,20 @@ spec:
 		return got["web"] == n && got["catalog"] == n && got["ratings"] == n && len(alerts) == 1 && alerts[0].State == "firing",
 			fmt.Sprintf("requests counted %v, alerts %v; want %d each, catalog-busy firing", got, alerts, n)
 	})
+	// Every request's trace, whole: its root came, and spans of web,
+	// catalog and ratings (each sidecar exports its spans in batches).
 	var list []traces.Summary
-	m.Eventually(10*time.Second, func() (bool, string) {
-		apiGet("/v1/traces?service=catalog", &list)
-		return len(list) > 0, "no trace of catalog yet"
+	m.Eventually(15*time.Second, func() (bool, string) {
+		if err := apiGet("/v1/traces?service=catalog&limit=100", &list); err != nil {
+			return false, err.Error()
+		}
+		whole := 0
+		for _, s := range list {
+			if s.HasRoot && len(s.Services) == 3 {
+				whole++
+			}
+		}
+		return len(list) == n && whole == n, fmt.Sprintf("%d traces of catalog, %d whole; want %d, all whole", len(list), whole, n)
 	})
 	if err := apiGet("/v1/stats?window=5m&edges=true", &edges); err != nil {
 		t.Fatal(err)

@@ -25,17 +25,17 @@ export function servicesTable(o) {
     return h('tr', {class: cls, 'data-service': sv.name},
       h('td', {}, h('a', {href: link('service', sv.name), class: 'service-link'}, sv.name),
         sv.alarm ? h('span', {class: 'tag ' + sv.alarm, title: (sv.alarms || []).join(', ')}, sv.alarm) : null),
-      h('td', {}, sv.kind || 'gone'),
-      num('ready', sv.ready, sv.kind ? `${sv.ready}/${sv.instances}` : '-'),
-      num('requests', g ? g.requests : null, g ? String(g.requests) : '-'),
       num('rps', g ? g.rps : null, g ? rate(g.rps) : '-'),
       num('successRate', g ? g.successRate : null, g ? pct(g.successRate) : '-'),
       num('p99', g ? g.p99 : null, g ? dur(g.p99) : '-'),
+      num('ready', sv.ready, sv.kind ? `${sv.ready}/${sv.instances}` : '-'),
+      num('requests', g ? g.requests : null, g ? String(g.requests) : '-'),
       h('td', {class: 'sparks'},
         spark(sv.spark.rps, 'rps', `${sv.name}: requests/s by the minute, last hour`),
         spark((sv.spark.successRate || []).map((v) => 1 - v), 'fail', `${sv.name}: failure rate by the minute, last hour`),
-        spark(sv.spark.p99, 'p99', `${sv.name}: p99 by the minute, last hour`)));
+        spark(sv.spark.p99, 'p99', `${sv.name}: p99 by the minute, last hour`)),
+      h('td', {}, sv.kind || 'gone'));
   });
-  return table('services', ['Service', 'Kind', 'Ready', 'Requests', 'Requests/s', 'Success', 'P99', 'Last hour (rps, failures, p99)'], rows,
+  return table('services', ['Service', 'Requests/s', 'Success', 'P99', 'Ready', 'Requests', 'Last hour (rps, failures, p99)', 'Kind'], rows,
     'No service yet: start a sidecar, or weft demo.');
 }
