@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/weftmesh/weft/internal/collect/traces"
+	"github.com/weftmesh/weft/internal/collect/traces/otlp"
 	"github.com/weftmesh/weft/internal/telemetry"
 )
 
@@ -26,7 +27,7 @@ func newTraceStore(cfg Config, reg prometheus.Registerer) (*traces.Store, error)
 // mountTraces serves the trace store: spans in by OTLP/HTTP (what the
 // sidecars export by default), traces out for weft traces.
 func (c *Control) mountTraces(mux *http.ServeMux) {
-	mux.Handle("POST /v1/traces", &traces.Handler{Store: c.traces})
+	mux.Handle("POST /v1/traces", &otlp.Handler{Store: c.traces})
 	mux.HandleFunc("GET /v1/traces", c.listTraces)
 	mux.HandleFunc("GET /v1/traces/{id}", c.getTrace)
 }

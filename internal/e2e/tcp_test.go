@@ -103,11 +103,11 @@ func TestTCPServiceThroughTwoSidecars(t *testing.T) {
 	// detection (declared) on either side.
 	greeting := len("220 smtp-1 ready\r\n")
 	want := map[string]float64{
-		`weft_tcp_connections_total{direction="outbound",service="smtp"}`:                        5,
-		`weft_tcp_received_bytes_total{direction="outbound",service="smtp"}`:                     float64(len(payload)),
-		`weft_tcp_sent_bytes_total{direction="outbound",service="smtp"}`:                         float64(5*greeting + len(payload)),
-		`weft_tcp_connections_active{direction="outbound",service="smtp"}`:                       0,
-		`weft_protocol_detections_total{how="declared",listener="upstream/smtp",protocol="tcp"}`: 5,
+		`weft_tcp_connections_total{destination_service="smtp",direction="outbound",source_service="client"}`:    5,
+		`weft_tcp_received_bytes_total{destination_service="smtp",direction="outbound",source_service="client"}`: float64(len(payload)),
+		`weft_tcp_sent_bytes_total{destination_service="smtp",direction="outbound",source_service="client"}`:     float64(5*greeting + len(payload)),
+		`weft_tcp_connections_active{direction="outbound",service="smtp"}`:                                       0,
+		`weft_protocol_detections_total{how="declared",listener="upstream/smtp",protocol="tcp"}`:                 5,
 	}
 	m.Eventually(5*time.Second, func() (bool, string) {
 		for series, v := range want {
@@ -194,7 +194,7 @@ func TestTCPGigabyteEchoByteForByte(t *testing.T) {
 		}
 	}
 	m.Eventually(5*time.Second, func() (bool, string) {
-		got := consumer.Metric(`weft_tcp_sent_bytes_total{direction="outbound",service="echo"}`)
+		got := consumer.Metric(`weft_tcp_sent_bytes_total{destination_service="echo",direction="outbound",source_service="client"}`)
 		return got == total, fmt.Sprintf("consumer sent bytes %g, want %d", got, total)
 	})
 }
@@ -279,7 +279,7 @@ func TestConnectTunnelToMeshTCPService(t *testing.T) {
 		t.Errorf("echo through CONNECT: got %q", line)
 	}
 	m.Eventually(5*time.Second, func() (bool, string) {
-		got := consumer.Metric(`weft_tcp_connections_total{direction="outbound",service="smtp"}`)
+		got := consumer.Metric(`weft_tcp_connections_total{destination_service="smtp",direction="outbound",source_service="client"}`)
 		return got == 1, fmt.Sprintf("tcp connections %g, want 1", got)
 	})
 }

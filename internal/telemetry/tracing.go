@@ -9,12 +9,13 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
+
+// newGRPCExporter makes an OTLP/gRPC exporter to host (insecure: without
+// TLS); nil in a sidecar-only build, which links no gRPC (tracing_grpc.go).
+var newGRPCExporter func(ctx context.Context, host string, insecure bool) (sdktrace.SpanExporter, error)
 
 // TracingOff is the --otlp-endpoint that sends no spans.
 const TracingOff = "off"
@@ -59,31 +60,26 @@ func NewTracerProvider(ctx context.Context, t Tracing) (*sdktrace.TracerProvider
 		return nil, err
 	}
 	u, _ := url.Parse(t.Endpoint)
-	var client otlptrace.Client
-	switch u.Scheme {
-	case "http", "https":
-		opts := []otlptracehttp.Option{otlptracehttp.WithEndpoint(u.Host)}
-		if u.Scheme == "http" {
-			opts = append(opts, otlptracehttp.WithInsecure())
-		}
-		if p := strings.TrimSuffix(u.Path, "/"); p != "" {
-			opts = append(opts, otlptracehttp.WithURLPath(u.Path))
-		}
-		client = otlptracehttp.NewClient(opts...)
-	default:
-		opts := []otlptracegrpc.Option{otlptracegrpc.WithEndpoint(u.Host)}
-		if u.Scheme == "grpc" {
-			opts = append(opts, otlptracegrpc.WithInsecure())
-		}
-		client = otlptracegrpc.NewClient(opts...)
-	}
 	if t.Log != nil {
 		log := t.Log
 		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("sending spans", "endpoint", t.Endpoint, "err", err) }))
 	}
-	exp, err := otlptrace.New(ctx, client)
-	if err != nil {
-		return nil, fmt.Errorf("OTLP exporter for %s: %w", t.Endpoint, err)
+	var exp sdktrace.SpanExporter
+	switch u.Scheme {
+	case "http", "https":
+		target := *u
+		if strings.TrimSuffix(target.Path, "/") == "" {
+			target.Path = "/v1/traces"
+		}
+		exp = newOTLPHTTP(target.String())
+	default:
+		if newGRPCExporter == nil {
+			return nil, fmt.Errorf("%q: this build (sidecaronly) sends spans by OTLP/HTTP only (http:// or https://); OTLP/gRPC needs the full weft binary", t.Endpoint)
+		}
+		var err error
+		if exp, err = newGRPCExporter(ctx, u.Host, u.Scheme == "grpc"); err != nil {
+			return nil, fmt.Errorf("OTLP exporter for %s: %w", t.Endpoint, err)
+		}
 	}
 	res := resource.NewSchemaless(attribute.String("service.name", t.Service), attribute.String("service.instance.id", t.Instance))
 	queue := t.MaxQueue

@@ -1,14 +1,16 @@
-package traces
+package otlp
 
 import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -18,6 +20,13 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/prometheus/client_golang/prometheus"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/weftmesh/weft/internal/collect/traces"
 )
 
 func TestSDKExporterSpansLandInTheStore(t *testing.T) {
@@ -64,7 +73,7 @@ func TestSDKExporterSpansLandInTheStore(t *testing.T) {
 				c.Children[0].SpanID != inner.SpanContext().SpanID().String() {
 				t.Errorf("client span: got %+v with %d children, want the dial span below it", c.Span, len(c.Children))
 			}
-			if len(c.Attributes) != 1 || c.Attributes[0] != (Attribute{"http.response.status_code", "200"}) {
+			if len(c.Attributes) != 1 || c.Attributes[0] != (traces.Attribute{Key: "http.response.status_code", Value: "200"}) {
 				t.Errorf("client attributes: got %v", c.Attributes)
 			}
 		})
@@ -184,4 +193,55 @@ func decodeAnswer(t *testing.T, contentType string, code int, body []byte) strin
 		return x.GetMessage()
 	}
 	return ""
+}
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func tid(n uint64) []byte {
+	b := make([]byte, 16)
+	binary.BigEndian.PutUint64(b[8:], n)
+	b[0] = 0xab
+	return b
+}
+
+func sid(n uint64) []byte {
+	if n == 0 {
+		return nil
+	}
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, n)
+	return b
+}
+
+// pspan is an OTLP span of trace tr, id id, parent parent (0: none),
+// from start to end after t0.
+func pspan(tr, id, parent uint64, name string, start, end time.Duration) *tracepb.Span {
+	return &tracepb.Span{
+		TraceId: tid(tr), SpanId: sid(id), ParentSpanId: sid(parent), Name: name,
+		Kind:              tracepb.Span_SPAN_KIND_SERVER,
+		StartTimeUnixNano: uint64(t0.Add(start).UnixNano()),
+		EndTimeUnixNano:   uint64(t0.Add(end).UnixNano()),
+	}
+}
+
+func of(service string, spans ...*tracepb.Span) []*tracepb.ResourceSpans {
+	return []*tracepb.ResourceSpans{{
+		Resource: &resourcepb.Resource{Attributes: []*commonpb.KeyValue{{Key: "service.name",
+			Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: service}}}}},
+		ScopeSpans: []*tracepb.ScopeSpans{{Spans: spans}},
+	}}
+}
+
+func newStore(t *testing.T, edit func(*traces.Limits)) (*traces.Store, *prometheus.Registry) {
+	t.Helper()
+	lim := traces.DefaultLimits()
+	if edit != nil {
+		edit(&lim)
+	}
+	reg := prometheus.NewRegistry()
+	s, err := traces.New(lim, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, reg
 }

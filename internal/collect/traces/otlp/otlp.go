@@ -1,4 +1,8 @@
-package traces
+// Package otlp is the control plane's OTLP/HTTP receiver of spans, into
+// a traces.Store. It is apart from package traces so that what reads
+// traces (the CLI, a sidecar-only build) links no OTLP collector, and so
+// no gRPC.
+package otlp
 
 import (
 	"bytes"
@@ -18,6 +22,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/weftmesh/weft/internal/collect/traces"
 )
 
 // DefaultMaxBody is the most bytes of an export the Handler reads, as
@@ -32,7 +38,7 @@ const DefaultMaxBody = 16 << 20
 // 400 for a body that does not decode, 413 for one over MaxBody and 415
 // for another content type or encoding, the message in a google.rpc.Status.
 type Handler struct {
-	Store   *Store
+	Store   *traces.Store
 	MaxBody int64 // 0: DefaultMaxBody
 }
 
