@@ -1,15 +1,12 @@
 package proxy
 
 import (
-	"bufio"
-	"net"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
-	"github.com/weftmesh/weft/internal/h1"
 	"github.com/weftmesh/weft/internal/proxy/plan"
 	"github.com/weftmesh/weft/internal/proxy/stdhttp"
 )
@@ -36,26 +33,4 @@ func fastPairTraced(tb testing.TB, app string, ratio float64) string {
 
 // BenchmarkFastPathPairTraced is BenchmarkFastPathPair with tracing on
 // at 1%, as the sidecars run by default: what the spans cost per request.
-func BenchmarkFastPathPairTraced(b *testing.B) {
-	c, err := net.Dial("tcp", fastPairTraced(b, rawBackend(b), 0.01))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	req := []byte("GET / HTTP/1.1\r\nHost: svc\r\nUser-Agent: bench\r\n\r\n")
-	br := bufio.NewReader(c)
-	var resp h1.Head
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := c.Write(req); err != nil {
-			b.Fatal(err)
-		}
-		if err := h1.ReadResponseHead(br, &resp); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := br.Discard(int(resp.ContentLength)); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
+func BenchmarkFastPathPairTraced(b *testing.B) { benchPair(b, fastPairTraced(b, rawBackend(b), 0.01)) }

@@ -8,49 +8,20 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
-	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/weftmesh/weft/internal/collect/traces/tracestest"
 )
 
-var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+var t0 = tracestest.T0
 
-func tid(n uint64) []byte {
-	b := make([]byte, 16)
-	binary.BigEndian.PutUint64(b[8:], n)
-	b[0] = 0xab
-	return b
-}
-
-func sid(n uint64) []byte {
-	if n == 0 {
-		return nil
-	}
-	b := make([]byte, 8)
-	binary.BigEndian.PutUint64(b, n)
-	return b
-}
-
-// pspan is an OTLP span of trace tr, id id, parent parent (0: none),
-// from start to end after t0.
-func pspan(tr, id, parent uint64, name string, start, end time.Duration) *tracepb.Span {
-	return &tracepb.Span{
-		TraceId: tid(tr), SpanId: sid(id), ParentSpanId: sid(parent), Name: name,
-		Kind:              tracepb.Span_SPAN_KIND_SERVER,
-		StartTimeUnixNano: uint64(t0.Add(start).UnixNano()),
-		EndTimeUnixNano:   uint64(t0.Add(end).UnixNano()),
-	}
-}
-
-func of(service string, spans ...*tracepb.Span) []*tracepb.ResourceSpans {
-	return []*tracepb.ResourceSpans{{
-		Resource:   &resourcepb.Resource{Attributes: []*commonpb.KeyValue{str("service.name", service)}},
-		ScopeSpans: []*tracepb.ScopeSpans{{Spans: spans}},
-	}}
-}
-
-func str(k, v string) *commonpb.KeyValue {
-	return &commonpb.KeyValue{Key: k, Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}}
-}
+var (
+	tid   = tracestest.TID
+	sid   = tracestest.SID
+	pspan = tracestest.Span
+	of    = tracestest.Of
+	str   = tracestest.Str
+)
 
 func newStore(t *testing.T, edit func(*Limits)) (*Store, *prometheus.Registry) {
 	t.Helper()

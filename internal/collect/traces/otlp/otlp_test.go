@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"encoding/binary"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -22,11 +20,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/prometheus/client_golang/prometheus"
-	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
-	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
-	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/weftmesh/weft/internal/collect/traces"
+	"github.com/weftmesh/weft/internal/collect/traces/tracestest"
 )
 
 func TestSDKExporterSpansLandInTheStore(t *testing.T) {
@@ -195,42 +191,10 @@ func decodeAnswer(t *testing.T, contentType string, code int, body []byte) strin
 	return ""
 }
 
-var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-
-func tid(n uint64) []byte {
-	b := make([]byte, 16)
-	binary.BigEndian.PutUint64(b[8:], n)
-	b[0] = 0xab
-	return b
-}
-
-func sid(n uint64) []byte {
-	if n == 0 {
-		return nil
-	}
-	b := make([]byte, 8)
-	binary.BigEndian.PutUint64(b, n)
-	return b
-}
-
-// pspan is an OTLP span of trace tr, id id, parent parent (0: none),
-// from start to end after t0.
-func pspan(tr, id, parent uint64, name string, start, end time.Duration) *tracepb.Span {
-	return &tracepb.Span{
-		TraceId: tid(tr), SpanId: sid(id), ParentSpanId: sid(parent), Name: name,
-		Kind:              tracepb.Span_SPAN_KIND_SERVER,
-		StartTimeUnixNano: uint64(t0.Add(start).UnixNano()),
-		EndTimeUnixNano:   uint64(t0.Add(end).UnixNano()),
-	}
-}
-
-func of(service string, spans ...*tracepb.Span) []*tracepb.ResourceSpans {
-	return []*tracepb.ResourceSpans{{
-		Resource: &resourcepb.Resource{Attributes: []*commonpb.KeyValue{{Key: "service.name",
-			Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: service}}}}},
-		ScopeSpans: []*tracepb.ScopeSpans{{Spans: spans}},
-	}}
-}
+var (
+	pspan = tracestest.Span
+	of    = tracestest.Of
+)
 
 func newStore(t *testing.T, edit func(*traces.Limits)) (*traces.Store, *prometheus.Registry) {
 	t.Helper()
