@@ -332,3 +332,25 @@ func (c *Client) Version(ctx context.Context) (Version, error) {
 	err := c.Do(ctx, http.MethodGet, "/v1/version", nil, &out)
 	return out, err
 }
+
+// EndpointState is one endpoint as a sidecar's admin /config lists it
+// under a service (the fields its readers, weft describe and the
+// dashboard, use): health by each signal, the latency estimate,
+// failures and ejections.
+type EndpointState struct {
+	Instance      string     `json:"instance"`
+	Address       string     `json:"address"`
+	Ready         bool       `json:"ready"`
+	Health        string     `json:"health"` // ready, not-ready, ejected, probe-down, unchecked
+	EjectedUntil  *time.Time `json:"ejectedUntil,omitempty"`
+	Deferred      bool       `json:"deferred,omitempty"`
+	DeferredUntil *time.Time `json:"deferredUntil,omitempty"`
+	InFlight      int        `json:"inFlight,omitempty"`
+	Latency       string     `json:"latency,omitempty"`
+	PeakLatency   string     `json:"peakLatency,omitempty"`
+	FailureRate   float64    `json:"failureRate,omitempty"`
+	Attempts      uint64     `json:"attempts,omitempty"`
+	Failures      uint64     `json:"failures,omitempty"`
+	EjectReason   string     `json:"ejectReason,omitempty"`
+	Ejections     uint64     `json:"ejections,omitempty"`
+}

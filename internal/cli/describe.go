@@ -54,25 +54,8 @@ type consumerView struct {
 	Endpoints []consumerEndpoint `json:"endpoints,omitempty"`
 }
 
-// consumerEndpoint is one endpoint in a sidecar's /config: the fields
-// describe shows, under the names /config gives them.
-type consumerEndpoint struct {
-	Instance      string     `json:"instance"`
-	Address       string     `json:"address"`
-	Ready         bool       `json:"ready"`
-	Health        string     `json:"health"` // ready, not-ready, ejected, probe-down, unchecked
-	EjectedUntil  *time.Time `json:"ejectedUntil,omitempty"`
-	Deferred      bool       `json:"deferred,omitempty"`
-	DeferredUntil *time.Time `json:"deferredUntil,omitempty"`
-	InFlight      int        `json:"inFlight,omitempty"`
-	Latency       string     `json:"latency,omitempty"`
-	PeakLatency   string     `json:"peakLatency,omitempty"`
-	FailureRate   float64    `json:"failureRate,omitempty"`
-	Attempts      uint64     `json:"attempts,omitempty"`
-	Failures      uint64     `json:"failures,omitempty"`
-	EjectReason   string     `json:"ejectReason,omitempty"`
-	Ejections     uint64     `json:"ejections,omitempty"`
-}
+// consumerEndpoint is one endpoint in a sidecar's /config.
+type consumerEndpoint = api.EndpointState
 
 // sidecarConfig is the part of a sidecar's /config that describe reads.
 type sidecarConfig struct {

@@ -1,11 +1,9 @@
 package control
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,39 +15,12 @@ import (
 	"github.com/weftmesh/weft/internal/api"
 	"github.com/weftmesh/weft/internal/collect/alert"
 	"github.com/weftmesh/weft/internal/registry"
-	"github.com/weftmesh/weft/internal/telemetry"
 )
 
 // startAlerting is start with AlertRules evaluated every 50ms.
 func startAlerting(t *testing.T) *testControl {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	cfg := Default()
-	cfg.Listen, cfg.DataDir, cfg.AlertInterval = "127.0.0.1:0", t.TempDir(), 50*time.Millisecond
-	c, err := New(ctx, cfg, Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: telemetry.NewRegistry()})
-	if err != nil {
-		cancel()
-		t.Fatalf("control.New: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	tr := &http.Transport{Proxy: nil}
-	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	cl := api.NewClient(c.Addr())
-	cl.HTTP = hc
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: got %v, want nil", err)
-		}
-		tr.CloseIdleConnections()
-	})
-	tc := &testControl{Control: c, api: cl, http: hc}
-	waitAlert(t, func() (bool, string) {
-		code, body := tc.get(t, "/readyz")
-		return code == http.StatusOK, fmt.Sprintf("readyz %d %s", code, body)
-	})
-	return tc
+	return startWith(t, func(c *Config) { c.AlertInterval = 50 * time.Millisecond })
 }
 
 // waitAlert polls cond until it holds, for at most 10s.

@@ -23,7 +23,8 @@ import (
 // (api.TokenPath). What sidecars and exporters call is open: the push
 // stream, registration and leases, reports, spans and certificate
 // requests (a join token or a certificate proves who asks for one);
-// so are health, readiness, metrics and the version.
+// so are health, readiness, metrics and the version. The dashboard's
+// pages load without it and its figures ask for it (dashboard.RequireToken).
 
 // APITokenFile is the token's file in the data dir.
 const APITokenFile = "api-token"
@@ -93,7 +94,7 @@ func openToAll(r *http.Request) bool {
 	case m == http.MethodPost && (strings.HasPrefix(p, "/v1/telemetry/") || p == "/v1/traces" || strings.HasPrefix(p, "/v1/certificates")):
 		return true
 	case strings.HasPrefix(p, "/ui/") || p == "/ui":
-		return true // the dashboard: read-only, same-origin (docs/dashboard.md)
+		return true // the dashboard, which asks for the same token itself (docs/dashboard.md)
 	}
 	return false
 }

@@ -28,11 +28,17 @@ type testControl struct {
 	http *http.Client
 }
 
-func start(t *testing.T) *testControl {
+func start(t *testing.T) *testControl { t.Helper(); return startWith(t, nil) }
+
+// startWith is start with edit applied to the config (nil: none).
+func startWith(t *testing.T, edit func(*Config)) *testControl {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg := Default()
 	cfg.Listen, cfg.DataDir = "127.0.0.1:0", t.TempDir()
+	if edit != nil {
+		edit(&cfg)
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	c, err := New(ctx, cfg, Deps{Logger: log, Registry: telemetry.NewRegistry()})
 	if err != nil {

@@ -73,22 +73,8 @@ type InstanceView struct {
 // ejected: outlier detection; probe-down: active probes; deferred:
 // Retry-After), the latency estimate, failures, ejections.
 type EndpointSeen struct {
-	Sidecar       string     `json:"sidecar"`
-	Instance      string     `json:"instance"`
-	Address       string     `json:"address"`
-	Ready         bool       `json:"ready"`
-	Health        string     `json:"health"`
-	EjectedUntil  *time.Time `json:"ejectedUntil,omitempty"`
-	Deferred      bool       `json:"deferred,omitempty"`
-	DeferredUntil *time.Time `json:"deferredUntil,omitempty"`
-	InFlight      int        `json:"inFlight,omitempty"`
-	Latency       string     `json:"latency,omitempty"`
-	PeakLatency   string     `json:"peakLatency,omitempty"`
-	FailureRate   float64    `json:"failureRate,omitempty"`
-	Attempts      uint64     `json:"attempts,omitempty"`
-	Failures      uint64     `json:"failures,omitempty"`
-	EjectReason   string     `json:"ejectReason,omitempty"`
-	Ejections     uint64     `json:"ejections,omitempty"`
+	Sidecar string `json:"sidecar"`
+	api.EndpointState
 }
 
 // SidecarView is one sidecar's view of the service: its circuit breaker

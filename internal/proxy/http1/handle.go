@@ -536,17 +536,14 @@ func (ex *exchange) source() string {
 	return ex.cc.Peer
 }
 
-// sourceOf is the calling service of an inbound request: the peer
-// sidecar's, as its certificate proves it over mutual TLS, else as the
-// peer named it (nil outbound: the caller is this sidecar's service).
+// sourceOf is the calling service of an inbound request, as the
+// request's view gives it (over mutual TLS, the peer its certificate
+// proves); nil outbound, where the caller is this sidecar's service.
 func sourceOf(c *plan.Cluster, cc *Conn) []byte {
-	switch {
-	case c.Source != "":
+	if c.Source != "" {
 		return nil
-	case cc.Peer != "":
-		return plan.BytesOf(cc.Peer)
 	}
-	return cc.req.Get(plan.SourceHeader)
+	return cc.view.Header(plan.SourceHeader)
 }
 
 // destinationOf returns the authority the request names and whether it

@@ -354,7 +354,7 @@ func (k *Call) Finish(now time.Time) {
 func (k *Call) Failed(class endpoint.Class, err error) *MeshError {
 	ep := k.Endpoint()
 	k.att.Done(endpoint.Outcome{Class: class, Latency: k.att.Elapsed()})
-	k.failSpan(class, 0)
+	k.failSpan(class)
 	k.last = UpstreamError(k.c.Service, ep, class, err)
 	k.class = class
 	return k.last
@@ -377,7 +377,7 @@ func (k *Call) Again(bodySent bool) bool {
 // the mesh answered already): it says nothing of the instance.
 func (k *Call) Cancelled() {
 	k.att.Done(endpoint.Outcome{Class: endpoint.Cancelled})
-	k.failSpan(endpoint.Cancelled, 0)
+	k.failSpan(endpoint.Cancelled)
 	k.hedge.att.Done(endpoint.Outcome{Class: endpoint.Cancelled})
 	k.hedge.racing = false
 	if k.admitted && k.last != nil {

@@ -209,9 +209,9 @@ func (k *Call) endSpan(status int, grpc, errType string, now time.Time) {
 }
 
 // failSpan ends the current attempt's span for a failure of class.
-func (k *Call) failSpan(class endpoint.Class, status int) {
+func (k *Call) failSpan(class endpoint.Class) {
 	if k.trace.span != nil {
-		k.endSpan(status, "", class.String(), time.Time{})
+		k.endSpan(0, "", class.String(), time.Time{})
 	}
 }
 
