@@ -113,11 +113,20 @@ func TestMirrorsEveryEngine(t *testing.T) {
 				return sample(t, reg, "weft_mirrors_total", "service", "svc", "mirror", "shadow", "outcome", plan.MirrorSent)
 			}
 
+			// idle waits until no copy is in flight, so that the next
+			// copies find room (at most bound go at once; more are shed).
+			idle := func() {
+				waitFor(t, 5*time.Second, "no copy in flight", func() bool {
+					return sample(t, reg, "weft_requests_in_flight", "direction", "mirror", "service", "shadow") == 0
+				})
+			}
+
 			// Answered by the mirror: the copies arrive as sent.
 			send(http.MethodGet, "/items", "", false)
 			send(http.MethodPost, "/orders", "order=1", false)
 			want := []string{"GET /items host=svc-shadow x-env=canary body=", "POST /orders host=svc-shadow x-env=canary body=order=1"}
 			if engine != "h1" {
+				idle() // (the two copies above take the room there is)
 				send(http.MethodPost, "/pkg.Svc/Get", "\x00\x00\x00\x00\x02hi", true)
 				want = append(want, "POST /pkg.Svc/Get host=svc-shadow x-env=canary body=\x00\x00\x00\x00\x02hi")
 			}
@@ -137,13 +146,8 @@ func TestMirrorsEveryEngine(t *testing.T) {
 
 			// Failing or resetting: the caller sees none of it. (net/http's
 			// client may send a reset GET again on a new connection.)
-			idle := func() {
-				waitFor(t, 5*time.Second, "no copy in flight", func() bool {
-					return sample(t, reg, "weft_requests_in_flight", "direction", "mirror", "service", "shadow") == 0
-				})
-			}
 			for _, mode := range []string{"fail", "reset"} {
-				idle() // (so that no copy is shed for want of room)
+				idle()
 				shadow.setMode(mode)
 				before := len(shadow.seen())
 				send(http.MethodGet, "/items", "", false)
