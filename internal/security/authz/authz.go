@@ -7,15 +7,22 @@
 //	source service, method, path, headers ──Decide──▶ Decision: allow or
 //	                                                  deny, and the rule
 //	                                                  that decided
+//	source service of a TCP connection ──DecideConn──▶ Decision
 //
 // Deny wins: any DENY rule that matches denies; else, when ALLOW
 // policies apply, a request must match one of their rules; else the
 // mesh-wide default decides. Decide allocates nothing.
 //
+// A TCP connection (DecideConn) has no method, path or header: only a
+// rule's from can match it, and a rule with to or when is read as Istio
+// reads HTTP-only fields on TCP, failing closed (an ALLOW rule with
+// them never matches; a DENY rule matches by its from alone).
+//
 // The source is an argument: the caller says who is calling. Package
-// plan reads it: over mutual TLS the peer's proven service, else the
-// service a plain caller names in x-weft-source; where it comes from
-// changes nothing here.
+// plan reads it: over mutual TLS the peer's proven service (of a request
+// or a TCP connection), else the service a plain caller names in
+// x-weft-source (a plain TCP connection names none); where it comes
+// from changes nothing here.
 package authz
 
 import (
@@ -56,8 +63,10 @@ type Matcher struct {
 	hasAllow bool // an ALLOW policy applies (even one without rules)
 	paths    bool // a rule matches by path
 	noAllow  Decision
-	def      Decision
-	policies []string // the policies that apply, "AuthorizationPolicy/NAME", sorted
+	// noAllowConn is noAllow for a TCP connection (DecideConn).
+	noAllowConn Decision
+	def         Decision
+	policies    []string // the policies that apply, "AuthorizationPolicy/NAME", sorted
 }
 
 type rule struct {
@@ -65,6 +74,10 @@ type rule struct {
 	sources  []source    // any of them (none: any caller)
 	ops      []operation // any of them (none: any request)
 	conds    []condition // all of them
+	// http: the rule has fields only HTTP has (a method, a path, a
+	// header condition); conn is its decision on a TCP connection.
+	http bool
+	conn Decision
 }
 
 type sourceKind uint8
@@ -185,6 +198,13 @@ func Compile(service string, policies []config.Authorization) (*Matcher, error) 
 	}
 	m.noAllow = Decision{Rule: "no ALLOW rule",
 		Text: fmt.Sprintf("denied: no rule of %s (ALLOW) matches", strings.Join(allowRefs, ", "))}
+	m.noAllowConn = m.noAllow
+	for i := range m.allow {
+		if m.allow[i].http {
+			m.noAllowConn.Text += " (a rule with to or when never matches a TCP connection)"
+			break
+		}
+	}
 	return m, nil
 }
 
@@ -228,6 +248,14 @@ func compileRule(p *config.Authorization, i int, action string) (rule, error) {
 			cond.values = append(cond.values, newPattern(v))
 		}
 		r.conds = append(r.conds, cond)
+	}
+	r.http = len(r.conds) > 0
+	for _, op := range r.ops {
+		r.http = r.http || len(op.methods) > 0 || len(op.paths) > 0
+	}
+	r.conn = r.decision
+	if r.http && !r.decision.Allow {
+		r.conn.Text += " (a TCP connection: the rule's to and when are left out, it matches by from alone)"
 	}
 	return r, nil
 }

@@ -13,7 +13,10 @@ import (
 // the same twice; a DENY rule that matches the request denies it
 // whatever else applies; an ALLOW rule added never overturns a DENY
 // rule's denial; and taking the DENY policies away never denies a
-// request that was allowed.
+// request that was allowed. Of a TCP connection from the same source
+// (DecideConn): decided the same twice; a DENY rule naming the source
+// denies it whatever its to; an ALLOW rule with to or when never admits
+// it; and a connection allowed means every request from its source is.
 func FuzzMatch(f *testing.F) {
 	f.Add("web", "GET", "/items/42?x=1", "beta", "web", "/items/*", "beta", uint8(0))
 	f.Add("", "POST", "/admin", "", "unknown", "/admin", "*", uint8(1))
@@ -37,6 +40,17 @@ func FuzzMatch(f *testing.F) {
 		if d.Text == "" || d.Rule == "" {
 			t.Fatalf("a decision that names nothing: %+v", d)
 		}
+		c := m.DecideConn(source)
+		if again := m.DecideConn(source); again != c || c.Text == "" || c.Rule == "" {
+			t.Fatalf("a connection: decided %+v, then %+v", c, again)
+		}
+		httpRule := shape&16 == 0 && rulePath != "" || shape&32 == 0 && ruleValue != "" // (as fuzzPolicies makes it)
+		if c.Allow && c.Rule == "AuthorizationPolicy/allow rule 0" && httpRule {
+			t.Fatalf("a connection allowed by an ALLOW rule with to or when: %+v", c)
+		}
+		if c.Allow && !d.Allow && d.Rule != notNormal.Rule {
+			t.Fatalf("a connection from %q allowed by %q, a request from it denied by %q", source, c.Rule, d.Rule)
+		}
 
 		// A DENY rule that matches this very request denies it.
 		exact := config.AuthorizationRule{}
@@ -55,6 +69,9 @@ func FuzzMatch(f *testing.F) {
 		}
 		if dd := md.Decide(source, r); dd.Allow {
 			t.Fatalf("a DENY rule matching the request is in force, got allowed by %q", dd.Rule)
+		}
+		if dc := md.DecideConn(source); dc.Allow {
+			t.Fatalf("a DENY rule naming the source %q is in force, got its connection allowed by %q", source, dc.Rule)
 		}
 
 		// An ALLOW rule for everything does not overturn a DENY rule.

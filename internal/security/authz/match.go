@@ -40,6 +40,41 @@ func (m *Matcher) Decide(source string, r Request) Decision {
 	return m.def
 }
 
+// DecideConn is the decision on a TCP connection from source (as
+// Decide takes it). A connection has no method, path or header, so only
+// a rule's from can match it; a rule with to or when, fields only HTTP
+// has, is read as Istio reads them on TCP, so that the result fails
+// closed:
+//
+//   - an ALLOW rule with to or when never matches a connection;
+//   - a DENY rule's to and when are left out: it matches by its from
+//     alone, and one without from denies every connection.
+//
+// Deny still wins, then ALLOW rules, then the default. It allocates
+// nothing.
+func (m *Matcher) DecideConn(source string) Decision {
+	if m == nil {
+		return defaultAllow
+	}
+	if source == config.SourceUnknown {
+		source = ""
+	}
+	for i := range m.deny {
+		if r := &m.deny[i]; r.fromMatches(source) {
+			return r.conn
+		}
+	}
+	for i := range m.allow {
+		if r := &m.allow[i]; !r.http && r.fromMatches(source) {
+			return r.conn
+		}
+	}
+	if m.hasAllow {
+		return m.noAllowConn
+	}
+	return m.def
+}
+
 func (r *rule) matches(src string, method, path []byte, req Request) bool {
 	return r.fromMatches(src) && r.toMatches(method, path) && r.whenMatches(req)
 }
