@@ -144,20 +144,48 @@ func isDialError(err error) bool {
 
 // Client talks to one control plane.
 type Client struct {
-	Base string // http://host:port
+	Base string // http://host:port or https://host:port
 	HTTP *http.Client
 	// Token is the API token sent as a bearer token ("": none).
 	Token string
+	roots string // what an https control plane's certificate is checked against
+	err   error  // setting up TLS failed: every call returns it
 }
 
-// NewClient accepts host:port or a URL. Its token is LoadToken's.
-func NewClient(addr string) *Client {
+// NewClient accepts host:port or a URL (https:// for a control plane
+// whose API serves TLS). Its token is LoadToken's.
+func NewClient(addr string) *Client { return NewClientTLS(addr, TLSOptions{}) }
+
+// NewClientTLS is NewClient with how to reach an https control plane.
+func NewClientTLS(addr string, o TLSOptions) *Client {
 	base := addr
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
-	return &Client{Base: strings.TrimRight(base, "/"), HTTP: &http.Client{Transport: Transport, Timeout: 10 * time.Second},
+	c := &Client{Base: strings.TrimRight(base, "/"), HTTP: &http.Client{Transport: Transport, Timeout: 10 * time.Second},
 		Token: LoadToken(addr)}
+	if strings.HasPrefix(c.Base, "https://") {
+		cfg, from, err := ClientTLS(addr, o)
+		if err != nil {
+			c.err = fmt.Errorf("control plane at %s: %w", c.Base, err)
+			return c
+		}
+		c.HTTP.Transport, c.roots = newTLSTransport(cfg), from
+	}
+	return c
+}
+
+// Err is why the Client cannot make calls (a CA file it could not read),
+// or nil.
+func (c *Client) Err() error { return c.err }
+
+// Explain adds to an error of a call to the control plane what to do
+// about it, when it is one of TLS.
+func (c *Client) Explain(err error) error {
+	if c.roots == "" {
+		return err
+	}
+	return explainTLS(err, c.Base, c.roots)
 }
 
 // Transport reaches the control plane directly: HTTP_PROXY in the
@@ -171,6 +199,9 @@ var Transport = &http.Transport{
 
 // Do sends a request and decodes a JSON answer into out (when not nil).
 func (c *Client) Do(ctx context.Context, method, path string, body io.Reader, out any) error {
+	if c.err != nil {
+		return c.err
+	}
 	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, body)
 	if err != nil {
 		return err
@@ -183,7 +214,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body io.Reader, ou
 		if isDialError(err) && ctx.Err() == nil {
 			return unreachable{c.Base, err}
 		}
-		return fmt.Errorf("control plane at %s: %w", c.Base, err)
+		return fmt.Errorf("control plane at %s: %w", c.Base, c.Explain(err))
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))

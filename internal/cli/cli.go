@@ -254,5 +254,5 @@ func controlFlag(fs *flags) *string {
 	if def == "" {
 		def = "127.0.0.1:15010"
 	}
-	return fs.String("control", def, "control plane address (env WEFT_CONTROL)")
+	return fs.String("control", def, "control plane address: HOST:PORT, or https://HOST:PORT when its API serves TLS (env WEFT_CONTROL)")
 }

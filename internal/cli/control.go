@@ -27,6 +27,10 @@ func runControl(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&cfg.CACert, "ca-cert", "", "PEM CA certificate (a root, or an intermediate then its chain) to sign with, instead of the root made in --data-dir/ca")
 	fs.StringVar(&cfg.CAKey, "ca-key", "", "PEM private key of --ca-cert (mode 0600)")
 	fs.BoolVar(&cfg.CARotate, "ca-rotate", false, "at this start, replace the generated root with a new one; the old stays trusted until it expires (give it once, not on every start)")
+	fs.StringVar(&cfg.TLS, "tls", cfg.TLS, "whether the API serves HTTPS: auto (when --listen is not loopback), on, or off (loopback only); with it, sidecars call with their workload certificates")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM server certificate (then its chain) for the API, instead of one from the CA")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
+	hosts := fs.String("tls-host", "", "comma-separated extra names (DNS or IP) for the API certificate the CA issues; loopback, this host's name and the listen address are always in it")
 	lvl := logLevelFlag(fs)
 	rest, err := fs.parse(args)
 	if err != nil {
@@ -37,6 +41,9 @@ func runControl(ctx context.Context, e *env, args []string) error {
 	}
 	if *endpoints != "" {
 		cfg.EtcdEndpoints = strings.Split(*endpoints, ",")
+	}
+	if *hosts != "" {
+		cfg.TLSHosts = strings.Split(*hosts, ",")
 	}
 	if err := cfg.Validate(); err != nil {
 		return usageError{err.Error()}

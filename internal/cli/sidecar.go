@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"flag"
+	"github.com/weftmesh/weft/internal/api"
 	"log/slog"
 	"os"
 	"strings"
@@ -40,6 +41,7 @@ func sidecarFlags(fs *flag.FlagSet, cfg *sidecar.Config) {
 	fs.StringVar(&cfg.OTLPEndpoint, "otlp-endpoint", "", "where spans go by OTLP: http://HOST:PORT[/PATH] (OTLP/HTTP), grpc://HOST:PORT (OTLP/gRPC), or off (default: the control plane's receiver)")
 	fs.Float64Var(&cfg.TraceSampling, "trace-sampling", cfg.TraceSampling, "share of the traces begun at this sidecar that are sampled, 0 to 1 (a trace begun elsewhere follows its caller)")
 	fs.DurationVar(&cfg.ReportInterval, "report-interval", cfg.ReportInterval, "how often to send the control plane a summary of the requests carried, for weft stat")
+	fs.StringVar(&cfg.ControlCA, "control-ca", os.Getenv(api.ControlCAEnv), "PEM file of the CA an https control plane's certificate chains to (env WEFT_CONTROL_CA; default: the file weft control left for its local user, else the system's roots)")
 	cfg.JoinToken = os.Getenv("WEFT_JOIN_TOKEN")
 	fs.Var(secretFlag{&cfg.JoinToken}, "join-token", "join token from weft token create: the control plane then issues this sidecar's workload certificate (env WEFT_JOIN_TOKEN, which keeps it out of ps)")
 	fs.StringVar(&cfg.MTLSMode, "mtls", cfg.MTLSMode, "what the inbound takes: permissive (mutual TLS from peer sidecars with a certificate, plain connections from others) or strict (mutual TLS only; needs --join-token)")

@@ -15,6 +15,7 @@ package control
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -60,13 +61,21 @@ type Config struct {
 	// CARotate retires the generated root at this start: a new one is
 	// made, the old kept in the trust bundle until it expires.
 	CARotate bool
+	// TLS is auto, on or off: whether the API serves HTTPS (apitls.go);
+	// auto is on when Listen is not loopback, and off is refused there.
+	// TLSCert and TLSKey, both or neither, are the operator's server
+	// certificate instead of one from the CA; TLSHosts are names (DNS or
+	// IP) the CA's certificate carries besides those it finds.
+	TLS             string
+	TLSCert, TLSKey string
+	TLSHosts        []string
 }
 
 // Default returns the documented defaults.
 func Default() Config {
 	return Config{Listen: "127.0.0.1:15010", DataDir: "./weft-data", LeaseTTL: registry.DefaultTTL,
 		TraceMaxSpans: 100_000, TraceMaxTraces: 10_000, AlertInterval: 5 * time.Second, StatsMaxSeries: 10_000,
-		TrustDomain: security.DefaultTrustDomain, CertTTL: DefaultCertTTL}
+		TrustDomain: security.DefaultTrustDomain, CertTTL: DefaultCertTTL, TLS: TLSAuto}
 }
 
 // Validate checks a Config.
@@ -98,7 +107,7 @@ func (c Config) Validate() error {
 	if (c.CACert == "") != (c.CAKey == "") {
 		return errors.New("--ca-cert and --ca-key go together")
 	}
-	return nil
+	return c.validateTLS()
 }
 
 // Deps are injected.
@@ -121,6 +130,7 @@ type Control struct {
 	alarms    *alarms
 	dash      *dashboard.Handler // /ui/
 	identity  *identity          // the CA (certs.go)
+	apiCert   *apiCert           // with TLS on the API (apitls.go)
 	srv       *http.Server
 	streams   atomic.Int64
 }
@@ -183,7 +193,26 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Control, error) {
 	} else {
 		c.log.Info("API token for the local user's CLI", "files", paths)
 	}
-	c.srv = &http.Server{Handler: authenticate(token, c.routes(deps.Registry)), ReadHeaderTimeout: 10 * time.Second}
+	var bundle func() []*x509.Certificate
+	if cfg.tlsOn() {
+		bundle = c.identity.ca.Bundle
+		if c.apiCert, err = newAPICert(cfg, c.identity.ca, ln.Addr().String()); err != nil {
+			ln.Close()
+			st.Close()
+			return nil, err
+		}
+		if cfg.TLSCert == "" {
+			if paths, err := saveCAForUser(ln.Addr().String(), c.identity.ca.BundlePEM()); err != nil {
+				c.log.Warn("the CA could not be left for the local user's CLI and sidecars (give them --control-ca)", "err", err)
+			} else {
+				c.log.Info("CA of the API's certificate, for the local user's CLI and sidecars", "files", paths)
+			}
+		}
+	}
+	c.srv = &http.Server{Handler: authenticate(token, bundle, c.routes(deps.Registry)), ReadHeaderTimeout: 10 * time.Second}
+	if c.apiCert != nil {
+		c.srv.TLSConfig = c.apiCert.serverTLS()
+	}
 	c.dash.RequireToken(token)             // its figures ask for the same token as the API
 	c.srv.RegisterOnShutdown(c.dash.Close) // the dashboard's event streams end, as the push streams do
 	return c, nil
@@ -191,6 +220,14 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Control, error) {
 
 // Addr is the address the control plane serves on.
 func (c *Control) Addr() string { return c.ln.Addr().String() }
+
+// URL is the API's base URL: https:// when it serves TLS.
+func (c *Control) URL() string {
+	if c.apiCert != nil {
+		return "https://" + c.Addr()
+	}
+	return "http://" + c.Addr()
+}
 
 // Run serves until ctx ends, then closes everything it opened.
 func (c *Control) Run(ctx context.Context) error {
@@ -211,8 +248,14 @@ func (c *Control) Run(ctx context.Context) error {
 	// Request contexts derive from ctx, so open streams end with it.
 	c.srv.BaseContext = func(net.Listener) context.Context { return ctx }
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- c.srv.Serve(c.ln) }()
-	c.log.Info("control plane serving", "addr", c.Addr(), "store", c.storeKind())
+	go func() {
+		if c.apiCert != nil {
+			serveErr <- c.srv.ServeTLS(c.ln, "", "")
+			return
+		}
+		serveErr <- c.srv.Serve(c.ln)
+	}()
+	c.log.Info("control plane serving", "addr", c.Addr(), "api", c.URL(), "store", c.storeKind())
 
 	var err error
 	select {

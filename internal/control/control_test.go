@@ -2,6 +2,8 @@ package control
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
@@ -50,7 +52,10 @@ func startWith(t *testing.T, edit func(*Config)) *testControl {
 	// Connections of this test only, closed at the end, so none outlive it.
 	tr := &http.Transport{Proxy: nil}
 	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	cl := api.NewClient(c.Addr())
+	cl := api.NewClient(c.URL())
+	if c.apiCert != nil {
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool(c.identity.ca.Bundle())}
+	}
 	cl.HTTP = hc
 	t.Cleanup(func() {
 		cancel()
@@ -73,10 +78,19 @@ func startWith(t *testing.T, edit func(*Config)) *testControl {
 	}
 }
 
+// pool is a cert pool of certs.
+func pool(certs []*x509.Certificate) *x509.CertPool {
+	p := x509.NewCertPool()
+	for _, c := range certs {
+		p.AddCert(c)
+	}
+	return p
+}
+
 // do sends a raw request and returns the status and body.
 func (tc *testControl) do(t *testing.T, method, path, body string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(method, "http://"+tc.Addr()+path, strings.NewReader(body))
+	req, _ := http.NewRequest(method, tc.URL()+path, strings.NewReader(body))
 	if tc.api.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+tc.api.Token) // (the API token it left for this user)
 	}

@@ -20,7 +20,7 @@ import (
 // send is a request with headers, for the token and certificate APIs.
 func (tc *testControl) send(t *testing.T, method, path, body string, header map[string]string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(method, "http://"+tc.Addr()+path, strings.NewReader(body))
+	req, _ := http.NewRequest(method, tc.URL()+path, strings.NewReader(body))
 	if header == nil && tc.api.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+tc.api.Token) // the API token (header: a request of its own, as a sidecar's)
 	}

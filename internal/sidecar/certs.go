@@ -60,6 +60,8 @@ type certs struct {
 	expiry   prometheus.Gauge
 	renewals *prometheus.CounterVec
 	now      func() time.Time
+	first    chan struct{} // closed once the first certificate is in
+	once     sync.Once
 
 	mu       sync.Mutex
 	key      crypto.Signer // of the certificate in force
@@ -78,7 +80,7 @@ func (s *Sidecar) startCerts() error {
 		return nil
 	}
 	c := &certs{api: s.api, service: s.cfg.Service, token: s.cfg.JoinToken, creds: security.NewCredentials(),
-		log: s.log.With("part", "certificate"), now: time.Now,
+		log: s.log.With("part", "certificate"), now: time.Now, first: make(chan struct{}),
 		expiry: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "weft_certificate_expiry_timestamp_seconds",
 			Help: "When this sidecar's workload certificate expires (Unix time; 0 before the first).",
@@ -108,6 +110,34 @@ func (s *Sidecar) Credentials() *security.Credentials {
 		return nil
 	}
 	return s.certs.creds
+}
+
+// controlTLSOptions are how calls to an https control plane go: its
+// certificate checked against --control-ca (or what api.ClientTLS
+// finds), this sidecar's workload certificate in force presented.
+func (s *Sidecar) controlTLSOptions() api.TLSOptions {
+	return api.TLSOptions{CAFile: s.cfg.ControlCA, ClientCertificate: func() *tls.Certificate {
+		if cr := s.Credentials(); cr != nil {
+			return cr.Certificate()
+		}
+		return nil
+	}}
+}
+
+// awaitIdentity waits, when the control plane serves TLS and this
+// sidecar has a join token, for its first certificate: the calls that
+// need one (registration, the push stream, reports) then start with it
+// rather than be refused first. It reports false when ctx ends first.
+func (s *Sidecar) awaitIdentity(ctx context.Context) bool {
+	if s.certs == nil || !s.cfg.controlTLS() {
+		return true
+	}
+	select {
+	case <-s.certs.first:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // run gets the first certificate and renews it until ctx ends.
@@ -261,7 +291,7 @@ func (c *certs) post(ctx context.Context, req security.CertificateRequest, token
 	}
 	resp, err := c.api.HTTP.Do(hr)
 	if err != nil {
-		return nil, fmt.Errorf("control plane at %s: %w", c.api.Base, err)
+		return nil, fmt.Errorf("control plane at %s: %w", c.api.Base, c.api.Explain(err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -320,6 +350,7 @@ func (c *certs) install(key crypto.Signer, resp *security.CertificateResponse, r
 	renewAtT := c.renew
 	c.mu.Unlock()
 	c.expiry.Set(float64(leaf.NotAfter.Unix()))
+	c.once.Do(func() { close(c.first) })
 	msg := "workload certificate issued"
 	if renewal {
 		msg = "workload certificate renewed"

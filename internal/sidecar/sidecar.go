@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -83,8 +84,12 @@ type Config struct {
 	// passing it through to the app.
 	InboundTLSCert, InboundTLSKey string
 
-	Labels    map[string]string
-	Control   string // control plane host:port
+	Labels  map[string]string
+	Control string // control plane host:port, or https://host:port when its API serves TLS
+	// ControlCA is a PEM file of the CA an https control plane's
+	// certificate chains to ("": WEFT_CONTROL_CA, the file the control
+	// plane left for its local user, or the system's roots).
+	ControlCA string
 	Outbound  string
 	Inbound   string
 	Admin     string
@@ -150,10 +155,22 @@ const DefaultTraceSampling = 0.01
 // otlpEndpoint is where the sidecar's spans go.
 func (c Config) otlpEndpoint() string {
 	if c.OTLPEndpoint == "" {
-		return "http://" + c.Control + "/v1/traces"
+		return c.controlURL() + "/v1/traces"
 	}
 	return c.OTLPEndpoint
 }
+
+// controlURL is the control plane's base URL.
+func (c Config) controlURL() string {
+	if strings.Contains(c.Control, "://") {
+		return strings.TrimRight(c.Control, "/")
+	}
+	return "http://" + c.Control
+}
+
+// controlTLS reports whether the control plane's API serves TLS: then
+// every call to it presents this sidecar's workload certificate.
+func (c Config) controlTLS() bool { return strings.HasPrefix(c.controlURL(), "https://") }
 
 // Validate checks a Config and names the flag that is wrong.
 func (c Config) Validate() error {
@@ -221,6 +238,12 @@ func (c Config) Validate() error {
 	}
 	if c.ReportInterval <= 0 {
 		return fmt.Errorf("--report-interval %s: must be positive", c.ReportInterval)
+	}
+	if u, err := url.Parse(c.controlURL()); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Port() == "" {
+		return fmt.Errorf("--control %q: want HOST:PORT, http://HOST:PORT or https://HOST:PORT", c.Control)
+	}
+	if c.ControlCA != "" && !c.controlTLS() {
+		return fmt.Errorf("--control-ca: the control plane at %s serves plain HTTP (give --control https://...)", c.Control)
 	}
 	return nil
 }
@@ -329,7 +352,15 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 		s.table.SetAccessLog(s.accessLog)
 	}
 	if ep := cfg.otlpEndpoint(); ep != telemetry.TracingOff {
-		tp, err := telemetry.NewTracerProvider(context.Background(), telemetry.Tracing{Endpoint: ep, Service: cfg.Service, Instance: cfg.ID, Log: s.log})
+		t := telemetry.Tracing{Endpoint: ep, Service: cfg.Service, Instance: cfg.ID, Log: s.log}
+		if cfg.OTLPEndpoint == "" && cfg.controlTLS() {
+			// to the control plane's receiver: as every call to it
+			if t.TLS, _, err = api.ClientTLS(cfg.Control, s.controlTLSOptions()); err != nil {
+				s.closeListeners()
+				return nil, fmt.Errorf("--control-ca: %w", err)
+			}
+		}
+		tp, err := telemetry.NewTracerProvider(context.Background(), t)
 		if err != nil {
 			s.closeListeners()
 			return nil, fmt.Errorf("--otlp-endpoint: %w", err)
@@ -357,10 +388,18 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 		s.upSrvs = append(s.upSrvs, srv)
 	}
 
-	s.api = api.NewClient(cfg.Control)
+	s.api = api.NewClientTLS(cfg.Control, s.controlTLSOptions())
+	if err := s.api.Err(); err != nil {
+		s.closeListeners()
+		return nil, err
+	}
+	if cfg.controlTLS() && cfg.JoinToken == "" && s.api.Token == "" {
+		s.closeListeners()
+		return nil, fmt.Errorf("--control %s: a control plane that serves TLS takes sidecars' calls with their workload certificate: give --join-token (weft token create), or the API token in %s", cfg.Control, api.TokenEnv)
+	}
 	s.push = &push.Client{
 		Base:    s.api.Base,
-		HTTP:    &http.Client{Transport: api.Transport}, // no overall timeout: the stream is long-lived
+		HTTP:    &http.Client{Transport: s.api.HTTP.Transport}, // no overall timeout: the stream is long-lived
 		Log:     s.log,
 		OnState: s.applyState,
 	}
@@ -501,12 +540,20 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		serve(srv, s.upLns[i], "upstream "+s.cfg.Upstreams[i].String())
 	}
 	serve(s.adminSrv, s.adminLn, "admin")
-	spawn(func(c context.Context) { _ = s.push.Run(c) })
+	spawn(func(c context.Context) {
+		if s.awaitIdentity(c) {
+			_ = s.push.Run(c)
+		}
+	})
 	if s.accessLog != nil {
 		spawn(func(c context.Context) { _ = s.accessLog.Run(c) }) // writes what is queued before it returns
 	}
 	spawn(func(c context.Context) { s.peers.run(c, s) })
-	spawn(func(c context.Context) { s.report.run(c) })
+	spawn(func(c context.Context) {
+		if s.awaitIdentity(c) {
+			s.report.run(c)
+		}
+	})
 	if s.certs != nil {
 		spawn(func(c context.Context) { s.certs.run(c) })
 	}
@@ -519,7 +566,12 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		serve(s.inSrv, s.inLn, "inbound")
 		spawn(func(c context.Context) { s.health.run(c, s.reg.setReady) })
 	}
-	go func() { defer close(regDone); s.rec.run(regCtx) }()
+	go func() {
+		defer close(regDone)
+		if s.awaitIdentity(regCtx) {
+			s.rec.run(regCtx)
+		}
+	}()
 	out, in, admin := s.Addrs()
 	s.log.Info("sidecar started", "outbound", out, "inbound", in, "admin", admin, "control", s.cfg.Control)
 	for i, u := range s.cfg.Upstreams {

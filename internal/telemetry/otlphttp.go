@@ -3,6 +3,7 @@ package telemetry
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -30,9 +31,9 @@ type otlpHTTP struct {
 
 var _ sdktrace.SpanExporter = (*otlpHTTP)(nil)
 
-func newOTLPHTTP(url string) *otlpHTTP {
+func newOTLPHTTP(url string, tlsCfg *tls.Config) *otlpHTTP {
 	return &otlpHTTP{url: url, client: &http.Client{Timeout: 10 * time.Second,
-		Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2, IdleConnTimeout: 90 * time.Second}}}
+		Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2, IdleConnTimeout: 90 * time.Second, TLSClientConfig: tlsCfg}}}
 }
 
 // ExportSpans posts spans as one ExportTraceServiceRequest.

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -35,6 +36,10 @@ type Tracing struct {
 	// Log takes the exporter's errors (a receiver that cannot be
 	// reached), in place of the SDK's default of the standard logger.
 	Log *slog.Logger
+	// TLS, when set, is the TLS config of an https:// OTLP/HTTP
+	// endpoint: a sidecar's, to the control plane's receiver, presents
+	// its workload certificate (nil: the system's roots, no certificate).
+	TLS *tls.Config
 }
 
 // ValidateEndpoint checks an --otlp-endpoint value.
@@ -71,7 +76,7 @@ func NewTracerProvider(ctx context.Context, t Tracing) (*sdktrace.TracerProvider
 		if strings.TrimSuffix(target.Path, "/") == "" {
 			target.Path = "/v1/traces"
 		}
-		exp = newOTLPHTTP(target.String())
+		exp = newOTLPHTTP(target.String(), t.TLS)
 	default:
 		if newGRPCExporter == nil {
 			return nil, fmt.Errorf("%q: this build (sidecaronly) sends spans by OTLP/HTTP only (http:// or https://); OTLP/gRPC needs the full weft binary", t.Endpoint)

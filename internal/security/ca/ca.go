@@ -9,6 +9,9 @@
 //	    rotation, until they expire (the overlap)
 //	Sign(csr, service, ttl): one URI SAN spiffe://<td>/service/<name>,
 //	    client and server auth, NotBefore a minute back for clock skew
+//	IssueServer(key, names, ttl): the control plane's own API
+//	    certificate: DNS and IP SANs, server auth only, no URI SAN (so no
+//	    sidecar takes it for a workload)
 //
 // The key lives on disk, readable by its owner only, never in etcd:
 // docs/adr/0014-workload-identity.md says why.
@@ -22,10 +25,12 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
 	"net/url"
 	"path/filepath"
 	"time"
@@ -213,6 +218,52 @@ func (c *CA) Sign(csr *x509.CertificateRequest, service string, ttl time.Duratio
 		return nil, fmt.Errorf("sign certificate for %s: %w", id, err)
 	}
 	return &Issued{Cert: leaf, Chain: append([]*x509.Certificate{leaf}, c.chain...), ID: id}, nil
+}
+
+// IssueServer issues a server certificate for pub, valid for ttl (cut
+// to the CA's own expiry), naming hosts: each an IP address or a DNS
+// name. It has no URI SAN and only server auth, so it proves a host, never
+// a workload: the control plane serves its API with it.
+func (c *CA) IssueServer(pub crypto.PublicKey, hosts []string, ttl time.Duration) (*Issued, error) {
+	if ttl <= 0 {
+		return nil, fmt.Errorf("certificate lifetime %s: must be positive", ttl)
+	}
+	if len(hosts) == 0 {
+		return nil, errors.New("server certificate: no host names")
+	}
+	if err := acceptableKey(pub); err != nil {
+		return nil, fmt.Errorf("server certificate: %w", err)
+	}
+	now := c.now()
+	notAfter := now.Add(ttl)
+	if notAfter.After(c.cert.NotAfter) {
+		notAfter = c.cert.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: hosts[0]},
+		NotBefore:             now.Add(-ClockSkew),
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, pub, c.signer)
+	if err != nil {
+		return nil, fmt.Errorf("sign server certificate for %v: %w", hosts, err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("sign server certificate for %v: %w", hosts, err)
+	}
+	return &Issued{Cert: leaf, Chain: append([]*x509.Certificate{leaf}, c.chain...)}, nil
 }
 
 // ParseCSR reads one PEM CERTIFICATE REQUEST.

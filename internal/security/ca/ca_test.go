@@ -134,6 +134,46 @@ func TestSign(t *testing.T) {
 	}
 }
 
+// TestIssueServer: the control plane's API certificate names its hosts,
+// verifies for them against the bundle, and is no workload identity.
+func TestIssueServer(t *testing.T) {
+	t.Parallel()
+	c, err := ca.Open(ca.Config{Dir: t.TempDir(), TrustDomain: "prod.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	got, err := c.IssueServer(key.Public(), []string{"control.example", "127.0.0.1", "::1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := got.Cert
+	if len(cert.URIs) != 0 {
+		t.Errorf("URI SANs %v: want none", cert.URIs)
+	}
+	if _, err := security.IdentityOf(cert); err == nil {
+		t.Error("IdentityOf the server certificate: accepted as a workload, want refused")
+	}
+	if len(cert.ExtKeyUsage) != 1 || cert.ExtKeyUsage[0] != x509.ExtKeyUsageServerAuth {
+		t.Errorf("ExtKeyUsage %v: want server auth only", cert.ExtKeyUsage)
+	}
+	pool := x509.NewCertPool()
+	for _, r := range c.Bundle() {
+		pool.AddCert(r)
+	}
+	for _, host := range []string{"control.example", "127.0.0.1", "::1"} {
+		if _, err := cert.Verify(x509.VerifyOptions{DNSName: host, Roots: pool}); err != nil {
+			t.Errorf("verify for %s: %v", host, err)
+		}
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{DNSName: "other.example", Roots: pool}); err == nil {
+		t.Error("verify for a host it does not name: accepted")
+	}
+	if _, err := c.IssueServer(key.Public(), nil, time.Hour); err == nil {
+		t.Error("IssueServer with no hosts: accepted")
+	}
+}
+
 // TestOperatorIntermediate: a root the operator keeps offline signs an
 // intermediate the control plane is given; leaves chain through it.
 func TestOperatorIntermediate(t *testing.T) {
