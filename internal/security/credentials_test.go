@@ -315,3 +315,36 @@ func TestPeerServiceNeedsAHandshake(t *testing.T) {
 		t.Errorf("PeerService of no handshake: got %v, want ErrNoIdentity", err)
 	}
 }
+
+// A peer's chain, once verified, is not verified again at each handshake
+// (verifyPeer keeps it by the bundle in force), but never past the
+// expiry of a certificate in it: the handshake after the server's
+// certificate has expired fails as a first one would. The same peer
+// verified for one usage is verified again for another.
+func TestVerifiedChainsExpire(t *testing.T) {
+	t.Parallel()
+	root := newCA(t, "weft.local", nil)
+	web := creds(t, issue(t, root, "web", time.Hour), root.Bundle()...)
+	short := issue(t, root, "catalog", 1500*time.Millisecond)
+	catalog := creds(t, short, root.Bundle()...)
+	for i := range 2 {
+		if _, _, cerr, serr := handshake(t, web.ClientConfig("catalog"), catalog.ServerConfig()); cerr != nil || serr != nil {
+			t.Fatalf("handshake %d while the server's certificate is valid: client %v, server %v; want none", i+1, cerr, serr)
+		}
+	}
+	// catalog's certificate is a server's to web; as a client's it is
+	// verified on its own (the certificates carry both usages).
+	if peer, _, cerr, serr := handshake(t, catalog.ClientConfig("web"), web.ServerConfig()); cerr != nil || serr != nil || peer != "catalog" {
+		t.Fatalf("catalog calling web: peer %q, client %v, server %v; want catalog, no errors", peer, cerr, serr)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !time.Now().After(short.Leaf.NotAfter) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the clock did not pass %v", short.Leaf.NotAfter)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, _, cerr, _ := handshake(t, web.ClientConfig("catalog"), catalog.ServerConfig()); cerr == nil || !strings.Contains(cerr.Error(), "certificate has expired") {
+		t.Errorf("handshake after the server's certificate expired: got %v, want an error containing %q", cerr, "certificate has expired")
+	}
+}
