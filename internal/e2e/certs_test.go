@@ -39,7 +39,7 @@ func certOf(t *testing.T, s *meshtest.Sidecar) (*sidecarCert, string) {
 
 func createToken(t *testing.T, m *meshtest.Mesh, cp *meshtest.Control, args ...string) string {
 	t.Helper()
-	out, errOut, code := m.Weft(append([]string{"token", "create", "--control", cp.Addr}, args...)...)
+	out, errOut, code := m.Weft(append([]string{"token", "create", "--control", cp.Target()}, args...)...)
 	token := strings.TrimSpace(out)
 	if code != 0 || strings.Count(token, ".") != 1 || !strings.Contains(errOut, "shown only now") {
 		t.Fatalf("weft token create %v: exit %d, stdout %q, stderr %q; want the token alone on stdout", args, code, out, errOut)

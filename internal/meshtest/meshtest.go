@@ -242,10 +242,12 @@ func (m *Mesh) Eventually(d time.Duration, cond func() (bool, string)) {
 type Control struct {
 	*Proc
 	Addr    string
+	URL     string // http://Addr, or https://Addr when its API serves TLS
 	DataDir string
+	client  *http.Client
 }
 
-var controlRE = regexp.MustCompile(`msg="control plane serving".* addr=(\S+)`)
+var controlRE = regexp.MustCompile(`msg="control plane serving".* addr=(\S+) api=(\S+)`)
 
 // Control starts a control plane on an ephemeral port with a fresh data
 // dir, plus any extra flags, and waits until it is ready.
@@ -260,12 +262,43 @@ func (m *Mesh) ControlAt(addr, dataDir string, extra ...string) *Control {
 	args := append([]string{"control", "--listen", addr, "--data-dir", dataDir}, extra...)
 	p := m.Start("control", m.Bins.Weft, nil, args...)
 	got := p.WaitLog(m.T, controlRE, 30*time.Second)
-	c := &Control{Proc: p, Addr: got[1], DataDir: dataDir}
+	c := &Control{Proc: p, Addr: got[1], URL: got[2], DataDir: dataDir, client: Client}
+	if strings.HasPrefix(c.URL, "https://") {
+		// checked against the CA the control plane left for this user
+		cfg, _, err := api.ClientTLS(c.Addr, api.TLSOptions{})
+		if err != nil {
+			m.T.Fatalf("control plane at %s: %v", c.URL, err)
+		}
+		tr := &http.Transport{Proxy: nil, TLSClientConfig: cfg}
+		m.T.Cleanup(tr.CloseIdleConnections)
+		c.client = &http.Client{Timeout: 30 * time.Second, Transport: tr}
+	}
 	m.Eventually(30*time.Second, func() (bool, string) {
-		code, body := Get("http://" + c.Addr + "/readyz")
+		code, body := c.Get("/readyz")
 		return code == 200, fmt.Sprintf("readyz %d %s", code, body)
 	})
 	return c
+}
+
+// Get returns the status and body of GET path on the control plane,
+// without the token.
+func (c *Control) Get(path string) (int, string) {
+	resp, err := c.client.Get(c.URL + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// Target is what sidecars and the CLI are given as --control: the address, or the
+// URL when the API serves TLS.
+func (c *Control) Target() string {
+	if strings.HasPrefix(c.URL, "https://") {
+		return c.URL
+	}
+	return c.Addr
 }
 
 // Sidecar is a running `weft sidecar` (or `weft run`).
@@ -280,7 +313,7 @@ var sidecarRE = regexp.MustCompile(`msg="sidecar started".* outbound=(\S+) inbou
 // given flags, and waits until its /readyz is 200.
 func (m *Mesh) Sidecar(cp *Control, args ...string) *Sidecar {
 	m.T.Helper()
-	s := m.SidecarNoWait(cp.Addr, args...)
+	s := m.SidecarNoWait(cp.Target(), args...)
 	s.WaitReady(m.T)
 	return s
 }
@@ -297,7 +330,7 @@ func (m *Mesh) SidecarNoWait(controlAddr string, args ...string) *Sidecar {
 // Run starts `weft run` with sidecar flags, then `--` and the command.
 func (m *Mesh) Run(cp *Control, sidecarArgs []string, command ...string) *Sidecar {
 	m.T.Helper()
-	full := append([]string{"run", "--control", cp.Addr,
+	full := append([]string{"run", "--control", cp.Target(),
 		"--outbound", "127.0.0.1:0", "--inbound", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, sidecarArgs...)
 	full = append(append(full, "--"), command...)
 	return m.startSidecar("run", full)
@@ -376,7 +409,7 @@ func Get(url string) (int, string) {
 // API sends a request to the control plane's API with the token it left
 // for this user (api.LoadToken), and returns the status and body.
 func (c *Control) API(method, path, contentType string, body io.Reader) (int, string) {
-	req, err := http.NewRequest(method, "http://"+c.Addr+path, body)
+	req, err := http.NewRequest(method, c.URL+path, body)
 	if err != nil {
 		return 0, err.Error()
 	}
@@ -384,7 +417,7 @@ func (c *Control) API(method, path, contentType string, body io.Reader) (int, st
 		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("Authorization", "Bearer "+api.LoadToken(c.Addr))
-	resp, err := Client.Do(req)
+	resp, err := c.client.Do(req)
 	if err != nil {
 		return 0, err.Error()
 	}

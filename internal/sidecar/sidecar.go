@@ -180,7 +180,7 @@ func (c Config) Validate() error {
 	if c.AppPort < 0 || c.AppPort > 65535 {
 		return fmt.Errorf("--app-port %d: must be from 1 to 65535 (or 0 for a consumer-only sidecar)", c.AppPort)
 	}
-	for flag, addr := range map[string]string{"--control": c.Control, "--outbound": c.Outbound, "--inbound": c.Inbound, "--admin": c.Admin} {
+	for flag, addr := range map[string]string{"--outbound": c.Outbound, "--inbound": c.Inbound, "--admin": c.Admin} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return fmt.Errorf("%s %q: want host:port", flag, addr)
 		}
