@@ -80,7 +80,7 @@ export function stream(page, params, onUpdate, onProblem) {
 // The API token: given once (on the form, or as #/?token= in a link,
 // as weft demo prints it), kept in a cookie the figures are sent with.
 function keepToken(token) {
-  document.cookie = `weft_token=${encodeURIComponent(token)}; Path=/ui/; SameSite=Strict`;
+  document.cookie = `weft_token=${encodeURIComponent(token)}; Path=/ui/; SameSite=Strict${location.protocol === 'https:' ? '; Secure' : ''}`;
 }
 
 // checkSession asks whether the figures may be read; when the token is
