@@ -8,10 +8,12 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -68,7 +70,28 @@ type mtlsSide struct {
 	out, upstream, in string // the outbound, a TCP upstream listener bound to svc, the inbound
 	m                 *plan.Metrics
 	reg               *prometheus.Registry
+	inLog             *logBuffer // what the inbound logged
 }
+
+// logBuffer is a log's text, written by any goroutine.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
 
 // mtlsPair is a caller's sidecar (creds of service "client") in front of
 // the inbound of service svc (creds server) for app, speaking appProto
@@ -93,7 +116,8 @@ func mtlsPairWith(t *testing.T, client, server *security.Credentials, app, appPr
 	meshTLS := server.ServerConfig()
 	meshTLS.NextProtos = conn.MeshALPN
 	bytes := &tcp.Proxy{}
-	inCfg := Config{Name: "inbound", Resolve: in.Resolve, H2: in, H2Frames: in.RouteH2, Metrics: m, Log: discard, TCP: bytes,
+	inLog, outLog := &logBuffer{}, &logBuffer{} // (the caller's is not looked at)
+	inCfg := Config{Name: "inbound", Resolve: in.Resolve, H2: in, H2Frames: in.RouteH2, Metrics: m, Log: inLog.logger(), TCP: bytes,
 		MeshTLS: meshTLS, Strict: func() bool { return strict },
 		Opaque: func() (*plan.Cluster, bool) { return in.AppCluster(), appProto == "tcp" }}
 	if appProto == "h2c" {
@@ -108,11 +132,11 @@ func mtlsPairWith(t *testing.T, client, server *security.Credentials, app, appPr
 		t.Fatal(errs)
 	}
 	t.Cleanup(table.CloseIdle)
-	out := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, discard)
+	out := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, outLog.logger())
 	outH2 := stdhttp.NewH2CTransport()
 	out.H2 = outH2
 	t.Cleanup(outH2.CloseIdleConnections)
-	outCfg := Config{Name: "outbound", Resolve: out.Resolve, H2: out, Metrics: m, Log: discard}
+	outCfg := Config{Name: "outbound", Resolve: out.Resolve, H2: out, Metrics: m, Log: outLog.logger()}
 	if frames {
 		outCfg.H2Frames = out.RouteH2
 	}
@@ -120,7 +144,7 @@ func mtlsPairWith(t *testing.T, client, server *security.Credentials, app, appPr
 		out: serveProxy(t, outCfg),
 		upstream: serveProxy(t, Config{Name: "upstream/svc", TCP: bytes, Metrics: m, Log: discard,
 			Opaque: func() (*plan.Cluster, bool) { return table.Lookup("svc"), true }}),
-		in: inAddr, m: m, reg: reg,
+		in: inAddr, m: m, reg: reg, inLog: inLog,
 	}
 }
 
@@ -242,19 +266,29 @@ func TestMutualTLSEveryProtocol(t *testing.T) {
 	})
 }
 
-// A certificate from another CA, or one for the wrong service, gets no
-// connection: the inbound refuses the first (and counts it), the caller
-// the second; either way the request fails with the mesh's own error.
+// A certificate from another CA, an expired one, or one for the wrong
+// service, gets no connection: the inbound refuses the first two (counts
+// them and logs why), the caller the third (its sidecar logs it:
+// sidecar.peerTLS); either way the request fails with the mesh's own
+// error, which says it is TLS.
 func TestMutualTLSRefusals(t *testing.T) {
 	authority, other := testCA(t), testCA(t)
+	expired := expiredWorkload(t, "client")
 	app := serveH2C(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "app") }))
 	for _, tc := range []struct {
 		name           string
 		client, server *security.Credentials
 		refusedIn      float64 // connections the inbound refused
+		inLogs         string  // why, in the inbound's log
+		says           string  // what the answer's message says
 	}{
-		{"client from another CA", workload(t, other, "client"), workload(t, authority, "svc"), 1},
-		{"server for another service", workload(t, authority, "client"), workload(t, authority, "not-svc"), 0},
+		// (the client trusts the server's CA too: only its own
+		// certificate is wrong)
+		{"client from another CA", workloadTrusting(t, other, "client", authority), workload(t, authority, "svc"), 1,
+			"unknown authority", "tls: "},
+		{"expired client certificate", expired.client, expired.server, 1, "certificate has expired", "tls: "},
+		{"server for another service", workload(t, authority, "client"), workload(t, authority, "not-svc"), 0,
+			"", `service "not-svc", want "svc"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := mtlsPair(t, tc.client, tc.server, app, "http", true)
@@ -267,14 +301,57 @@ func TestMutualTLSRefusals(t *testing.T) {
 			if resp.StatusCode < 500 || resp.Header.Get("X-Weft-Error") == "" {
 				t.Fatalf("got %d %q (x-weft-error %q), want the mesh's 5xx", resp.StatusCode, body, resp.Header.Get("X-Weft-Error"))
 			}
-			if !strings.Contains(string(body), "mutual TLS") {
-				t.Errorf("body %q does not say mutual TLS failed", body)
+			if !strings.Contains(string(body), tc.says) && !strings.Contains(string(body), strings.ReplaceAll(tc.says, `"`, `\"`)) {
+				t.Errorf("body %q does not say %q", body, tc.says)
 			}
 			waitFor(t, 5*time.Second, "the inbound's count of refused handshakes", func() bool {
 				return sample(t, p.reg, "weft_connections_refused_total", "listener", "inbound", "reason", "handshake") >= tc.refusedIn
 			})
+			if tc.inLogs != "" {
+				waitFor(t, 5*time.Second, "the inbound's log line: mutual TLS from a peer refused ... "+tc.inLogs, func() bool {
+					l := p.inLog.String()
+					return strings.Contains(l, "mutual TLS from a peer refused") && strings.Contains(l, tc.inLogs)
+				})
+			}
+
 		})
 	}
+}
+
+// workloadTrusting is workload whose trust bundle holds the roots of
+// also too.
+func workloadTrusting(t *testing.T, c *ca.CA, service string, also ...*ca.CA) *security.Credentials {
+	t.Helper()
+	creds := workload(t, c, service)
+	bundle := creds.Bundle()
+	for _, a := range also {
+		bundle = append(bundle, a.Bundle()...)
+	}
+	if err := creds.Update(creds.Certificate(), bundle); err != nil {
+		t.Fatal(err)
+	}
+	return creds
+}
+
+// expiredWorkload is a client certificate that expired an hour ago and a
+// server certificate in force, from one CA (so expiry is all that is
+// wrong with the first).
+func expiredWorkload(t *testing.T, service string) (pair struct{ client, server *security.Credentials }) {
+	t.Helper()
+	dir := t.TempDir()
+	past, err := ca.Open(ca.Config{Dir: dir, TrustDomain: "weft.test", Now: func() time.Time { return time.Now().Add(-2 * time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	present, err := ca.Open(ca.Config{Dir: dir, TrustDomain: "weft.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair.client, pair.server = workload(t, past, service), workload(t, present, "svc")
+	if leaf := pair.client.Certificate().Leaf; !leaf.NotAfter.Before(time.Now()) {
+		t.Fatalf("the expired certificate is valid until %s", leaf.NotAfter)
+	}
+	return pair
 }
 
 func mustURL(t *testing.T, s string) *url.URL {

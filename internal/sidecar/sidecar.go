@@ -409,7 +409,7 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 		return nil, err
 	}
 	if creds := s.Credentials(); creds != nil {
-		s.table.SetPeerTLS(creds) // to the peers that take mutual TLS
+		s.table.SetPeerTLS(newPeerTLS(creds, s.log)) // to the peers that take mutual TLS
 	}
 	if s.report, err = newReporter(s.api, deps.Registry, cfg.Service, cfg.ID, cfg.ReportInterval, s.log); err != nil {
 		s.closeListeners()
