@@ -20,7 +20,7 @@ import (
 // workload certificates, and carry traffic; a sidecar with neither a
 // join token nor the API token is refused at start, one that does not
 // trust the control plane's CA says what to give it, and plain HTTP to
-// it gets nowhere.
+// it gets nowhere. No secret shows in logs, /config or weft get.
 func TestControlPlaneOverTLS(t *testing.T) {
 	t.Parallel()
 	m := meshtest.New(t)
@@ -29,10 +29,11 @@ func TestControlPlaneOverTLS(t *testing.T) {
 		t.Fatalf("control plane API at %s, want https://", cp.URL)
 	}
 	app := m.App("echo-1")
+	echoToken, clientToken := createToken(t, m, cp, "--service", "echo", "--ttl", "1h"), createToken(t, m, cp, "--service", "client", "--ttl", "1h")
 	provider := m.Sidecar(cp, "--service", "echo", "--id", "echo-1", "--app-port", app.Port, "--report-interval", "1s",
-		"--join-token", createToken(t, m, cp, "--service", "echo", "--ttl", "1h"))
+		"--join-token", echoToken)
 	consumer := m.Sidecar(cp, "--service", "client", "--trace-sampling", "1", "--report-interval", "1s",
-		"--join-token", createToken(t, m, cp, "--service", "client", "--ttl", "1h"))
+		"--join-token", clientToken)
 	waitInstances(t, consumer, "echo", 1)
 	for range 5 {
 		resp, body, err := meshtest.Via(consumer.Outbound, "echo", "/")
@@ -60,6 +61,29 @@ func TestControlPlaneOverTLS(t *testing.T) {
 	})
 	if n := metricSum(provider.Admin, "weft_certificate_renewals_total", `outcome="success"`); n < 1 {
 		t.Errorf("the provider got %v certificates, want its first", n)
+	}
+
+	// No secret anywhere a user or a log reader sees: the join tokens'
+	// secrets, the API token, private keys.
+	secrets := map[string]string{"API token": readToken(t, cp), "PEM private key": "PRIVATE KEY"}
+	for name, tok := range map[string]string{"echo's join token": echoToken, "client's join token": clientToken} {
+		_, secret, _ := strings.Cut(tok, ".")
+		secrets[name] = secret
+	}
+	yaml, errOut, code := m.Weft("get", "proxies", "-o", "yaml", "--control", cp.URL)
+	if code != 0 || !strings.Contains(yaml, "echo-1") {
+		t.Errorf("weft get proxies -o yaml: exit %d %s%s", code, yaml, errOut)
+	}
+	_, providerConfig := meshtest.Get("http://" + provider.Admin + "/config")
+	_, consumerConfig := meshtest.Get("http://" + consumer.Admin + "/config")
+	for where, text := range map[string]string{"the control plane's log": cp.Output(), "the provider's log": provider.Output(),
+		"the consumer's log": consumer.Output(), "weft get proxies -o yaml": yaml, "the provider's /config": providerConfig,
+		"the consumer's /config": consumerConfig} {
+		for name, secret := range secrets {
+			if strings.Contains(text, secret) {
+				t.Errorf("%s shows the %s", where, name)
+			}
+		}
 	}
 
 	caFile, err := api.CAPath(cp.Addr)
