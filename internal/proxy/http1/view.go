@@ -12,7 +12,8 @@ import (
 // The request view of the fast path (package request): two pointers
 // kept in the connection's state, so making one allocates nothing.
 var (
-	_ request.View = (*h1View)(nil)
+	_ request.View     = (*h1View)(nil)
+	_ plan.TraceFields = (*h1View)(nil)
 )
 
 // h1View is the view of a parsed HTTP/1.1 request head, from the client
@@ -34,6 +35,15 @@ func (v *h1View) Header(n string) []byte {
 		return v.peer
 	}
 	return v.h.Get(n)
+}
+
+// TraceFields gives the plan the request's trace context headers in
+// one pass over its fields (plan.TraceFields).
+func (v *h1View) TraceFields() (h plan.TraceHeaders) {
+	for i := range v.h.NumFields() {
+		h.Field(v.h.FieldAt(i))
+	}
+	return h
 }
 func (v *h1View) Replayable() bool { return replayableHead(v.h) }
 func (v *h1View) GRPC() bool       { return request.IsGRPC(v.h.Get("Content-Type")) }

@@ -410,7 +410,7 @@ func (k *Call) RetryStatus(st endpoint.Status, bodySent bool) bool {
 	k.granted, k.statusRetry = true, true
 	ep := k.Endpoint()
 	k.att.Done(endpoint.Outcome{Class: endpoint.Success, Latency: k.att.Elapsed(), Status: st})
-	if k.trace.span != nil {
+	if k.spanOpen() {
 		code, _ := st.HTTP()
 		grpc := ""
 		if g, ok := st.GRPC(); ok {

@@ -2,7 +2,7 @@ package plan
 
 import (
 	"context"
-	"encoding/hex"
+	"encoding/binary"
 	"math/rand/v2"
 	"strconv"
 	"time"
@@ -12,6 +12,7 @@ import (
 	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/weftmesh/weft/internal/endpoint"
+	"github.com/weftmesh/weft/internal/request"
 )
 
 // Spans: with a Tracer, each attempt of a request's plan is a span, the
@@ -65,16 +66,28 @@ func NewTracer(t oteltrace.Tracer, ratio float64) *Tracer {
 	return &Tracer{t: t, threshold: uint64(ratio * (1 << 63))}
 }
 
-// callTrace is a Call's tracing state.
+// callTrace is a Call's tracing state, kept small: a request not
+// sampled (nearly all) needs only its trace id and, when its trace
+// begins here, the span id it passes on; a sampled request's span state
+// is out of line (spans), made when it is drawn.
 type callTrace struct {
-	tr *Tracer
-	// caller is the trace context the request came with (Valid: it had
-	// one); own is the one this hop made for a request without.
-	caller, own oteltrace.SpanContext
 	// id is the request's trace id, once it has one (for the access log
 	// and explain: it outlives the spans).
-	id      oteltrace.TraceID
-	sampled bool
+	id oteltrace.TraceID
+	// own is the parent this hop names, unsampled, for a trace that
+	// begins here and is not sampled (zero: the caller's context, if
+	// any, is passed on as it came).
+	own oteltrace.SpanID
+	// s is a sampled request's span state (nil: not sampled).
+	s *spans
+}
+
+// spans is a sampled request's span state.
+type spans struct {
+	tr *Tracer
+	// caller is the trace context the request came with (invalid: the
+	// trace begins here).
+	caller oteltrace.SpanContext
 	// span is the current attempt's (nil: none open).
 	span oteltrace.Span
 	// name is the spans' name, "{method}" or "{method} {route}".
@@ -85,48 +98,59 @@ type callTrace struct {
 }
 
 // begin reads the request's trace context and decides whether it is
-// sampled.
-func (t *callTrace) begin(tr *Tracer, view interface{ Header(string) []byte }) {
-	*t = callTrace{tr: tr}
-	sc, ok := parseTraceParent(view.Header(TraceParentHeader))
+// sampled: a caller's decision is followed; a trace that begins here is
+// drawn at the Tracer's ratio.
+func (t *callTrace) begin(tr *Tracer, view request.View) {
+	h := traceHeaders(view)
+	sc, ok := parseTraceParent(h.traceparent)
+	w3c := ok
+	if !ok && h.present&(hasB3|hasB3TraceID) != 0 {
+		sc, ok = parseB3(view, h.present)
+	}
 	if ok {
-		if ts := view.Header(TraceStateHeader); len(ts) > 0 {
-			if state, err := oteltrace.ParseTraceState(string(ts)); err == nil {
-				sc = sc.WithTraceState(state)
+		t.id = sc.TraceID()
+		if !sc.IsSampled() {
+			return // passed on as it came
+		}
+		if w3c && h.present&hasTraceState != 0 {
+			if ts := view.Header(TraceStateHeader); len(ts) > 0 {
+				if state, err := oteltrace.ParseTraceState(string(ts)); err == nil {
+					sc = sc.WithTraceState(state)
+				}
 			}
 		}
-	} else {
-		sc, ok = parseB3(view)
-	}
-	if ok {
-		t.caller, t.sampled, t.id = sc, sc.IsSampled(), sc.TraceID()
+		t.s = &spans{tr: tr, caller: sc}
 		return
 	}
-	// The trace begins here.
-	var tid oteltrace.TraceID
-	var sid oteltrace.SpanID
-	a, b, c := rand.Uint64(), rand.Uint64(), rand.Uint64()
-	for i := range 8 {
-		tid[i], tid[8+i], sid[i] = byte(a>>(8*i)), byte(b>>(8*i)), byte(c>>(8*i))
+	// The trace begins here: sampled, the SDK draws its ids; not, this
+	// hop names an unsampled parent for the hops after it.
+	b := rand.Uint64()
+	if b>>1 < tr.threshold {
+		t.s = &spans{tr: tr}
+		return
 	}
-	t.sampled = b>>1 < tr.threshold
-	if !t.sampled {
-		t.own = oteltrace.NewSpanContext(oteltrace.SpanContextConfig{TraceID: tid, SpanID: sid})
-		t.id = tid
+	a, c := rand.Uint64(), rand.Uint64()
+	if c == 0 {
+		c = 1 // (a parent's id is never all zero)
 	}
+	binary.LittleEndian.PutUint64(t.id[:8], a)
+	binary.LittleEndian.PutUint64(t.id[8:], b)
+	binary.LittleEndian.PutUint64(t.own[:], c)
 }
 
 // SetRoute names the route whose rule sent the request (its resource,
 // and the rule's path for http.route, "" when it matched no path), for
 // the spans. Call it after Init and before Next.
 func (k *Call) SetRoute(route, path string) {
-	k.trace.route, k.trace.routePath = route, path
+	if s := k.trace.s; s != nil {
+		s.route, s.routePath = route, path
+	}
 }
 
 // startSpan begins the span of the attempt just begun on ep.
 func (k *Call) startSpan(ep *Endpoint) {
-	t := &k.trace
-	if t.tr == nil || !t.sampled {
+	t := k.trace.s
+	if t == nil {
 		return
 	}
 	method := string(k.view.Method())
@@ -169,15 +193,15 @@ func (k *Call) startSpan(ep *Endpoint) {
 		ctx = oteltrace.ContextWithRemoteSpanContext(ctx, t.caller)
 	}
 	_, t.span = t.tr.t.Start(ctx, t.name, oteltrace.WithSpanKind(kind), oteltrace.WithTimestamp(start), oteltrace.WithAttributes(attrs...))
-	t.id = t.span.SpanContext().TraceID()
+	k.trace.id = t.span.SpanContext().TraceID()
 }
 
 // endSpan ends the current attempt's span: with the HTTP status the
 // attempt got (0: none), the grpc-status label of a gRPC answer, and
 // the error type of a failure ("": none).
 func (k *Call) endSpan(status int, grpc, errType string, now time.Time) {
-	t := &k.trace
-	if t.span == nil {
+	t := k.trace.s
+	if t == nil || t.span == nil {
 		return
 	}
 	s := t.span
@@ -210,17 +234,20 @@ func (k *Call) endSpan(status int, grpc, errType string, now time.Time) {
 
 // failSpan ends the current attempt's span for a failure of class.
 func (k *Call) failSpan(class endpoint.Class) {
-	if k.trace.span != nil {
+	if k.spanOpen() {
 		k.endSpan(0, "", class.String(), time.Time{})
 	}
 }
+
+// spanOpen says whether the current attempt has a span not yet ended.
+func (k *Call) spanOpen() bool { return k.trace.s != nil && k.trace.s.span != nil }
 
 // End ends the request's last open span with the status its caller got
 // (and the grpc-status label of a gRPC answer, "" for others), at now.
 // Every engine calls it once the request is over; it is a no-op for a
 // request not sampled, or whose spans have all ended.
 func (k *Call) End(r Result, now time.Time) {
-	if k.trace.span != nil {
+	if k.spanOpen() {
 		k.endSpan(r.Status, r.GRPC, "", now)
 	}
 }
@@ -232,10 +259,11 @@ func (k *Call) End(r Result, now time.Time) {
 func (k *Call) TraceParent(buf *[TraceParentLen]byte) []byte {
 	t := &k.trace
 	switch {
-	case t.span != nil:
-		return formatTraceParent(buf, t.span.SpanContext())
 	case t.own.IsValid():
-		return formatTraceParent(buf, t.own)
+		return formatTraceParent(buf, t.id, t.own, false)
+	case k.spanOpen():
+		sc := t.s.span.SpanContext()
+		return formatTraceParent(buf, sc.TraceID(), sc.SpanID(), sc.IsSampled())
 	}
 	return nil
 }
@@ -244,18 +272,36 @@ func (k *Call) TraceParent(buf *[TraceParentLen]byte) []byte {
 // traced or its trace has not begun).
 func (k *Call) TraceID() (oteltrace.TraceID, bool) { return k.trace.id, k.trace.id.IsValid() }
 
-// formatTraceParent writes sc as a traceparent value.
-func formatTraceParent(buf *[TraceParentLen]byte, sc oteltrace.SpanContext) []byte {
-	tid, sid := sc.TraceID(), sc.SpanID()
+// formatTraceParent writes a traceparent value (version 00).
+func formatTraceParent(buf *[TraceParentLen]byte, tid oteltrace.TraceID, sid oteltrace.SpanID, sampled bool) []byte {
 	buf[0], buf[1], buf[2] = '0', '0', '-'
-	hex.Encode(buf[3:35], tid[:])
+	hex16(buf[3:19], tid[:8])
+	hex16(buf[19:35], tid[8:])
 	buf[35] = '-'
-	hex.Encode(buf[36:52], sid[:])
+	hex16(buf[36:52], sid[:])
 	buf[52], buf[53], buf[54] = '-', '0', '0'
-	if sc.IsSampled() {
+	if sampled {
 		buf[54] = '1'
 	}
 	return buf[:]
+}
+
+// hex16 writes 8 bytes of src as 16 lower-case hex digits into dst, a
+// word at a time (what encoding/hex does a byte at a time).
+func hex16(dst, src []byte) {
+	x := binary.BigEndian.Uint64(src)
+	binary.BigEndian.PutUint64(dst[:8], hexDigits(x>>32))
+	binary.BigEndian.PutUint64(dst[8:], hexDigits(x&0xffffffff))
+}
+
+// hexDigits spreads the 8 nibbles of x (32 bits) one to a byte, most
+// significant first, and turns each into its hex digit.
+func hexDigits(x uint64) uint64 {
+	x = (x | x<<16) & 0x0000ffff0000ffff
+	x = (x | x<<8) & 0x00ff00ff00ff00ff
+	x = (x | x<<4) & 0x0f0f0f0f0f0f0f0f
+	letters := (x + 0x0606060606060606) >> 4 & 0x0101010101010101 // 1 in each byte over 9
+	return x + 0x3030303030303030 + letters*('a'-'0'-10)
 }
 
 // parseTraceParent reads a W3C traceparent value: version 00 (or a later
@@ -278,25 +324,114 @@ func parseTraceParent(v []byte) (oteltrace.SpanContext, bool) {
 	return sc, sc.IsValid()
 }
 
+// TraceFields is what a request view may implement to hand Init the
+// trace context headers it finds in one pass over its fields, each
+// offered to TraceHeaders.Field; a view that does not is asked header
+// by header. (They come back by value: a pointer passed through the
+// interface would put them on the heap.)
+type TraceFields interface {
+	TraceFields() TraceHeaders
+}
+
+// TraceHeaders is what one pass over a request's fields found of its
+// trace context: the first traceparent, and which of the other trace
+// headers are there, to be looked up only when the decision needs them
+// (tracestate for a sampled request, B3 without a valid traceparent).
+type TraceHeaders struct {
+	traceparent []byte
+	present     uint8 // hasTraceParent, hasTraceState, hasB3, hasB3TraceID
+}
+
+// The trace headers found, as bits of TraceHeaders.present.
+const (
+	hasTraceParent = 1 << iota
+	hasTraceState
+	hasB3
+	hasB3TraceID
+)
+
+// Field offers one of the request's header fields. A trace context one
+// (its name in any case) is noted; any other costs a length check and,
+// for a few lengths, a byte or two compared.
+func (h *TraceHeaders) Field(name, value []byte) {
+	switch len(name) {
+	case len(B3Header):
+		if nameIs(name, B3Header) {
+			h.present |= hasB3
+		}
+	case len(TraceStateHeader):
+		if nameIs(name, TraceStateHeader) {
+			h.present |= hasTraceState
+		}
+	case len(TraceParentHeader):
+		if h.present&hasTraceParent == 0 && nameIs(name, TraceParentHeader) {
+			h.present |= hasTraceParent
+			h.traceparent = value // (the first counts, as for Header)
+		}
+	case len(B3TraceIDHeader):
+		if nameIs(name, B3TraceIDHeader) {
+			h.present |= hasB3TraceID
+		}
+	}
+}
+
+// nameIs says whether name is lower, a lower-case header name, in any
+// case (ASCII).
+func nameIs(name []byte, lower string) bool {
+	if len(name) != len(lower) {
+		return false
+	}
+	for i := range len(lower) {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// traceHeaders reads the request's trace context: in one pass when the
+// view can (TraceFields), else its traceparent, with every other trace
+// header possibly there.
+func traceHeaders(view request.View) TraceHeaders {
+	if f, ok := view.(TraceFields); ok {
+		return f.TraceFields()
+	}
+	return TraceHeaders{traceparent: view.Header(TraceParentHeader), present: hasTraceParent | hasTraceState | hasB3 | hasB3TraceID}
+}
+
 // parseB3 reads B3 headers: the single b3 header, else the x-b3-*
 // ones. An unsampled or undecided B3 context counts as not sampled,
 // "d" (debug) and x-b3-flags: 1 as sampled.
-func parseB3(view interface{ Header(string) []byte }) (oteltrace.SpanContext, bool) {
+func parseB3(view request.View, present uint8) (oteltrace.SpanContext, bool) {
 	var traceID, spanID, sampled []byte
-	if b3 := view.Header(B3Header); len(b3) > 0 {
-		parts := splitDash(b3)
-		if len(parts) < 2 {
+	var b3 []byte
+	if present&hasB3 != 0 {
+		b3 = view.Header(B3Header)
+	}
+	switch {
+	case len(b3) > 0:
+		parts, n := splitDash(b3)
+		if n < 2 {
 			return oteltrace.SpanContext{}, false
 		}
 		traceID, spanID = parts[0], parts[1]
-		if len(parts) > 2 {
+		if n > 2 {
 			sampled = parts[2]
 		}
-	} else {
-		traceID, spanID, sampled = view.Header(B3TraceIDHeader), view.Header(B3SpanIDHeader), view.Header(B3SampledHeader)
+	case present&hasB3TraceID != 0:
+		if traceID = view.Header(B3TraceIDHeader); len(traceID) == 0 {
+			return oteltrace.SpanContext{}, false
+		}
+		spanID, sampled = view.Header(B3SpanIDHeader), view.Header(B3SampledHeader)
 		if f := view.Header(B3FlagsHeader); len(f) == 1 && f[0] == '1' {
 			sampled = []byte("d")
 		}
+	default:
+		return oteltrace.SpanContext{}, false
 	}
 	var tid oteltrace.TraceID
 	var sid oteltrace.SpanID
@@ -323,18 +458,20 @@ func parseB3(view interface{ Header(string) []byte }) (oteltrace.SpanContext, bo
 	return sc, sc.IsValid()
 }
 
-// splitDash splits a b3 value at its dashes (at most 4 parts).
-func splitDash(v []byte) [][]byte {
-	var parts [][]byte
-	for len(parts) < 3 {
+// splitDash splits a b3 value at its dashes (at most 4 parts), in
+// place: parts[:n].
+func splitDash(v []byte) (parts [4][]byte, n int) {
+	for n < 3 {
 		i := indexByte(v, '-')
 		if i < 0 {
 			break
 		}
-		parts = append(parts, v[:i])
+		parts[n] = v[:i]
+		n++
 		v = v[i+1:]
 	}
-	return append(parts, v)
+	parts[n] = v
+	return parts, n + 1
 }
 
 func indexByte(b []byte, c byte) int {
@@ -351,23 +488,26 @@ func unhex(dst, src []byte) bool {
 	if len(src) != 2*len(dst) {
 		return false
 	}
+	var bad byte
 	for i := range dst {
-		hi, ok1 := nibble(src[2*i])
-		lo, ok2 := nibble(src[2*i+1])
-		if !ok1 || !ok2 {
-			return false
-		}
+		hi, lo := nibbles[src[2*i]], nibbles[src[2*i+1]]
+		bad |= hi | lo
 		dst[i] = hi<<4 | lo
 	}
-	return true
+	return bad < 0x10
 }
 
-func nibble(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
+// nibbles is each byte's value as a lower-case hex digit (0xff: not one).
+var nibbles = func() (t [256]byte) {
+	for c := range t {
+		switch {
+		case '0' <= c && c <= '9':
+			t[c] = byte(c - '0')
+		case 'a' <= c && c <= 'f':
+			t[c] = byte(c - 'a' + 10)
+		default:
+			t[c] = 0xff
+		}
 	}
-	return 0, false
-}
+	return t
+}()

@@ -1,7 +1,10 @@
 package plan
 
 import (
+	"bufio"
+	"encoding/hex"
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +16,7 @@ import (
 	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/weftmesh/weft/internal/endpoint"
+	"github.com/weftmesh/weft/internal/h1"
 	"github.com/weftmesh/weft/internal/request"
 )
 
@@ -20,6 +24,17 @@ import (
 type traced struct {
 	request.View
 	headers map[string][]byte
+}
+
+// tracedScan is a traced view that gives its trace fields in one pass
+// (TraceFields), as the HTTP/1.1 fast path's view does.
+type tracedScan struct{ traced }
+
+func (v tracedScan) TraceFields() (h TraceHeaders) {
+	for k, val := range v.headers {
+		h.Field([]byte(k), val)
+	}
+	return h
 }
 
 var tracedGET, tracedSvc, tracedPath = []byte("GET"), []byte("svc"), []byte("/items")
@@ -137,40 +152,71 @@ func TestSpanSampling(t *testing.T) {
 		{"begins here, ratio 0", 0, nil, 0, "unsampled"},
 		{"malformed traceparent begins here", 0, map[string][]byte{"traceparent": []byte("00-zzf7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")}, 0, "unsampled"},
 		{"all-zero trace id begins here", 0, map[string][]byte{"traceparent": []byte("00-00000000000000000000000000000000-b7ad6b7169203331-01")}, 0, "unsampled"},
+		{"upper-case hex begins here", 0, map[string][]byte{"traceparent": []byte("00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01")}, 0, "unsampled"},
+		{"name in capitals", 0, map[string][]byte{"TraceParent": []byte("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")}, 1, "span"},
+		{"traceparent before b3", 0, map[string][]byte{"traceparent": []byte("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"),
+			"b3": []byte("80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")}, 0, "caller"},
+		{"malformed traceparent, b3 sampled", 0, map[string][]byte{"traceparent": []byte("00-zz"),
+			"b3": []byte("80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")}, 1, "span"},
+		{"b3 multi debug flag", 0, map[string][]byte{"X-B3-TraceId": []byte("463ac35c9f6413ad"), "X-B3-SpanId": []byte("a2fb4a1d1a96d312"), "X-B3-Flags": []byte("1")}, 1, "span"},
+		{"b3 multi without span id begins here", 0, map[string][]byte{"x-b3-traceid": []byte("463ac35c9f6413ad"), "x-b3-sampled": []byte("1")}, 0, "unsampled"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c, rec := tracedCluster(t, tc.ratio, false)
-			var k Call
-			k.Init(c, traced{headers: tc.headers}, time.Now())
-			k.Next()
-			var buf [TraceParentLen]byte
-			sent := k.TraceParent(&buf)
-			k.OK()
-			k.End(Result{Status: 200}, time.Now())
-			if n := len(rec.Ended()); n != tc.spans {
-				t.Errorf("got %d spans, want %d", n, tc.spans)
+		for _, scan := range []bool{false, true} {
+			name := tc.name
+			var view request.View = traced{headers: tc.headers}
+			if scan {
+				name += "/one pass"
+				view = tracedScan{traced{headers: tc.headers}}
 			}
-			switch tc.sent {
-			case "caller":
-				if sent != nil {
-					t.Errorf("sent %s, want the caller's passed on", sent)
-				}
-			case "unsampled":
-				if sc, ok := parseTraceParent(sent); !ok || sc.IsSampled() {
-					t.Errorf("sent %q, want a new unsampled traceparent", sent)
-				}
-			case "span":
-				sc, ok := parseTraceParent(sent)
-				if !ok || !sc.IsSampled() || len(rec.Ended()) == 0 || sc.SpanID() != rec.Ended()[0].SpanContext().SpanID() {
-					t.Errorf("sent %q, want the span's", sent)
-				}
-			}
-			if tc.name == "b3 multi sampled" && len(rec.Ended()) == 1 {
-				if got := rec.Ended()[0].SpanContext().TraceID().String(); got != "0000000000000000463ac35c9f6413ad" {
-					t.Errorf("trace id %s, want the 64-bit B3 id widened", got)
-				}
-			}
-		})
+			t.Run(name, func(t *testing.T) { checkSampling(t, tc.ratio, view, tc.spans, tc.sent) })
+		}
+	}
+}
+
+// checkSampling sends one request of view through a cluster tracing at
+// ratio and checks its spans and the traceparent its try sends (want:
+// "caller", its own passed on; "unsampled", a new one, flags 00;
+// "span", the try's).
+func checkSampling(t *testing.T, ratio float64, view request.View, spans int, want string) {
+	c, rec := tracedCluster(t, ratio, false)
+	var k Call
+	k.Init(c, view, time.Now())
+	k.Next()
+	var buf [TraceParentLen]byte
+	sent := k.TraceParent(&buf)
+	k.OK()
+	k.End(Result{Status: 200}, time.Now())
+	if n := len(rec.Ended()); n != spans {
+		t.Errorf("got %d spans, want %d", n, spans)
+	}
+	id, traced := k.TraceID()
+	if !traced {
+		t.Errorf("the request has no trace id, want one (sampled or not: the access log shows it)")
+	}
+	if sent != nil {
+		if sc, ok := parseTraceParent(sent); !ok || sc.TraceID() != id {
+			t.Errorf("sent %q, want a traceparent of the request's trace %s", sent, id)
+		}
+	}
+	switch want {
+	case "caller":
+		if sent != nil {
+			t.Errorf("sent %s, want the caller's passed on", sent)
+		}
+	case "unsampled":
+		if sc, ok := parseTraceParent(sent); !ok || sc.IsSampled() {
+			t.Errorf("sent %q, want a new unsampled traceparent", sent)
+		}
+	case "span":
+		sc, ok := parseTraceParent(sent)
+		if !ok || !sc.IsSampled() || len(rec.Ended()) == 0 || sc.SpanID() != rec.Ended()[0].SpanContext().SpanID() {
+			t.Errorf("sent %q, want the span's", sent)
+		}
+	}
+	if v := view.Header("x-b3-traceid"); len(v) == 16 && len(rec.Ended()) == 1 {
+		if got := rec.Ended()[0].SpanContext().TraceID().String(); got != "0000000000000000"+string(v) {
+			t.Errorf("trace id %s, want the 64-bit B3 id widened", got)
+		}
 	}
 }
 
@@ -197,7 +243,7 @@ func TestUnsampledAllocates(t *testing.T) {
 	v := traced{headers: map[string][]byte{"traceparent": []byte("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00")}}
 	none := traced{}
 	var buf [TraceParentLen]byte
-	for _, view := range []*traced{&v, &none} {
+	for _, view := range []request.View{&v, &none, &tracedScan{v}, &tracedScan{none}} {
 		var k Call
 		if n := testing.AllocsPerRun(100, func() {
 			k.Init(c, view, time.Time{}) // (a pointer: the interface holds it without allocating)
@@ -207,6 +253,33 @@ func TestUnsampledAllocates(t *testing.T) {
 			k.End(Result{Status: 200}, time.Time{})
 		}); n != 0 {
 			t.Errorf("an unsampled request allocates %v times, want 0", n)
+		}
+	}
+}
+
+// The traceparent written is the ids in lower-case hex, whatever their
+// bytes.
+func TestFormatTraceParent(t *testing.T) {
+	ids := [][24]byte{{}, {0x09, 0x0a, 0x0f, 0x10, 0x90, 0x99, 0x9a, 0xa9, 0xff, 0x01}}
+	for i := range 100 {
+		var id [24]byte
+		for j := range id {
+			id[j] = byte(rand.Uint32())
+		}
+		id[i%24] = 0xff
+		ids = append(ids, id)
+	}
+	for _, id := range ids {
+		var tid oteltrace.TraceID
+		var sid oteltrace.SpanID
+		copy(tid[:], id[:16])
+		copy(sid[:], id[16:])
+		var buf [TraceParentLen]byte
+		for _, sampled := range []bool{false, true} {
+			want := "00-" + hex.EncodeToString(tid[:]) + "-" + hex.EncodeToString(sid[:]) + map[bool]string{false: "-00", true: "-01"}[sampled]
+			if got := string(formatTraceParent(&buf, tid, sid, sampled)); got != want {
+				t.Errorf("got %s, want %s", got, want)
+			}
 		}
 	}
 }
@@ -221,9 +294,99 @@ func FuzzParseTraceParent(f *testing.F) {
 			return
 		}
 		var buf [TraceParentLen]byte
-		again, ok2 := parseTraceParent(formatTraceParent(&buf, sc))
+		again, ok2 := parseTraceParent(formatTraceParent(&buf, sc.TraceID(), sc.SpanID(), sc.IsSampled()))
 		if !ok2 || again.TraceID() != sc.TraceID() || again.SpanID() != sc.SpanID() || again.IsSampled() != sc.IsSampled() {
 			t.Errorf("%q: parsed %v, formatted and parsed again %v", v, sc, again)
 		}
 	})
+}
+
+// headView is a request head as the HTTP/1.1 fast path holds it
+// (h1.Head: each lookup a scan of its fields).
+type headView struct {
+	request.View
+	h h1.Head
+}
+
+func (v *headView) Method() []byte         { return v.h.Method() }
+func (v *headView) Authority() []byte      { return v.h.Host() }
+func (v *headView) Path() []byte           { return v.h.Target() }
+func (v *headView) GRPC() bool             { return false }
+func (v *headView) Header(n string) []byte { return v.h.Get(n) }
+
+// scannedView is a headView that gives its trace fields in one pass,
+// as the HTTP/1.1 fast path's view does.
+type scannedView struct{ headView }
+
+func (v *scannedView) TraceFields() (h TraceHeaders) {
+	for i := range v.h.NumFields() {
+		h.Field(v.h.FieldAt(i))
+	}
+	return h
+}
+
+func parsedHead(tb testing.TB, head string) *headView {
+	v := &headView{}
+	if err := h1.ReadRequestHead(bufio.NewReader(strings.NewReader(head)), &v.h); err != nil {
+		tb.Fatal(err)
+	}
+	return v
+}
+
+// BenchmarkCallTrace is one request's plan (Init to Clear, one try that
+// writes its traceparent), without a tracer and with one: a trace begun
+// here and not sampled (an outbound's request from its app), a caller's
+// unsampled context (an inbound's), and the sidecars' default of 1%.
+// The view gives its trace fields in one pass, as the HTTP/1.1 fast
+// path's does; "lookups" is a view that is asked header by header.
+func BenchmarkCallTrace(b *testing.B) {
+	const app = "GET /items HTTP/1.1\r\nHost: svc\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
+	const peer = "GET /items HTTP/1.1\r\nHost: svc\r\nUser-Agent: bench\r\nAccept: */*\r\nX-Forwarded-For: 127.0.0.1\r\n" +
+		"X-Request-Id: 0af7651916cd43dd8448eb211c80319c\r\nX-Weft-Source: web\r\n" +
+		"Traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00\r\n\r\n"
+	for _, bc := range []struct {
+		name   string
+		tracer bool
+		ratio  float64
+		head   string
+	}{
+		{"no tracer", false, 0, app},
+		{"begins here unsampled", true, 0, app},
+		{"caller unsampled", true, 1, peer},
+		{"begins here at 1%", true, 0.01, app},
+	} {
+		for _, lookups := range []bool{false, true} {
+			name := bc.name
+			if lookups {
+				name += "/lookups"
+			}
+			b.Run(name, func(b *testing.B) {
+				rec := tracetest.NewSpanRecorder()
+				tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+				b.Cleanup(func() { tp.Shutdown(b.Context()) })
+				c := NewCluster("svc", []*Endpoint{endpoint.New("svc", "svc-1", "127.0.0.1:1", nil)}, 0, nil)
+				if bc.tracer {
+					c.SetTracer(NewTracer(tp.Tracer("bench"), bc.ratio))
+				}
+				var view request.View = &scannedView{*parsedHead(b, bc.head)}
+				if lookups {
+					view = parsedHead(b, bc.head)
+				}
+				var k Call
+				var buf [TraceParentLen]byte
+				now := time.Now()
+				b.ReportAllocs()
+				for b.Loop() {
+					k.Init(c, view, now)
+					k.SetRoute("HTTPRoute/svc", "/items")
+					k.Next()
+					k.TraceParent(&buf)
+					k.OKLater()
+					k.Finish(now)
+					k.End(Result{Status: 200}, now)
+					k.Clear()
+				}
+			})
+		}
+	}
 }
