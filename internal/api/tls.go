@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 )
@@ -25,17 +24,7 @@ const ControlCAEnv = "WEFT_CONTROL_CA"
 
 // CAPath is the file, for the local user, that holds the CA of the
 // control plane at addr: <user config dir>/weft/ca/<host>_<port>.pem.
-func CAPath(addr string) (string, error) {
-	dir, err := os.UserConfigDir()
-	if err != nil {
-		return "", fmt.Errorf("the user's config directory: %w", err)
-	}
-	host, port, err := net.SplitHostPort(strings.TrimPrefix(strings.TrimPrefix(addr, "http://"), "https://"))
-	if err != nil {
-		return "", fmt.Errorf("control plane address %q: want host:port", addr)
-	}
-	return filepath.Join(dir, "weft", "ca", host+"_"+port+".pem"), nil
-}
+func CAPath(addr string) (string, error) { return userFile(addr, "ca", ".pem") }
 
 // SaveCA writes the PEM CA of the control plane at addr to the local
 // user's file for it (CAPath).
@@ -44,18 +33,7 @@ func SaveCA(addr string, pemData []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", fmt.Errorf("saving the control plane's CA: %w", err)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, pemData, 0o644); err != nil {
-		return "", fmt.Errorf("saving the control plane's CA: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return "", errors.Join(fmt.Errorf("saving the control plane's CA to %s", path), err)
-	}
-	return path, nil
+	return path, writeUserFile(path, pemData, 0o644, "the control plane's CA")
 }
 
 // loadRoots is the pool an https control plane at addr is checked

@@ -20,7 +20,11 @@ const TokenEnv = "WEFT_TOKEN"
 // TokenPath is the file, for the local user, that holds the API token of
 // the control plane at addr (host:port): <user config dir>/weft/tokens/
 // <host>_<port> ($XDG_CONFIG_HOME, or ~/.config, on Linux).
-func TokenPath(addr string) (string, error) {
+func TokenPath(addr string) (string, error) { return userFile(addr, "tokens", "") }
+
+// userFile is the local user's file of kind for the control plane at
+// addr (host:port or a URL): <user config dir>/weft/<kind>/<host>_<port><ext>.
+func userFile(addr, kind, ext string) (string, error) {
 	dir, err := os.UserConfigDir()
 	if err != nil {
 		return "", fmt.Errorf("the user's config directory: %w", err)
@@ -29,7 +33,7 @@ func TokenPath(addr string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("control plane address %q: want host:port", addr)
 	}
-	return filepath.Join(dir, "weft", "tokens", host+"_"+port), nil
+	return filepath.Join(dir, "weft", kind, host+"_"+port+ext), nil
 }
 
 // LoadToken is the API token to send to the control plane at addr:
@@ -57,16 +61,22 @@ func SaveToken(addr, token string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return path, writeUserFile(path, []byte(token+"\n"), 0o600, "the API token")
+}
+
+// writeUserFile replaces path with data (mode perm, in a 0700
+// directory), all at once.
+func writeUserFile(path string, data []byte, perm os.FileMode, what string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", fmt.Errorf("saving the API token: %w", err)
+		return fmt.Errorf("saving %s: %w", what, err)
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(token+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("saving the API token: %w", err)
+	if err := os.WriteFile(tmp, data, perm); err != nil {
+		return fmt.Errorf("saving %s: %w", what, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
-		return "", errors.Join(fmt.Errorf("saving the API token to %s", path), err)
+		return errors.Join(fmt.Errorf("saving %s to %s", what, path), err)
 	}
-	return path, nil
+	return nil
 }

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +25,7 @@ import (
 	"github.com/weftmesh/weft/internal/security"
 	"github.com/weftmesh/weft/internal/security/ca"
 	"github.com/weftmesh/weft/internal/snapshot"
+	"github.com/weftmesh/weft/internal/testlog"
 )
 
 // testCA opens a CA in a temporary directory.
@@ -70,28 +70,8 @@ type mtlsSide struct {
 	out, upstream, in string // the outbound, a TCP upstream listener bound to svc, the inbound
 	m                 *plan.Metrics
 	reg               *prometheus.Registry
-	inLog             *logBuffer // what the inbound logged
+	inLog             *testlog.Buffer // what the inbound logged
 }
-
-// logBuffer is a log's text, written by any goroutine.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
 
 // mtlsPair is a caller's sidecar (creds of service "client") in front of
 // the inbound of service svc (creds server) for app, speaking appProto
@@ -116,8 +96,8 @@ func mtlsPairWith(t *testing.T, client, server *security.Credentials, app, appPr
 	meshTLS := server.ServerConfig()
 	meshTLS.NextProtos = conn.MeshALPN
 	bytes := &tcp.Proxy{}
-	inLog, outLog := &logBuffer{}, &logBuffer{} // (the caller's is not looked at)
-	inCfg := Config{Name: "inbound", Resolve: in.Resolve, H2: in, H2Frames: in.RouteH2, Metrics: m, Log: inLog.logger(), TCP: bytes,
+	inLogger, inLog := testlog.New(slog.LevelInfo)
+	inCfg := Config{Name: "inbound", Resolve: in.Resolve, H2: in, H2Frames: in.RouteH2, Metrics: m, Log: inLogger, TCP: bytes,
 		MeshTLS: meshTLS, Strict: func() bool { return strict },
 		Opaque: func() (*plan.Cluster, bool) { return in.AppCluster(), appProto == "tcp" }}
 	if appProto == "h2c" {
@@ -132,11 +112,11 @@ func mtlsPairWith(t *testing.T, client, server *security.Credentials, app, appPr
 		t.Fatal(errs)
 	}
 	t.Cleanup(table.CloseIdle)
-	out := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, outLog.logger())
+	out := stdhttp.NewOutbound(table, stdhttp.NewTransport(), stdhttp.NewTransport(), m, discard)
 	outH2 := stdhttp.NewH2CTransport()
 	out.H2 = outH2
 	t.Cleanup(outH2.CloseIdleConnections)
-	outCfg := Config{Name: "outbound", Resolve: out.Resolve, H2: out, Metrics: m, Log: outLog.logger()}
+	outCfg := Config{Name: "outbound", Resolve: out.Resolve, H2: out, Metrics: m, Log: discard}
 	if frames {
 		outCfg.H2Frames = out.RouteH2
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/store/storetest"
+	"github.com/weftmesh/weft/internal/testlog"
 )
 
 func TestMain(m *testing.M) { storetest.Main(m) }
@@ -98,26 +99,9 @@ func (s *seen) last() (State, int64, int) {
 	return s.states[len(s.states)-1], s.revs[len(s.revs)-1], len(s.states)
 }
 
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // runClient follows srv until the test ends.
-func runClient(t *testing.T, srv *streamServer) (*Client, *seen, *logBuffer) {
-	logs := &logBuffer{}
+func runClient(t *testing.T, srv *streamServer) (*Client, *seen, *testlog.Buffer) {
+	logs := &testlog.Buffer{}
 	got := &seen{}
 	tr := &http.Transport{Proxy: nil}
 	c := &Client{Base: srv.URL, HTTP: &http.Client{Transport: tr},

@@ -1,40 +1,19 @@
 package sidecar
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/weftmesh/weft/internal/testlog"
 )
 
-// logBuffer collects log output for assertions.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func newLog(level slog.Level) (*slog.Logger, *logBuffer) {
-	buf := &logBuffer{}
-	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: level})), buf
-}
+func newLog(level slog.Level) (*slog.Logger, *testlog.Buffer) { return testlog.New(level) }
 
 // eventually polls cond every 5 ms until it holds or 10 s pass.
 func eventually(t *testing.T, what string, cond func() (bool, string)) {

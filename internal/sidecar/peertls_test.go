@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -41,18 +40,6 @@ func credsFor(t *testing.T, authority *ca.CA, service string) *security.Credenti
 	return creds
 }
 
-type lockedLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedLog) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
 // A peer that shows a certificate of another service than the one dialed
 // is refused, and the refusing side logs it: once per service per
 // peerRefusalEvery, not once per connection.
@@ -79,8 +66,8 @@ func TestPeerCertificateRefusalIsLogged(t *testing.T) {
 			c.Close()
 		}
 	}()
-	var out lockedLog
-	p := newPeerTLS(credsFor(t, authority, "client"), slog.New(slog.NewTextHandler(&out, nil)))
+	log, out := newLog(slog.LevelInfo)
+	p := newPeerTLS(credsFor(t, authority, "client"), log)
 	clock := time.Now()
 	p.now = func() time.Time { return clock }
 	dial := func() error {
