@@ -318,7 +318,9 @@ func requestLine(br *bufio.Reader) (string, error) {
 }
 
 // forwardTCP hands the connection to the TCP proxy, with the bytes
-// detection already read. Without a destination it closes.
+// detection already read and the peer its mutual TLS proved (none on a
+// plain connection), which the inbound authorizes and counts it by.
+// Without a destination it closes.
 func (s *Listener) forwardTCP(cc *conn.Client, dest *plan.Cluster) {
 	if dest == nil || s.cfg.TCP == nil {
 		s.cfg.Log.Warn("connection that is not HTTP has no destination on this listener; closed", "listener", s.cfg.Name,
@@ -330,5 +332,5 @@ func (s *Listener) forwardTCP(cc *conn.Client, dest *plan.Cluster) {
 	}
 	cc.DL.Clear(cc.Conn)
 	buffered, _ := cc.BR.Peek(cc.BR.Buffered())
-	s.cfg.TCP.Forward(cc.Conn, buffered, dest)
+	s.cfg.TCP.Forward(cc.Conn, buffered, dest, cc.Peer)
 }

@@ -95,6 +95,12 @@ func (l *AccessLog) Run(ctx context.Context) error {
 //	 "instance":"catalog-v2","method":"GET","path":"/items","status":200,
 //	 "duration_ms":0.575,"bytes":1024,"attempts":1,"request_id":"…",
 //	 "route":"HTTPRoute/catalog rule 0","mesh_error":"upstream-reset"}
+//
+// A TCP connection's line has method TCP (CONNECT for a tunnel), the
+// client's address as path, bytes_received, and, when the inbound's
+// authorization denied it, "mesh_error":"denied" and the decision:
+//
+//	"authorization":"denied by AuthorizationPolicy/echo-deny rule 0"
 func (e *served) appendJSON(b []byte) []byte {
 	b = append(b, `{"time":"`...)
 	b = e.at.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z07:00")
@@ -150,6 +156,10 @@ func (e *served) appendJSON(b []byte) []byte {
 	if e.err != nil && e.err.Reason != "" {
 		b = append(b, `,"mesh_error":`...)
 		b = appendJSONString(b, e.err.Reason)
+	}
+	if e.received >= 0 && e.authz != "" { // a TCP connection's decision: no request id explains it
+		b = append(b, `,"authorization":`...)
+		b = appendJSONString(b, e.authz)
 	}
 	return append(b, "}\n"...)
 }

@@ -128,3 +128,42 @@ func TestAccessLogConnAndTrace(t *testing.T) {
 		}
 	}
 }
+
+// An inbound TCP connection's line names its peer as the source
+// ("unknown" for a plain one) and, denied, the mesh error and the
+// decision: no request id explains it later.
+func TestAccessLogConnSourceAndDenial(t *testing.T) {
+	var out lockedBuffer
+	l := NewAccessLog(&out, nil)
+	c, a := inboundCluster(t, prometheus.NewRegistry())
+	c.Endpoints = []*Endpoint{endpoint.New("catalog", "catalog-1", "127.0.0.1:1", nil)}
+	c.RecordInto(&Recent{}, l)
+	a.Set(matcherOf(t, "catalog", catalogPolicies))
+	var k Call
+	k.Init(c, ConnFrom("ratings"), time.Time{})
+	k.Next()
+	c.RecordConn(Conn{Start: time.Now(), End: time.Now(), Err: k.Result(), Peer: "ratings"})
+	c.RecordConn(Conn{Start: time.Now(), End: time.Now(), Endpoint: c.Endpoints[0]})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	l.Run(ctx) // (writes what is queued, then returns)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("got %d lines, want 2:\n%s", len(lines), out.String())
+	}
+	for i, want := range []map[string]any{
+		{"direction": "inbound", "source_service": "ratings", "method": "TCP", "mesh_error": ReasonDenied,
+			"authorization": "denied by AuthorizationPolicy/catalog-deny rule 0", "status": 403.0},
+		{"direction": "inbound", "source_service": UnknownSource, "method": "TCP", "instance": "catalog-1", "mesh_error": nil, "authorization": nil},
+	} {
+		var got map[string]any
+		if err := json.Unmarshal([]byte(lines[i]), &got); err != nil {
+			t.Fatalf("line %d is not JSON: %v: %s", i+1, err, lines[i])
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("line %d: %s is %v, want %v (%s)", i+1, k, got[k], v, lines[i])
+			}
+		}
+	}
+}

@@ -223,38 +223,124 @@ func TestRouteAuthorizedAllocatesNothing(t *testing.T) {
 	}
 }
 
-// A TCP connection names no source: with a policy that lets only web
-// in, it is refused 403 denied before any attempt, and recorded; with
-// an ALLOW rule for unknown callers it goes through.
+// A TCP connection is decided once, before its first attempt, by the
+// peer its mutual TLS proved (ConnFrom), with the HTTP-only fields of
+// the rules read as Istio reads them: catalog's ALLOW rule has paths,
+// so it admits no connection; the DENY of ratings wins; a plain
+// connection names no source. A denial is 403 denied, counted and
+// recorded with the peer and the decision.
 func TestConnectionsAreAuthorized(t *testing.T) {
-	c, a := inboundCluster(t, prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
+	c, a := inboundCluster(t, reg)
 	c.Endpoints = []*Endpoint{endpoint.New("catalog", "catalog-1", "127.0.0.1:1", nil)}
 	c.RecordInto(&Recent{}, nil)
 	var k Call
-	k.Init(c, request.None, time.Time{})
+	k.Init(c, ConnFrom("web"), time.Time{})
 	if ep := k.Next(); ep == nil {
 		t.Fatalf("no policy: got no endpoint, want catalog-1")
 	}
 	k.Clear()
 
-	a.Set(matcherOf(t, "catalog", catalogPolicies))
-	k.Init(c, request.None, time.Time{})
-	if ep := k.Next(); ep != nil {
-		t.Fatalf("ALLOW only for web and ratings: got %s, want the connection refused", ep.Instance)
+	a.Set(matcherOf(t, "catalog", catalogPolicies+`---
+apiVersion: weftmesh.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: catalog-tcp}
+spec: {service: catalog, rules: [{from: [{service: web}]}]}
+`))
+	for _, tc := range []struct {
+		name, peer string
+		allow      bool
+		message    string // (the denial's)
+	}{
+		{"an ALLOW rule by source admits web", "web", true, ""},
+		{"deny wins over allow", "ratings", false, `a TCP connection from service "ratings" to "catalog" is denied by AuthorizationPolicy/catalog-deny rule 0`},
+		{"an ALLOW rule with paths admits no connection", "reviews", false,
+			`a TCP connection from service "reviews" to "catalog" is denied: no rule of AuthorizationPolicy/catalog, AuthorizationPolicy/catalog-tcp (ALLOW) matches (a rule with to or when never matches a TCP connection)`},
+		{"a plain connection names no source", "", false, `a TCP connection that names no calling service (not mutual TLS) to "catalog" is denied: no rule`},
+		{"a peer that is no service name is none", "Web!", false, "names no calling service"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var k Call
+			k.Init(c, ConnFrom(tc.peer), time.Time{})
+			ep := k.Next()
+			if tc.allow {
+				if ep == nil {
+					t.Fatalf("got %v, want catalog-1", k.Result())
+				}
+				if k.authz != "" {
+					t.Errorf("the call's decision: got %q, want none (a connection's is its own)", k.authz)
+				}
+				return
+			}
+			if ep != nil {
+				t.Fatalf("got %s, want the connection refused before any attempt", ep.Instance)
+			}
+			merr := k.Result()
+			if merr.Status != http.StatusForbidden || merr.Reason != ReasonDenied || !strings.Contains(merr.Message, tc.message) {
+				t.Fatalf("got %d %s %q, want 403 denied saying %q", merr.Status, merr.Reason, merr.Message, tc.message)
+			}
+			if !strings.HasPrefix(merr.Authorization(), "denied") {
+				t.Errorf("Authorization: got %q, want the denial", merr.Authorization())
+			}
+		})
 	}
-	merr := k.Result()
-	if merr.Status != http.StatusForbidden || merr.Reason != ReasonDenied || !strings.Contains(merr.Message, "TCP connection") {
-		t.Fatalf("got %d %s %q, want 403 denied for a TCP connection", merr.Status, merr.Reason, merr.Message)
-	}
-	c.RecordConn(Conn{Start: time.Now(), End: time.Now(), Err: merr})
-	if got := c.recent.Since(time.Time{}, 1); len(got) != 1 || got[0].Method != "TCP" || !strings.HasPrefix(got[0].Authorization, "denied") {
-		t.Errorf("record: got %+v, want the TCP connection with its denial", got)
+	want := `
+# HELP weft_authz_decisions_total Requests the inbound's AuthorizationPolicies decided on, by service and decision (allow or deny); none while no policy applies and the mesh default allows.
+# TYPE weft_authz_decisions_total counter
+weft_authz_decisions_total{decision="allow",service="catalog"} 1
+weft_authz_decisions_total{decision="deny",service="catalog"} 4
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "weft_authz_decisions_total"); err != nil {
+		t.Error(err)
 	}
 
+	// The record: the peer as the source, the decision, and the 403 of
+	// the mesh error (nothing is sent: the connection is closed).
+	k.Init(c, ConnFrom("ratings"), time.Time{})
+	k.Next()
+	c.RecordConn(Conn{Start: time.Now(), End: time.Now(), Err: k.Result(), Peer: "ratings"})
+	c.RecordConn(Conn{Start: time.Now(), End: time.Now(), Endpoint: c.Endpoints[0], Peer: "web"})
+	c.RecordConn(Conn{Start: time.Now(), End: time.Now(), Endpoint: c.Endpoints[0]})
+	got := c.recent.Since(time.Time{}, 3)
+	if len(got) != 3 {
+		t.Fatalf("recorded %d connections, want 3", len(got))
+	}
+	if g := got[0]; g.Method != "TCP" || g.Source != "ratings" || g.Status != http.StatusForbidden || g.Error == nil || g.Error.Reason != ReasonDenied ||
+		g.Authorization != "denied by AuthorizationPolicy/catalog-deny rule 0" {
+		t.Errorf("the denied connection: got %+v, want TCP from ratings, 403 denied by AuthorizationPolicy/catalog-deny rule 0", g)
+	}
+	if g := got[1]; g.Source != "web" || g.Error != nil || g.Instance != "catalog-1" {
+		t.Errorf("the allowed connection: got %+v, want TCP from web to catalog-1", g)
+	}
+	if g := got[2]; g.Source != UnknownSource {
+		t.Errorf("a plain connection: got source %q, want %q", g.Source, UnknownSource)
+	}
+}
+
+// ConnFrom's view carries only the peer, as SourceHeader; deciding on
+// it allocates nothing, and a request's view is no connection.
+func TestConnView(t *testing.T) {
+	v := ConnFrom("web")
+	if got := string(v.Header(SourceHeader)); got != "web" {
+		t.Errorf("Header(%s): got %q, want web", SourceHeader, got)
+	}
+	if v.Method() != nil || v.Path() != nil || v.Header("x-user") != nil {
+		t.Errorf("got method %q, path %q, x-user %q; want none", v.Method(), v.Path(), v.Header("x-user"))
+	}
+	if ConnFrom("") != request.None {
+		t.Errorf("ConnFrom(\"\"): want request.None")
+	}
+	if _, conn := connPeer(from("web", "GET", "/")); conn {
+		t.Errorf("a request's view taken for a connection")
+	}
+	c, a := inboundCluster(t, prometheus.NewRegistry())
 	a.Set(matcherOf(t, "catalog", catalogPolicies+"---\napiVersion: weftmesh.io/v1alpha1\nkind: AuthorizationPolicy\n"+
-		"metadata: {name: catalog-tcp}\nspec: {service: catalog, rules: [{from: [{service: unknown}]}]}\n"))
-	k.Init(c, request.None, time.Time{})
-	if ep := k.Next(); ep == nil {
-		t.Errorf("an ALLOW rule for unknown callers: got %v, want catalog-1", k.Result())
+		"metadata: {name: catalog-tcp}\nspec: {service: catalog, rules: [{from: [{service: web}]}]}\n"))
+	var merr *MeshError
+	if n := testing.AllocsPerRun(1000, func() { merr = c.authorizeConn(v) }); n != 0 {
+		t.Errorf("authorizeConn of an allowed connection: got %v allocations, want 0", n)
+	}
+	if merr != nil {
+		t.Errorf("got %v, want web's connection allowed", merr)
 	}
 }

@@ -82,7 +82,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		tcpConns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_tcp_connections_total",
-			Help: "TCP connections forwarded as bytes, by direction and destination service.",
+			Help: "TCP connections forwarded as bytes, by direction, calling service (inbound: the peer its mutual TLS proved, else unknown) and destination service.",
 		}, []string{"direction", "source_service", "destination_service"}),
 		tcpActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "weft_tcp_connections_active",
@@ -132,8 +132,8 @@ type ServiceMetrics struct {
 	retries  prometheus.Counter
 	inflight prometheus.Gauge
 	edges    atomic.Pointer[map[edgeKey]*edgeMetrics] // copied on write
-	mu       sync.Mutex                               // serialises writers of edges
-	tcp      atomic.Pointer[TCPMetrics]
+	mu       sync.Mutex                               // serialises writers of edges and tcp
+	tcp      atomic.Pointer[map[string]*TCPMetrics]   // by source; copied on write (nil: none yet)
 }
 
 // edgeKey is what an edge's handles are keyed by.
@@ -186,19 +186,46 @@ type TCPMetrics struct {
 	active              prometheus.Gauge
 }
 
-// TCP is the handles of TCP forwarding, resolved on first use (nil-safe).
-func (s *ServiceMetrics) TCP() *TCPMetrics {
+// TCP is the handles of TCP forwarding of connections that name no
+// caller: outbound and egress, this sidecar's own; inbound, a caller
+// not known (TCPFrom names it). Nil-safe.
+func (s *ServiceMetrics) TCP() *TCPMetrics { return s.TCPFrom("") }
+
+// TCPFrom is the handles of TCP forwarding of connections from source:
+// inbound, the peer's service that its mutual TLS proved ("", or no
+// service's name: UnknownSource); outbound and egress the caller is this
+// sidecar's service, whatever source says. Resolved on first use and
+// read without a lock after; past MaxEdges sources a connection counts
+// under "other". Nil-safe.
+func (s *ServiceMetrics) TCPFrom(source string) *TCPMetrics {
 	if s == nil {
 		return nil
 	}
-	if t := s.tcp.Load(); t != nil {
+	switch {
+	case s.source != "":
+		source = s.source
+	case !serviceName(source):
+		source = UnknownSource
+	}
+	if p := s.tcp.Load(); p != nil {
+		if t, ok := (*p)[source]; ok {
+			return t
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var old map[string]*TCPMetrics
+	if p := s.tcp.Load(); p != nil {
+		old = *p
+	}
+	if t, ok := old[source]; ok {
 		return t
 	}
-	// (A connection names no source: inbound, the caller is not known
-	// until mutual TLS says who it is.)
-	source := s.source
-	if source == "" {
-		source = UnknownSource
+	if len(old) >= MaxEdges {
+		source = "other"
+		if t, ok := old[source]; ok {
+			return t
+		}
 	}
 	l, edge := []string{s.direction, s.service}, []string{s.direction, source, s.service}
 	t := &TCPMetrics{
@@ -206,8 +233,13 @@ func (s *ServiceMetrics) TCP() *TCPMetrics {
 		tx: s.m.tcpSent.WithLabelValues(edge...), idle: s.m.tcpIdle.WithLabelValues(l...),
 		active: s.m.tcpActive.WithLabelValues(l...),
 	}
-	s.tcp.CompareAndSwap(nil, t)
-	return s.tcp.Load()
+	next := make(map[string]*TCPMetrics, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[strings.Clone(source)] = t
+	s.tcp.Store(&next)
+	return t
 }
 
 // Opened counts a forwarded connection, active until Closed.

@@ -102,3 +102,65 @@ func BenchmarkMetricsDone(b *testing.B) {
 		}
 	})
 }
+
+// A TCP connection counts under its source: inbound, the peer its
+// mutual TLS proved, else unknown; outbound, this sidecar's service.
+// Sources past MaxEdges count as "other".
+func TestTCPMetricsBySource(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	m.Source = "web"
+	in, out := m.ForService("inbound", "echo"), m.ForService("outbound", "echo")
+	for _, src := range []string{"web", "web", "", "Not A Name"} {
+		tm := in.TCPFrom(src)
+		tm.Opened()
+		tm.Received(10)
+		tm.Sent(3)
+		tm.Closed()
+	}
+	out.TCPFrom("ignored").Opened()
+	out.TCP().Opened()
+	in.TCP().Opened()
+	want := `
+# HELP weft_tcp_connections_total TCP connections forwarded as bytes, by direction, calling service (inbound: the peer its mutual TLS proved, else unknown) and destination service.
+# TYPE weft_tcp_connections_total counter
+weft_tcp_connections_total{destination_service="echo",direction="inbound",source_service="unknown"} 3
+weft_tcp_connections_total{destination_service="echo",direction="inbound",source_service="web"} 2
+weft_tcp_connections_total{destination_service="echo",direction="outbound",source_service="web"} 2
+# HELP weft_tcp_received_bytes_total Bytes received from the connecting side of forwarded TCP connections.
+# TYPE weft_tcp_received_bytes_total counter
+weft_tcp_received_bytes_total{destination_service="echo",direction="inbound",source_service="unknown"} 20
+weft_tcp_received_bytes_total{destination_service="echo",direction="inbound",source_service="web"} 20
+weft_tcp_received_bytes_total{destination_service="echo",direction="outbound",source_service="web"} 0
+# HELP weft_tcp_sent_bytes_total Bytes sent back to the connecting side of forwarded TCP connections.
+# TYPE weft_tcp_sent_bytes_total counter
+weft_tcp_sent_bytes_total{destination_service="echo",direction="inbound",source_service="unknown"} 6
+weft_tcp_sent_bytes_total{destination_service="echo",direction="inbound",source_service="web"} 6
+weft_tcp_sent_bytes_total{destination_service="echo",direction="outbound",source_service="web"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "weft_tcp_connections_total", "weft_tcp_received_bytes_total", "weft_tcp_sent_bytes_total"); err != nil {
+		t.Error(err)
+	}
+	if got := testutil.ToFloat64(m.tcpActive.WithLabelValues("inbound", "echo")); got != 1 {
+		t.Errorf("inbound active: got %v, want 1 (the one not closed)", got)
+	}
+	if in.TCPFrom("web") != in.TCPFrom("web") {
+		t.Errorf("TCPFrom resolves its handles again on each call, want them kept")
+	}
+	if n := testing.AllocsPerRun(100, func() { in.TCPFrom("web") }); n != 0 {
+		t.Errorf("TCPFrom of a known source: got %v allocations, want 0", n)
+	}
+
+	bounded := NewMetrics(prometheus.NewRegistry()).ForService("inbound", "echo")
+	for i := range 2 * MaxEdges {
+		bounded.TCPFrom(fmt.Sprintf("svc-%d", i)).Opened()
+	}
+	if n := testutil.CollectAndCount(bounded.m.tcpConns); n != MaxEdges+1 {
+		t.Errorf("TCP connection series: got %d, want %d (then other)", n, MaxEdges+1)
+	}
+	if got := testutil.ToFloat64(bounded.m.tcpConns.WithLabelValues("inbound", "other", "echo")); got != MaxEdges {
+		t.Errorf("other: got %v, want %d", got, MaxEdges)
+	}
+	var nilMetrics *ServiceMetrics
+	nilMetrics.TCPFrom("web").Opened() // nil-safe
+}

@@ -164,14 +164,16 @@ type Conn struct {
 	Received, Sent int64
 	// Idle: closed by the idle timeout. Tunnel: an HTTP CONNECT tunnel.
 	Idle, Tunnel bool
-	// Source is the client's address.
+	// Source is the client's address; Peer the calling service its
+	// mutual TLS proved ("": none; an inbound records "unknown").
 	Source net.Addr
+	Peer   string
 	Err    *MeshError
 }
 
 // RecordConn keeps a TCP connection in the ring of c's table and its
-// access log, with a new id, method TCP (CONNECT for a tunnel) and the
-// client's address as path.
+// access log, with a new id, method TCP (CONNECT for a tunnel), the
+// client's address as path and, inbound, its peer as the source.
 func (c *Cluster) RecordConn(conn Conn) {
 	var idBuf [32]byte
 	id := NewRequestID(&idBuf)
@@ -186,7 +188,11 @@ func (c *Cluster) RecordConn(conn Conn) {
 	if conn.Source != nil {
 		path = conn.Source.String()
 	}
-	keep(e, id, BytesOf(method), BytesOf(path), nil)
+	source := conn.Peer
+	if source == "" && c.metrics != nil && c.metrics.direction == "inbound" {
+		source = UnknownSource // a plain connection, as its metrics say
+	}
+	keep(e, id, BytesOf(method), BytesOf(path), BytesOf(source))
 	status := 0
 	if conn.Err != nil {
 		status = conn.Err.Status

@@ -1,11 +1,14 @@
 // Package tcp is the engine that forwards connections as bytes: services
 // declared TCP, connections a listener could not identify, TLS passed
 // through by its server name, and CONNECT tunnels. It uses the plan
-// (package plan) for the one decision it makes, which instance a
-// connection goes to, and the raw socket reads of package conn:
+// (package plan) for the decisions it makes, whether a connection may
+// reach the app (inbound) and which instance it goes to, and the raw
+// socket reads of package conn:
 //
-//	listener (detection) -> Proxy.Forward(client, buffered, cluster)
-//	   -> Dial: Call.Next, conn.Dial, connect failure -> the next instance
+//	listener (detection) -> Proxy.Forward(client, buffered, cluster, peer)
+//	   -> dial: Call.Next (inbound: authorized by peer, once; denied ->
+//	      closed, no byte to the app), conn.DialPeer, connect failure ->
+//	      the next instance
 //	   -> Pipe: two copy loops, half-close, one idle timer per pair
 package tcp
 
@@ -29,6 +32,7 @@ import (
 // speak HTTP (legacy RPC, databases) and for traffic the listener could not
 // identify. A connection is balanced as one unit:
 //
+//	authorize-> inbound, by the peer's proven service (AuthorizationPolicy)
 //	pick     -> an instance of the cluster, round robin over those in rotation
 //	dial     -> a connect failure ejects the instance and moves to the next
 //	pipe     -> bytes both ways; each side's end of stream half-closes the other
@@ -41,25 +45,30 @@ type Proxy struct {
 // DefaultIdleTimeout is Envoy's tcp_proxy default.
 const DefaultIdleTimeout = time.Hour
 
-// Forward serves one client connection: buffered holds the bytes already
-// read from it (by protocol detection). It returns when both directions
-// have ended.
-func (p *Proxy) Forward(client net.Conn, buffered []byte, c *plan.Cluster) {
+// Forward serves one client connection: buffered holds the bytes
+// already read from it (by protocol detection), and peer is the calling
+// service that the peer sidecar's mutual TLS proved ("": none, a plain
+// connection). The metrics and the record name peer as the source
+// (inbound; "unknown" without one). An inbound's authorization decides
+// on the connection before anything is dialled: a denied connection is
+// closed without a byte reaching the app. It returns when both
+// directions have ended.
+func (p *Proxy) Forward(client net.Conn, buffered []byte, c *plan.Cluster, peer string) {
 	log := p.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	start := time.Now()
-	m := c.Metrics().TCP()
-	up, ep, merr := p.Dial(c)
+	up, ep, merr := p.dial(c, plan.ConnFrom(peer))
 	if merr != nil {
 		c.Metrics().MeshError(merr.Reason)
-		log.Warn("TCP connection refused: "+merr.Message, "service", c.Service, "reason", merr.Reason)
-		c.RecordConn(plan.Conn{Start: start, End: time.Now(), Err: merr, Source: client.RemoteAddr()})
+		refused(log, c, peer, merr)
+		c.RecordConn(plan.Conn{Start: start, End: time.Now(), Err: merr, Source: client.RemoteAddr(), Peer: peer})
 		return
 	}
 	defer ep.ReleaseConn()
 	defer up.Close()
+	m := c.Metrics().TCPFrom(peer) // (a connection refused makes no series)
 	m.Opened()
 	defer m.Closed()
 	idle, rx, tx := p.Pipe(client, buffered, up, m)
@@ -67,7 +76,22 @@ func (p *Proxy) Forward(client net.Conn, buffered []byte, c *plan.Cluster) {
 		m.IdleTimeout()
 		log.Debug("TCP connection idle, closed", "service", c.Service, "instance", ep.Instance, "after", p.IdleTimeout)
 	}
-	c.RecordConn(plan.Conn{Start: start, End: time.Now(), Endpoint: ep, Received: rx, Sent: tx, Idle: idle, Source: client.RemoteAddr()})
+	c.RecordConn(plan.Conn{Start: start, End: time.Now(), Endpoint: ep, Received: rx, Sent: tx, Idle: idle, Source: client.RemoteAddr(), Peer: peer})
+}
+
+// refused logs a connection that reached no instance: denied by the
+// inbound's authorization (with the decision and the peer), or for want
+// of an instance.
+func refused(log *slog.Logger, c *plan.Cluster, peer string, merr *plan.MeshError) {
+	if merr.Reason != plan.ReasonDenied {
+		log.Warn("TCP connection refused: "+merr.Message, "service", c.Service, "reason", merr.Reason)
+		return
+	}
+	if peer == "" {
+		peer = plan.UnknownSource
+	}
+	log.Warn("TCP connection denied, closed: "+merr.Message, "service", c.Service, "reason", merr.Reason,
+		"peer", peer, "authorization", merr.Authorization())
 }
 
 // Dial connects to an instance of c through its plan: a connect failure
@@ -78,8 +102,14 @@ func (p *Proxy) Forward(client net.Conn, buffered []byte, c *plan.Cluster) {
 // time). The caller closes the connection and then calls the endpoint's
 // ReleaseConn.
 func (p *Proxy) Dial(c *plan.Cluster) (net.Conn, *plan.Endpoint, *plan.MeshError) {
+	return p.dial(c, request.None)
+}
+
+// dial is Dial of a connection whose view is v (plan.ConnFrom): the
+// plan's first step authorizes it on an inbound.
+func (p *Proxy) dial(c *plan.Cluster, v request.View) (net.Conn, *plan.Endpoint, *plan.MeshError) {
 	var k plan.Call
-	k.Init(c, request.None, time.Time{})
+	k.Init(c, v, time.Time{})
 	for ep := k.Next(); ep != nil; ep = k.Next() {
 		if err := ep.AcquireConn(k.ConnLimit()); err != nil {
 			k.Overflowed(err)

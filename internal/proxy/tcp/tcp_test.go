@@ -47,7 +47,7 @@ func tcpFixture(t *testing.T, idle time.Duration, app func(net.Conn)) (string, <
 			if err != nil {
 				return
 			}
-			go func() { p.Forward(conn, nil, c); conn.Close(); done <- struct{}{} }()
+			go func() { p.Forward(conn, nil, c, ""); conn.Close(); done <- struct{}{} }()
 		}
 	}()
 	return ln.Addr().String(), done
@@ -210,7 +210,7 @@ func TestMaxConnectionsHoldsThenRefuses(t *testing.T) {
 				return
 			}
 			wg.Add(1)
-			go func() { defer wg.Done(); p.Forward(conn, nil, c); conn.Close() }()
+			go func() { defer wg.Done(); p.Forward(conn, nil, c, ""); conn.Close() }()
 		}
 	}()
 	echo := func(conn net.Conn, msg string) error {
