@@ -251,6 +251,14 @@ func summary(r *config.Resource, wide bool) string {
 		if s, err := config.DecodeServiceSubset(r); err == nil {
 			return s.Service + " " + labelString(s.Labels)
 		}
+	case "PeerAuthentication":
+		if p, err := config.CompilePeerAuthentication(r); err == nil {
+			target := p.Service
+			if target == "" {
+				target = "mesh"
+			}
+			return target + " " + p.Mode
+		}
 	case "AuthorizationPolicy":
 		if a, err := config.CompileAuthorizationPolicy(r); err == nil {
 			target := a.Service

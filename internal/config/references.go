@@ -41,6 +41,10 @@ func References(r *Resource) Refs {
 		if a, err := CompileAuthorizationPolicy(r); err == nil {
 			out.Services = append(out.Services, authzServices(&a)...)
 		}
+	case "PeerAuthentication":
+		if p, err := CompilePeerAuthentication(r); err == nil && p.Service != "" {
+			out.Services = append(out.Services, p.Service)
+		}
 	case "AlertRule":
 		if a, err := CompileAlertRule(r); err == nil {
 			out.Services = append(out.Services, alertServices(&a)...)

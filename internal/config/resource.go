@@ -108,6 +108,8 @@ var kinds = map[string]kind{
 		words: []string{"alertrules", "ar"}},
 	"AuthorizationPolicy": {spec: reflect.TypeFor[AuthorizationPolicy](), named: validateAuthorizationPolicy,
 		words: []string{"authorizationpolicies", "authz", "ap"}},
+	"PeerAuthentication": {spec: reflect.TypeFor[PeerAuthentication](), named: validatePeerAuthentication,
+		words: []string{"peerauthentications", "peerauth", "pa"}},
 }
 
 // APIVersionOf is the apiVersion resources of kind are written with.

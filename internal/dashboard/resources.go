@@ -16,12 +16,13 @@ import (
 // resourcesFor is the resources in force for a service, as YAML: its
 // TrafficPolicy, the routes attached to it, the ServiceSubsets of it,
 // the policies of kinds whose spec names it in spec.service (such as
-// AuthorizationPolicy, where the control plane has the kind), and the
+// AuthorizationPolicy and PeerAuthentication, where the control plane
+// has the kind), and the
 // Faults its routes inject.
 func (h *Handler) resourcesFor(ctx context.Context, service string) ([]ResourceView, error) {
 	var out []config.Resource
 	var faults []string
-	for _, kind := range []string{"TrafficPolicy", "HTTPRoute", "GRPCRoute", "ServiceSubset", "AuthorizationPolicy"} {
+	for _, kind := range []string{"TrafficPolicy", "HTTPRoute", "GRPCRoute", "ServiceSubset", "AuthorizationPolicy", "PeerAuthentication"} {
 		var list []config.Resource
 		err := h.get(ctx, "/v1/resources/"+kind, &list)
 		var ae *apiError

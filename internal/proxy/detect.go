@@ -48,7 +48,7 @@ func (s *Listener) detect(cc *conn.Client) bool {
 		var declared bool
 		// (A peer's mutual TLS must be told from the app's bytes: with
 		// MeshTLS, a declared TCP app's connections are sniffed too.)
-		if dest, declared = s.cfg.Opaque(); declared && s.cfg.MeshTLS == nil {
+		if dest, declared = s.cfg.Opaque(); declared && s.cfg.MeshTLS == nil && !strict {
 			s.cfg.Metrics.Detected(s.cfg.Name, ProtoTCP, "declared")
 			s.forwardTCP(cc, dest)
 			return false

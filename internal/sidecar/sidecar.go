@@ -271,6 +271,7 @@ type Sidecar struct {
 	outSrv               *proxy.Listener
 	inSrv                *proxy.Listener
 	in                   *stdhttp.Inbound
+	inMode               inboundMode // strict or permissive (mtlsmode.go)
 	out                  *stdhttp.Outbound
 	accessLog            *plan.AccessLog          // nil: off
 	accessLogFile        *os.File                 // closed on stop; nil: stdout or off
@@ -430,9 +431,9 @@ func New(cfg Config, deps Deps) (*Sidecar, error) {
 			meshTLS := creds.ServerConfig()
 			meshTLS.NextProtos = conn.MeshALPN
 			inCfg.MeshTLS = meshTLS
-			strict := cfg.MTLSMode == MTLSStrict
-			inCfg.Strict = func() bool { return strict }
 		}
+		s.inMode.strict, s.inMode.by = cfg.MTLSMode == MTLSStrict, "--mtls" // until a PeerAuthentication says otherwise
+		inCfg.Strict = s.inMode.Strict
 		if cfg.InboundTLSCert != "" {
 			cert, err := tls.LoadX509KeyPair(cfg.InboundTLSCert, cfg.InboundTLSKey)
 			if err != nil {

@@ -41,6 +41,7 @@ func (s *Sidecar) applyState(st push.State, rev int64) {
 		} else {
 			s.in.SetAuthorization(m)
 		}
+		s.applyPeerAuth(snap)
 	}
 	s.log.Debug("routing table updated", "revision", rev, "services", len(snap.Services))
 }
@@ -95,7 +96,14 @@ type configView struct {
 	App              *appView               `json:"app,omitempty"`
 	Settings         settingsView           `json:"settings"`
 	Certificate      *certView              `json:"certificate,omitempty"` // with --join-token (certs.go)
+	InboundMTLS      *mtlsView              `json:"inboundMTLS,omitempty"` // with an inbound (mtlsmode.go)
 	Services         map[string]serviceView `json:"services"`
+}
+
+// mtlsView is the inbound's mode of mutual TLS and what set it.
+type mtlsView struct {
+	Mode string `json:"mode"` // strict or permissive
+	By   string `json:"by"`   // "--mtls" or PeerAuthentication/NAME
 }
 
 type listenersView struct {
@@ -284,6 +292,8 @@ func (s *Sidecar) config() any {
 	if s.inLn != nil {
 		v.Listeners.Advertise = s.advertise()
 		v.App = &appView{Address: s.health.app, Protocol: s.cfg.AppProtocol, HealthPath: s.cfg.HealthPath, Up: s.health.ok.Load()}
+		mode, by := s.inMode.view()
+		v.InboundMTLS = &mtlsView{Mode: mode, By: by}
 	}
 	for i, u := range s.cfg.Upstreams {
 		v.Listeners.Upstreams = append(v.Listeners.Upstreams, upstreamView{Service: u.Service, Address: s.upLns[i].Addr().String(), TCP: u.TCP})

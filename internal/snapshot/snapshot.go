@@ -35,6 +35,10 @@ type Snapshot struct {
 	// name: each inbound compiles those of its service and the mesh
 	// policy (package security/authz).
 	Authorization []config.Authorization
+	// PeerAuthentication is every PeerAuthentication of the mesh, sorted
+	// by name: each inbound takes its mode from them
+	// (config.PeerAuthModeFor).
+	PeerAuthentication []config.PeerAuth
 }
 
 // Service is one name the mesh routes to.
@@ -117,7 +121,7 @@ func (c *Compiler) defaultPolicy() Policy {
 
 type decoded struct {
 	raw []byte
-	v   any // registry.Instance, registry.Service, extService, policyRecord, routeRecord, subsetRecord, faultRecord or config.Authorization
+	v   any // registry.Instance, registry.Service, extService, policyRecord, routeRecord, subsetRecord, faultRecord, config.Authorization or config.PeerAuth
 	err error
 }
 
@@ -183,6 +187,8 @@ func (c *Compiler) Compile(st push.State, rev int64) (*Snapshot, []Problem) {
 			faults[v.fault.Name] = v.fault
 		case config.Authorization:
 			snap.Authorization = append(snap.Authorization, v)
+		case config.PeerAuth:
+			snap.PeerAuthentication = append(snap.PeerAuthentication, v)
 		}
 	}
 	c.cache = next
@@ -199,6 +205,7 @@ func (c *Compiler) Compile(st push.State, rev int64) (*Snapshot, []Problem) {
 		sortRoutes(s.Routes)
 	}
 	sort.Slice(snap.Authorization, func(i, j int) bool { return snap.Authorization[i].Name < snap.Authorization[j].Name })
+	sort.Slice(snap.PeerAuthentication, func(i, j int) bool { return snap.PeerAuthentication[i].Name < snap.PeerAuthentication[j].Name })
 	sort.Slice(problems, func(i, j int) bool { return problems[i].Key < problems[j].Key })
 	return snap, problems
 }
@@ -267,6 +274,13 @@ func decode(key string, raw []byte) decoded {
 			break
 		}
 		d.v = a
+	case strings.HasPrefix(key, config.KeyPrefix+peerAuthKind+"/"):
+		p, err := decodePeerAuth(key, raw)
+		if err != nil {
+			d.err = err
+			break
+		}
+		d.v = p
 	case strings.HasPrefix(key, config.KeyPrefix+policyKind+"/"):
 		pr, err := decodePolicy(key, raw)
 		if err != nil {
