@@ -141,9 +141,9 @@ func TestMessagesSayThingsOnce(t *testing.T) {
 	}{
 		{[]string{"get", "externalservice", "legacy", "--control", cp}, "ExternalService/legacy not found", 1},
 		{[]string{"delete", "externalservice", "legacy", "--control", cp}, "ExternalService/legacy not found", 1},
-		{[]string{"get", "widgets", "--control", cp}, `get: unknown kind "widgets" (try services, instances, proxies, or a kind: AlertRule, AuthorizationPolicy, ExternalService, Fault, GRPCRoute, HTTPRoute, ServiceSubset, TrafficPolicy)`, 2},
-		{[]string{"delete", "widgets", "x", "--control", cp}, `delete: unknown kind "widgets" (kinds: AlertRule, AuthorizationPolicy, ExternalService, Fault, GRPCRoute, HTTPRoute, ServiceSubset, TrafficPolicy)`, 2},
-		{[]string{"get", "--control", cp}, "get: want services, instances [SERVICE], proxies [SERVICE], or KIND [NAME] (kinds: AlertRule, AuthorizationPolicy, ExternalService, Fault, GRPCRoute, HTTPRoute, ServiceSubset, TrafficPolicy)", 2},
+		{[]string{"get", "widgets", "--control", cp}, `get: unknown kind "widgets" (try services, instances, proxies, or a kind: AlertRule, AuthorizationPolicy, ExternalService, Fault, GRPCRoute, HTTPRoute, PeerAuthentication, ServiceSubset, TrafficPolicy)`, 2},
+		{[]string{"delete", "widgets", "x", "--control", cp}, `delete: unknown kind "widgets" (kinds: AlertRule, AuthorizationPolicy, ExternalService, Fault, GRPCRoute, HTTPRoute, PeerAuthentication, ServiceSubset, TrafficPolicy)`, 2},
+		{[]string{"get", "--control", cp}, "get: want services, instances [SERVICE], proxies [SERVICE], or KIND [NAME] (kinds: AlertRule, AuthorizationPolicy, ExternalService, Fault, GRPCRoute, HTTPRoute, PeerAuthentication, ServiceSubset, TrafficPolicy)", 2},
 		{[]string{"sidecar", "--servce", "x"}, "sidecar: flag provided but not defined: -servce (see weft sidecar -h)", 2},
 		{[]string{"get", "services", "--control", deadAddr(t)}, "(start one with `weft control`, or point --control or WEFT_CONTROL at a running one)", 1},
 	}

@@ -249,6 +249,7 @@ func TestKindFor(t *testing.T) {
 		{"externalservices", "ExternalService", true},
 		{"EXTERNALSERVICES", "ExternalService", true},
 		{"externalservicess", "", false},
+		{"peerauth", "PeerAuthentication", true},
 		{"external", "", false},
 		{"", "", false},
 	}
@@ -260,7 +261,7 @@ func TestKindFor(t *testing.T) {
 			}
 		})
 	}
-	if got, want := Kinds(), []string{"AlertRule", "AuthorizationPolicy", "ExternalService", "Fault", "GRPCRoute", "HTTPRoute", "ServiceSubset", "TrafficPolicy"}; !reflect.DeepEqual(got, want) {
+	if got, want := Kinds(), []string{"AlertRule", "AuthorizationPolicy", "ExternalService", "Fault", "GRPCRoute", "HTTPRoute", "PeerAuthentication", "ServiceSubset", "TrafficPolicy"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Kinds: got %v, want %v", got, want)
 	}
 }
