@@ -30,7 +30,7 @@ import (
 //	   bytes (declared TCP, not HTTP, silent)   -> tcp.Proxy
 //	   TLS: terminate (Config.TLS) or pass by SNI -> detect again | tcp.Proxy
 //	   HTTP/1                                   -> http1 (or stdhttp with Config.H1)
-//	   HTTP/2 preface, plain TCP, Config.H2Frames -> http2
+//	   HTTP/2 preface, Config.H2Frames          -> http2 (plain TCP or inside TLS)
 //	   other HTTP/2, h2c upgrades               -> stdhttp (x/net/http2, net/http)
 //
 // Shutdown drains: it closes connections as they become idle, sends
@@ -60,8 +60,9 @@ type Config struct {
 	// H2 serves HTTP/2 connections (prior knowledge); nil refuses them.
 	H2 http.Handler
 	// H2Frames, when set, routes HTTP/2 connections with prior knowledge
-	// on plain TCP through Weft's own HTTP/2 engine (package http2), which
-	// forwards frames to instances that speak HTTP/2, instead of H2.
+	// (on plain TCP, or inside TLS the listener terminated) through Weft's
+	// own HTTP/2 engine (package http2), which forwards frames to
+	// instances that speak HTTP/2, instead of H2.
 	H2Frames http2.Route
 	// H1, when set, serves HTTP/1 connections through net/http instead of
 	// the fast path (an h2c app's inbound translates them to HTTP/2).
@@ -300,9 +301,10 @@ func (s *Listener) serveConn(fc *http1.Conn) {
 }
 
 // serveH2 serves a connection that opened with the HTTP/2 preface: Weft's
-// engine on plain TCP where the listener has one, else x/net/http2.
+// engine where the listener has one (on plain TCP, or inside the TLS it
+// terminated: a peer sidecar's mutual TLS above all), else x/net/http2.
 func (s *Listener) serveH2(cc *conn.Client) {
-	if s.frames != nil && cc.Sock != nil {
+	if s.frames != nil {
 		s.frames.Serve(cc)
 		return
 	}

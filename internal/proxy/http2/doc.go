@@ -1,6 +1,7 @@
 // Package http2 is Weft's own HTTP/2 engine (docs/adr/0005): it serves
-// client connections with prior knowledge on plain TCP, where the next
-// hop speaks HTTP/2, by forwarding frames, not requests, to shared
+// client connections with prior knowledge, on plain TCP or inside TLS the
+// listener terminated (a peer sidecar's mutual TLS), where the next hop
+// speaks HTTP/2, by forwarding frames, not requests, to shared
 // connections to instances. (Inside this package, the name http2 is
 // golang.org/x/net/http2, whose framer and HPACK it uses.)
 //
