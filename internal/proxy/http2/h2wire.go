@@ -59,6 +59,13 @@ const (
 	// update that releases many streams) is written out every this many
 	// bytes, not gathered whole.
 	h2FlushAt = 64 << 10
+	// h2KeepBuf: drain keeps a buffer it has written out for the next
+	// batch while its capacity is at most this. DATA stops gathering at
+	// Backlog while a drain writes, so a buffer grows to at most twice
+	// that; dropping the ones above Backlog made every batch of a busy
+	// TLS connection (which always drains) regrow its buffer from
+	// nothing, a third of a provider's CPU on a gRPC stream.
+	h2KeepBuf = 2 * Backlog
 )
 
 // h2Writer is the sending half of one HTTP/2 connection: frames are
@@ -249,7 +256,7 @@ func (w *h2Writer) drain() {
 			b.flushOthers(w)
 		}
 		w.mu.Lock()
-		if cap(out) <= 256<<10 {
+		if cap(out) <= h2KeepBuf {
 			w.spare = out[:0]
 		}
 	}
