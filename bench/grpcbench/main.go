@@ -12,12 +12,16 @@
 // block profiles need a binary built with -tags weftprofile).
 // -sidecar-env K=V runs the sidecars with an environment variable (e.g.
 // GOMAXPROCS=1); -deadline gives every call a deadline (grpc-timeout);
-// -only direct|mesh|mesh-xnet|nginx runs one path. -xnet adds a second
+// -only direct|mesh|mesh-mtls|mesh-xnet|nginx|nginx-tls runs one path. -xnet adds a second
 // Weft pair (service interopx) run with --http2-engine x/net, the HTTP/2
 // engine before ADR 5, so both engines are compared in one run. -mtls (on
 // by default) adds a Weft pair that speaks mutual TLS (path mesh-mtls,
 // service interop-mtls: both sidecars with join tokens, the provider
-// --mtls strict) and reports its figures against the plain pair's.
+// --mtls strict) and reports its figures against the plain pair's and,
+// with -compare nginx-tls (on by default), against an nginx pair that
+// speaks mutual TLS 1.3 between its hops (grpc_pass grpcs://, client
+// certificates, sessions reused; certificates made at run time).
+// -profile also profiles the mesh-mtls pair's sidecars.
 //
 //	go build -o bin/weft ./cmd/weft && go build -o bin/testapp ./internal/meshtest/testapp
 //	go run ./bench/grpcbench -weft bin/weft -app bin/testapp -duration 5s -out bench/results/grpc-latest.md
@@ -53,8 +57,8 @@ func main() {
 	dur := flag.Duration("duration", 5*time.Second, "length of each measurement")
 	conc := flag.Int("concurrency", 32, "concurrent callers")
 	outFile := flag.String("out", "", "also write the report as markdown here")
-	flag.StringVar(&profileDir, "profile", "", "write CPU, mutex and block profiles of both sidecars under mesh load to this directory")
-	flag.StringVar(&only, "only", "", "run only this path (direct, mesh, mesh-mtls, mesh-xnet or nginx)")
+	flag.StringVar(&profileDir, "profile", "", "write CPU, mutex and block profiles of both sidecars under mesh and mesh-mtls load to this directory")
+	flag.StringVar(&only, "only", "", "run only this path (direct, mesh, mesh-mtls, mesh-xnet, nginx or nginx-tls)")
 	flag.BoolVar(&withMTLS, "mtls", true, "also measure a Weft pair with mutual TLS (mesh-mtls) and compare it with the plain pair")
 	flag.BoolVar(&xnet, "xnet", false, "also measure a Weft pair with --http2-engine x/net")
 	flag.IntVar(&providers, "providers", 1, "provider sidecars in front of the app on the mesh path (instances of the service; with 2 or more the consumer balances, and keeps request bodies for retries)")
@@ -65,7 +69,7 @@ func main() {
 		sidecarEnv = append(sidecarEnv, v)
 		return nil
 	})
-	flag.StringVar(&compare, "compare", "nginx", "also measure an nginx pair (grpc_pass, one worker each); empty for none")
+	flag.StringVar(&compare, "compare", "nginx,nginx-tls", "also measure these nginx pairs, comma-separated (nginx: grpc_pass over h2c between the hops; nginx-tls: grpcs with mutual TLS 1.3 between them; one worker each); empty for none")
 	flag.DurationVar(&deadline, "deadline", 0, "give each call this deadline (sent as grpc-timeout); 0: none")
 	flag.BoolVar(&showCost, "cost", false, "after each measurement, print the CPU time and system calls per call of each process (Linux /proc)")
 	flag.Parse()
@@ -106,6 +110,10 @@ var (
 // minMTLSvsPlain is the issue's target: the mutual TLS pair keeps at
 // least this share of the plain pair's figures.
 const minMTLSvsPlain = 0.85
+
+// minMTLSvsNginxTLS is the target against the nginx pair with TLS
+// between its hops: at least as fast.
+const minMTLSvsNginxTLS = 1.0
 
 func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 	defer procs.Stop()
@@ -157,11 +165,13 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 		costOf["mesh-xnet"] = []benchkit.Process{{Name: "client", Pid: os.Getpid()}, {Name: "consumer", Pid: procs.Pid(5)},
 			{Name: "provider", Pid: procs.Pid(4)}, {Name: "app", Pid: procs.Pid(0)}}
 	}
+	profileAdmins := map[string]map[string]string{"mesh": admins}
 	if withMTLS {
-		target, pids, err := startMTLSPair(weft, cp, port)
+		target, pids, mtlsAdmins, err := startMTLSPair(weft, cp, port)
 		if err != nil {
 			return fmt.Errorf("mesh-mtls: %w", err)
 		}
+		profileAdmins["mesh-mtls"] = mtlsAdmins
 		targets = append(targets, struct{ name, target, authority string }{"mesh-mtls", target, "interop-mtls"})
 		costOf["mesh-mtls"] = []benchkit.Process{{Name: "client", Pid: os.Getpid()}, {Name: "consumer", Pid: pids[1]},
 			{Name: "provider", Pid: pids[0]}, {Name: "app", Pid: procs.Pid(0)}}
@@ -180,17 +190,22 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 			return err
 		}
 	}
-	if compare == "nginx" {
-		front, pids, err := startNginx(dir, appAddr)
-		if err != nil {
-			fmt.Fprintf(w, "(nginx pair skipped: %v)\n", err)
-		} else {
-			targets = append(targets, struct{ name, target, authority string }{"nginx", front, ""})
-			costOf["nginx"] = []benchkit.Process{{Name: "client", Pid: os.Getpid()}, {Name: "nginx-front", Pid: pids[1]},
-				{Name: "nginx-back", Pid: pids[0]}, {Name: "app", Pid: procs.Pid(0)}}
+	var pairs []string
+	if compare != "" {
+		pairs = strings.Split(compare, ",")
+	}
+	for _, name := range pairs {
+		if name != "nginx" && name != "nginx-tls" {
+			return fmt.Errorf("-compare %q: only nginx and nginx-tls are known", name)
 		}
-	} else if compare != "" {
-		return fmt.Errorf("-compare %q: only nginx is known", compare)
+		front, pids, err := startNginx(dir, appAddr, name == "nginx-tls")
+		if err != nil {
+			fmt.Fprintf(w, "(%s pair skipped: %v)\n", name, err)
+			continue
+		}
+		targets = append(targets, struct{ name, target, authority string }{name, front, ""})
+		costOf[name] = []benchkit.Process{{Name: "client", Pid: os.Getpid()}, {Name: name + "-front", Pid: pids[1]},
+			{Name: name + "-back", Pid: pids[0]}, {Name: "app", Pid: procs.Pid(0)}}
 	}
 	fmt.Fprintf(w, "%d concurrent callers, %s per measurement, 1 connection per client", conc, dur)
 	if deadline > 0 {
@@ -213,8 +228,9 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 			continue
 		}
 		var stopProfiles func(string)
-		if p.name == "mesh" && profileDir != "" {
-			stopProfiles = profiles(admins, dur)
+		pa := profileAdmins[p.name]
+		if pa != nil && profileDir != "" {
+			stopProfiles = profiles(pa, dur)
 		}
 		opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 		if p.authority != "" {
@@ -237,8 +253,8 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 			fmt.Fprintf(w, "  per call: %s\n", benchkit.Cost(before, benchkit.Measure(costOf[p.name]), float64(len(lat))))
 		}
 		if stopProfiles != nil {
-			stopProfiles("unary")
-			stopProfiles = profiles(admins, dur)
+			stopProfiles(p.name + "-unary")
+			stopProfiles = profiles(pa, dur)
 		}
 		streamReq := &testgrpc.StreamingOutputCallRequest{ResponseParameters: repeat(100, 1024)}
 		before = benchkit.Measure(costOf[p.name])
@@ -261,7 +277,7 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 			fmt.Fprintf(w, "  per message: %s\n", benchkit.Cost(before, benchkit.Measure(costOf[p.name]), float64(len(streams)*100)))
 		}
 		if stopProfiles != nil {
-			stopProfiles("stream")
+			stopProfiles(p.name + "-stream")
 		}
 		conn.Close()
 	}
@@ -275,7 +291,17 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 			}
 			fmt.Fprintf(w, "  %-22s %10.0f / %-10.0f = %.2f  %s\n", what, m[i], plain[i], x, met)
 		}
-		fmt.Fprint(w, "  (the nginx pair here is h2c between its hops: no TLS pair to compare with on gRPC yet)\n")
+	}
+	if m, o := figures["mesh-mtls"], figures["nginx-tls"]; m[0] > 0 && o[0] > 0 {
+		fmt.Fprintf(w, "\nmutual TLS against nginx with TLS between its hops (same run): mesh-mtls / nginx-tls, target >= %.2f\n", minMTLSvsNginxTLS)
+		for i, what := range []string{"unary 1 KiB /s", "stream msgs 1 KiB /s"} {
+			x := m[i] / o[i]
+			met := "met"
+			if !(x >= minMTLSvsNginxTLS) {
+				met = "NOT met"
+			}
+			fmt.Fprintf(w, "  %-22s %10.0f / %-10.0f = %.2f  %s\n", what, m[i], o[i], x, met)
+		}
 	}
 	return nil
 }
@@ -283,35 +309,37 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int) error {
 // startMTLSPair starts the mesh-mtls pair: a provider (service
 // interop-mtls, h2c, --mtls strict) and a consumer, both with join tokens,
 // and waits until the provider takes the consumer's connections as mutual
-// TLS. It returns the consumer's outbound address and the pids of the
-// provider and the consumer. The tokens are created with weft, so weft
-// must be the full binary.
-func startMTLSPair(weft, cp, appPort string) (string, [2]int, error) {
+// TLS. It returns the consumer's outbound address, the pids of the
+// provider and the consumer, and their admin addresses (for -profile).
+// The tokens are created with weft, so weft must be the full binary.
+func startMTLSPair(weft, cp, appPort string) (string, [2]int, map[string]string, error) {
 	var pids [2]int
 	pt, err := benchkit.JoinToken(weft, cp, "interop-mtls")
 	if err != nil {
-		return "", pids, err
+		return "", pids, nil, err
 	}
 	ct, err := benchkit.JoinToken(weft, cp, "client-mtls")
 	if err != nil {
-		return "", pids, err
+		return "", pids, nil, err
 	}
 	provAdmin, err := procs.StartEnv(slices.Concat(sidecarEnv, []string{"WEFT_JOIN_TOKEN=" + pt}), weft, `msg="sidecar started".* admin=(\S+)`,
 		"sidecar", "--service", "interop-mtls", "--app-port", appPort, "--app-protocol", "h2c", "--mtls", "strict",
 		"--control", cp, "--outbound", "127.0.0.1:0", "--inbound", "127.0.0.1:0", "--admin", "127.0.0.1:0")
 	if err != nil {
-		return "", pids, err
+		return "", pids, nil, err
 	}
 	pids[0] = procs.Pid(procs.Len() - 1)
-	out, err := procs.StartEnv(slices.Concat(sidecarEnv, []string{"WEFT_JOIN_TOKEN=" + ct}), weft, `msg="sidecar started".* outbound=(\S+)`,
+	cons, err := procs.StartEnv(slices.Concat(sidecarEnv, []string{"WEFT_JOIN_TOKEN=" + ct}), weft, `msg="sidecar started".* outbound=(\S+ inbound=\S* admin=\S+)`,
 		"sidecar", "--service", "client-mtls", "--control", cp, "--outbound", "127.0.0.1:0", "--admin", "127.0.0.1:0")
 	if err != nil {
-		return "", pids, err
+		return "", pids, nil, err
 	}
+	out, consAdmin := strings.Fields(cons)[0], strings.TrimPrefix(strings.Fields(cons)[2], "admin=")
+	admins := map[string]string{"mtls-consumer": consAdmin, "mtls-provider": provAdmin}
 	pids[1] = procs.Pid(procs.Len() - 1)
 	conn, err := grpc.NewClient("passthrough:///"+out, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("interop-mtls"))
 	if err != nil {
-		return "", pids, err
+		return "", pids, nil, err
 	}
 	defer conn.Close()
 	tc := testgrpc.NewTestServiceClient(conn)
@@ -321,14 +349,18 @@ func startMTLSPair(weft, cp, appPort string) (string, [2]int, error) {
 		_, err := tc.EmptyCall(ctx, &testgrpc.Empty{})
 		return err
 	})
-	return out, pids, err
+	return out, pids, admins, err
 }
 
 // startNginx starts two nginx hops in front of the app, configured as
 // plainly as Weft's pair: one worker each, HTTP/2 without TLS on the
 // listener, grpc_pass to the next hop with idle upstream connections kept.
-// It returns the front's address and the pids of the back and front hops.
-func startNginx(dir, appAddr string) (string, [2]int, error) {
+// With withTLS (path nginx-tls) the hops speak mutual TLS 1.3 to each
+// other, as Weft's sidecars do: the back hop takes only TLS with a client
+// certificate of the run's CA, the front verifies the back's by name and
+// reuses its sessions. It returns the front's address and the pids of the
+// back and front hops.
+func startNginx(dir, appAddr string, withTLS bool) (string, [2]int, error) {
 	var pids [2]int
 	if _, err := exec.LookPath("nginx"); err != nil {
 		return "", pids, err
@@ -337,13 +369,29 @@ func startNginx(dir, appAddr string) (string, [2]int, error) {
 	if err != nil {
 		return "", pids, err
 	}
+	name := "nginx"
+	var certs *tlsFiles
+	if withTLS {
+		name = "nginx-tls"
+		if certs, err = makeCerts(dir + "/nginx-tls-certs"); err != nil {
+			return "", pids, err
+		}
+	}
 	front, back := addrs[0], addrs[1]
 	for i, hop := range []struct{ listen, next string }{{back, appAddr}, {front, back}} {
-		hopDir := fmt.Sprintf("%s/nginx-%d", dir, i)
+		hopDir := fmt.Sprintf("%s/%s-%d", dir, name, i)
 		if err := os.MkdirAll(hopDir, 0o755); err != nil {
 			return "", pids, err
 		}
-		conf := fmt.Sprintf(nginxConf, hopDir, hopDir, hop.next, hop.listen)
+		listen, listenTLS, pass := hop.listen+" http2", "", "grpc://next;"
+		if withTLS && i == 0 {
+			listen = hop.listen + " ssl http2"
+			listenTLS = fmt.Sprintf(nginxTLSListen, certs.ServerCert, certs.ServerKey, certs.CA)
+		}
+		if withTLS && i == 1 {
+			pass = "grpcs://next;" + fmt.Sprintf(nginxTLSUpstream, certs.ClientCert, certs.ClientKey, certs.CA, tlsServerName)
+		}
+		conf := fmt.Sprintf(nginxConf, hopDir, hopDir, hop.next, listen, listenTLS, pass)
 		if err := os.WriteFile(hopDir+"/nginx.conf", []byte(conf), 0o644); err != nil {
 			return "", pids, err
 		}
@@ -367,16 +415,39 @@ http {
         keepalive 128;
     }
     server {
-        listen %s http2;
+        listen %s;%s
         http2_max_concurrent_streams 1024;
         location / {
-            grpc_pass grpc://next;
+            grpc_pass %s
             grpc_read_timeout 1h;
             grpc_send_timeout 1h;
         }
     }
 }
 `
+
+// nginxTLSListen is the back hop's TLS of the nginx-tls pair: TLS 1.3, a
+// client certificate of the CA required, sessions cached.
+const nginxTLSListen = `
+        ssl_protocols TLSv1.3;
+        ssl_certificate %s;
+        ssl_certificate_key %s;
+        ssl_client_certificate %s;
+        ssl_verify_client on;
+        ssl_session_cache shared:SSL:10m;
+        ssl_session_timeout 1h;`
+
+// nginxTLSUpstream is the front hop's TLS to the back: its client
+// certificate, the back's verified by name, sessions reused.
+const nginxTLSUpstream = `
+            grpc_ssl_protocols TLSv1.3;
+            grpc_ssl_session_reuse on;
+            grpc_ssl_certificate %s;
+            grpc_ssl_certificate_key %s;
+            grpc_ssl_trusted_certificate %s;
+            grpc_ssl_verify on;
+            grpc_ssl_name %s;
+            grpc_ssl_server_name on;`
 
 func repeat(n, size int) []*testgrpc.ResponseParameters {
 	out := make([]*testgrpc.ResponseParameters, n)

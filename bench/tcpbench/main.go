@@ -1,13 +1,16 @@
 // Command tcpbench measures TCP services through the mesh: a TCP echo app
 // reached directly, through a consumer sidecar's upstream listener
 // (declared /tcp) and the provider's sidecar (--app-protocol tcp), and
-// through an nginx pair (stream module) and a HAProxy pair (mode tcp). It
+// through an nginx pair (stream module) and a HAProxy pair (mode tcp),
+// each also with mutual TLS 1.3 between its hops (nginx-tls,
+// haproxy-tls: certificates made at run time, sessions resumed). It
 // reports bulk throughput on one connection, small round trips on
 // concurrent connections, and new connections per second, with the CPU
 // time and system calls of each proxy hop per unit. -mtls (on by default)
 // adds a second Weft pair that speaks mutual TLS (path weft-mtls: both
 // sidecars with join tokens, the provider --mtls strict) and reports its
-// figures against the plain pair's, measured in the same run.
+// figures against the plain pair's and the TLS pairs', measured in the
+// same run.
 //
 //	go build -o bin/weft ./cmd/weft && go build -o bin/testapp ./internal/meshtest/testapp
 //	go run ./bench/tcpbench -weft bin/weft -app bin/testapp -out bench/results/tcp-latest.md
@@ -43,7 +46,7 @@ func main() {
 		return nil
 	})
 	flag.BoolVar(&withMTLS, "mtls", true, "also measure a Weft pair with mutual TLS (weft-mtls) and compare it with the plain pair")
-	compare := flag.String("compare", "nginx,haproxy", "also measure these TCP proxy pairs, comma-separated (nginx: stream module; haproxy: mode tcp); empty for none")
+	compare := flag.String("compare", "nginx,haproxy,nginx-tls,haproxy-tls", "also measure these TCP proxy pairs, comma-separated (nginx: stream module; haproxy: mode tcp; -tls: mutual TLS 1.3 between the hops); empty for none")
 	flag.Parse()
 	if *weft == "" || *app == "" {
 		fmt.Fprintln(os.Stderr, "tcpbench: -weft and -app are required")
@@ -79,6 +82,10 @@ var withMTLS bool
 // minMTLSvsPlain is the issue's target: the mutual TLS pair keeps at
 // least this share of the plain pair's figures.
 const minMTLSvsPlain = 0.85
+
+// minMTLSvsNginxTLS is the target against the nginx pair with TLS
+// between its hops: at least as fast.
+const minMTLSvsNginxTLS = 1.0
 
 // path is one way to reach the echo app, with the proxy processes on it.
 type path struct {
@@ -143,7 +150,7 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int, bulk int64,
 		strings.Join(sidecarEnv, " "))
 	fmt.Fprintf(w, "cost: CPU time and read+write system calls per MiB, round trip or connection, of each proxy hop (front, back);\n")
 	fmt.Fprintf(w, "system calls as /proc/PID/io counts them: read and write only, so nginx's and HAProxy's recv/send show as 0\n\n")
-	fmt.Fprintf(w, "%-9s %-22s %14s %10s %10s %10s  %s\n", "path", "measure", "value", "p50", "p99", "max", "cost per unit")
+	fmt.Fprintf(w, "%-11s %-22s %14s %10s %10s %10s  %s\n", "path", "measure", "value", "p50", "p99", "max", "cost per unit")
 	// figures[path] = bulk MiB/s, round trips/s, connects/s, for the
 	// mutual TLS comparison.
 	figures := map[string][3]float64{}
@@ -155,7 +162,7 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int, bulk int64,
 		}
 		fig := figures[p.name]
 		fig[0] = mibs
-		fmt.Fprintf(w, "%-9s %-22s %9.0f MiB/s %32s  %s\n", p.name, "bulk echo", mibs, "",
+		fmt.Fprintf(w, "%-11s %-22s %9.0f MiB/s %32s  %s\n", p.name, "bulk echo", mibs, "",
 			benchkit.Cost(before, benchkit.Measure(p.hops), float64(bulk>>20)))
 
 		conns := make([]net.Conn, conc)
@@ -174,7 +181,7 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int, bulk int64,
 			c.Close()
 		}
 		fig[1] = rate
-		fmt.Fprintf(w, "%-9s %-22s %11.0f /s %10s %10s %10s  %s\n", p.name, "round trips 64 B", rate,
+		fmt.Fprintf(w, "%-11s %-22s %11.0f /s %10s %10s %10s  %s\n", p.name, "round trips 64 B", rate,
 			benchkit.Pct(lat, 50), benchkit.Pct(lat, 99), benchkit.Pct(lat, 100), benchkit.Cost(before, after, float64(len(lat))))
 
 		waitTimeWait()
@@ -188,7 +195,7 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int, bulk int64,
 			return roundTrip(c, msg, back[:64])
 		})
 		after = benchkit.Measure(p.hops)
-		fmt.Fprintf(w, "%-9s %-22s %11.0f /s %10s %10s %10s  %s\n", p.name, "connect + round trip", crate,
+		fmt.Fprintf(w, "%-11s %-22s %11.0f /s %10s %10s %10s  %s\n", p.name, "connect + round trip", crate,
 			benchkit.Pct(clat, 50), benchkit.Pct(clat, 99), benchkit.Pct(clat, 100), benchkit.Cost(before, after, float64(len(clat))))
 		fig[2] = crate
 		figures[p.name] = fig
@@ -204,7 +211,28 @@ func run(w io.Writer, weft, app string, dur time.Duration, conc int, bulk int64,
 			}
 			fmt.Fprintf(w, "  %-24s %10.0f / %-10.0f = %.2f  %s\n", what, m[i], plain[i], x, met)
 		}
-		fmt.Fprint(w, "  (the nginx and HAProxy pairs here are plain TCP: no TLS pair to compare with on TCP yet)\n")
+		for _, other := range []string{"nginx-tls", "haproxy-tls"} {
+			o, ok := figures[other]
+			if !ok {
+				continue
+			}
+			target := ""
+			if other == "nginx-tls" {
+				target = fmt.Sprintf(", target >= %.2f", minMTLSvsNginxTLS)
+			}
+			fmt.Fprintf(w, "\nmutual TLS against TLS proxies (same run): weft-mtls / %s%s\n", other, target)
+			for i, what := range []string{"bulk echo MiB/s", "round trips 64 B /s", "connect + round trip /s"} {
+				x := m[i] / o[i]
+				met := ""
+				if target != "" {
+					met = "met"
+					if !(x >= minMTLSvsNginxTLS) {
+						met = "NOT met"
+					}
+				}
+				fmt.Fprintf(w, "  %-24s %10.0f / %-10.0f = %.2f  %s\n", what, m[i], o[i], x, met)
+			}
+		}
 	}
 	return nil
 }
@@ -283,39 +311,67 @@ func waitTimeWait() {
 
 // startPair starts two hops of nginx (stream module) or HAProxy (mode tcp)
 // in front of the app, configured as plainly as Weft's pair: one worker,
-// no limits that Weft does not have.
+// no limits that Weft does not have. With the suffix -tls (nginx-tls,
+// haproxy-tls) the hops speak mutual TLS 1.3 to each other, as Weft's
+// sidecars do: the back hop takes only TLS with a client certificate of
+// the run's CA, the front verifies the back's by name and resumes its
+// sessions.
 func startPair(procs *benchkit.Procs, dir, name, appAddr string) (path, error) {
 	addrs, err := benchkit.FreeAddrs(2)
 	if err != nil {
 		return path{}, err
 	}
+	base, withTLS := strings.CutSuffix(name, "-tls")
+	var certs *tlsFiles
+	if withTLS {
+		if certs, err = makeCerts(dir + "/" + name + "-certs"); err != nil {
+			return path{}, err
+		}
+	}
 	front, back := addrs[0], addrs[1]
 	p := path{name: name, addr: front}
 	for i, hop := range []struct{ listen, next, role string }{{back, appAddr, "back"}, {front, back, "front"}} {
+		tlsListen, tlsUpstream := withTLS && i == 0, withTLS && i == 1
 		hopDir := fmt.Sprintf("%s/%s-%d", dir, name, i)
 		if err := os.MkdirAll(hopDir, 0o755); err != nil {
 			return path{}, err
 		}
 		var bin string
 		var args []string
-		switch name {
+		switch base {
 		case "nginx":
 			if _, err := os.Stat(nginxStreamModule); err != nil {
 				return path{}, fmt.Errorf("no stream module at %s (apt-get install libnginx-mod-stream)", nginxStreamModule)
 			}
-			conf := fmt.Sprintf(nginxConf, nginxStreamModule, hopDir, hopDir, hop.listen, hop.next)
+			listen, extra := hop.listen, ""
+			if tlsListen {
+				listen += " ssl"
+				extra = fmt.Sprintf(nginxTLSListen, certs.ServerCert, certs.ServerKey, certs.CA)
+			}
+			if tlsUpstream {
+				extra = fmt.Sprintf(nginxTLSUpstream, certs.ClientCert, certs.ClientKey, certs.CA, tlsServerName)
+			}
+			conf := fmt.Sprintf(nginxConf, nginxStreamModule, hopDir, hopDir, listen, extra, hop.next)
 			if err := os.WriteFile(hopDir+"/nginx.conf", []byte(conf), 0o644); err != nil {
 				return path{}, err
 			}
 			bin, args = "nginx", []string{"-p", hopDir, "-c", hopDir + "/nginx.conf"}
 		case "haproxy":
-			conf := fmt.Sprintf(haproxyConf, hop.listen, hop.next)
+			bind, server := hop.listen, hop.next
+			if tlsListen {
+				bind += fmt.Sprintf(" ssl crt %s ca-file %s verify required", certs.ServerPEM, certs.CA)
+			}
+			if tlsUpstream {
+				// (TLS sessions are reused by default: no no-ssl-reuse.)
+				server += fmt.Sprintf(" ssl verify required ca-file %s crt %s sni str(%s) verifyhost %s", certs.CA, certs.ClientPEM, tlsServerName, tlsServerName)
+			}
+			conf := fmt.Sprintf(haproxyConf, bind, server)
 			if err := os.WriteFile(hopDir+"/haproxy.cfg", []byte(conf), 0o644); err != nil {
 				return path{}, err
 			}
 			bin, args = "haproxy", []string{"-db", "-f", hopDir + "/haproxy.cfg"}
 		default:
-			return path{}, fmt.Errorf("unknown proxy %q (want nginx or haproxy)", name)
+			return path{}, fmt.Errorf("unknown proxy %q (want nginx, haproxy, nginx-tls or haproxy-tls)", name)
 		}
 		if _, err := exec.LookPath(bin); err != nil {
 			return path{}, err
@@ -340,7 +396,7 @@ error_log %s/error.log warn;
 events { worker_connections 8192; }
 stream {
     server {
-        listen %s;
+        listen %s;%s
         proxy_pass %s;
         proxy_timeout 1h;
         proxy_half_close on;
@@ -348,9 +404,35 @@ stream {
 }
 `
 
+// nginxTLSListen is the back hop's TLS of the nginx-tls pair: TLS 1.3, a
+// client certificate of the CA required, sessions cached.
+const nginxTLSListen = `
+        ssl_protocols TLSv1.3;
+        ssl_certificate %s;
+        ssl_certificate_key %s;
+        ssl_client_certificate %s;
+        ssl_verify_client on;
+        ssl_session_cache shared:SSL:10m;
+        ssl_session_timeout 1h;`
+
+// nginxTLSUpstream is the front hop's TLS to the back: its client
+// certificate, the back's verified by name, sessions reused.
+const nginxTLSUpstream = `
+        proxy_ssl on;
+        proxy_ssl_protocols TLSv1.3;
+        proxy_ssl_session_reuse on;
+        proxy_ssl_certificate %s;
+        proxy_ssl_certificate_key %s;
+        proxy_ssl_trusted_certificate %s;
+        proxy_ssl_verify on;
+        proxy_ssl_name %s;
+        proxy_ssl_server_name on;`
+
 const haproxyConf = `global
     nbthread 1
     maxconn 8192
+    ssl-default-bind-options ssl-min-ver TLSv1.3
+    ssl-default-server-options ssl-min-ver TLSv1.3
 defaults
     mode tcp
     timeout connect 5s
