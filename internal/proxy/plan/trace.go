@@ -313,14 +313,24 @@ func parseTraceParent(v []byte) (oteltrace.SpanContext, bool) {
 	if len(v) > TraceParentLen && (string(v[0:2]) == "00" || v[55] != '-') {
 		return oteltrace.SpanContext{}, false // version 00 has nothing after the flags
 	}
-	var ver, flags [1]byte
-	var tid oteltrace.TraceID
-	var sid oteltrace.SpanID
-	if !unhex(ver[:], v[0:2]) || ver[0] == 0xff || !unhex(tid[:], v[3:35]) || !unhex(sid[:], v[36:52]) || !unhex(flags[:], v[53:55]) {
+	p := (*[TraceParentLen]byte)(v)
+	t0, ok0 := unhex8(p[3:11])
+	t1, ok1 := unhex8(p[11:19])
+	t2, ok2 := unhex8(p[19:27])
+	t3, ok3 := unhex8(p[27:35])
+	s0, ok4 := unhex8(p[36:44])
+	s1, ok5 := unhex8(p[44:52])
+	v0, v1, f0, f1 := nibbles[p[0]], nibbles[p[1]], nibbles[p[53]], nibbles[p[54]]
+	if !(ok0 && ok1 && ok2 && ok3 && ok4 && ok5) || v0|v1|f0|f1 >= 0x10 || v0 == 0xf && v1 == 0xf { // (version ff is invalid)
 		return oteltrace.SpanContext{}, false
 	}
+	var tid oteltrace.TraceID
+	var sid oteltrace.SpanID
+	binary.BigEndian.PutUint64(tid[:8], uint64(t0)<<32|uint64(t1))
+	binary.BigEndian.PutUint64(tid[8:], uint64(t2)<<32|uint64(t3))
+	binary.BigEndian.PutUint64(sid[:], uint64(s0)<<32|uint64(s1))
 	sc := oteltrace.NewSpanContext(oteltrace.SpanContextConfig{TraceID: tid, SpanID: sid,
-		TraceFlags: oteltrace.TraceFlags(flags[0] & 1), Remote: true})
+		TraceFlags: oteltrace.TraceFlags(f1 & 1), Remote: true})
 	return sc, sc.IsValid()
 }
 
@@ -354,43 +364,54 @@ const (
 // (its name in any case) is noted; any other costs a length check and,
 // for a few lengths, a byte or two compared.
 func (h *TraceHeaders) Field(name, value []byte) {
+	if n := len(name); n == len(B3Header) || len(TraceStateHeader) <= n && n <= len(B3TraceIDHeader) { // (inlined: most fields stop here)
+		h.field(name, value)
+	}
+}
+
+func (h *TraceHeaders) field(name, value []byte) {
 	switch len(name) {
 	case len(B3Header):
-		if nameIs(name, B3Header) {
+		if name[0]|0x20 == 'b' && name[1] == '3' {
 			h.present |= hasB3
 		}
 	case len(TraceStateHeader):
-		if nameIs(name, TraceStateHeader) {
+		if foldIs(name, traceStateWords) {
 			h.present |= hasTraceState
 		}
 	case len(TraceParentHeader):
-		if h.present&hasTraceParent == 0 && nameIs(name, TraceParentHeader) {
+		if h.present&hasTraceParent == 0 && foldIs(name, traceParentWords) {
 			h.present |= hasTraceParent
 			h.traceparent = value // (the first counts, as for Header)
 		}
 	case len(B3TraceIDHeader):
-		if nameIs(name, B3TraceIDHeader) {
+		if foldIs(name, b3TraceIDWords) {
 			h.present |= hasB3TraceID
 		}
 	}
 }
 
-// nameIs says whether name is lower, a lower-case header name, in any
-// case (ASCII).
-func nameIs(name []byte, lower string) bool {
-	if len(name) != len(lower) {
-		return false
-	}
-	for i := range len(lower) {
-		c := name[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
+// Header names of 8 bytes or more as two words, their first 8 bytes and
+// their last 8, for foldIs.
+var (
+	traceStateWords  = words(TraceStateHeader)
+	traceParentWords = words(TraceParentHeader)
+	b3TraceIDWords   = words(B3TraceIDHeader)
+)
+
+func words(lower string) [2]uint64 {
+	return [2]uint64{binary.LittleEndian.Uint64([]byte(lower)), binary.LittleEndian.Uint64([]byte(lower[len(lower)-8:]))}
+}
+
+// foldIs says whether name, 8 to 16 bytes, is the lower-case name of w
+// in any case: a word at a time, each byte lower-cased by setting its
+// 0x20 bit. That bit tells an upper-case letter from its lower case; it
+// tells no other byte of a header name (a token: letters, digits and
+// !#$%&'*+-.^_`|~) from a byte of these names, whose bytes are letters,
+// digits and '-'.
+func foldIs(name []byte, w [2]uint64) bool {
+	const lower = 0x2020202020202020
+	return binary.LittleEndian.Uint64(name)|lower == w[0] && binary.LittleEndian.Uint64(name[len(name)-8:])|lower == w[1]
 }
 
 // traceHeaders reads the request's trace context: in one pass when the
@@ -495,6 +516,25 @@ func unhex(dst, src []byte) bool {
 		dst[i] = hi<<4 | lo
 	}
 	return bad < 0x10
+}
+
+// unhex8 decodes 8 lower-case hex digits, as one word: each byte is
+// checked to be 0-9 or a-f by adding to it so that the byte's top bit
+// says whether it reached a bound, then the digits' values are packed.
+func unhex8(src []byte) (uint32, bool) {
+	const ones, tops = 0x0101010101010101, 0x8080808080808080
+	x := binary.BigEndian.Uint64(src)
+	atLeast := func(k uint64) uint64 { return (x + (0x80-k)*ones) & tops } // (bytes under 0x80: no carry)
+	digit := atLeast('0') &^ atLeast('9'+1)
+	letter := atLeast('a') &^ atLeast('f'+1)
+	if x&tops != 0 || digit|letter != tops {
+		return 0, false
+	}
+	v := x&(0x0f*ones) + (letter>>7)*9 // '0'-'9' -> 0-9, 'a'-'f' -> 10-15
+	v = (v | v>>4) & 0x00ff00ff00ff00ff
+	v = (v | v>>8) & 0x0000ffff0000ffff
+	v = (v | v>>16) & 0x00000000ffffffff
+	return uint32(v), true
 }
 
 // nibbles is each byte's value as a lower-case hex digit (0xff: not one).

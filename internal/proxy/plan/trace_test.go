@@ -284,6 +284,107 @@ func TestFormatTraceParent(t *testing.T) {
 	}
 }
 
+// unhex takes lower-case hex digits only, at every position and every
+// length that trace ids and flags have, and decodes them as
+// encoding/hex does.
+func TestUnhex(t *testing.T) {
+	valid := func(src []byte) bool {
+		for _, c := range src {
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+				return false
+			}
+		}
+		return true
+	}
+	check := func(src []byte) {
+		dst := make([]byte, len(src)/2)
+		ok := unhex(dst, src)
+		want, err := hex.DecodeString(string(src))
+		if ok != valid(src) || ok && (err != nil || string(dst) != string(want)) {
+			t.Errorf("unhex(%q) = %x, %v; want %x, %v", src, dst, ok, want, valid(src))
+		}
+	}
+	for _, n := range []int{2, 8, 16, 32} {
+		for range 50 {
+			src := make([]byte, n)
+			for i := range src {
+				src[i] = "0123456789abcdef"[rand.IntN(16)]
+			}
+			check(src)
+			for c := range 256 { // each byte value in each place
+				i := rand.IntN(n)
+				was := src[i]
+				src[i] = byte(c)
+				check(src)
+				src[i] = was
+			}
+		}
+	}
+}
+
+// A traceparent is read digit by digit as the spec says: any byte in
+// any place that is not a lower-case hex digit makes it invalid, and the
+// ids read are the hex of the ones written.
+func TestParseTraceParentEveryByte(t *testing.T) {
+	const base = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	for i := range len(base) {
+		if base[i] == '-' {
+			continue
+		}
+		for c := range 256 {
+			v := []byte(base)
+			v[i] = byte(c)
+			sc, ok := parseTraceParent(v)
+			want := '0' <= c && c <= '9' || 'a' <= c && c <= 'f'
+			if ok != want {
+				t.Errorf("%q: valid %v, want %v", v, ok, want)
+				continue
+			}
+			flags, _ := hex.DecodeString(string(v[53:55]))
+			if ok && (sc.TraceID().String() != string(v[3:35]) || sc.SpanID().String() != string(v[36:52]) || sc.IsSampled() != (flags[0]&1 == 1)) {
+				t.Errorf("%q: read %s %s sampled %v", v, sc.TraceID(), sc.SpanID(), sc.IsSampled())
+			}
+		}
+	}
+	for _, bad := range []string{"ff" + base[2:], "00" + base[2:] + "-x", "01" + base[2:] + "x", base[:54]} {
+		if _, ok := parseTraceParent([]byte(bad)); ok {
+			t.Errorf("%q: valid, want invalid", bad)
+		}
+	}
+	if _, ok := parseTraceParent([]byte("01" + base[2:] + "-later")); !ok {
+		t.Errorf("a later version with more fields: invalid, want read as 00")
+	}
+}
+
+// A trace header's name is known in any case, and only its own.
+func TestTraceHeadersField(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		want uint8
+	}{
+		{"traceparent", hasTraceParent}, {"TraceParent", hasTraceParent}, {"TRACEPARENT", hasTraceParent},
+		{"tracestate", hasTraceState}, {"TraceState", hasTraceState}, {"b3", hasB3}, {"B3", hasB3},
+		{"x-b3-traceid", hasB3TraceID}, {"X-B3-TraceId", hasB3TraceID},
+		{"traceparens", 0}, {"uraceparent", 0}, {"trace-parent", 0}, {"traceparent_", 0}, {"x-b3-spanid", 0},
+		{"x_b3_traceid", 0}, {"x-b4-traceid", 0}, {"x-request-id", 0}, {"User-Agent", 0}, {"c3", 0}, {"b4", 0}, {"", 0},
+	} {
+		var h TraceHeaders
+		h.Field([]byte(tc.name), []byte("v"))
+		if h.present != tc.want {
+			t.Errorf("%q: found %04b, want %04b", tc.name, h.present, tc.want)
+		}
+		if (h.traceparent != nil) != (tc.want == hasTraceParent) {
+			t.Errorf("%q: traceparent %q", tc.name, h.traceparent)
+		}
+	}
+	var h TraceHeaders // the first traceparent counts
+	h.Field([]byte("traceparent"), []byte("first"))
+	h.Field([]byte("Traceparent"), []byte("second"))
+	if string(h.traceparent) != "first" {
+		t.Errorf("two traceparents: kept %q, want the first", h.traceparent)
+	}
+}
+
 func FuzzParseTraceParent(f *testing.F) {
 	f.Add("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
 	f.Add("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra")
@@ -338,7 +439,7 @@ func parsedHead(tb testing.TB, head string) *headView {
 // here and not sampled (an outbound's request from its app), a caller's
 // unsampled context (an inbound's), and the sidecars' default of 1%.
 // The view gives its trace fields in one pass, as the HTTP/1.1 fast
-// path's does; "lookups" is a view that is asked header by header.
+// path's does; ", lookups" is a view that is asked header by header.
 func BenchmarkCallTrace(b *testing.B) {
 	const app = "GET /items HTTP/1.1\r\nHost: svc\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
 	const peer = "GET /items HTTP/1.1\r\nHost: svc\r\nUser-Agent: bench\r\nAccept: */*\r\nX-Forwarded-For: 127.0.0.1\r\n" +
@@ -358,7 +459,7 @@ func BenchmarkCallTrace(b *testing.B) {
 		for _, lookups := range []bool{false, true} {
 			name := bc.name
 			if lookups {
-				name += "/lookups"
+				name += ", lookups"
 			}
 			b.Run(name, func(b *testing.B) {
 				rec := tracetest.NewSpanRecorder()
