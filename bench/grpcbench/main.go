@@ -370,10 +370,10 @@ func startNginx(dir, appAddr string, withTLS bool) (string, [2]int, error) {
 		return "", pids, err
 	}
 	name := "nginx"
-	var certs *tlsFiles
+	var certs *benchkit.TLSFiles
 	if withTLS {
 		name = "nginx-tls"
-		if certs, err = makeCerts(dir + "/nginx-tls-certs"); err != nil {
+		if certs, err = benchkit.MakeCerts(dir + "/nginx-tls-certs"); err != nil {
 			return "", pids, err
 		}
 	}
@@ -389,7 +389,7 @@ func startNginx(dir, appAddr string, withTLS bool) (string, [2]int, error) {
 			listenTLS = fmt.Sprintf(nginxTLSListen, certs.ServerCert, certs.ServerKey, certs.CA)
 		}
 		if withTLS && i == 1 {
-			pass = "grpcs://next;" + fmt.Sprintf(nginxTLSUpstream, certs.ClientCert, certs.ClientKey, certs.CA, tlsServerName)
+			pass = "grpcs://next;" + fmt.Sprintf(nginxTLSUpstream, certs.ClientCert, certs.ClientKey, certs.CA, benchkit.TLSServerName)
 		}
 		conf := fmt.Sprintf(nginxConf, hopDir, hopDir, hop.next, listen, listenTLS, pass)
 		if err := os.WriteFile(hopDir+"/nginx.conf", []byte(conf), 0o644); err != nil {

@@ -523,7 +523,7 @@ func firstLine(s string) string {
 type hopConf struct {
 	Listen, Upstream, Dir  string
 	TLSListen, TLSUpstream bool
-	TLS                    *tlsFiles
+	TLS                    *benchkit.TLSFiles
 	TLSName                string // the back hop's name in its certificate
 }
 
@@ -551,14 +551,14 @@ func (c *config) render(tmplName, dir string, hc hopConf) (string, error) {
 // run.
 func (c *config) setupPair(kind string, backendAddr string) (*bpath, error) {
 	base, withTLS := strings.CutSuffix(kind, "-tls")
-	var certs *tlsFiles
+	var certs *benchkit.TLSFiles
 	var tlsProbe *http.Client
 	if withTLS {
 		var err error
-		if certs, err = makeCerts(filepath.Join(c.workDir, kind+"-certs")); err != nil {
+		if certs, err = benchkit.MakeCerts(filepath.Join(c.workDir, kind+"-certs")); err != nil {
 			return nil, err
 		}
-		if tlsProbe, err = certs.httpsClient(); err != nil {
+		if tlsProbe, err = httpsClient(certs); err != nil {
 			return nil, err
 		}
 	}
@@ -583,7 +583,7 @@ func (c *config) setupPair(kind string, backendAddr string) (*bpath, error) {
 		suffix := ""
 		if withTLS {
 			suffix = "-tls"
-			hc.TLS, hc.TLSName = certs, tlsServerName
+			hc.TLS, hc.TLSName = certs, benchkit.TLSServerName
 			hc.TLSListen, hc.TLSUpstream = i == 1, i == 0
 		}
 		var p *proc

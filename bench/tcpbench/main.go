@@ -322,9 +322,9 @@ func startPair(procs *benchkit.Procs, dir, name, appAddr string) (path, error) {
 		return path{}, err
 	}
 	base, withTLS := strings.CutSuffix(name, "-tls")
-	var certs *tlsFiles
+	var certs *benchkit.TLSFiles
 	if withTLS {
-		if certs, err = makeCerts(dir + "/" + name + "-certs"); err != nil {
+		if certs, err = benchkit.MakeCerts(dir + "/" + name + "-certs"); err != nil {
 			return path{}, err
 		}
 	}
@@ -349,7 +349,7 @@ func startPair(procs *benchkit.Procs, dir, name, appAddr string) (path, error) {
 				extra = fmt.Sprintf(nginxTLSListen, certs.ServerCert, certs.ServerKey, certs.CA)
 			}
 			if tlsUpstream {
-				extra = fmt.Sprintf(nginxTLSUpstream, certs.ClientCert, certs.ClientKey, certs.CA, tlsServerName)
+				extra = fmt.Sprintf(nginxTLSUpstream, certs.ClientCert, certs.ClientKey, certs.CA, benchkit.TLSServerName)
 			}
 			conf := fmt.Sprintf(nginxConf, nginxStreamModule, hopDir, hopDir, listen, extra, hop.next)
 			if err := os.WriteFile(hopDir+"/nginx.conf", []byte(conf), 0o644); err != nil {
@@ -363,7 +363,7 @@ func startPair(procs *benchkit.Procs, dir, name, appAddr string) (path, error) {
 			}
 			if tlsUpstream {
 				// (TLS sessions are reused by default: no no-ssl-reuse.)
-				server += fmt.Sprintf(" ssl verify required ca-file %s crt %s sni str(%s) verifyhost %s", certs.CA, certs.ClientPEM, tlsServerName, tlsServerName)
+				server += fmt.Sprintf(" ssl verify required ca-file %s crt %s sni str(%s) verifyhost %s", certs.CA, certs.ClientPEM, benchkit.TLSServerName, benchkit.TLSServerName)
 			}
 			conf := fmt.Sprintf(haproxyConf, bind, server)
 			if err := os.WriteFile(hopDir+"/haproxy.cfg", []byte(conf), 0o644); err != nil {
