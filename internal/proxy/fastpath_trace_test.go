@@ -26,7 +26,12 @@ func fastPairTraced(tb testing.TB, app string, ratio float64) string {
 func fastPairTracedTo(tb testing.TB, app string, ratio float64, rec *tracetest.SpanRecorder) string {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	tb.Cleanup(func() { tp.Shutdown(tb.Context()) })
-	tr := plan.NewTracer(tp.Tracer("bench"), ratio)
+	return fastPairTracing(tb, app, plan.NewTracer(tp.Tracer("bench"), ratio))
+}
+
+// fastPairTracing is the traced pair's setup (the outbound names its
+// source) with both hops tracing by tr (nil: no tracer).
+func fastPairTracing(tb testing.TB, app string, tr *plan.Tracer) string {
 	reg := prometheus.NewRegistry()
 	m := plan.NewMetrics(reg)
 	m.Source = "client"
@@ -50,6 +55,12 @@ func BenchmarkFastPathPairTraced(b *testing.B) { benchPair(b, fastPairTraced(b, 
 // outbound begins a trace and sends it on unsampled, the inbound
 // follows).
 func BenchmarkFastPathPairUnsampled(b *testing.B) { benchPair(b, fastPairTraced(b, rawBackend(b), 0)) }
+
+// BenchmarkFastPathPairNoTracer is the traced pair's setup with no
+// tracer: what the two benchmarks above are to be compared with.
+func BenchmarkFastPathPairNoTracer(b *testing.B) {
+	benchPair(b, fastPairTracing(b, rawBackend(b), nil))
+}
 
 // traceApp answers every request and sends what trace headers it came
 // with on heads, one line per field ("name: value").
