@@ -324,7 +324,10 @@ spec:
 		}
 	}
 	t.Logf("median latency: %s plain, %s delayed", percentile(plain, 50), percentile(delayed, 50))
-	if added := percentile(delayed, 50) - percentile(plain, 50); added < 200*time.Millisecond || added > 400*time.Millisecond {
+	// (Each delayed request took at least the 200ms, checked above; the
+	// two medians are of different requests, so their difference may
+	// fall a little short of it when the plain ones were slower.)
+	if added := percentile(delayed, 50) - percentile(plain, 50); added < 150*time.Millisecond || added > 400*time.Millisecond {
 		t.Errorf("the delay added %s at the median, want about 200ms", added)
 	}
 
