@@ -65,6 +65,11 @@ func (o *Outbound) Mirror(c *plan.Cluster, r *http.Request) bool {
 	}
 	m.wg.Add(1)
 	m.mu.Unlock()
+	// In flight from the moment it holds a place, so that no copy holds
+	// one unseen (it is counted out after it has let the place go).
+	mt := c.Metrics()
+	start := time.Now()
+	mt.Begin()
 	go func() {
 		defer m.wg.Done()
 		timeout := MirrorTimeout
@@ -72,18 +77,15 @@ func (o *Outbound) Mirror(c *plan.Cluster, r *http.Request) bool {
 			timeout = min(timeout, c.Overall)
 		}
 		ctx, cancel := context.WithTimeout(m.ctx, timeout)
-		o.sendMirror(c, r.WithContext(ctx), func() { cancel(); <-m.slots })
+		o.sendMirror(c, r.WithContext(ctx), mt, start, func() { cancel(); <-m.slots })
 	}()
 	return true
 }
 
-// sendMirror is one mirrored request: its answer is read and dropped,
-// and recorded under direction "mirror" once release has freed its
-// place.
-func (o *Outbound) sendMirror(c *plan.Cluster, r *http.Request, release func()) {
-	mt := c.Metrics()
-	start := time.Now()
-	mt.Begin()
+// sendMirror is one mirrored request, begun at start: its answer is
+// read and dropped, and recorded under direction "mirror" once release
+// has freed its place.
+func (o *Outbound) sendMirror(c *plan.Cluster, r *http.Request, mt *plan.ServiceMetrics, start time.Time, release func()) {
 	res := plan.Result{Status: plan.StatusAborted}
 	defer func() {
 		if p := recover(); p != nil && p != http.ErrAbortHandler { // (a body cut off mid-way)
