@@ -113,6 +113,9 @@ func (c *Control) putInstance(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusUnprocessableEntity, err)
 		return
 	}
+	if !c.mayUseLease(w, r, int64(req.Lease), req.Instance.Service) {
+		return
+	}
 	ttl := c.ttl(req.TTLSeconds)
 	lease, err := c.instances.Put(r.Context(), req.Instance, int64(req.Lease), ttl)
 	if err != nil {
@@ -120,6 +123,36 @@ func (c *Control) putInstance(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	telemetry.WriteJSON(w, http.StatusOK, api.RegisterResponse{Lease: registry.LeaseID(lease), TTLSeconds: int(ttl / time.Second)})
+}
+
+// mayUseLease says whether the call r may renew lease, or attach a
+// record of service to it, and answers 403 when not. A sidecar that
+// proved its identity with a certificate may use only a lease that holds
+// its own service's records (or none yet): another's lease kept alive
+// would keep that service's lapsed instances in the mesh, and a record
+// of its own on it would let its deregistration revoke them. A call with
+// the API token, or on plain loopback, is not bound to a service. A
+// lease that lapsed is for the handler to answer (or replace).
+func (c *Control) mayUseLease(w http.ResponseWriter, r *http.Request, lease int64, service string) bool {
+	id, ok := certCaller(r)
+	if !ok || lease == 0 {
+		return true
+	}
+	held, err := c.instances.LeaseServices(r.Context(), lease)
+	switch {
+	case errors.Is(err, registry.ErrLeaseNotFound):
+		return true
+	case err != nil:
+		fail(w, http.StatusServiceUnavailable, err)
+		return false
+	}
+	for _, s := range held {
+		if s != service {
+			fail(w, http.StatusForbidden, fmt.Errorf("lease %d holds records of service %s: the certificate of %s may use only a lease of service %s", lease, s, id, service))
+			return false
+		}
+	}
+	return true
 }
 
 // ttl is the lease TTL a registration asked for, or the default.
@@ -142,6 +175,9 @@ func (c *Control) putProxy(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := req.Proxy.Validate(); err != nil {
 		fail(w, http.StatusUnprocessableEntity, err)
+		return
+	}
+	if !c.mayUseLease(w, r, int64(req.Lease), req.Proxy.Service) {
 		return
 	}
 	ttl := c.ttl(req.TTLSeconds)
@@ -182,6 +218,10 @@ func (c *Control) keepAlive(w http.ResponseWriter, r *http.Request) {
 	lease, err := strconv.ParseInt(r.PathValue("lease"), 10, 64)
 	if err != nil {
 		fail(w, http.StatusBadRequest, fmt.Errorf("lease %q: want a decimal lease id", r.PathValue("lease")))
+		return
+	}
+	id, ok := certCaller(r)
+	if ok && !c.mayUseLease(w, r, lease, id.Service) {
 		return
 	}
 	err = c.instances.KeepAlive(r.Context(), lease)

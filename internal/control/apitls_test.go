@@ -128,6 +128,57 @@ func TestAPIOverTLS(t *testing.T) {
 	}
 }
 
+// A sidecar's certificate binds the leases it may use to its service: it
+// keeps its own lease alive and registers on it, but may neither renew
+// another service's lease nor attach a record to it (which its own
+// deregistration would then revoke). The API token is not bound.
+func TestLeasesBoundToTheirService(t *testing.T) {
+	tc := startWith(t, func(c *Config) { c.TLS = TLSOn })
+	roots := pool(tc.identity.ca.Bundle())
+	web, catalog := tc.workloadCert(t, "web"), tc.workloadCert(t, "catalog")
+	register := func(cert *tls.Certificate, service, id string, lease registry.LeaseID) (int, string) {
+		t.Helper()
+		b, _ := json.Marshal(api.RegisterRequest{Instance: registry.Instance{Service: service, ID: id, Address: "127.0.0.1:9", Ready: true}, Lease: lease, TTLSeconds: 30})
+		return tc.call(t, roots, cert, "", "PUT", "/v1/instances/"+service+"/"+id, string(b))
+	}
+	leaseOf := func(code int, body string) registry.LeaseID {
+		t.Helper()
+		var r api.RegisterResponse
+		if code != http.StatusOK || json.Unmarshal([]byte(body), &r) != nil || r.Lease == 0 {
+			t.Fatalf("registration: got %d %s, want 200 with a lease", code, body)
+		}
+		return r.Lease
+	}
+	webLease := leaseOf(register(&web, "web", "web-1", 0))
+	catalogLease := leaseOf(register(&catalog, "catalog", "catalog-1", 0))
+	keepAlive := func(cert *tls.Certificate, auth string, lease registry.LeaseID) (int, string) {
+		return tc.call(t, roots, cert, auth, "POST", "/v1/leases/"+lease.String()+"/keepalive", "")
+	}
+
+	if code, body := keepAlive(&web, "", webLease); code != http.StatusNoContent {
+		t.Errorf("web keeps its own lease alive: got %d %s, want 204", code, body)
+	}
+	if code, body := register(&web, "web", "web-2", webLease); code != http.StatusOK {
+		t.Errorf("web registers a second instance on its lease: got %d %s, want 200", code, body)
+	}
+	if code, body := keepAlive(&web, "", catalogLease); code != http.StatusForbidden || !strings.Contains(body, "holds records of service catalog") {
+		t.Errorf("web keeps catalog's lease alive: got %d %s, want 403 naming catalog", code, body)
+	}
+	if code, body := register(&web, "web", "web-3", catalogLease); code != http.StatusForbidden || !strings.Contains(body, "may use only a lease of service web") {
+		t.Errorf("web registers on catalog's lease: got %d %s, want 403", code, body)
+	}
+	// Nothing of web's was attached to catalog's lease.
+	if held, err := tc.instances.LeaseServices(ctx(t), int64(catalogLease)); err != nil || len(held) != 1 || held[0] != "catalog" {
+		t.Errorf("catalog's lease holds %q (%v), want only catalog", held, err)
+	}
+	if code, body := keepAlive(nil, "Bearer "+tc.api.Token, catalogLease); code != http.StatusNoContent {
+		t.Errorf("the API token keeps any lease alive: got %d %s, want 204", code, body)
+	}
+	if code, body := keepAlive(&web, "", 0x5eed); code != http.StatusNotFound {
+		t.Errorf("an unknown lease: got %d %s, want 404", code, body)
+	}
+}
+
 // otherCAcert is a certificate for service from a CA of its own.
 func otherCAcert(t *testing.T, service string) tls.Certificate {
 	t.Helper()

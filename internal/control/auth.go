@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"crypto/x509"
@@ -156,10 +157,12 @@ func (a *authenticator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case a.tokenOK(r):
 	case acc == sidecarAccess && a.bundle == nil:
 	case acc == sidecarAccess:
-		if status, msg := a.sidecarCert(r, service); status != 0 {
+		id, status, msg := a.sidecarCert(r, service)
+		if status != 0 {
 			a.refuse(w, status, msg)
 			return
 		}
+		r = r.WithContext(context.WithValue(r.Context(), callerKey{}, id))
 	default:
 		msg := "this control plane's API needs its token: send Authorization: Bearer TOKEN. " +
 			"The CLI reads WEFT_TOKEN, or the file weft control wrote for its user at first start (~/.config/weft/tokens/HOST_PORT); " +
@@ -179,11 +182,11 @@ func (a *authenticator) tokenOK(r *http.Request) bool {
 
 // sidecarCert checks the client certificate of a sidecar's call: it must
 // chain to the trust bundle now and, when the call names a service, be
-// that service's. It returns 0 when the call may go on, else the status
-// and why not.
-func (a *authenticator) sidecarCert(r *http.Request, service string) (int, string) {
+// that service's. It returns the identity it proves, and status 0 when
+// the call may go on, else the status and why not.
+func (a *authenticator) sidecarCert(r *http.Request, service string) (security.ID, int, string) {
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		return http.StatusUnauthorized, "this control plane takes sidecars' calls with their workload certificate: " +
+		return security.ID{}, http.StatusUnauthorized, "this control plane takes sidecars' calls with their workload certificate: " +
 			"start the sidecar with --join-token (weft token create), or give it the API token (WEFT_TOKEN)"
 	}
 	raw := make([][]byte, len(r.TLS.PeerCertificates))
@@ -192,12 +195,24 @@ func (a *authenticator) sidecarCert(r *http.Request, service string) (int, strin
 	}
 	_, id, err := security.VerifyChain(raw, a.bundle(), a.now())
 	if err != nil {
-		return http.StatusUnauthorized, fmt.Sprintf("client certificate refused: %v", err)
+		return id, http.StatusUnauthorized, fmt.Sprintf("client certificate refused: %v", err)
 	}
 	if service != "" && id.Service != service {
-		return http.StatusForbidden, fmt.Sprintf("the certificate of %s may not speak for service %s", id, service)
+		return id, http.StatusForbidden, fmt.Sprintf("the certificate of %s may not speak for service %s", id, service)
 	}
-	return 0, ""
+	return id, 0, ""
+}
+
+// callerKey is the context key of the identity a sidecar's call proved
+// with its certificate.
+type callerKey struct{}
+
+// certCaller is the workload identity r's certificate proved (false: the
+// call came with the API token, or on plain loopback, where nothing
+// binds it to a service).
+func certCaller(r *http.Request) (security.ID, bool) {
+	id, ok := r.Context().Value(callerKey{}).(security.ID)
+	return id, ok
 }
 
 func (a *authenticator) refuse(w http.ResponseWriter, status int, msg string) {

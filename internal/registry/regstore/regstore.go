@@ -9,7 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -166,6 +168,40 @@ func (s *Store) KeepAlive(ctx context.Context, lease int64) error {
 		return fmt.Errorf("keep lease %x alive: %w", lease, err)
 	}
 	return nil
+}
+
+// LeaseServices names the services whose records lease holds, sorted
+// (none: it holds no record yet). It returns registry.ErrLeaseNotFound
+// for a lease that lapsed or never existed.
+func (s *Store) LeaseServices(ctx context.Context, lease int64) ([]string, error) {
+	resp, err := s.c.TimeToLive(ctx, clientv3.LeaseID(lease), clientv3.WithAttachedKeys())
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) || err == nil && resp.TTL == -1 {
+		return nil, registry.ErrLeaseNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lease %x: %w", lease, err)
+	}
+	var out []string
+	for _, k := range resp.Keys {
+		svc, ok := recordService(string(k))
+		if !ok {
+			return nil, fmt.Errorf("lease %x holds %s, which is not a registry record", lease, k)
+		}
+		out = append(out, svc)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// recordService is the service of an instance or proxy record's key.
+func recordService(key string) (string, bool) {
+	for _, prefix := range []string{registry.KeyPrefix, registry.ProxyKeyPrefix} {
+		if rest, ok := strings.CutPrefix(key, prefix); ok {
+			svc, _, ok := strings.Cut(rest, "/")
+			return svc, ok && svc != ""
+		}
+	}
+	return "", false
 }
 
 // Delete removes an instance and revokes its lease, which removes the

@@ -3,6 +3,7 @@ package regstore
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -300,3 +301,37 @@ func TestInstanceExpiresWithoutKeepAlive(t *testing.T) {
 // TestMain fails the package when goroutines started by its tests (etcd,
 // watches, streams, clients) outlive them.
 func TestMain(m *testing.M) { storetest.Main(m) }
+
+func TestLeaseServices(t *testing.T) {
+	s := storetest.Open(t)
+	reg := New(s.Client)
+	ctx := storetest.Ctx(t)
+
+	lease, err := reg.Put(ctx, inst("catalog", "c1", "127.0.0.1:9001"), 0, 30*time.Second)
+	if err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	if _, err := reg.PutProxy(ctx, registry.Proxy{Service: "catalog", ID: "c1", Outbound: "127.0.0.1:15001", Since: time.Now()}, lease, 30*time.Second); err != nil {
+		t.Fatalf("PutProxy: %v", err)
+	}
+	if got, err := reg.LeaseServices(ctx, lease); err != nil || !slices.Equal(got, []string{"catalog"}) {
+		t.Errorf("LeaseServices(catalog's lease) = %q, %v; want [catalog]", got, err)
+	}
+	// A record of another service on the same lease: both are named.
+	if _, err := reg.Put(ctx, inst("billing", "b1", "127.0.0.1:9002"), lease, 30*time.Second); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	if got, err := reg.LeaseServices(ctx, lease); err != nil || !slices.Equal(got, []string{"billing", "catalog"}) {
+		t.Errorf("LeaseServices(shared lease) = %q, %v; want [billing catalog]", got, err)
+	}
+	empty, err := s.Client.Grant(ctx, 30)
+	if err != nil {
+		t.Fatalf("Grant: %v", err)
+	}
+	if got, err := reg.LeaseServices(ctx, int64(empty.ID)); err != nil || len(got) != 0 {
+		t.Errorf("LeaseServices(a lease with no record) = %q, %v; want none", got, err)
+	}
+	if _, err := reg.LeaseServices(ctx, 0x5eed); !errors.Is(err, registry.ErrLeaseNotFound) {
+		t.Errorf("LeaseServices(unknown lease): got %v, want registry.ErrLeaseNotFound", err)
+	}
+}
