@@ -148,7 +148,11 @@ func (c *Control) mayUseLease(w http.ResponseWriter, r *http.Request, lease int6
 	}
 	for _, s := range held {
 		if s != service {
-			fail(w, http.StatusForbidden, fmt.Errorf("lease %d holds records of service %s: the certificate of %s may use only a lease of service %s", lease, s, id, service))
+			whose := "records of service " + s
+			if s == "" {
+				whose = "keys that are no registry records"
+			}
+			fail(w, http.StatusForbidden, fmt.Errorf("lease %d holds %s: the certificate of %s may use only a lease of service %s", lease, whose, id, service))
 			return false
 		}
 	}

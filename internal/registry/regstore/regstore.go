@@ -171,8 +171,9 @@ func (s *Store) KeepAlive(ctx context.Context, lease int64) error {
 }
 
 // LeaseServices names the services whose records lease holds, sorted
-// (none: it holds no record yet). It returns registry.ErrLeaseNotFound
-// for a lease that lapsed or never existed.
+// (none: it holds no record yet); a key on it that is no instance or
+// proxy record (a join token's) counts as service "". It returns
+// registry.ErrLeaseNotFound for a lease that lapsed or never existed.
 func (s *Store) LeaseServices(ctx context.Context, lease int64) ([]string, error) {
 	resp, err := s.c.TimeToLive(ctx, clientv3.LeaseID(lease), clientv3.WithAttachedKeys())
 	if errors.Is(err, rpctypes.ErrLeaseNotFound) || err == nil && resp.TTL == -1 {
@@ -183,10 +184,7 @@ func (s *Store) LeaseServices(ctx context.Context, lease int64) ([]string, error
 	}
 	var out []string
 	for _, k := range resp.Keys {
-		svc, ok := recordService(string(k))
-		if !ok {
-			return nil, fmt.Errorf("lease %x holds %s, which is not a registry record", lease, k)
-		}
+		svc, _ := recordService(string(k))
 		out = append(out, svc)
 	}
 	slices.Sort(out)

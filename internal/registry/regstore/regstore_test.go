@@ -331,6 +331,12 @@ func TestLeaseServices(t *testing.T) {
 	if got, err := reg.LeaseServices(ctx, int64(empty.ID)); err != nil || len(got) != 0 {
 		t.Errorf("LeaseServices(a lease with no record) = %q, %v; want none", got, err)
 	}
+	if _, err := s.Client.Put(ctx, "/weft/tokens/x", "h", clientv3.WithLease(empty.ID)); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	if got, err := reg.LeaseServices(ctx, int64(empty.ID)); err != nil || !slices.Equal(got, []string{""}) {
+		t.Errorf("LeaseServices(a lease with another key) = %q, %v; want [\"\"]", got, err)
+	}
 	if _, err := reg.LeaseServices(ctx, 0x5eed); !errors.Is(err, registry.ErrLeaseNotFound) {
 		t.Errorf("LeaseServices(unknown lease): got %v, want registry.ErrLeaseNotFound", err)
 	}
